@@ -1,0 +1,128 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+/**
+ * Configuration (SPEC section 2): environment variables and equivalent `--flags`, parsed once by
+ * this schema. A bad value names the variable and what is allowed.
+ */
+
+const cidr = z.string().refine((s) => {
+  const [addr, bits, extra] = s.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR');
+
+/** `0`..`n` trusted hops, or a comma list of trusted proxy addresses/CIDRs. */
+export const trustProxySchema = z.string().transform((s, ctx) => {
+  const t = s.trim();
+  if (/^\d+$/.test(t)) {
+    const hops = Number(t);
+    if (hops > 10) {
+      ctx.addIssue({ code: 'custom', message: 'hop count must be 0 to 10' });
+      return z.NEVER;
+    }
+    return { kind: 'hops' as const, hops };
+  }
+  const list = t.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const c of list) {
+    if (!cidr.safeParse(c).success) {
+      ctx.addIssue({ code: 'custom', message: `"${c}" is not an IP address or CIDR; use a hop count or a comma list of CIDRs` });
+      return z.NEVER;
+    }
+  }
+  return { kind: 'cidrs' as const, cidrs: list };
+});
+export type TrustProxy = z.output<typeof trustProxySchema>;
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+export const configSchema = z.object({
+  FAROL_PORT: port.default(8080),
+  FAROL_HOST: z.string().min(1).default('127.0.0.1'),
+  FAROL_DATA_DIR: z.string().min(1).default('./data'),
+  FAROL_CLICKHOUSE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  FAROL_CLICKHOUSE_USER: z.string().default('default'),
+  FAROL_CLICKHOUSE_PASSWORD: z.string().default(''),
+  FAROL_CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a plain identifier').default('farol'),
+  FAROL_CLICKHOUSE_CLUSTER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'must be a plain cluster name').optional(),
+  FAROL_HUB: z.enum(['local', 'eventhubs']).default('local'),
+  FAROL_HUB_PARTITIONS: positiveInt.max(1024).default(4),
+  FAROL_HUB_RETENTION_HOURS: positiveInt.default(168),
+  FAROL_HUB_RETENTION_BYTES: positiveInt.default(10 * 1024 ** 3),
+  FAROL_EVENTHUBS_CONNECTION_STRING: z.string().optional(),
+  FAROL_EVENTHUBS_NAME: z.string().optional(),
+  FAROL_EVENTHUBS_CONSUMER_GROUP: z.string().default('$Default'),
+  FAROL_CHECKPOINT_CONNECTION_STRING: z.string().optional(),
+  FAROL_CHECKPOINT_CONTAINER: z.string().default('farol-checkpoints'),
+  FAROL_GEOIP_DB: z.string().optional(),
+  FAROL_TRUST_PROXY: trustProxySchema.default({ kind: 'hops', hops: 0 }),
+  FAROL_RETENTION_DAYS: positiveInt.default(395),
+  FAROL_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  FAROL_BOOTSTRAP_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  FAROL_MAX_BODY_BYTES: positiveInt.default(64 * 1024),
+  FAROL_MAX_BATCH_BYTES: positiveInt.default(1024 * 1024),
+  FAROL_BODY_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Comma list of site domains the collector accepts; unset accepts any (until sites exist). */
+  FAROL_SITES: z.string().optional(),
+}).superRefine((c, ctx) => {
+  if (c.FAROL_HUB === 'eventhubs') {
+    for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
+      if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when FAROL_HUB=eventhubs' });
+    }
+  }
+});
+
+export type Config = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+/** `--data-dir x` → FAROL_DATA_DIR=x; `--port=1` → FAROL_PORT=1. Returns the remaining args. */
+export function flagsToEnv(args: string[]): { env: Record<string, string>; rest: string[] } {
+  const env: Record<string, string> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(arg);
+    if (!m?.[1]) {
+      rest.push(arg);
+      continue;
+    }
+    const key = `FAROL_${m[1].replaceAll('-', '_').toUpperCase()}`;
+    if (!(key in configSchema.shape)) {
+      rest.push(arg);
+      continue;
+    }
+    let value = m[2];
+    if (value === undefined) {
+      value = args[i + 1];
+      i++;
+      if (value === undefined) throw new ConfigError(`--${m[1]} (${key}) needs a value`);
+    }
+    env[key] = value;
+  }
+  return { env, rest };
+}
+
+/** Parses configuration from an environment; throws ConfigError naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') picked[key] = v;
+  }
+  const parsed = configSchema.safeParse(picked);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const key = String(i.path[0] ?? 'config');
+      const given = picked[key];
+      return `${key}${given !== undefined ? `=${JSON.stringify(given)}` : ''}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return parsed.data;
+}

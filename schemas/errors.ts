@@ -1,0 +1,40 @@
+/**
+ * The error catalogue: every coded error a Farol service answers with, its HTTP status and a
+ * message template. Like fastify's lib/errors.js, one place names them all.
+ */
+export const ingestErrors = {
+  ING_BAD_JSON: { status: 400, message: 'Body is not valid JSON' },
+  ING_BAD_UTF8: { status: 400, message: 'Body is not valid UTF-8' },
+  ING_BAD_EVENT: { status: 400, message: 'Event is invalid' },
+  ING_BAD_BATCH: { status: 400, message: 'Batch must be a JSON array of events' },
+  ING_BATCH_TOO_LARGE: { status: 413, message: 'Batch holds more events than allowed' },
+  ING_BODY_TOO_LARGE: { status: 413, message: 'Body is larger than allowed' },
+  ING_EMPTY_BODY: { status: 400, message: 'Body is empty' },
+  ING_BAD_CONTENT_TYPE: { status: 415, message: 'Content-Type must be text/plain or application/json' },
+  ING_TOO_MANY_PROPS: { status: 400, message: 'Too many props' },
+  ING_BAD_URL: { status: 400, message: 'url is not an absolute http(s) URL' },
+  ING_UNKNOWN_SITE: { status: 400, message: 'Unknown site' },
+  ING_BODY_TIMEOUT: { status: 408, message: 'Body was not received in time' },
+  ING_NOT_FOUND: { status: 404, message: 'No such endpoint' },
+  ING_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
+  ING_HUB_UNAVAILABLE: { status: 503, message: 'Hub unavailable, retry later' },
+  ING_SHUTTING_DOWN: { status: 503, message: 'Collector is shutting down' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type IngestErrorCode = keyof typeof ingestErrors;
+
+/** A typed error carrying a catalogue code; `message` may be more specific than the template. */
+export class FarolError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: IngestErrorCode,
+    message?: string,
+  ) {
+    super(message ?? ingestErrors[code].message);
+    this.status = ingestErrors[code].status;
+  }
+
+  toJSON(): { error: { code: string; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
