@@ -1,0 +1,57 @@
+import { ConfigError, flagsToEnv, loadConfig, type Config } from '../schemas/config.ts';
+import { createLogger } from '../lib/log.ts';
+import { runStart } from './start.ts';
+import { runCollector } from '../ingest/main.ts';
+
+/**
+ * The `farol` entry: parses the subcommand and configuration, then calls one `main`.
+ * Returns the process exit code.
+ */
+const USAGE = `usage: farol <command> [--flags]
+
+commands:
+  start       all-in-one: collector + local hub (+ processor, API and dashboard as they land)
+  collector   ingest only; publishes to the configured hub
+  help        this text
+
+Configuration comes from FAROL_* environment variables or the equivalent --flags
+(e.g. --port 8080 --data-dir ./data --trust-proxy 1); see README.md.`;
+
+type Command = (config: Config, args: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  start: (config) => runStart(config),
+  collector: (config) => runCollector(config),
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return name ? 0 : 1;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`farol: unknown command "${name}"\n\n${USAGE}\n`);
+    return 1;
+  }
+  let config: Config;
+  let args: string[];
+  try {
+    const flags = flagsToEnv(rest);
+    args = flags.rest;
+    config = loadConfig({ ...process.env, ...flags.env });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`farol ${name}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  try {
+    return await command(config, args);
+  } catch (err) {
+    createLogger(config.FAROL_LOG_LEVEL).error({ err }, `farol ${name} failed`);
+    return 1;
+  }
+}

@@ -1,0 +1,376 @@
+import { partitionForKey, type HubProducer, type HubRecord } from './hub.ts';
+import { emptyStats, HubError, noopLog, type HubLog, type LocalHubStats } from './local-common.ts';
+import { CheckpointFile, LocalConsumer, minCheckpoints, type ConsumerHost } from './local-consumer.ts';
+import { acquireWriterLock, ensureMeta } from './local-dir.ts';
+import { MAX_PAYLOAD_BYTES } from './local-format.ts';
+import { PartitionWriter, type PublishWaiter, type RetentionPolicy } from './local-partition.ts';
+import { partitionDir, PartitionReader, readPartition } from './local-reader.ts';
+import { listSegments } from './local-segment.ts';
+
+export { HubError, type HubErrorCode, type HubLog, type LocalHubStats } from './local-common.ts';
+export { LocalConsumer } from './local-consumer.ts';
+export type { RetentionPolicy } from './local-partition.ts';
+export { readPartition } from './local-reader.ts';
+
+/** Retention applied on a timer by a writing hub. */
+export interface RetentionOptions extends RetentionPolicy {
+  /** How often it runs (default one minute). */
+  intervalMs?: number;
+}
+
+/** Options of {@link openLocalHub}. */
+export interface LocalHubOptions {
+  /** Directory of the log, e.g. `<FAROL_DATA_DIR>/hub`; created if missing. */
+  dir: string;
+  /** Number of partitions; fixed when the directory is first created. */
+  partitions: number;
+  /** Size at which the active segment is sealed and a new one started (default 64 MiB). */
+  segmentBytes?: number;
+  /** Retention run on a timer; none when omitted. */
+  retention?: RetentionOptions;
+  log?: HubLog;
+  /**
+   * Opens the log without appending to it: no publishing, tail recovery or retention, but
+   * consumers and checkpoints work. For a process that consumes while another one writes: only
+   * one process may write.
+   */
+  readOnly?: boolean;
+  /** How often a waiting consumer looks for appends made by another process (default 200 ms). */
+  pollMs?: number;
+  /** First delay before a failed batch is retried (default 500 ms); it doubles up to 30 s. */
+  retryBackoffMs?: number;
+}
+
+/** What one retention run deleted. */
+export interface RetentionResult {
+  segments: number;
+  bytes: number;
+}
+
+const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const DEFAULT_RETENTION_INTERVAL_MS = 60_000;
+const MAX_RETRY_BACKOFF_MS = 30_000;
+
+/**
+ * Opens (creating if needed) the local hub at `options.dir`: checks the partition count against
+ * `meta.json`, takes the writer lock, and recovers each partition's torn tail.
+ */
+export function openLocalHub(options: LocalHubOptions): Promise<LocalHub> {
+  return LocalHub.open(options);
+}
+
+/**
+ * The local durable segment log: the producer side (`publish`, group-committed), consumers per
+ * group (`openConsumer`), retention, and a read helper.
+ */
+export class LocalHub implements HubProducer {
+  readonly partitionCount: number;
+  readonly dir: string;
+  private closing: Promise<void> | undefined;
+  private readonly readOnly: boolean;
+  private readonly consumers = new Map<string, LocalConsumer>();
+  private readonly groupsInUse = new Set<string>();
+  private readonly tails = new Map<number, { reader: PartitionReader | undefined; busy: Promise<number> }>();
+  private retentionChain: Promise<unknown> = Promise.resolve();
+  private readonly retentionTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    private readonly options: LocalHubOptions,
+    private readonly log: HubLog,
+    private readonly appends: AppendNotifier,
+    private readonly writers: PartitionWriter[],
+    private readonly releaseLock: () => Promise<void>,
+    private readonly counters: LocalHubStats = emptyStats(),
+  ) {
+    this.partitionCount = options.partitions;
+    this.dir = options.dir;
+    this.readOnly = options.readOnly === true;
+    this.retentionTimer = this.startRetentionTimer();
+  }
+
+  /** See {@link openLocalHub}. */
+  static async open(options: LocalHubOptions): Promise<LocalHub> {
+    checkOptions(options);
+    const log = options.log ?? noopLog;
+    await ensureMeta(options.dir, options.partitions);
+    const appends = new AppendNotifier(options.partitions);
+    if (options.readOnly === true) return new LocalHub(options, log, appends, [], async () => {});
+    const release = await acquireWriterLock(options.dir);
+    const stats = emptyStats();
+    try {
+      const writers = await openWriters(options, log, stats, appends);
+      return new LocalHub(options, log, appends, writers, release, stats);
+    } catch (err) {
+      await release();
+      throw err;
+    }
+  }
+
+  /** Appends payloads, each to its key's partition; resolves once all are fsynced. */
+  publish(items: ReadonlyArray<{ key: string; payload: Buffer }>): Promise<void> {
+    const refused = this.refusePublish(items);
+    if (refused !== undefined) return Promise.reject(refused);
+    if (items.length === 0) return Promise.resolve();
+    return new Promise<void>((resolvePublish, rejectPublish) => {
+      const waiter: PublishWaiter = {
+        remaining: items.length,
+        error: undefined,
+        resolve: () => {
+          this.counters.publishes++;
+          resolvePublish();
+        },
+        reject: rejectPublish,
+      };
+      for (const item of items) this.writerFor(item.key).enqueue(item.payload, waiter);
+    });
+  }
+
+  /** True while open for writing and no partition's last write or fsync failed. */
+  isReady(): boolean {
+    return this.closing === undefined && !this.readOnly && this.writers.every((w) => !w.isFailing);
+  }
+
+  /** Opens the consumer of `group` (one per group per hub at a time), loading its checkpoints. */
+  async openConsumer(group: string): Promise<LocalConsumer> {
+    if (this.closing !== undefined) throw new HubError('HUB_CLOSED', 'the hub is closed');
+    if (this.groupsInUse.has(group)) throw new HubError('HUB_GROUP_IN_USE', `consumer group ${group} is already open`);
+    // Reserved before the first await, so that two concurrent opens of a group cannot both succeed.
+    this.groupsInUse.add(group);
+    try {
+      const checkpoints = await CheckpointFile.open(this.dir, group, this.partitionCount);
+      const consumer = new LocalConsumer(this.consumerHost(), group, checkpoints);
+      this.consumers.set(group, consumer);
+      return consumer;
+    } catch (err) {
+      this.groupsInUse.delete(group);
+      throw err;
+    }
+  }
+
+  /**
+   * Deletes whole sealed segments, oldest first, that are older than `maxAgeMs` (by mtime, i.e.
+   * their last append) or while the partition holds more than `maxBytes`; but a segment with
+   * records past the lowest checkpoint of the known consumer groups (those with a checkpoint
+   * file) stays unless the partition holds more than twice `maxBytes`.
+   */
+  enforceRetention(policy: RetentionPolicy, now: number = Date.now()): Promise<RetentionResult> {
+    if (this.closing !== undefined) return Promise.reject(new HubError('HUB_CLOSED', 'the hub is closed'));
+    if (this.readOnly) return Promise.reject(new HubError('HUB_READ_ONLY', 'retention runs in the writing process'));
+    // Serialized so that the timer and a direct call never delete concurrently.
+    const run = this.retentionChain.then(() => this.retentionPass(policy, now));
+    this.retentionChain = run.catch(() => {});
+    return run;
+  }
+
+  /** Up to `max` records of a partition from `fromOffset` (for tests and tools). */
+  read(partition: number, fromOffset: number, max: number): Promise<HubRecord[]> {
+    const bad = this.badPartition(partition);
+    if (bad !== undefined) return Promise.reject(bad);
+    return readPartition(this.dir, partition, fromOffset, max, this.log);
+  }
+
+  /** Offset the next record appended to the partition gets. */
+  endOffset(partition: number): Promise<number> {
+    const bad = this.badPartition(partition);
+    if (bad !== undefined) return Promise.reject(bad);
+    const writer = this.writers[partition];
+    if (writer !== undefined) return Promise.resolve(writer.nextOffset);
+    return this.tailOffset(partition);
+  }
+
+  /** A snapshot of the counters. */
+  stats(): LocalHubStats {
+    return { ...this.counters };
+  }
+
+  /**
+   * Closes consumers (after their in-flight batches), settles queued publishes, closes files and
+   * releases the writer lock. Publishes after this starts are rejected.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.retentionTimer);
+    try {
+      await Promise.all([...this.consumers.values()].map((c) => c.close()));
+      await this.retentionChain;
+      await Promise.all(this.writers.map((w) => w.close()));
+      await Promise.all([...this.tails.values()].map((t) => t.busy.catch(() => 0).then(() => t.reader?.close())));
+    } finally {
+      await this.releaseLock();
+    }
+  }
+
+  private refusePublish(items: ReadonlyArray<{ key: string; payload: Buffer }>): HubError | undefined {
+    if (this.closing !== undefined) return new HubError('HUB_CLOSED', 'the hub is closed');
+    if (this.readOnly) return new HubError('HUB_READ_ONLY', 'the hub was opened read-only');
+    if (!items.every((i) => Buffer.isBuffer(i.payload))) return new HubError('HUB_BAD_OPTIONS', 'payloads must be Buffers');
+    const big = items.find((i) => i.payload.length > MAX_PAYLOAD_BYTES);
+    if (big !== undefined) {
+      return new HubError('HUB_PAYLOAD_TOO_LARGE', `payload of ${big.payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+    }
+    return undefined;
+  }
+
+  private badPartition(partition: number): HubError | undefined {
+    if (Number.isInteger(partition) && partition >= 0 && partition < this.partitionCount) return undefined;
+    return new HubError('HUB_BAD_OPTIONS', `no partition ${partition}`);
+  }
+
+  private writerFor(key: string): PartitionWriter {
+    const writer = this.writers[partitionForKey(key, this.partitionCount)];
+    if (writer === undefined) throw new Error('no writer for partition');
+    return writer;
+  }
+
+  private async retentionPass(policy: RetentionPolicy, now: number): Promise<RetentionResult> {
+    const mins = await minCheckpoints(this.dir, this.partitionCount, this.log);
+    const total: RetentionResult = { segments: 0, bytes: 0 };
+    for (const [p, writer] of this.writers.entries()) {
+      const r = await writer.enforceRetention(policy, mins[p] ?? -1, now);
+      total.segments += r.segments;
+      total.bytes += r.bytes;
+    }
+    this.counters.segmentsDeleted += total.segments;
+    if (total.segments > 0) this.log.info({ ...total }, 'hub retention deleted segments');
+    return total;
+  }
+
+  private startRetentionTimer(): NodeJS.Timeout | undefined {
+    const retention = this.options.retention;
+    if (retention === undefined || this.readOnly) return undefined;
+    const timer = setInterval(() => {
+      this.enforceRetention(retention).catch((err: unknown) => this.log.error({ err }, 'hub retention failed'));
+    }, retention.intervalMs ?? DEFAULT_RETENTION_INTERVAL_MS);
+    // Retention alone must not keep the process alive.
+    timer.unref();
+    return timer;
+  }
+
+  /** End offset read from the files (read-only hubs): a reader kept at the tail, one read at a time. */
+  private tailOffset(partition: number): Promise<number> {
+    let tail = this.tails.get(partition);
+    if (tail === undefined) {
+      tail = { reader: undefined, busy: Promise.resolve(0) };
+      this.tails.set(partition, tail);
+    }
+    const t = tail;
+    const run = t.busy
+      .catch(() => 0)
+      .then(async () => {
+        t.reader ??= await this.newTailReader(partition);
+        for (;;) {
+          if ((await t.reader.read(4096)).length === 0) return t.reader.nextOffset;
+        }
+      });
+    t.busy = run;
+    return run;
+  }
+
+  private async newTailReader(partition: number): Promise<PartitionReader> {
+    const segments = await listSegments(partitionDir(this.dir, partition));
+    return new PartitionReader(this.dir, partition, segments.at(-1)?.base ?? 0, this.log);
+  }
+
+  private consumerHost(): ConsumerHost {
+    return {
+      dir: this.dir,
+      partitionCount: this.partitionCount,
+      log: this.log,
+      stats: this.counters,
+      pollMs: this.options.pollMs ?? 200,
+      retryBackoffMs: this.options.retryBackoffMs ?? 500,
+      maxRetryBackoffMs: MAX_RETRY_BACKOFF_MS,
+      appendSeq: (p) => this.appends.seq(p),
+      waitForAppend: (p, seq, ms, signal) => this.appends.wait(p, seq, ms, signal),
+      endOffset: (p) => this.endOffset(p),
+      released: (group) => {
+        this.consumers.delete(group);
+        this.groupsInUse.delete(group);
+      },
+    };
+  }
+}
+
+/**
+ * Wakes consumers of this process when a partition is appended to. A sequence number per
+ * partition closes the gap between a reader finding nothing and starting to wait.
+ */
+class AppendNotifier {
+  private readonly seqs: number[];
+  private readonly waiters = new Map<number, Set<() => void>>();
+
+  constructor(partitions: number) {
+    this.seqs = Array.from({ length: partitions }, () => 0);
+  }
+
+  seq(partition: number): number {
+    return this.seqs[partition] ?? 0;
+  }
+
+  notify(partition: number): void {
+    this.seqs[partition] = this.seq(partition) + 1;
+    const waiting = this.waiters.get(partition);
+    this.waiters.delete(partition);
+    for (const wake of waiting ?? []) wake();
+  }
+
+  wait(partition: number, seq: number, ms: number, signal: AbortSignal): Promise<void> {
+    if (this.seq(partition) !== seq || signal.aborted) return Promise.resolve();
+    return new Promise((resolveWait) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.waiters.get(partition)?.delete(done);
+        resolveWait();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      let set = this.waiters.get(partition);
+      if (set === undefined) this.waiters.set(partition, (set = new Set()));
+      set.add(done);
+    });
+  }
+}
+
+function checkOptions(o: LocalHubOptions): void {
+  const bad = (what: string): never => {
+    throw new HubError('HUB_BAD_OPTIONS', `local hub: ${what}`);
+  };
+  if (!Number.isInteger(o.partitions) || o.partitions < 1 || o.partitions > 4096) bad('partitions must be an integer in 1..4096');
+  if (o.segmentBytes !== undefined && (!Number.isInteger(o.segmentBytes) || o.segmentBytes < 1)) {
+    bad('segmentBytes must be a positive integer');
+  }
+  if (o.pollMs !== undefined && !(o.pollMs > 0)) bad('pollMs must be positive');
+  if (o.retryBackoffMs !== undefined && !(o.retryBackoffMs >= 0)) bad('retryBackoffMs must not be negative');
+  if (o.retention?.intervalMs !== undefined && !(o.retention.intervalMs > 0)) bad('retention.intervalMs must be positive');
+}
+
+/** Opens every partition for writing; on a failure, closes those already opened. */
+async function openWriters(
+  options: LocalHubOptions,
+  log: HubLog,
+  stats: LocalHubStats,
+  appends: AppendNotifier,
+): Promise<PartitionWriter[]> {
+  const opened = await Promise.allSettled(
+    Array.from({ length: options.partitions }, (_, partition) =>
+      PartitionWriter.open({
+        dir: partitionDir(options.dir, partition),
+        partition,
+        segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+        log,
+        stats,
+        onAppend: (p) => appends.notify(p),
+      }),
+    ),
+  );
+  const writers = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failure = opened.find((r) => r.status === 'rejected');
+  if (failure === undefined) return writers;
+  await Promise.all(writers.map((w) => w.close().catch(() => {})));
+  throw failure.reason;
+}

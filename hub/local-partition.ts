@@ -1,0 +1,283 @@
+import { mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isErrnoException, type HubLog, type LocalHubStats } from './local-common.ts';
+import { encodeFrames, segmentFileName, wholeFramesWithin } from './local-format.ts';
+import { fsyncDir, listSegments, scanSegment, type SegmentFile } from './local-segment.ts';
+
+/** One `publish` call waiting for all of its records to be durable, across partitions. */
+export interface PublishWaiter {
+  /** Records not yet settled. */
+  remaining: number;
+  error: Error | undefined;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+export interface PartitionWriterOptions {
+  /** The partition's directory (`<hub>/p-<n>`). */
+  dir: string;
+  partition: number;
+  segmentBytes: number;
+  log: HubLog;
+  stats: LocalHubStats;
+  /** Called once records are written (before their fsync) to wake readers in this process. */
+  onAppend(partition: number): void;
+}
+
+/** When sealed segments may be deleted; see `LocalHub.enforceRetention`. */
+export interface RetentionPolicy {
+  maxAgeMs?: number;
+  /** Per partition. */
+  maxBytes?: number;
+}
+
+interface Queued {
+  payload: Buffer;
+  waiter: PublishWaiter;
+}
+
+/**
+ * The appending side of one partition: owns the active segment's file handle, group-commits
+ * queued records (one write and one fdatasync per group), rolls segments and applies retention.
+ */
+export class PartitionWriter {
+  private queue: Queued[] = [];
+  private flushing: Promise<void> | undefined;
+  /** After a torn write, the size the active segment must be cut back to before the next write. */
+  private repairTo: number | undefined;
+  private failing = false;
+
+  private constructor(
+    private readonly opts: PartitionWriterOptions,
+    private segments: SegmentFile[],
+    private fh: FileHandle,
+    /** Bytes of whole records in the active segment. */
+    private size: number,
+    private next: number,
+  ) {}
+
+  /** Opens the partition for appending, first cutting off a torn tail left by a crash. */
+  static async open(opts: PartitionWriterOptions): Promise<PartitionWriter> {
+    await mkdir(opts.dir, { recursive: true });
+    const segments = await listSegments(opts.dir);
+    let active = segments.at(-1);
+    if (active === undefined) {
+      const created = await createSegmentFile(opts.dir, 0);
+      await created.fh.close();
+      active = created.segment;
+      segments.push(active);
+    }
+    const { count, validBytes } = await scanSegment(active.path);
+    const fh = await open(active.path, 'r+');
+    try {
+      await truncateTornTail(fh, validBytes, opts, active);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return new PartitionWriter(opts, segments, fh, validBytes, active.base + count);
+  }
+
+  /** The offset the next appended record gets. */
+  get nextOffset(): number {
+    return this.next;
+  }
+
+  /** True after a failed write or fsync, until a group succeeds again. */
+  get isFailing(): boolean {
+    return this.failing;
+  }
+
+  /** Queues a record; the waiter is settled once the group holding it is fsynced or has failed. */
+  enqueue(payload: Buffer, waiter: PublishWaiter): void {
+    this.queue.push({ payload, waiter });
+    this.flushing ??= this.flushLoop();
+  }
+
+  /** Resolves once every queued record is settled. */
+  async drain(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    await this.fh.close();
+  }
+
+  private async flushLoop(): Promise<void> {
+    // One turn of the event loop first, so that publishes arriving together share a group.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.queue.length > 0) {
+      const group = this.queue;
+      this.queue = [];
+      const error = await this.commitGroup(group.map((q) => q.payload));
+      for (const q of group) settle(q.waiter, error);
+    }
+    this.flushing = undefined;
+  }
+
+  /** Writes and fsyncs one group; returns the error instead of throwing so every waiter is settled. */
+  private async commitGroup(payloads: Buffer[]): Promise<Error | undefined> {
+    try {
+      if (this.repairTo !== undefined) await this.repair(this.repairTo);
+      const data = encodeFrames(payloads, Date.now());
+      if (this.size > 0 && this.size + data.length > this.opts.segmentBytes) await this.roll();
+      await this.write(data, payloads.length);
+      this.opts.onAppend(this.opts.partition);
+      await this.fh.datasync();
+      this.opts.stats.fsyncs++;
+      this.opts.stats.records += payloads.length;
+      this.failing = false;
+      return undefined;
+    } catch (err) {
+      this.failing = true;
+      this.opts.stats.writeErrors++;
+      this.opts.log.error({ err, partition: this.opts.partition, records: payloads.length }, 'hub append failed');
+      return err instanceof Error ? err : new Error(String(err));
+    }
+  }
+
+  private async write(data: Buffer, count: number): Promise<void> {
+    const start = this.size;
+    let written = 0;
+    try {
+      while (written < data.length) {
+        const { bytesWritten } = await this.fh.write(data, written, data.length - written, start + written);
+        if (bytesWritten === 0) throw new Error('segment write made no progress');
+        written += bytesWritten;
+      }
+    } catch (err) {
+      this.keepWholeFrames(data, written);
+      throw err;
+    }
+    this.size += data.length;
+    this.next += count;
+    this.opts.stats.bytes += data.length;
+    this.opts.stats.writes++;
+  }
+
+  /**
+   * After a failed write: whole records that reached the file may already have been read by a
+   * consumer, so they keep their offsets (their publishes are still rejected); a torn remainder is
+   * cut off before the next write.
+   */
+  private keepWholeFrames(data: Buffer, written: number): void {
+    const kept = wholeFramesWithin(data, written);
+    this.size += kept.bytes;
+    this.next += kept.count;
+    if (kept.bytes < written) this.repairTo = this.size;
+  }
+
+  private async repair(size: number): Promise<void> {
+    await this.fh.truncate(size);
+    await this.fh.datasync();
+    this.opts.stats.fsyncs++;
+    this.repairTo = undefined;
+  }
+
+  /** Seals the active segment and starts a new one at the next offset. */
+  private async roll(): Promise<void> {
+    // Normally a no-op (each group was synced); after a failed fsync it retries before sealing.
+    await this.fh.datasync();
+    this.opts.stats.fsyncs++;
+    const { segment, fh } = await createSegmentFile(this.opts.dir, this.next);
+    const old = this.fh;
+    this.fh = fh;
+    this.segments.push(segment);
+    this.size = 0;
+    this.opts.stats.rolls++;
+    await old.close().catch((err: unknown) => this.opts.log.warn({ err }, 'closing sealed segment failed'));
+  }
+
+  /**
+   * Deletes the oldest sealed segments that are too old or over the size limit, stopping at the
+   * first that must stay (so the log stays contiguous). A segment holding records past
+   * `minCheckpoint` stays unless the partition exceeds twice `maxBytes`. Never the active segment.
+   */
+  async enforceRetention(
+    policy: RetentionPolicy,
+    minCheckpoint: number,
+    now: number,
+  ): Promise<{ segments: number; bytes: number }> {
+    const all = this.segments.slice();
+    const sealed = all.slice(0, -1);
+    const infos = await Promise.all(sealed.map((s) => stat(s.path)));
+    let total = this.size + infos.reduce((sum, info) => sum + info.size, 0);
+    const deleted = { segments: 0, bytes: 0 };
+    for (const [i, seg] of sealed.entries()) {
+      const info = infos[i];
+      const nextBase = all[i + 1]?.base;
+      if (info === undefined || nextBase === undefined) break;
+      const lastOffset = nextBase - 1;
+      const verdict = retentionVerdict(policy, now - info.mtimeMs, total, lastOffset, minCheckpoint);
+      if (verdict === 'keep') break;
+      if (verdict === 'force') {
+        this.opts.log.warn(
+          { partition: this.opts.partition, segment: seg.base, lastOffset, minCheckpoint, bytes: total },
+          'deleting an unconsumed hub segment: the partition exceeds twice its size limit',
+        );
+      }
+      await unlink(seg.path).catch((err: unknown) => {
+        if (!isErrnoException(err, 'ENOENT')) throw err;
+      });
+      this.segments = this.segments.filter((s) => s !== seg);
+      total -= info.size;
+      deleted.segments++;
+      deleted.bytes += info.size;
+    }
+    return deleted;
+  }
+}
+
+function settle(waiter: PublishWaiter, error: Error | undefined): void {
+  if (error !== undefined) waiter.error ??= error;
+  waiter.remaining--;
+  if (waiter.remaining > 0) return;
+  if (waiter.error === undefined) waiter.resolve();
+  else waiter.reject(waiter.error);
+}
+
+/** `delete` a consumed segment, `force` an unconsumed one (over the hard limit), or `keep` it. */
+export function retentionVerdict(
+  policy: RetentionPolicy,
+  ageMs: number,
+  partitionBytes: number,
+  lastOffset: number,
+  minCheckpoint: number,
+): 'keep' | 'delete' | 'force' {
+  const tooOld = policy.maxAgeMs !== undefined && ageMs > policy.maxAgeMs;
+  const tooBig = policy.maxBytes !== undefined && partitionBytes > policy.maxBytes;
+  if (!tooOld && !tooBig) return 'keep';
+  if (lastOffset <= minCheckpoint) return 'delete';
+  return policy.maxBytes !== undefined && partitionBytes > 2 * policy.maxBytes ? 'force' : 'keep';
+}
+
+/** Creates an empty segment and makes its directory entry durable before anything is written to it. */
+async function createSegmentFile(dir: string, base: number): Promise<{ segment: SegmentFile; fh: FileHandle }> {
+  const path = join(dir, segmentFileName(base));
+  // 'w', not 'wx': a file of this name can only be an empty leftover of a roll that failed here.
+  const fh = await open(path, 'w');
+  try {
+    await fsyncDir(dir);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return { segment: { base, path }, fh };
+}
+
+async function truncateTornTail(
+  fh: FileHandle,
+  validBytes: number,
+  opts: PartitionWriterOptions,
+  segment: SegmentFile,
+): Promise<void> {
+  const { size } = await fh.stat();
+  if (size <= validBytes) return;
+  opts.log.warn(
+    { partition: opts.partition, segment: segment.base, validBytes, tornBytes: size - validBytes },
+    'truncating a torn hub segment tail',
+  );
+  await fh.truncate(validBytes);
+  await fh.sync();
+}

@@ -1,0 +1,335 @@
+import uWS from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import { FarolError, type IngestErrorCode } from '../schemas/errors.ts';
+import { MAX_BATCH_EVENTS, parseWireEvent, type WireEvent } from '../schemas/wire-event.ts';
+import type { HubProducer } from '../hub/hub.ts';
+import type { Logger } from '../lib/log.ts';
+import type { Registry } from '../lib/metrics.ts';
+import { decodeJson, readBody } from './body.ts';
+import { enrichEvent, type EnrichDeps } from './pipeline.ts';
+
+/**
+ * The collector: uWebSockets.js routes for the ingest API (SPEC section 3). Each request runs
+ * read → decode → validate → enrich → publish; a `202` goes out only once the hub made the events
+ * durable. Every failure is a coded 4xx/5xx answer, never a crash.
+ */
+
+export interface CollectorLimits {
+  maxBodyBytes: number;
+  maxBatchBytes: number;
+  bodyTimeoutMs: number;
+}
+
+export interface CollectorDeps {
+  hub: HubProducer;
+  enrich: EnrichDeps;
+  /** The client IP from the socket address and X-Forwarded-For, per the trusted-proxy setting. */
+  clientIp(remote: string, xff: string): string;
+  /** Whether the socket peer is a trusted proxy (then per-event `ip`/`ua` are honoured). */
+  trustedRemote(remote: string): boolean;
+  limits: CollectorLimits;
+  log: Logger;
+  metrics: Registry;
+}
+
+export interface Collector {
+  app: TemplatedApp;
+  /** Listens on host:port (0 = any free port); resolves the bound port. */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting, waits for in-flight requests to be answered. */
+  drain(): Promise<void>;
+}
+
+/** Per-request context: everything read from the request before the first await. */
+interface RequestCtx {
+  res: HttpResponse;
+  aborted: boolean;
+  route: string;
+  remote: string;
+  xff: string;
+  ua: string;
+}
+
+const CORS_HEADERS: ReadonlyArray<[string, string]> = [['Access-Control-Allow-Origin', '*']];
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  202: '202 Accepted',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  408: '408 Request Timeout',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  503: '503 Service Unavailable',
+};
+
+function statusLine(code: number): string {
+  return STATUS_TEXT[code] ?? `${code} Error`;
+}
+
+export function createCollector(deps: CollectorDeps): Collector {
+  const { hub, log, metrics, limits } = deps;
+  const requests = metrics.counter('farol_ingest_requests_total', 'Ingest requests by route and status');
+  const accepted = metrics.counter('farol_ingest_events_total', 'Events made durable in the hub');
+  const dropped = metrics.counter('farol_ingest_dropped_total', 'Events answered 202 but not stored, by reason');
+  const rejected = metrics.counter('farol_ingest_rejected_total', 'Events or requests rejected, by error code');
+  const publishSeconds = metrics.histogram('farol_ingest_publish_seconds', 'Time from request to durable publish', [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+  ]);
+  const inflightGauge = metrics.gauge('farol_ingest_inflight_requests', 'Requests being processed');
+
+  let inflight = 0;
+  let draining = false;
+  let listenSocket: us_listen_socket | null = null;
+  let drainWaiters: Array<() => void> = [];
+  inflightGauge.onCollect(() => inflightGauge.set(inflight));
+
+  const app = uWS.App();
+
+  function begin(res: HttpResponse, req: HttpRequest, route: string): RequestCtx {
+    const ctx: RequestCtx = {
+      res,
+      aborted: false,
+      route,
+      remote: Buffer.from(res.getRemoteAddressAsText()).toString('latin1'),
+      xff: req.getHeader('x-forwarded-for'),
+      ua: req.getHeader('user-agent'),
+    };
+    res.onAborted(() => {
+      ctx.aborted = true;
+    });
+    inflight++;
+    return ctx;
+  }
+
+  function end(ctx: RequestCtx): void {
+    inflight--;
+    if (draining && inflight === 0) {
+      const waiters = drainWaiters;
+      drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  function send(ctx: RequestCtx, code: number, body: string | Buffer, contentType: string | null, close = false): void {
+    requests.inc({ route: ctx.route, status: String(code) });
+    if (ctx.aborted) return;
+    ctx.aborted = true; // a response ends the request; nothing may write to it again
+    ctx.res.cork(() => {
+      ctx.res.writeStatus(statusLine(code));
+      for (const [k, v] of CORS_HEADERS) ctx.res.writeHeader(k, v);
+      if (contentType) ctx.res.writeHeader('Content-Type', contentType);
+      ctx.res.end(body, close);
+    });
+  }
+
+  function sendError(ctx: RequestCtx, err: FarolError, close = false): void {
+    rejected.inc({ code: err.code });
+    send(ctx, err.status, JSON.stringify(err.toJSON()), 'application/json', close);
+  }
+
+  function fail(code: IngestErrorCode, message: string): FarolError {
+    return new FarolError(code, message);
+  }
+
+  /** Validates and enriches a list of decoded wire values; all-or-nothing so a retry is simple. */
+  function enrichAll(ctx: RequestCtx, values: unknown[], indexed: boolean): { events: EnrichedEvent[]; bots: number } {
+    const trusted = deps.trustedRemote(ctx.remote);
+    const requestIp = deps.clientIp(ctx.remote, ctx.xff);
+    const events: EnrichedEvent[] = [];
+    let bots = 0;
+    for (let i = 0; i < values.length; i++) {
+      const at = indexed ? `[${i}].` : '';
+      const parsed = parseWireEvent(values[i]);
+      if (!parsed.ok) throw fail(parsed.code, `${at}${parsed.message}`);
+      const wire: WireEvent = parsed.event;
+      const ip = trusted && wire.ip ? wire.ip : requestIp;
+      const ua = trusted && wire.ua !== null ? wire.ua : ctx.ua;
+      const result = enrichEvent(deps.enrich, wire, ip, ua);
+      if (result.kind === 'reject') throw fail(result.code, `${at}${result.message}`);
+      if (result.kind === 'drop') {
+        bots++;
+        continue;
+      }
+      for (const e of result.events) events.push(e);
+    }
+    return { events, bots };
+  }
+
+  async function publish(events: EnrichedEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const started = performance.now();
+    const items = events.map((e) => ({ key: `${e.site}:${e.visitorId}`, payload: Buffer.from(JSON.stringify(e)) }));
+    try {
+      await hub.publish(items);
+    } catch (err) {
+      log.error({ err, events: events.length }, 'hub publish failed');
+      throw new FarolError('ING_HUB_UNAVAILABLE');
+    }
+    publishSeconds.observe((performance.now() - started) / 1000);
+    accepted.inc(undefined, events.length);
+  }
+
+  /** Runs the shared tail of every ingest route: enrich, publish, answer. */
+  async function ingest(ctx: RequestCtx, values: unknown[], indexed: boolean, answer: (n: number) => void): Promise<void> {
+    try {
+      if (draining) throw new FarolError('ING_SHUTTING_DOWN');
+      const { events, bots } = enrichAll(ctx, values, indexed);
+      if (bots > 0) dropped.inc({ reason: 'bot' }, bots);
+      await publish(events);
+      answer(values.length - bots);
+    } catch (err) {
+      if (err instanceof FarolError) sendError(ctx, err);
+      else {
+        log.error({ err, route: ctx.route }, 'unexpected ingest error');
+        sendError(ctx, new FarolError('ING_HUB_UNAVAILABLE', 'internal error'));
+      }
+    } finally {
+      end(ctx);
+    }
+  }
+
+  function postRoute(route: string, limit: number, toValues: (json: unknown) => unknown[], answer: (ctx: RequestCtx, n: number) => void): void {
+    app.post(route, (res, req) => {
+      const ctx = begin(res, req, route);
+      const declared = Number(req.getHeader('content-length') || '0');
+      readBody(res, limit, limits.bodyTimeoutMs, declared, (err, body) => {
+        if (err) {
+          // The rest of an oversize or stalled body is not worth reading: close the connection.
+          sendError(ctx, err, true);
+          end(ctx);
+          return;
+        }
+        let values: unknown[];
+        try {
+          values = toValues(decodeJson(body));
+        } catch (e) {
+          sendError(ctx, e instanceof FarolError ? e : new FarolError('ING_BAD_JSON'));
+          end(ctx);
+          return;
+        }
+        void ingest(ctx, values, route === '/api/batch', (n) => answer(ctx, n));
+      });
+    });
+  }
+
+  postRoute('/api/event', limits.maxBodyBytes, (json) => [json], (ctx) => send(ctx, 202, '', null));
+  postRoute(
+    '/api/batch',
+    limits.maxBatchBytes,
+    (json) => {
+      if (!Array.isArray(json)) throw new FarolError('ING_BAD_BATCH');
+      if (json.length === 0) throw new FarolError('ING_BAD_BATCH', 'batch is empty');
+      if (json.length > MAX_BATCH_EVENTS) {
+        throw new FarolError('ING_BATCH_TOO_LARGE', `batch holds ${json.length} events, limit ${MAX_BATCH_EVENTS}`);
+      }
+      return json;
+    },
+    (ctx, n) => send(ctx, 202, `{"accepted":${n}}`, 'application/json'),
+  );
+
+  function getRoute(route: string, answer: (ctx: RequestCtx) => void): void {
+    app.get(route, (res, req) => {
+      const ctx = begin(res, req, route);
+      let value: unknown;
+      try {
+        value = queryToWire(req.getQuery() ?? '');
+      } catch (e) {
+        sendError(ctx, e instanceof FarolError ? e : new FarolError('ING_BAD_EVENT'));
+        end(ctx);
+        return;
+      }
+      void ingest(ctx, [value], false, () => answer(ctx));
+    });
+  }
+  getRoute('/api/event', (ctx) => send(ctx, 202, '', null));
+  getRoute('/e.gif', (ctx) => send(ctx, 200, PIXEL, 'image/gif'));
+
+  app.options('/*', (res) => {
+    res.cork(() => {
+      res.writeStatus('204 No Content');
+      res.writeHeader('Access-Control-Allow-Origin', '*');
+      res.writeHeader('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+      res.writeHeader('Access-Control-Allow-Headers', 'Content-Type');
+      res.writeHeader('Access-Control-Max-Age', '86400');
+      res.end();
+    });
+  });
+
+  function simple(route: string, handler: () => { code: number; body: string; type: string }): void {
+    app.get(route, (res, req) => {
+      const ctx = begin(res, req, route);
+      const out = handler();
+      send(ctx, out.code, out.body, out.type);
+      end(ctx);
+    });
+  }
+  simple('/healthz', () => ({ code: 200, body: '{"status":"ok"}', type: 'application/json' }));
+  simple('/readyz', () =>
+    hub.isReady() && !draining
+      ? { code: 200, body: '{"status":"ready"}', type: 'application/json' }
+      : { code: 503, body: `{"status":"${draining ? 'draining' : 'hub unavailable'}"}`, type: 'application/json' },
+  );
+  simple('/metrics', () => ({ code: 200, body: metrics.render(), type: 'text/plain; version=0.0.4' }));
+
+  app.any('/*', (res, req) => {
+    const ctx = begin(res, req, 'other');
+    const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz', '/metrics'].includes(req.getUrl());
+    const err = known ? new FarolError('ING_METHOD_NOT_ALLOWED') : new FarolError('ING_NOT_FOUND');
+    // Drain any body so keep-alive connections stay usable.
+    res.onData(() => undefined);
+    sendError(ctx, err);
+    end(ctx);
+  });
+
+  return {
+    app,
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        app.listen(host, port, (socket) => {
+          if (!socket) {
+            reject(new Error(`cannot listen on ${host}:${port}`));
+            return;
+          }
+          listenSocket = socket;
+          resolve(uWS.us_socket_local_port(socket));
+        });
+      });
+    },
+    async drain() {
+      draining = true;
+      if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+      listenSocket = null;
+      if (inflight > 0) await new Promise<void>((resolve) => drainWaiters.push(resolve));
+    },
+  };
+}
+
+const QUERY_JSON_FIELDS = new Set(['p', 'props', 'm', 'exp', '$', 'revenue']);
+const QUERY_BOOL_FIELDS = new Set(['i', 'interactive']);
+
+/** The query-string form of an event (no-JS and pixel use): `?n=pageview&u=…&d=…&p={"k":"v"}`. */
+export function queryToWire(query: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of new URLSearchParams(query)) {
+    if (QUERY_JSON_FIELDS.has(k)) {
+      try {
+        out[k] = JSON.parse(v) as unknown;
+      } catch {
+        throw new FarolError('ING_BAD_EVENT', `${k}: is not valid JSON`);
+      }
+    } else if (QUERY_BOOL_FIELDS.has(k)) {
+      if (v !== 'true' && v !== 'false') throw new FarolError('ING_BAD_EVENT', `${k}: must be true or false`);
+      out[k] = v === 'true';
+    } else if (k === 'w') {
+      out[k] = Number(v);
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+

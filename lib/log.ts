@@ -1,0 +1,45 @@
+/**
+ * Structured JSON logs to stdout, one object a line (pino-like: `log.info({partition, rows}, 'flushed')`).
+ * Never pass an IP or a raw User-Agent in a log field.
+ */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(fields: LogFields, msg: string): void;
+  info(fields: LogFields, msg: string): void;
+  warn(fields: LogFields, msg: string): void;
+  error(fields: LogFields, msg: string): void;
+  child(fields: LogFields): Logger;
+}
+
+const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+
+function errorFields(fields: LogFields): LogFields {
+  const err = fields['err'];
+  if (!(err instanceof Error)) return fields;
+  return { ...fields, err: { message: err.message, name: err.name, stack: err.stack } };
+}
+
+/** A logger writing JSON lines through `write` (stdout by default). */
+export function createLogger(
+  level: LogLevel = 'info',
+  bindings: LogFields = {},
+  write: (line: string) => void = (line) => process.stdout.write(line),
+): Logger {
+  const min = rank[level];
+  const emit = (lvl: Exclude<LogLevel, 'silent'>, fields: LogFields, msg: string): void => {
+    if (rank[lvl] < min) return;
+    write(`${JSON.stringify({ level: lvl, time: new Date().toISOString(), ...bindings, ...errorFields(fields), msg })}\n`);
+  };
+  return {
+    debug: (f, m) => emit('debug', f, m),
+    info: (f, m) => emit('info', f, m),
+    warn: (f, m) => emit('warn', f, m),
+    error: (f, m) => emit('error', f, m),
+    child: (f) => createLogger(level, { ...bindings, ...f }, write),
+  };
+}
+
+/** A logger that drops everything (tests, library defaults). */
+export const silentLogger: Logger = createLogger('silent');

@@ -1,0 +1,117 @@
+/**
+ * A small Prometheus registry: counters, gauges and histograms with fixed label sets, rendered in
+ * the text exposition format for `/metrics`. Hot-path increments are a Map lookup and an add.
+ */
+type Labels = Record<string, string>;
+
+function labelKey(labels: Labels | undefined): string {
+  if (!labels) return '';
+  const parts: string[] = [];
+  for (const k of Object.keys(labels).sort()) {
+    const v = String(labels[k]).replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n');
+    parts.push(`${k}="${v}"`);
+  }
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+interface Metric {
+  render(): string;
+}
+
+export class Counter implements Metric {
+  private readonly values = new Map<string, number>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+  inc(labels?: Labels, by = 1): void {
+    const key = labelKey(labels);
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+  get(labels?: Labels): number {
+    return this.values.get(labelKey(labels)) ?? 0;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    for (const [k, v] of this.values) lines.push(`${this.name}${k} ${v}`);
+    return lines.join('\n');
+  }
+}
+
+export class Gauge implements Metric {
+  private readonly values = new Map<string, number>();
+  private readonly collectors: Array<() => void> = [];
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
+  set(value: number, labels?: Labels): void {
+    this.values.set(labelKey(labels), value);
+  }
+  get(labels?: Labels): number {
+    return this.values.get(labelKey(labels)) ?? 0;
+  }
+  /** Registers a callback that refreshes the gauge right before rendering. */
+  onCollect(fn: () => void): void {
+    this.collectors.push(fn);
+  }
+  render(): string {
+    for (const fn of this.collectors) fn();
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const [k, v] of this.values) lines.push(`${this.name}${k} ${v}`);
+    return lines.join('\n');
+  }
+}
+
+export class Histogram implements Metric {
+  private readonly counts: number[];
+  private sum = 0;
+  private count = 0;
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly buckets: number[],
+  ) {
+    this.counts = buckets.map(() => 0);
+  }
+  observe(value: number): void {
+    this.sum += value;
+    this.count++;
+    for (let i = 0; i < this.buckets.length; i++) {
+      if (value <= (this.buckets[i] ?? Infinity)) {
+        this.counts[i] = (this.counts[i] ?? 0) + 1;
+        return;
+      }
+    }
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    let cumulative = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      cumulative += this.counts[i] ?? 0;
+      lines.push(`${this.name}_bucket{le="${this.buckets[i]}"} ${cumulative}`);
+    }
+    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
+    return lines.join('\n');
+  }
+}
+
+export class Registry {
+  private readonly metrics: Metric[] = [];
+  counter(name: string, help: string): Counter {
+    return this.add(new Counter(name, help));
+  }
+  gauge(name: string, help: string): Gauge {
+    return this.add(new Gauge(name, help));
+  }
+  histogram(name: string, help: string, buckets: number[]): Histogram {
+    return this.add(new Histogram(name, help, buckets));
+  }
+  render(): string {
+    return `${this.metrics.map((m) => m.render()).join('\n')}\n`;
+  }
+  private add<M extends Metric>(m: M): M {
+    this.metrics.push(m);
+    return m;
+  }
+}

@@ -1,0 +1,82 @@
+import { createEverywhereTable, type MigrationTarget } from './ddl.ts';
+
+/**
+ * Control-plane tables: accounts, sites, members, API tokens, experiments.
+ *
+ * They are small and change rarely, so each is a ReplacingMergeTree(updated_at, deleted): an
+ * update or a deletion is a new row with a later `updated_at` (deleted = 1), and readers use
+ * `FINAL` to see the latest state, dropping deleted rows. No ALTER … UPDATE mutations.
+ *
+ * Not here, on purpose:
+ * - salts: the visitor-hash salts live only on the collector's disk and are deleted after 48 h
+ *   (SPEC section 4); a copy in ClickHouse would outlive them and let ids be linked back to IPs.
+ * - processor checkpoints: they live with the hub (local log, or Azure Blob), next to the offsets
+ *   they describe.
+ */
+
+const replacing = { family: 'ReplacingMergeTree', args: ['updated_at', 'deleted'] };
+
+const audit = `  created_at DateTime64(3, 'UTC') DEFAULT now64(3),
+  updated_at DateTime64(3, 'UTC') DEFAULT now64(3),
+  deleted UInt8 DEFAULT 0`;
+
+/** CREATE statements for the control-plane tables. */
+export function controlPlaneTables(t: MigrationTarget): string[] {
+  return [
+    createEverywhereTable(t, {
+      name: 'accounts',
+      columns: `  id String,\n  name String,\n${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY id',
+    }),
+    createEverywhereTable(t, {
+      name: 'sites',
+      // timezone: IANA name used for date ranges and day/week/month buckets.
+      // respect_dnt: drop events from browsers sending DNT or GPC (SPEC section 4).
+      columns: `  domain String,
+  account_id String,
+  timezone String DEFAULT 'UTC',
+  respect_dnt UInt8 DEFAULT 0,
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY domain',
+    }),
+    createEverywhereTable(t, {
+      name: 'members',
+      // sites: the grant's scope, [] = the whole account (SPEC section 8 roles).
+      columns: `  id String,
+  account_id String,
+  name String,
+  role LowCardinality(String),
+  sites Array(String),
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY id',
+    }),
+    createEverywhereTable(t, {
+      name: 'tokens',
+      // hash: hex SHA-256 of the token; the token itself is shown once and never stored.
+      // prefix: its first characters, so a listing can tell tokens apart. Revoked = deleted.
+      columns: `  hash String,
+  member_id String,
+  account_id String,
+  name String,
+  prefix String,
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY hash',
+    }),
+    createEverywhereTable(t, {
+      name: 'experiments',
+      // definition: the validated JSON of variations, DOM changes, goal and traffic split.
+      columns: `  id String,
+  site String,
+  name String,
+  status LowCardinality(String),
+  definition String,
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY (site, id)',
+    }),
+  ];
+}

@@ -1,0 +1,92 @@
+import {
+  checkTarget,
+  createEverywhereTable,
+  onCluster,
+  qualified,
+  retentionTtl,
+  storageName,
+  type MigrationTarget,
+} from './ddl.ts';
+import { controlPlaneTables } from './control-plane.ts';
+import { eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
+import { eventRollups, sessionRollups } from './rollups.ts';
+
+/**
+ * The ClickHouse schema as versioned migrations (SPEC section 7). Rendering is pure: the same
+ * SQL runs on embedded chDB and on a server; a cluster name adds ON CLUSTER and
+ * Replicated/Distributed engines. Every statement is idempotent (IF NOT EXISTS), so a run that
+ * stopped half-way is finished by the next one; `store/migrate.ts` applies and records them.
+ *
+ * Never edit a released migration: add a new version.
+ */
+
+export type { MigrationTarget } from './ddl.ts';
+export {
+  eventRollupDimensions,
+  sessionRollupDimensions,
+  rollupTables,
+  type EventRollupDimension,
+  type SessionRollupDimension,
+} from './rollups.ts';
+export { retentionTables } from './raw-tables.ts';
+
+/** One migration, rendered for a target. */
+export interface RenderedMigration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+interface Migration {
+  version: number;
+  name: string;
+  render: (t: MigrationTarget) => string[];
+}
+
+// Views are created after their source and target tables: a view created first would miss rows.
+const migrations: readonly Migration[] = [
+  { version: 1, name: 'events', render: eventsTable },
+  { version: 2, name: 'sessions', render: sessionsTable },
+  { version: 3, name: 'event rollups', render: eventRollups },
+  { version: 4, name: 'session rollups', render: sessionRollups },
+  { version: 5, name: 'control plane', render: controlPlaneTables },
+];
+
+/** Name of the table that records applied migrations. */
+export const migrationsTable = 'schema_migrations';
+
+/**
+ * Statements that must exist before migrations can be looked up: the database and the
+ * migrations record. They are idempotent and run on every `migrate`.
+ */
+export function renderBootstrap(target: MigrationTarget): string[] {
+  const t = checkTarget(target);
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${t.database}${onCluster(t)}`,
+    createEverywhereTable(t, {
+      name: migrationsTable,
+      columns: `  version UInt32,\n  name String,\n  applied_at DateTime64(3, 'UTC') DEFAULT now64(3)`,
+      // Two processes migrating at once may both record a version; the replacing engine folds it.
+      engine: { family: 'ReplacingMergeTree', args: ['applied_at'] },
+      clauses: 'ORDER BY version',
+    }),
+  ];
+}
+
+/** Every migration rendered for `target`, in version order. */
+export function renderMigrations(target: MigrationTarget): RenderedMigration[] {
+  const t = checkTarget(target);
+  return migrations.map((m) => ({ version: m.version, name: m.name, statements: m.render(t) }));
+}
+
+/** The latest schema version this build knows. */
+export const latestVersion = Math.max(...migrations.map((m) => m.version));
+
+/**
+ * `ALTER … MODIFY TTL` for one raw table, for when FAROL_RETENTION_DAYS changed after the table
+ * was created (migrations render the TTL only once, at creation).
+ */
+export function renderRetentionChange(target: MigrationTarget, table: (typeof retentionTables)[number]): string {
+  const t = checkTarget(target);
+  return `ALTER TABLE ${qualified(t, storageName(t, table.name))}${onCluster(t)} MODIFY ${retentionTtl(t, table.column)}`;
+}

@@ -1,0 +1,112 @@
+import { createShardedTable, retentionTtl, type MigrationTarget } from './ddl.ts';
+
+/**
+ * Raw tables: `events` (one row per stored event) and `sessions` (collapsing session states).
+ * Both expire after FAROL_RETENTION_DAYS; the rollups fed from them do not.
+ */
+
+/** Raw tables whose TTL follows FAROL_RETENTION_DAYS, with the column the TTL counts from. */
+export const retentionTables = [
+  { name: 'events', column: 'timestamp' },
+  { name: 'sessions', column: 'start' },
+] as const;
+
+// Columns mirror EnrichedEvent (schemas/enriched-event.ts) in snake_case, plus the processor's
+// session id. LowCardinality where the value set is small per site (names, browsers, countries).
+const eventColumns = `  site LowCardinality(String),
+  timestamp DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+  event_id String,
+  event_id_from_client UInt8,
+  name LowCardinality(String),
+  session_id UInt64,
+  visitor_id UInt64,
+  hostname LowCardinality(String),
+  pathname String,
+  referrer String,
+  source String,
+  channel LowCardinality(String),
+  utm_source String,
+  utm_medium String,
+  utm_campaign String,
+  utm_content String,
+  utm_term String,
+  click_ids Array(LowCardinality(String)),
+  country LowCardinality(String),
+  browser LowCardinality(String),
+  browser_version LowCardinality(String),
+  os LowCardinality(String),
+  os_version LowCardinality(String),
+  device LowCardinality(String),
+  screen LowCardinality(String),
+  interactive UInt8,
+  props Map(String, String),
+  revenue_amount Nullable(Decimal64(6)),
+  revenue_currency LowCardinality(String),
+  exp_ids Array(String),
+  exp_variants Array(String)`;
+
+/**
+ * `events`: ordered by site, day, event name, time. Every query filters by site and a time range;
+ * most raw queries also fix the name (pageviews vs one goal), so the name sits before the
+ * timestamp to prune to those granules within a day. Sharded by visitor so one visitor's events
+ * and sessions share a shard.
+ */
+export function eventsTable(t: MigrationTarget): string[] {
+  return createShardedTable(t, {
+    name: 'events',
+    columns: eventColumns,
+    engine: { family: 'MergeTree' },
+    clauses:
+      'PARTITION BY toYYYYMM(timestamp)\nORDER BY (site, toDate(timestamp), name, timestamp)\n' +
+      retentionTtl(t, 'timestamp'),
+    shardingKey: 'cityHash64(site, visitor_id)',
+  });
+}
+
+const sessionColumns = `  site LowCardinality(String),
+  session_id UInt64,
+  visitor_id UInt64,
+  start DateTime64(3, 'UTC'),
+  timestamp DateTime64(3, 'UTC'),
+  duration UInt32,
+  pageviews UInt32,
+  events UInt32,
+  is_bounce UInt8,
+  entry_page String,
+  exit_page String,
+  hostname LowCardinality(String),
+  referrer String,
+  source String,
+  channel LowCardinality(String),
+  utm_source String,
+  utm_medium String,
+  utm_campaign String,
+  utm_content String,
+  utm_term String,
+  country LowCardinality(String),
+  browser LowCardinality(String),
+  browser_version LowCardinality(String),
+  os LowCardinality(String),
+  os_version LowCardinality(String),
+  device LowCardinality(String),
+  screen LowCardinality(String),
+  sign Int8,
+  version UInt32`;
+
+/**
+ * `sessions`: one row per session state. The processor writes a pair per update: −1 with the old
+ * state (same version) and +1 with the new state (version + 1). Queries aggregate with the sign
+ * (`sum(sign)` visits, `sum(sign * duration)`, …) and are exact before merges collapse the pairs;
+ * VersionedCollapsingMergeTree collapses them even if the pair lands out of order.
+ * `timestamp` is the last event's time; `duration` is in seconds.
+ */
+export function sessionsTable(t: MigrationTarget): string[] {
+  return createShardedTable(t, {
+    name: 'sessions',
+    columns: sessionColumns,
+    engine: { family: 'VersionedCollapsingMergeTree', args: ['sign', 'version'] },
+    clauses:
+      'PARTITION BY toYYYYMM(start)\nORDER BY (site, toDate(start), session_id)\n' + retentionTtl(t, 'start'),
+    shardingKey: 'cityHash64(site, visitor_id)',
+  });
+}

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { flagsToEnv, loadConfig } from '../schemas/config.ts';
+import { runFarol } from './support/farol-process.ts';
+
+describe('configuration', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c.FAROL_PORT).toBe(8080);
+    expect(c.FAROL_HOST).toBe('127.0.0.1');
+    expect(c.FAROL_DATA_DIR).toBe('./data');
+    expect(c.FAROL_HUB).toBe('local');
+    expect(c.FAROL_TRUST_PROXY).toEqual({ kind: 'hops', hops: 0 });
+    expect(c.FAROL_RETENTION_DAYS).toBe(395);
+    expect(c.FAROL_CLICKHOUSE_DATABASE).toBe('farol');
+  });
+
+  it.each([
+    ['FAROL_PORT', 'eighty'],
+    ['FAROL_PORT', '70000'],
+    ['FAROL_HUB', 'kafka'],
+    ['FAROL_TRUST_PROXY', '10.0.0.0/33'],
+    ['FAROL_TRUST_PROXY', 'yes'],
+    ['FAROL_RETENTION_DAYS', '-1'],
+    ['FAROL_LOG_LEVEL', 'loud'],
+    ['FAROL_CLICKHOUSE_URL', 'ftp://x'],
+    ['FAROL_CLICKHOUSE_DATABASE', 'farol; DROP'],
+    ['FAROL_BOOTSTRAP_TOKEN', 'short'],
+  ])('rejects %s=%s naming the variable', (key, value) => {
+    expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
+  });
+
+  it('requires the Event Hubs settings when FAROL_HUB=eventhubs', () => {
+    expect(() => loadConfig({ FAROL_HUB: 'eventhubs' })).toThrow(/FAROL_EVENTHUBS_CONNECTION_STRING/);
+  });
+
+  it('parses trusted proxies as hops or CIDRs', () => {
+    expect(loadConfig({ FAROL_TRUST_PROXY: '2' }).FAROL_TRUST_PROXY).toEqual({ kind: 'hops', hops: 2 });
+    expect(loadConfig({ FAROL_TRUST_PROXY: '10.0.0.0/8, ::1' }).FAROL_TRUST_PROXY).toEqual({ kind: 'cidrs', cidrs: ['10.0.0.0/8', '::1'] });
+  });
+
+  it('maps --flags onto variables', () => {
+    const { env, rest } = flagsToEnv(['--port', '9000', '--data-dir=/tmp/x', 'extra', '--trust-proxy', '1']);
+    expect(env).toEqual({ FAROL_PORT: '9000', FAROL_DATA_DIR: '/tmp/x', FAROL_TRUST_PROXY: '1' });
+    expect(rest).toEqual(['extra']);
+  });
+
+  it('the CLI exits non-zero naming the bad variable', async () => {
+    const r = await runFarol(['collector'], { FAROL_PORT: 'nope' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('FAROL_PORT');
+    const f = await runFarol(['collector', '--hub', 'kafka'], {});
+    expect(f.code).toBe(2);
+    expect(f.stderr).toContain('FAROL_HUB');
+  });
+
+  it('the CLI rejects an unknown command', async () => {
+    const r = await runFarol(['frobnicate'], {});
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('unknown command');
+  });
+});
