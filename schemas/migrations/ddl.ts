@@ -21,7 +21,7 @@ const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const clusterName = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
 /** How many recent insert blocks a table remembers to drop a retried insert (SPEC section 6). */
-export const dedupWindow = 0;
+export const dedupWindow = 10_000;
 
 /** Throws unless the target is safe to render; returns it for chaining. */
 export function checkTarget(t: MigrationTarget): MigrationTarget {

@@ -1,0 +1,200 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { drainPending, Session } from 'chdb';
+import {
+  checkTableName,
+  fromJsonEachRow,
+  insertSettings,
+  normalizeParams,
+  StoreError,
+  storeErrorFromText,
+  toJsonEachRow,
+  type ExecOptions,
+  type InsertOptions,
+  type QueryParams,
+  type Store,
+} from './store.ts';
+
+/**
+ * The embedded store: chDB (ClickHouse in-process) on `<dataDir>/clickhouse`.
+ *
+ * chDB binds one data directory per process, and a data directory must be opened by one process
+ * only. Calls run off the event loop (chDB's async API on libuv threads). A few connections on the
+ * same directory let a long report run beside the processor's inserts; each connection runs one
+ * call at a time, since a connection carries per-call state (current database, bound parameters).
+ */
+
+/** Options for {@link openChdbStore}. */
+export interface ChdbStoreOptions {
+  /** FAROL_DATA_DIR; the engine's files go in its `clickhouse/` folder. */
+  dataDir: string;
+  /** Database unqualified names resolve in (created by `migrate`). */
+  database: string;
+  /** Connections opened at most (default 4). */
+  connections?: number;
+}
+
+// Matches a ClickHouse server's defaults where chDB's differ, so both stores answer alike:
+// 64-bit integers quoted in JSON (JavaScript numbers cannot hold them), synchronous inserts.
+const engineArgs = ['--output_format_json_quote_64bit_integers=1', '--async_insert=0'];
+
+interface Connection {
+  session: Session;
+  /** Whether `USE <database>` has run on this connection. */
+  inDatabase: boolean;
+}
+
+/** Shape of chDB's typed errors (not exported as classes by the package). */
+interface ChdbErrorLike {
+  message: string;
+  clickhouseCode?: number;
+}
+
+function toStoreError(err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  if (err instanceof Error) return storeErrorFromText(err.message, err, (err as ChdbErrorLike).clickhouseCode);
+  return storeErrorFromText(String(err), err);
+}
+
+/** A small pool: a call takes an idle connection, opens one if under the cap, or waits. */
+class ConnectionPool {
+  private readonly all: Connection[] = [];
+  private readonly idle: Connection[] = [];
+  private readonly waiting: ((c: Connection) => void)[] = [];
+
+  constructor(
+    private readonly path: string,
+    private readonly max: number,
+  ) {
+    // Opened now so a directory held by another engine fails at open, not at the first call.
+    this.idle.push(this.open());
+  }
+
+  private open(): Connection {
+    const c = { session: new Session(this.path, { connectionArgs: engineArgs }), inDatabase: false };
+    this.all.push(c);
+    return c;
+  }
+
+  private acquire(): Promise<Connection> {
+    const free = this.idle.pop();
+    if (free !== undefined) return Promise.resolve(free);
+    if (this.all.length < this.max) return Promise.resolve(this.open());
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(c: Connection): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next(c);
+    else this.idle.push(c);
+  }
+
+  async use<T>(fn: (c: Connection) => Promise<T>): Promise<T> {
+    const c = await this.acquire();
+    try {
+      return await fn(c);
+    } finally {
+      this.release(c);
+    }
+  }
+
+  closeAll(): void {
+    for (const c of this.all) c.session.close();
+  }
+}
+
+class ChdbStore implements Store {
+  readonly kind = 'chdb';
+  private readonly pool: ConnectionPool;
+  private readonly running = new Set<Promise<unknown>>();
+  private closed = false;
+
+  constructor(
+    readonly database: string,
+    path: string,
+    connections: number,
+  ) {
+    this.pool = new ConnectionPool(path, connections);
+  }
+
+  /** Runs `fn` on a connection, with the store's database selected unless told otherwise. */
+  private run<T>(withDatabase: boolean, fn: (s: Session) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('store is closed', { retryable: false }));
+    const call = this.pool
+      .use(async (c) => {
+        if (withDatabase && !c.inDatabase) {
+          // Selected lazily: before `migrate` creates the database, calls fail with
+          // UNKNOWN_DATABASE just as they do against a server.
+          await c.session.queryAsync(`USE ${this.database}`);
+          c.inDatabase = true;
+        }
+        return await fn(c.session);
+      })
+      .catch((err: unknown) => {
+        throw toStoreError(err);
+      });
+    this.running.add(call);
+    const forget = (): void => {
+      this.running.delete(call);
+    };
+    call.then(forget, forget);
+    return call;
+  }
+
+  async exec(sql: string, params?: QueryParams, opts?: ExecOptions): Promise<void> {
+    const bound = normalizeParams(params);
+    await this.run(opts?.withoutDatabase !== true, (s) =>
+      bound === undefined || Object.keys(bound).length === 0 ? s.queryAsync(sql) : s.queryBindAsync(sql, bound),
+    );
+  }
+
+  async query<T = Record<string, unknown>>(sql: string, params?: QueryParams): Promise<T[]> {
+    const bound = normalizeParams(params);
+    const format = { format: 'JSONEachRow' };
+    const result = await this.run(true, (s) =>
+      bound === undefined || Object.keys(bound).length === 0
+        ? s.queryAsync(sql, format)
+        : s.queryBindAsync(sql, bound, format),
+    );
+    return fromJsonEachRow<T>(result.text());
+  }
+
+  async insert(table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions): Promise<void> {
+    checkTableName(table);
+    const settings = insertSettings(opts);
+    if (rows.length === 0) return;
+    const values = Buffer.from(toJsonEachRow(rows));
+    await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.run(false, (s) => s.queryAsync('SELECT 1'));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.running]);
+    this.pool.closeAll();
+    // Frees the process's one data-directory slot, so another directory can be opened next.
+    await drainPending();
+  }
+}
+
+/**
+ * Opens the embedded engine on `<dataDir>/clickhouse`. Throws if this process already holds a
+ * different chDB directory.
+ */
+export function openChdbStore(opts: ChdbStoreOptions): Store {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.database)) {
+    throw new StoreError(`database "${opts.database}" must be a plain identifier`, { retryable: false });
+  }
+  const path = join(opts.dataDir, 'clickhouse');
+  mkdirSync(path, { recursive: true });
+  return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? 4));
+}

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import { eventRow, formatTimestamp } from './rows.ts';
+
+const base: EnrichedEvent = {
+  v: 1,
+  id: 'client-7',
+  clientId: true,
+  site: 'example.com',
+  ts: Date.UTC(2026, 1, 3, 4, 5, 6, 7),
+  name: 'Signup',
+  hostname: 'www.example.com',
+  pathname: '/pricing',
+  utmSource: 'newsletter',
+  utmMedium: 'email',
+  utmCampaign: 'spring',
+  utmContent: 'hero',
+  utmTerm: 'analytics',
+  clickIds: ['gclid'],
+  referrer: 'https://news.example.org/post',
+  source: 'news.example.org',
+  channel: 'Referral',
+  country: 'PT',
+  browser: 'Chrome',
+  browserVersion: '126',
+  os: 'macOS',
+  osVersion: '14',
+  device: 'desktop',
+  screen: 'desktop',
+  visitorId: '18446744073709551615',
+  interactive: false,
+  props: { plan: 'pro' },
+  revenue: { currency: 'EUR', amount: 0.1 + 0.2 },
+  exp: { hero: 'b', pricing: 'control' },
+};
+
+describe('eventRow', () => {
+  it('maps every field to its events column', () => {
+    expect(eventRow(base, '99')).toEqual({
+      site: 'example.com',
+      timestamp: '2026-02-03 04:05:06.007',
+      event_id: 'client-7',
+      event_id_from_client: 1,
+      name: 'Signup',
+      session_id: '99',
+      visitor_id: '18446744073709551615',
+      hostname: 'www.example.com',
+      pathname: '/pricing',
+      referrer: 'https://news.example.org/post',
+      source: 'news.example.org',
+      channel: 'Referral',
+      utm_source: 'newsletter',
+      utm_medium: 'email',
+      utm_campaign: 'spring',
+      utm_content: 'hero',
+      utm_term: 'analytics',
+      click_ids: ['gclid'],
+      country: 'PT',
+      browser: 'Chrome',
+      browser_version: '126',
+      os: 'macOS',
+      os_version: '14',
+      device: 'desktop',
+      screen: 'desktop',
+      interactive: 0,
+      props: { plan: 'pro' },
+      revenue_amount: '0.300000',
+      revenue_currency: 'EUR',
+      exp_ids: ['hero', 'pricing'],
+      exp_variants: ['b', 'control'],
+    });
+  });
+
+  it.each([
+    ['no revenue', null],
+    ['an amount Decimal64(6) cannot hold', { currency: 'USD', amount: 1e13 }],
+    ['a non-finite amount', { currency: 'USD', amount: Number.POSITIVE_INFINITY }],
+  ])('stores %s as a null amount without currency', (_label, revenue) => {
+    const row = eventRow({ ...base, revenue }, '1');
+    expect(row.revenue_amount).toBeNull();
+    expect(row.revenue_currency).toBe('');
+  });
+});
+
+describe('formatTimestamp', () => {
+  it('renders epoch milliseconds as UTC DateTime64(3) text', () => {
+    expect(formatTimestamp(0)).toBe('1970-01-01 00:00:00.000');
+    expect(formatTimestamp(Date.UTC(2030, 11, 31, 23, 59, 59, 999))).toBe('2030-12-31 23:59:59.999');
+  });
+});

@@ -1,0 +1,137 @@
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+
+/**
+ * Row shapes of the raw tables (schemas/migrations/raw-tables.ts), as JSONEachRow objects.
+ * UInt64 ids travel as decimal strings; times as `YYYY-MM-DD hh:mm:ss.fff` in UTC.
+ */
+
+/** One row of `events`. */
+export type EventRow = {
+  site: string;
+  timestamp: string;
+  event_id: string;
+  event_id_from_client: 0 | 1;
+  name: string;
+  session_id: string;
+  visitor_id: string;
+  hostname: string;
+  pathname: string;
+  referrer: string;
+  source: string;
+  channel: string;
+  utm_source: string;
+  utm_medium: string;
+  utm_campaign: string;
+  utm_content: string;
+  utm_term: string;
+  click_ids: string[];
+  country: string;
+  browser: string;
+  browser_version: string;
+  os: string;
+  os_version: string;
+  device: string;
+  screen: string;
+  interactive: 0 | 1;
+  props: Record<string, string>;
+  /** Decimal text with 6 places, or null without revenue. */
+  revenue_amount: string | null;
+  revenue_currency: string;
+  exp_ids: string[];
+  exp_variants: string[];
+};
+
+/**
+ * One row of `sessions`: a session's state. The processor writes the first state with sign 1,
+ * then for each update the previous state again with sign −1 and the new one with sign 1 and
+ * version + 1, in the same insert.
+ */
+export type SessionRow = {
+  site: string;
+  session_id: string;
+  visitor_id: string;
+  /** First event's time. */
+  start: string;
+  /** Last event's time. */
+  timestamp: string;
+  /** Seconds from first to last event. */
+  duration: number;
+  pageviews: number;
+  events: number;
+  is_bounce: 0 | 1;
+  entry_page: string;
+  exit_page: string;
+  hostname: string;
+  referrer: string;
+  source: string;
+  channel: string;
+  utm_source: string;
+  utm_medium: string;
+  utm_campaign: string;
+  utm_content: string;
+  utm_term: string;
+  country: string;
+  browser: string;
+  browser_version: string;
+  os: string;
+  os_version: string;
+  device: string;
+  screen: string;
+  sign: 1 | -1;
+  version: number;
+};
+
+/** Milliseconds since the epoch as a DateTime64(3, 'UTC') text value. */
+export function formatTimestamp(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
+}
+
+// Decimal64(6) holds up to ~9.2e12; a larger amount would fail the whole batch's insert.
+const maxRevenue = 9e12;
+
+/**
+ * The revenue amount as Decimal text, or null when there is none or it cannot be stored: one
+ * absurd amount must not make a batch of good events unwritable.
+ */
+function revenueAmount(revenue: EnrichedEvent['revenue']): string | null {
+  if (revenue === null || !Number.isFinite(revenue.amount) || Math.abs(revenue.amount) >= maxRevenue) return null;
+  return revenue.amount.toFixed(6);
+}
+
+/** Maps an enriched event and its session id (UInt64 as decimal text) to an `events` row. */
+export function eventRow(e: EnrichedEvent, sessionId: string): EventRow {
+  const amount = revenueAmount(e.revenue);
+  return {
+    site: e.site,
+    timestamp: formatTimestamp(e.ts),
+    event_id: e.id,
+    event_id_from_client: e.clientId ? 1 : 0,
+    name: e.name,
+    session_id: sessionId,
+    visitor_id: e.visitorId,
+    hostname: e.hostname,
+    pathname: e.pathname,
+    referrer: e.referrer,
+    source: e.source,
+    channel: e.channel,
+    utm_source: e.utmSource,
+    utm_medium: e.utmMedium,
+    utm_campaign: e.utmCampaign,
+    utm_content: e.utmContent,
+    utm_term: e.utmTerm,
+    click_ids: e.clickIds,
+    country: e.country,
+    browser: e.browser,
+    browser_version: e.browserVersion,
+    os: e.os,
+    os_version: e.osVersion,
+    device: e.device,
+    screen: e.screen,
+    interactive: e.interactive ? 1 : 0,
+    props: e.props,
+    revenue_amount: amount,
+    revenue_currency: amount === null || e.revenue === null ? '' : e.revenue.currency,
+    exp_ids: Object.keys(e.exp),
+    exp_variants: Object.values(e.exp),
+  };
+}

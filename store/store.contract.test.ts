@@ -1,0 +1,416 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import { latestVersion } from '../schemas/migrations/index.ts';
+import { startClickHouseHttp } from '../tests/support/clickhouse-http.ts';
+import { openChdbStore } from './chdb-store.ts';
+import { openHttpStore } from './http-store.ts';
+import { migrate } from './migrate.ts';
+import { eventRow, formatTimestamp, type SessionRow } from './rows.ts';
+import { StoreError, type Store } from './store.ts';
+
+/**
+ * One contract, every Store: embedded chDB on a temp dir, and the HTTP store against the test
+ * endpoint (chDB in a child process on another temp dir).
+ */
+
+const database = 'farol_test';
+const target = { database, retentionDays: 395 };
+
+interface Harness {
+  store: Store;
+  teardown(): Promise<void>;
+}
+
+const harnesses: Record<string, () => Promise<Harness>> = {
+  chdb: () => {
+    const dir = mkdtempSync(join(tmpdir(), 'farol-store-chdb-'));
+    const store = openChdbStore({ dataDir: dir, database });
+    return Promise.resolve({
+      store,
+      teardown: async () => {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    });
+  },
+  http: async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'farol-store-http-'));
+    const server = await startClickHouseHttp({ dataDir: dir });
+    const store = openHttpStore({ url: server.url, username: 'default', password: '', database });
+    return {
+      store,
+      teardown: async () => {
+        await store.close();
+        await server.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+// Events sit around the start of the current month, so a batch spans two monthly partitions and
+// stays well inside the retention TTL.
+const now = new Date();
+const monthStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
+const hour = 3_600_000;
+
+let nextId = 0;
+
+function event(overrides: Partial<EnrichedEvent> = {}): EnrichedEvent {
+  nextId += 1;
+  return {
+    v: 1,
+    id: `evt-${nextId}`,
+    clientId: false,
+    site: 'example.com',
+    ts: monthStart,
+    name: 'pageview',
+    hostname: 'example.com',
+    pathname: '/',
+    utmSource: '',
+    utmMedium: '',
+    utmCampaign: '',
+    utmContent: '',
+    utmTerm: '',
+    clickIds: [],
+    referrer: '',
+    source: '',
+    channel: 'Direct',
+    country: 'PT',
+    browser: 'Firefox',
+    browserVersion: '128',
+    os: 'Linux',
+    osVersion: '',
+    device: 'desktop',
+    screen: 'desktop',
+    visitorId: '1',
+    interactive: true,
+    props: {},
+    revenue: null,
+    exp: {},
+    ...overrides,
+  };
+}
+
+/** A deterministic spread of events: visitors, pages, countries, goals with revenue, over hours. */
+function trafficFor(site: string, count: number): EnrichedEvent[] {
+  const pages = ['/', '/pricing', '/docs', '/blog/a', '/signup'];
+  const countries = ['PT', 'DE', 'US'];
+  return Array.from({ length: count }, (_, i) => {
+    const goal = i % 7 === 0;
+    return event({
+      site,
+      ts: monthStart - 3 * hour + ((i * 97) % (6 * 60)) * 60_000,
+      name: goal ? 'Signup' : 'pageview',
+      pathname: pages[i % pages.length] ?? '/',
+      country: countries[(i * 5) % countries.length] ?? '',
+      visitorId: String(1_000 + ((i * 13) % 37)),
+      revenue: goal ? { currency: 'EUR', amount: 10 + (i % 5) + 0.25 } : null,
+    });
+  });
+}
+
+function session(overrides: Partial<SessionRow>): SessionRow {
+  return {
+    site: 'sessions.test',
+    session_id: '1',
+    visitor_id: '1',
+    start: formatTimestamp(monthStart + hour),
+    timestamp: formatTimestamp(monthStart + hour),
+    duration: 0,
+    pageviews: 1,
+    events: 1,
+    is_bounce: 1,
+    entry_page: '/',
+    exit_page: '/',
+    hostname: 'sessions.test',
+    referrer: '',
+    source: 'Google',
+    channel: 'Organic Search',
+    utm_source: '',
+    utm_medium: '',
+    utm_campaign: '',
+    utm_content: '',
+    utm_term: '',
+    country: 'PT',
+    browser: 'Firefox',
+    browser_version: '128',
+    os: 'Linux',
+    os_version: '',
+    device: 'desktop',
+    screen: 'desktop',
+    sign: 1,
+    version: 1,
+    ...overrides,
+  };
+}
+
+describe.each(Object.keys(harnesses))('%s store', (kind) => {
+  let store: Store;
+  let teardown: () => Promise<void>;
+  let firstRun: number[];
+
+  beforeAll(async () => {
+    const make = harnesses[kind];
+    if (make === undefined) throw new Error(`no harness ${kind}`);
+    ({ store, teardown } = await make());
+    firstRun = await migrate(store, target);
+  });
+
+  afterAll(async () => {
+    await teardown();
+  });
+
+  /** One number from a one-row query. */
+  async function scalar(sql: string, params?: Record<string, unknown>): Promise<number> {
+    const rows = await store.query<{ n: number | string }>(sql, params);
+    return Number(rows[0]?.n);
+  }
+
+  it('migrates idempotently and records every version', async () => {
+    const all = Array.from({ length: latestVersion }, (_, i) => i + 1);
+    expect(firstRun).toEqual(all);
+    expect(await migrate(store, target)).toEqual([]);
+    const versions = await store.query<{ version: number }>('SELECT DISTINCT version FROM schema_migrations ORDER BY version');
+    expect(versions.map((r) => r.version)).toEqual(all);
+    const tables = await store.query<{ name: string }>(
+      'SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name',
+      { db: database },
+    );
+    expect(tables.map((t) => t.name)).toEqual(
+      expect.arrayContaining(['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily', 'accounts', 'sites', 'members', 'tokens', 'experiments']),
+    );
+  });
+
+  it('pings', async () => {
+    expect(await store.ping()).toBe(true);
+  });
+
+  it('reads inserted events back with bound parameters', async () => {
+    const site = 'readback.test';
+    const events = [
+      event({ site, ts: monthStart + 1_234, pathname: '/a', visitorId: '18446744073709551615', props: { plan: 'pro' } }),
+      event({ site, ts: monthStart + 2_000, name: 'Signup', revenue: { currency: 'USD', amount: 19.99 }, exp: { hero: 'b' } }),
+      event({ site: 'other.test', ts: monthStart + 3_000 }),
+    ];
+    await store.insert('events', events.map((e) => eventRow(e, '42')));
+    await store.insert('events', []);
+    const rows = await store.query<Record<string, unknown>>(
+      `SELECT event_id, name, pathname, visitor_id, session_id, timestamp, props, revenue_amount, revenue_currency,
+              exp_ids, exp_variants
+       FROM events WHERE site = {site:String} AND timestamp >= {from:DateTime64(3)} ORDER BY timestamp`,
+      { site, from: new Date(monthStart) },
+    );
+    expect(rows).toEqual([
+      {
+        event_id: events[0]?.id,
+        name: 'pageview',
+        pathname: '/a',
+        visitor_id: '18446744073709551615',
+        session_id: '42',
+        timestamp: formatTimestamp(monthStart + 1_234),
+        props: { plan: 'pro' },
+        revenue_amount: null,
+        revenue_currency: '',
+        exp_ids: [],
+        exp_variants: [],
+      },
+      expect.objectContaining({ name: 'Signup', revenue_amount: 19.99, revenue_currency: 'USD', exp_ids: ['hero'], exp_variants: ['b'] }),
+    ]);
+  });
+
+  it('keeps bound parameters as data', async () => {
+    const site = 'injection.test';
+    const hostile = "' OR 1=1 --";
+    const odd = 'tab\there\nnewline back\\slash \'quote\'';
+    await store.insert('events', [eventRow(event({ site, pathname: hostile }), '1'), eventRow(event({ site, pathname: odd }), '1')]);
+    expect(await scalar('SELECT count() AS n FROM events WHERE site = {site:String}', { site: hostile })).toBe(0);
+    const found = await store.query<{ pathname: string }>(
+      'SELECT pathname FROM events WHERE site = {site:String} AND pathname IN {paths:Array(String)} ORDER BY pathname',
+      { site, paths: [hostile, odd] },
+    );
+    expect(found.map((r) => r.pathname)).toEqual([hostile, odd].sort());
+    const echoed = await store.query<{ s: string }>('SELECT {s:String} AS s', { s: odd });
+    expect(echoed[0]?.s).toBe(odd);
+  });
+
+  it('rejects a bad query with a clear error', async () => {
+    const missing = store.query('SELECT * FROM no_such_table');
+    await expect(missing).rejects.toBeInstanceOf(StoreError);
+    await expect(missing).rejects.toMatchObject({ code: 60, type: 'UNKNOWN_TABLE', retryable: false });
+    await expect(missing).rejects.toThrow(/no_such_table/);
+    await expect(store.exec('CREATE TABLE oops (')).rejects.toMatchObject({ code: 62, type: 'SYNTAX_ERROR' });
+    await expect(store.insert('events; DROP TABLE events', [{}])).rejects.toThrow(/invalid table name/);
+  });
+
+  it('stores a retried insert once, in events and in the rollups', async () => {
+    const site = 'dedup.test';
+    const rows = trafficFor(site, 40).map((e) => eventRow(e, '7'));
+    const pageviews = rows.filter((r) => r.name === 'pageview').length;
+    const counts = async (): Promise<number[]> => [
+      await scalar('SELECT count() AS n FROM events WHERE site = {site:String}', { site }),
+      await scalar("SELECT sum(events) AS n FROM rollup_hourly WHERE site = {site:String} AND dim = ''", { site }),
+      await scalar("SELECT sum(pageviews) AS n FROM rollup_daily WHERE site = {site:String} AND dim = ''", { site }),
+      await scalar("SELECT sum(events) AS n FROM rollup_hourly WHERE site = {site:String} AND dim = 'page'", { site }),
+    ];
+
+    await store.insert('events', rows, { dedupToken: 'p0:100-139' });
+    expect(await counts()).toEqual([40, 40, pageviews, pageviews]);
+    // The processor crashed before its checkpoint and replays the same batch.
+    await store.insert('events', rows, { dedupToken: 'p0:100-139' });
+    await store.insert('events', rows, { dedupToken: 'p0:100-139' });
+    expect(await counts()).toEqual([40, 40, pageviews, pageviews]);
+    // A different batch that happens to hold the same rows is stored: the token decides.
+    await store.insert('events', rows, { dedupToken: 'p0:140-179' });
+    expect(await counts()).toEqual([80, 80, 2 * pageviews, 2 * pageviews]);
+
+    const states = [session({ site, session_id: '9' })];
+    await store.insert('sessions', states, { dedupToken: 's0:1' });
+    await store.insert('sessions', states, { dedupToken: 's0:1' });
+    expect(await scalar('SELECT sum(sign) AS n FROM sessions WHERE site = {site:String}', { site })).toBe(1);
+    expect(await scalar("SELECT sum(visits) AS n FROM sessions_hourly WHERE site = {site:String} AND dim = ''", { site })).toBe(1);
+    expect(await scalar("SELECT sum(visits) AS n FROM sessions_daily WHERE site = {site:String} AND dim = 'source'", { site })).toBe(1);
+  });
+
+  it('counts collapsing session updates exactly', async () => {
+    const site = 'sessions.test';
+    const first = session({ site, session_id: '1', visitor_id: '11' });
+    const other = session({ site, session_id: '2', visitor_id: '22', exit_page: '/c', entry_page: '/c' });
+    await store.insert('sessions', [first, other]);
+    // The visitor of session 1 reads a second page 30 s later: retract the old state, add the new.
+    const updated: SessionRow = {
+      ...first,
+      version: 2,
+      timestamp: formatTimestamp(monthStart + hour + 30_000),
+      duration: 30,
+      pageviews: 2,
+      events: 2,
+      is_bounce: 0,
+      exit_page: '/b',
+    };
+    await store.insert('sessions', [{ ...first, sign: -1 }, updated]);
+
+    const raw = await store.query<Record<string, number | string>>(
+      `SELECT sum(sign) AS visits, sum(sign * is_bounce) AS bounces, sum(sign * pageviews) AS pageviews,
+              sum(sign * duration) AS duration
+       FROM sessions WHERE site = {site:String}`,
+      { site },
+    );
+    const rolled = await store.query<Record<string, number | string>>(
+      `SELECT sum(visits) AS visits, sum(bounces) AS bounces, sum(pageviews) AS pageviews, sum(duration) AS duration
+       FROM sessions_hourly WHERE site = {site:String} AND dim = ''`,
+      { site },
+    );
+    const expected = { visits: 2, bounces: 1, pageviews: 3, duration: 30 };
+    expect(numbers(raw[0])).toEqual(expected);
+    expect(numbers(rolled[0])).toEqual(expected);
+
+    const exits = await store.query<{ value: string; visits: number | string; visitors: number | string }>(
+      `SELECT value, sum(visits) AS visits, uniqExactMerge(visitors) AS visitors FROM sessions_hourly
+       WHERE site = {site:String} AND dim = 'exit_page' GROUP BY value HAVING visits != 0 ORDER BY value`,
+      { site },
+    );
+    expect(exits.map((r) => [r.value, Number(r.visits), Number(r.visitors)])).toEqual([
+      ['/b', 1, 0],
+      ['/c', 1, 0],
+    ]);
+    const visitors = await scalar(
+      "SELECT uniqExactMerge(visitors) AS n FROM sessions_daily WHERE site = {site:String} AND dim = 'entry_page'",
+      { site },
+    );
+    expect(visitors).toBe(2);
+  });
+
+  it('answers rollup totals equal to raw totals', async () => {
+    const site = 'rollup.test';
+    await store.insert('events', trafficFor(site, 300).map((e) => eventRow(e, '3')), { dedupToken: 'rollup:1' });
+
+    const raw = await store.query<Record<string, number | string>>(
+      `SELECT countIf(name = 'pageview') AS pageviews, count() AS events, uniqExact(visitor_id) AS visitors,
+              sum(ifNull(revenue_amount, 0)) AS revenue
+       FROM events WHERE site = {site:String}`,
+      { site },
+    );
+    for (const table of ['rollup_hourly', 'rollup_daily']) {
+      const rolled = await store.query<Record<string, number | string>>(
+        `SELECT sum(pageviews) AS pageviews, sum(events) AS events, uniqExactMerge(visitors) AS visitors,
+                sum(revenue) AS revenue
+         FROM ${table} WHERE site = {site:String} AND dim = ''`,
+        { site },
+      );
+      expect(numbers(rolled[0])).toEqual(numbers(raw[0]));
+    }
+
+    const rawPages = await store.query<Record<string, number | string>>(
+      `SELECT pathname AS value, count() AS pageviews, uniqExact(visitor_id) AS visitors FROM events
+       WHERE site = {site:String} AND name = 'pageview' GROUP BY value ORDER BY value`,
+      { site },
+    );
+    const rolledPages = await store.query<Record<string, number | string>>(
+      `SELECT value, sum(pageviews) AS pageviews, uniqExactMerge(visitors) AS visitors FROM rollup_hourly
+       WHERE site = {site:String} AND dim = 'page' GROUP BY value ORDER BY value`,
+      { site },
+    );
+    expect(rolledPages.map(numbers)).toEqual(rawPages.map(numbers));
+
+    const rawCountries = await store.query<Record<string, number | string>>(
+      `SELECT country AS value, uniqExact(visitor_id) AS visitors, count() AS events FROM events
+       WHERE site = {site:String} GROUP BY value ORDER BY value`,
+      { site },
+    );
+    const rolledCountries = await store.query<Record<string, number | string>>(
+      `SELECT value, uniqExactMerge(visitors) AS visitors, sum(events) AS events FROM rollup_daily
+       WHERE site = {site:String} AND dim = 'country' GROUP BY value ORDER BY value`,
+      { site },
+    );
+    expect(rolledCountries.map(numbers)).toEqual(rawCountries.map(numbers));
+  });
+
+  it('serves concurrent calls', async () => {
+    const site = 'concurrent.test';
+    const batches = Array.from({ length: 8 }, (_, b) =>
+      trafficFor(site, 25).map((e) => eventRow({ ...e, id: `c-${b}-${e.id}` }, String(b))),
+    );
+    const reads = Array.from({ length: 8 }, (_, i) =>
+      store.query<{ n: number }>('SELECT {i:UInt32} AS n', { i }),
+    );
+    const [, answers] = await Promise.all([
+      Promise.all(batches.map((rows, b) => store.insert('events', rows, { dedupToken: `concurrent:${b}` }))),
+      Promise.all(reads),
+    ]);
+    expect(answers.map((rows) => rows[0]?.n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(await scalar('SELECT count() AS n FROM events WHERE site = {site:String}', { site })).toBe(200);
+    expect(await scalar("SELECT sum(events) AS n FROM rollup_hourly WHERE site = {site:String} AND dim = ''", { site })).toBe(200);
+  });
+
+  it('follows a changed retention on the next migrate', async () => {
+    const ttlDays = async (): Promise<string | undefined> => {
+      const rows = await store.query<{ engine_full: string }>(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'events'",
+        { db: database },
+      );
+      return /toIntervalDay\((\d+)\)/.exec(rows[0]?.engine_full ?? '')?.[1];
+    };
+    expect(await ttlDays()).toBe('395');
+    // Longer, not shorter: a shorter TTL would start deleting the other tests' rows.
+    expect(await migrate(store, { ...target, retentionDays: 800 })).toEqual([]);
+    expect(await ttlDays()).toBe('800');
+  });
+
+  it('closes once and refuses calls afterwards', async () => {
+    await store.close();
+    await store.close();
+    expect(await store.ping()).toBe(false);
+    await expect(store.query('SELECT 1')).rejects.toThrow(/closed/);
+  });
+});
+
+/** The row with every value as a number (UInt64 arrive as strings), keeping `value` as text. */
+function numbers(row: Record<string, number | string> | undefined): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  for (const [k, v] of Object.entries(row ?? {})) out[k] = k === 'value' ? v : Number(v);
+  return out;
+}

@@ -1,0 +1,171 @@
+/**
+ * The `Store`: where Farol keeps events, sessions, rollups and the control plane. Two
+ * implementations, one contract (store/store.contract.test.ts): embedded chDB
+ * (store/chdb-store.ts) and a ClickHouse server over HTTP (store/http-store.ts).
+ *
+ * SQL reaches the store with bound parameters only: `{name:Type}` placeholders in the text and
+ * values in `params`. Nothing a user sends is ever spliced into SQL.
+ */
+
+/** Values for `{name:Type}` placeholders. Dates bind as epoch seconds with milliseconds. */
+export type QueryParams = Record<string, unknown>;
+
+/** Options for {@link Store.exec}. */
+export interface ExecOptions {
+  /**
+   * Run without selecting the store's database. Only for statements that name every table in
+   * full and must run before that database exists (`CREATE DATABASE`, migrations).
+   */
+  withoutDatabase?: boolean;
+}
+
+/** Options for {@link Store.insert}. */
+export interface InsertOptions {
+  /**
+   * Idempotency key for this batch (e.g. partition + offset range). Retrying an insert with the
+   * same token and the same rows stores nothing new, in the table and in the rollups its
+   * materialized views feed.
+   */
+  dedupToken?: string;
+}
+
+/** A ClickHouse deployment as Farol uses it. */
+export interface Store {
+  readonly kind: 'chdb' | 'http';
+  /** Database unqualified table names resolve in. */
+  readonly database: string;
+  /** Runs DDL or a command; any result rows are discarded. */
+  exec(sql: string, params?: QueryParams, opts?: ExecOptions): Promise<void>;
+  /**
+   * Runs a query and returns its rows as JSON objects (JSONEachRow). 64-bit integers arrive as
+   * strings, Decimals and 32-bit numbers as numbers, dates as `YYYY-MM-DD hh:mm:ss[.fff]` in UTC.
+   */
+  query<T = Record<string, unknown>>(sql: string, params?: QueryParams): Promise<T[]>;
+  /** Inserts rows (JSONEachRow: keys are column names) as one block. No-op for no rows. */
+  insert(table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions): Promise<void>;
+  /** True when the engine answers. Never throws. */
+  ping(): Promise<boolean>;
+  /** Waits for running calls, then releases the engine or connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+// ClickHouse error codes worth retrying: the server is busy, restarting, or the network broke.
+// A bad query (syntax, unknown table, type mismatch) will fail the same way again.
+const retryableCodes = new Set([
+  3, // UNEXPECTED_END_OF_FILE
+  32, // ATTEMPT_TO_READ_AFTER_EOF
+  159, // TIMEOUT_EXCEEDED
+  202, // TOO_MANY_SIMULTANEOUS_QUERIES
+  209, // SOCKET_TIMEOUT
+  210, // NETWORK_ERROR
+  241, // MEMORY_LIMIT_EXCEEDED
+  242, // TABLE_IS_READ_ONLY
+  252, // TOO_MANY_PARTS
+  279, // ALL_CONNECTION_TRIES_FAILED
+  285, // TOO_FEW_LIVE_REPLICAS
+  319, // UNKNOWN_STATUS_OF_INSERT
+  394, // QUERY_WAS_CANCELLED
+  425, // SYSTEM_ERROR
+  999, // KEEPER_EXCEPTION
+]);
+
+/** Whether an error with this ClickHouse code may succeed when retried. */
+export function isRetryableCode(code: number | undefined): boolean {
+  return code !== undefined && retryableCodes.has(code);
+}
+
+/** Every failure a store reports: the engine's error, or the connection's. */
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+  /** ClickHouse error code (60 = UNKNOWN_TABLE, 62 = SYNTAX_ERROR, …); unset for network errors. */
+  readonly code: number | undefined;
+  /** ClickHouse error name, e.g. `UNKNOWN_TABLE`. */
+  readonly type: string | undefined;
+  /** True when retrying later may succeed (server down or busy), false for a bad statement. */
+  readonly retryable: boolean;
+
+  constructor(
+    message: string,
+    details: { code?: number | undefined; type?: string | undefined; retryable?: boolean; cause?: unknown },
+  ) {
+    super(message, { cause: details.cause });
+    this.code = details.code;
+    this.type = details.type;
+    this.retryable = details.retryable ?? isRetryableCode(details.code);
+  }
+}
+
+/**
+ * Builds a StoreError from a ClickHouse exception text (`Code: 60. DB::Exception: … (UNKNOWN_TABLE)`),
+ * keeping its code and name.
+ */
+export function storeErrorFromText(text: string, cause?: unknown, fallbackCode?: number): StoreError {
+  const message = text.replace(/^Query failed: /, '').trim();
+  const code = /Code: (\d+)\./.exec(message)?.[1];
+  const type = /\(([A-Z][A-Z0-9_]{2,})\)(?: \(version [^)]*\))?\.?\s*$/.exec(message)?.[1];
+  return new StoreError(message, { code: code === undefined ? fallbackCode : Number(code), type, cause });
+}
+
+const tableName = /^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Throws unless `table` is `name` or `db.name` with plain identifiers (it is spliced into SQL). */
+export function checkTableName(table: string): string {
+  if (!tableName.test(table)) throw new StoreError(`invalid table name "${table}"`, { retryable: false });
+  return table;
+}
+
+/** Rows as JSONEachRow text: one JSON object per line. */
+export function toJsonEachRow(rows: readonly Record<string, unknown>[]): string {
+  let out = '';
+  for (const row of rows) out += `${JSON.stringify(row)}\n`;
+  return out;
+}
+
+/** Parses JSONEachRow text into rows. */
+export function fromJsonEachRow<T>(text: string): T[] {
+  const rows: T[] = [];
+  for (const line of text.split('\n')) {
+    if (line.length > 0) rows.push(JSON.parse(line) as T);
+  }
+  return rows;
+}
+
+/**
+ * Brings parameter values to one form both engines bind identically: booleans as 1/0 (ClickHouse
+ * parses `true` only for Bool), dates as epoch seconds with milliseconds, bigints as text.
+ */
+export function normalizeParams(params: QueryParams | undefined): QueryParams | undefined {
+  if (params === undefined) return undefined;
+  const out: QueryParams = {};
+  for (const [key, value] of Object.entries(params)) {
+    if (typeof value === 'boolean') out[key] = value ? 1 : 0;
+    else if (value instanceof Date) out[key] = (value.getTime() / 1000).toFixed(3);
+    else if (typeof value === 'bigint') out[key] = value.toString();
+    else out[key] = value;
+  }
+  return out;
+}
+
+/** ClickHouse settings an insert runs with. */
+export type InsertSettings = {
+  async_insert: 0;
+  insert_deduplicate?: 1;
+  insert_deduplication_token?: string;
+  deduplicate_blocks_in_dependent_materialized_views?: 1;
+};
+
+/**
+ * Settings for every insert. async_insert is off so a returned insert is in the table (chDB
+ * defaults it on); the dedup token, when given, also guards the blocks the materialized views
+ * write, so a replayed batch counts once in the rollups too.
+ */
+export function insertSettings(opts: InsertOptions | undefined): InsertSettings {
+  if (opts?.dedupToken === undefined) return { async_insert: 0 };
+  if (opts.dedupToken.length === 0) throw new StoreError('dedupToken must not be empty', { retryable: false });
+  return {
+    async_insert: 0,
+    insert_deduplicate: 1,
+    insert_deduplication_token: opts.dedupToken,
+    deduplicate_blocks_in_dependent_materialized_views: 1,
+  };
+}
