@@ -14,20 +14,22 @@ export function readBody(
   done: (err: FarolError | null, body: Buffer) => void,
 ): { cancel(): void } {
   let finished = false;
-  let timer: NodeJS.Timeout | undefined;
   const finish = (err: FarolError | null, body: Buffer): void => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
     done(err, body);
   };
+  const declaredTooLarge = contentLength > limit;
+  const timer = declaredTooLarge
+    ? undefined
+    : setTimeout(() => finish(new FarolError('ING_BODY_TIMEOUT', `body not received within ${timeoutMs} ms`), EMPTY), timeoutMs);
   const cancel = { cancel: () => ((finished = true), clearTimeout(timer)) };
-  if (contentLength > limit) {
+  if (declaredTooLarge) {
     // Declared too large: answer without reading a byte.
     queueMicrotask(() => finish(new FarolError('ING_BODY_TOO_LARGE', `body is ${contentLength} bytes, limit ${limit}`), EMPTY));
     return cancel;
   }
-  timer = setTimeout(() => finish(new FarolError('ING_BODY_TIMEOUT', `body not received within ${timeoutMs} ms`), EMPTY), timeoutMs);
   let chunks: Buffer[] | null = null;
   let size = 0;
   res.onData((chunk, isLast) => {

@@ -105,7 +105,7 @@ export function createCollector(deps: CollectorDeps): Collector {
     return ctx;
   }
 
-  function end(ctx: RequestCtx): void {
+  function end(): void {
     inflight--;
     if (draining && inflight === 0) {
       const waiters = drainWaiters;
@@ -188,7 +188,7 @@ export function createCollector(deps: CollectorDeps): Collector {
         sendError(ctx, new FarolError('ING_HUB_UNAVAILABLE', 'internal error'));
       }
     } finally {
-      end(ctx);
+      end();
     }
   }
 
@@ -200,7 +200,7 @@ export function createCollector(deps: CollectorDeps): Collector {
         if (err) {
           // The rest of an oversize or stalled body is not worth reading: close the connection.
           sendError(ctx, err, true);
-          end(ctx);
+          end();
           return;
         }
         let values: unknown[];
@@ -208,7 +208,7 @@ export function createCollector(deps: CollectorDeps): Collector {
           values = toValues(decodeJson(body));
         } catch (e) {
           sendError(ctx, e instanceof FarolError ? e : new FarolError('ING_BAD_JSON'));
-          end(ctx);
+          end();
           return;
         }
         void ingest(ctx, values, route === '/api/batch', (n) => answer(ctx, n));
@@ -239,7 +239,7 @@ export function createCollector(deps: CollectorDeps): Collector {
         value = queryToWire(req.getQuery() ?? '');
       } catch (e) {
         sendError(ctx, e instanceof FarolError ? e : new FarolError('ING_BAD_EVENT'));
-        end(ctx);
+        end();
         return;
       }
       void ingest(ctx, [value], false, () => answer(ctx));
@@ -264,7 +264,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       const ctx = begin(res, req, route);
       const out = handler();
       send(ctx, out.code, out.body, out.type);
-      end(ctx);
+      end();
     });
   }
   simple('/healthz', () => ({ code: 200, body: '{"status":"ok"}', type: 'application/json' }));
@@ -282,7 +282,7 @@ export function createCollector(deps: CollectorDeps): Collector {
     // Drain any body so keep-alive connections stay usable.
     res.onData(() => undefined);
     sendError(ctx, err);
-    end(ctx);
+    end();
   });
 
   return {

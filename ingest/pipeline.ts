@@ -39,7 +39,7 @@ export interface EnrichDeps {
   parseUa(ua: string): UaInfo;
   country(ip: string): string;
   visitorId(site: string, ip: string, ua: string): string;
-  parsePageUrl(url: string): PageUrl | null;
+  parsePageUrl(url: string, opts: { hashMode: boolean }): PageUrl | null;
   parseReferrer(referrer: string): { host: string; clean: string } | null;
   classify(input: ChannelInput): { channel: Channel; source: string };
   /** Site check; false → ING_UNKNOWN_SITE. */
@@ -73,7 +73,7 @@ function stringifyProps(props: WireEvent['props']): Record<string, string> {
 
 /** Turns one wire event into enriched events, or says why it is dropped or rejected. */
 export function enrichEvent(deps: EnrichDeps, wire: WireEvent, ip: string, ua: string): EnrichResult {
-  const page = deps.parsePageUrl(wire.url);
+  const page = deps.parsePageUrl(wire.url, { hashMode: wire.hashMode });
   if (!page) return { kind: 'reject', code: 'ING_BAD_URL', message: 'url: must be an absolute http(s) URL' };
   for (const d of wire.domains) {
     if (!deps.knownSite(d)) return { kind: 'reject', code: 'ING_UNKNOWN_SITE', message: `domain: unknown site "${d}"` };

@@ -73,6 +73,8 @@ export interface WireEvent {
   revenue: { currency: string; amount: number } | null;
   interactive: boolean;
   screenWidth: number | null;
+  /** Plausible's hash mode: `#/path` routes count as paths. */
+  hashMode: boolean;
   exp: Record<string, string>;
   id: string | null;
   ip: string | null;
@@ -126,6 +128,7 @@ export function parseWireEvent(value: unknown): WireResult {
       revenue: raw.revenue ?? raw.$ ?? null,
       interactive: raw.interactive ?? raw.i ?? true,
       screenWidth: raw.w ?? null,
+      hashMode: raw.h === true || raw.h === 1,
       exp: raw.exp ?? {},
       id: raw.id ?? null,
       ip: raw.ip ?? null,

@@ -69,7 +69,7 @@ describe('collector: valid events', () => {
     const r = await post(
       c,
       '/api/event',
-      JSON.stringify(event({ url: 'https://www.example.com/blog/post?utm_source=newsletter&utm_medium=email&utm_campaign=launch&gclid=abc', referrer: 'https://mail.example.net/inbox', props: { plan: 'pro', seats: 3, trial: true }, id: 'evt-single-1' })),
+      JSON.stringify(event({ url: 'https://www.example.com/blog/post?utm_source=newsletter&utm_medium=email&utm_campaign=launch&fbclid=abc', referrer: 'https://mail.example.net/inbox', props: { plan: 'pro', seats: 3, trial: true }, id: 'evt-single-1' })),
     );
     expect(r.status).toBe(202);
     expect(r.body).toBe('');
@@ -93,7 +93,7 @@ describe('collector: valid events', () => {
       clientId: true,
       props: { plan: 'pro', seats: '3', trial: 'true' },
     });
-    expect(e?.clickIds).toContain('gclid');
+    expect(e?.clickIds).toContain('fbclid');
     expect(e?.visitorId).toMatch(/^\d+$/);
   });
 
@@ -172,58 +172,58 @@ describe('collector: valid events', () => {
 });
 
 // Each row: what is sent, the expected status and error code.
-type BadCase = [label: string, path: string, body: string | Buffer, status: number, code: string];
+type BadCase = [label: string, status: number, code: string, path: string, body: string | Buffer];
 const bigProps = Object.fromEntries(Array.from({ length: 31 }, (_, i) => [`k${i}`, i]));
 const badCases: BadCase[] = [
-  ['truncated JSON', '/api/event', '{"name":"pageview"', 400, 'ING_BAD_JSON'],
-  ['not JSON at all', '/api/event', 'hello world', 400, 'ING_BAD_JSON'],
-  ['trailing garbage', '/api/event', `${JSON.stringify(event())}xyz`, 400, 'ING_BAD_JSON'],
-  ['single quotes', '/api/event', "{'name':'pageview'}", 400, 'ING_BAD_JSON'],
-  ['empty body', '/api/event', '', 400, 'ING_EMPTY_BODY'],
-  ['array to /api/event', '/api/event', JSON.stringify([event()]), 400, 'ING_BAD_EVENT'],
-  ['a JSON string', '/api/event', '"pageview"', 400, 'ING_BAD_EVENT'],
-  ['null', '/api/event', 'null', 400, 'ING_BAD_EVENT'],
-  ['a number', '/api/event', '42', 400, 'ING_BAD_EVENT'],
-  ['missing name', '/api/event', JSON.stringify({ url: 'https://example.com/', domain: 'example.com' }), 400, 'ING_BAD_EVENT'],
-  ['missing url', '/api/event', JSON.stringify({ name: 'pageview', domain: 'example.com' }), 400, 'ING_BAD_EVENT'],
-  ['missing domain', '/api/event', JSON.stringify({ name: 'pageview', url: 'https://example.com/' }), 400, 'ING_BAD_EVENT'],
-  ['name is a number', '/api/event', JSON.stringify(event({ name: 7 })), 400, 'ING_BAD_EVENT'],
-  ['url is an object', '/api/event', JSON.stringify(event({ url: { href: 'x' } })), 400, 'ING_BAD_EVENT'],
-  ['domain is an array', '/api/event', JSON.stringify(event({ domain: ['example.com'] })), 400, 'ING_BAD_EVENT'],
-  ['props is an array', '/api/event', JSON.stringify(event({ props: ['a'] })), 400, 'ING_BAD_EVENT'],
-  ['nested prop value', '/api/event', JSON.stringify(event({ props: { a: { b: 1 } } })), 400, 'ING_BAD_EVENT'],
-  ['null prop value', '/api/event', JSON.stringify(event({ props: { a: null } })), 400, 'ING_BAD_EVENT'],
-  ['31 props', '/api/event', JSON.stringify(event({ props: bigProps })), 400, 'ING_TOO_MANY_PROPS'],
-  ['prop key of 301 chars', '/api/event', JSON.stringify(event({ props: { ['k'.repeat(301)]: 1 } })), 400, 'ING_BAD_EVENT'],
-  ['prop value of 2001 chars', '/api/event', JSON.stringify(event({ props: { k: 'v'.repeat(2001) } })), 400, 'ING_BAD_EVENT'],
-  ['relative url', '/api/event', JSON.stringify(event({ url: '/pricing' })), 400, 'ING_BAD_URL'],
-  ['javascript: url', '/api/event', JSON.stringify(event({ url: 'javascript:alert(1)' })), 400, 'ING_BAD_URL'],
-  ['ftp url', '/api/event', JSON.stringify(event({ url: 'ftp://example.com/file' })), 400, 'ING_BAD_URL'],
-  ['url over 2000 chars', '/api/event', JSON.stringify(event({ url: `https://example.com/${'a'.repeat(2001)}` })), 400, 'ING_BAD_EVENT'],
-  ['name over 120 chars', '/api/event', JSON.stringify(event({ name: 'n'.repeat(121) })), 400, 'ING_BAD_EVENT'],
-  ['interactive as a string', '/api/event', JSON.stringify(event({ interactive: 'false' })), 400, 'ING_BAD_EVENT'],
-  ['revenue with a 2-letter currency', '/api/event', JSON.stringify(event({ revenue: { currency: 'US', amount: 1 } })), 400, 'ING_BAD_EVENT'],
-  ['revenue amount not a number', '/api/event', JSON.stringify(event({ revenue: { currency: 'USD', amount: 'abc' } })), 400, 'ING_BAD_EVENT'],
-  ['exp not an object', '/api/event', JSON.stringify(event({ exp: 'hero:b' })), 400, 'ING_BAD_EVENT'],
-  ['exp variation with spaces', '/api/event', JSON.stringify(event({ exp: { hero: 'b c' } })), 400, 'ING_BAD_EVENT'],
-  ['empty id', '/api/event', JSON.stringify(event({ id: '' })), 400, 'ING_BAD_EVENT'],
-  ['id over 128 chars', '/api/event', JSON.stringify(event({ id: 'i'.repeat(129) })), 400, 'ING_BAD_EVENT'],
-  ['negative window width', '/api/event', JSON.stringify(event({ w: -5 })), 400, 'ING_BAD_EVENT'],
-  ['eleven domains', '/api/event', JSON.stringify(event({ domain: Array.from({ length: 11 }, (_, i) => `s${i}.com`).join(',') })), 400, 'ING_BAD_EVENT'],
-  ['unknown site', '/api/event', JSON.stringify(event({ domain: 'not-registered.net' })), 400, 'ING_UNKNOWN_SITE'],
-  ['one unknown site in a list', '/api/event', JSON.stringify(event({ domain: 'example.com,evil.net' })), 400, 'ING_UNKNOWN_SITE'],
-  ['invalid UTF-8 byte', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]), 400, 'ING_BAD_UTF8'],
-  ['overlong UTF-8', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')]), 400, 'ING_BAD_UTF8'],
-  ['UTF-8 encoded surrogate', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]), 400, 'ING_BAD_UTF8'],
-  ['truncated UTF-8 sequence', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xe2, 0x82])]), 400, 'ING_BAD_UTF8'],
-  ['body over 64 KiB', '/api/event', JSON.stringify(event({ props: { k: 'x'.repeat(70_000) } })), 413, 'ING_BODY_TOO_LARGE'],
-  ['batch not an array', '/api/batch', JSON.stringify(event()), 400, 'ING_BAD_BATCH'],
-  ['empty batch', '/api/batch', '[]', 400, 'ING_BAD_BATCH'],
-  ['batch of 1001 events', '/api/batch', JSON.stringify(Array.from({ length: 1001 }, () => ({ n: 'x', u: 'https://a.co/', d: 'example.com' }))), 413, 'ING_BATCH_TOO_LARGE'],
-  ['batch over 1 MiB', '/api/batch', JSON.stringify(Array.from({ length: 600 }, () => event({ props: { k: 'x'.repeat(1900) } }))), 413, 'ING_BODY_TOO_LARGE'],
-  ['batch with one bad event', '/api/batch', JSON.stringify([event(), event(), event({ url: 3 })]), 400, 'ING_BAD_EVENT'],
-  ['batch of garbage', '/api/batch', '[1,2,3]', 400, 'ING_BAD_EVENT'],
-  ['deeply nested JSON', '/api/event', `${'['.repeat(20_000)}${']'.repeat(20_000)}`, 400, 'ING_BAD_EVENT'],
+  ['truncated JSON', 400, 'ING_BAD_JSON', '/api/event', '{"name":"pageview"'],
+  ['not JSON at all', 400, 'ING_BAD_JSON', '/api/event', 'hello world'],
+  ['trailing garbage', 400, 'ING_BAD_JSON', '/api/event', `${JSON.stringify(event())}xyz`],
+  ['single quotes', 400, 'ING_BAD_JSON', '/api/event', "{'name':'pageview'}"],
+  ['empty body', 400, 'ING_EMPTY_BODY', '/api/event', ''],
+  ['array to /api/event', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify([event()])],
+  ['a JSON string', 400, 'ING_BAD_EVENT', '/api/event', '"pageview"'],
+  ['null', 400, 'ING_BAD_EVENT', '/api/event', 'null'],
+  ['a number', 400, 'ING_BAD_EVENT', '/api/event', '42'],
+  ['missing name', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify({ url: 'https://example.com/', domain: 'example.com' })],
+  ['missing url', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify({ name: 'pageview', domain: 'example.com' })],
+  ['missing domain', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify({ name: 'pageview', url: 'https://example.com/' })],
+  ['name is a number', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ name: 7 }))],
+  ['url is an object', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ url: { href: 'x' } }))],
+  ['domain is an array', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ domain: ['example.com'] }))],
+  ['props is an array', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ props: ['a'] }))],
+  ['nested prop value', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ props: { a: { b: 1 } } }))],
+  ['null prop value', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ props: { a: null } }))],
+  ['31 props', 400, 'ING_TOO_MANY_PROPS', '/api/event', JSON.stringify(event({ props: bigProps }))],
+  ['prop key of 301 chars', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ props: { ['k'.repeat(301)]: 1 } }))],
+  ['prop value of 2001 chars', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ props: { k: 'v'.repeat(2001) } }))],
+  ['relative url', 400, 'ING_BAD_URL', '/api/event', JSON.stringify(event({ url: '/pricing' }))],
+  ['javascript: url', 400, 'ING_BAD_URL', '/api/event', JSON.stringify(event({ url: 'javascript:alert(1)' }))],
+  ['ftp url', 400, 'ING_BAD_URL', '/api/event', JSON.stringify(event({ url: 'ftp://example.com/file' }))],
+  ['url over 2000 chars', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ url: `https://example.com/${'a'.repeat(2001)}` }))],
+  ['name over 120 chars', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ name: 'n'.repeat(121) }))],
+  ['interactive as a string', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ interactive: 'false' }))],
+  ['revenue with a 2-letter currency', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ revenue: { currency: 'US', amount: 1 } }))],
+  ['revenue amount not a number', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ revenue: { currency: 'USD', amount: 'abc' } }))],
+  ['exp not an object', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ exp: 'hero:b' }))],
+  ['exp variation with spaces', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ exp: { hero: 'b c' } }))],
+  ['empty id', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ id: '' }))],
+  ['id over 128 chars', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ id: 'i'.repeat(129) }))],
+  ['negative window width', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ w: -5 }))],
+  ['eleven domains', 400, 'ING_BAD_EVENT', '/api/event', JSON.stringify(event({ domain: Array.from({ length: 11 }, (_, i) => `s${i}.com`).join(',') }))],
+  ['unknown site', 400, 'ING_UNKNOWN_SITE', '/api/event', JSON.stringify(event({ domain: 'not-registered.net' }))],
+  ['one unknown site in a list', 400, 'ING_UNKNOWN_SITE', '/api/event', JSON.stringify(event({ domain: 'example.com,evil.net' }))],
+  ['invalid UTF-8 byte', 400, 'ING_BAD_UTF8', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])],
+  ['overlong UTF-8', 400, 'ING_BAD_UTF8', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')])],
+  ['UTF-8 encoded surrogate', 400, 'ING_BAD_UTF8', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])],
+  ['truncated UTF-8 sequence', 400, 'ING_BAD_UTF8', '/api/event', Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xe2, 0x82])])],
+  ['body over 64 KiB', 413, 'ING_BODY_TOO_LARGE', '/api/event', JSON.stringify(event({ props: { k: 'x'.repeat(70_000) } }))],
+  ['batch not an array', 400, 'ING_BAD_BATCH', '/api/batch', JSON.stringify(event())],
+  ['empty batch', 400, 'ING_BAD_BATCH', '/api/batch', '[]'],
+  ['batch of 1001 events', 413, 'ING_BATCH_TOO_LARGE', '/api/batch', JSON.stringify(Array.from({ length: 1001 }, () => ({ n: 'x', u: 'https://a.co/', d: 'example.com' })))],
+  ['batch over 1 MiB', 413, 'ING_BODY_TOO_LARGE', '/api/batch', JSON.stringify(Array.from({ length: 600 }, () => event({ props: { k: 'x'.repeat(1900) } })))],
+  ['batch with one bad event', 400, 'ING_BAD_EVENT', '/api/batch', JSON.stringify([event(), event(), event({ url: 3 })])],
+  ['batch of garbage', 400, 'ING_BAD_EVENT', '/api/batch', '[1,2,3]'],
+  ['deeply nested JSON', 400, 'ING_BAD_EVENT', '/api/event', `${'['.repeat(20_000)}${']'.repeat(20_000)}`],
 ];
 
 describe('collector: bad input', () => {
@@ -237,7 +237,7 @@ describe('collector: bad input', () => {
     expect(new Set(badCases.map((b) => b[0])).size).toBeGreaterThanOrEqual(40);
   });
 
-  it.each(badCases)('%s → %i %s', async (_label, path, body, status, code) => {
+  it.each(badCases)('%s → %i %s', async (_label, status, code, path, body) => {
     const before = (await c.events()).length;
     const r = await post(c, path, body);
     expect(r.status).toBe(status);
