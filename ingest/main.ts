@@ -94,7 +94,11 @@ export async function runCollector(config: Config): Promise<number> {
   const hub = await openLocalHub({
     dir: join(config.FAROL_DATA_DIR, 'hub'),
     partitions: config.FAROL_HUB_PARTITIONS,
-    retention: { maxAgeMs: config.FAROL_HUB_RETENTION_HOURS * 3_600_000, maxBytes: config.FAROL_HUB_RETENTION_BYTES },
+    // The setting is a total; the hub applies its byte bound per partition.
+    retention: {
+      maxAgeMs: config.FAROL_HUB_RETENTION_HOURS * 3_600_000,
+      maxBytes: Math.ceil(config.FAROL_HUB_RETENTION_BYTES / config.FAROL_HUB_PARTITIONS),
+    },
     log,
   });
   const runtime = await startCollector(config, { hub, log, metrics });
