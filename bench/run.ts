@@ -1,0 +1,183 @@
+import { mkdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { machineInfo, table, writeJson } from './report.ts';
+import type { BenchOptions, Check, Scenario } from './scenario.ts';
+import { batchScenario } from './scenarios/batch.ts';
+import { collectorScenario } from './scenarios/collector.ts';
+import { ROOT } from './servers.ts';
+import { findWrk, WRK_INSTALL_HINT } from './wrk.ts';
+
+/**
+ * `npm run bench -- <scenario> [options]`: the Node harness for SPEC section 10. Each scenario
+ * starts its servers as child processes on 127.0.0.1, drives them with wrk, prints a table with
+ * ratios against a baseline measured in the same run (the machine may be shared, so absolute
+ * numbers are noisy), and writes every number to JSON.
+ *
+ * Exit status: 0 done; 1 harness failure (or wrk missing); 2 usage; 3 a correctness check failed
+ * (or, with --strict, a performance target was missed).
+ */
+
+/** Scenarios by name. Planned (SPEC section 10): `e2e` (collector → hub → processor → ClickHouse,
+ * ≥ 50k events/s with lag < 5 s) and `query` (dashboard queries, p95 < 100 ms from rollups); each
+ * is one more `Scenario` here. */
+const SCENARIOS: Record<string, Scenario> = {
+  collector: collectorScenario,
+  batch: batchScenario,
+};
+
+const USAGE = `usage: npm run bench -- <scenario> [options]
+
+scenarios:
+${Object.values(SCENARIOS)
+  .map((s) => `  ${s.name.padEnd(10)} ${s.summary}`)
+  .join('\n')}
+
+options:
+  --duration <s>      seconds per measured run (default 10)
+  --warmup <s>        seconds of warm-up before each measured run (default 2)
+  --connections <n>   wrk connections (default 64)
+  --threads <n>       wrk threads (default 1)
+  --json <path>       result file (default bench/results/<scenario>-<timestamp>.json)
+  --cpu-prof          run the collector under node --cpu-prof and summarize the measured run
+  --strict            exit 3 when a performance target is missed, not only on correctness failures`;
+
+class UsageError extends Error {}
+
+function positiveInt(flag: string, value: string | undefined, max: number): number {
+  const n = Number(value);
+  if (value === undefined || !Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${flag} needs an integer from 1 to ${max}`);
+  return n;
+}
+
+export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; opts: BenchOptions } {
+  let name: string | undefined;
+  let durationS = 10;
+  let warmupS = 2;
+  let connections = 64;
+  let threads = 1;
+  let json: string | undefined;
+  let cpuProf = false;
+  let strict = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (flag) {
+      case '--duration':
+        durationS = positiveInt(flag, value(), 3600);
+        break;
+      case '--warmup':
+        warmupS = positiveInt(flag, value(), 600);
+        break;
+      case '--connections':
+        connections = positiveInt(flag, value(), 10_000);
+        break;
+      case '--threads':
+        threads = positiveInt(flag, value(), 256);
+        break;
+      case '--json':
+        json = value();
+        if (!json) throw new UsageError('--json needs a path');
+        break;
+      case '--cpu-prof':
+        cpuProf = true;
+        break;
+      case '--strict':
+        strict = true;
+        break;
+      default:
+        if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
+        if (name !== undefined) throw new UsageError(`one scenario at a time (got ${name} and ${a})`);
+        name = a;
+    }
+  }
+  if (name === undefined) throw new UsageError('which scenario?');
+  const scenario = SCENARIOS[name];
+  if (!scenario) throw new UsageError(`unknown scenario "${name}"`);
+  const jsonPath = json ? (isAbsolute(json) ? json : resolve(process.cwd(), json)) : join(ROOT, 'bench', 'results', `${name}-${stamp}.json`);
+  return { scenario, opts: { durationS, warmupS, connections, threads, jsonPath, cpuProf, strict } };
+}
+
+function formatChecks(checks: Check[]): string {
+  return table(
+    ['check', 'value', 'target', 'verdict'],
+    checks.map((c) => [c.name, c.value, c.target, c.pass ? 'ok' : c.kind === 'correctness' ? 'FAIL (bug)' : 'missed']),
+  );
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) {
+    process.stdout.write(`${USAGE}\n`);
+    return argv.length === 0 ? 2 : 0;
+  }
+  // Colons are not portable in file names: 2025-01-31T12-00-00Z.
+  const stamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs(argv, stamp);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bench: ${err.message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  const { scenario, opts } = parsed;
+  const wrk = findWrk();
+  if (!wrk) {
+    process.stderr.write(`bench: ${WRK_INSTALL_HINT}\n`);
+    return 1;
+  }
+  const machine = machineInfo();
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+
+  // Bounded: every wrk run and server start has its own timeout; this catches anything else.
+  const phases = scenario.name === 'collector' ? 5 : 4;
+  const budgetS = 2 * phases * (opts.durationS + opts.warmupS) + 300;
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`bench: gave up after ${budgetS} s\n`);
+    process.exit(1); // the exit hook SIGKILLs every child
+  }, budgetS * 1000);
+  watchdog.unref();
+
+  const startedAt = new Date().toISOString();
+  const t0 = Date.now();
+  process.stdout.write(
+    `farol bench ${scenario.name} — ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, commit ${machine.gitCommit}${machine.gitDirty ? ' (+ local changes)' : ''}, load avg ${machine.loadAvgAtStart.join(' ')}\n` +
+      `wrk -t${opts.threads} -c${opts.connections}, ${opts.warmupS} s warm-up + ${opts.durationS} s per run${opts.cpuProf ? ', collector under --cpu-prof (numbers not comparable)' : ''}\n\n`,
+  );
+  const result = await scenario.run({
+    opts,
+    wrk,
+    artifactBase: join(resultsDir, `${scenario.name}-${stamp}`),
+    progress: (m) => process.stdout.write(`  [${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${m}\n`),
+  });
+  clearTimeout(watchdog);
+
+  process.stdout.write(`\n${result.report}\n\n${formatChecks(result.checks)}\n`);
+  writeJson(opts.jsonPath, {
+    scenario: scenario.name,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    argv,
+    options: opts,
+    machine: { ...machine, loadAvgAtEnd: loadavg().map((n) => Math.round(n * 100) / 100) },
+    checks: result.checks,
+    result: result.data,
+  });
+  process.stdout.write(`\nresults: ${relative(process.cwd(), opts.jsonPath)}\n`);
+
+  const bug = result.checks.some((c) => !c.pass && c.kind === 'correctness');
+  const missed = result.checks.some((c) => !c.pass && c.kind === 'target');
+  return bug || (opts.strict && missed) ? 3 : 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,160 @@
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { readCpuSeconds, readThreadCpu, threadCpuDelta, type ThreadCpu } from './proc.ts';
+import { fetchMetrics, metricSum, ROOT, type MetricSample, type Server } from './servers.ts';
+import { runWrk, type WrkRun } from './wrk.ts';
+
+/* What a scenario is, and the pieces scenarios share: a measured wrk phase, ingest metrics. */
+
+export interface BenchOptions {
+  durationS: number;
+  connections: number;
+  threads: number;
+  warmupS: number;
+  /** Where the JSON goes. */
+  jsonPath: string;
+  /** Run the collector under `node --cpu-prof` and summarize the profile of the measured run. */
+  cpuProf: boolean;
+  /** Exit non-zero when a performance target is missed (correctness failures always do). */
+  strict: boolean;
+}
+
+export interface Check {
+  name: string;
+  value: string;
+  target: string;
+  pass: boolean;
+  /** A missed `target` is noise-prone and reported; a failed `correctness` check is a bug. */
+  kind: 'target' | 'correctness';
+}
+
+export interface ScenarioContext {
+  opts: BenchOptions;
+  wrk: string;
+  /** bench/results/<scenario>-<stamp> without extension, for side files (profiles). */
+  artifactBase: string;
+  progress(message: string): void;
+}
+
+export interface ScenarioResult {
+  /** Printed after the run: tables and verdicts. */
+  report: string;
+  checks: Check[];
+  /** Every number, for the JSON file. */
+  data: Record<string, unknown>;
+}
+
+export interface Scenario {
+  name: string;
+  summary: string;
+  run(ctx: ScenarioContext): Promise<ScenarioResult>;
+}
+
+/** µs on CLOCK_MONOTONIC, the clock of V8 CPU profiles. */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+export interface LoadPhase extends WrkRun {
+  /** CPU seconds the server used during the phase (all its threads), and that over wall time. */
+  serverCpuSeconds: number | null;
+  serverCpuCores: number | null;
+  /** The same split by thread: is the event loop saturated, and how much runs beside it. */
+  serverThreads: ThreadCpu | null;
+  startUs: number;
+  endUs: number;
+}
+
+/** One wrk run against `server`, with the server's CPU time measured around it. */
+export async function loadPhase(
+  ctx: ScenarioContext,
+  server: Server,
+  p: { script: string; label: string; durationS: number; connections?: number; scriptArgs?: string[] },
+): Promise<LoadPhase> {
+  const connections = p.connections ?? ctx.opts.connections;
+  ctx.progress(`${server.name}: ${p.label} (${p.durationS} s, ${connections} connections)`);
+  const cpu0 = readCpuSeconds(server.child.pid);
+  const threads0 = readThreadCpu(server.child.pid);
+  const startUs = monotonicUs();
+  const run = await runWrk({
+    wrk: ctx.wrk,
+    cwd: ROOT,
+    url: server.url,
+    script: p.script,
+    threads: ctx.opts.threads,
+    connections,
+    durationS: p.durationS,
+    label: p.label,
+    ...(p.scriptArgs ? { scriptArgs: p.scriptArgs } : {}),
+  });
+  const endUs = monotonicUs();
+  const cpu1 = readCpuSeconds(server.child.pid);
+  const threads = threadCpuDelta(threads0, readThreadCpu(server.child.pid));
+  const cpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
+  if (server.child.done) throw new Error(`${server.name} died during ${p.label}:\n${server.child.output.join('\n')}`);
+    const wallS = (endUs - startUs) / 1e6;
+  return { ...run, serverCpuSeconds: cpu, serverCpuCores: cpu === null ? null : cpu / wallS, serverThreads: threads, startUs, endUs };
+}
+
+/** The collector's ingest counters, as read from /metrics. */
+export interface IngestCounters {
+  events: number;
+  rejected: number;
+  rejectedByCode: Record<string, number>;
+  dropped: number;
+  /** Requests per route and status, `route status` → count. */
+  requests: Record<string, number>;
+}
+
+export function ingestCounters(samples: MetricSample[]): IngestCounters {
+  const rejectedByCode: Record<string, number> = {};
+  const requests: Record<string, number> = {};
+  for (const s of samples) {
+    if (s.name === 'farol_ingest_rejected_total') rejectedByCode[s.labels['code'] ?? '?'] = s.value;
+    if (s.name === 'farol_ingest_requests_total') requests[`${s.labels['route'] ?? '?'} ${s.labels['status'] ?? '?'}`] = s.value;
+  }
+  return {
+    events: metricSum(samples, 'farol_ingest_events_total'),
+    rejected: metricSum(samples, 'farol_ingest_rejected_total'),
+    rejectedByCode,
+    dropped: metricSum(samples, 'farol_ingest_dropped_total'),
+    requests,
+  };
+}
+
+export async function readIngestCounters(server: Server): Promise<IngestCounters> {
+  return ingestCounters(await fetchMetrics(server.url));
+}
+
+/** Answers on `route` with a status other than `okStatus`. */
+export function unexpectedAnswers(c: IngestCounters, route: string, okStatus: string): number {
+  let n = 0;
+  for (const [key, count] of Object.entries(c.requests)) {
+    const [r, status] = key.split(' ');
+    if (r === route && status !== okStatus) n += count;
+  }
+  return n;
+}
+
+/** Bytes under `dir` (the hub's segments), 0 when missing. */
+export function dirBytes(dir: string): number {
+  let total = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of entries) {
+    const p = join(dir, name);
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (!st) continue;
+    total += st.isDirectory() ? dirBytes(p) : st.size;
+  }
+  return total;
+}
+
+/** Lines a server logged at warn level or worse (it runs with FAROL_LOG_LEVEL=warn). */
+export function loggedProblems(output: string[]): string[] {
+  return output.filter((l) => l.trim() !== '');
+}

@@ -1,0 +1,148 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnTracked, type Child } from './children.ts';
+
+/* The servers under test, each a single-threaded child process on 127.0.0.1. */
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const HOST = '127.0.0.1';
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; the tiny race with other processes is accepted). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, HOST, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('no free port'))));
+    });
+  });
+}
+
+export interface Server {
+  name: string;
+  url: string;
+  port: number;
+  child: Child;
+  /** SIGKILLs the server and removes its temp data. Safe to call twice. */
+  kill(): Promise<void>;
+  /** SIGTERM (a clean exit, e.g. so --cpu-prof writes its profile), SIGKILL after `graceMs`. */
+  stop(graceMs: number): Promise<number | string>;
+}
+
+/** The environment of a child: the harness's, minus any FAROL_* setting. */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/** Polls `GET /healthz` until it answers 200; fails early if the child exits. */
+export async function waitHealthy(url: string, child: Child, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.done) throw new Error(`server exited (${String(await child.exited)}) before it was healthy:\n${child.output.join('\n')}`);
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server at ${url} not healthy within ${timeoutMs} ms:\n${child.output.join('\n')}`);
+}
+
+async function started(name: string, port: number, child: Child, cleanup: () => void): Promise<Server> {
+  const url = `http://${HOST}:${port}`;
+  const server: Server = {
+    name,
+    url,
+    port,
+    child,
+    async kill() {
+      await child.kill();
+      cleanup();
+    },
+    async stop(graceMs) {
+      const code = await child.stop('SIGTERM', graceMs);
+      cleanup();
+      return code;
+    },
+  };
+  try {
+    await waitHealthy(url, child, 60_000);
+  } catch (err) {
+    await server.kill();
+    throw err;
+  }
+  return server;
+}
+
+/** Starts bench/bare-server.ts (the bare uWebSockets.js baseline). */
+export async function startBare(): Promise<Server> {
+  const port = await freePort();
+  const script = join(ROOT, 'bench', 'bare-server.ts');
+  const child = spawnTracked(process.execPath, ['--import', 'tsx', script, '--port', String(port)], { cwd: ROOT, env: cleanEnv({}) });
+  return started('bare uWS', port, child, () => undefined);
+}
+
+export interface CollectorStartOptions {
+  /** Extra node flags for the child, e.g. `--cpu-prof`. */
+  nodeArgs?: string[];
+}
+
+/** Starts `node cli/farol.js collector` on a fresh temp data dir (removed when the server is killed). */
+export async function startCollector(opts: CollectorStartOptions = {}): Promise<Server & { dataDir: string }> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'farol-bench-'));
+  const env = cleanEnv({
+    FAROL_HOST: HOST,
+    FAROL_PORT: String(port),
+    FAROL_DATA_DIR: dataDir,
+    FAROL_TRUST_PROXY: '1',
+    FAROL_LOG_LEVEL: 'warn',
+  });
+  const args = [...(opts.nodeArgs ?? []), join(ROOT, 'cli', 'farol.js'), 'collector'];
+  const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
+  const cleanup = (): void => rmSync(dataDir, { recursive: true, force: true });
+  const server = await started('collector', port, child, cleanup);
+  return { ...server, dataDir };
+}
+
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses Prometheus text exposition (the subset lib/metrics.ts writes). */
+export function parseMetrics(text: string): MetricSample[] {
+  const out: MetricSample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** Reads `/metrics` of a collector. */
+export async function fetchMetrics(url: string): Promise<MetricSample[]> {
+  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+  if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}`);
+  return parseMetrics(await res.text());
+}
+
+/** Sum of a metric's samples whose labels match `where` (all samples when omitted). */
+export function metricSum(samples: MetricSample[], name: string, where: (labels: Record<string, string>) => boolean = () => true): number {
+  return samples.filter((s) => s.name === name && where(s.labels)).reduce((a, s) => a + s.value, 0);
+}
