@@ -1,0 +1,366 @@
+import type { HubRecord } from '../hub/hub.ts';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import { eventRow, formatTimestamp, type EventRow, type SessionRow } from '../store/rows.ts';
+
+/**
+ * The processor's per-partition state and the one function that advances it: `processRange`.
+ *
+ * Everything here depends on event times only (never on the wall clock), and on the order of the
+ * records, never on how they were cut into batches. That is what lets a restarted processor replay
+ * a range from a snapshot and produce the same rows, byte for byte, with the same dedup token.
+ */
+
+/** Bounds of the state; the defaults follow SPEC section 6. */
+export interface StateLimits {
+  /** Inactivity after which a visitor's next event starts a new session (30 min). */
+  sessionTimeoutMs: number;
+  /** Events with the same client id within this window count once (1 h). */
+  dedupWindowMs: number;
+  /** Client ids remembered per partition at most; the oldest are forgotten first (1M). */
+  dedupMaxEntries: number;
+}
+
+export const defaultStateLimits: StateLimits = {
+  sessionTimeoutMs: 30 * 60_000,
+  dedupWindowMs: 60 * 60_000,
+  dedupMaxEntries: 1_000_000,
+};
+
+/** A visitor's current session, as of the last flush (then also the last row written for it). */
+export interface Session {
+  readonly site: string;
+  readonly visitorId: string;
+  /** UInt64 as decimal text, derived from the first event: a replay derives the same id. */
+  readonly id: string;
+  start: number;
+  last: number;
+  pageviews: number;
+  events: number;
+  /** Interactive events seen; a session stays a bounce while this is at most 1. */
+  interactive: number;
+  entryPage: string;
+  exitPage: string;
+  /** Version of the last row written for this session (0 before the first). */
+  version: number;
+  // Attribution: from the session's first event.
+  readonly hostname: string;
+  readonly referrer: string;
+  readonly source: string;
+  readonly channel: string;
+  readonly utmSource: string;
+  readonly utmMedium: string;
+  readonly utmCampaign: string;
+  readonly utmContent: string;
+  readonly utmTerm: string;
+  readonly country: string;
+  readonly browser: string;
+  readonly browserVersion: string;
+  readonly os: string;
+  readonly osVersion: string;
+  readonly device: string;
+  readonly screen: string;
+}
+
+/** What one partition's processor remembers between records. */
+export interface PartitionState {
+  readonly limits: StateLimits;
+  /** Highest event time seen: the partition's clock for expiring sessions and client ids. */
+  maxTs: number;
+  /** `site \n visitorId` → session, in order of last touch (oldest first). */
+  readonly sessions: Map<string, Session>;
+  /** `site \n clientId` → time it was last counted, in order of insertion (oldest first). */
+  readonly dedup: Map<string, number>;
+}
+
+/** The rows one range produces, and what it dropped. */
+export interface RangeOutput {
+  events: EventRow[];
+  /** Per touched session: the previous row with sign −1 (if any), then the new row with sign 1. */
+  sessions: SessionRow[];
+  duplicates: number;
+  invalid: number;
+}
+
+export function createPartitionState(limits: StateLimits = defaultStateLimits): PartitionState {
+  return { limits, maxTs: 0, sessions: new Map(), dedup: new Map() };
+}
+
+/**
+ * Applies `records` (ordered, one partition) to `state` and returns the rows to write.
+ * Mutates `state`. Deterministic: the same state and records give the same rows, and the final
+ * state does not depend on how a sequence of records is split into calls.
+ */
+export function processRange(state: PartitionState, records: readonly HubRecord[]): RangeOutput {
+  const events: EventRow[] = [];
+  // Session → its row as written before this range (undefined for a session born here). A Map
+  // keeps first-touch order, so rows come out in the same order on every replay.
+  const touched = new Map<Session, SessionRow | undefined>();
+  let duplicates = 0;
+  let invalid = 0;
+  for (const record of records) {
+    const e = decodeEvent(record.payload);
+    if (e === undefined) {
+      invalid++;
+      continue;
+    }
+    if (e.ts > state.maxTs) state.maxTs = e.ts;
+    if (e.clientId && isDuplicate(state, e)) {
+      duplicates++;
+      continue;
+    }
+    events.push(eventRow(e, applyToSession(state, e, touched).id));
+  }
+  evictSessions(state);
+  return { events, sessions: sessionRows(touched), duplicates, invalid };
+}
+
+/** True when a session can still take events: only the partition's event clock decides. */
+export function isLive(state: PartitionState, s: Session): boolean {
+  return s.last >= state.maxTs - state.limits.sessionTimeoutMs;
+}
+
+/** True when a remembered client id still suppresses repeats. */
+export function isLiveClientId(state: PartitionState, countedAt: number): boolean {
+  return countedAt >= state.maxTs - state.limits.dedupWindowMs;
+}
+
+/**
+ * A client id seen within the window is a sender's retry: drop it. Otherwise remember it.
+ * Expired entries are forgotten on every insert, before the size bound, so which entries the
+ * bound evicts never depends on batch boundaries.
+ */
+function isDuplicate(state: PartitionState, e: EnrichedEvent): boolean {
+  const key = `${e.site}\n${e.id}`;
+  const countedAt = state.dedup.get(key);
+  if (countedAt !== undefined && isLiveClientId(state, countedAt) && Math.abs(e.ts - countedAt) < state.limits.dedupWindowMs) {
+    return true;
+  }
+  // Re-inserted so the Map's order stays the order entries were counted in.
+  state.dedup.delete(key);
+  state.dedup.set(key, e.ts);
+  evictClientIds(state);
+  return false;
+}
+
+function evictClientIds(state: PartitionState): void {
+  const { dedup } = state;
+  for (const [key, countedAt] of dedup) {
+    if (isLiveClientId(state, countedAt) && dedup.size <= state.limits.dedupMaxEntries) return;
+    dedup.delete(key);
+  }
+}
+
+/** Adds the event to its visitor's live session, or starts one; returns that session. */
+function applyToSession(state: PartitionState, e: EnrichedEvent, touched: Map<Session, SessionRow | undefined>): Session {
+  const key = `${e.site}\n${e.visitorId}`;
+  const current = state.sessions.get(key);
+  // Moved to the end on every touch, so the Map's head is the session idle the longest.
+  state.sessions.delete(key);
+  if (current !== undefined && isLive(state, current) && e.ts - current.last <= state.limits.sessionTimeoutMs) {
+    if (!touched.has(current)) touched.set(current, sessionRow(current, -1, current.version));
+    extendSession(current, e);
+    state.sessions.set(key, current);
+    return current;
+  }
+  const started = newSession(e);
+  touched.set(started, undefined);
+  state.sessions.set(key, started);
+  return started;
+}
+
+function extendSession(s: Session, e: EnrichedEvent): void {
+  const pageview = e.name === 'pageview';
+  if (e.ts < s.start) s.start = e.ts;
+  // A late (out-of-order) event counts, but does not move the exit page back.
+  if (e.ts >= s.last) {
+    s.last = e.ts;
+    if (pageview) s.exitPage = e.pathname;
+  }
+  if (pageview) {
+    s.pageviews++;
+    if (s.entryPage === '') s.entryPage = e.pathname;
+  }
+  s.events++;
+  if (e.interactive) s.interactive++;
+}
+
+function newSession(e: EnrichedEvent): Session {
+  const pageview = e.name === 'pageview';
+  return {
+    site: e.site,
+    visitorId: e.visitorId,
+    id: sessionId(e),
+    start: e.ts,
+    last: e.ts,
+    pageviews: pageview ? 1 : 0,
+    events: 1,
+    interactive: e.interactive ? 1 : 0,
+    entryPage: pageview ? e.pathname : '',
+    exitPage: pageview ? e.pathname : '',
+    version: 0,
+    hostname: e.hostname,
+    referrer: e.referrer,
+    source: e.source,
+    channel: e.channel,
+    utmSource: e.utmSource,
+    utmMedium: e.utmMedium,
+    utmCampaign: e.utmCampaign,
+    utmContent: e.utmContent,
+    utmTerm: e.utmTerm,
+    country: e.country,
+    browser: e.browser,
+    browserVersion: e.browserVersion,
+    os: e.os,
+    osVersion: e.osVersion,
+    device: e.device,
+    screen: e.screen,
+  };
+}
+
+/** Forgets sessions that can no longer take events, from the longest idle on. */
+function evictSessions(state: PartitionState): void {
+  for (const [key, s] of state.sessions) {
+    if (isLive(state, s)) return;
+    state.sessions.delete(key);
+  }
+}
+
+/** The −1/+1 pairs (or a first +1) of every session touched in a range; bumps their versions. */
+function sessionRows(touched: Map<Session, SessionRow | undefined>): SessionRow[] {
+  const rows: SessionRow[] = [];
+  for (const [s, previous] of touched) {
+    if (previous !== undefined) rows.push(previous);
+    s.version++;
+    rows.push(sessionRow(s, 1, s.version));
+  }
+  return rows;
+}
+
+/** The `sessions` row of a session's current state. */
+export function sessionRow(s: Session, sign: 1 | -1, version: number): SessionRow {
+  return {
+    site: s.site,
+    session_id: s.id,
+    visitor_id: s.visitorId,
+    start: formatTimestamp(s.start),
+    timestamp: formatTimestamp(s.last),
+    duration: Math.floor((s.last - s.start) / 1000),
+    pageviews: s.pageviews,
+    events: s.events,
+    is_bounce: s.interactive <= 1 ? 1 : 0,
+    entry_page: s.entryPage,
+    exit_page: s.exitPage,
+    hostname: s.hostname,
+    referrer: s.referrer,
+    source: s.source,
+    channel: s.channel,
+    utm_source: s.utmSource,
+    utm_medium: s.utmMedium,
+    utm_campaign: s.utmCampaign,
+    utm_content: s.utmContent,
+    utm_term: s.utmTerm,
+    country: s.country,
+    browser: s.browser,
+    browser_version: s.browserVersion,
+    os: s.os,
+    os_version: s.osVersion,
+    device: s.device,
+    screen: s.screen,
+    sign,
+    version,
+  };
+}
+
+/**
+ * Session id: a 64-bit hash of the visitor and the session's first event. Never random: a replay
+ * after a crash must give the session the id its rows already carry in ClickHouse. Not a secret
+ * (the visitor id already is the keyed hash), so a fast non-cryptographic mix is enough.
+ */
+export function sessionId(first: Pick<EnrichedEvent, 'site' | 'visitorId' | 'id' | 'ts'>): string {
+  const text = `${first.site}\0${first.visitorId}\0${first.id}\0${first.ts}`;
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
+  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
+  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return ((BigInt(h2 >>> 0) << 32n) | BigInt(h1 >>> 0)).toString();
+}
+
+// Fields checked by the structural guard below; `satisfies` keeps the lists in step with the schema.
+const stringFields = [
+  'id',
+  'site',
+  'name',
+  'hostname',
+  'pathname',
+  'utmSource',
+  'utmMedium',
+  'utmCampaign',
+  'utmContent',
+  'utmTerm',
+  'referrer',
+  'source',
+  'channel',
+  'country',
+  'browser',
+  'browserVersion',
+  'os',
+  'osVersion',
+  'device',
+  'screen',
+  'visitorId',
+] as const satisfies readonly (keyof EnrichedEvent)[];
+
+const uint64Text = /^\d{1,20}$/;
+
+/**
+ * The event in a hub record, or undefined when it cannot be stored. The collector validated it
+ * with the zod schema before publishing; this cheaper structural check (a zod parse would triple
+ * the per-event cost) only guards against a record that would make every insert of its batch
+ * fail, which would stall the partition.
+ */
+export function decodeEvent(payload: Buffer): EnrichedEvent | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  return isStorableEvent(value) ? value : undefined;
+}
+
+function isStorableEvent(value: unknown): value is EnrichedEvent {
+  if (typeof value !== 'object' || value === null) return false;
+  const o = value as Record<string, unknown>;
+  if (o['v'] !== 1 || !Number.isSafeInteger(o['ts']) || (o['ts'] as number) < 0) return false;
+  if (typeof o['clientId'] !== 'boolean' || typeof o['interactive'] !== 'boolean') return false;
+  for (const field of stringFields) if (typeof o[field] !== 'string') return false;
+  if (!isUint64Text(o['visitorId'] as string)) return false;
+  const clickIds = o['clickIds'];
+  if (!Array.isArray(clickIds) || !clickIds.every((c) => typeof c === 'string')) return false;
+  return isStringRecord(o['props']) && isStringRecord(o['exp']) && isRevenue(o['revenue']);
+}
+
+function isUint64Text(s: string): boolean {
+  // Only a 20-digit number can exceed 2^64 - 1, so the BigInt is rarely built.
+  return uint64Text.test(s) && (s.length < 20 || BigInt(s) <= 0xffffffffffffffffn);
+}
+
+function isStringRecord(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  for (const v of Object.values(value)) if (typeof v !== 'string') return false;
+  return true;
+}
+
+function isRevenue(value: unknown): boolean {
+  if (value === null) return true;
+  if (typeof value !== 'object' || value === undefined) return false;
+  const r = value as Record<string, unknown>;
+  return typeof r['currency'] === 'string' && typeof r['amount'] === 'number';
+}

@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
+import { silentLogger } from '../lib/log.ts';
+import { Registry } from '../lib/metrics.ts';
+import type { Store } from '../store/store.ts';
+import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
+import { startProcessor, type ProcessorOptions } from './main.ts';
+import { openFileStateStore } from './state-store.ts';
+import {
+  caughtUp,
+  expectStoreMatchesTruth,
+  Freezer,
+  metricValue,
+  openTestStore,
+  publish,
+  removeTempDirs,
+  tempDir,
+  waitFor,
+  type CrashStep,
+} from './testing/harness.ts';
+
+/**
+ * A processor killed at each point of a flush: the instance's store, state store and hub
+ * consumer freeze at that point (nothing after it ever happens, as after SIGKILL), then a new
+ * instance starts on the same hub, state directory and ClickHouse. Counts must stay exact.
+ */
+
+const PARTITIONS = 2;
+const HOUR = 3_600_000;
+const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
+const options: Partial<ProcessorOptions> = {
+  flushRecords: 150,
+  flushIntervalMs: 20,
+  snapshotIntervalMs: 30,
+  hubBatchSize: 60,
+  retryInitialMs: 10,
+  retryMaxMs: 100,
+  lagRefreshMs: 50,
+};
+
+let store: Store;
+const writers: LocalHub[] = [];
+
+beforeAll(async () => {
+  store = await openTestStore();
+});
+
+afterAll(async () => {
+  // The frozen instances' read-only hubs are left as a killed process would leave them.
+  await Promise.all(writers.map((h) => h.close()));
+  await store.close();
+  await removeTempDirs();
+});
+
+/** Opens a read-only view of the hub, as a separate `farol processor` process would. */
+function reader(dir: string): Promise<LocalHub> {
+  return openLocalHub({ dir, partitions: PARTITIONS, readOnly: true, pollMs: 10 });
+}
+
+const scenarios: Array<[string, { step: CrashStep; nth: number; when: 'before' | 'after' }]> = [
+  ['after an intent is logged, before its inserts', { step: 'intent', nth: 4, when: 'after' }],
+  ['before the events insert reaches ClickHouse', { step: 'insert:events', nth: 3, when: 'before' }],
+  ['after the events insert, before the sessions insert', { step: 'insert:events', nth: 3, when: 'after' }],
+  ['after both inserts, before the snapshot', { step: 'insert:sessions', nth: 4, when: 'after' }],
+  ['after the snapshot, before the hub checkpoint', { step: 'snapshot', nth: 2, when: 'after' }],
+  ['after the checkpoint, before the flush log is truncated', { step: 'checkpoint', nth: 2, when: 'after' }],
+];
+
+describe('processor crash', () => {
+  it.each(scenarios)('counts exactly after a crash %s', async (name, at) => {
+    const site = `crash-${scenarios.findIndex(([n]) => n === name)}.test`;
+    const traffic = generateTraffic({ sites: [site], visitorsPerSite: 25, eventsPerVisitor: 40, start: base, seed: 11 });
+    const truth = computeTruth(traffic);
+    const hubDir = await tempDir('crash-hub');
+    const stateDir = await tempDir('crash-state');
+    const writer = await openLocalHub({ dir: hubDir, partitions: PARTITIONS });
+    writers.push(writer);
+    const half = Math.floor(traffic.length / 2);
+    await publish(writer, traffic.slice(0, half));
+
+    // The instance that dies.
+    const freezer = new Freezer(at);
+    const doomed = await (await reader(hubDir)).openConsumer('processor');
+    startProcessor({
+      consumer: freezer.consumer(doomed),
+      store: freezer.store(store),
+      stateStore: freezer.stateStore(await openFileStateStore(stateDir)),
+      log: silentLogger,
+      metrics: new Registry(),
+      options,
+    });
+    await Promise.race([freezer.crashed, new Promise((_, reject) => setTimeout(() => reject(new Error('no crash')), 20_000))]);
+    await publish(writer, traffic.slice(half));
+
+    // The restarted instance.
+    const hub = await reader(hubDir);
+    const consumer = await hub.openConsumer('processor');
+    const stateStore = await openFileStateStore(stateDir);
+    const registry = new Registry();
+    const processor = startProcessor({ consumer, store, stateStore, log: silentLogger, metrics: registry, options });
+    await waitFor(() => caughtUp(processor.lag, PARTITIONS), 'the restarted processor to catch up');
+    await expectStoreMatchesTruth(store, [site], truth);
+    expect(metricValue(registry, 'farol_processor_flushes_total')).toBeGreaterThan(0);
+
+    await processor.drain();
+    await consumer.close();
+    await stateStore.close();
+    await hub.close();
+  });
+
+  it('refuses to start when its state is behind the hub checkpoint', async () => {
+    const errors: string[] = [];
+    const hubLog = {
+      info: () => {},
+      warn: () => {},
+      error: (fields: Record<string, unknown>) => {
+        if (fields['err'] instanceof Error) errors.push(fields['err'].message);
+      },
+    };
+    const writer = await openLocalHub({ dir: await tempDir('lost-hub'), partitions: PARTITIONS, log: hubLog, retryBackoffMs: 10 });
+    writers.push(writer);
+    const traffic = generateTraffic({ sites: ['lost.test'], visitorsPerSite: 5, eventsPerVisitor: 10, start: base, seed: 12 });
+    await publish(writer, traffic);
+    const consumer = await writer.openConsumer('processor');
+    // The hub says offsets up to 3 are done, but this (empty) state directory never saw them.
+    await consumer.checkpoint(0, 3);
+    const stateStore = await openFileStateStore(await tempDir('lost-state'));
+    const processor = startProcessor({ consumer, store, stateStore, log: silentLogger, metrics: new Registry(), options });
+    await waitFor(() => errors.some((e) => /checkpoint is at offset 3 but the processor state only covers -1/.test(e)), 'the refusal');
+    expect((await processor.lag()).map((l) => l.partition)).toEqual([1]);
+    await processor.drain();
+    await consumer.close();
+    await stateStore.close();
+  });
+});

@@ -1,0 +1,454 @@
+import type { ConsumerHandlers, HubConsumer, HubRecord, PartitionBatch } from '../hub/hub.ts';
+import type { Logger } from '../lib/log.ts';
+import { StoreError, type Store } from '../store/store.ts';
+import { createPartitionState, defaultStateLimits, processRange, type PartitionState, type StateLimits } from './partition-state.ts';
+import type { ProcessorMetrics } from './processor-metrics.ts';
+import { decodeSnapshot, encodeSnapshotInSlices } from './snapshot.ts';
+import type { FlushRange, StateStore } from './state-store.ts';
+
+/**
+ * The processor's core: buffers each partition's records, writes them to ClickHouse in
+ * micro-batches whose offset ranges are logged before they are written, and snapshots the
+ * partition state before checkpointing the hub.
+ *
+ * Why counts stay exact across a crash at any moment:
+ *  - a range's intent (`from to`) is fsynced before its rows are inserted, and its rows are a
+ *    deterministic function of (snapshot state, records), inserted with a dedup token derived
+ *    from the range;
+ *  - a restart loads the snapshot (state after offset S), then re-flushes every logged range
+ *    after S with exactly its logged boundaries: ClickHouse drops the ones it already has by token,
+ *    and the replayed rows are byte-identical, so session −1 rows cancel what was written;
+ *  - the hub checkpoint only moves to a snapshot's offset after that snapshot is durable.
+ */
+
+/** Tuning of the processor; every field has a default. */
+export interface ProcessorOptions {
+  /** Flush once this many records are buffered (10,000). */
+  flushRecords: number;
+  /** Flush once the first buffered record has waited this long (1 s). */
+  flushIntervalMs: number;
+  /** Above this many buffered records `processBatch` waits for a flush: backpressure (50,000). */
+  maxBufferedRecords: number;
+  /** How often each partition's state is snapshotted and the hub checkpointed (10 s). */
+  snapshotIntervalMs: number;
+  /** First delay before a failed insert is retried; doubles up to `retryMaxMs` (100 ms). */
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** Records the hub hands over per batch (5,000). */
+  hubBatchSize: number;
+  /** How long the hub waits to fill a batch (50 ms). */
+  hubMaxWaitMs: number;
+  /** How often the hub's end offsets are read for the lag gauges (1 s). */
+  lagRefreshMs: number;
+  /** Sessionization and dedup bounds. */
+  limits: StateLimits;
+}
+
+export const defaultProcessorOptions: ProcessorOptions = {
+  flushRecords: 10_000,
+  flushIntervalMs: 1_000,
+  maxBufferedRecords: 50_000,
+  snapshotIntervalMs: 10_000,
+  retryInitialMs: 100,
+  retryMaxMs: 30_000,
+  hubBatchSize: 5_000,
+  hubMaxWaitMs: 50,
+  lagRefreshMs: 1_000,
+  limits: defaultStateLimits,
+};
+
+/** Ingestion lag of one partition. */
+export interface PartitionLag {
+  partition: number;
+  /** Records in the hub not yet written to ClickHouse. */
+  events: number;
+  /** Age of the oldest record held but not yet written (0 when none). */
+  seconds: number;
+  /** Last offset written to ClickHouse (-1 before the first). */
+  flushedOffset: number;
+  /** Offset the hub will give its next record. */
+  endOffset: number;
+}
+
+/** What the processor needs; see `startProcessor` in `main.ts`. */
+export interface ProcessorDeps {
+  consumer: HubConsumer;
+  store: Store;
+  stateStore: StateStore;
+  log: Logger;
+  metrics: ProcessorMetrics;
+  options: ProcessorOptions;
+}
+
+/** Thrown when the durable state contradicts the hub: continuing would lose or double events. */
+export class ProcessorStateError extends Error {
+  override readonly name = 'ProcessorStateError';
+}
+
+/** The hub handlers of a processor, with one worker per owned partition. */
+export class Processor implements ConsumerHandlers {
+  private readonly workers = new Map<number, PartitionWorker>();
+
+  constructor(private readonly deps: ProcessorDeps) {}
+
+  async partitionOpened(partition: number, startOffset: number): Promise<void> {
+    await this.workers.get(partition)?.close();
+    this.workers.set(partition, await PartitionWorker.open(this.deps, partition, startOffset));
+  }
+
+  processBatch(batch: PartitionBatch): Promise<void> {
+    const worker = this.workers.get(batch.partition);
+    if (worker === undefined) return Promise.reject(new Error(`partition ${batch.partition} is not open`));
+    return worker.accept(batch.records);
+  }
+
+  async partitionClosed(partition: number): Promise<void> {
+    const worker = this.workers.get(partition);
+    if (worker === undefined) return;
+    try {
+      await worker.close();
+    } finally {
+      this.workers.delete(partition);
+    }
+  }
+
+  /** Lag of every owned partition, after reading the hub's end offsets. */
+  async lag(now: number = Date.now()): Promise<PartitionLag[]> {
+    const workers = [...this.workers.values()];
+    await Promise.all(workers.map((w) => w.refreshEndOffset()));
+    return workers.map((w) => w.lag(now)).sort((a, b) => a.partition - b.partition);
+  }
+
+  /** Reads end offsets for the gauges, without throwing. */
+  async refreshEndOffsets(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((w) => w.refreshEndOffset().catch(() => {})));
+  }
+
+  /** Sets the lag gauges from what is known now (synchronous: called while rendering). */
+  setLagGauges(now: number = Date.now()): void {
+    for (const w of this.workers.values()) {
+      const lag = w.lag(now);
+      const labels = { partition: String(lag.partition) };
+      this.deps.metrics.lagEvents.set(lag.events, labels);
+      this.deps.metrics.lagSeconds.set(lag.seconds, labels);
+    }
+  }
+}
+
+/** A range taken from the buffer, about to be written. */
+interface PendingFlush extends FlushRange {
+  records: HubRecord[];
+  /** Logged before the crash: write again with the same boundaries, without logging. */
+  replayed: boolean;
+}
+
+/** One partition: its buffer, state, flush log replay, timers, and the order of its writes. */
+class PartitionWorker {
+  private readonly buffer: HubRecord[] = [];
+  /** Runs while records wait: set when the first of them arrives, for the time-based flush. */
+  private flushTimer: NodeJS.Timeout | undefined;
+  private timerExpired = false;
+  private readonly snapshotTimer: NodeJS.Timeout;
+  /** `appendedAt` of the first record of the flush being written, for the lag. */
+  private inFlightSince: number | undefined;
+  /** Flushes and snapshots run one at a time, in order: a snapshot never sees half a flush. */
+  private chain: Promise<void> = Promise.resolve();
+  private flushQueued = false;
+  private snapshotQueued = false;
+  private failure: Error | undefined;
+  private closed = false;
+  private endOffset: number;
+
+  private constructor(
+    private readonly deps: ProcessorDeps,
+    private readonly partition: number,
+    private readonly state: PartitionState,
+    /** Last offset written to ClickHouse (and applied to `state`). */
+    private flushed: number,
+    /** Offset the saved snapshot covers. */
+    private snapshotted: number,
+    /** Offset the hub has checkpointed. */
+    private checkpointed: number,
+    /** Next offset expected from the hub. */
+    private nextOffset: number,
+    /** Logged ranges still to write again, oldest first. */
+    private readonly replay: FlushRange[],
+  ) {
+    this.endOffset = nextOffset;
+    this.snapshotTimer = setInterval(() => this.requestSnapshot(), deps.options.snapshotIntervalMs);
+    this.snapshotTimer.unref();
+  }
+
+  /**
+   * Loads the snapshot and flush log of `partition`. The snapshot may be ahead of the hub's
+   * checkpoint (a crash between the two), never behind it: that would mean state was lost.
+   */
+  static async open(deps: ProcessorDeps, partition: number, startOffset: number): Promise<PartitionWorker> {
+    const { stateStore, options, log } = deps;
+    const checkpoint = startOffset - 1;
+    const bytes = await stateStore.loadSnapshot(partition);
+    const snapshot = bytes === undefined ? undefined : decodeSnapshot(bytes, options.limits);
+    if (snapshot !== undefined && snapshot.partition !== partition) {
+      throw new ProcessorStateError(`snapshot of partition ${snapshot.partition} found in the place of partition ${partition}`);
+    }
+    const covered = snapshot?.offset ?? -1;
+    if (covered < checkpoint) {
+      throw new ProcessorStateError(
+        `partition ${partition}: the hub checkpoint is at offset ${checkpoint} but the processor state only covers ` +
+          `${covered}; the processor state directory was lost or belongs to another hub. Refusing to guess.`,
+      );
+    }
+    if (covered > checkpoint && covered >= (await deps.consumer.endOffset(partition))) {
+      throw new ProcessorStateError(
+        `partition ${partition}: the processor state covers offset ${covered}, beyond the end of the hub; ` +
+          'it belongs to another (older) hub. Refusing to skip records.',
+      );
+    }
+    const replay = pendingRanges(await stateStore.readIntents(partition), covered, partition);
+    log.info({ partition, startOffset, snapshotOffset: covered, replayRanges: replay.length }, 'partition opened');
+    const state = snapshot?.state ?? createPartitionState(options.limits);
+    return new PartitionWorker(deps, partition, state, covered, covered, checkpoint, covered + 1, replay);
+  }
+
+  /** Buffers records; waits only when the buffer is over its bound (backpressure). */
+  async accept(records: readonly HubRecord[]): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    for (const r of records) {
+      // Re-delivered (a retried batch) or already covered by the snapshot.
+      if (r.offset < this.nextOffset) continue;
+      if (r.offset > this.nextOffset) {
+        this.deps.log.warn({ partition: this.partition, expected: this.nextOffset, got: r.offset }, 'gap in hub offsets');
+      }
+      this.buffer.push(r);
+      this.nextOffset = r.offset + 1;
+    }
+    if (this.nextOffset > this.endOffset) this.endOffset = this.nextOffset;
+    if (this.buffer.length > 0 && this.flushTimer === undefined && !this.timerExpired) this.startFlushTimer();
+    if (this.isDue(false)) this.requestFlush();
+    while (this.buffer.length >= this.deps.options.maxBufferedRecords && this.isDue(false) && this.failure === undefined) {
+      this.requestFlush();
+      await this.chain;
+    }
+  }
+
+  /** Stops timers, writes what can be written, snapshots and checkpoints. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.snapshotTimer);
+    clearTimeout(this.flushTimer);
+    if (this.failure !== undefined) return;
+    await this.exclusive(async () => {
+      await this.flushDue(true);
+      await this.snapshot();
+    });
+  }
+
+  async refreshEndOffset(): Promise<void> {
+    const end = await this.deps.consumer.endOffset(this.partition);
+    if (end > this.endOffset) this.endOffset = end;
+  }
+
+  lag(now: number): PartitionLag {
+    const oldest = this.inFlightSince ?? this.buffer[0]?.appendedAt;
+    return {
+      partition: this.partition,
+      events: Math.max(0, this.endOffset - this.flushed - 1),
+      seconds: oldest === undefined ? 0 : Math.max(0, (now - oldest) / 1000),
+      flushedOffset: this.flushed,
+      endOffset: this.endOffset,
+    };
+  }
+
+  /** Runs `task` after every earlier flush and snapshot of this partition. */
+  private exclusive(task: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(task);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  private requestFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    this.exclusive(async () => {
+      this.flushQueued = false;
+      await this.flushDue(false);
+    }).catch((err: unknown) => this.fail(err));
+  }
+
+  private requestSnapshot(): void {
+    if (this.snapshotQueued || this.closed) return;
+    this.snapshotQueued = true;
+    this.exclusive(async () => {
+      this.snapshotQueued = false;
+      await this.snapshot();
+    }).catch((err: unknown) => {
+      // Harmless: the previous snapshot and the flush log still cover everything; the next
+      // interval tries again.
+      this.deps.log.error({ err, partition: this.partition }, 'processor snapshot failed');
+    });
+  }
+
+  /** A bug or corrupt state: stop this partition loudly rather than write wrong counts. */
+  private fail(err: unknown): void {
+    this.failure = err instanceof Error ? err : new Error(String(err));
+    this.deps.log.error({ err, partition: this.partition }, 'processor partition failed; it stops here');
+  }
+
+  /** Whether a flush can be taken now: a complete replay range, or a full or old enough buffer. */
+  private isDue(force: boolean): boolean {
+    const last = this.buffer.at(-1);
+    if (last === undefined) return false;
+    const next = this.replay[0];
+    if (next !== undefined) return last.offset >= next.to;
+    return force || this.timerExpired || this.buffer.length >= this.deps.options.flushRecords;
+  }
+
+  private async flushDue(force: boolean): Promise<void> {
+    for (let pending = this.take(force); pending !== undefined; pending = this.take(force)) {
+      await this.flush(pending);
+    }
+  }
+
+  /** Takes the next range off the buffer: a logged range to replay exactly, or what is due. */
+  private take(force: boolean): PendingFlush | undefined {
+    if (!this.isDue(force)) return undefined;
+    const next = this.replay[0];
+    const count = next === undefined ? Math.min(this.buffer.length, this.deps.options.maxBufferedRecords) : this.replayCount(next);
+    const records = count === this.buffer.length ? this.buffer.splice(0) : this.buffer.splice(0, count);
+    const first = records[0];
+    const last = records.at(-1);
+    if (first === undefined || last === undefined) return undefined;
+    if (next !== undefined) this.replay.shift();
+    // The records left behind start a new wait.
+    this.timerExpired = false;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.buffer.length > 0) this.startFlushTimer();
+    return { from: first.offset, to: last.offset, records, replayed: next !== undefined };
+  }
+
+  /** Buffered records making up the logged range `r`, which must start the buffer. */
+  private replayCount(r: FlushRange): number {
+    const first = this.buffer[0]?.offset;
+    if (first !== r.from) {
+      throw new ProcessorStateError(`partition ${this.partition}: logged range ${r.from}-${r.to} but the next record is ${first}`);
+    }
+    let count = 0;
+    while ((this.buffer[count]?.offset ?? Infinity) <= r.to) count++;
+    return count;
+  }
+
+  private startFlushTimer(): void {
+    if (this.flushTimer !== undefined || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.timerExpired = true;
+      this.requestFlush();
+    }, this.deps.options.flushIntervalMs);
+    this.flushTimer.unref();
+  }
+
+  /**
+   * Writes one range: intent first (fsynced), then the rows of both tables with tokens derived
+   * from the range. Retries forever; only after both inserts is the range counted as flushed.
+   * `state` is advanced in place: a failed insert is retried with the same rows, never recomputed.
+   */
+  private async flush(p: PendingFlush): Promise<void> {
+    const started = performance.now();
+    this.inFlightSince = p.records[0]?.appendedAt;
+    if (!p.replayed) {
+      await this.retrying('flush log append', () => this.deps.stateStore.appendIntent(this.partition, p.from, p.to));
+    }
+    const out = processRange(this.state, p.records);
+    const token = `${this.deps.stateStore.incarnation}:p${this.partition}:${p.from}-${p.to}`;
+    // Independent inserts, each retried on its own; the range counts only once both landed.
+    await Promise.all([
+      this.insert('events', out.events, `${token}:events`),
+      this.insert('sessions', out.sessions, `${token}:sessions`),
+    ]);
+    this.flushed = p.to;
+    this.inFlightSince = undefined;
+    const m = this.deps.metrics;
+    m.flushes.inc();
+    m.rows.inc({ table: 'events' }, out.events.length);
+    m.rows.inc({ table: 'sessions' }, out.sessions.length);
+    if (out.duplicates > 0) m.duplicates.inc(undefined, out.duplicates);
+    if (out.invalid > 0) {
+      m.dropped.inc({ reason: 'invalid' }, out.invalid);
+      this.deps.log.warn({ partition: this.partition, from: p.from, to: p.to, invalid: out.invalid }, 'dropped unreadable hub records');
+    }
+    m.flushSeconds.observe((performance.now() - started) / 1000);
+    this.deps.log.debug(
+      { partition: this.partition, from: p.from, to: p.to, events: out.events.length, sessions: out.sessions.length, replayed: p.replayed },
+      'flushed',
+    );
+  }
+
+  private insert(table: string, rows: readonly Record<string, unknown>[], dedupToken: string): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    return this.retrying(`insert into ${table}`, () => this.deps.store.insert(table, rows, { dedupToken }), () =>
+      this.deps.metrics.storeRetries.inc(),
+    );
+  }
+
+  /** Runs `fn` until it succeeds, backing off exponentially: nothing is ever dropped. */
+  private async retrying(what: string, fn: () => Promise<void>, onFailure: () => void = () => {}): Promise<void> {
+    const { retryInitialMs, retryMaxMs } = this.deps.options;
+    for (let attempt = 1; ; attempt++) {
+      const delayMs = Math.min(retryInitialMs * 2 ** (attempt - 1), retryMaxMs);
+      try {
+        await fn();
+        return;
+      } catch (err) {
+        onFailure();
+        // A statement ClickHouse rejects will likely fail again: that is a bug to see at once.
+        const fatal = err instanceof StoreError && !err.retryable;
+        const fields = { err, partition: this.partition, attempt, delayMs };
+        if (fatal) this.deps.log.error(fields, `${what} failed; retrying`);
+        else this.deps.log.warn(fields, `${what} failed; retrying`);
+      }
+      await sleep(delayMs);
+    }
+  }
+
+  /**
+   * Saves the state as of the last flush, then checkpoints the hub there, then forgets the logged
+   * ranges it covers. In this order: the checkpoint never passes a durable snapshot.
+   */
+  private async snapshot(): Promise<void> {
+    // After a failure the state may hold half a range: the last good snapshot must stay.
+    if (this.failure !== undefined) return;
+    const covered = this.flushed;
+    if (covered > this.snapshotted) {
+      const bytes = await encodeSnapshotInSlices(this.partition, covered, this.state);
+      await this.deps.stateStore.saveSnapshot(this.partition, bytes);
+      this.snapshotted = covered;
+    }
+    if (this.snapshotted > this.checkpointed) {
+      await this.deps.consumer.checkpoint(this.partition, this.snapshotted);
+      this.checkpointed = this.snapshotted;
+      await this.deps.stateStore.truncateIntents(this.partition, this.snapshotted);
+    }
+  }
+}
+
+/**
+ * The logged ranges after the snapshot's offset, checked to follow each other: they are replayed
+ * with exactly these boundaries, so a gap or an overlap means the log is not what was written.
+ */
+function pendingRanges(logged: FlushRange[], covered: number, partition: number): FlushRange[] {
+  const pending = logged.filter((r) => r.to > covered);
+  let next = covered + 1;
+  for (const r of pending) {
+    if (r.from < next) {
+      throw new ProcessorStateError(`partition ${partition}: logged range ${r.from}-${r.to} overlaps offsets up to ${next - 1}`);
+    }
+    next = r.to + 1;
+  }
+  return pending;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,192 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * Where the processor keeps what survives a restart, per partition: the last snapshot of its
+ * state, and the flush log (the offset ranges it started writing since that snapshot). Local
+ * files for the local hub; a blob-backed implementation will serve Event Hubs, where another
+ * machine may take a partition over.
+ */
+
+/** A flushed (or being flushed) range of offsets, both ends included. */
+export interface FlushRange {
+  from: number;
+  to: number;
+}
+
+/** Durable per-partition processor state. Calls for one partition are never concurrent. */
+export interface StateStore {
+  /**
+   * A random id made when this storage was first created. It scopes the processor's dedup
+   * tokens: a hub created anew numbers its offsets from 0 again, and its ranges must not be taken
+   * for the old hub's ranges that ClickHouse still remembers.
+   */
+  readonly incarnation: string;
+  /** The last saved snapshot, or undefined if there is none. */
+  loadSnapshot(partition: number): Promise<Buffer | undefined>;
+  /** Replaces the snapshot atomically: a crash leaves the old one or the new one, whole. */
+  saveSnapshot(partition: number, bytes: Buffer): Promise<void>;
+  /** Durably records that the range is about to be written (resolves once it is on disk). */
+  appendIntent(partition: number, from: number, to: number): Promise<void>;
+  /** The recorded ranges, oldest first; a torn last record (crash mid-append) is discarded. */
+  readIntents(partition: number): Promise<FlushRange[]>;
+  /** Forgets the ranges that end at or before `after` (covered by a snapshot). */
+  truncateIntents(partition: number, after: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Thrown when the flush log is corrupt somewhere other than a torn last line. */
+export class StateStoreError extends Error {
+  override readonly name = 'StateStoreError';
+}
+
+/**
+ * The file-backed StateStore: `<dir>/p-<n>.snapshot` and `<dir>/p-<n>.intents` (lines `from to`).
+ * Use `<FAROL_DATA_DIR>/processor/<group>/`.
+ */
+export async function openFileStateStore(dir: string): Promise<StateStore> {
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, 'incarnation');
+  let incarnation = await readFile(path, 'utf8').catch((err: unknown) => {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  });
+  if (incarnation === undefined) {
+    incarnation = randomBytes(8).toString('hex');
+    await writeAtomic(dir, path, Buffer.from(incarnation));
+  }
+  if (!/^[0-9a-f]{16}$/.test(incarnation)) throw new StateStoreError(`corrupt processor state id in ${path}`);
+  return new FileStateStore(dir, incarnation);
+}
+
+let tempCounter = 0;
+
+class FileStateStore implements StateStore {
+  /** Open append handles of the intent logs. */
+  private readonly logs = new Map<number, FileHandle>();
+
+  constructor(
+    private readonly dir: string,
+    readonly incarnation: string,
+  ) {}
+
+  async loadSnapshot(partition: number): Promise<Buffer | undefined> {
+    try {
+      return await readFile(this.snapshotPath(partition));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  saveSnapshot(partition: number, bytes: Buffer): Promise<void> {
+    return writeAtomic(this.dir, this.snapshotPath(partition), bytes);
+  }
+
+  async appendIntent(partition: number, from: number, to: number): Promise<void> {
+    const log = await this.logHandle(partition);
+    await log.write(`${from} ${to}\n`);
+    await log.datasync();
+  }
+
+  async readIntents(partition: number): Promise<FlushRange[]> {
+    const path = this.intentsPath(partition);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    const complete = text.slice(0, text.lastIndexOf('\n') + 1);
+    // A torn tail must go before the next append, which would otherwise extend it into garbage.
+    if (complete.length !== text.length) await this.rewriteIntents(partition, complete);
+    return parseIntents(complete, path);
+  }
+
+  async truncateIntents(partition: number, after: number): Promise<void> {
+    const kept = (await this.readIntents(partition)).filter((r) => r.to > after);
+    await this.rewriteIntents(partition, kept.map((r) => `${r.from} ${r.to}\n`).join(''));
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.logs.values()];
+    this.logs.clear();
+    await Promise.all(handles.map((h) => h.close()));
+  }
+
+  private async rewriteIntents(partition: number, text: string): Promise<void> {
+    // The append handle points at the file being replaced: reopen it on the next append.
+    await this.logs.get(partition)?.close();
+    this.logs.delete(partition);
+    await writeAtomic(this.dir, this.intentsPath(partition), Buffer.from(text));
+  }
+
+  private async logHandle(partition: number): Promise<FileHandle> {
+    let handle = this.logs.get(partition);
+    if (handle === undefined) {
+      handle = await open(this.intentsPath(partition), 'a');
+      // A newly created log must survive a crash as a directory entry too.
+      await syncDir(this.dir);
+      this.logs.set(partition, handle);
+    }
+    return handle;
+  }
+
+
+  private snapshotPath(partition: number): string {
+    return join(this.dir, `p-${partition}.snapshot`);
+  }
+
+  private intentsPath(partition: number): string {
+    return join(this.dir, `p-${partition}.intents`);
+  }
+}
+
+/** Replaces `path` (in `dir`) so that a crash leaves the old bytes or the new ones, whole. */
+async function writeAtomic(dir: string, path: string, bytes: Buffer): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${tempCounter++}`;
+  try {
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+const intentLine = /^(\d+) (\d+)$/;
+
+function parseIntents(text: string, path: string): FlushRange[] {
+  const ranges: FlushRange[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const m = intentLine.exec(line);
+    const from = Number(m?.[1]);
+    const to = Number(m?.[2]);
+    if (m === null || !(from <= to)) throw new StateStoreError(`corrupt flush log ${path}: "${line}"`);
+    ranges.push({ from, to });
+  }
+  return ranges;
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
+}

@@ -1,0 +1,284 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import type { HubConsumer } from '../../hub/hub.ts';
+import type { LocalHub } from '../../hub/local-hub.ts';
+import type { Registry } from '../../lib/metrics.ts';
+import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
+import { openChdbStore } from '../../store/chdb-store.ts';
+import { migrate } from '../../store/migrate.ts';
+import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
+import type { Truth } from '../../tests/support/oracle.ts';
+import type { StateStore } from '../state-store.ts';
+
+/** Test helpers for the processor: a real chDB store, hub publishing, truth checks, failure injection. */
+
+export const database = 'farol_processor_test';
+
+/** Temp directories, removed by `removeTempDirs`. */
+const temps: string[] = [];
+
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `farol-${prefix}-`));
+  temps.push(dir);
+  return dir;
+}
+
+export async function removeTempDirs(): Promise<void> {
+  await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+}
+
+/** Embedded chDB on a temp dir, migrated. One per test file: chDB binds one directory per process. */
+export async function openTestStore(): Promise<Store> {
+  const store = openChdbStore({ dataDir: await tempDir('processor-chdb'), database });
+  await migrate(store, { database, retentionDays: 395 });
+  return store;
+}
+
+/** Publishes events the way the collector does: keyed by site and visitor, JSON payloads. */
+export async function publish(hub: LocalHub, events: readonly EnrichedEvent[]): Promise<void> {
+  for (let i = 0; i < events.length; i += 500) {
+    await hub.publish(
+      events.slice(i, i + 500).map((e) => ({ key: `${e.site}:${e.visitorId}`, payload: Buffer.from(JSON.stringify(e)) })),
+    );
+  }
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** True once every partition of the hub is open and written up to its end. */
+export async function caughtUp(lag: () => Promise<Array<{ events: number }>>, partitions: number): Promise<boolean> {
+  const all = await lag();
+  return all.length === partitions && all.every((p) => p.events === 0);
+}
+
+/** A counter's value as rendered in the Prometheus text (0 when absent). */
+export function metricValue(registry: Registry, name: string, labels = ''): number {
+  const line = registry
+    .render()
+    .split('\n')
+    .find((l) => l.startsWith(`${name}${labels} `));
+  return line === undefined ? 0 : Number(line.split(' ')[1]);
+}
+
+type Row = Record<string, string | number>;
+
+const num = (rows: Row[]): Row[] =>
+  rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, k === 'site' || k === 'value' || k === 'visitor' ? v : Number(v)])));
+
+/**
+ * Asserts that `events`, `sessions` and the rollups hold exactly the truth for `sites`: totals per
+ * site, every session netting to one row equal to the oracle's, and rollup totals equal too.
+ */
+export async function expectStoreMatchesTruth(store: Store, sites: readonly string[], truth: Truth): Promise<void> {
+  const params = { sites: [...sites] };
+  const expected = [...sites].sort().map((site) => ({ site, ...(truth.sites.get(site) ?? {}) }));
+
+  const events = num(
+    await store.query<Row>(
+      `SELECT site, count() AS events, countIf(name = 'pageview') AS pageviews, uniqExact(visitor_id) AS visitors
+       FROM events WHERE site IN {sites:Array(String)} GROUP BY site ORDER BY site`,
+      params,
+    ),
+  );
+  expect(events).toEqual(expected.map((t) => ({ site: t.site, events: t.events, pageviews: t.pageviews, visitors: t.visitors })));
+
+  const sessions = num(
+    await store.query<Row>(
+      `SELECT site, sum(sign) AS visits, sum(sign * is_bounce) AS bounces, sum(sign * duration) AS duration
+       FROM sessions WHERE site IN {sites:Array(String)} GROUP BY site ORDER BY site`,
+      params,
+    ),
+  );
+  expect(sessions).toEqual(expected.map((t) => ({ site: t.site, visits: t.visits, bounces: t.bounces, duration: t.duration })));
+
+  // Each session nets to exactly one state, and that state is the oracle's.
+  const perSession = num(
+    await store.query<Row>(
+      `SELECT site, toString(visitor_id) AS visitor, sum(sign) AS n, sum(sign * toUnixTimestamp64Milli(start)) AS start,
+              sum(sign * pageviews) AS pageviews, sum(sign * events) AS events, sum(sign * is_bounce) AS bounce,
+              sum(sign * duration) AS duration
+       FROM sessions WHERE site IN {sites:Array(String)} GROUP BY site, session_id, visitor_id`,
+      params,
+    ),
+  );
+  expect(perSession.filter((s) => s['n'] !== 1)).toEqual([]);
+  const key = (s: Row): string => JSON.stringify([s['site'], s['visitor'], s['start'], s['pageviews'], s['events'], s['bounce'], s['duration']]);
+  const oracle = truth.sessions
+    .filter((s) => sites.includes(s.site))
+    .map((s) => ({ site: s.site, visitor: s.visitorId, start: s.start, pageviews: s.pageviews, events: s.events, bounce: s.bounce, duration: s.duration }));
+  expect(perSession.map(key).sort()).toEqual(oracle.map(key).sort());
+
+  const eventRollup = num(
+    await store.query<Row>(
+      `SELECT site, sum(events) AS events, sum(pageviews) AS pageviews, uniqExactMerge(visitors) AS visitors
+       FROM rollup_hourly WHERE site IN {sites:Array(String)} AND dim = '' GROUP BY site ORDER BY site`,
+      params,
+    ),
+  );
+  expect(eventRollup).toEqual(events);
+  const sessionRollup = num(
+    await store.query<Row>(
+      `SELECT site, sum(visits) AS visits, sum(bounces) AS bounces, sum(duration) AS duration
+       FROM sessions_daily WHERE site IN {sites:Array(String)} AND dim = '' GROUP BY site ORDER BY site`,
+      params,
+    ),
+  );
+  expect(sessionRollup).toEqual(sessions);
+
+  const entryPages = num(
+    await store.query<Row>(
+      `SELECT site, value, sum(visits) AS visits FROM sessions_hourly
+       WHERE site IN {sites:Array(String)} AND dim = 'entry_page' GROUP BY site, value HAVING visits != 0 ORDER BY site, value`,
+      params,
+    ),
+  );
+  const trueEntries = new Map<string, number>();
+  for (const s of truth.sessions.filter((x) => sites.includes(x.site))) {
+    const k = JSON.stringify([s.site, s.entryPage]);
+    trueEntries.set(k, (trueEntries.get(k) ?? 0) + 1);
+  }
+  const trueEntryRows = [...trueEntries]
+    .map(([k, visits]) => {
+      const [site, value] = JSON.parse(k) as [string, string];
+      return { site, value, visits };
+    })
+    .sort((a, b) => (a.site === b.site ? (a.value < b.value ? -1 : 1) : a.site < b.site ? -1 : 1));
+  expect(entryPages).toEqual(trueEntryRows);
+}
+
+/**
+ * A real store whose inserts fail on demand: `down` refuses them (ClickHouse unreachable), and
+ * `loseAcks` performs them and then reports a failure (the acknowledgement was lost).
+ */
+export class FlakyStore implements Store {
+  down = false;
+  loseAcks = 0;
+  failures = 0;
+  readonly inserts: Array<{ table: string; rows: number; token: string | undefined }> = [];
+
+  constructor(private readonly inner: Store) {}
+
+  get kind(): Store['kind'] {
+    return this.inner.kind;
+  }
+
+  get database(): string {
+    return this.inner.database;
+  }
+
+  exec(...args: Parameters<Store['exec']>): Promise<void> {
+    return this.inner.exec(...args);
+  }
+
+  query<T = Record<string, unknown>>(...args: Parameters<Store['query']>): Promise<T[]> {
+    return this.inner.query<T>(...args);
+  }
+
+  async insert(table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions): Promise<void> {
+    if (this.down) {
+      this.failures++;
+      throw new StoreError('ClickHouse request failed: connect ECONNREFUSED', { retryable: true });
+    }
+    await this.inner.insert(table, rows, opts);
+    this.inserts.push({ table, rows: rows.length, token: opts?.dedupToken });
+    if (this.loseAcks > 0) {
+      this.loseAcks--;
+      this.failures++;
+      throw new StoreError('ClickHouse request failed: socket hang up', { retryable: true });
+    }
+  }
+
+  ping(): Promise<boolean> {
+    return this.inner.ping();
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Steps of a flush at which a crash can be injected. */
+export type CrashStep = 'intent' | 'insert:events' | 'insert:sessions' | 'snapshot' | 'checkpoint' | 'truncate';
+
+/**
+ * Simulates SIGKILL of one processor instance in-process: once `at` matches a step (counted over
+ * the whole instance), that call and every later call of the instance's store, state store and
+ * hub consumer hang forever, so nothing after that point ever happens. `when: 'after'` lets the
+ * matching call reach the real component first (e.g. the insert landed, its ack was never seen).
+ */
+export class Freezer {
+  frozen = false;
+  private readonly counts = new Map<CrashStep, number>();
+  private onCrash: () => void = () => {};
+  /** Resolves when the crash happened. */
+  readonly crashed: Promise<void> = new Promise((resolve) => {
+    this.onCrash = resolve;
+  });
+
+  constructor(private readonly at: { step: CrashStep; nth: number; when: 'before' | 'after' }) {}
+
+  /** Runs `call` unless frozen; freezes before or after it when this is the chosen step. */
+  async step<T>(step: CrashStep, call: () => Promise<T>): Promise<T> {
+    if (this.frozen) return hang();
+    const n = (this.counts.get(step) ?? 0) + 1;
+    this.counts.set(step, n);
+    const hit = step === this.at.step && n === this.at.nth;
+    if (hit && this.at.when === 'before') return this.freeze();
+    const result = await call();
+    if (hit || this.frozen) return this.freeze();
+    return result;
+  }
+
+  private freeze<T>(): Promise<T> {
+    this.frozen = true;
+    this.onCrash();
+    return hang();
+  }
+
+  store(inner: Store): Store {
+    return {
+      kind: inner.kind,
+      database: inner.database,
+      exec: (...args) => (this.frozen ? hang() : inner.exec(...args)),
+      query: <T>(...args: Parameters<Store['query']>) => inner.query<T>(...args),
+      insert: (table, rows, opts) => this.step(table === 'events' ? 'insert:events' : 'insert:sessions', () => inner.insert(table, rows, opts)),
+      ping: () => inner.ping(),
+      close: () => Promise.resolve(),
+    };
+  }
+
+  stateStore(inner: StateStore): StateStore {
+    return {
+      incarnation: inner.incarnation,
+      loadSnapshot: (p) => inner.loadSnapshot(p),
+      saveSnapshot: (p, bytes) => this.step('snapshot', () => inner.saveSnapshot(p, bytes)),
+      appendIntent: (p, from, to) => this.step('intent', () => inner.appendIntent(p, from, to)),
+      readIntents: (p) => inner.readIntents(p),
+      truncateIntents: (p, after) => this.step('truncate', () => inner.truncateIntents(p, after)),
+      close: () => Promise.resolve(),
+    };
+  }
+
+  consumer(inner: HubConsumer): HubConsumer {
+    return {
+      partitionCount: inner.partitionCount,
+      subscribe: (handlers, options) => inner.subscribe(handlers, options),
+      checkpoint: (p, offset) => this.step('checkpoint', () => inner.checkpoint(p, offset)),
+      getCheckpoint: (p) => inner.getCheckpoint(p),
+      endOffset: (p) => inner.endOffset(p),
+      close: () => inner.close(),
+    };
+  }
+}
+
+function hang<T>(): Promise<T> {
+  return new Promise<T>(() => {});
+}
