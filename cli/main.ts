@@ -2,6 +2,8 @@ import { ConfigError, flagsToEnv, loadConfig, type Config } from '../schemas/con
 import { createLogger } from '../lib/log.ts';
 import { runStart } from './start.ts';
 import { runCollector } from '../ingest/main.ts';
+import { migrationTarget, openConfiguredStore, runProcessor } from '../processor/main.ts';
+import { migrate } from '../store/migrate.ts';
 
 /**
  * The `farol` entry: parses the subcommand and configuration, then calls one `main`.
@@ -10,8 +12,10 @@ import { runCollector } from '../ingest/main.ts';
 const USAGE = `usage: farol <command> [--flags]
 
 commands:
-  start       all-in-one: collector + local hub (+ processor, API and dashboard as they land)
+  start       all-in-one: collector + local hub + processor on ClickHouse (embedded chDB by default)
   collector   ingest only; publishes to the configured hub
+  processor   consumes the hub, sessionizes, writes ClickHouse
+  migrate     applies the ClickHouse schema (idempotent, versioned)
   help        this text
 
 Configuration comes from FAROL_* environment variables or the equivalent --flags
@@ -22,7 +26,20 @@ type Command = (config: Config, args: string[]) => Promise<number>;
 const commands: Record<string, Command> = {
   start: (config) => runStart(config),
   collector: (config) => runCollector(config),
+  processor: (config) => runProcessor(config),
+  migrate: runMigrate,
 };
+
+async function runMigrate(config: Config): Promise<number> {
+  const store = openConfiguredStore(config);
+  try {
+    const applied = await migrate(store, migrationTarget(config));
+    process.stdout.write(applied.length ? `applied migrations ${applied.join(', ')}\n` : 'schema is up to date\n');
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

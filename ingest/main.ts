@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Config } from '../schemas/config.ts';
 import type { HubProducer } from '../hub/hub.ts';
-import { openLocalHub } from '../hub/local-hub.ts';
+import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
@@ -87,11 +87,9 @@ export async function startCollector(
   };
 }
 
-/** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
-export async function runCollector(config: Config): Promise<number> {
-  const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
-  const metrics = new Registry();
-  const hub = await openLocalHub({
+/** Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention. */
+export function openConfiguredLocalHub(config: Config, log: Logger): Promise<LocalHub> {
+  return openLocalHub({
     dir: join(config.FAROL_DATA_DIR, 'hub'),
     partitions: config.FAROL_HUB_PARTITIONS,
     // The setting is a total; the hub applies its byte bound per partition.
@@ -101,6 +99,13 @@ export async function runCollector(config: Config): Promise<number> {
     },
     log,
   });
+}
+
+/** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
+export async function runCollector(config: Config): Promise<number> {
+  const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
+  const metrics = new Registry();
+  const hub = await openConfiguredLocalHub(config, log);
   const runtime = await startCollector(config, { hub, log, metrics });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'draining');
