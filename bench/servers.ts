@@ -95,9 +95,11 @@ export async function startBare(): Promise<Server> {
 export interface CollectorStartOptions {
   /** Extra node flags for the child, e.g. `--cpu-prof`. */
   nodeArgs?: string[];
+  /** `collector` (ingest only, the default) or `start` (all-in-one: + processor + chDB). */
+  command?: 'collector' | 'start';
 }
 
-/** Starts `node cli/farol.js collector` on a fresh temp data dir (removed when the server is killed). */
+/** Starts `node cli/farol.js collector` (or `start`) on a fresh temp data dir (removed when the server is killed). */
 export async function startCollector(opts: CollectorStartOptions = {}): Promise<Server & { dataDir: string }> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'farol-bench-'));
@@ -108,7 +110,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     FAROL_TRUST_PROXY: '1',
     FAROL_LOG_LEVEL: 'warn',
   });
-  const args = [...(opts.nodeArgs ?? []), join(ROOT, 'cli', 'farol.js'), 'collector'];
+  const args = [...(opts.nodeArgs ?? []), join(ROOT, 'cli', 'farol.js'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
   const cleanup = (): void => rmSync(dataDir, { recursive: true, force: true });
   const server = await started('collector', port, child, cleanup);

@@ -46,12 +46,16 @@ export interface SessionMarks {
  * `--cpu-prof` the collector is stopped with SIGTERM so V8 writes the profile; otherwise, and
  * whenever anything fails, it is SIGKILLed.
  */
-export async function withCollector<T>(ctx: ScenarioContext, body: (server: Server, marks: SessionMarks) => Promise<T>): Promise<CollectorSession<T>> {
+export async function withCollector<T>(
+  ctx: ScenarioContext,
+  body: (server: Server, marks: SessionMarks) => Promise<T>,
+  command: 'collector' | 'start' = 'collector',
+): Promise<CollectorSession<T>> {
   const profDir = ctx.opts.cpuProf ? mkdtempSync(join(tmpdir(), 'farol-bench-prof-')) : null;
   const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=250'] : [];
   let server: Awaited<ReturnType<typeof startCollector>>;
   try {
-    server = await startCollector({ nodeArgs });
+    server = await startCollector({ nodeArgs, command });
   } catch (err) {
     if (profDir) rmSync(profDir, { recursive: true, force: true });
     throw err;
