@@ -1,0 +1,177 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openHttpStore } from '../store/http-store.ts';
+import type { Store } from '../store/store.ts';
+import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import { expectExactCounts } from './support/exact-assert.ts';
+import { fetchMetrics, geoCountries, nearMidnightUtc, pollUntil, postBatch, processorProgress, sleep, waitForProcessor } from './support/e2e.ts';
+import { startFarol, type FarolProcess } from './support/farol-process.ts';
+import { computeWireTruth, generateWireTraffic, planBatches, type WireBatch, type WireTruth } from './support/wire-oracle.ts';
+
+/**
+ * ClickHouse goes away in the middle of a stream: the collector keeps answering 202 (a 202 only
+ * needs the local hub), the processor retries with backoff and holds its checkpoint, and once the
+ * server is back every event lands exactly once. Server mode: `farol start` with
+ * FAROL_CLICKHOUSE_URL → a chDB-backed endpoint in a child process, stopped (or SIGKILLed) and
+ * started again on the same port and data.
+ */
+
+const SITES = ['a.test', 'b.test', 'c.test'];
+const PARTITIONS = 4;
+const OUTAGE_MS = 8_000;
+
+describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
+  let clickhouse: ClickHouseHttp | undefined;
+  const procs: FarolProcess[] = [];
+  const stores: Store[] = [];
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    const chDir = await mkdtemp(join(tmpdir(), 'farol-e2e-outage-ch-'));
+    dirs.push(chDir);
+    clickhouse = await startClickHouseHttp({ dataDir: chDir });
+  });
+
+  afterAll(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    for (const s of stores) await s.close();
+    await clickhouse?.stop();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  /** Traffic and truth, a `farol start` on the endpoint (own data dir and database), a store to read it. */
+  async function setUp(
+    seed: number,
+    database: string,
+  ): Promise<{ ch: ClickHouseHttp; truth: WireTruth; plans: WireBatch[][]; totalBatches: number; proc: FarolProcess; store: Store }> {
+    if (clickhouse === undefined) throw new Error('no ClickHouse endpoint');
+    const traffic = generateWireTraffic({ seed, sites: SITES, targetEvents: 20_000, idPrefix: database });
+    const countries = await geoCountries(traffic.ips);
+    const truth = computeWireTruth(traffic, (ip) => countries.get(ip) ?? '');
+    const plans = planBatches(traffic, { senders: 4, batchSize: 100, seed: seed + 1 });
+    const dataDir = await mkdtemp(join(tmpdir(), `farol-e2e-${database}-`));
+    dirs.push(dataDir);
+    const proc = await startFarol('start', {
+      FAROL_DATA_DIR: dataDir,
+      FAROL_CLICKHOUSE_URL: clickhouse.url,
+      FAROL_CLICKHOUSE_DATABASE: database,
+      FAROL_TRUST_PROXY: '1',
+      FAROL_SITES: SITES.join(','),
+      FAROL_HUB_PARTITIONS: String(PARTITIONS),
+    });
+    procs.push(proc);
+    const store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database });
+    stores.push(store);
+    return { ch: clickhouse, truth, plans, totalBatches: plans.reduce((n, p) => n + p.length, 0), proc, store };
+  }
+
+  it('ingest answers 202 throughout an 8 s outage; afterwards every event lands exactly once', async () => {
+    const { ch, truth, plans, totalBatches, proc, store } = await setUp(8_800, 'farol_outage');
+    const url = proc.url;
+
+    // Senders pace themselves so the stream spans the outage: before, during and after it.
+    const failures: string[] = [];
+    let acked = 0;
+    let phase: 'before' | 'down' | 'after' = 'before';
+    const ackedIn = { before: 0, down: 0, after: 0 };
+    const senders = Promise.all(
+      plans.map(async (batches) => {
+        for (const b of batches) {
+          // The last batches wait for the server to be back, so some are sent after the outage.
+          if (b.seq >= batches.length * 0.9) {
+            await pollUntil(async () => (phase === 'after' ? true : undefined), { timeoutMs: 60_000, describe: () => 'outage never ended' });
+          }
+          const r = await postBatch(url, b);
+          if (!r.ok || r.status !== 202 || r.accepted !== b.events.length) {
+            failures.push(`batch ${b.sender}/${b.seq} (${phase}): ${JSON.stringify(r)}`);
+          } else {
+            acked++;
+            ackedIn[phase]++;
+          }
+          await sleep(250);
+        }
+      }),
+    );
+
+    await pollUntil(async () => (acked >= totalBatches / 5 ? true : undefined), {
+      timeoutMs: 60_000,
+      describe: () => `${acked} of ${totalBatches} batches acked`,
+    });
+    await ch.stop();
+    phase = 'down';
+    const downAt = Date.now();
+    // The processor notices: its inserts fail and are retried (the outage is real to it).
+    await pollUntil(async () => (processorProgress(await fetchMetrics(url)).storeRetries > 0 ? true : undefined), {
+      timeoutMs: OUTAGE_MS,
+      describe: () => 'no failed insert during the outage',
+    });
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(200); // readiness is about the hub, which is fine
+    await sleep(Math.max(0, OUTAGE_MS - (Date.now() - downAt)));
+    await ch.start();
+    phase = 'after';
+    await senders;
+
+    expect(failures).toEqual([]);
+    expect(acked).toBe(totalBatches);
+    expect(ackedIn.down).toBeGreaterThan(20);
+    expect(ackedIn.after).toBeGreaterThan(0);
+
+    // Backoff reaches 30 s between attempts: allow for a full step after the server is back.
+    const progress = await waitForProcessor(url, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
+    expect(progress).toMatchObject({ eventRows: truth.totalEvents, duplicates: 0, ingested: truth.totalEvents });
+    expect(progress.storeRetries).toBeGreaterThan(0);
+    await expectExactCounts(store, truth);
+
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  }, 180_000);
+
+  it('ClickHouse SIGKILLed three times mid-insert: every event still lands exactly once', async () => {
+    const { ch, truth, plans, totalBatches, proc, store } = await setUp(9_900, 'farol_chkill');
+    const url = proc.url;
+    const failures: string[] = [];
+    let acked = 0;
+    const senders = Promise.all(
+      plans.map(async (batches) => {
+        for (const b of batches) {
+          const r = await postBatch(url, b);
+          if (!r.ok || r.status !== 202 || r.accepted !== b.events.length) failures.push(`batch ${b.sender}/${b.seq}: ${JSON.stringify(r)}`);
+          else acked++;
+          await sleep(100);
+        }
+      }),
+    );
+    const rowsAtKill: number[] = [];
+    for (const share of [0.2, 0.45, 0.7]) {
+      // Kill once the stream is that far along and the processor has written rows since the last
+      // restart: each kill then cuts a live insert stream (it flushes each partition about once a second).
+      const previous = rowsAtKill.at(-1) ?? 0;
+      const rows = await pollUntil(
+        async () => {
+          const n = processorProgress(await fetchMetrics(url)).eventRows;
+          return acked >= totalBatches * share && n > previous ? n : undefined;
+        },
+        { timeoutMs: 60_000, describe: () => `${acked} of ${totalBatches} batches acked; rows written: ${previous} at the last kill` },
+      );
+      rowsAtKill.push(rows);
+      await ch.kill();
+      await sleep(1_500);
+      await ch.start();
+    }
+    await senders;
+    expect(failures).toEqual([]);
+    expect(acked).toBe(totalBatches);
+
+    const progress = await waitForProcessor(url, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
+    expect(progress).toMatchObject({ eventRows: truth.totalEvents, duplicates: 0 });
+    expect(progress.storeRetries).toBeGreaterThan(0);
+    expect(rowsAtKill.at(-1)).toBeLessThan(truth.totalEvents);
+    await expectExactCounts(store, truth);
+
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  }, 180_000);
+});
