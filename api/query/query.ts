@@ -1,0 +1,517 @@
+import { StoreError, type Store } from '../../store/store.ts';
+import { ApiQueryError } from './errors.ts';
+import {
+  chooseSource,
+  shapeQuery,
+  type CoreQuery,
+  type QueryShape,
+  type ResolvedDimension,
+  type Source,
+  type SourceDecision,
+} from './planner.ts';
+import { leaves, limits, parseQuery, type FilterLeaf, type FilterNode, type Metric, type OrderByEntry, type ParsedQuery } from './schema.ts';
+import { coreSelect, componentColumns, finalSelect, SqlBuilder, type ComponentColumn } from './sql.ts';
+import {
+  autoGrain,
+  comparisonRange,
+  dateRange,
+  instantRange,
+  isoInZone,
+  isSupportedTimeZone,
+  localDate,
+  MAX_HOURLY_RANGE_MS,
+  parseDateTime,
+  parseIsoDate,
+  resolveShortcut,
+  timeLabels,
+  type IsoDate,
+  type ResolvedRange,
+} from './time.ts';
+
+/**
+ * The query engine of `POST /api/v2/query` (SPEC §8): validates a Plausible Stats API v2 query,
+ * plans it onto the rollups or the raw tables, runs it and shapes the response
+ * `{results: [{metrics, dimensions, comparison?}], meta, query}`.
+ */
+
+/** The site a query runs for, as the control plane knows it. */
+export interface QuerySite {
+  readonly domain: string;
+  /** IANA time zone: date ranges and time buckets are the site's local days and hours. */
+  readonly timezone: string;
+  /**
+   * Configured goals by display name (`Signup`, `Visit /pricing`, `Visit /blog/**`). Without
+   * them every custom event name is a goal, and `Visit <path>` filters name pageview goals.
+   */
+  readonly goals?: readonly string[];
+}
+
+export interface RunOptions {
+  /** `raw` skips the rollups (tests, benchmarks); `auto` (default) lets the planner choose. */
+  readonly source?: 'auto' | 'raw';
+}
+
+export type MetricValue = number | null;
+
+export interface ResultRow {
+  dimensions: string[];
+  metrics: MetricValue[];
+  /** With `include.comparisons`: the same row in the comparison range, and the change to it. */
+  comparison?: { dimensions: (string | null)[]; metrics: MetricValue[]; change: MetricValue[] };
+}
+
+export interface QueryMeta {
+  /** What answered the main read: a rollup grain or the raw tables. */
+  source: Source;
+  /** Every table read, totals included. */
+  tables: string[];
+  /** Why the rollups could not answer, when `source` is `raw`. */
+  source_reason?: string;
+  time_labels?: string[];
+  total_rows?: number;
+  /** The range comparisons were read from, as ISO 8601 in the site's zone. */
+  comparison_date_range?: [string, string];
+  imports_included?: false;
+}
+
+export interface QueryResponse {
+  results: ResultRow[];
+  meta: QueryMeta;
+  /** The query as run: resolved date range and time grain, effective order and page. */
+  query: {
+    site_id: string;
+    metrics: Metric[];
+    date_range: [string, string];
+    filters: unknown[];
+    dimensions: string[];
+    order_by: [string, 'asc' | 'desc'][];
+    include: Record<string, unknown>;
+    pagination: { limit: number; offset: number };
+  };
+}
+
+/** Longest custom range accepted. */
+const MAX_RANGE_MS = 20 * 366 * 86_400_000;
+
+/**
+ * Runs a `POST /api/v2/query` body for `site` as of `now`. Throws {@link ApiQueryError} (400,
+ * naming the field) for a query Farol refuses; store failures propagate as they are.
+ */
+export async function runQuery(store: Store, site: QuerySite, body: unknown, now: Date, options: RunOptions = {}): Promise<QueryResponse> {
+  if (!isSupportedTimeZone(site.timezone)) throw new Error(`site ${site.domain} has an unsupported time zone ${site.timezone}`);
+  const q = parseQuery(body);
+  if (q.siteId !== site.domain) throw new ApiQueryError('site_id', 'site_id does not match the site queried');
+  checkGoals(q.filters, site.goals);
+  const tz = site.timezone;
+  const nowMs = now.getTime();
+  const range = await resolveRange(store, site, q.dateRange, nowMs, 'date_range');
+  const dims = resolveDimensions(q, range);
+  const forceRaw = options.source === 'raw';
+  const order = effectiveOrder(q);
+  const tables = new Set<string>();
+
+  const shape = shapeQuery({ metrics: q.metrics, dims, filters: q.filters, range, tz, configuredGoals: site.goals });
+  const main = await execute(store, site.domain, q, shape, order, { limit: q.pagination.limit, offset: q.pagination.offset, totalRows: q.include.totalRows }, forceRaw, tables);
+  let results = main.rows.map((r) => ({ dimensions: r.dims, metrics: computeMetrics(q.metrics, r.components, shape, main.totals) }) as ResultRow);
+
+  const timeIndex = dims.findIndex((d) => d.kind === 'time');
+  const timeDim = timeIndex < 0 ? undefined : (dims[timeIndex] as Extract<ResolvedDimension, { kind: 'time' }>);
+  const labels = timeDim === undefined ? undefined : timeLabels(range, tz, timeDim.grain);
+
+  const meta: QueryMeta = { source: main.decision.source, tables: [] };
+  if (main.decision.reason !== undefined) meta.source_reason = main.decision.reason;
+
+  const comparisons = q.include.comparisons;
+  if (comparisons !== undefined) {
+    if (q.dateRange === 'realtime') throw new ApiQueryError('include.comparisons', 'realtime ranges cannot be compared');
+    const custom =
+      comparisons.dateRange === undefined ? undefined : resolvePair(comparisons.dateRange, tz, 'include.comparisons.date_range');
+    const compRange = comparisonRange(range, tz, nowMs, comparisons.mode, custom, comparisons.matchDayOfWeek);
+    meta.comparison_date_range = [isoInZone(tz, compRange.start), isoInZone(tz, lastSecond(compRange))];
+
+    // A time series compares every bucket, with empty ones shown as zeros (as Plausible does).
+    if (timeDim !== undefined && labels !== undefined && dims.length === 1 && q.pagination.offset === 0) {
+      const present = new Set(results.map((r) => r.dimensions[0]));
+      const zeros = emptyComponents();
+      for (const label of labels) {
+        if (!present.has(label)) results.push({ dimensions: [label], metrics: computeMetrics(q.metrics, zeros, shape, main.totals) });
+      }
+      if (q.orderBy === undefined) results.sort((a, b) => ((a.dimensions[0] ?? '') < (b.dimensions[0] ?? '') ? -1 : 1));
+      results = results.slice(0, q.pagination.limit);
+    }
+
+    const restrictions = restrictTo(dims, results);
+    const compShape = shapeQuery({ metrics: q.metrics, dims, filters: q.filters, restrictions: restrictions ?? [], range: compRange, tz, configuredGoals: site.goals });
+    const skip = restrictions === undefined;
+    const comp = skip
+      ? undefined
+      : await execute(store, site.domain, q, compShape, order, { limit: limits.maxOffset, offset: 0, totalRows: false }, forceRaw, tables);
+    const compLabels = timeDim === undefined ? undefined : timeLabels(compRange, tz, timeDim.grain);
+    const byDims = new Map<string, MetricValue[]>();
+    for (const r of comp?.rows ?? []) byDims.set(JSON.stringify(r.dims), computeMetrics(q.metrics, r.components, compShape, comp?.totals ?? {}));
+    const empty = computeMetrics(q.metrics, emptyComponents(), compShape, comp?.totals ?? {});
+    for (const row of results) {
+      const compDims = row.dimensions.map((v, i) => {
+        if (i !== timeIndex) return v;
+        const at = labels?.indexOf(v) ?? -1;
+        return at < 0 ? null : (compLabels?.[at] ?? null);
+      });
+      const metrics = byDims.get(JSON.stringify(compDims)) ?? empty;
+      row.comparison = { dimensions: compDims, metrics, change: q.metrics.map((m, i) => change(m, metrics[i] ?? null, row.metrics[i] ?? null)) };
+    }
+  }
+
+  if (labels !== undefined && q.include.timeLabels) meta.time_labels = labels;
+  if (q.include.totalRows) meta.total_rows = main.totalRows;
+  if (q.include.imports) meta.imports_included = false;
+  meta.tables = [...tables].sort();
+
+  const include: Record<string, unknown> = {};
+  if (q.include.timeLabels) include['time_labels'] = true;
+  if (q.include.totalRows) include['total_rows'] = true;
+  if (q.include.imports) include['imports'] = true;
+  if (comparisons !== undefined) {
+    include['comparisons'] = {
+      mode: comparisons.mode,
+      ...(comparisons.dateRange === undefined ? {} : { date_range: comparisons.dateRange }),
+      ...(comparisons.matchDayOfWeek ? { match_day_of_week: true } : {}),
+    };
+  }
+  return {
+    results,
+    meta,
+    query: {
+      site_id: site.domain,
+      metrics: [...q.metrics],
+      date_range: [isoInZone(tz, range.start), isoInZone(tz, lastSecond(range))],
+      filters: [...q.rawFilters],
+      dimensions: q.dimensions.map((d) => d.name),
+      order_by: order.map((o) => [o.key, o.direction]),
+      include,
+      pagination: { ...q.pagination },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation against the site
+
+function checkGoals(filters: readonly FilterNode[], configured: readonly string[] | undefined): void {
+  if (configured === undefined) return;
+  for (const { leaf } of leaves(filters)) {
+    if (leaf.dimension.kind !== 'goal') continue;
+    leaf.values.forEach((v, i) => {
+      if (!configured.includes(v)) throw new ApiQueryError(`${leaf.field}[2][${i}]`, `goal "${v}" is not configured for this site`);
+    });
+  }
+}
+
+function lastSecond(range: ResolvedRange): number {
+  return Math.floor((range.end - 1) / 1000) * 1000;
+}
+
+async function resolveRange(
+  store: Store,
+  site: QuerySite,
+  input: ParsedQuery['dateRange'],
+  now: number,
+  field: string,
+): Promise<ResolvedRange> {
+  if (typeof input !== 'string') return resolvePair(input, site.timezone, field);
+  const start = input === 'all' ? await statsStart(store, site) : undefined;
+  return resolveShortcut(input, site.timezone, now, start);
+}
+
+function resolvePair(pair: readonly [string, string], tz: string, field: string): ResolvedRange {
+  const [from, to] = pair;
+  let range: ResolvedRange;
+  if (parseIsoDate(from) !== undefined && parseIsoDate(to) !== undefined) {
+    if (from > to) throw new ApiQueryError(field, 'the first date must not be after the second');
+    range = dateRange(tz, from, to);
+  } else {
+    const a = parseDateTime(from, tz);
+    if (a === undefined) throw new ApiQueryError(`${field}[0]`, 'must be an ISO 8601 date (YYYY-MM-DD) or date-time, like the other end');
+    const b = parseDateTime(to, tz);
+    if (b === undefined) throw new ApiQueryError(`${field}[1]`, 'must be an ISO 8601 date (YYYY-MM-DD) or date-time, like the other end');
+    // The end is inclusive, to the second unless it carries a fraction.
+    const end = b.instant + (b.fractional ? 1 : 1000);
+    if (end <= a.instant) throw new ApiQueryError(field, 'the range must end after it starts');
+    range = instantRange(tz, a.instant, end);
+  }
+  if (range.end - range.start > MAX_RANGE_MS) throw new ApiQueryError(field, 'the range may cover at most 20 years');
+  return range;
+}
+
+/** The site's first day with data (rollups outlive raw events), for `all`. */
+async function statsStart(store: Store, site: QuerySite): Promise<IsoDate | undefined> {
+  const rows = await store.query<{ first: string; n: string }>(
+    "SELECT toString(min(bucket)) AS first, count() AS n FROM rollup_hourly WHERE site = {site:String} AND dim = ''",
+    { site: site.domain },
+  );
+  const row = rows[0];
+  if (row === undefined || Number(row.n) === 0) return undefined;
+  return localDate(site.timezone, Date.parse(`${row.first.replace(' ', 'T')}Z`));
+}
+
+function resolveDimensions(q: ParsedQuery, range: ResolvedRange): ResolvedDimension[] {
+  return q.dimensions.map((d, i) => {
+    if (d.kind !== 'time') return d;
+    const grain = d.grain === 'auto' ? autoGrain(range) : d.grain;
+    if (grain === 'hour' && range.end - range.start > MAX_HOURLY_RANGE_MS) {
+      throw new ApiQueryError(`dimensions[${i}]`, 'hourly buckets are limited to ranges of 400 days');
+    }
+    return { kind: 'time', name: d.name, grain };
+  });
+}
+
+/** The order the query asks for, or Plausible's default: the time dimension ascending, then the first metric descending. */
+function effectiveOrder(q: ParsedQuery): OrderByEntry[] {
+  if (q.orderBy !== undefined) return [...q.orderBy];
+  const order: OrderByEntry[] = [];
+  const time = q.dimensions.find((d) => d.kind === 'time');
+  if (time !== undefined) order.push({ key: time.name, direction: 'asc' });
+  const first = q.metrics[0];
+  if (first !== undefined) order.push({ key: first, direction: 'desc' });
+  return order;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution
+
+type Components = Record<ComponentColumn | 'g_visitors', number>;
+
+interface CoreRow {
+  dims: string[];
+  components: Components;
+}
+
+interface Totals {
+  percentage?: number;
+  conversion?: number;
+}
+
+interface Executed {
+  rows: CoreRow[];
+  totalRows: number;
+  decision: SourceDecision;
+  totals: Totals;
+}
+
+function emptyComponents(): Components {
+  const c = { g_visitors: 0 } as Components;
+  for (const k of componentColumns) c[k] = 0;
+  return c;
+}
+
+function visitorsColumn(shape: QueryShape): ComponentColumn {
+  return shape.visitorSide === 'event' ? 'ev_visitors' : 'se_visitors';
+}
+
+/** SQL ordering expression of a metric, over the output columns (ratios unrounded). */
+function metricOrder(m: Metric, shape: QueryShape): string {
+  const visitors = visitorsColumn(shape);
+  switch (m) {
+    case 'visitors':
+    case 'percentage':
+    case 'conversion_rate':
+      return visitors;
+    case 'visits':
+      return shape.visitsSide === 'event' ? 'ev_visits' : 'se_visits';
+    case 'pageviews':
+      return 'ev_pageviews';
+    case 'events':
+      return 'ev_events';
+    case 'views_per_visit':
+      return 'if(se_visits = 0, 0, se_pageviews / se_visits)';
+    case 'bounce_rate':
+      return 'if(se_bounce_visits = 0, 0, se_bounces / se_bounce_visits)';
+    case 'visit_duration':
+      return 'if(se_visits = 0, 0, se_duration / se_visits)';
+    case 'group_conversion_rate':
+      return 'if(g_visitors = 0, 0, ev_visitors / g_visitors)';
+    case 'total_revenue':
+      return 'ev_revenue';
+    case 'average_revenue':
+      return 'if(ev_revenue_n = 0, 0, ev_revenue / ev_revenue_n)';
+  }
+}
+
+function orderTerms(q: ParsedQuery, order: readonly OrderByEntry[], shape: QueryShape): string[] {
+  const names = q.dimensions.map((d) => d.name);
+  const aliases = shape.main.aliases;
+  const used = new Set<string>();
+  const terms = order.map(({ key, direction }) => {
+    const dir = direction === 'asc' ? 'ASC' : 'DESC';
+    const at = names.indexOf(key);
+    if (at >= 0) {
+      const alias = aliases[at] ?? '';
+      used.add(alias);
+      return `${alias} ${dir}`;
+    }
+    return `${metricOrder(key as Metric, shape)} ${dir}`;
+  });
+  // Ties broken by the dimensions, so pages never overlap.
+  for (const a of aliases) if (!used.has(a)) terms.push(`${a} ASC`);
+  return terms;
+}
+
+interface Page {
+  limit: number;
+  offset: number;
+  totalRows: boolean;
+}
+
+async function execute(
+  store: Store,
+  site: string,
+  q: ParsedQuery,
+  shape: QueryShape,
+  order: readonly OrderByEntry[],
+  page: Page,
+  forceRaw: boolean,
+  tables: Set<string>,
+): Promise<Executed> {
+  const decision = chooseSource(shape.main, forceRaw);
+  const b = new SqlBuilder();
+  const core = coreSelect(b, shape.main, site, decision.source);
+  let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
+  if (shape.groupTotals !== undefined) {
+    const g = shape.groupTotals;
+    groupTotals = { sql: coreSelect(b, g, site, chooseSource(g, forceRaw).source), aliases: g.aliases };
+  }
+  const run = async (p: Page): Promise<Record<string, unknown>[]> => {
+    const sql = finalSelect(b, shape.main, core, { orderBy: orderTerms(q, order, shape), ...p, ...(groupTotals === undefined ? {} : { groupTotals }) });
+    return query(store, sql, b.params, q);
+  };
+  let raw = await run(page);
+  let totalRows = raw.length;
+  if (page.totalRows) {
+    if (raw.length === 0 && page.offset > 0) {
+      // Past the last row: the count still answers.
+      const first = await run({ limit: 1, offset: 0, totalRows: true });
+      totalRows = Number(first[0]?.['total_rows'] ?? 0);
+      raw = [];
+    } else totalRows = Number(raw[0]?.['total_rows'] ?? 0);
+  }
+  for (const t of b.tables) tables.add(t);
+  const rows = raw.map((r) => {
+    const components = emptyComponents();
+    for (const k of [...componentColumns, 'g_visitors'] as const) components[k] = Number(r[k] ?? 0);
+    return { dims: shape.main.aliases.map((a) => String(r[a] ?? '')), components };
+  });
+
+  const totals: Totals = {};
+  if (shape.percentageTotal !== undefined) totals.percentage = await total(store, site, q, shape.percentageTotal, forceRaw, tables);
+  if (shape.conversionTotal !== undefined) totals.conversion = await total(store, site, q, shape.conversionTotal, forceRaw, tables);
+  return { rows, totalRows, decision, totals };
+}
+
+/** Visitors of a totals read (no dimensions: one row). */
+async function total(store: Store, site: string, q: ParsedQuery, core: CoreQuery, forceRaw: boolean, tables: Set<string>): Promise<number> {
+  const b = new SqlBuilder();
+  const sql = coreSelect(b, core, site, chooseSource(core, forceRaw).source);
+  const rows = await query(store, sql, b.params, q);
+  for (const t of b.tables) tables.add(t);
+  const row = rows[0];
+  return Number(row?.[core.event.size > 0 ? 'ev_visitors' : 'se_visitors'] ?? 0);
+}
+
+const CANNOT_COMPILE_REGEXP = 427;
+
+async function query(store: Store, sql: string, params: Record<string, unknown>, q: ParsedQuery): Promise<Record<string, unknown>[]> {
+  try {
+    return await store.query(sql, params);
+  } catch (err) {
+    if (err instanceof StoreError && err.code === CANNOT_COMPILE_REGEXP) throw await badRegex(store, q.filters, err);
+    throw err;
+  }
+}
+
+/** Finds which `matches` value ClickHouse's re2 refused, to name it. */
+async function badRegex(store: Store, filters: readonly FilterNode[], cause: StoreError): Promise<ApiQueryError> {
+  for (const { leaf } of leaves(filters)) {
+    if (leaf.op !== 'matches' && leaf.op !== 'matches_not') continue;
+    for (let i = 0; i < leaf.values.length; i++) {
+      const v = leaf.values[i] ?? '';
+      try {
+        await store.query("SELECT match('', {p:String}) AS ok", { p: leaf.caseSensitive ? v : `(?i)${v}` });
+      } catch (err) {
+        if (err instanceof StoreError && err.code === CANNOT_COMPILE_REGEXP) {
+          return new ApiQueryError(`${leaf.field}[2][${i}]`, 'not a valid re2 regular expression');
+        }
+        throw err;
+      }
+    }
+  }
+  return new ApiQueryError('filters', `a regular expression is not valid re2: ${cause.message.slice(0, 200)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and comparisons
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function computeMetrics(metrics: readonly Metric[], c: Components, shape: QueryShape, totals: Totals): MetricValue[] {
+  const visitors = c[visitorsColumn(shape)];
+  return metrics.map((m) => {
+    switch (m) {
+      case 'visitors':
+        return visitors;
+      case 'visits':
+        return shape.visitsSide === 'event' ? c.ev_visits : c.se_visits;
+      case 'pageviews':
+        return c.ev_pageviews;
+      case 'events':
+        return c.ev_events;
+      case 'views_per_visit':
+        return c.se_visits === 0 ? 0 : round(c.se_pageviews / c.se_visits, 2);
+      case 'bounce_rate':
+        return c.se_bounce_visits === 0 ? 0 : Math.round((c.se_bounces / c.se_bounce_visits) * 100);
+      case 'visit_duration':
+        return c.se_visits === 0 ? 0 : Math.round(c.se_duration / c.se_visits);
+      case 'percentage': {
+        const all = totals.percentage ?? 0;
+        return all > 0 ? round((visitors / all) * 100, 1) : null;
+      }
+      case 'conversion_rate': {
+        const all = totals.conversion ?? 0;
+        return all > 0 ? round((c.ev_visitors / all) * 100, 1) : 0;
+      }
+      case 'group_conversion_rate':
+        return c.g_visitors > 0 ? round((c.ev_visitors / c.g_visitors) * 100, 1) : 0;
+      case 'total_revenue':
+        return round(c.ev_revenue, 2);
+      case 'average_revenue':
+        return c.ev_revenue_n === 0 ? null : round(c.ev_revenue / c.ev_revenue_n, 2);
+    }
+  });
+}
+
+/** Change from the comparison to the main value: points for rates, percent for counts (as Plausible). */
+function change(metric: Metric, previous: MetricValue, current: MetricValue): MetricValue {
+  if (previous === null || current === null) return null;
+  if (metric === 'bounce_rate') return previous > 0 ? current - previous : null;
+  if (metric === 'conversion_rate' || metric === 'group_conversion_rate' || metric === 'percentage') return round(current - previous, 1);
+  if (previous === 0) return current > 0 ? 100 : 0;
+  return Math.round(((current - previous) / previous) * 100);
+}
+
+/**
+ * Filters that make the comparison read only the main rows' values: per non-time dimension, an
+ * `is` on the values shown (time buckets are matched by position instead). Undefined when there
+ * is nothing to compare.
+ */
+function restrictTo(dims: readonly ResolvedDimension[], rows: readonly ResultRow[]): FilterNode[] | undefined {
+  const restrictions: FilterLeaf[] = [];
+  for (let i = 0; i < dims.length; i++) {
+    const d = dims[i];
+    if (d === undefined || d.kind === 'time') continue;
+    if (rows.length === 0) return undefined;
+    const values = [...new Set(rows.map((r) => r.dimensions[i] ?? ''))];
+    restrictions.push({ kind: 'leaf', op: 'is', dimension: d, values, caseSensitive: true, field: 'include.comparisons' });
+  }
+  return restrictions;
+}

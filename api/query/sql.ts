@@ -1,0 +1,455 @@
+import type { ColumnDimension, SessionColumn, TimeGrain } from './dimensions.ts';
+import {
+  eventRollupOf,
+  goalFromLabel,
+  sessionRollupOf,
+  type CoreQuery,
+  type Goal,
+  type GoalSet,
+  type ResolvedDimension,
+  type Source,
+} from './planner.ts';
+import { leaves, type FilterLeaf, type FilterNode, type FilterOperator } from './schema.ts';
+
+/**
+ * SQL for a {@link CoreQuery}, on the raw tables or the rollups. Identifiers come from the fixed
+ * dimension table and from this file; every value a request carries (site, time zone, dates,
+ * property keys, filter values, goal names) is a bound `{pN:Type}` parameter.
+ *
+ * Each side (events, sessions) is one grouped SELECT producing the dimension columns `d0…` and
+ * the component sums below (zeros for what it does not compute); the sides are joined with
+ * UNION ALL and summed per dimension tuple, so a side with no row for a tuple contributes zeros.
+ */
+
+/** Component sums every core SELECT returns, in this order. */
+export const componentColumns = [
+  'ev_visitors',
+  'ev_pageviews',
+  'ev_events',
+  'ev_visits',
+  'ev_revenue',
+  'ev_revenue_n',
+  'se_visitors',
+  'se_visits',
+  'se_bounces',
+  'se_bounce_visits',
+  'se_duration',
+  'se_pageviews',
+] as const;
+export type ComponentColumn = (typeof componentColumns)[number];
+
+type ParamType = 'String' | 'Array(String)' | 'Date' | "DateTime64(3, 'UTC')" | 'UInt32';
+
+/** Collects bound parameters and the tables a statement reads. */
+export class SqlBuilder {
+  readonly params: Record<string, unknown> = {};
+  readonly tables = new Set<string>();
+  private next = 0;
+
+  /** A placeholder for `value`, bound as `type`. */
+  bind(type: ParamType, value: unknown): string {
+    const name = `p${this.next++}`;
+    this.params[name] = value;
+    return `{${name}:${type}}`;
+  }
+}
+
+const zero = (c: ComponentColumn): string => (c === 'ev_revenue' ? `toFloat64(0) AS ${c}` : `toInt64(0) AS ${c}`);
+
+function selectComponents(computed: Partial<Record<ComponentColumn, string>>): string[] {
+  return componentColumns.map((c) => {
+    const expr = computed[c];
+    return expr === undefined ? zero(c) : `${expr} AS ${c}`;
+  });
+}
+
+/** Range bounds for a side. */
+interface Bounds {
+  site: string;
+  t0: string;
+  t1: string;
+}
+
+function rangeBounds(b: SqlBuilder, q: CoreQuery, site: string): Bounds {
+  return {
+    site: b.bind('String', site),
+    t0: b.bind("DateTime64(3, 'UTC')", new Date(q.range.start)),
+    t1: b.bind("DateTime64(3, 'UTC')", new Date(q.range.end)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expressions
+
+function labelled(b: SqlBuilder, expr: string, def: ColumnDimension): string {
+  return def.emptyLabel === undefined ? expr : `if(empty(${expr}), ${b.bind('String', def.emptyLabel)}, ${expr})`;
+}
+
+function propExpr(b: SqlBuilder, key: string): string {
+  const k = b.bind('String', key);
+  return `if(mapContains(e.props, ${k}), e.props[${k}], '(none)')`;
+}
+
+const variationsExpr = "arrayMap((i, v) -> concat(i, ':', v), e.exp_ids, e.exp_variants)";
+
+/** Converts a page goal's glob (`/blog/**`, `/user/*`) into an anchored re2 pattern. */
+export function globToRegex(glob: string): string {
+  let out = '^';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i] as string;
+    if (c === '*') {
+      if (glob[i + 1] === '*') {
+        out += '.*';
+        i++;
+      } else out += '[^/]*';
+    } else out += /[\\^$.|?+()[\]{}]/.test(c) ? `\\${c}` : c;
+  }
+  return `${out}$`;
+}
+
+function goalCondition(b: SqlBuilder, g: Goal): string {
+  if (g.kind === 'event') return `e.name = ${b.bind('String', g.name)}`;
+  if (g.wildcard) return `(e.name = 'pageview' AND match(e.pathname, ${b.bind('String', globToRegex(g.path))}))`;
+  return `(e.name = 'pageview' AND e.pathname = ${b.bind('String', g.path)})`;
+}
+
+function goalDimension(b: SqlBuilder, goals: GoalSet): string {
+  if (goals.kind === 'implicit') return "arrayJoin(if(e.name != 'pageview', [CAST(e.name AS String)], emptyArrayString()))";
+  if (goals.goals.length === 0) return 'arrayJoin(emptyArrayString())';
+  const labels = goals.goals.map((g) => `if(${goalCondition(b, g)}, ${b.bind('String', g.label)}, '')`);
+  return `arrayJoin(arrayFilter(x -> x != '', [${labels.join(', ')}]))`;
+}
+
+function timeExpr(b: SqlBuilder, q: CoreQuery, grain: TimeGrain, ts: string): string {
+  const tz = b.bind('String', q.tz);
+  const local = `toDate(toTimeZone(${ts}, ${tz}))`;
+  switch (grain) {
+    case 'hour':
+      return `formatDateTime(toStartOfHour(toTimeZone(${ts}, ${tz})), '%Y-%m-%d %H:%i:%S')`;
+    case 'day':
+      return `toString(${local})`;
+    case 'week':
+      return `toString(greatest(toMonday(${local}), ${b.bind('Date', q.range.firstDate)}))`;
+    case 'month':
+      return `toString(toStartOfMonth(${local}))`;
+  }
+}
+
+function dailyTimeExpr(b: SqlBuilder, q: CoreQuery, grain: TimeGrain): string {
+  switch (grain) {
+    case 'day':
+      return 'toString(bucket)';
+    case 'week':
+      return `toString(greatest(toMonday(bucket), ${b.bind('Date', q.range.firstDate)}))`;
+    case 'month':
+      return 'toString(toStartOfMonth(bucket))';
+    case 'hour':
+      throw new Error('daily rollups have no hours');
+  }
+}
+
+/** The column a session-side dimension reads (`event:page` reads the entry page). */
+function sessionColumnOf(d: ResolvedDimension): SessionColumn {
+  if (d.kind !== 'column' || d.def.sessionColumn === undefined) throw new Error(`${d.name} has no session column`);
+  return d.def.sessionColumn;
+}
+
+/** A dimension's value on an event row (`e`), with the session's attributes joined as `s`. */
+function eventDimension(b: SqlBuilder, q: CoreQuery, d: ResolvedDimension): string {
+  switch (d.kind) {
+    case 'column': {
+      const column = d.def.scope === 'session' ? `s.s_${sessionColumnOf(d)}` : `e.${d.def.eventColumn ?? ''}`;
+      return labelled(b, column, d.def);
+    }
+    case 'prop':
+      return propExpr(b, d.key);
+    case 'goal':
+      return goalDimension(b, q.goals);
+    case 'variation':
+      return `arrayJoin(${variationsExpr})`;
+    case 'time':
+      return timeExpr(b, q, d.grain, 'e.timestamp');
+  }
+}
+
+/** A dimension's value on a collapsed session row (`s`). */
+function sessionDimension(b: SqlBuilder, q: CoreQuery, d: ResolvedDimension): string {
+  if (d.kind === 'time') return timeExpr(b, q, d.grain, 's.s_start');
+  if (d.kind !== 'column') throw new Error(`${d.name} is not a session dimension`);
+  return labelled(b, `s.s_${sessionColumnOf(d)}`, d.def);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters
+
+/** `leaf` applied to a scalar string expression. */
+function scalarCondition(b: SqlBuilder, x: string, leaf: FilterLeaf): string {
+  const negated = leaf.op.endsWith('_not');
+  let positive: string;
+  if (leaf.op === 'is' || leaf.op === 'is_not') {
+    positive = leaf.caseSensitive
+      ? `${x} IN ${b.bind('Array(String)', leaf.values)}`
+      : `has(arrayMap(v -> lowerUTF8(v), ${b.bind('Array(String)', leaf.values)}), lowerUTF8(${x}))`;
+  } else if (leaf.op === 'contains' || leaf.op === 'contains_not') {
+    const fn = leaf.caseSensitive ? 'position' : 'positionCaseInsensitiveUTF8';
+    positive = leaf.values.map((v) => `${fn}(${x}, ${b.bind('String', v)}) > 0`).join(' OR ');
+  } else {
+    positive = leaf.values.map((v) => `match(${x}, ${b.bind('String', leaf.caseSensitive ? v : `(?i)${v}`)})`).join(' OR ');
+  }
+  return negated ? `NOT (${positive})` : `(${positive})`;
+}
+
+/** A leaf on an event row. Session-scoped dimensions read the joined session (`s`). */
+function eventLeaf(b: SqlBuilder, q: CoreQuery, leaf: FilterLeaf): string {
+  const d = leaf.dimension;
+  switch (d.kind) {
+    case 'goal': {
+      const goals = leaf.values.map((label) => goalCondition(b, goalFromLabel(label)));
+      return `(${goals.join(' OR ')})`;
+    }
+    case 'variation': {
+      // An event may carry several exposures: "is not X" means none of them is X.
+      const positiveOp = leaf.op.replace(/_not$/, '') as FilterOperator;
+      const exists = `arrayExists(x -> ${scalarCondition(b, 'x', { ...leaf, op: positiveOp })}, ${variationsExpr})`;
+      return positiveOp === leaf.op ? exists : `NOT ${exists}`;
+    }
+    case 'prop':
+      return scalarCondition(b, propExpr(b, d.key), leaf);
+    case 'column': {
+      const column = d.def.scope === 'session' ? `s.s_${sessionColumnOf(d)}` : `e.${d.def.eventColumn ?? ''}`;
+      return scalarCondition(b, labelled(b, column, d.def), leaf);
+    }
+    case 'time':
+      throw new Error('time dimensions cannot be filtered');
+  }
+}
+
+/** A leaf on a collapsed session row: event dimensions become "had such an event in the range". */
+function sessionLeaf(b: SqlBuilder, q: CoreQuery, bounds: Bounds, leaf: FilterLeaf): string {
+  const d = leaf.dimension;
+  if (d.kind === 'column' && (d.def.scope !== 'event' || (q.pageAsEntry && d.name === 'event:page'))) {
+    return scalarCondition(b, labelled(b, `s.s_${sessionColumnOf(d)}`, d.def), leaf);
+  }
+  const inner = eventLeaf(b, q, leaf);
+  return `s.session_id IN (SELECT session_id FROM events AS e WHERE e.site = ${bounds.site} AND e.timestamp >= ${bounds.t0} AND e.timestamp < ${bounds.t1} AND ${inner})`;
+}
+
+function compile(node: FilterNode, leaf: (l: FilterLeaf) => string): string {
+  switch (node.kind) {
+    case 'leaf':
+      return leaf(node);
+    case 'not':
+      return `NOT (${compile(node.child, leaf)})`;
+    case 'and':
+    case 'or':
+      return `(${node.children.map((c) => compile(c, leaf)).join(node.kind === 'and' ? ' AND ' : ' OR ')})`;
+  }
+}
+
+function allFilters(q: CoreQuery): FilterNode[] {
+  return [...q.filters, ...q.restrictions];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw sides
+
+/** Session columns (beyond the counters) a side must read. */
+function sessionColumnsFor(q: CoreQuery, context: 'event' | 'session'): Set<SessionColumn> {
+  const cols = new Set<SessionColumn>();
+  const want = (d: ResolvedDimension | FilterLeaf['dimension']): void => {
+    if (d.kind !== 'column' || d.def.sessionColumn === undefined) return;
+    if (context === 'event' && d.def.scope === 'session') cols.add(d.def.sessionColumn);
+    if (context === 'session' && (d.def.scope !== 'event' || (q.pageAsEntry && d.name === 'event:page'))) cols.add(d.def.sessionColumn);
+  };
+  for (const d of q.dims) want(d);
+  for (const { leaf } of leaves(allFilters(q))) want(leaf.dimension);
+  if (context === 'session' && q.bouncePageLeaves.length > 0) cols.add('entry_page');
+  return cols;
+}
+
+function groupBy(q: CoreQuery): string {
+  return q.aliases.length === 0 ? '' : ` GROUP BY ${q.aliases.join(', ')}`;
+}
+
+function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
+  b.tables.add('events');
+  const bounds = rangeBounds(b, q, site);
+  const dims = q.dims.map((d, i) => `CAST(${eventDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
+  const computed: Partial<Record<ComponentColumn, string>> = {};
+  if (q.event.has('visitors')) computed.ev_visitors = 'toInt64(uniqExact(e.visitor_id))';
+  if (q.event.has('pageviews')) computed.ev_pageviews = "toInt64(countIf(e.name = 'pageview'))";
+  if (q.event.has('events')) computed.ev_events = 'toInt64(count())';
+  if (q.event.has('visits')) computed.ev_visits = 'toInt64(uniqExact(e.session_id))';
+  if (q.event.has('revenue')) {
+    computed.ev_revenue = 'toFloat64(sum(ifNull(e.revenue_amount, toDecimal64(0, 6))))';
+    computed.ev_revenue_n = 'toInt64(countIf(e.revenue_amount IS NOT NULL))';
+  }
+  const where = [`e.site = ${bounds.site}`, `e.timestamp >= ${bounds.t0}`, `e.timestamp < ${bounds.t1}`];
+  if (q.pageviewsOnly) where.push("e.name = 'pageview'");
+  for (const f of allFilters(q)) where.push(compile(f, (l) => eventLeaf(b, q, l)));
+
+  const joinColumns = sessionColumnsFor(q, 'event');
+  let join = '';
+  if (joinColumns.size > 0) {
+    b.tables.add('sessions');
+    const attrs = [...joinColumns].map((c) => `argMax(${c}, version) AS s_${c}`).join(', ');
+    // A session with events in the range started before its end and ended (its latest state's
+    // timestamp) after its start; older states may be cut off, argMax still finds the latest.
+    join =
+      ` LEFT JOIN (SELECT session_id, ${attrs} FROM sessions` +
+      ` WHERE site = ${bounds.site} AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}` +
+      ' GROUP BY session_id HAVING sum(sign) > 0) AS s ON e.session_id = s.session_id';
+  }
+  return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM events AS e${join} WHERE ${where.join(' AND ')}${groupBy(q)}`;
+}
+
+function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
+  b.tables.add('sessions');
+  const bounds = rangeBounds(b, q, site);
+  const columns = sessionColumnsFor(q, 'session');
+  const attrs = [...columns].map((c) => `, argMax(${c}, version) AS s_${c}`).join('');
+  // One row per session that starts in the range, in its latest state: the −1/+1 pairs of
+  // earlier states cancel (a state whose start moved out of the range nets to zero).
+  const collapsed =
+    '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start,' +
+    ' sum(sign) AS s_n, sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
+    `${attrs} FROM sessions WHERE site = ${bounds.site} AND start >= ${bounds.t0} AND start < ${bounds.t1}` +
+    ' GROUP BY session_id HAVING s_n > 0) AS s';
+  const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
+  const computed: Partial<Record<ComponentColumn, string>> = {};
+  if (q.session.has('visitors')) computed.se_visitors = 'toInt64(uniqExact(s.s_visitor))';
+  if (q.session.has('visits')) computed.se_visits = 'toInt64(count())';
+  if (q.session.has('bounces')) {
+    if (q.bouncePageLeaves.length > 0) {
+      const entered = q.bouncePageLeaves.map((l) => scalarCondition(b, 's.s_entry_page', l)).join(' AND ');
+      computed.se_bounces = `toInt64(sumIf(s.s_bounce, ${entered}))`;
+      computed.se_bounce_visits = `toInt64(countIf(${entered}))`;
+    } else {
+      computed.se_bounces = 'toInt64(sum(s.s_bounce))';
+      computed.se_bounce_visits = 'toInt64(count())';
+    }
+  }
+  if (q.session.has('duration')) computed.se_duration = 'toInt64(sum(s.s_duration))';
+  if (q.session.has('pageviews')) computed.se_pageviews = 'toInt64(sum(s.s_pageviews))';
+  const where = allFilters(q).map((f) => compile(f, (l) => sessionLeaf(b, q, bounds, l)));
+  if (where.some((w) => w.includes('FROM events'))) b.tables.add('events');
+  const whereSql = where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`;
+  return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${collapsed}${whereSql}${groupBy(q)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollup sides
+
+function bucketBounds(b: SqlBuilder, q: CoreQuery, grain: 'day' | 'hour'): string {
+  if (grain === 'day') {
+    const d0 = new Date(q.range.start).toISOString().slice(0, 10);
+    const d1 = new Date(q.range.end).toISOString().slice(0, 10);
+    return `bucket >= ${b.bind('Date', d0)} AND bucket < ${b.bind('Date', d1)}`;
+  }
+  return `bucket >= ${b.bind("DateTime64(3, 'UTC')", new Date(q.range.start))} AND bucket < ${b.bind("DateTime64(3, 'UTC')", new Date(q.range.end))}`;
+}
+
+function rollupTime(b: SqlBuilder, q: CoreQuery, grain: 'day' | 'hour', d: Extract<ResolvedDimension, { kind: 'time' }>): string {
+  return grain === 'day' ? dailyTimeExpr(b, q, d.grain) : timeExpr(b, q, d.grain, 'bucket');
+}
+
+/** The rollup rows of the breakdown dimension, its value expression, and the value filters. */
+function rollupSelection(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session'): { rows: string; value: string | undefined } {
+  const dim = q.dims.find((d) => d.kind !== 'time');
+  if (dim === undefined) return { rows: "dim = ''", value: undefined };
+  if (dim.kind === 'goal') {
+    if (q.goals.kind === 'implicit') return { rows: "dim = 'name' AND value != 'pageview'", value: 'value' };
+    const events = q.goals.goals.filter((g) => g.kind === 'event').map((g) => g.name);
+    const pages = q.goals.goals.flatMap((g) => (g.kind === 'page' ? [g.path] : []));
+    const parts: string[] = [];
+    if (events.length > 0) parts.push(`(dim = 'name' AND value IN ${b.bind('Array(String)', events)})`);
+    if (pages.length > 0) parts.push(`(dim = 'page' AND value IN ${b.bind('Array(String)', pages)})`);
+    return { rows: parts.length === 0 ? '0' : `(${parts.join(' OR ')})`, value: "if(dim = 'page', concat('Visit ', value), value)" };
+  }
+  const name = side === 'event' ? eventRollupOf(dim, q.goals) : sessionRollupOf(dim);
+  if (name === undefined || name === 'goal' || dim.kind !== 'column') throw new Error(`no ${side} rollup by ${dim.name}`);
+  return { rows: `dim = ${b.bind('String', name)}`, value: labelled(b, 'value', dim.def) };
+}
+
+function rollupSide(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session', grain: 'day' | 'hour'): string {
+  const table = side === 'event' ? (grain === 'day' ? 'rollup_daily' : 'rollup_hourly') : grain === 'day' ? 'sessions_daily' : 'sessions_hourly';
+  b.tables.add(table);
+  const selection = rollupSelection(b, q, side);
+  const dims = q.dims.map((d, i) => {
+    const expr = d.kind === 'time' ? rollupTime(b, q, grain, d) : (selection.value ?? "''");
+    return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
+  });
+  const where = [`site = ${b.bind('String', site)}`, selection.rows, bucketBounds(b, q, grain)];
+  // The planner only sends top-level `is` filters on the breakdown dimension here; goal filters
+  // already narrowed the goal set.
+  for (const f of allFilters(q)) {
+    if (f.kind !== 'leaf' || f.dimension.kind === 'goal' || selection.value === undefined) continue;
+    where.push(scalarCondition(b, selection.value, f));
+  }
+  const computed: Partial<Record<ComponentColumn, string>> = {};
+  let having = '';
+  if (side === 'event') {
+    if (q.event.has('visitors')) computed.ev_visitors = 'toInt64(uniqExactMerge(visitors))';
+    if (q.event.has('pageviews')) computed.ev_pageviews = 'toInt64(sum(pageviews))';
+    if (q.event.has('events')) computed.ev_events = 'toInt64(sum(events))';
+    if (q.event.has('revenue')) {
+      computed.ev_revenue = 'toFloat64(sum(revenue))';
+      computed.ev_revenue_n = 'toInt64(sum(revenue_events))';
+    }
+  } else {
+    if (q.session.has('visitors')) computed.se_visitors = 'toInt64(uniqExactMerge(visitors))';
+    computed.se_visits = 'toInt64(sum(visits))';
+    if (q.session.has('bounces')) {
+      computed.se_bounces = 'toInt64(sum(bounces))';
+      computed.se_bounce_visits = 'toInt64(sum(visits))';
+    }
+    if (q.session.has('duration')) computed.se_duration = 'toInt64(sum(duration))';
+    if (q.session.has('pageviews')) computed.se_pageviews = 'toInt64(sum(pageviews))';
+    // Values whose sessions all moved on (an old exit page) net to zero visits: not a row.
+    if (q.aliases.length > 0) having = ' HAVING se_visits > 0';
+  }
+  return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${table} WHERE ${where.join(' AND ')}${groupBy(q)}${having}`;
+}
+
+/**
+ * The grouped component sums of `q`: one row per dimension tuple (one row with no dimensions),
+ * columns `d0…` and {@link componentColumns}.
+ */
+export function coreSelect(b: SqlBuilder, q: CoreQuery, site: string, source: Source): string {
+  const branches: string[] = [];
+  const grain = source === 'rollup_daily' ? 'day' : 'hour';
+  if (q.event.size > 0) branches.push(source === 'raw' ? eventSideRaw(b, q, site) : rollupSide(b, q, site, 'event', grain));
+  if (q.session.size > 0) branches.push(source === 'raw' ? sessionSideRaw(b, q, site) : rollupSide(b, q, site, 'session', grain));
+  if (branches.length === 0) throw new Error('a query computes at least one component');
+  const sums = componentColumns.map((c) => `sum(${c}) AS ${c}`);
+  return `SELECT ${[...q.aliases, ...sums].join(', ')} FROM (${branches.join(' UNION ALL ')})${groupBy(q)}`;
+}
+
+export interface FinalOptions {
+  /** `ORDER BY` terms over the output columns. */
+  orderBy: readonly string[];
+  limit: number;
+  offset: number;
+  totalRows: boolean;
+  /** Per-group totals joined on the dimensions they keep (`g_visitors`). */
+  groupTotals?: { sql: string; aliases: readonly string[] };
+}
+
+/** The main statement: core sums, optional group totals, order, page and row count. */
+export function finalSelect(b: SqlBuilder, q: CoreQuery, core: string, o: FinalOptions): string {
+  const columns = [...q.aliases.map((a) => `m.${a} AS ${a}`), ...componentColumns.map((c) => `m.${c} AS ${c}`)];
+  let from = `(${core}) AS m`;
+  if (o.groupTotals !== undefined) {
+    columns.push('g.ev_visitors AS g_visitors');
+    const keys = o.groupTotals.aliases;
+    from +=
+      keys.length === 0
+        ? ` CROSS JOIN (${o.groupTotals.sql}) AS g`
+        : ` LEFT JOIN (${o.groupTotals.sql}) AS g ON ${keys.map((k) => `m.${k} = g.${k}`).join(' AND ')}`;
+  } else {
+    columns.push('toInt64(0) AS g_visitors');
+  }
+  if (o.totalRows) columns.push('count() OVER () AS total_rows');
+  const order = o.orderBy.length === 0 ? '' : ` ORDER BY ${o.orderBy.join(', ')}`;
+  return `SELECT ${columns.join(', ')} FROM ${from}${order} LIMIT ${b.bind('UInt32', o.limit)} OFFSET ${b.bind('UInt32', o.offset)}`;
+}
