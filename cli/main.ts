@@ -1,9 +1,5 @@
 import { ConfigError, flagsToEnv, loadConfig, type Config } from '../schemas/config.ts';
 import { createLogger } from '../lib/log.ts';
-import { runStart } from './start.ts';
-import { runCollector } from '../ingest/main.ts';
-import { migrationTarget, openConfiguredStore, runProcessor } from '../processor/main.ts';
-import { migrate } from '../store/migrate.ts';
 
 /**
  * The `farol` entry: parses the subcommand and configuration, then calls one `main`.
@@ -23,14 +19,18 @@ Configuration comes from FAROL_* environment variables or the equivalent --flags
 
 type Command = (config: Config, args: string[]) => Promise<number>;
 
+// Each command loads only its own modules: the embedded engine alone adds ~150 MB of RSS, which
+// a collector that never opens it must not carry (SPEC section 10: collector RSS < 300 MB).
 const commands: Record<string, Command> = {
-  start: (config) => runStart(config),
-  collector: (config) => runCollector(config),
-  processor: (config) => runProcessor(config),
+  start: async (config) => (await import('./start.ts')).runStart(config),
+  collector: async (config) => (await import('../ingest/main.ts')).runCollector(config),
+  processor: async (config) => (await import('../processor/main.ts')).runProcessor(config),
   migrate: runMigrate,
 };
 
 async function runMigrate(config: Config): Promise<number> {
+  const { migrationTarget, openConfiguredStore } = await import('../processor/main.ts');
+  const { migrate } = await import('../store/migrate.ts');
   const store = openConfiguredStore(config);
   try {
     const applied = await migrate(store, migrationTarget(config));

@@ -45,7 +45,7 @@ export interface LocalHubStats {
   bytes: number;
   /** Group writes: one per partition per group commit. */
   writes: number;
-  /** `fdatasync` calls on segment files. */
+  /** Durability barriers on segment files: O_DSYNC group writes and `fdatasync` calls. */
   fsyncs: number;
   /** Segments started because the active one was full. */
   rolls: number;

@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isErrnoException, type HubLog, type LocalHubStats } from './local-common.ts';
@@ -20,7 +21,7 @@ export interface PartitionWriterOptions {
   segmentBytes: number;
   log: HubLog;
   stats: LocalHubStats;
-  /** Called once records are written (before their fsync) to wake readers in this process. */
+  /** Called once records are written (durable with O_DSYNC, else before their fsync) to wake readers in this process. */
   onAppend(partition: number): void;
 }
 
@@ -31,6 +32,15 @@ export interface RetentionPolicy {
   maxBytes?: number;
 }
 
+/**
+ * The active segment is opened with O_DSYNC where the platform has it: a write returns once its
+ * data is durable, as write + fdatasync would, but in one thread-pool round trip instead of two.
+ * Without it (Windows) each group is fdatasynced after its write.
+ */
+const DSYNC: number = (fsConstants as { O_DSYNC?: number }).O_DSYNC ?? 0;
+const SEGMENT_RW = fsConstants.O_RDWR | DSYNC;
+const SEGMENT_CREATE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | DSYNC;
+
 interface Queued {
   payload: Buffer;
   waiter: PublishWaiter;
@@ -38,7 +48,7 @@ interface Queued {
 
 /**
  * The appending side of one partition: owns the active segment's file handle, group-commits
- * queued records (one write and one fdatasync per group), rolls segments and applies retention.
+ * queued records (one durable write per group), rolls segments and applies retention.
  */
 export class PartitionWriter {
   private queue: Queued[] = [];
@@ -68,7 +78,7 @@ export class PartitionWriter {
       segments.push(active);
     }
     const { count, validBytes } = await scanSegment(active.path);
-    const fh = await open(active.path, 'r+');
+    const fh = await open(active.path, SEGMENT_RW);
     try {
       await truncateTornTail(fh, validBytes, opts, active);
     } catch (err) {
@@ -116,7 +126,7 @@ export class PartitionWriter {
     this.flushing = undefined;
   }
 
-  /** Writes and fsyncs one group; returns the error instead of throwing so every waiter is settled. */
+  /** Writes one group durably; returns the error instead of throwing so every waiter is settled. */
   private async commitGroup(payloads: Buffer[]): Promise<Error | undefined> {
     try {
       if (this.repairTo !== undefined) await this.repair(this.repairTo);
@@ -124,7 +134,8 @@ export class PartitionWriter {
       if (this.size > 0 && this.size + data.length > this.opts.segmentBytes) await this.roll();
       await this.write(data, payloads.length);
       this.opts.onAppend(this.opts.partition);
-      await this.fh.datasync();
+      // With O_DSYNC the write above was already durable when it returned.
+      if (DSYNC === 0) await this.fh.datasync();
       this.opts.stats.fsyncs++;
       this.opts.stats.records += payloads.length;
       this.failing = false;
@@ -255,8 +266,8 @@ export function retentionVerdict(
 /** Creates an empty segment and makes its directory entry durable before anything is written to it. */
 async function createSegmentFile(dir: string, base: number): Promise<{ segment: SegmentFile; fh: FileHandle }> {
   const path = join(dir, segmentFileName(base));
-  // 'w', not 'wx': a file of this name can only be an empty leftover of a roll that failed here.
-  const fh = await open(path, 'w');
+  // Truncating, not exclusive: a file of this name can only be an empty leftover of a roll that failed here.
+  const fh = await open(path, SEGMENT_CREATE);
   try {
     await fsyncDir(dir);
   } catch (err) {

@@ -5,7 +5,7 @@ import { FarolError, type IngestErrorCode } from '../schemas/errors.ts';
 import { MAX_BATCH_EVENTS, parseWireEvent, type WireEvent } from '../schemas/wire-event.ts';
 import type { HubProducer } from '../hub/hub.ts';
 import type { Logger } from '../lib/log.ts';
-import type { Registry } from '../lib/metrics.ts';
+import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { decodeJson, readBody } from './body.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 
@@ -41,11 +41,17 @@ export interface Collector {
   drain(): Promise<void>;
 }
 
+/** A route's name and its request counters by status, resolved once per status. */
+interface Route {
+  name: string;
+  byStatus: Map<number, CounterHandle>;
+}
+
 /** Per-request context: everything read from the request before the first await. */
 interface RequestCtx {
   res: HttpResponse;
   aborted: boolean;
-  route: string;
+  route: Route;
   remote: string;
   xff: string;
   ua: string;
@@ -87,14 +93,46 @@ export function createCollector(deps: CollectorDeps): Collector {
   let drainWaiters: Array<() => void> = [];
   inflightGauge.onCollect(() => inflightGauge.set(inflight));
 
+  const acceptedEvents = accepted.labels();
+  const droppedBots = dropped.labels({ reason: 'bot' });
+  const rejectedByCode = new Map<string, CounterHandle>();
+  const routes = new Map<string, Route>();
+
   const app = uWS.App();
 
-  function begin(res: HttpResponse, req: HttpRequest, route: string): RequestCtx {
+  function route(name: string): Route {
+    let r = routes.get(name);
+    if (r === undefined) {
+      r = { name, byStatus: new Map() };
+      routes.set(name, r);
+    }
+    return r;
+  }
+
+  function countRequest(r: Route, code: number): void {
+    let handle = r.byStatus.get(code);
+    if (handle === undefined) {
+      handle = requests.labels({ route: r.name, status: String(code) });
+      r.byStatus.set(code, handle);
+    }
+    handle.inc();
+  }
+
+  function countRejected(code: string): void {
+    let handle = rejectedByCode.get(code);
+    if (handle === undefined) {
+      handle = rejected.labels({ code });
+      rejectedByCode.set(code, handle);
+    }
+    handle.inc();
+  }
+
+  function begin(res: HttpResponse, req: HttpRequest, r: Route): RequestCtx {
     const ctx: RequestCtx = {
       res,
       aborted: false,
-      route,
-      remote: Buffer.from(res.getRemoteAddressAsText()).toString('latin1'),
+      route: r,
+      remote: remoteAddress(res),
       xff: req.getHeader('x-forwarded-for'),
       ua: req.getHeader('user-agent'),
     };
@@ -115,19 +153,20 @@ export function createCollector(deps: CollectorDeps): Collector {
   }
 
   function send(ctx: RequestCtx, code: number, body: string | Buffer, contentType: string | null, close = false): void {
-    requests.inc({ route: ctx.route, status: String(code) });
+    countRequest(ctx.route, code);
     if (ctx.aborted) return;
     ctx.aborted = true; // a response ends the request; nothing may write to it again
     ctx.res.cork(() => {
       ctx.res.writeStatus(statusLine(code));
       for (const [k, v] of CORS_HEADERS) ctx.res.writeHeader(k, v);
+      if (code === 503) ctx.res.writeHeader('Retry-After', '5'); // hub unavailable or draining: come back soon
       if (contentType) ctx.res.writeHeader('Content-Type', contentType);
       ctx.res.end(body, close);
     });
   }
 
   function sendError(ctx: RequestCtx, err: FarolError, close = false): void {
-    rejected.inc({ code: err.code });
+    countRejected(err.code);
     send(ctx, err.status, JSON.stringify(err.toJSON()), 'application/json', close);
   }
 
@@ -170,7 +209,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       throw new FarolError('ING_HUB_UNAVAILABLE');
     }
     publishSeconds.observe((performance.now() - started) / 1000);
-    accepted.inc(undefined, events.length);
+    acceptedEvents.inc(events.length);
   }
 
   /** Runs the shared tail of every ingest route: enrich, publish, answer. */
@@ -178,13 +217,13 @@ export function createCollector(deps: CollectorDeps): Collector {
     try {
       if (draining) throw new FarolError('ING_SHUTTING_DOWN');
       const { events, bots } = enrichAll(ctx, values, indexed);
-      if (bots > 0) dropped.inc({ reason: 'bot' }, bots);
+      if (bots > 0) droppedBots.inc(bots);
       await publish(events);
       answer(values.length - bots);
     } catch (err) {
       if (err instanceof FarolError) sendError(ctx, err);
       else {
-        log.error({ err, route: ctx.route }, 'unexpected ingest error');
+        log.error({ err, route: ctx.route.name }, 'unexpected ingest error');
         sendError(ctx, new FarolError('ING_HUB_UNAVAILABLE', 'internal error'));
       }
     } finally {
@@ -192,9 +231,11 @@ export function createCollector(deps: CollectorDeps): Collector {
     }
   }
 
-  function postRoute(route: string, limit: number, toValues: (json: unknown) => unknown[], answer: (ctx: RequestCtx, n: number) => void): void {
-    app.post(route, (res, req) => {
-      const ctx = begin(res, req, route);
+  function postRoute(path: string, limit: number, toValues: (json: unknown) => unknown[], answer: (ctx: RequestCtx, n: number) => void): void {
+    const r = route(path);
+    const indexed = path === '/api/batch';
+    app.post(path, (res, req) => {
+      const ctx = begin(res, req, r);
       const declared = Number(req.getHeader('content-length') || '0');
       readBody(res, limit, limits.bodyTimeoutMs, declared, (err, body) => {
         if (err) {
@@ -211,7 +252,7 @@ export function createCollector(deps: CollectorDeps): Collector {
           end();
           return;
         }
-        void ingest(ctx, values, route === '/api/batch', (n) => answer(ctx, n));
+        void ingest(ctx, values, indexed, (n) => answer(ctx, n));
       });
     });
   }
@@ -231,9 +272,10 @@ export function createCollector(deps: CollectorDeps): Collector {
     (ctx, n) => send(ctx, 202, `{"accepted":${n}}`, 'application/json'),
   );
 
-  function getRoute(route: string, answer: (ctx: RequestCtx) => void): void {
-    app.get(route, (res, req) => {
-      const ctx = begin(res, req, route);
+  function getRoute(path: string, answer: (ctx: RequestCtx) => void): void {
+    const r = route(path);
+    app.get(path, (res, req) => {
+      const ctx = begin(res, req, r);
       let value: unknown;
       try {
         value = queryToWire(req.getQuery() ?? '');
@@ -259,9 +301,10 @@ export function createCollector(deps: CollectorDeps): Collector {
     });
   });
 
-  function simple(route: string, handler: () => { code: number; body: string; type: string }): void {
-    app.get(route, (res, req) => {
-      const ctx = begin(res, req, route);
+  function simple(path: string, handler: () => { code: number; body: string; type: string }): void {
+    const r = route(path);
+    app.get(path, (res, req) => {
+      const ctx = begin(res, req, r);
       const out = handler();
       send(ctx, out.code, out.body, out.type);
       end();
@@ -275,8 +318,9 @@ export function createCollector(deps: CollectorDeps): Collector {
   );
   simple('/metrics', () => ({ code: 200, body: metrics.render(), type: 'text/plain; version=0.0.4' }));
 
+  const other = route('other');
   app.any('/*', (res, req) => {
-    const ctx = begin(res, req, 'other');
+    const ctx = begin(res, req, other);
     const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz', '/metrics'].includes(req.getUrl());
     const err = known ? new FarolError('ING_METHOD_NOT_ALLOWED') : new FarolError('ING_NOT_FOUND');
     // Drain any body so keep-alive connections stay usable.
@@ -306,6 +350,34 @@ export function createCollector(deps: CollectorDeps): Collector {
       if (inflight > 0) await new Promise<void>((resolve) => drainWaiters.push(resolve));
     },
   };
+}
+
+/**
+ * The socket peer's address as text. IPv4 peers of the dual-stack socket (nearly all) are written
+ * as a dotted quad from the 16 binary bytes, which skips uWS's long IPv6 text and its parsing in
+ * `normalizeIp`; anything else is uWS's text, as before.
+ */
+function remoteAddress(res: HttpResponse): string {
+  const b = new Uint8Array(res.getRemoteAddress());
+  if (
+    b.length === 16 &&
+    b[10] === 0xff &&
+    b[11] === 0xff &&
+    b[0] === 0 &&
+    b[1] === 0 &&
+    b[2] === 0 &&
+    b[3] === 0 &&
+    b[4] === 0 &&
+    b[5] === 0 &&
+    b[6] === 0 &&
+    b[7] === 0 &&
+    b[8] === 0 &&
+    b[9] === 0
+  ) {
+    return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  }
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  return Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
 }
 
 const QUERY_JSON_FIELDS = new Set(['p', 'props', 'm', 'exp', '$', 'revenue']);

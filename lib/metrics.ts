@@ -1,6 +1,8 @@
 /**
  * A small Prometheus registry: counters, gauges and histograms with fixed label sets, rendered in
- * the text exposition format for `/metrics`. Hot-path increments are a Map lookup and an add.
+ * the text exposition format for `/metrics`. Hot paths take a labelled handle once
+ * (`counter.labels({route})`) and then increment it with a plain add; `inc(labels)` builds the
+ * label key on every call.
  */
 type Labels = Record<string, string>;
 
@@ -18,23 +20,55 @@ interface Metric {
   render(): string;
 }
 
+/** One label set of a counter, resolved once; see {@link Counter.labels}. */
+export interface CounterHandle {
+  inc(by?: number): void;
+}
+
+/** The value of one label set. */
+interface Cell {
+  value: number;
+}
+
 export class Counter implements Metric {
-  private readonly values = new Map<string, number>();
+  // Label key → cell, in the order label sets were first incremented (the render order).
+  private readonly values = new Map<string, Cell>();
   constructor(
     readonly name: string,
     readonly help: string,
   ) {}
   inc(labels?: Labels, by = 1): void {
+    this.cell(labelKey(labels)).value += by;
+  }
+  /**
+   * A handle on one label set, for hot paths: its `inc` is an add, with no label key to build.
+   * The label set appears in `/metrics` at its first increment, as with `inc(labels)`.
+   */
+  labels(labels?: Labels): CounterHandle {
     const key = labelKey(labels);
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
+    let cell: Cell | undefined;
+    return {
+      inc: (by = 1) => {
+        cell ??= this.cell(key);
+        cell.value += by;
+      },
+    };
   }
   get(labels?: Labels): number {
-    return this.values.get(labelKey(labels)) ?? 0;
+    return this.values.get(labelKey(labels))?.value ?? 0;
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const [k, v] of this.values) lines.push(`${this.name}${k} ${v}`);
+    for (const [k, c] of this.values) lines.push(`${this.name}${k} ${c.value}`);
     return lines.join('\n');
+  }
+  private cell(key: string): Cell {
+    let cell = this.values.get(key);
+    if (cell === undefined) {
+      cell = { value: 0 };
+      this.values.set(key, cell);
+    }
+    return cell;
   }
 }
 

@@ -90,6 +90,17 @@ function describe(issue: z.core.$ZodIssue): string {
 
 /** Validates one decoded JSON value as a wire event and folds short names into long ones. */
 export function parseWireEvent(value: unknown): WireResult {
+  // What trackers send almost always passes the hand-written check, several times cheaper than
+  // the schema; anything it is unsure of goes to the schema, which names the bad field.
+  const raw = fastRawWireEvent(value);
+  return raw === undefined ? parseWireEventBySchema(value) : normalize(raw);
+}
+
+/**
+ * {@link parseWireEvent} with every value validated by `rawWireEventSchema`. The reference the
+ * fast path must agree with (wire-event.test.ts checks it on generated input).
+ */
+export function parseWireEventBySchema(value: unknown): WireResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { ok: false, code: 'ING_BAD_EVENT', message: 'event must be a JSON object' };
   }
@@ -98,17 +109,23 @@ export function parseWireEvent(value: unknown): WireResult {
     const first = parsed.error.issues[0];
     return { ok: false, code: 'ING_BAD_EVENT', message: first ? describe(first) : 'invalid event' };
   }
-  const raw = parsed.data;
+  return normalize(parsed.data);
+}
+
+/** Required fields, site list and prop count of a raw event the schema (or the fast path) accepted. */
+function normalize(raw: RawWireEvent): WireResult {
   const name = raw.name ?? raw.n;
   if (!name) return { ok: false, code: 'ING_BAD_EVENT', message: 'name: required' };
   const url = raw.url ?? raw.u;
   if (!url) return { ok: false, code: 'ING_BAD_EVENT', message: 'url: required' };
   const domain = raw.domain ?? raw.d;
   if (!domain) return { ok: false, code: 'ING_BAD_EVENT', message: 'domain: required' };
-  const domains = domain
-    .split(',')
-    .map((s) => s.trim().toLowerCase())
-    .filter((s) => s.length > 0);
+  const domains = domain.includes(',')
+    ? domain
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter((s) => s.length > 0)
+    : [domain.trim().toLowerCase()].filter((s) => s.length > 0);
   if (domains.length === 0 || domains.length > 10 || domains.some((d) => d.length > 253)) {
     return { ok: false, code: 'ING_BAD_EVENT', message: 'domain: must list 1 to 10 site domains' };
   }
@@ -135,4 +152,143 @@ export function parseWireEvent(value: unknown): WireResult {
       ua: raw.ua ?? null,
     },
   };
+}
+
+// ---- The fast path: `rawWireEventSchema` for the common shape, written out by hand ----
+
+const PLAIN = Object.prototype;
+const expKey = /^[\w.-]+$/;
+const currencyCode = /^[A-Za-z]{3}$/;
+
+// What JSON.parse and object literals make; anything more exotic goes to the schema.
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === PLAIN;
+}
+
+function isText(v: unknown, min: number, max: number): v is string {
+  return typeof v === 'string' && v.length >= min && v.length <= max;
+}
+
+/** A plain object of props the schema takes unchanged: keys 1..300, short strings, finite numbers, booleans. */
+function isSimpleProps(v: unknown): v is Record<string, string | number | boolean> {
+  if (!isPlainObject(v)) return false;
+  for (const key in v) {
+    // `__proto__` would be copied differently by the schema's record; leave it to the schema.
+    if (key.length < 1 || key.length > MAX_PROP_KEY || key === '__proto__' || !Object.hasOwn(v, key)) return false;
+    const p = v[key];
+    if (typeof p === 'string') {
+      if (p.length > MAX_PROP_VALUE) return false;
+    } else if (typeof p === 'number') {
+      if (!Number.isFinite(p)) return false;
+    } else if (typeof p !== 'boolean') return false;
+  }
+  return true;
+}
+
+function isSimpleExp(v: unknown): v is Record<string, string> {
+  if (!isPlainObject(v)) return false;
+  for (const key in v) {
+    if (!isText(key, 1, 100) || key === '__proto__' || !expKey.test(key) || !Object.hasOwn(v, key)) return false;
+    const variation = v[key];
+    if (!isText(variation, 1, 100) || !expKey.test(variation)) return false;
+  }
+  return true;
+}
+
+/** Revenue the schema would take as `{currency: upper case, amount}`; undefined for anything else. */
+function simpleRevenue(v: unknown): { currency: string; amount: number } | undefined {
+  if (!isPlainObject(v)) return undefined;
+  let currency: unknown;
+  let amount: unknown;
+  for (const key in v) {
+    if (key === 'currency') currency = v[key];
+    else if (key === 'amount') amount = v[key];
+    else return undefined;
+  }
+  if (typeof currency !== 'string' || !currencyCode.test(currency)) return undefined;
+  if (typeof amount !== 'number' || !Number.isFinite(amount)) return undefined;
+  return { currency: currency.toUpperCase(), amount };
+}
+
+/**
+ * The schema's output for a plain object holding only known keys with values of the expected
+ * types and bounds, or undefined when the schema must decide (unknown keys, props sent as a JSON
+ * string, amounts as text, anything invalid). Never accepts what the schema rejects.
+ */
+export function fastRawWireEvent(value: unknown): RawWireEvent | undefined {
+  if (!isPlainObject(value)) return undefined;
+  const raw: RawWireEvent = {};
+  for (const key in value) {
+    const v = value[key];
+    if (v === undefined) return undefined;
+    switch (key) {
+      case 'name':
+      case 'n':
+        if (!isText(v, 1, 120)) return undefined;
+        raw[key] = v;
+        break;
+      case 'url':
+      case 'u':
+        if (!isText(v, 1, MAX_URL)) return undefined;
+        raw[key] = v;
+        break;
+      case 'domain':
+      case 'd':
+        if (!isText(v, 1, 1000)) return undefined;
+        raw[key] = v;
+        break;
+      case 'referrer':
+      case 'r':
+        if (v !== null && !isText(v, 0, MAX_URL)) return undefined;
+        raw[key] = v;
+        break;
+      case 'props':
+      case 'p':
+      case 'm':
+        if (!isSimpleProps(v)) return undefined;
+        raw[key] = v;
+        break;
+      case 'revenue':
+      case '$':
+        if (v === null) raw[key] = null;
+        else {
+          const revenue = simpleRevenue(v);
+          if (revenue === undefined) return undefined;
+          raw[key] = revenue;
+        }
+        break;
+      case 'interactive':
+      case 'i':
+        if (typeof v !== 'boolean') return undefined;
+        raw[key] = v;
+        break;
+      case 'w':
+        if (!Number.isSafeInteger(v) || (v as number) < 0 || (v as number) > 100_000) return undefined;
+        raw.w = v as number;
+        break;
+      case 'h':
+        if (typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) return undefined;
+        raw.h = v;
+        break;
+      case 'exp':
+        if (!isSimpleExp(v)) return undefined;
+        raw.exp = v;
+        break;
+      case 'id':
+        if (!isText(v, 1, 128)) return undefined;
+        raw.id = v;
+        break;
+      case 'ip':
+        if (!isText(v, 2, 64)) return undefined;
+        raw.ip = v;
+        break;
+      case 'ua':
+        if (!isText(v, 0, 1000)) return undefined;
+        raw.ua = v;
+        break;
+      default:
+        return undefined;
+    }
+  }
+  return raw;
 }

@@ -3,11 +3,13 @@ import { join } from 'node:path';
 import { drainPending, Session } from 'chdb';
 import {
   checkTableName,
+  commonColumns,
   fromJsonEachRow,
   insertSettings,
   normalizeParams,
   StoreError,
   storeErrorFromText,
+  toJsonCompactEachRow,
   toJsonEachRow,
   type ExecOptions,
   type InsertOptions,
@@ -163,8 +165,15 @@ class ChdbStore implements Store {
     checkTableName(table);
     const settings = insertSettings(opts);
     if (rows.length === 0) return;
-    const values = Buffer.from(toJsonEachRow(rows));
-    await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
+    const columns = commonColumns(rows);
+    const compact = columns === undefined ? undefined : toJsonCompactEachRow(rows, columns);
+    if (columns === undefined || compact === undefined) {
+      const values = Buffer.from(toJsonEachRow(rows));
+      await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
+      return;
+    }
+    const values = Buffer.from(compact);
+    await this.run(true, (s) => s.insert({ table, columns, values, format: 'JSONCompactEachRow', settings }));
   }
 
   async ping(): Promise<boolean> {

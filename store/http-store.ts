@@ -1,10 +1,12 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import {
   checkTableName,
+  commonColumns,
   insertSettings,
   normalizeParams,
   StoreError,
   storeErrorFromText,
+  toCompactValues,
   type ExecOptions,
   type InsertOptions,
   type QueryParams,
@@ -144,18 +146,21 @@ class HttpStore implements Store {
     checkTableName(table);
     const settings = insertSettings(opts);
     if (rows.length === 0) return;
+    const clickhouse_settings = {
+      ...settings,
+      // A Distributed table queues inserts in the background by default, and the queue would
+      // lose the dedup token's guarantee; foreground inserts reach every shard before we ack.
+      ...(this.opts.cluster === undefined ? {} : { insert_distributed_sync: 1 as const }),
+    };
+    const columns = commonColumns(rows);
+    // Positional rows under an explicit column list: smaller bodies, faster parsing on the server.
+    const values = columns === undefined ? undefined : toCompactValues(rows, columns);
+    if (columns === undefined || values === undefined) {
+      await mapErrors(this.client.insert({ table, values: rows, format: 'JSONEachRow', clickhouse_settings }));
+      return;
+    }
     await mapErrors(
-      this.client.insert({
-        table,
-        values: rows,
-        format: 'JSONEachRow',
-        clickhouse_settings: {
-          ...settings,
-          // A Distributed table queues inserts in the background by default, and the queue would
-          // lose the dedup token's guarantee; foreground inserts reach every shard before we ack.
-          ...(this.opts.cluster === undefined ? {} : { insert_distributed_sync: 1 as const }),
-        },
-      }),
+      this.client.insert<unknown[]>({ table, columns, values, format: 'JSONCompactEachRow', clickhouse_settings }),
     );
   }
 

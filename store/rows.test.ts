@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { eventRow, formatTimestamp } from './rows.ts';
@@ -86,5 +87,16 @@ describe('formatTimestamp', () => {
   it('renders epoch milliseconds as UTC DateTime64(3) text', () => {
     expect(formatTimestamp(0)).toBe('1970-01-01 00:00:00.000');
     expect(formatTimestamp(Date.UTC(2030, 11, 31, 23, 59, 59, 999))).toBe('2030-12-31 23:59:59.999');
+  });
+
+  it('matches Date.toISOString for any time, across day boundaries and out of the fast range', () => {
+    const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
+    const times = fc.oneof(
+      fc.integer({ min: 0, max: 253_402_300_799_999 }),
+      fc.integer({ min: 0, max: 3_000_000 }).map((d) => Date.UTC(2026, 0, 1) + (d - 1_500_000)),
+      fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }),
+      fc.double({ min: 0, max: 4e12, noNaN: true }),
+    );
+    fc.assert(fc.property(fc.array(times, { maxLength: 20 }), (list) => list.every((ms) => formatTimestamp(ms) === iso(ms))));
   });
 });

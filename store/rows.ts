@@ -83,8 +83,31 @@ export type SessionRow = {
 
 /** Milliseconds since the epoch as a DateTime64(3, 'UTC') text value. */
 export function formatTimestamp(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
+  // Integer times in years 1970..9999 (every event's) are built from a cached day prefix and
+  // lookup tables: several times cheaper than a Date and toISOString per row.
+  if (!Number.isSafeInteger(ms) || ms < 0 || ms >= MAX_FAST_MS) return new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
+  const day = Math.floor(ms / DAY_MS);
+  if (day !== cachedDay) {
+    cachedDay = day;
+    cachedDayPrefix = new Date(day * DAY_MS).toISOString().slice(0, 11).replace('T', ' ');
+  }
+  let rest = ms - day * DAY_MS;
+  const milli = rest % 1000;
+  rest = (rest - milli) / 1000;
+  const sec = rest % 60;
+  rest = (rest - sec) / 60;
+  const min = rest % 60;
+  const hour = (rest - min) / 60;
+  return `${cachedDayPrefix}${TWO_DIGITS[hour]}:${TWO_DIGITS[min]}:${TWO_DIGITS[sec]}.${THREE_DIGITS[milli]}`;
 }
+
+const DAY_MS = 86_400_000;
+/** 10000-01-01T00:00:00Z: from there toISOString writes a six-digit year. */
+const MAX_FAST_MS = 253_402_300_800_000;
+const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
+const THREE_DIGITS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+let cachedDay = -1;
+let cachedDayPrefix = '';
 
 // Decimal64(6) holds up to ~9.2e12; a larger amount would fail the whole batch's insert.
 const maxRevenue = 9e12;

@@ -222,6 +222,21 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
     ]);
   });
 
+  it('stores rows whose keys differ, a missing column taking its default', async () => {
+    const site = 'mixed.test';
+    const full = session({ site, session_id: '31', screen: 'Laptop', utm_source: 'news' });
+    const { screen: _screen, utm_source: _utm, ...partial } = session({ site, session_id: '32' });
+    await store.insert('sessions', [full, partial]);
+    const rows = await store.query<{ session_id: string; screen: string; utm_source: string }>(
+      'SELECT session_id, screen, utm_source FROM sessions WHERE site = {site:String} ORDER BY session_id',
+      { site },
+    );
+    expect(rows).toEqual([
+      { session_id: '31', screen: 'Laptop', utm_source: 'news' },
+      { session_id: '32', screen: '', utm_source: '' },
+    ]);
+  });
+
   it('keeps bound parameters as data', async () => {
     const site = 'injection.test';
     const hostile = "' OR 1=1 --";

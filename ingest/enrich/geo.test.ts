@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GEO_ATTRIBUTION, openGeo, type Geo } from './geo.ts';
 import { writeMmdb } from './testing/write-mmdb.ts';
@@ -56,6 +57,16 @@ describe('openGeo with the bundled DB-IP database', () => {
     ['1.2.3.4:80'],
   ])('%j → empty', (ip) => {
     expect(geo.lookup(ip)).toBe('');
+  });
+
+  it('answers from its cache exactly as without one, also while evicting', async () => {
+    const small = await openGeo(undefined, { cacheSize: 8 });
+    const none = await openGeo(undefined, { cacheSize: 0 });
+    const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
+    const ips = fc.oneof(ipv4, fc.ipV6(), fc.constantFrom('8.8.8.8', '::ffff:8.8.8.8', '10.0.0.1', 'junk', ''));
+    fc.assert(fc.property(fc.array(ips, { maxLength: 40 }), (list) => list.every((ip) => small.lookup(ip) === none.lookup(ip))));
+    small.close();
+    none.close();
   });
 
   it('answers empty after close', async () => {

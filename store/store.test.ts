@@ -1,0 +1,120 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import { eventRow } from './rows.ts';
+import { commonColumns, toCompactValues, toJsonCompactEachRow } from './store.ts';
+
+const event: EnrichedEvent = {
+  v: 1,
+  id: 'e-1',
+  clientId: false,
+  site: 'example.com',
+  ts: Date.UTC(2026, 0, 15, 12),
+  name: 'pageview',
+  hostname: 'example.com',
+  pathname: '/',
+  utmSource: '',
+  utmMedium: '',
+  utmCampaign: '',
+  utmContent: '',
+  utmTerm: '',
+  clickIds: ['gclid'],
+  referrer: '',
+  source: '',
+  channel: 'Direct',
+  country: 'PT',
+  browser: 'Firefox',
+  browserVersion: '128',
+  os: 'Linux',
+  osVersion: '',
+  device: 'desktop',
+  screen: 'Desktop',
+  visitorId: '1',
+  interactive: true,
+  props: { plan: 'pro' },
+  revenue: null,
+  exp: {},
+};
+
+describe('commonColumns', () => {
+  it('takes every column of the processor’s rows, so they travel as JSONCompactEachRow', () => {
+    const columns = commonColumns([eventRow(event, '1'), eventRow({ ...event, revenue: { currency: 'EUR', amount: 1 } }, '2')]);
+    expect(columns).toHaveLength(31);
+    expect(columns).toEqual(Object.keys(eventRow(event, '1')));
+  });
+
+  it('takes the first row’s keys when every row holds exactly those', () => {
+    expect(commonColumns([{ a: 1, b: 'x' }, { b: 'y', a: 2 }])).toEqual(['a', 'b']);
+    expect(commonColumns([{ a: null, b: [] }])).toEqual(['a', 'b']);
+  });
+
+  it.each([
+    ['no rows', []],
+    ['a row without keys', [{}]],
+    ['a missing key', [{ a: 1, b: 2 }, { a: 1 }]],
+    ['an extra key', [{ a: 1 }, { a: 1, b: 2 }]],
+    ['a key that is not a plain identifier', [{ 'a; DROP TABLE t': 1 }]],
+    ['a row that is not a plain object', [{ a: 1 }, Object.assign(Object.create({ inherited: 1 }) as object, { a: 2 })]],
+  ])('refuses %s', (_label, rows: Record<string, unknown>[]) => {
+    expect(commonColumns(rows)).toBeUndefined();
+  });
+});
+
+describe('toJsonCompactEachRow and toCompactValues', () => {
+  it.each([
+    ['another key in place of a column', [{ a: 1, b: 2 }, { a: 1, c: 2 }]],
+    ['an undefined value', [{ a: 1 }, { a: undefined }]],
+    ['a function value', [{ a: () => 1 }]],
+    ['a symbol value', [{ a: Symbol('s') }]],
+  ])('refuse %s', (_label, rows: Record<string, unknown>[]) => {
+    const columns = commonColumns(rows);
+    expect(columns).toBeDefined();
+    expect(toJsonCompactEachRow(rows, columns ?? [])).toBeUndefined();
+    expect(toCompactValues(rows, columns ?? [])).toBeUndefined();
+  });
+
+  it('write what JSONEachRow would store, or refuse', () => {
+    const value = fc.oneof(
+      fc.string(),
+      fc.string({ unit: 'grapheme' }),
+      fc.string({ unit: 'binary' }),
+      fc.double(),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.constant(undefined),
+      fc.array(fc.string()),
+      fc.dictionary(fc.string(), fc.string()),
+    );
+    const keys = fc.constantFrom('site', 'name', 'ts', 'props', 'x_1');
+    const row = fc.dictionary(keys, value, { noNullPrototype: true });
+    // Rows of one shape, as the processor writes, and rows whose keys differ.
+    const sameShape = fc
+      .uniqueArray(keys, { minLength: 1, maxLength: 5 })
+      .chain((ks) => fc.array(fc.record(Object.fromEntries(ks.map((k) => [k, value])), { noNullPrototype: true }), { minLength: 1, maxLength: 5 }));
+    const rows = fc.oneof(sameShape, fc.array(row, { minLength: 1, maxLength: 4 }));
+    let compactCount = 0;
+    fc.assert(
+      fc.property(rows, (list: Record<string, unknown>[]) => {
+        const columns = commonColumns(list);
+        const text = columns === undefined ? undefined : toJsonCompactEachRow(list, columns);
+        const values = columns === undefined ? undefined : toCompactValues(list, columns);
+        expect(values === undefined).toBe(text === undefined);
+        if (columns === undefined || text === undefined || values === undefined) return;
+        compactCount++;
+        const lines = text.split('\n');
+        expect(lines.pop()).toBe('');
+        const parsed = lines.map((l) => JSON.parse(l) as unknown[]);
+        expect(JSON.parse(JSON.stringify(values))).toEqual(parsed);
+        for (const [i, original] of list.entries()) {
+          // What JSONEachRow would send for this row: exactly these columns, these values.
+          const viaObject = JSON.parse(JSON.stringify(original)) as Record<string, unknown>;
+          expect(Object.keys(viaObject).sort()).toEqual([...columns].sort());
+          expect(parsed[i]).toEqual(columns.map((c) => viaObject[c]));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    expect(compactCount).toBeGreaterThan(200);
+  });
+});
