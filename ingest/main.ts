@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Config } from '../schemas/config.ts';
 import type { HubProducer } from '../hub/hub.ts';
+import { openEventHubsProducer, spoolDir, type EventHubsProducer } from '../hub/eventhubs-producer.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
@@ -101,11 +102,35 @@ export function openConfiguredLocalHub(config: Config, log: Logger): Promise<Loc
   });
 }
 
+/**
+ * Opens the Event Hubs producer (FAROL_HUB=eventhubs) with its spool under FAROL_DATA_DIR.
+ * Event Hubs need not be reachable: publishes spool until it answers.
+ */
+export function openConfiguredEventHubsProducer(config: Config, log: Logger): Promise<EventHubsProducer> {
+  const connectionString = config.FAROL_EVENTHUBS_CONNECTION_STRING;
+  const eventHubName = config.FAROL_EVENTHUBS_NAME;
+  // The config schema requires both with FAROL_HUB=eventhubs.
+  if (!connectionString || !eventHubName) throw new Error('FAROL_EVENTHUBS_CONNECTION_STRING and FAROL_EVENTHUBS_NAME are required');
+  return openEventHubsProducer({
+    connectionString,
+    eventHubName,
+    spoolDir: spoolDir(config.FAROL_DATA_DIR),
+    spoolMaxBytes: config.FAROL_SPOOL_MAX_BYTES,
+    sendTimeoutMs: config.FAROL_EVENTHUBS_SEND_TIMEOUT_MS,
+    log,
+  });
+}
+
+/** The configured hub's producer side: the local log or Event Hubs. */
+export function openConfiguredHub(config: Config, log: Logger): Promise<HubProducer> {
+  return config.FAROL_HUB === 'eventhubs' ? openConfiguredEventHubsProducer(config, log) : openConfiguredLocalHub(config, log);
+}
+
 /** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
 export async function runCollector(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
-  const hub = await openConfiguredLocalHub(config, log);
+  const hub = await openConfiguredHub(config, log);
   const runtime = await startCollector(config, { hub, log, metrics });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'draining');

@@ -1,15 +1,19 @@
 import { join } from 'node:path';
+import { BlobCheckpointStore } from '@azure/eventhubs-checkpointstore-blob';
+import { ContainerClient } from '@azure/storage-blob';
+import { openEventHubsConsumer } from '../hub/eventhubs-consumer.ts';
 import type { ConsumerHandlers, HubConsumer } from '../hub/hub.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
-import type { Config } from '../schemas/config.ts';
+import { checkProcessorConfig, ConfigError, type Config } from '../schemas/config.ts';
 import type { MigrationTarget } from '../schemas/migrations/index.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { openHttpStore } from '../store/http-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { Store } from '../store/store.ts';
+import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
 import { processorMetrics } from './processor-metrics.ts';
 import { defaultProcessorOptions, Processor, type PartitionLag, type ProcessorOptions } from './processor.ts';
 import { openFileStateStore, type StateStore } from './state-store.ts';
@@ -154,19 +158,95 @@ export async function startLocalProcessor(
 }
 
 /**
- * `farol processor`: consumes the local hub (read-only: the collector process writes it), writes
- * to the configured store after migrating it, and drains on SIGTERM.
+ * Starts a processor on Event Hubs (FAROL_HUB=eventhubs): the consumer shares the partitions with
+ * every processor of the consumer group through the blob checkpoint store (container created if
+ * missing), and the partitions' state lives in the same container, so it moves with a partition.
+ * `drain` also closes the consumer (giving its claims up) and the state store.
+ */
+export async function startEventHubsProcessor(
+  config: Config,
+  deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions> },
+): Promise<ProcessorRuntime & { partitionCount: number }> {
+  checkProcessorConfig(config);
+  const { FAROL_EVENTHUBS_CONNECTION_STRING: connectionString, FAROL_EVENTHUBS_NAME: eventHubName } = config;
+  const storage = config.FAROL_CHECKPOINT_CONNECTION_STRING;
+  if (!connectionString || !eventHubName || !storage) throw new Error('Event Hubs settings missing');
+  const container = new ContainerClient(storage, config.FAROL_CHECKPOINT_CONTAINER, {
+    retryOptions: { maxTries: 4, tryTimeoutInMs: 10_000, retryDelayInMs: 200, maxRetryDelayInMs: 2_000 },
+  });
+  await container.createIfNotExists();
+  const consumer = await openEventHubsConsumer({
+    connectionString,
+    eventHubName,
+    consumerGroup: config.FAROL_EVENTHUBS_CONSUMER_GROUP,
+    checkpointStore: new BlobCheckpointStore(container),
+    loadBalancing: {
+      strategy: config.FAROL_EVENTHUBS_LOAD_BALANCING,
+      updateIntervalMs: config.FAROL_EVENTHUBS_UPDATE_INTERVAL_MS,
+      ownershipExpiryMs: config.FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS,
+    },
+    log: deps.log,
+  });
+  let stateStore: StateStore;
+  try {
+    stateStore = await openBlobStateStore({
+      container,
+      prefix: blobStatePrefix(consumer.namespace, eventHubName, config.FAROL_EVENTHUBS_CONSUMER_GROUP),
+    });
+  } catch (err) {
+    await consumer.close();
+    throw err;
+  }
+  const runtime = startProcessor({
+    consumer,
+    store: deps.store,
+    stateStore,
+    log: deps.log,
+    metrics: deps.metrics,
+    ...(deps.options === undefined ? {} : { options: deps.options }),
+  });
+  let stopping: Promise<void> | undefined;
+  return {
+    partitionCount: consumer.partitionCount,
+    drain() {
+      stopping ??= (async () => {
+        await runtime.drain();
+        await consumer.close();
+        await stateStore.close();
+      })();
+      return stopping;
+    },
+    lag: () => runtime.lag(),
+  };
+}
+
+/**
+ * `farol processor`: consumes the hub — the local one read-only (the collector process writes
+ * it), or Event Hubs shared with other processors — writes to the configured store after
+ * migrating it, and drains on SIGTERM.
  */
 export async function runProcessor(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'processor' });
-  if (config.FAROL_HUB !== 'local') {
-    log.error({ hub: config.FAROL_HUB }, 'only FAROL_HUB=local is supported by this build');
-    return 1;
+  try {
+    checkProcessorConfig(config);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`farol processor: ${err.message}\n`);
+    return 2;
   }
   const metrics = new Registry();
   const store = openConfiguredStore(config);
   try {
     await migrate(store, migrationTarget(config));
+    if (config.FAROL_HUB === 'eventhubs') {
+      const processor = await startEventHubsProcessor(config, { store, log, metrics });
+      log.info({ hub: 'eventhubs', partitions: processor.partitionCount, store: store.kind }, 'processor started');
+      const signal = await untilSignal();
+      log.info({ signal }, 'draining');
+      await processor.drain();
+      log.info({}, 'stopped');
+      return 0;
+    }
     const hub = await openLocalHub({
       dir: join(config.FAROL_DATA_DIR, 'hub'),
       partitions: config.FAROL_HUB_PARTITIONS,

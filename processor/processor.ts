@@ -4,7 +4,7 @@ import { StoreError, type Store } from '../store/store.ts';
 import { createPartitionState, defaultStateLimits, processRange, type PartitionState, type StateLimits } from './partition-state.ts';
 import type { ProcessorMetrics } from './processor-metrics.ts';
 import { decodeSnapshot, encodeSnapshotInSlices } from './snapshot.ts';
-import type { FlushRange, StateStore } from './state-store.ts';
+import { StateStoreFencedError, type FlushRange, type StateStore } from './state-store.ts';
 
 /**
  * The processor's core: buffers each partition's records, writes them to ClickHouse in
@@ -186,6 +186,8 @@ class PartitionWorker {
   static async open(deps: ProcessorDeps, partition: number, startOffset: number): Promise<PartitionWorker> {
     const { stateStore, options, log } = deps;
     const checkpoint = startOffset - 1;
+    // Before anything is read: a previous owner elsewhere may still be writing this partition.
+    await stateStore.acquire?.(partition);
     const bytes = await stateStore.loadSnapshot(partition);
     const snapshot = bytes === undefined ? undefined : decodeSnapshot(bytes, options.limits);
     if (snapshot !== undefined && snapshot.partition !== partition) {
@@ -238,10 +240,16 @@ class PartitionWorker {
     clearInterval(this.snapshotTimer);
     clearTimeout(this.flushTimer);
     if (this.failure !== undefined) return;
-    await this.exclusive(async () => {
-      await this.flushDue(true);
-      await this.snapshot();
-    });
+    try {
+      await this.exclusive(async () => {
+        await this.flushDue(true);
+        await this.snapshot();
+      });
+    } catch (err) {
+      // Taken over: the new owner carries on from the durable state; nothing more to write here.
+      if (!(err instanceof StateStoreFencedError)) throw err;
+      this.fail(err);
+    }
   }
 
   async refreshEndOffset(): Promise<void> {
@@ -283,6 +291,10 @@ class PartitionWorker {
       this.snapshotQueued = false;
       await this.snapshot();
     }).catch((err: unknown) => {
+      if (err instanceof StateStoreFencedError) {
+        this.fail(err);
+        return;
+      }
       // Harmless: the previous snapshot and the flush log still cover everything; the next
       // interval tries again.
       this.deps.log.error({ err, partition: this.partition }, 'processor snapshot failed');
@@ -291,7 +303,12 @@ class PartitionWorker {
 
   /** A bug or corrupt state: stop this partition loudly rather than write wrong counts. */
   private fail(err: unknown): void {
+    if (this.failure !== undefined) return;
     this.failure = err instanceof Error ? err : new Error(String(err));
+    if (err instanceof StateStoreFencedError) {
+      this.deps.log.info({ partition: this.partition }, 'partition taken over by another processor; this one stops writing it');
+      return;
+    }
     this.deps.log.error({ err, partition: this.partition }, 'processor partition failed; it stops here');
   }
 
@@ -401,6 +418,8 @@ class PartitionWorker {
         await fn();
         return;
       } catch (err) {
+        // Another processor owns the partition now: retrying cannot succeed, and must not.
+        if (err instanceof StateStoreFencedError) throw err;
         onFailure();
         // A statement ClickHouse rejects will likely fail again: that is a bug to see at once.
         const fatal = err instanceof StoreError && !err.retryable;

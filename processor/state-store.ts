@@ -5,8 +5,9 @@ import { join } from 'node:path';
 /**
  * Where the processor keeps what survives a restart, per partition: the last snapshot of its
  * state, and the flush log (the offset ranges it started writing since that snapshot). Local
- * files for the local hub; a blob-backed implementation will serve Event Hubs, where another
- * machine may take a partition over.
+ * files for the local hub; blobs (`blob-state-store.ts`) for Event Hubs, where another machine may
+ * take a partition over: there every processor shares one store, hence one incarnation, so that
+ * whoever flushes a range derives the same dedup token.
  */
 
 /** A flushed (or being flushed) range of offsets, both ends included. */
@@ -23,6 +24,13 @@ export interface StateStore {
    * for the old hub's ranges that ClickHouse still remembers.
    */
   readonly incarnation: string;
+  /**
+   * Takes the partition's state over, before it is loaded. A store shared by several processors
+   * fences the previous owner here: its later writes of this partition fail with
+   * {@link StateStoreFencedError}, so a range it logs after this point is never half-known to the
+   * new owner. Stores with a single writer (local files) need not implement it.
+   */
+  acquire?(partition: number): Promise<void>;
   /** The last saved snapshot, or undefined if there is none. */
   loadSnapshot(partition: number): Promise<Buffer | undefined>;
   /** Replaces the snapshot atomically: a crash leaves the old one or the new one, whole. */
@@ -39,6 +47,11 @@ export interface StateStore {
 /** Thrown when the flush log is corrupt somewhere other than a torn last line. */
 export class StateStoreError extends Error {
   override readonly name = 'StateStoreError';
+}
+
+/** Thrown by a write after another processor acquired the partition: this one must stop writing it. */
+export class StateStoreFencedError extends Error {
+  override readonly name = 'StateStoreFencedError';
 }
 
 /**

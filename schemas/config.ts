@@ -58,7 +58,20 @@ export const configSchema = z.object({
   FAROL_EVENTHUBS_NAME: z.string().optional(),
   FAROL_EVENTHUBS_CONSUMER_GROUP: z.string().default('$Default'),
   FAROL_CHECKPOINT_CONNECTION_STRING: z.string().optional(),
-  FAROL_CHECKPOINT_CONTAINER: z.string().default('farol-checkpoints'),
+  FAROL_CHECKPOINT_CONTAINER: z
+    .string()
+    .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'must be a blob container name: 3-63 lower-case letters, digits and single hyphens')
+    .default('farol-checkpoints'),
+  /** How processors share partitions: `greedy` claims a fair share at once, `balanced` one per interval. */
+  FAROL_EVENTHUBS_LOAD_BALANCING: z.enum(['greedy', 'balanced']).default('greedy'),
+  /** How often a processor renews its partition claims and looks for partitions to claim. */
+  FAROL_EVENTHUBS_UPDATE_INTERVAL_MS: positiveInt.min(100).default(2_000),
+  /** A claim not renewed for this long is taken by another processor (a dead one's partitions). */
+  FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS: positiveInt.min(1_000).default(10_000),
+  /** Timeout of one Event Hubs send attempt; a failed send spools the events. */
+  FAROL_EVENTHUBS_SEND_TIMEOUT_MS: positiveInt.default(5_000),
+  /** Bound of the collector's on-disk spool (`FAROL_DATA_DIR/spool`) while Event Hubs is unavailable. */
+  FAROL_SPOOL_MAX_BYTES: positiveInt.default(1024 ** 3),
   FAROL_GEOIP_DB: z.string().optional(),
   FAROL_TRUST_PROXY: trustProxySchema.default({ kind: 'hops', hops: 0 }),
   FAROL_RETENTION_DAYS: positiveInt.default(395),
@@ -74,6 +87,13 @@ export const configSchema = z.object({
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
       if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when FAROL_HUB=eventhubs' });
     }
+  }
+  if (c.FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS < 2 * c.FAROL_EVENTHUBS_UPDATE_INTERVAL_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS'],
+      message: 'must be at least twice FAROL_EVENTHUBS_UPDATE_INTERVAL_MS (claims are renewed once per interval)',
+    });
   }
 });
 
@@ -106,6 +126,19 @@ export function flagsToEnv(args: string[]): { env: Record<string, string>; rest:
     env[key] = value;
   }
   return { env, rest };
+}
+
+/**
+ * What a processor needs beyond the common configuration: with Event Hubs, blob storage for
+ * checkpoints, partition ownership and the processor state. Throws ConfigError naming the variable.
+ */
+export function checkProcessorConfig(config: Config): void {
+  if (config.FAROL_HUB === 'eventhubs' && !config.FAROL_CHECKPOINT_CONNECTION_STRING) {
+    throw new ConfigError(
+      'invalid configuration:\n  FAROL_CHECKPOINT_CONNECTION_STRING: required when FAROL_HUB=eventhubs ' +
+        '(an Azure Storage connection string: processors keep checkpoints, partition ownership and their state there)',
+    );
+  }
 }
 
 /** Parses configuration from an environment; throws ConfigError naming each bad variable. */

@@ -1,0 +1,240 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ContainerClient } from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openLocalHub } from '../hub/local-hub.ts';
+import { silentLogger } from '../lib/log.ts';
+import { Registry } from '../lib/metrics.ts';
+import type { InsertOptions, Store } from '../store/store.ts';
+import { startAzurite, type Azurite } from '../tests/support/eventhubs/azurite.ts';
+import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
+import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
+import { processorMetrics } from './processor-metrics.ts';
+import { defaultProcessorOptions, Processor } from './processor.ts';
+import { StateStoreError, StateStoreFencedError, type StateStore } from './state-store.ts';
+import { expectStoreMatchesTruth, openTestStore, publish, removeTempDirs, tempDir, waitFor } from './testing/harness.ts';
+
+let azurite: Azurite;
+let container: ContainerClient;
+let dir: string;
+let prefixCounter = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'farol-blob-state-'));
+  azurite = await startAzurite({ dataDir: dir });
+  container = new ContainerClient(azurite.connectionString, 'farol-checkpoints');
+  await container.createIfNotExists();
+});
+
+afterAll(async () => {
+  await azurite.stop();
+  await rm(dir, { recursive: true, force: true });
+  await removeTempDirs();
+});
+
+/** A fresh prefix (as if another hub), and stores on it. */
+function freshPrefix(): string {
+  return blobStatePrefix('127.0.0.1', `hub-${prefixCounter++}`, '$Default');
+}
+
+const open = (prefix: string, owner?: string): Promise<StateStore> =>
+  openBlobStateStore({ container, prefix, ...(owner === undefined ? {} : { owner }) });
+
+async function blobNames(prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const b of container.listBlobsFlat({ prefix })) names.push(b.name.slice(prefix.length + 1));
+  return names.sort();
+}
+
+describe('blob state store', () => {
+  it('keeps snapshots and intents per partition, and replaces snapshots whole', async () => {
+    const prefix = freshPrefix();
+    const store = await open(prefix);
+    await store.acquire?.(0);
+    await store.acquire?.(1);
+    expect(await store.loadSnapshot(0)).toBeUndefined();
+    await store.saveSnapshot(0, Buffer.from('first'));
+    await store.saveSnapshot(1, Buffer.from('other'));
+    await store.saveSnapshot(0, Buffer.from('second'));
+    expect((await store.loadSnapshot(0))?.toString()).toBe('second');
+    expect((await store.loadSnapshot(1))?.toString()).toBe('other');
+    // One snapshot blob per partition: the replaced one is gone.
+    const names = await blobNames(prefix);
+    expect(names.filter((n) => n.includes('snapshot-'))).toHaveLength(2);
+    expect(names).toContain('incarnation');
+
+    // Writes need the partition acquired first.
+    await expect(store.appendIntent(2, 0, 99)).rejects.toBeInstanceOf(StateStoreError);
+    await store.acquire?.(2);
+    await store.appendIntent(2, 0, 99);
+    await store.appendIntent(2, 100, 180);
+    await store.appendIntent(2, 181, 200);
+    const again = await open(prefix);
+    expect(await again.readIntents(2)).toEqual([
+      { from: 0, to: 99 },
+      { from: 100, to: 180 },
+      { from: 181, to: 200 },
+    ]);
+    await store.truncateIntents(2, 180);
+    await store.appendIntent(2, 201, 250);
+    expect(await (await open(prefix)).readIntents(2)).toEqual([
+      { from: 181, to: 200 },
+      { from: 201, to: 250 },
+    ]);
+    expect(await store.readIntents(3)).toEqual([]);
+  });
+
+  it('shares one incarnation between every processor of the prefix, even when they start together', async () => {
+    const prefix = freshPrefix();
+    const stores = await Promise.all(Array.from({ length: 6 }, () => open(prefix)));
+    const ids = new Set(stores.map((s) => s.incarnation));
+    expect(ids.size).toBe(1);
+    expect([...ids][0]).toMatch(/^[0-9a-f]{16}$/);
+    expect((await open(prefix)).incarnation).toBe(stores[0]?.incarnation);
+    expect((await open(freshPrefix())).incarnation).not.toBe(stores[0]?.incarnation);
+  });
+
+  it('fences the previous owner: the new one sees every range the old one logged, the old one can log no more', async () => {
+    const prefix = freshPrefix();
+    const a = await open(prefix, 'a');
+    const b = await open(prefix, 'b');
+    await a.acquire?.(0);
+    await a.saveSnapshot(0, Buffer.from('state@99'));
+    await a.appendIntent(0, 100, 149);
+    await a.appendIntent(0, 150, 199);
+
+    await b.acquire?.(0);
+    expect((await b.loadSnapshot(0))?.toString()).toBe('state@99');
+    expect(await b.readIntents(0)).toEqual([
+      { from: 100, to: 149 },
+      { from: 150, to: 199 },
+    ]);
+
+    await expect(a.appendIntent(0, 200, 249)).rejects.toBeInstanceOf(StateStoreFencedError);
+    await expect(a.saveSnapshot(0, Buffer.from('stale'))).rejects.toBeInstanceOf(StateStoreFencedError);
+    await expect(a.truncateIntents(0, 199)).rejects.toBeInstanceOf(StateStoreFencedError);
+    // Other partitions of the old owner are untouched.
+    await a.acquire?.(1);
+    await a.appendIntent(1, 0, 9);
+
+    await b.appendIntent(0, 200, 260);
+    await b.saveSnapshot(0, Buffer.from('state@260'));
+    await b.truncateIntents(0, 260);
+    const c = await open(prefix, 'c');
+    await c.acquire?.(0);
+    expect((await c.loadSnapshot(0))?.toString()).toBe('state@260');
+    expect(await c.readIntents(0)).toEqual([]);
+    // The stale snapshot the fenced owner uploaded did not survive, nor did replaced ones.
+    expect((await blobNames(prefix)).filter((n) => n.startsWith('p-0/snapshot-'))).toHaveLength(1);
+  });
+
+  it('lets exactly one of several processors acquiring at once win each epoch', async () => {
+    const prefix = freshPrefix();
+    const stores = await Promise.all(['a', 'b', 'c', 'd'].map((o) => open(prefix, o)));
+    await Promise.all(stores.map((s) => s.acquire?.(5)));
+    // Each acquired in turn; only the last one still owns the partition.
+    const results = await Promise.allSettled(stores.map((s, i) => s.appendIntent(5, i * 10, i * 10 + 9)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason)).toEqual(
+      Array.from({ length: 3 }, () => expect.any(StateStoreFencedError)),
+    );
+  });
+});
+
+/** A store whose inserts wait at a gate while it is closed (an insert still in flight). */
+interface GatedStore {
+  store: Store;
+  /** Dedup tokens of every insert started. */
+  tokens: string[];
+  /** Tokens of inserts waiting at the gate. */
+  waiting: Set<string>;
+  release(): void;
+}
+
+function gated(inner: Store, closed: boolean): GatedStore {
+  let openGate: () => void = () => {};
+  let gate: Promise<void> | undefined = closed ? new Promise((resolve) => (openGate = resolve)) : undefined;
+  const g: GatedStore = {
+    tokens: [],
+    waiting: new Set(),
+    release() {
+      openGate();
+      gate = undefined;
+    },
+    store: {
+      kind: inner.kind,
+      database: inner.database,
+      exec: (...args) => inner.exec(...args),
+      query: <T>(...args: Parameters<Store['query']>) => inner.query<T>(...args),
+      insert: async (table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions) => {
+        const token = opts?.dedupToken ?? '';
+        g.tokens.push(token);
+        if (gate !== undefined) {
+          g.waiting.add(token);
+          await gate;
+          g.waiting.delete(token);
+        }
+        await inner.insert(table, rows, opts);
+      },
+      ping: () => inner.ping(),
+      close: () => Promise.resolve(),
+    },
+  };
+  return g;
+}
+
+describe('a partition taken over mid-flush (two processors sharing the blob state store)', () => {
+  it('counts exactly: the old owner logs nothing more, and its late insert carries the token the new owner used', async () => {
+    const HOUR = 3_600_000;
+    const sites = ['takeover-a.test', 'takeover-b.test'];
+    const traffic = generateTraffic({ sites, visitorsPerSite: 30, eventsPerVisitor: 25, start: Math.floor(Date.now() / HOUR) * HOUR - 6 * HOUR, seed: 77 });
+    const truth = computeTruth(traffic);
+    const hub = await openLocalHub({ dir: await tempDir('takeover-hub'), partitions: 1 });
+    await publish(hub, traffic);
+    const records = await hub.read(0, 0, traffic.length);
+    expect(records).toHaveLength(traffic.length);
+    const consumer = await hub.openConsumer('processor');
+    const clickhouse = await openTestStore();
+    const prefix = freshPrefix();
+    const options = { ...defaultProcessorOptions, flushRecords: 200, flushIntervalMs: 20, snapshotIntervalMs: 60_000, retryInitialMs: 10, retryMaxMs: 50 };
+    const processorOn = (store: Store, stateStore: StateStore): Processor =>
+      new Processor({ consumer, store, stateStore, log: silentLogger, metrics: processorMetrics(new Registry()), options });
+    try {
+      // A: its first flush logs its range, then its inserts hang (a slow network, a GC pause).
+      const old = gated(clickhouse, true);
+      const a = processorOn(old.store, await open(prefix, 'old'));
+      await a.partitionOpened(0, 0);
+      await a.processBatch({ partition: 0, records: records.slice(0, 300) });
+      await waitFor(() => old.waiting.size === 2, 'the old owner to start both inserts');
+      expect(await (await open(prefix)).readIntents(0)).toEqual([{ from: 0, to: 299 }]);
+      const hung = [...old.waiting];
+
+      // B takes the partition over from the checkpoint (nothing checkpointed yet).
+      const fresh = gated(clickhouse, false);
+      const b = processorOn(fresh.store, await open(prefix, 'new'));
+      await b.partitionOpened(0, (await consumer.getCheckpoint(0)) + 1);
+
+      // A, still running, takes more records and is told to close (it waits for its hung flush).
+      await a.processBatch({ partition: 0, records: records.slice(300, 700) });
+      const aClosed = a.partitionClosed(0).catch(() => {});
+
+      for (let i = 0; i < records.length; i += 250) await b.processBatch({ partition: 0, records: records.slice(i, i + 250) });
+      await b.partitionClosed(0);
+      // B replayed A's range with A's boundaries and incarnation: the same tokens.
+      for (const token of hung) expect(fresh.tokens).toContain(token);
+
+      // A's hung inserts land now, after B's: ClickHouse drops them as duplicates. Then A finds it
+      // was fenced: it logs no other range, so it inserts nothing else.
+      old.release();
+      await aClosed;
+      expect(old.tokens).toEqual(hung);
+      await expectStoreMatchesTruth(clickhouse, sites, truth);
+      expect(await consumer.getCheckpoint(0)).toBe(records.length - 1);
+    } finally {
+      await consumer.close();
+      await hub.close();
+      await clickhouse.close();
+    }
+  }, 60_000);
+});
