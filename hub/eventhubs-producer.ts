@@ -118,7 +118,8 @@ function rot(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
-function hashLittle2(key: Buffer): { b: number; c: number } {
+/** Bob Jenkins' lookup3 `hashlittle2` over bytes (the service's partition-key hash). */
+export function hashLittle2(key: Buffer): { b: number; c: number } {
   let a = (0xdeadbeef + key.length) | 0;
   let b = a;
   let c = a;
