@@ -2,10 +2,10 @@
 // chdb 3.4.0 lists optional platform packages (@chdb/lib-darwin-*, -linux-arm64-gnu) that are not
 // published on the npm registry, so `npm install` leaves them out of package-lock.json and
 // `npm ci` then refuses the lock. This re-adds them as skipped optionals. Run after `npm install`.
-const fs = require('node:fs');
-const path = require('node:path');
+import fs from 'node:fs';
+import { URL } from 'node:url';
 
-const file = path.join(__dirname, '..', 'package-lock.json');
+const file = new URL('../package-lock.json', import.meta.url);
 const lock = JSON.parse(fs.readFileSync(file, 'utf8'));
 const chdbLib = lock.packages['node_modules/@chdb/lib-linux-x64-gnu'];
 if (!chdbLib) throw new Error('package-lock.json has no @chdb/lib-linux-x64-gnu: is chdb installed?');
