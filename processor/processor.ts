@@ -209,7 +209,11 @@ class PartitionWorker {
     const replay = pendingRanges(await stateStore.readIntents(partition), covered, partition);
     log.info({ partition, startOffset, snapshotOffset: covered, replayRanges: replay.length }, 'partition opened');
     const state = snapshot?.state ?? createPartitionState(options.limits);
-    return new PartitionWorker(deps, partition, state, covered, covered, checkpoint, covered + 1, replay);
+    const worker = new PartitionWorker(deps, partition, state, covered, covered, checkpoint, covered + 1, replay);
+    // The lag gauges must show the real backlog from the start, not the snapshot's end; if the hub
+    // cannot answer now, the periodic refresh catches up.
+    await worker.refreshEndOffset().catch(() => undefined);
+    return worker;
   }
 
   /** Buffers records; waits only when the buffer is over its bound (backpressure). */
