@@ -1,5 +1,5 @@
-import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { open, readdir, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import { isErrnoException } from './local-common.ts';
 import { decodeFrames, parseSegmentFileName, type Frame } from './local-format.ts';
 
@@ -26,36 +26,7 @@ export async function listSegments(partitionDir: string): Promise<SegmentFile[]>
   return segments.sort((a, b) => a.base - b.base);
 }
 
-/** Makes a directory's entries (created, renamed files) durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-let tempCounter = 0;
-
-/** Replaces `path` with `data` so that a crash leaves either the old or the new content. */
-export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${tempCounter++}`;
-  try {
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await fsyncDir(dirname(path));
-}
+export { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
 
 /** Bytes read from a segment per read call: large enough that reads are few, small enough to bound memory. */
 const READ_CHUNK_BYTES = 256 * 1024;

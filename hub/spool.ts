@@ -1,6 +1,7 @@
-import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
 
 /**
  * The collector's on-disk spool for when Event Hubs cannot take writes: one append-only log of
@@ -128,7 +129,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   for (const [i, s] of segments.entries()) {
     s.size = i === segments.length - 1 ? await recoverTail(s.path) : await fileSize(s.path);
   }
-  await syncDir(options.dir);
+  await fsyncDir(options.dir);
   const first = segments[0];
   const start: SpoolPosition =
     first === undefined || first.id !== cursor.segment
@@ -245,7 +246,7 @@ export class Spool {
    */
   async commit(chunk: SpoolChunk): Promise<void> {
     this.cursor = chunk.next;
-    await writeAtomic(this.options.dir, join(this.options.dir, CURSOR_FILE), JSON.stringify(this.cursor));
+    await writeFileAtomic(join(this.options.dir, CURSOR_FILE), JSON.stringify(this.cursor));
     const at = this.cursor;
     // The last segment is (or is about to be) appended to while a write is pending: it stays.
     const keep = this.writing !== undefined || this.pending.length > 0 ? this.segments.at(-1) : undefined;
@@ -343,7 +344,7 @@ export class Spool {
     const id = ++this.lastId;
     const segment: Segment = { id, path: join(this.options.dir, `${String(id).padStart(20, '0')}.spool`), size: 0 };
     const fh = await open(segment.path, 'wx');
-    await syncDir(this.options.dir);
+    await fsyncDir(this.options.dir);
     this.segments.push(segment);
     this.active = { segment, fh };
     return this.active;
@@ -410,34 +411,7 @@ async function writeAll(fh: FileHandle, data: Buffer, position: number): Promise
   }
 }
 
-let tempCounter = 0;
 
-async function writeAtomic(dir: string, path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${tempCounter++}`;
-  try {
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await syncDir(dir);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 function isErrno(err: unknown, code: string): boolean {
   return err instanceof Error && (err as NodeJS.ErrnoException).code === code;

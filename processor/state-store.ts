@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
 
 /**
  * Where the processor keeps what survives a restart, per partition: the last snapshot of its
@@ -67,13 +68,12 @@ export async function openFileStateStore(dir: string): Promise<StateStore> {
   });
   if (incarnation === undefined) {
     incarnation = randomBytes(8).toString('hex');
-    await writeAtomic(dir, path, Buffer.from(incarnation));
+    await writeFileAtomic(path, Buffer.from(incarnation));
   }
   if (!/^[0-9a-f]{16}$/.test(incarnation)) throw new StateStoreError(`corrupt processor state id in ${path}`);
   return new FileStateStore(dir, incarnation);
 }
 
-let tempCounter = 0;
 
 class FileStateStore implements StateStore {
   /** Open append handles of the intent logs. */
@@ -94,7 +94,7 @@ class FileStateStore implements StateStore {
   }
 
   saveSnapshot(partition: number, bytes: Buffer): Promise<void> {
-    return writeAtomic(this.dir, this.snapshotPath(partition), bytes);
+    return writeFileAtomic(this.snapshotPath(partition), bytes);
   }
 
   async appendIntent(partition: number, from: number, to: number): Promise<void> {
@@ -133,7 +133,7 @@ class FileStateStore implements StateStore {
     // The append handle points at the file being replaced: reopen it on the next append.
     await this.logs.get(partition)?.close();
     this.logs.delete(partition);
-    await writeAtomic(this.dir, this.intentsPath(partition), Buffer.from(text));
+    await writeFileAtomic(this.intentsPath(partition), Buffer.from(text));
   }
 
   private async logHandle(partition: number): Promise<FileHandle> {
@@ -141,7 +141,7 @@ class FileStateStore implements StateStore {
     if (handle === undefined) {
       handle = await open(this.intentsPath(partition), 'a');
       // A newly created log must survive a crash as a directory entry too.
-      await syncDir(this.dir);
+      await fsyncDir(this.dir);
       this.logs.set(partition, handle);
     }
     return handle;
@@ -157,33 +157,6 @@ class FileStateStore implements StateStore {
   }
 }
 
-/** Replaces `path` (in `dir`) so that a crash leaves the old bytes or the new ones, whole. */
-async function writeAtomic(dir: string, path: string, bytes: Buffer): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${tempCounter++}`;
-  try {
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await syncDir(dir);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 const intentLine = /^(\d+) (\d+)$/;
 
