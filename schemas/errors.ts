@@ -23,6 +23,43 @@ export const ingestErrors = {
 
 export type IngestErrorCode = keyof typeof ingestErrors;
 
+/** Errors of the reporting API, the admin endpoints and the tracker config (SPEC section 8). */
+export const apiErrors = {
+  API_UNAUTHORIZED: { status: 401, message: 'A valid API token is required (Authorization: Bearer <token>)' },
+  API_FORBIDDEN: { status: 403, message: 'Your role does not allow this' },
+  // One answer for "does not exist" and "not yours": a token never learns whether another
+  // account's site, experiment or member exists.
+  API_NOT_FOUND: { status: 404, message: 'Not found' },
+  API_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
+  API_BAD_REQUEST: { status: 400, message: 'Request is invalid' },
+  API_BAD_QUERY: { status: 400, message: 'Query is invalid' },
+  API_BAD_EXPERIMENT_INPUT: { status: 400, message: 'Experiment input is invalid' },
+  API_CONFLICT: { status: 409, message: 'Already exists' },
+  API_BODY_TOO_LARGE: { status: 413, message: 'Body is larger than allowed' },
+  API_UNAVAILABLE: { status: 503, message: 'Storage unavailable, retry later' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ApiErrorCode = keyof typeof apiErrors;
+
+/** A coded error of the API; `field` names the offending part of the request when there is one. */
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ApiErrorCode,
+    message?: string,
+    readonly field?: string,
+  ) {
+    super(message ?? apiErrors[code].message);
+    this.status = apiErrors[code].status;
+  }
+
+  toJSON(): { error: { code: string; message: string; field?: string } } {
+    const error: { code: string; message: string; field?: string } = { code: this.code, message: this.message };
+    if (this.field !== undefined) error.field = this.field;
+    return { error };
+  }
+}
+
 /** A typed error carrying a catalogue code; `message` may be more specific than the template. */
 export class FarolError extends Error {
   readonly status: number;

@@ -1,0 +1,51 @@
+import { ApiError } from '../schemas/errors.ts';
+import { accountAccess, siteAccess, type Need, type Principal, type Site } from './control/model.ts';
+import { bearerToken, type ApiRequest } from './http.ts';
+
+/**
+ * Authentication and authorization for every API endpoint, on top of the control plane's token
+ * lookup. Nothing else decides access: routes call `authenticate`, then `authorizeSite` or
+ * `authorizeAccount`.
+ */
+
+/** The part of the control plane access needs. */
+export interface AccessLookup {
+  /** The member behind a token, or null when unknown or revoked. */
+  authenticate(token: string): Promise<Principal | null>;
+  /** A site by domain, whatever its account (callers must check scope), or null. */
+  site(domain: string): Promise<Site | null>;
+}
+
+/** The principal of a request; 401 without a valid token. */
+export async function authenticate(control: AccessLookup, req: ApiRequest): Promise<Principal> {
+  const token = bearerToken(req);
+  if (token === undefined) throw new ApiError('API_UNAUTHORIZED');
+  const p = await control.authenticate(token);
+  if (p === null) throw new ApiError('API_UNAUTHORIZED', 'Token is unknown or revoked');
+  return p;
+}
+
+/**
+ * The site `domain` if the principal may act on it with `need`. Absent and out-of-scope sites are
+ * the same 404 (same code, same message, no domain echoed); in scope with too small a role is 403.
+ */
+export async function authorizeSite(control: AccessLookup, p: Principal, domain: unknown, need: Need, field = 'site_id'): Promise<Site> {
+  if (typeof domain !== 'string' || domain === '') throw new ApiError('API_BAD_REQUEST', `${field} is required`, field);
+  const site = await control.site(domain.toLowerCase());
+  const access = siteAccess(p, site, need);
+  if (access === 'not_found') throw new ApiError('API_NOT_FOUND', 'Site not found', field);
+  if (access === 'forbidden') throw new ApiError('API_FORBIDDEN');
+  return site as Site;
+}
+
+/** Throws 403 unless the principal may do an account-level action needing `need`. */
+export function authorizeAccount(p: Principal, need: Need): void {
+  if (accountAccess(p, need) !== 'ok') throw new ApiError('API_FORBIDDEN');
+}
+
+/** Authenticates and authorizes a site in one step. */
+export async function siteRequest(control: AccessLookup, req: ApiRequest, domain: unknown, need: Need, field = 'site_id'): Promise<{ principal: Principal; site: Site }> {
+  const principal = await authenticate(control, req);
+  const site = await authorizeSite(control, principal, domain, need, field);
+  return { principal, site };
+}

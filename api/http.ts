@@ -1,0 +1,260 @@
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { ApiError } from '../schemas/errors.ts';
+import type { Logger } from '../lib/log.ts';
+import type { CounterHandle, Registry } from '../lib/metrics.ts';
+import { readBody } from '../ingest/body.ts';
+
+/**
+ * A small JSON router over a uWebSockets.js app for the reporting API, the admin endpoints, the
+ * tracker and the dashboard. uWS hands a request over synchronously and forbids touching it after
+ * the first await, so the router copies what handlers need (method, path params, query, a few
+ * headers) and reads a JSON body first; handlers are plain async functions returning a reply.
+ * Every failure becomes a coded JSON error (schemas/errors.ts); nothing a client sends can crash
+ * the process.
+ */
+
+export interface ApiRequest {
+  readonly method: string;
+  readonly url: string;
+  /** Path parameters by name (`/api/v2/experiments/:id/results` → `{id}`), URL-decoded. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  /** Lower-case header names; only those the router copies (authorization, content-type, …). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The decoded JSON body for POST/PUT/PATCH (undefined when empty); undefined for other methods. */
+  readonly body: unknown;
+}
+
+export interface ApiReply {
+  status?: number;
+  /** Serialized as JSON unless `body` is given. */
+  json?: unknown;
+  body?: string | Buffer;
+  contentType?: string;
+  headers?: Readonly<Record<string, string>>;
+}
+
+export type Handler = (req: ApiRequest) => Promise<ApiReply> | ApiReply;
+
+export interface RouteOptions {
+  /** Body limit in bytes for this route (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** Answer CORS for any origin (the tracker's public routes). */
+  cors?: boolean;
+}
+
+export interface ApiRouter {
+  get(path: string, handler: Handler, opts?: RouteOptions): void;
+  post(path: string, handler: Handler, opts?: RouteOptions): void;
+  put(path: string, handler: Handler, opts?: RouteOptions): void;
+  patch(path: string, handler: Handler, opts?: RouteOptions): void;
+  del(path: string, handler: Handler, opts?: RouteOptions): void;
+  /** Paths registered so far (the catch-all answers 405 rather than 404 for them). */
+  readonly paths: ReadonlySet<string>;
+}
+
+const COPIED_HEADERS = ['authorization', 'content-type', 'accept', 'accept-encoding', 'if-none-match', 'origin', 'cookie'] as const;
+const DEFAULT_MAX_BODY = 1 << 20;
+const BODY_TIMEOUT_MS = 10_000;
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  201: '201 Created',
+  204: '204 No Content',
+  304: '304 Not Modified',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  408: '408 Request Timeout',
+  409: '409 Conflict',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+function statusLine(code: number): string {
+  return STATUS_TEXT[code] ?? `${code} Error`;
+}
+
+/** Turns a route pattern into uWS's form and the names of its parameters. */
+function paramNames(path: string): string[] {
+  return path
+    .split('/')
+    .filter((p) => p.startsWith(':'))
+    .map((p) => p.slice(1));
+}
+
+/** Maps anything a handler throws to an ApiError; unknown errors are logged and become 500/503. */
+export function toApiError(err: unknown, log: Logger, route: string): ApiError {
+  if (err instanceof ApiError) return err;
+  // Engine errors that carry their own catalogue code and field (api/query, api/stats).
+  if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('API_')) {
+    const field = 'field' in err && typeof err.field === 'string' ? err.field : undefined;
+    const code = err.code as ConstructorParameters<typeof ApiError>[0];
+    return new ApiError(code, err.message, field);
+  }
+  if (err instanceof Error && err.name === 'StoreError') {
+    log.error({ err, route }, 'storage error');
+    return new ApiError('API_UNAVAILABLE');
+  }
+  log.error({ err, route }, 'unexpected API error');
+  const e = new ApiError('API_UNAVAILABLE', 'internal error');
+  return e;
+}
+
+export interface RouterDeps {
+  log: Logger;
+  metrics: Registry;
+}
+
+export interface Router extends ApiRouter {
+  /** Requests being handled (drain waits for zero). */
+  inflight(): number;
+  /** Resolves once no request is in flight. */
+  idle(): Promise<void>;
+}
+
+export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
+  const { log, metrics } = deps;
+  const requests = metrics.counter('farol_api_requests_total', 'API requests by route and status');
+  const seconds = metrics.histogram('farol_api_request_seconds', 'API request time by route', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]);
+  const paths = new Set<string>();
+  const counters = new Map<string, CounterHandle>();
+  let inflight = 0;
+  let idleWaiters: Array<() => void> = [];
+
+  function count(route: string, status: number): void {
+    const key = `${route} ${status}`;
+    let c = counters.get(key);
+    if (c === undefined) {
+      c = requests.labels({ route, status: String(status) });
+      counters.set(key, c);
+    }
+    c.inc();
+  }
+
+  function done(): void {
+    inflight--;
+    if (inflight === 0) {
+      const w = idleWaiters;
+      idleWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  function register(method: 'get' | 'post' | 'put' | 'patch' | 'del', path: string, handler: Handler, opts: RouteOptions = {}): void {
+    paths.add(path);
+    const names = paramNames(path);
+    const route = `${method === 'del' ? 'DELETE' : method.toUpperCase()} ${path}`;
+    const withBody = method === 'post' || method === 'put' || method === 'patch';
+    const limit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+    app[method](path, (res: HttpResponse, req: HttpRequest) => {
+      inflight++;
+      const started = performance.now();
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      const params: Record<string, string> = {};
+      names.forEach((name, i) => {
+        const raw = req.getParameter(i) ?? '';
+        try {
+          params[name] = decodeURIComponent(raw);
+        } catch {
+          params[name] = raw;
+        }
+      });
+      const headers: Record<string, string> = {};
+      for (const h of COPIED_HEADERS) {
+        const v = req.getHeader(h);
+        if (v !== '') headers[h] = v;
+      }
+      const request = {
+        method: method === 'del' ? 'DELETE' : method.toUpperCase(),
+        url: req.getUrl(),
+        params,
+        query: new URLSearchParams(req.getQuery() ?? ''),
+        headers,
+        body: undefined as unknown,
+      };
+
+      const reply = (out: ApiReply): void => {
+        const status = out.status ?? 200;
+        count(route, status);
+        seconds.observe((performance.now() - started) / 1000);
+        if (aborted) return;
+        aborted = true;
+        res.cork(() => {
+          res.writeStatus(statusLine(status));
+          if (opts.cors) res.writeHeader('Access-Control-Allow-Origin', '*');
+          let body: string | Buffer = '';
+          let type = out.contentType;
+          if (out.body !== undefined) body = out.body;
+          else if (out.json !== undefined) {
+            body = JSON.stringify(out.json);
+            type ??= 'application/json';
+          }
+          if (type) res.writeHeader('Content-Type', type);
+          for (const [k, v] of Object.entries(out.headers ?? {})) res.writeHeader(k, v);
+          res.end(body);
+        });
+      };
+      const fail = (err: unknown): void => {
+        const e = toApiError(err, log, route);
+        reply({ status: e.status, json: e.toJSON(), headers: e.status === 503 ? { 'Retry-After': '5' } : {} });
+      };
+      const run = (): void => {
+        Promise.resolve()
+          .then(() => handler(request))
+          .then(reply, fail)
+          .finally(done);
+      };
+
+      if (!withBody) {
+        run();
+        return;
+      }
+      const declared = Number(req.getHeader('content-length') || '0');
+      readBody(res, limit, BODY_TIMEOUT_MS, declared, (err, body) => {
+        if (err) {
+          const e = err.code === 'ING_BODY_TOO_LARGE' ? new ApiError('API_BODY_TOO_LARGE') : new ApiError('API_BAD_REQUEST', err.message);
+          fail(e);
+          done();
+          return;
+        }
+        if (body.length > 0) {
+          try {
+            request.body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)) as unknown;
+          } catch {
+            fail(new ApiError('API_BAD_REQUEST', 'Body is not valid JSON', 'body'));
+            done();
+            return;
+          }
+        }
+        run();
+      });
+    });
+  }
+
+  return {
+    get: (p, h, o) => register('get', p, h, o),
+    post: (p, h, o) => register('post', p, h, o),
+    put: (p, h, o) => register('put', p, h, o),
+    patch: (p, h, o) => register('patch', p, h, o),
+    del: (p, h, o) => register('del', p, h, o),
+    paths,
+    inflight: () => inflight,
+    idle: () => (inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
+  };
+}
+
+/** The bearer token of a request, or undefined. */
+export function bearerToken(req: ApiRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m?.[1];
+}

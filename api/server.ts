@@ -1,0 +1,81 @@
+import uWS from 'uWebSockets.js';
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { Config } from '../schemas/config.ts';
+import type { Store } from '../store/store.ts';
+import type { Logger } from '../lib/log.ts';
+import type { Registry } from '../lib/metrics.ts';
+import type { AccessLookup } from './auth.ts';
+import { createRouter, type ApiRouter, type Router } from './http.ts';
+import { queryRoutes } from './routes/query.ts';
+
+/**
+ * The reporting API, admin endpoints, tracker and dashboard (SPEC sections 8-9) as route modules
+ * on one uWebSockets.js app: `farol start` adds them to the collector's app (one port), `farol api`
+ * serves them alone. Each module registers its routes; this file only lists them.
+ */
+
+/** What the API routes need from the control plane (api/control). */
+export interface ApiControl extends AccessLookup {
+  /** Configured goal names of a site (undefined: none configured, every custom event is a goal). */
+  goals(domain: string): Promise<readonly string[] | undefined>;
+}
+
+export interface ApiDeps {
+  store: Store;
+  control: ApiControl;
+  config: Config;
+  log: Logger;
+  metrics: Registry;
+  now: () => Date;
+}
+
+export type RouteModule = (r: ApiRouter, deps: ApiDeps) => void;
+
+const modules: readonly RouteModule[] = [queryRoutes];
+
+/** Registers every API route on `app`; returns the router (for drain and the 405 list). */
+export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
+  const router = createRouter(app, { log: deps.log, metrics: deps.metrics });
+  for (const m of modules) m(router, deps);
+  return router;
+}
+
+export interface ApiServer {
+  port: number;
+  /** Stops listening and waits for requests in flight. */
+  stop(): Promise<void>;
+}
+
+/** `farol api` without a collector: the API routes, health, metrics and a JSON 404 on one app. */
+export async function listenApi(deps: ApiDeps): Promise<ApiServer> {
+  const app = uWS.App();
+  const router = registerApi(app, deps);
+  app.get('/healthz', (res) => {
+    res.cork(() => res.writeHeader('Content-Type', 'application/json').end('{"status":"ok"}'));
+  });
+  app.get('/metrics', (res) => {
+    res.cork(() => res.writeHeader('Content-Type', 'text/plain; version=0.0.4').end(deps.metrics.render()));
+  });
+  app.any('/*', (res, req) => {
+    const known = router.paths.has(req.getUrl());
+    res.onData(() => undefined);
+    res.cork(() =>
+      res
+        .writeStatus(known ? '405 Method Not Allowed' : '404 Not Found')
+        .writeHeader('Content-Type', 'application/json')
+        .end(JSON.stringify({ error: known ? { code: 'API_METHOD_NOT_ALLOWED', message: 'Method not allowed' } : { code: 'API_NOT_FOUND', message: 'Not found' } })),
+    );
+  });
+  const socket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
+    app.listen(deps.config.FAROL_HOST, deps.config.FAROL_PORT, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${deps.config.FAROL_HOST}:${deps.config.FAROL_PORT}`))));
+  });
+  const port = uWS.us_socket_local_port(socket);
+  deps.log.info({ host: deps.config.FAROL_HOST, port }, 'api listening');
+  return {
+    port,
+    async stop() {
+      uWS.us_listen_socket_close(socket);
+      await router.idle();
+    },
+  };
+}
