@@ -76,7 +76,13 @@ export const configSchema = z.object({
   FAROL_TRUST_PROXY: trustProxySchema.default({ kind: 'hops', hops: 0 }),
   FAROL_RETENTION_DAYS: positiveInt.default(395),
   FAROL_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-  FAROL_BOOTSTRAP_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** The first owner's API token on an empty install (automated deploys); unset = random, printed once. */
+  FAROL_BOOTSTRAP_TOKEN: z
+    .string()
+    .min(20, 'must be at least 20 characters')
+    .max(256, 'must be at most 256 characters')
+    .regex(/^\S+$/, 'must not contain spaces')
+    .optional(),
   FAROL_MAX_BODY_BYTES: positiveInt.default(64 * 1024),
   FAROL_MAX_BATCH_BYTES: positiveInt.default(1024 * 1024),
   FAROL_BODY_TIMEOUT_MS: positiveInt.default(10_000),

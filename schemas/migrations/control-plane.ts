@@ -80,3 +80,18 @@ ${audit}`,
     }),
   ];
 }
+
+/**
+ * Migration 6: goals per site (the names `event:goal` reports: custom event names or pageview
+ * paths). Same replacing pattern as the other control-plane tables.
+ */
+export function goalsTable(t: MigrationTarget): string[] {
+  return [
+    createEverywhereTable(t, {
+      name: 'goals',
+      columns: `  site String,\n  name String,\n${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY (site, name)',
+    }),
+  ];
+}

@@ -7,7 +7,7 @@ import {
   storageName,
   type MigrationTarget,
 } from './ddl.ts';
-import { controlPlaneTables } from './control-plane.ts';
+import { controlPlaneTables, goalsTable } from './control-plane.ts';
 import { eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
 import { eventRollups, sessionRollups } from './rollups.ts';
 
@@ -50,6 +50,7 @@ const migrations: readonly Migration[] = [
   { version: 3, name: 'event rollups', render: eventRollups },
   { version: 4, name: 'session rollups', render: sessionRollups },
   { version: 5, name: 'control plane', render: controlPlaneTables },
+  { version: 6, name: 'goals', render: goalsTable },
 ];
 
 /** Name of the table that records applied migrations. */

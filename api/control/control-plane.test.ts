@@ -1,0 +1,223 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError } from '../../schemas/errors.ts';
+import { openChdbStore } from '../../store/chdb-store.ts';
+import { migrate } from '../../store/migrate.ts';
+import type { Store } from '../../store/store.ts';
+import { ControlPlane, hashToken, isIanaTimeZone } from './control-plane.ts';
+
+/** The control plane on embedded chDB: validation, tokens, caching and revocation, bootstrap. */
+
+const database = 'farol_control_test';
+let dir = '';
+let store: Store;
+const extraStores: Store[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'farol-control-'));
+  store = openChdbStore({ dataDir: dir, database });
+  await migrate(store, { database, retentionDays: 395 });
+});
+
+afterAll(async () => {
+  for (const s of extraStores) await s.close();
+  await store?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof ApiError) return `${err.status} ${err.code} ${err.field ?? ''}`.trim();
+    throw err;
+  }
+  return 'ok';
+}
+
+describe('validation', () => {
+  it('knows IANA zones and rejects offsets and junk', () => {
+    expect(isIanaTimeZone('Europe/Lisbon')).toBe(true);
+    expect(isIanaTimeZone('UTC')).toBe(true);
+    expect(isIanaTimeZone('America/Argentina/Buenos_Aires')).toBe(true);
+    for (const bad of ['Mars/Olympus', '+01:00', '', 'Europe/Lisbon; DROP', 'utc/']) expect(isIanaTimeZone(bad)).toBe(false);
+  });
+
+  it('normalizes domains to lower case and rejects what is not a hostname', async () => {
+    const cp = new ControlPlane(store);
+    const acc = await cp.createAccount({ name: 'validation' });
+    const site = await cp.addSite(acc.id, { domain: '  Shop.Example.COM ', timezone: 'Europe/Lisbon' });
+    expect(site).toMatchObject({ domain: 'shop.example.com', timezone: 'Europe/Lisbon', respectDnt: false, accountId: acc.id });
+    expect((await cp.site('SHOP.example.com'))?.domain).toBe('shop.example.com');
+    for (const domain of ['http://x.com', 'a b.com', '-x.com', 'x..com', 'x.com/', `${'a'.repeat(64)}.com`, '', 'ü.com']) {
+      expect(await code(cp.addSite(acc.id, { domain })), domain).toBe('400 API_BAD_REQUEST domain');
+    }
+    expect(await code(cp.addSite(acc.id, { domain: 'tz.com', timezone: 'Mars/Base' }))).toBe('400 API_BAD_REQUEST timezone');
+    expect(await code(cp.addSite(acc.id, { domain: 'tz.com', extra: 1 }))).toBe('400 API_BAD_REQUEST body');
+    expect(await code(cp.addSite(acc.id, { domain: 'shop.example.com' }))).toBe('409 API_CONFLICT domain');
+    expect(await code(cp.addMember(acc.id, { name: 'x', role: 'root' }))).toBe('400 API_BAD_REQUEST role');
+  });
+});
+
+describe('sites, members and goals', () => {
+  it('updates and deletes sites; a grant may only name the account’s own sites', async () => {
+    const cp = new ControlPlane(store);
+    const a = await cp.createAccount({ name: 'A' });
+    const b = await cp.createAccount({ name: 'B' });
+    await cp.addSite(a.id, { domain: 'a1.test' });
+    await cp.addSite(b.id, { domain: 'b1.test' });
+    expect(await cp.updateSite('a1.test', { timezone: 'Asia/Tokyo', respect_dnt: true })).toMatchObject({ timezone: 'Asia/Tokyo', respectDnt: true });
+    expect(await cp.site('a1.test')).toMatchObject({ timezone: 'Asia/Tokyo', respectDnt: true });
+    // Another account's site is "not found", exactly like one that does not exist.
+    expect(await code(cp.addMember(a.id, { name: 'v', role: 'viewer', sites: ['b1.test'] }))).toBe('404 API_NOT_FOUND sites');
+    expect(await code(cp.addMember(a.id, { name: 'v', role: 'viewer', sites: ['nope.test'] }))).toBe('404 API_NOT_FOUND sites');
+    const v = await cp.addMember(a.id, { name: 'v', role: 'viewer', sites: ['a1.test', 'a1.test'] });
+    expect(v.sites).toEqual(['a1.test']);
+    expect((await cp.updateMember(v.id, { role: 'admin' })).role).toBe('admin');
+
+    await cp.addGoal('a1.test', { name: 'Signup' });
+    await cp.addGoal('a1.test', { name: '/thanks' });
+    expect(await cp.goals('a1.test')).toEqual(['/thanks', 'Signup']);
+    expect(await code(cp.addGoal('a1.test', { name: 'Signup' }))).toBe('409 API_CONFLICT name');
+    await cp.deleteGoal('a1.test', 'Signup');
+    expect(await cp.goals('a1.test')).toEqual(['/thanks']);
+    expect(await cp.goals('b1.test')).toBeUndefined();
+
+    expect((await cp.siteDomains()).sort()).toEqual(expect.arrayContaining(['a1.test', 'b1.test']));
+    await cp.deleteSite('a1.test');
+    expect(await cp.site('a1.test')).toBeNull();
+    expect(await cp.siteDomains()).not.toContain('a1.test');
+    expect(await cp.goals('a1.test')).toBeUndefined();
+    expect(await code(cp.deleteSite('a1.test'))).toBe('404 API_NOT_FOUND domain');
+  });
+
+  it('keeps an account-wide owner', async () => {
+    const cp = new ControlPlane(store);
+    const acc = await cp.createAccount({ name: 'owners' });
+    const o1 = await cp.addMember(acc.id, { name: 'o1', role: 'owner' });
+    expect(await code(cp.removeMember(o1.id))).toBe('409 API_CONFLICT role');
+    expect(await code(cp.updateMember(o1.id, { role: 'admin' }))).toBe('409 API_CONFLICT role');
+    const o2 = await cp.addMember(acc.id, { name: 'o2', role: 'owner' });
+    await cp.removeMember(o1.id);
+    expect((await cp.members(acc.id)).map((m) => m.id)).toEqual([o2.id]);
+  });
+});
+
+describe('tokens', () => {
+  it('stores only a hash and a display prefix, authenticates, revokes', async () => {
+    const cp = new ControlPlane(store);
+    const acc = await cp.createAccount({ name: 'tokens' });
+    await cp.addSite(acc.id, { domain: 'tok.test' });
+    const m = await cp.addMember(acc.id, { name: 'ann', role: 'admin', sites: ['tok.test'] });
+    const t = await cp.issueToken(m.id, { name: 'ci' });
+    expect(t.token).toMatch(/^farol_[A-Za-z0-9_-]{43}$/);
+    expect(t.prefix).toBe(t.token.slice(0, 12));
+    expect(t.hash).toBe(hashToken(t.token));
+
+    const stored = await store.query<Record<string, unknown>>('SELECT * FROM tokens WHERE member_id = {m:String}', { m: m.id });
+    expect(JSON.stringify(stored)).not.toContain(t.token.slice(12));
+    expect(stored[0]).toMatchObject({ hash: hashToken(t.token), prefix: t.prefix, name: 'ci', account_id: acc.id });
+
+    expect(await cp.authenticate(t.token)).toEqual({ accountId: acc.id, memberId: m.id, role: 'admin', sites: ['tok.test'], tokenHash: t.hash });
+    expect(await cp.authenticate(`${t.token}x`)).toBeNull();
+    expect(await cp.authenticate('short')).toBeNull();
+    expect((await cp.tokens(acc.id)).map((x) => x.prefix)).toEqual([t.prefix]);
+    expect(JSON.stringify(await cp.tokens(acc.id))).not.toContain(t.token);
+
+    expect(ControlPlane.pickToken(await cp.tokens(acc.id), t.prefix).hash).toBe(t.hash);
+    const live = await cp.tokens(acc.id);
+    expect(() => ControlPlane.pickToken(live, 'farol_nope')).toThrow(ApiError);
+    await cp.revokeToken(t.hash);
+    // A local revocation clears the cache: no grace period in this process.
+    expect(await cp.authenticate(t.token)).toBeNull();
+    expect(await cp.tokens(acc.id)).toEqual([]);
+  });
+
+  it('a revocation by another process takes effect within the cache TTL', async () => {
+    let clock = 1_000_000;
+    const api = new ControlPlane(store, { now: () => clock, cacheTtlMs: 5_000 });
+    const cli = new ControlPlane(store);
+    const acc = await cli.createAccount({ name: 'ttl' });
+    const m = await cli.addMember(acc.id, { name: 'v', role: 'viewer' });
+    const t = await cli.issueToken(m.id);
+    expect((await api.authenticate(t.token))?.memberId).toBe(m.id);
+
+    await cli.revokeToken(t.hash);
+    // Cached: still the member for the rest of the TTL...
+    clock += 4_000;
+    expect((await api.authenticate(t.token))?.memberId).toBe(m.id);
+    // ...and refused once it expires.
+    clock += 1_001;
+    expect(await api.authenticate(t.token)).toBeNull();
+
+    // Removing a member disables its tokens too (the lookup joins live members).
+    const t2 = await cli.issueToken(m.id);
+    expect((await api.authenticate(t2.token))?.role).toBe('viewer');
+    const other = await cli.addMember(acc.id, { name: 'o', role: 'owner' });
+    expect(other.role).toBe('owner');
+    await cli.removeMember(m.id);
+    clock += 5_001;
+    expect(await api.authenticate(t2.token)).toBeNull();
+  });
+
+  it('caches site lookups: one store round-trip per TTL', async () => {
+    let clock = 0;
+    let queries = 0;
+    const counting: Store = { ...store, kind: store.kind, database: store.database, query: (sql, p) => (queries++, store.query(sql, p)) } as Store;
+    const cp = new ControlPlane(counting, { now: () => clock });
+    await cp.site('nothing.test');
+    await cp.site('nothing.test');
+    expect(queries).toBe(1);
+    clock += 6_000;
+    await cp.site('nothing.test');
+    expect(queries).toBe(2);
+  });
+});
+
+describe('bootstrap', () => {
+  it('creates account, localhost, owner and one token once; a crash before the token is finished by the next run', async () => {
+    // The same chDB directory (one per process), another database: an empty control plane.
+    const db = 'farol_bootstrap_test';
+    const other = openChdbStore({ dataDir: dir, database: db });
+    extraStores.push(other);
+    await migrate(other, { database: db, retentionDays: 395 });
+    const cp = new ControlPlane(other);
+
+    const shown: string[] = [];
+    // Crash right after the token was shown, before it was stored.
+    await expect(
+      cp.bootstrap({
+        announce: (tok) => {
+          shown.push(tok);
+          throw new Error('crash');
+        },
+      }),
+    ).rejects.toThrow('crash');
+    const accounts = await cp.accounts();
+    expect(accounts.map((a) => a.name)).toEqual(['default']);
+    const acc = accounts[0]!;
+    expect((await cp.sites(acc.id)).map((s) => s.domain)).toEqual(['localhost']);
+    expect(await cp.tokens(acc.id)).toEqual([]);
+    expect(await cp.authenticate(shown[0]!)).toBeNull();
+
+    // The restart completes it, with a new token that works.
+    const r = await cp.bootstrap({ announce: (tok) => shown.push(tok), sites: ['Example.com', 'bad domain'] });
+    expect(r.issued?.fromEnv).toBe(false);
+    expect(shown).toHaveLength(2);
+    expect(r.issued?.token).toBe(shown[1]);
+    expect(r.sitesAdded).toEqual(['example.com']);
+    expect(await cp.authenticate(shown[1]!)).toMatchObject({ role: 'owner', sites: [], accountId: acc.id });
+
+    // Later runs issue nothing, even with a bootstrap token, and do not bring back a deleted localhost.
+    await cp.deleteSite('localhost');
+    const again = await cp.bootstrap({ token: 'x'.repeat(30), announce: (tok) => shown.push(tok) });
+    expect(again.issued).toBeUndefined();
+    expect(shown).toHaveLength(2);
+    expect(await cp.site('localhost')).toBeNull();
+    expect((await cp.accounts()).length).toBe(1);
+    expect((await cp.members(acc.id)).length).toBe(1);
+  });
+});
+

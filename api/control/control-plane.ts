@@ -1,0 +1,631 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { ApiError } from '../../schemas/errors.ts';
+import type { Store } from '../../store/store.ts';
+import type { ApiControl } from '../server.ts';
+import { roles, type Principal, type Role, type Site } from './model.ts';
+
+/**
+ * The control plane over the Store (SPEC sections 7-8): accounts, sites, members, API tokens and
+ * goals, in the ReplacingMergeTree(updated_at, deleted) tables of schemas/migrations. A write is a
+ * new row version; reads use FINAL and `deleted = 0`.
+ *
+ * This layer validates input (zod) and keeps the data consistent; it does not decide who may do
+ * what: api/auth.ts and the admin routes do, and the CLI is an operator with the data dir.
+ *
+ * `authenticate`, `site` and `goals` are on every API request, so their answers are cached in
+ * memory for `cacheTtlMs` (5 s by default). A local write clears the cache at once; a write by
+ * another process (the CLI on a ClickHouse server, another `farol api`) is seen within the TTL,
+ * which bounds how long a revoked token keeps working.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Input schemas (shared by the admin endpoints and the CLI).
+
+// A DNS hostname: dot-separated labels of letters, digits and inner hyphens. `localhost` is one.
+const hostname = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** Whether `tz` is an IANA time zone name the runtime knows (`UTC`, `Europe/Lisbon`). */
+export function isIanaTimeZone(tz: string): boolean {
+  // Offsets such as "+01:00" are accepted by some runtimes' Intl but are not zone names.
+  if (!/^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/.test(tz)) return false;
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const domainSchema = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .max(253)
+  .regex(hostname, 'must be a hostname such as example.com (letters, digits, hyphens and dots)');
+
+export const timezoneSchema = z.string().max(64).refine(isIanaTimeZone, 'must be an IANA time zone such as Europe/Lisbon or UTC');
+
+const nameSchema = z.string().trim().min(1).max(100);
+
+export const siteInputSchema = z.strictObject({
+  domain: domainSchema,
+  timezone: timezoneSchema.default('UTC'),
+  respect_dnt: z.boolean().default(false),
+});
+
+export const sitePatchSchema = z.strictObject({
+  timezone: timezoneSchema.optional(),
+  respect_dnt: z.boolean().optional(),
+});
+
+export const memberInputSchema = z.strictObject({
+  name: nameSchema,
+  role: z.enum(roles),
+  /** [] = every site of the account. */
+  sites: z.array(domainSchema).max(1000).default([]),
+});
+
+export const memberPatchSchema = z.strictObject({
+  name: nameSchema.optional(),
+  role: z.enum(roles).optional(),
+  sites: z.array(domainSchema).max(1000).optional(),
+});
+
+export const tokenInputSchema = z.strictObject({
+  member_id: z.string().min(1).max(64).optional(),
+  name: nameSchema.default('token'),
+});
+
+export const goalInputSchema = z.strictObject({
+  name: z.string().trim().min(1).max(120),
+});
+
+export const accountInputSchema = z.strictObject({ name: nameSchema });
+
+/** Parses `input` or throws API_BAD_REQUEST naming the first bad field. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what = 'body'): z.output<S> {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const path = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : what;
+  const message = issue?.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : (issue?.message ?? 'is invalid');
+  throw new ApiError('API_BAD_REQUEST', `${path}: ${message}`, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records.
+
+export interface Account {
+  readonly id: string;
+  readonly name: string;
+  readonly createdAt: string;
+}
+
+export interface Member {
+  readonly id: string;
+  readonly accountId: string;
+  readonly name: string;
+  readonly role: Role;
+  readonly sites: readonly string[];
+  readonly createdAt: string;
+}
+
+export interface TokenInfo {
+  /** Display prefix (`farol_` and a few characters): tells tokens apart, useless to log in. */
+  readonly prefix: string;
+  readonly hash: string;
+  readonly memberId: string;
+  readonly accountId: string;
+  readonly name: string;
+  readonly createdAt: string;
+}
+
+export interface IssuedToken extends TokenInfo {
+  /** The secret, shown once: only its SHA-256 is stored. */
+  readonly token: string;
+}
+
+export interface Goal {
+  readonly site: string;
+  readonly name: string;
+  readonly createdAt: string;
+}
+
+export interface BootstrapResult {
+  accountId: string;
+  ownerId: string;
+  /** The owner token issued by this run (undefined when bootstrap was already complete). */
+  issued?: { token: string; prefix: string; fromEnv: boolean };
+  /** Sites this run registered. */
+  sitesAdded: string[];
+}
+
+export interface ControlPlaneOptions {
+  /** Clock in epoch ms (tests move it to expire the cache). */
+  now?: () => number;
+  /** How long authenticate/site/goals answers are reused (default 5000 ms; 0 = no cache). */
+  cacheTtlMs?: number;
+}
+
+/** Prefix of every token Farol issues. */
+export const TOKEN_PREFIX = 'farol_';
+
+/** Hex SHA-256 of a token: what the tokens table stores. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** A new token: `farol_` + 32 random bytes, base64url. */
+export function newToken(): string {
+  return TOKEN_PREFIX + randomBytes(32).toString('base64url');
+}
+
+/** What a listing shows of a token. Farol tokens keep 6 random characters; others (FAROL_BOOTSTRAP_TOKEN) 4. */
+export function displayPrefix(token: string): string {
+  return token.startsWith(TOKEN_PREFIX) ? token.slice(0, TOKEN_PREFIX.length + 6) : token.slice(0, 4);
+}
+
+function newId(kind: 'acc' | 'mem'): string {
+  return `${kind}_${randomBytes(9).toString('base64url')}`;
+}
+
+/** ClickHouse `DateTime64(3)` text (UTC) for epoch ms. */
+function chTime(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
+}
+
+/** ClickHouse DateTime64 text → ISO 8601. */
+function isoTime(ch: string): string {
+  return `${ch.replace(' ', 'T')}Z`;
+}
+
+interface SiteRow {
+  domain: string;
+  account_id: string;
+  timezone: string;
+  respect_dnt: number;
+  created_at: string;
+}
+
+interface MemberRow {
+  id: string;
+  account_id: string;
+  name: string;
+  role: string;
+  sites: string[];
+  created_at: string;
+}
+
+interface TokenRow {
+  hash: string;
+  member_id: string;
+  account_id: string;
+  name: string;
+  prefix: string;
+  created_at: string;
+}
+
+function toSite(r: SiteRow): Site & { createdAt: string } {
+  return { domain: r.domain, accountId: r.account_id, timezone: r.timezone, respectDnt: Number(r.respect_dnt) === 1, createdAt: isoTime(r.created_at) };
+}
+
+function toMember(r: MemberRow): Member {
+  return { id: r.id, accountId: r.account_id, name: r.name, role: r.role as Role, sites: r.sites, createdAt: isoTime(r.created_at) };
+}
+
+function toToken(r: TokenRow): TokenInfo {
+  return { prefix: r.prefix, hash: r.hash, memberId: r.member_id, accountId: r.account_id, name: r.name, createdAt: isoTime(r.created_at) };
+}
+
+const MAX_CACHE_ENTRIES = 10_000;
+
+/** A small TTL cache; null answers are cached too (an unknown token costs one lookup per TTL). */
+class TtlCache<V> {
+  private readonly entries = new Map<string, { value: V; expires: number }>();
+  constructor(
+    private readonly ttlMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  async get(key: string, load: () => Promise<V>): Promise<V> {
+    if (this.ttlMs <= 0) return load();
+    const hit = this.entries.get(key);
+    const t = this.now();
+    if (hit !== undefined && hit.expires > t) return hit.value;
+    const value = await load();
+    // Bounded: a flood of random tokens must not grow memory.
+    if (this.entries.size >= MAX_CACHE_ENTRIES) this.entries.clear();
+    this.entries.set(key, { value, expires: t + this.ttlMs });
+    return value;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+const SITE_COLUMNS = 'domain, account_id, timezone, respect_dnt, created_at';
+const MEMBER_COLUMNS = 'id, account_id, name, role, sites, created_at';
+const TOKEN_COLUMNS = 'hash, member_id, account_id, name, prefix, created_at';
+
+/** The control plane: {@link ApiControl} for the API plus the admin operations. */
+export class ControlPlane implements ApiControl {
+  private readonly now: () => number;
+  private readonly principals: TtlCache<Principal | null>;
+  private readonly sitesCache: TtlCache<(Site & { createdAt: string }) | null>;
+  private readonly goalsCache: TtlCache<readonly string[] | undefined>;
+  private readonly siteListeners = new Set<() => void>();
+  private lastStamp = 0;
+
+  constructor(
+    private readonly store: Store,
+    opts: ControlPlaneOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    const ttl = opts.cacheTtlMs ?? 5_000;
+    this.principals = new TtlCache(ttl, this.now);
+    this.sitesCache = new TtlCache(ttl, this.now);
+    this.goalsCache = new TtlCache(ttl, this.now);
+  }
+
+  /** Calls `listener` after every local change to the sites (the collector refreshes its set). */
+  onSitesChanged(listener: () => void): () => void {
+    this.siteListeners.add(listener);
+    return () => this.siteListeners.delete(listener);
+  }
+
+  /** Forgets every cached answer (after a local write). */
+  invalidate(): void {
+    this.principals.clear();
+    this.sitesCache.clear();
+    this.goalsCache.clear();
+  }
+
+  /** A strictly increasing `updated_at`, so two writes in one millisecond still order. */
+  private stamp(): { ms: number; text: string } {
+    const ms = Math.max(this.now(), this.lastStamp + 1);
+    this.lastStamp = ms;
+    return { ms, text: chTime(ms) };
+  }
+
+  private async write(table: string, row: Record<string, unknown>): Promise<void> {
+    await this.store.insert(table, [row]);
+    this.invalidate();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ApiControl
+
+  async authenticate(token: string): Promise<Principal | null> {
+    if (token.length < 16 || token.length > 256) return null;
+    const hash = hashToken(token);
+    return this.principals.get(hash, async () => {
+      const rows = await this.store.query<{ member_id: string; account_id: string; role: string; sites: string[] }>(
+        `SELECT m.id AS member_id, m.account_id AS account_id, m.role AS role, m.sites AS sites
+         FROM (SELECT member_id, account_id FROM tokens FINAL WHERE hash = {hash:String} AND deleted = 0) AS t
+         INNER JOIN (SELECT id, account_id, role, sites FROM members FINAL WHERE deleted = 0) AS m
+           ON m.id = t.member_id AND m.account_id = t.account_id
+         LIMIT 1`,
+        { hash },
+      );
+      const r = rows[0];
+      if (r === undefined) return null;
+      return { accountId: r.account_id, memberId: r.member_id, role: r.role as Role, sites: r.sites, tokenHash: hash };
+    });
+  }
+
+  async site(domain: string): Promise<(Site & { createdAt: string }) | null> {
+    const d = domain.toLowerCase();
+    if (d.length > 253) return null;
+    return this.sitesCache.get(d, async () => {
+      const rows = await this.store.query<SiteRow>(`SELECT ${SITE_COLUMNS} FROM sites FINAL WHERE domain = {d:String} AND deleted = 0`, { d });
+      return rows[0] === undefined ? null : toSite(rows[0]);
+    });
+  }
+
+  async goals(domain: string): Promise<readonly string[] | undefined> {
+    const d = domain.toLowerCase();
+    return this.goalsCache.get(d, async () => {
+      const names = (await this.listGoals(d)).map((g) => g.name);
+      return names.length === 0 ? undefined : names;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Accounts
+
+  async createAccount(input: unknown): Promise<Account> {
+    const { name } = parseInput(accountInputSchema, input);
+    const id = newId('acc');
+    const s = this.stamp();
+    await this.write('accounts', { id, name, created_at: s.text, updated_at: s.text, deleted: 0 });
+    return { id, name, createdAt: isoTime(s.text) };
+  }
+
+  async accounts(): Promise<Account[]> {
+    const rows = await this.store.query<{ id: string; name: string; created_at: string }>(
+      'SELECT id, name, created_at FROM accounts FINAL WHERE deleted = 0 ORDER BY created_at, id',
+    );
+    return rows.map((r) => ({ id: r.id, name: r.name, createdAt: isoTime(r.created_at) }));
+  }
+
+  async account(id: string): Promise<Account | null> {
+    const rows = await this.store.query<{ id: string; name: string; created_at: string }>(
+      'SELECT id, name, created_at FROM accounts FINAL WHERE id = {id:String} AND deleted = 0',
+      { id },
+    );
+    const r = rows[0];
+    return r === undefined ? null : { id: r.id, name: r.name, createdAt: isoTime(r.created_at) };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sites
+
+  /** Every live site domain (the collector's accepted set). */
+  async siteDomains(): Promise<string[]> {
+    const rows = await this.store.query<{ domain: string }>('SELECT domain FROM sites FINAL WHERE deleted = 0');
+    return rows.map((r) => r.domain);
+  }
+
+  /** The account's live sites, by domain. */
+  async sites(accountId: string): Promise<Array<Site & { createdAt: string }>> {
+    const rows = await this.store.query<SiteRow>(
+      `SELECT ${SITE_COLUMNS} FROM sites FINAL WHERE account_id = {a:String} AND deleted = 0 ORDER BY domain`,
+      { a: accountId },
+    );
+    return rows.map(toSite);
+  }
+
+  /** Registers a site; 409 when the domain is already registered (domains are global: the collector keys on them). */
+  async addSite(accountId: string, input: unknown): Promise<Site & { createdAt: string }> {
+    const v = parseInput(siteInputSchema, input);
+    const existing = await this.uncachedSite(v.domain);
+    if (existing !== null) throw new ApiError('API_CONFLICT', 'A site with this domain is already registered', 'domain');
+    const s = this.stamp();
+    const row = { domain: v.domain, account_id: accountId, timezone: v.timezone, respect_dnt: v.respect_dnt ? 1 : 0, created_at: s.text, updated_at: s.text, deleted: 0 };
+    await this.write('sites', row);
+    this.sitesChanged();
+    return toSite(row);
+  }
+
+  /** Changes a site's settings (the caller has checked it may). */
+  async updateSite(domain: string, input: unknown): Promise<Site & { createdAt: string }> {
+    const patch = parseInput(sitePatchSchema, input);
+    const cur = await this.uncachedSiteRow(domain);
+    if (cur === null) throw new ApiError('API_NOT_FOUND', 'Site not found', 'domain');
+    const row = {
+      ...cur,
+      timezone: patch.timezone ?? cur.timezone,
+      respect_dnt: patch.respect_dnt === undefined ? Number(cur.respect_dnt) : patch.respect_dnt ? 1 : 0,
+      updated_at: this.stamp().text,
+      deleted: 0,
+    };
+    await this.write('sites', row);
+    this.sitesChanged();
+    return toSite(row);
+  }
+
+  /** Deletes a site (its goals go with it). */
+  async deleteSite(domain: string): Promise<void> {
+    const cur = await this.uncachedSiteRow(domain);
+    if (cur === null) throw new ApiError('API_NOT_FOUND', 'Site not found', 'domain');
+    for (const g of await this.listGoals(cur.domain)) await this.deleteGoal(cur.domain, g.name);
+    await this.write('sites', { ...cur, updated_at: this.stamp().text, deleted: 1 });
+    this.sitesChanged();
+  }
+
+  private async uncachedSiteRow(domain: string): Promise<SiteRow | null> {
+    const rows = await this.store.query<SiteRow>(`SELECT ${SITE_COLUMNS} FROM sites FINAL WHERE domain = {d:String} AND deleted = 0`, {
+      d: domain.toLowerCase(),
+    });
+    return rows[0] ?? null;
+  }
+
+  private async uncachedSite(domain: string): Promise<Site | null> {
+    const r = await this.uncachedSiteRow(domain);
+    return r === null ? null : toSite(r);
+  }
+
+  private sitesChanged(): void {
+    for (const l of this.siteListeners) l();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Goals
+
+  async listGoals(domain: string): Promise<Goal[]> {
+    const rows = await this.store.query<{ site: string; name: string; created_at: string }>(
+      'SELECT site, name, created_at FROM goals FINAL WHERE site = {d:String} AND deleted = 0 ORDER BY name',
+      { d: domain.toLowerCase() },
+    );
+    return rows.map((r) => ({ site: r.site, name: r.name, createdAt: isoTime(r.created_at) }));
+  }
+
+  /** Adds a goal (a custom event name or a pageview path); 409 if the site has it already. */
+  async addGoal(domain: string, input: unknown): Promise<Goal> {
+    const { name } = parseInput(goalInputSchema, input);
+    const d = domain.toLowerCase();
+    if ((await this.listGoals(d)).some((g) => g.name === name)) throw new ApiError('API_CONFLICT', 'The site has this goal already', 'name');
+    const s = this.stamp();
+    await this.write('goals', { site: d, name, created_at: s.text, updated_at: s.text, deleted: 0 });
+    return { site: d, name, createdAt: isoTime(s.text) };
+  }
+
+  async deleteGoal(domain: string, name: string): Promise<void> {
+    const d = domain.toLowerCase();
+    const g = (await this.listGoals(d)).find((x) => x.name === name);
+    if (g === undefined) throw new ApiError('API_NOT_FOUND', 'Goal not found', 'name');
+    const s = this.stamp();
+    await this.write('goals', { site: d, name, created_at: chTime(Date.parse(g.createdAt)), updated_at: s.text, deleted: 1 });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Members
+
+  async members(accountId: string): Promise<Member[]> {
+    const rows = await this.store.query<MemberRow>(
+      `SELECT ${MEMBER_COLUMNS} FROM members FINAL WHERE account_id = {a:String} AND deleted = 0 ORDER BY created_at, id`,
+      { a: accountId },
+    );
+    return rows.map(toMember);
+  }
+
+  async member(id: string): Promise<Member | null> {
+    if (id.length > 64) return null;
+    const rows = await this.store.query<MemberRow>(`SELECT ${MEMBER_COLUMNS} FROM members FINAL WHERE id = {id:String} AND deleted = 0`, { id });
+    return rows[0] === undefined ? null : toMember(rows[0]);
+  }
+
+  /** Sites of a grant must be the account's: any other domain is "not found", whoever owns it. */
+  private async checkGrant(accountId: string, sites: readonly string[]): Promise<string[]> {
+    const own = new Set((await this.sites(accountId)).map((s) => s.domain));
+    const unique = [...new Set(sites)];
+    for (const d of unique) if (!own.has(d)) throw new ApiError('API_NOT_FOUND', 'Site not found', 'sites');
+    return unique.sort();
+  }
+
+  async addMember(accountId: string, input: unknown): Promise<Member> {
+    const v = parseInput(memberInputSchema, input);
+    const sites = await this.checkGrant(accountId, v.sites);
+    const s = this.stamp();
+    const row = { id: newId('mem'), account_id: accountId, name: v.name, role: v.role, sites, created_at: s.text, updated_at: s.text, deleted: 0 };
+    await this.write('members', row);
+    return toMember(row);
+  }
+
+  async updateMember(id: string, input: unknown): Promise<Member> {
+    const patch = parseInput(memberPatchSchema, input);
+    const cur = await this.memberRow(id);
+    if (cur === null) throw new ApiError('API_NOT_FOUND', 'Member not found', 'id');
+    const sites = patch.sites === undefined ? cur.sites : await this.checkGrant(cur.account_id, patch.sites);
+    const role = patch.role ?? (cur.role as Role);
+    if (cur.role === 'owner' && (role !== 'owner' || sites.length > 0)) await this.keepAnOwner(cur.account_id, cur.id);
+    const row = { ...cur, name: patch.name ?? cur.name, role, sites, updated_at: this.stamp().text, deleted: 0 };
+    await this.write('members', row);
+    return toMember(row);
+  }
+
+  /** Removes a member and revokes its tokens. The last account-wide owner cannot go. */
+  async removeMember(id: string): Promise<void> {
+    const cur = await this.memberRow(id);
+    if (cur === null) throw new ApiError('API_NOT_FOUND', 'Member not found', 'id');
+    if (cur.role === 'owner') await this.keepAnOwner(cur.account_id, cur.id);
+    await this.write('members', { ...cur, updated_at: this.stamp().text, deleted: 1 });
+    for (const t of await this.tokens(cur.account_id)) if (t.memberId === id) await this.revokeToken(t.hash);
+  }
+
+  private async keepAnOwner(accountId: string, leaving: string): Promise<void> {
+    const others = (await this.members(accountId)).filter((m) => m.id !== leaving && m.role === 'owner' && m.sites.length === 0);
+    if (others.length === 0) throw new ApiError('API_CONFLICT', 'An account keeps at least one account-wide owner', 'role');
+  }
+
+  private async memberRow(id: string): Promise<MemberRow | null> {
+    if (id.length > 64) return null;
+    const rows = await this.store.query<MemberRow>(`SELECT ${MEMBER_COLUMNS} FROM members FINAL WHERE id = {id:String} AND deleted = 0`, { id });
+    return rows[0] ?? null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Tokens
+
+  /**
+   * Issues a token for a member and returns it once; only its hash and display prefix are stored.
+   * `secret` sets the token (FAROL_BOOTSTRAP_TOKEN) instead of a random one.
+   */
+  async issueToken(memberId: string, input: unknown = {}, secret?: string): Promise<IssuedToken> {
+    const { name } = parseInput(tokenInputSchema, input);
+    const m = await this.member(memberId);
+    if (m === null) throw new ApiError('API_NOT_FOUND', 'Member not found', 'member_id');
+    const token = secret ?? newToken();
+    const s = this.stamp();
+    const row = { hash: hashToken(token), member_id: m.id, account_id: m.accountId, name, prefix: displayPrefix(token), created_at: s.text, updated_at: s.text, deleted: 0 };
+    await this.write('tokens', row);
+    return { ...toToken(row), token };
+  }
+
+  /** The account's live tokens (never the secret). */
+  async tokens(accountId: string): Promise<TokenInfo[]> {
+    const rows = await this.store.query<TokenRow>(
+      `SELECT ${TOKEN_COLUMNS} FROM tokens FINAL WHERE account_id = {a:String} AND deleted = 0 ORDER BY created_at, hash`,
+      { a: accountId },
+    );
+    return rows.map(toToken);
+  }
+
+  /** Revokes a token by hash; takes effect here at once, in other processes within the cache TTL. */
+  async revokeToken(hash: string): Promise<void> {
+    const rows = await this.store.query<TokenRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens FINAL WHERE hash = {h:String} AND deleted = 0`, { h: hash });
+    const cur = rows[0];
+    if (cur === undefined) throw new ApiError('API_NOT_FOUND', 'Token not found', 'token');
+    await this.write('tokens', { ...cur, updated_at: this.stamp().text, deleted: 1 });
+  }
+
+  /**
+   * The one token among `candidates` that `ref` names: its display prefix, its full hash, or the
+   * token itself. 404 when none, 409 when a prefix is ambiguous.
+   */
+  static pickToken(candidates: readonly TokenInfo[], ref: string): TokenInfo {
+    const byHash = candidates.find((t) => t.hash === ref || t.hash === hashToken(ref));
+    if (byHash !== undefined) return byHash;
+    const matches = candidates.filter((t) => t.prefix === ref);
+    if (matches.length === 0 || matches[0] === undefined) throw new ApiError('API_NOT_FOUND', 'Token not found', 'token');
+    if (matches.length > 1) throw new ApiError('API_CONFLICT', 'Several tokens have this prefix; revoke by hash', 'token');
+    return matches[0];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Bootstrap
+
+  /**
+   * Makes a fresh install usable, and finishes one a crash interrupted: account "default", site
+   * `localhost`, an owner member, and the owner's first token (`token`, else a random one).
+   * Each step is done only if it never happened (deleted rows count as "happened", so deleting
+   * `localhost` later does not bring it back); the token is the last step, so a crash before it
+   * leaves an owner with no token ever, which the next run issues. `issueToken: false` (the CLI)
+   * stops before the token, leaving it to the next `farol start`.
+   * `sites` (FAROL_SITES) are registered in that account when no account holds them.
+   */
+  async bootstrap(
+    opts: {
+      token?: string | undefined;
+      issueToken?: boolean;
+      sites?: readonly string[];
+      /** Called with the owner token just before it is stored (to print it). */
+      announce?: (token: string, prefix: string) => void;
+    } = {},
+  ): Promise<BootstrapResult> {
+    let account = (await this.accounts())[0];
+    account ??= await this.createAccount({ name: 'default' });
+    const a = { a: account.id };
+    const everMembers = await this.store.query<{ n: string }>('SELECT count() AS n FROM members WHERE account_id = {a:String}', a);
+    const sitesAdded: string[] = [];
+    if (Number(everMembers[0]?.n ?? 0) === 0) {
+      const everSites = await this.store.query<{ n: string }>('SELECT count() AS n FROM sites WHERE account_id = {a:String}', a);
+      if (Number(everSites[0]?.n ?? 0) === 0 && (await this.uncachedSite('localhost')) === null) {
+        await this.addSite(account.id, { domain: 'localhost' });
+        sitesAdded.push('localhost');
+      }
+      await this.addMember(account.id, { name: 'owner', role: 'owner' });
+    }
+    for (const raw of opts.sites ?? []) {
+      const d = domainSchema.safeParse(raw);
+      if (!d.success || (await this.uncachedSite(d.data)) !== null) continue;
+      await this.addSite(account.id, { domain: d.data });
+      sitesAdded.push(d.data);
+    }
+    const owner = (await this.members(account.id)).find((m) => m.role === 'owner');
+    if (owner === undefined) return { accountId: account.id, ownerId: '', sitesAdded };
+    const result: BootstrapResult = { accountId: account.id, ownerId: owner.id, sitesAdded };
+    if (opts.issueToken === false) return result;
+    const everTokens = await this.store.query<{ n: string }>('SELECT count() AS n FROM tokens WHERE member_id = {m:String}', { m: owner.id });
+    if (Number(everTokens[0]?.n ?? 0) > 0) return result;
+    const token = opts.token ?? newToken();
+    // Shown before it is stored: a crash in between leaves no token, so the next run shows a new
+    // one; the other order could store a token nobody ever saw.
+    opts.announce?.(token, displayPrefix(token));
+    const issued = await this.issueToken(owner.id, { name: 'bootstrap' }, token);
+    result.issued = { token: issued.token, prefix: issued.prefix, fromEnv: opts.token !== undefined };
+    return result;
+  }
+}
