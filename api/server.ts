@@ -7,6 +7,7 @@ import type { Registry } from '../lib/metrics.ts';
 import type { AccessLookup } from './auth.ts';
 import { createRouter, type ApiRouter, type Router } from './http.ts';
 import { queryRoutes } from './routes/query.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
 
 /**
  * The reporting API, admin endpoints, tracker and dashboard (SPEC sections 8-9) as route modules
@@ -31,7 +32,7 @@ export interface ApiDeps {
 
 export type RouteModule = (r: ApiRouter, deps: ApiDeps) => void;
 
-const modules: readonly RouteModule[] = [queryRoutes];
+const modules: readonly RouteModule[] = [queryRoutes, dashboardRoutes];
 
 /** Registers every API route on `app`; returns the router (for drain and the 405 list). */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
