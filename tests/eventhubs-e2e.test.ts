@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlane } from '../api/control/control-plane.ts';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
 import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
@@ -74,6 +75,42 @@ function startProcessorProcess(env: Record<string, string>, timeoutMs = 60_000):
   });
 }
 
+interface Exiting {
+  name: string;
+  exited: Promise<number | string>;
+  output: readonly string[];
+}
+
+/**
+ * Waits for every child to exit, logging each exit as it happens. Past `timeoutMs`, fails naming
+ * the children still running, with the tail of each one's output: a drain that hangs says where.
+ */
+async function exitCodes(children: readonly Exiting[], timeoutMs: number): Promise<Array<number | string>> {
+  const started = Date.now();
+  const codes = new Map<string, number | string>();
+  const all = Promise.all(
+    children.map(async (c) => {
+      const code = await c.exited;
+      codes.set(c.name, code);
+      console.log(`${c.name} exited (${code}) ${Date.now() - started} ms after SIGTERM`);
+      return code;
+    }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const stuck = children.filter((c) => !codes.has(c.name));
+      const report = stuck.map((c) => `--- ${c.name} did not exit; last output lines:\n${c.output.slice(-40).join('\n')}`);
+      reject(new Error(`${stuck.map((c) => c.name).join(', ')} did not exit within ${timeoutMs} ms of SIGTERM\n${report.join('\n')}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([all, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Structured log lines of a child with this message. */
 function logLines(output: readonly string[], msg: string): Array<Record<string, unknown>> {
   const out: Array<Record<string, unknown>> = [];
@@ -128,6 +165,12 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
     const migrated = await runFarol(['migrate'], { ...baseEnv, FAROL_DATA_DIR: await tempDir('farol-eh-migrate-') });
     expect(migrated.code, migrated.stderr).toBe(0);
     store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database: DATABASE });
+    // Collectors on a ClickHouse server accept the sites registered in it (polled from the sites table).
+    const control = new ControlPlane(store);
+    const account = await control.createAccount({ name: 'eventhubs-e2e' });
+    for (const domain of ['one-a.test', 'one-b.test', 'one-c.test', 'two-a.test', 'two-b.test', 'three-a.test', 'three-b.test', 'full.test']) {
+      await control.addSite(account.id, { domain });
+    }
 
     const processorEnv = {
       ...baseEnv,
@@ -287,11 +330,13 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
     if (store === undefined) throw new Error('no store');
     const before = await rawCounts(store);
     for (const c of collectors) c.child.kill('SIGTERM');
-    expect(await Promise.all(collectors.map((c) => c.exited))).toEqual([0, 0]);
+    const collectorCodes = await exitCodes(collectors.map((c, i) => ({ name: `collector ${i} (pid ${c.child.pid})`, ...c })), 30_000);
+    expect(collectorCodes).toEqual([0, 0]);
     for (const p of processors) p.child.kill('SIGTERM');
-    expect(await Promise.all(processors.map((p) => p.exited))).toEqual(processors.map(() => 0));
+    const processorCodes = await exitCodes(processors.map((p, i) => ({ name: `processor ${i} (pid ${p.child.pid})`, ...p })), 30_000);
+    expect(processorCodes).toEqual(processors.map(() => 0));
     expect(await rawCounts(store)).toEqual(before);
-  }, 60_000);
+  }, 75_000);
 
   it('a collector whose spool is full answers 503 with Retry-After', async () => {
     // An event hub that does not exist: nothing is ever sent, everything spools.
