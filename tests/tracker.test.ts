@@ -174,6 +174,15 @@ describe('tracker in a browser: pageviews and events', () => {
     await context.close();
   });
 
+  it('tracks localhost (the bootstrap site)', async () => {
+    site.pages.set('/local', html({ domain: 'localhost' }));
+    const { context, page } = await fresh();
+    await page.goto(`http://localhost:${site.port}/local`);
+    await until(() => site.for('localhost').length === 1, 'pageview on localhost');
+    expect(site.for('localhost')[0]).toMatchObject({ n: 'pageview', u: `http://localhost:${site.port}/local`, d: 'localhost' });
+    await context.close();
+  });
+
   it('counts History API navigations once per new path, and back/forward', async () => {
     site.pages.set('/spa/one', html({ domain: 'spa.test' }));
     const { context, page } = await fresh();
@@ -419,6 +428,42 @@ describe('tracker in a browser: experiments', () => {
     await new Promise((r) => setTimeout(r, 200));
     const s = await seen(page);
     expect(s).toMatchObject({ headline: 'Original', opacity: '1', guards: 0 });
+    await context.close();
+  });
+
+  it('runs experiments on the pages they name across History API navigations', async () => {
+    const promo = {
+      id: 'promo',
+      pages: ['/shop/promo'],
+      variations: [
+        {
+          key: 'b',
+          weight: 100,
+          changes: [
+            { type: 'text', selector: '.promo', value: 'Promo B' },
+            { type: 'css', value: '.promo{color:rgb(0, 128, 0)}' },
+          ],
+        },
+      ],
+    };
+    site.configs.set('spa-exp.test', { body: { experiments: [promo] }, delayMs: 0 });
+    site.pages.set('/shop', html({ domain: 'spa-exp.test', attrs: 'data-experiments data-allow-automation', defer: false, body: '<main id="app"></main>' }));
+    const { context, page } = await fresh();
+    await page.goto(`${site.url}/shop`);
+    await until(() => site.for('spa-exp.test').length === 1, 'first pageview');
+    expect(site.for('spa-exp.test')[0]).not.toHaveProperty('exp');
+    expect((await context.cookies()).some((c) => c.name === 'farol_exp')).toBe(false); // no experiment page yet
+    // The app navigates, then renders the new view a little later.
+    await js(page, `history.pushState({}, '', '/shop/promo'); setTimeout(() => { document.getElementById('app').innerHTML = '<p class="promo">Promo A</p>' }, 50)`);
+    await until(() => site.for('spa-exp.test').length === 2, 'promo pageview');
+    await page.waitForFunction(`document.querySelector('.promo')?.textContent === 'Promo B'`);
+    expect(await js(page, `getComputedStyle(document.querySelector('.promo')).color`)).toBe('rgb(0, 128, 0)');
+    expect(site.for('spa-exp.test')[1]).toMatchObject({ u: `${site.url}/shop/promo`, exp: { promo: 'b' } });
+    await js(page, `history.pushState({}, '', '/shop/other'); document.getElementById('app').innerHTML = '<p class="promo">Other</p>'`);
+    await until(() => site.for('spa-exp.test').length === 3, 'pageview off the experiment');
+    expect(site.for('spa-exp.test')[2]).not.toHaveProperty('exp');
+    expect(await js(page, `getComputedStyle(document.querySelector('.promo')).color`)).toBe('rgb(0, 0, 0)'); // its css is gone
+    expect(await js(page, `document.querySelector('.promo').textContent`)).toBe('Other');
     await context.close();
   });
 

@@ -1,9 +1,9 @@
 /*! Farol tracker, MIT. Documented in ingest/tracker/README.md */
 !function(w,d){'use strict';
-// FNV-1a 32-bit over the UTF-16 code units of s
+// FNV-1a 32-bit (UTF-16 code units)
 function hash(s){for(var h=2166136261,i=0;i<s.length;i++)h=Math.imul(h^s.charCodeAt(i),16777619);return h>>>0}
 function wt(v){var n=+v.weight;return n>0?n:0}
-// The variation of experiment x for visitor id: hash(x.id+':'+id)/2^32 scaled to the total weight
+// hash(x.id+':'+id)/2^32 scaled to the total weight
 function pick(x,id){var vs=x.variations||[],t=0,i,b;vs.forEach(v=>t+=wt(v));b=hash(x.id+':'+id)/4294967296*(t||vs.length);
 for(i=0;i<vs.length;i++)if((b-=t?wt(vs[i]):1)<0)return vs[i];return vs[vs.length-1]}
 // Path glob: ** any characters, * any but '/'
@@ -15,7 +15,7 @@ var L=location,N=navigator,s=d.currentScript||d.querySelector('script[data-domai
 has=k=>s.hasAttribute(k),dom=s.getAttribute('data-domain')||L.hostname,
 org=new URL(s.src||L.href,L.href).origin,api=s.getAttribute('data-api')||org+'/api/event',
 XP=has('data-experiments'),Q=w.farol&&w.farol.q||[],
-ref=d.referrer||null,exp={},cfg,chg=[],last,ready,G,mo,until,vid;
+ref=d.referrer||null,exp={},cfg,chg=[],last,ready,G,mo,until,vid,on=(t,e,f)=>t.addEventListener(e,f);
 w.farol=function(){Q.push(arguments)};
 
 function store(k,v){try{var S=sessionStorage,o=S[k];v?S[k]=v:S.removeItem(k);return o}catch(e){}}
@@ -43,25 +43,25 @@ try{d.querySelectorAll(c.selector).forEach(e=>{
 if(t=='text')e.textContent!==v&&(e.textContent=v);
 else if(t=='html'){c.s=c.s||new WeakSet;c.s.has(e)||(e.innerHTML=v,c.s.add(e))}
 else if(t=='attribute')e.getAttribute(c.name)!==v&&e.setAttribute(c.name,v)})}catch(x){}})}
-// Re-applies the changes to elements added in the next ms milliseconds
+// re-apply to elements added in the next ms
 function watch(ms){until=Date.now()+ms;mo||(mo=new MutationObserver(()=>Date.now()>until?(mo.disconnect(),mo=0):apply()),
 mo.observe(d.documentElement,{childList:true,subtree:true}))}
 
-// Assigns this page's experiments; true when a redirect change navigates away
+// true when a redirect navigates away
 function assign(carry){var old=chg,u;exp={};chg=[];
 try{(cfg||[]).forEach(x=>{var v=x.id&&onPage(x,L.pathname)&&pick(x,id());if(v&&v.key){exp[x.id]=v.key;chg=chg.concat((v.changes||[]).filter(c=>c&&c.type))}})}catch(e){exp={};chg=[]}
 Object.assign(exp,carry);
 old.forEach(c=>{if(c.el&&chg.indexOf(c)<0){c.el.remove();c.el=0}});
 return chg.some(c=>{if(c.type!='redirect')return;u=new URL(c.url,L.href);u.search||(u.search=L.search);u.hash||(u.hash=L.hash);
-if(u.href.split('#')[0]==L.href.split('#')[0])return;store('farol_rx',JSON.stringify({e:exp,r:ref}));L.replace(u.href);return 1})}
+if(u.href.split('#')[0]==L.href.split('#')[0])return;u.origin==L.origin&&store('farol_rx',JSON.stringify({e:exp,r:ref,t:Date.now()}));L.replace(u.href);return 1})}
 
 function page(nav,carry){var p=L.pathname;
-if(d.visibilityState=='prerender'){d.addEventListener('visibilitychange',function f(){if(d.visibilityState!='prerender'){d.removeEventListener('visibilitychange',f);page(nav,carry)}});return}
+if(d.visibilityState=='prerender'){on(d,'visibilitychange',()=>page(1,carry));return}
 if(nav&&p===last)return;last=p;
 if(XP){if(assign(carry))return 1;apply();nav&&watch(1000)}
 send('pageview')}
 
-function click(e){var a=e.target.closest&&e.target.closest('a[href]'),u,h;
+function click(e){var a=e.target.closest&&e.target.closest('a[href]'),u;
 if(!a||e.type=='auxclick'&&e.button!=1)return;
 try{u=new URL(a.href,L.href)}catch(x){return}
 if(!/^https?:$/.test(u.protocol))return;
@@ -70,13 +70,12 @@ else if(u.host!=L.host)send('Outbound Link: Click',{props:{url:u.href}})}
 
 function start(c){if(ready)return;ready=1;var carry,H=history;
 if(XP){cfg=c&&Array.isArray(c.experiments)&&c.experiments;try{carry=JSON.parse(store('farol_rx'))}catch(e){}
-if(carry){ref=carry.r;carry=carry.e}}
+if(carry&&Date.now()-carry.t<3e4){ref=carry.r;carry=carry.e}else carry=0}
 if(page(0,carry))return;
 var done=()=>{apply();show();watch(1000)};
-if(cfg){d.readyState=='loading'?(watch(1e4),d.addEventListener('DOMContentLoaded',done)):done()}else show();
+if(cfg){d.readyState=='loading'?(watch(1e4),on(d,'DOMContentLoaded',done)):done()}else show();
 ['pushState','replaceState'].forEach(k=>{var f=H[k];H[k]=function(){var r=f.apply(this,arguments);page(1);return r}});
-w.addEventListener('popstate',()=>page(1));
-d.addEventListener('click',click);d.addEventListener('auxclick',click);
+on(w,'popstate',()=>page(1));on(d,'click',click);on(d,'auxclick',click);
 w.farol=send;Q.forEach(a=>send.apply(0,a))}
 
 if(XP){G=css('html{opacity:0!important}');
