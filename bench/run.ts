@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { machineInfo, table, writeJson } from './report.ts';
+import { DEFAULT_QUERY_OPTIONS, queryScenario, type QueryOptions } from './query.ts';
 import type { BenchOptions, Check, Scenario } from './scenario.ts';
 import { batchScenario } from './scenarios/batch.ts';
 import { collectorScenario } from './scenarios/collector.ts';
@@ -10,22 +11,26 @@ import { ROOT } from './servers.ts';
 import { findWrk, WRK_INSTALL_HINT } from './wrk.ts';
 
 /**
- * `npm run bench -- <scenario> [options]`: the Node harness for SPEC section 10. Each scenario
+ * `npm run bench -- <scenario> [options]`: the Node harness for SPEC section 10. Each load scenario
  * starts its servers as child processes on 127.0.0.1, drives them with wrk, prints a table with
  * ratios against a baseline measured in the same run (the machine may be shared, so absolute
- * numbers are noisy), and writes every number to JSON.
+ * numbers are noisy), and writes every number to JSON. `query` needs no wrk: it runs the reporting
+ * queries in-process on embedded chDB, rollups against raw tables.
  *
  * Exit status: 0 done; 1 harness failure (or wrk missing); 2 usage; 3 a correctness check failed
  * (or, with --strict, a performance target was missed).
  */
 
-/** Scenarios by name. Planned (SPEC section 10): `query` (dashboard queries, p95 < 100 ms from
- * rollups), one more `Scenario` here. */
+/** Scenarios by name. */
 const SCENARIOS: Record<string, Scenario> = {
   collector: collectorScenario,
   batch: batchScenario,
   e2e: e2eScenario,
+  query: queryScenario(DEFAULT_QUERY_OPTIONS),
 };
+
+/** Scenarios that drive no server with wrk. */
+const WITHOUT_WRK = new Set(['query']);
 
 const USAGE = `usage: npm run bench -- <scenario> [options]
 
@@ -41,7 +46,13 @@ options:
   --threads <n>       wrk threads (default 1)
   --json <path>       result file (default bench/results/<scenario>-<timestamp>.json)
   --cpu-prof          run the collector under node --cpu-prof and summarize the measured run
-  --strict            exit 3 when a performance target is missed, not only on correctness failures`;
+  --strict            exit 3 when a performance target is missed, not only on correctness failures
+
+query options:
+  --events <n>        events to generate over 30 days (default 10000000)
+  --runs <n>          measured runs per query and mode for 30d, after 2 warm-ups (default 20;
+                      7d and day get a quarter, at least 3)
+  --data-dir <path>   keep the chDB data there and reuse it on the next run with the same --events`;
 
 class UsageError extends Error {}
 
@@ -51,7 +62,7 @@ function positiveInt(flag: string, value: string | undefined, max: number): numb
   return n;
 }
 
-export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; opts: BenchOptions } {
+export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; opts: BenchOptions; query: QueryOptions } {
   let name: string | undefined;
   let durationS = 10;
   let warmupS = 2;
@@ -60,6 +71,8 @@ export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; 
   let json: string | undefined;
   let cpuProf = false;
   let strict = false;
+  const query: QueryOptions = { ...DEFAULT_QUERY_OPTIONS };
+  const queryFlags: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -87,6 +100,21 @@ export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; 
       case '--strict':
         strict = true;
         break;
+      case '--events':
+        query.events = positiveInt(flag, value(), 1_000_000_000);
+        queryFlags.push(flag);
+        break;
+      case '--runs':
+        query.runs = positiveInt(flag, value(), 10_000);
+        queryFlags.push(flag);
+        break;
+      case '--data-dir': {
+        const dir = value();
+        if (!dir) throw new UsageError('--data-dir needs a path');
+        query.dataDir = resolve(process.cwd(), dir);
+        queryFlags.push(flag);
+        break;
+      }
       default:
         if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
         if (name !== undefined) throw new UsageError(`one scenario at a time (got ${name} and ${a})`);
@@ -94,10 +122,12 @@ export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; 
     }
   }
   if (name === undefined) throw new UsageError('which scenario?');
-  const scenario = SCENARIOS[name];
+  let scenario = SCENARIOS[name];
   if (!scenario) throw new UsageError(`unknown scenario "${name}"`);
+  if (name === 'query') scenario = queryScenario(query);
+  else if (queryFlags.length > 0) throw new UsageError(`${queryFlags[0]} applies to the query scenario only`);
   const jsonPath = json ? (isAbsolute(json) ? json : resolve(process.cwd(), json)) : join(ROOT, 'bench', 'results', `${name}-${stamp}.json`);
-  return { scenario, opts: { durationS, warmupS, connections, threads, jsonPath, cpuProf, strict } };
+  return { scenario, opts: { durationS, warmupS, connections, threads, jsonPath, cpuProf, strict }, query };
 }
 
 function formatChecks(checks: Check[]): string {
@@ -123,8 +153,9 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { scenario, opts } = parsed;
-  const wrk = findWrk();
-  if (!wrk) {
+  const needsWrk = !WITHOUT_WRK.has(scenario.name);
+  const wrk = needsWrk ? findWrk() : '';
+  if (wrk === null) {
     process.stderr.write(`bench: ${WRK_INSTALL_HINT}\n`);
     return 1;
   }
@@ -134,7 +165,9 @@ async function main(argv: string[]): Promise<number> {
 
   // Bounded: every wrk run and server start has its own timeout; this catches anything else.
   const phases = scenario.name === 'collector' ? 5 : 4;
-  const budgetS = 2 * phases * (opts.durationS + opts.warmupS) + 300;
+  // query: seeding (~1 min per million events on 2 busy cores) and the raw reads (seconds each at
+  // 10M events), with ample room.
+  const budgetS = needsWrk ? 2 * phases * (opts.durationS + opts.warmupS) + 300 : 1800 + Math.ceil(parsed.query.events / 2500);
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: gave up after ${budgetS} s\n`);
     process.exit(1); // the exit hook SIGKILLs every child
@@ -145,7 +178,9 @@ async function main(argv: string[]): Promise<number> {
   const t0 = Date.now();
   process.stdout.write(
     `farol bench ${scenario.name} — ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, commit ${machine.gitCommit}${machine.gitDirty ? ' (+ local changes)' : ''}, load avg ${machine.loadAvgAtStart.join(' ')}\n` +
-      `wrk -t${opts.threads} -c${opts.connections}, ${opts.warmupS} s warm-up + ${opts.durationS} s per run${opts.cpuProf ? ', collector under --cpu-prof (numbers not comparable)' : ''}\n\n`,
+      (needsWrk
+        ? `wrk -t${opts.threads} -c${opts.connections}, ${opts.warmupS} s warm-up + ${opts.durationS} s per run${opts.cpuProf ? ', collector under --cpu-prof (numbers not comparable)' : ''}\n\n`
+        : `in-process embedded chDB, ${parsed.query.runs} runs per query and mode\n\n`),
   );
   const result = await scenario.run({
     opts,

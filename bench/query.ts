@@ -1,0 +1,816 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runQuery, type QueryResponse, type QuerySite } from '../api/query/query.ts';
+import { openChdbStore } from '../store/chdb-store.ts';
+import { migrate } from '../store/migrate.ts';
+import type { QueryParams, Store } from '../store/store.ts';
+import { ms, num, table } from './report.ts';
+import type { Check, Scenario, ScenarioContext } from './scenario.ts';
+
+/*
+ * `query`: the dashboard's queries over 30 days of one site (SPEC section 10: p95 < 100 ms from
+ * the rollups, and ≥ 10× faster than the same query over the raw events).
+ *
+ * The data is generated inside ClickHouse (INSERT … SELECT FROM numbers(), deterministic hashes of
+ * the row number) into the raw `events` and `sessions` tables, in the shapes the processor writes:
+ * a session's first state as +1, then −1 of it and +1 of its final state in a later insert. The
+ * materialized views fill the rollups from those inserts, as in production. Each query then runs
+ * through api/query runQuery twice per round, once as the planner chooses (`auto`) and once forced
+ * onto the raw tables, interleaved, and the two answers must be equal.
+ */
+
+/** Options of the `query` scenario (`--events`, `--runs`, `--data-dir`). */
+export interface QueryOptions {
+  /** Events to generate (about: sessions are drawn whole). */
+  events: number;
+  /** Measured runs per query and mode, after {@link WARMUPS} warm-ups. */
+  runs: number;
+  /** Keep the chDB data here and reuse it when it already holds the same dataset. */
+  dataDir: string | undefined;
+}
+
+export const DEFAULT_QUERY_OPTIONS: QueryOptions = { events: 10_000_000, runs: 20, dataDir: undefined };
+
+const WARMUPS = 2;
+const TARGET_P95_MS = 100;
+const TARGET_RATIO = 10;
+const DATABASE = 'farol';
+const DAYS = 30;
+const DAY_MS = 86_400_000;
+const SEED = 20_251_129;
+/** Events per INSERT, so the views aggregate bounded blocks. */
+const EVENTS_PER_CHUNK = 1_000_000;
+/** Mean events per generated session (see the pageview and custom event draws below). */
+const MEAN_EVENTS_PER_SESSION = 3.06;
+/** Visitor pool per day relative to sessions per day: ~1.75 sessions per daily visitor. */
+const VISITOR_POOL_FACTOR = 0.8;
+
+const SITE: QuerySite = {
+  domain: 'example.com',
+  timezone: 'UTC',
+  goals: ['Signup', 'Purchase', 'Outbound Link: Click', 'File Download', 'Visit /pricing'],
+};
+
+// ---------------------------------------------------------------------------------------------
+// Generation. Only constants of this file reach the SQL text; sizes, seed and times are bound.
+
+const NAMED_PAGES = [
+  '/', '/pricing', '/features', '/blog', '/docs', '/about', '/signup', '/login', '/contact', '/docs/getting-started',
+  '/integrations', '/changelog', '/careers', '/customers', '/security', '/privacy', '/terms', '/docs/api', '/blog/launch', '/status',
+];
+/** Distinct paths: ranks 1…N drawn with density ∝ 1/rank. */
+const PATHS = 3000;
+const REFERRAL_DOMAINS = 500;
+
+// ~150 countries, roughly by traffic: drawn with density ∝ 1/rank.
+const COUNTRIES = (
+  'US DE GB IN FR CA BR NL ES IT PL AU JP SE CH RU TR MX ID KR BE AT UA CZ DK NO FI PT IE IL ' +
+  'AR CO CL PE VN TH MY SG PH PK BD NG ZA EG KE MA TN DZ GH RO HU GR BG RS HR SI SK LT LV EE BY ' +
+  'KZ UZ GE AM AZ IR IQ SA AE QA KW BH OM JO LB CY MT LU IS NZ TW HK CN MN NP LK MM KH LA EC VE ' +
+  'UY PY BO CR PA GT HN SV NI DO CU JM TT PR ET TZ UG RW CM CI SN ZM ZW MZ AO NA BW MU MG SD LY ' +
+  'AL MK BA ME MD XK AF KG TJ TM BN FJ PG BT MV BB BS BZ GY SR HT LR SL GN ML BF NE TD'
+).split(' ');
+
+/** Acquisition: how a session arrived (weights in ‰). Index 14 is the long tail of referral sites. */
+const ACQUISITION: { weight: number; source: string; referrer: string; channel: string; utmSource: string; utmMedium: string; click: string }[] = [
+  { weight: 330, source: '', referrer: '', channel: 'Direct', utmSource: '', utmMedium: '', click: '' },
+  { weight: 300, source: 'Google', referrer: 'https://www.google.com/', channel: 'Organic Search', utmSource: '', utmMedium: '', click: '' },
+  { weight: 30, source: 'Bing', referrer: 'https://www.bing.com/', channel: 'Organic Search', utmSource: '', utmMedium: '', click: '' },
+  { weight: 20, source: 'DuckDuckGo', referrer: 'https://duckduckgo.com/', channel: 'Organic Search', utmSource: '', utmMedium: '', click: '' },
+  { weight: 30, source: 'Facebook', referrer: 'https://www.facebook.com/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
+  { weight: 25, source: 'Reddit', referrer: 'https://www.reddit.com/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
+  { weight: 15, source: 'X', referrer: 'https://t.co/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
+  { weight: 15, source: 'LinkedIn', referrer: 'https://www.linkedin.com/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
+  { weight: 20, source: 'Hacker News', referrer: 'https://news.ycombinator.com/', channel: 'Referral', utmSource: '', utmMedium: '', click: '' },
+  { weight: 20, source: 'ChatGPT', referrer: 'https://chatgpt.com/', channel: 'AI Assistants', utmSource: '', utmMedium: '', click: '' },
+  { weight: 40, source: 'newsletter', referrer: '', channel: 'Email', utmSource: 'newsletter', utmMedium: 'email', click: '' },
+  { weight: 45, source: 'Google', referrer: 'https://www.google.com/', channel: 'Paid Search', utmSource: 'google', utmMedium: 'cpc', click: 'gclid' },
+  { weight: 30, source: 'Facebook', referrer: 'https://www.facebook.com/', channel: 'Paid Social', utmSource: 'facebook', utmMedium: 'paid_social', click: 'fbclid' },
+  { weight: 80, source: '', referrer: '', channel: 'Referral', utmSource: '', utmMedium: '', click: '' },
+];
+const LONG_TAIL = ACQUISITION.length;
+
+/** Custom events, with weights in %, placed after a session's pageviews. */
+const CUSTOM_EVENTS = [
+  { name: 'Outbound Link: Click', weight: 35 },
+  { name: 'File Download', weight: 15 },
+  { name: 'Signup', weight: 25 },
+  { name: 'Purchase', weight: 10 },
+  { name: '404', weight: 15 },
+];
+
+const CAMPAIGNS = ['spring-sale', 'black-friday', 'launch-week', 'retargeting', 'brand'];
+const TERMS = ['web analytics', 'privacy analytics', 'google analytics alternative', 'ab testing', 'cookieless analytics'];
+const PLANS = ['free', 'pro', 'team'];
+
+function strings(values: readonly string[]): string {
+  return `[${values.map((v) => `'${v.replace(/[\\']/g, (c) => `\\${c}`)}'`).join(', ')}]`;
+}
+
+function cumulative(weights: readonly number[]): string {
+  let sum = 0;
+  return `[${weights.map((w) => (sum += w)).join(', ')}]`;
+}
+
+const U64 = '18446744073709551616.0';
+/** A uniform draw in [0, 1) for session `number`, stream `k`. */
+const u = (k: number | string): string => `(cityHash64({seed:UInt64}, number, ${k}) / ${U64})`;
+/** A uniform draw for the session's visitor (stable across days: device, country, …). */
+const vu = (k: number): string => `(cityHash64({seed:UInt64}, 'visitor', x_vk, ${k}) / ${U64})`;
+/** A rank in 1…n drawn with density ∝ 1/rank. */
+const zipf = (draw: string, n: number): string => `toUInt32(floor(exp(${draw} * log(${n + 1}))))`;
+
+/**
+ * One row per session `number` in `[{s0}, {s0} + {sn})` with its attributes (`x_*`), its pages and
+ * the time offsets of its events. Sessions are spread evenly over the days, starting at day's
+ * {base}; the visitor is drawn from a daily pool (visitor ids rotate daily, as the collector's
+ * salted hash does).
+ */
+const SESSIONS_SQL = `SELECT
+  number AS x_s,
+  intDiv(number * {days:UInt64}, {total:UInt64}) AS x_day,
+  least(82800, toUInt64(86400 * (${u(1)} + ${u(2)}) / 2)) AS x_sod,
+  {base:Int64} + toInt64(x_day * 86400000 + x_sod * 1000 + cityHash64({seed:UInt64}, number, 3) % 1000) AS x_start,
+  cityHash64({seed:UInt64}, number, 4) % {pool:UInt64} AS x_vk,
+  cityHash64({seed:UInt64}, 'visitor-id', x_vk, x_day) AS x_visitor,
+  cityHash64({seed:UInt64}, 'session-id', number) AS x_session,
+  ${strings(COUNTRIES)}[${zipf(vu(1), COUNTRIES.length)}] AS x_country,
+  multiIf(${vu(2)} < 0.55, 'desktop', ${vu(2)} < 0.95, 'mobile', 'tablet') AS x_device,
+  multiIf(
+    x_device = 'desktop', multiIf(${vu(3)} < 0.6, 'Windows', ${vu(3)} < 0.9, 'Mac OS', ${vu(3)} < 0.98, 'Linux', 'Chromium OS'),
+    x_device = 'mobile', if(${vu(3)} < 0.6, 'Android', 'iOS'),
+    if(${vu(3)} < 0.7, 'iOS', 'Android')) AS x_os,
+  toString(10 + toUInt32(${vu(4)} * 8)) AS x_os_version,
+  multiIf(
+    x_os = 'iOS', if(${vu(5)} < 0.8, 'Mobile Safari', 'Chrome'),
+    x_os = 'Mac OS', multiIf(${vu(5)} < 0.55, 'Safari', ${vu(5)} < 0.95, 'Chrome', 'Firefox'),
+    x_os = 'Android', multiIf(${vu(5)} < 0.75, 'Chrome', ${vu(5)} < 0.95, 'Samsung Browser', 'Firefox'),
+    multiIf(${vu(5)} < 0.65, 'Chrome', ${vu(5)} < 0.85, 'Edge', ${vu(5)} < 0.97, 'Firefox', 'Opera')) AS x_browser,
+  toString(120 + toUInt32(${vu(6)} * 12)) AS x_browser_version,
+  multiIf(x_device = 'mobile', 'Mobile', x_device = 'tablet', 'Tablet', ${vu(7)} < 0.5, 'Laptop', 'Desktop') AS x_screen,
+  arrayFirstIndex(c -> c > ${u(5)} * 1000, ${cumulative(ACQUISITION.map((a) => a.weight))}) AS x_acq,
+  if(x_acq = ${LONG_TAIL}, concat('site', toString(${zipf(u(6), REFERRAL_DOMAINS)}), '.example.net'), ${strings(ACQUISITION.map((a) => a.source))}[x_acq]) AS x_source,
+  if(x_acq = ${LONG_TAIL}, concat('https://', x_source, '/'), ${strings(ACQUISITION.map((a) => a.referrer))}[x_acq]) AS x_referrer,
+  ${strings(ACQUISITION.map((a) => a.channel))}[x_acq] AS x_channel,
+  ${strings(ACQUISITION.map((a) => a.utmSource))}[x_acq] AS x_utm_source,
+  ${strings(ACQUISITION.map((a) => a.utmMedium))}[x_acq] AS x_utm_medium,
+  if(x_utm_source = '', '', ${strings(CAMPAIGNS)}[1 + cityHash64({seed:UInt64}, number, 7) % ${CAMPAIGNS.length}]) AS x_utm_campaign,
+  if(x_utm_medium = 'paid_social', ['carousel', 'video', 'static'][1 + cityHash64({seed:UInt64}, number, 8) % 3], '') AS x_utm_content,
+  if(x_utm_medium = 'cpc', ${strings(TERMS)}[1 + cityHash64({seed:UInt64}, number, 8) % ${TERMS.length}], '') AS x_utm_term,
+  ${strings(ACQUISITION.map((a) => a.click))}[x_acq] AS x_click,
+  if(${u(9)} < 0.95, 'example.com', 'docs.example.com') AS x_hostname,
+  if(${u(10)} < 0.45, 1, 2 + least(28, toUInt32(-log(1 - ${u(11)}) * 2.5))) AS x_npv,
+  if(${u(12)} < 0.7, 0, if(${u(13)} < 0.3, 2, 1)) AS x_ncu,
+  x_npv + x_ncu AS x_n,
+  arrayMap(r -> if(r <= ${NAMED_PAGES.length}, ${strings(NAMED_PAGES)}[r], concat(['/blog/post-', '/docs/page-', '/products/item-'][r % 3 + 1], toString(r))),
+    arrayMap(i -> ${zipf(u('100 + i'), PATHS)}, range(x_npv))) AS x_pages,
+  arrayCumSum(arrayMap(i -> if(i = 0, 0, 1000 + toUInt64(-log(1 - ${u('200 + i')}) * 40000)), range(x_n))) AS x_offsets,
+  x_start + toInt64(x_offsets[-1]) AS x_last,
+  x_n > 1 AND cityHash64({seed:UInt64}, number, 14) % 2 = 0 AS x_paired,
+  x_vk % 2 = 0 AS x_exposed,
+  if(x_vk % 4 = 0, 'A', 'B') AS x_variant
+FROM numbers({s0:UInt64}, {sn:UInt64})`;
+
+const eventDraw = (k: number): string => `(cityHash64({seed:UInt64}, x_s, i, ${k}) / ${U64})`;
+
+const INSERT_EVENTS_SQL = `INSERT INTO events (site, timestamp, event_id, event_id_from_client, name, session_id, visitor_id, hostname,
+  pathname, referrer, source, channel, utm_source, utm_medium, utm_campaign, utm_content, utm_term, click_ids, country, browser,
+  browser_version, os, os_version, device, screen, interactive, props, revenue_amount, revenue_currency, exp_ids, exp_variants)
+SELECT
+  {site:String},
+  fromUnixTimestamp64Milli(x_start + toInt64(x_offsets[i + 1]), 'UTC'),
+  lower(concat(hex(cityHash64({seed:UInt64}, 'event-id', x_s, i, 1)), hex(cityHash64({seed:UInt64}, 'event-id', x_s, i, 2)))),
+  0,
+  if(i < x_npv, 'pageview', ${strings(CUSTOM_EVENTS.map((c) => c.name))}[arrayFirstIndex(c -> c > ${eventDraw(1)} * 100, ${cumulative(CUSTOM_EVENTS.map((c) => c.weight))})]) AS e_name,
+  x_session,
+  x_visitor,
+  x_hostname,
+  if(i < x_npv, x_pages[i + 1], x_pages[-1]) AS e_path,
+  if(i = 0, x_referrer, ''),
+  if(i = 0, x_source, ''),
+  if(i = 0, x_channel, 'Direct'),
+  if(i = 0, x_utm_source, ''),
+  if(i = 0, x_utm_medium, ''),
+  if(i = 0, x_utm_campaign, ''),
+  if(i = 0, x_utm_content, ''),
+  if(i = 0, x_utm_term, ''),
+  if(i = 0 AND x_click != '', [x_click], []),
+  x_country,
+  x_browser,
+  x_browser_version,
+  x_os,
+  x_os_version,
+  x_device,
+  x_screen,
+  1,
+  multiIf(
+    e_name = 'Outbound Link: Click', map('url', concat('https://github.com/example/repo-', toString(cityHash64({seed:UInt64}, x_s, i, 2) % 50))),
+    e_name = 'File Download', map('url', concat('https://example.com/files/report-', toString(cityHash64({seed:UInt64}, x_s, i, 2) % 20), '.pdf')),
+    e_name IN ('Signup', 'Purchase'), map('plan', ${strings(PLANS)}[1 + cityHash64({seed:UInt64}, x_vk, 'plan') % ${PLANS.length}]),
+    e_name = '404', map('path', e_path),
+    CAST(map(), 'Map(String, String)')),
+  if(e_name = 'Purchase', toDecimal64(999 + cityHash64({seed:UInt64}, x_s, i, 3) % 49000, 6) / 100, NULL),
+  if(e_name = 'Purchase', 'USD', ''),
+  if(x_exposed AND e_name = 'pageview', ['pricing-test'], []),
+  if(x_exposed AND e_name = 'pageview', [x_variant], [])
+FROM (${SESSIONS_SQL})
+ARRAY JOIN range(x_n) AS i
+SETTINGS insert_deduplicate = 0`;
+
+/**
+ * Session rows as the processor writes them. `first`: the first state (after the first event) of
+ * the sessions that span two flushes, +1 version 1. `final`: for those, −1 of the first state and
+ * +1 of the final one (version 2); for the others their only state, +1 version 1.
+ */
+function insertSessionsSql(pass: 'first' | 'final'): string {
+  const kinds = pass === 'first' ? '[0]' : 'if(x_paired, [1, 2], [2])';
+  const where = pass === 'first' ? 'WHERE x_paired' : '';
+  return `INSERT INTO sessions (site, session_id, visitor_id, start, timestamp, duration, pageviews, events, is_bounce, entry_page,
+  exit_page, hostname, referrer, source, channel, utm_source, utm_medium, utm_campaign, utm_content, utm_term, country, browser,
+  browser_version, os, os_version, device, screen, sign, version)
+SELECT
+  {site:String},
+  x_session,
+  x_visitor,
+  fromUnixTimestamp64Milli(x_start, 'UTC'),
+  fromUnixTimestamp64Milli(if(kind = 2, x_last, x_start), 'UTC'),
+  if(kind = 2, toUInt32(intDiv(x_offsets[-1], 1000)), 0),
+  if(kind = 2, x_npv, 1),
+  if(kind = 2, x_n, 1),
+  if(kind = 2, x_n <= 1, 1),
+  x_pages[1],
+  if(kind = 2, x_pages[-1], x_pages[1]),
+  x_hostname,
+  x_referrer,
+  x_source,
+  x_channel,
+  x_utm_source,
+  x_utm_medium,
+  x_utm_campaign,
+  x_utm_content,
+  x_utm_term,
+  x_country,
+  x_browser,
+  x_browser_version,
+  x_os,
+  x_os_version,
+  x_device,
+  x_screen,
+  if(kind = 1, -1, 1),
+  if(kind = 2 AND x_paired, 2, 1)
+FROM (${SESSIONS_SQL})
+ARRAY JOIN ${kinds} AS kind
+${where}
+SETTINGS insert_deduplicate = 0`;
+}
+
+/** What was generated: enough to recognize the same dataset in a kept data dir. */
+interface Dataset {
+  events: number;
+  sessions: number;
+  seed: number;
+  /** UTC midnight of the first day. */
+  baseMs: number;
+  days: number;
+}
+
+interface SeedReport {
+  dataset: Dataset;
+  seconds: number;
+  reused: boolean;
+  rows: { events: number; sessions: number };
+}
+
+function planSessions(events: number): number {
+  return Math.max(1, Math.round(events / MEAN_EVENTS_PER_SESSION));
+}
+
+async function seed(store: Store, ctx: ScenarioContext, events: number, baseMs: number): Promise<{ sessions: number; seconds: number }> {
+  const sessions = planSessions(events);
+  const perChunk = Math.max(1, Math.round(EVENTS_PER_CHUNK / MEAN_EVENTS_PER_SESSION));
+  const pool = Math.max(1, Math.round((sessions / DAYS) * VISITOR_POOL_FACTOR));
+  const t0 = Date.now();
+  for (let s0 = 0; s0 < sessions; s0 += perChunk) {
+    const params: QueryParams = {
+      seed: SEED,
+      site: SITE.domain,
+      s0,
+      sn: Math.min(perChunk, sessions - s0),
+      total: sessions,
+      days: DAYS,
+      base: baseMs,
+      pool,
+    };
+    // As the processor does: a session's first state lands before the events that extend it.
+    const t1 = Date.now();
+    await store.exec(insertSessionsSql('first'), params);
+    const t2 = Date.now();
+    await store.exec(INSERT_EVENTS_SQL, params);
+    const t3 = Date.now();
+    await store.exec(insertSessionsSql('final'), params);
+    const done = Math.min(sessions, s0 + perChunk);
+    ctx.progress(
+      `seeded sessions ${num(done)} / ${num(sessions)} (${((Date.now() - t0) / 1000).toFixed(0)} s; chunk: first states ${t2 - t1} ms, events ${t3 - t2} ms, final states ${Date.now() - t3} ms)`,
+    );
+  }
+  return { sessions, seconds: (Date.now() - t0) / 1000 };
+}
+
+/** Waits (bounded) until no merge runs, so measured queries do not race background merges. */
+async function settleMerges(store: Store, ctx: ScenarioContext): Promise<number> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < 300_000) {
+    const rows = await store.query<{ n: string }>('SELECT count() AS n FROM system.merges WHERE database = {db:String}', { db: DATABASE });
+    if (Number(rows[0]?.n ?? 0) === 0) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const waited = (Date.now() - t0) / 1000;
+  if (waited > 1) ctx.progress(`background merges settled after ${waited.toFixed(0)} s`);
+  return waited;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks on the data: rollups hold exactly what the raw tables hold.
+
+interface TotalsRow {
+  metric: string;
+  raw: number;
+  daily: number;
+  hourly: number;
+}
+
+async function one(store: Store, sql: string): Promise<Record<string, string>> {
+  const rows = await store.query<Record<string, string>>(sql, { site: SITE.domain });
+  return rows[0] ?? {};
+}
+
+async function rollupTotals(store: Store): Promise<TotalsRow[]> {
+  const rawEvents = await one(
+    store,
+    "SELECT countIf(name = 'pageview') AS pageviews, count() AS events, uniqExact(visitor_id) AS visitors FROM events WHERE site = {site:String}",
+  );
+  const eventRollup = (t: string): Promise<Record<string, string>> =>
+    one(store, `SELECT sum(pageviews) AS pageviews, sum(events) AS events, uniqExactMerge(visitors) AS visitors FROM ${t} WHERE site = {site:String} AND dim = ''`);
+  const [daily, hourly] = [await eventRollup('rollup_daily'), await eventRollup('rollup_hourly')];
+  const rawSessions = await one(
+    store,
+    'SELECT count() AS visits, sum(b) AS bounces, sum(d) AS duration, uniqExact(v) AS visitors FROM (SELECT session_id, argMax(visitor_id, version) AS v,' +
+      ' sum(sign) AS n, sum(sign * is_bounce) AS b, sum(sign * duration) AS d FROM sessions WHERE site = {site:String} GROUP BY session_id HAVING n > 0)',
+  );
+  const sessionRollup = (t: string): Promise<Record<string, string>> =>
+    one(store, `SELECT sum(visits) AS visits, sum(bounces) AS bounces, sum(duration) AS duration, uniqExactMerge(visitors) AS visitors FROM ${t} WHERE site = {site:String} AND dim = ''`);
+  const [sDaily, sHourly] = [await sessionRollup('sessions_daily'), await sessionRollup('sessions_hourly')];
+  const row = (metric: string, raw: Record<string, string>, d: Record<string, string>, h: Record<string, string>, key: string): TotalsRow => ({
+    metric,
+    raw: Number(raw[key] ?? NaN),
+    daily: Number(d[key] ?? NaN),
+    hourly: Number(h[key] ?? NaN),
+  });
+  return [
+    row('pageviews (events)', rawEvents, daily, hourly, 'pageviews'),
+    row('events (events)', rawEvents, daily, hourly, 'events'),
+    row('visitors (events)', rawEvents, daily, hourly, 'visitors'),
+    row('visits (sessions)', rawSessions, sDaily, sHourly, 'visits'),
+    row('bounces (sessions)', rawSessions, sDaily, sHourly, 'bounces'),
+    row('duration s (sessions)', rawSessions, sDaily, sHourly, 'duration'),
+    row('visitors (sessions)', rawSessions, sDaily, sHourly, 'visitors'),
+  ];
+}
+
+async function describeData(store: Store): Promise<Record<string, number>> {
+  const e = await one(
+    store,
+    'SELECT count() AS rows, uniqExact(pathname) AS paths, uniqExact(country) AS countries, uniqExact(source) AS sources,' +
+      " countIf(name != 'pageview') AS custom_events, countIf(revenue_amount IS NOT NULL) AS purchases FROM events WHERE site = {site:String}",
+  );
+  const s = await one(store, 'SELECT count() AS rows FROM sessions WHERE site = {site:String}');
+  const parts = await store.query<{ table: string; parts: string; bytes: string }>(
+    "SELECT table, count() AS parts, sum(bytes_on_disk) AS bytes FROM system.parts WHERE database = {db:String} AND active AND table IN ('events', 'sessions', 'rollup_daily', 'rollup_hourly', 'sessions_daily', 'sessions_hourly') GROUP BY table ORDER BY table",
+    { db: DATABASE },
+  );
+  const out: Record<string, number> = {
+    event_rows: Number(e['rows']),
+    session_rows: Number(s['rows']),
+    distinct_paths: Number(e['paths']),
+    countries: Number(e['countries']),
+    sources: Number(e['sources']),
+    custom_events: Number(e['custom_events']),
+    purchases: Number(e['purchases']),
+  };
+  for (const p of parts) {
+    out[`${p.table}_parts`] = Number(p.parts);
+    out[`${p.table}_mb`] = Math.round(Number(p.bytes) / 1048576);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries: what the dashboard asks for.
+
+type RangeName = 'day' | '7d' | '30d';
+const RANGES: readonly RangeName[] = ['30d', '7d', 'day'];
+
+/**
+ * Runs for the shorter ranges: the target is stated for 30 days, and a raw read of a 10M-event
+ * site takes seconds on 2 cores, so these get a quarter of the runs (at least 3).
+ */
+export function secondaryRuns(runs: number): number {
+  return Math.max(3, Math.round(runs / 4));
+}
+
+interface DashboardQuery {
+  name: string;
+  body: (range: RangeName) => Record<string, unknown>;
+}
+
+const LIST_LIMIT = 10;
+
+function breakdown(name: string, dimension: string, metrics: string[]): DashboardQuery {
+  return {
+    name,
+    body: (range) => ({ site_id: SITE.domain, metrics, date_range: range, dimensions: [dimension], pagination: { limit: LIST_LIMIT } }),
+  };
+}
+
+const QUERIES: readonly DashboardQuery[] = [
+  {
+    name: 'top stats',
+    body: (range) => ({
+      site_id: SITE.domain,
+      metrics: ['visitors', 'visits', 'pageviews', 'bounce_rate', 'visit_duration', 'views_per_visit'],
+      date_range: range,
+    }),
+  },
+  {
+    // The dashboard's graph: days over a range, hours over one day.
+    name: 'timeseries',
+    body: (range) => ({ site_id: SITE.domain, metrics: ['visitors', 'pageviews'], date_range: range, dimensions: [range === 'day' ? 'time:hour' : 'time:day'] }),
+  },
+  breakdown('top pages', 'event:page', ['visitors', 'pageviews']),
+  breakdown('sources', 'visit:source', ['visitors', 'bounce_rate', 'visit_duration']),
+  breakdown('channels', 'visit:channel', ['visitors']),
+  breakdown('countries', 'visit:country', ['visitors']),
+  breakdown('devices', 'visit:device', ['visitors']),
+  breakdown('browsers', 'visit:browser', ['visitors']),
+  breakdown('OS', 'visit:os', ['visitors']),
+  breakdown('goals', 'event:goal', ['visitors', 'events', 'conversion_rate']),
+  breakdown('entry pages', 'visit:entry_page', ['visitors', 'visits']),
+  breakdown('utm_source', 'visit:utm_source', ['visitors']),
+];
+
+/** A store that records the statements it runs, to EXPLAIN them afterwards. */
+function recording(store: Store, log: { sql: string; params: QueryParams | undefined }[]): Store {
+  return {
+    kind: store.kind,
+    database: store.database,
+    exec: (sql, params, opts) => store.exec(sql, params, opts),
+    query: <T>(sql: string, params?: QueryParams) => {
+      log.push({ sql, params });
+      return store.query<T>(sql, params);
+    },
+    insert: (t, rows, opts) => store.insert(t, rows, opts),
+    ping: () => store.ping(),
+    close: () => store.close(),
+  };
+}
+
+/** Rows and marks ClickHouse plans to read for the statements of one answer (EXPLAIN ESTIMATE). */
+async function estimate(store: Store, log: { sql: string; params: QueryParams | undefined }[]): Promise<{ rows: number; marks: number; tables: string }> {
+  let rows = 0;
+  let marks = 0;
+  const tables = new Map<string, number>();
+  for (const s of log) {
+    const est = await store.query<{ table: string; rows: string; marks: string }>(`EXPLAIN ESTIMATE ${s.sql}`, s.params);
+    for (const e of est) {
+      rows += Number(e.rows);
+      marks += Number(e.marks);
+      tables.set(e.table, (tables.get(e.table) ?? 0) + Number(e.rows));
+    }
+  }
+  return { rows, marks, tables: [...tables].map(([t, r]) => `${t} ${num(r)}`).join(', ') };
+}
+
+interface Stats {
+  p50: number;
+  p95: number;
+  mean: number;
+  min: number;
+  max: number;
+}
+
+/** Nearest-rank percentiles of the samples (ms). */
+export function stats(samples: readonly number[]): Stats {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? NaN;
+  return { p50: at(0.5), p95: at(0.95), mean: s.reduce((a, b) => a + b, 0) / s.length, min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN };
+}
+
+interface QueryResult {
+  query: string;
+  range: RangeName;
+  body: Record<string, unknown>;
+  runs: number;
+  auto: Stats & { samplesMs: number[] };
+  raw: Stats & { samplesMs: number[] };
+  /** raw p50 / auto p50. */
+  ratioP50: number;
+  ratioP95: number;
+  /** What the planner chose for the main read, every table the auto answer read, and why raw. */
+  autoSource: string;
+  autoTables: string[];
+  autoReason: string | undefined;
+  /** Whether every auto answer equalled the raw answer. */
+  equal: boolean;
+  mismatch: string | undefined;
+  resultRows: number;
+  estimate: { auto: { rows: number; marks: number; tables: string }; raw: { rows: number; marks: number; tables: string } };
+}
+
+function answerKey(r: QueryResponse): string {
+  return JSON.stringify(r.results);
+}
+
+function firstDifference(a: QueryResponse, b: QueryResponse): string {
+  const n = Math.max(a.results.length, b.results.length);
+  for (let i = 0; i < n; i++) {
+    const x = JSON.stringify(a.results[i]);
+    const y = JSON.stringify(b.results[i]);
+    if (x !== y) return `row ${i}: auto ${x ?? '(none)'} vs raw ${y ?? '(none)'}`;
+  }
+  return 'results differ';
+}
+
+async function timed(store: Store, body: unknown, now: Date, source: 'auto' | 'raw'): Promise<{ ms: number; answer: QueryResponse }> {
+  const t0 = performance.now();
+  const answer = await runQuery(store, SITE, body, now, { source });
+  return { ms: performance.now() - t0, answer };
+}
+
+async function measure(store: Store, ctx: ScenarioContext, q: DashboardQuery, range: RangeName, now: Date, runs: number): Promise<QueryResult> {
+  const body = q.body(range);
+  // Warm-up 1 through a recording store, for the plans; then the others plain.
+  const autoLog: { sql: string; params: QueryParams | undefined }[] = [];
+  const rawLog: { sql: string; params: QueryParams | undefined }[] = [];
+  const first = await runQuery(recording(store, autoLog), SITE, body, now, { source: 'auto' });
+  const firstRaw = await runQuery(recording(store, rawLog), SITE, body, now, { source: 'raw' });
+  for (let i = 1; i < WARMUPS; i++) {
+    await timed(store, body, now, 'auto');
+    await timed(store, body, now, 'raw');
+  }
+  const expected = answerKey(firstRaw);
+  let mismatch = answerKey(first) === expected ? undefined : firstDifference(first, firstRaw);
+  const autoMs: number[] = [];
+  const rawMs: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    // Alternating which goes first, so neither always runs on a cache the other warmed.
+    const order: ('auto' | 'raw')[] = r % 2 === 0 ? ['auto', 'raw'] : ['raw', 'auto'];
+    for (const source of order) {
+      const t = await timed(store, body, now, source);
+      (source === 'auto' ? autoMs : rawMs).push(t.ms);
+      if (mismatch === undefined && answerKey(t.answer) !== expected) {
+        mismatch = `run ${r} (${source}): ${source === 'auto' ? firstDifference(t.answer, firstRaw) : 'raw answer changed between runs'}`;
+      }
+    }
+  }
+  const auto = stats(autoMs);
+  const raw = stats(rawMs);
+  const est = { auto: await estimate(store, autoLog), raw: await estimate(store, rawLog) };
+  const result: QueryResult = {
+    query: q.name,
+    range,
+    body,
+    runs,
+    auto: { ...auto, samplesMs: autoMs.map((x) => Math.round(x * 100) / 100) },
+    raw: { ...raw, samplesMs: rawMs.map((x) => Math.round(x * 100) / 100) },
+    ratioP50: raw.p50 / auto.p50,
+    ratioP95: raw.p95 / auto.p95,
+    autoSource: first.meta.source,
+    autoTables: first.meta.tables,
+    autoReason: first.meta.source_reason,
+    equal: mismatch === undefined,
+    mismatch,
+    resultRows: first.results.length,
+    estimate: est,
+  };
+  ctx.progress(
+    `${range.padEnd(3)} ${q.name.padEnd(12)} auto p50 ${ms(auto.p50)} p95 ${ms(auto.p95)} | raw p50 ${ms(raw.p50)} p95 ${ms(raw.p95)} | ×${result.ratioP50.toFixed(1)} | ${first.meta.tables.join('+')}${mismatch === undefined ? '' : ' | MISMATCH'}`,
+  );
+  if (mismatch !== undefined) process.stderr.write(`\n!!! query ${q.name} ${range}: auto and raw answers differ: ${mismatch}\n\n`);
+  return result;
+}
+
+/** Tables of the raw data: an auto answer that reads one of them did not come from the rollups. */
+const RAW_TABLES = new Set(['events', 'sessions']);
+
+function wentRaw(r: QueryResult): boolean {
+  return r.autoTables.some((t) => RAW_TABLES.has(t));
+}
+
+function sourceLabel(r: QueryResult): string {
+  if (!wentRaw(r)) return r.autoSource;
+  return r.autoSource === 'raw' ? 'RAW' : `${r.autoSource} + RAW`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function readDataset(path: string): Dataset | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Dataset;
+  } catch {
+    return undefined;
+  }
+}
+
+export function queryScenario(o: QueryOptions): Scenario {
+  return {
+    name: 'query',
+    summary: `dashboard queries over 30 days of one site (${num(o.events)} events, generated in chDB): rollups vs raw, p50/p95`,
+    async run(ctx) {
+      const dataDir = o.dataDir ?? (await mkdtemp(join(tmpdir(), 'farol-bench-query-')));
+      mkdirSync(dataDir, { recursive: true });
+      const marker = join(dataDir, 'bench-query-dataset.json');
+      const store = openChdbStore({ dataDir, database: DATABASE });
+      try {
+        await migrate(store, { database: DATABASE, retentionDays: 395 });
+        let dataset = readDataset(marker);
+        let seedReport: SeedReport;
+        if (dataset !== undefined && dataset.events === o.events && dataset.seed === SEED) {
+          ctx.progress(`reusing the dataset in ${dataDir} (${num(dataset.events)} events requested on ${new Date(dataset.baseMs).toISOString().slice(0, 10)} + ${DAYS} days)`);
+          const rows = await describeData(store);
+          seedReport = { dataset, seconds: 0, reused: true, rows: { events: rows['event_rows'] ?? 0, sessions: rows['session_rows'] ?? 0 } };
+        } else {
+          const existing = await one(store, 'SELECT count() AS n FROM events WHERE site = {site:String}');
+          if (Number(existing['n']) > 0) throw new Error(`${dataDir} holds other data for ${SITE.domain}: use an empty --data-dir`);
+          // The last of the 30 days is today (UTC), so the shortcuts 30d, 7d and day cover it.
+          const baseMs = Math.floor(Date.now() / DAY_MS) * DAY_MS - (DAYS - 1) * DAY_MS;
+          ctx.progress(`seeding ~${num(o.events)} events over ${DAYS} days into chDB at ${dataDir}`);
+          const seeded = await seed(store, ctx, o.events, baseMs);
+          dataset = { events: o.events, sessions: seeded.sessions, seed: SEED, baseMs, days: DAYS };
+          writeFileSync(marker, `${JSON.stringify(dataset)}\n`);
+          seedReport = { dataset, seconds: seeded.seconds, reused: false, rows: { events: 0, sessions: 0 } };
+        }
+        const mergeWaitS = await settleMerges(store, ctx);
+        const data = await describeData(store);
+        seedReport.rows = { events: data['event_rows'] ?? 0, sessions: data['session_rows'] ?? 0 };
+        ctx.progress(`${num(data['event_rows'])} events, ${num(data['session_rows'])} session rows; checking rollup totals`);
+        const totals = await rollupTotals(store);
+        const totalsEqual = totals.every((t) => t.raw === t.daily && t.raw === t.hourly);
+
+        // The floor: a round trip through the store that reads nothing.
+        const floorMs: number[] = [];
+        for (let i = 0; i < WARMUPS + o.runs; i++) {
+          const t0 = performance.now();
+          await store.query('SELECT 1 AS one');
+          if (i >= WARMUPS) floorMs.push(performance.now() - t0);
+        }
+        const floor = stats(floorMs);
+        ctx.progress(`floor (SELECT 1 through the store): p50 ${ms(floor.p50)} p95 ${ms(floor.p95)}`);
+
+        // Queries run as of the last second of the last day.
+        const now = new Date(dataset.baseMs + DAYS * DAY_MS - 1000);
+        const results: QueryResult[] = [];
+        for (const range of RANGES) {
+          const runs = range === '30d' ? o.runs : secondaryRuns(o.runs);
+          for (const q of QUERIES) results.push(await measure(store, ctx, q, range, now, runs));
+        }
+        return report(o, seedReport, mergeWaitS, data, totals, totalsEqual, results, now, floor);
+      } finally {
+        await store.close();
+        if (o.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+function report(
+  o: QueryOptions,
+  seeded: SeedReport,
+  mergeWaitS: number,
+  data: Record<string, number>,
+  totals: TotalsRow[],
+  totalsEqual: boolean,
+  results: QueryResult[],
+  now: Date,
+  floor: Stats,
+): { report: string; checks: Check[]; data: Record<string, unknown> } {
+  const lines: string[] = [];
+  lines.push(
+    `Dataset: ${num(seeded.rows.events)} events, ${num(seeded.rows.sessions)} session rows (${num(seeded.dataset.sessions)} sessions), ` +
+      `${num(totals.find((t) => t.metric === 'visitors (events)')?.raw)} visitors, ${num(data['distinct_paths'])} paths, ${num(data['countries'])} countries, ` +
+      `${num(data['sources'])} sources, ${num(data['custom_events'])} custom events; site ${SITE.domain} (UTC), now = ${now.toISOString()}`,
+  );
+  lines.push(
+    seeded.reused
+      ? 'Seeding: reused a kept data dir'
+      : `Seeding: ${seeded.seconds.toFixed(1)} s (${num(seeded.rows.events / seeded.seconds)} events/s, inserts of ~${num(EVENTS_PER_CHUNK)} events with the views filling the rollups)` +
+          (mergeWaitS > 1 ? `, then ${mergeWaitS.toFixed(0)} s for merges` : ''),
+  );
+  const parts = ['events', 'sessions', 'rollup_daily', 'rollup_hourly', 'sessions_daily', 'sessions_hourly']
+    .map((t) => `${t} ${num(data[`${t}_parts`])} parts/${num(data[`${t}_mb`])} MB`)
+    .join(', ');
+  lines.push(`Storage: ${parts}`, '');
+  lines.push('Rollup totals vs raw totals (whole dataset):');
+  lines.push(
+    table(
+      ['metric', 'raw', 'rollup daily', 'rollup hourly', 'equal'],
+      totals.map((t) => [t.metric, num(t.raw), num(t.daily), num(t.hourly), t.raw === t.daily && t.raw === t.hourly ? 'yes' : 'NO']),
+    ),
+  );
+  lines.push('');
+  lines.push(
+    `Queries: runQuery as the planner chooses (auto) and forced raw, interleaved, after ${WARMUPS} warm-ups: ${o.runs} runs each for 30d, ` +
+      `${secondaryRuns(o.runs)} for 7d and day. Floor (SELECT 1 through the store): p50 ${ms(floor.p50)}, p95 ${ms(floor.p95)}.`,
+  );
+  lines.push(
+    table(
+      ['range', 'query', 'auto source', 'auto p50', 'auto p95', 'raw p50', 'raw p95', 'raw/auto p50', 'rows read auto', 'rows read raw', 'answers'],
+      results.map((r) => [
+        r.range,
+        r.query,
+        sourceLabel(r),
+        ms(r.auto.p50),
+        ms(r.auto.p95),
+        ms(r.raw.p50),
+        ms(r.raw.p95),
+        `×${r.ratioP50.toFixed(1)}`,
+        num(r.estimate.auto.rows),
+        num(r.estimate.raw.rows),
+        r.equal ? 'equal' : 'MISMATCH',
+      ]),
+    ),
+  );
+  const raw = results.filter(wentRaw);
+  if (raw.length > 0) {
+    lines.push('');
+    lines.push('Answered (partly) from raw tables under auto:');
+    for (const r of raw) lines.push(`  ${r.range} ${r.query}: ${r.autoReason ?? 'a totals read'} (read ${r.autoTables.join(', ')})`);
+  }
+  const mismatches = results.filter((r) => !r.equal);
+  if (mismatches.length > 0) {
+    lines.push('');
+    lines.push('!!! AUTO AND RAW ANSWERS DIFFER:');
+    for (const r of mismatches) lines.push(`  ${r.range} ${r.query}: ${r.mismatch ?? ''}`);
+  }
+
+  const at30 = results.filter((r) => r.range === '30d');
+  const fromRollups = at30.filter((r) => !wentRaw(r));
+  const worstP95 = Math.max(...fromRollups.map((r) => r.auto.p95));
+  const slowP95 = fromRollups.filter((r) => r.auto.p95 >= TARGET_P95_MS);
+  const lowRatio = fromRollups.filter((r) => r.ratioP50 < TARGET_RATIO);
+  const minRatio = Math.min(...fromRollups.map((r) => r.ratioP50));
+  const checks: Check[] = [
+    {
+      name: 'rollup totals = raw totals (pageviews, events, visitors, visits, bounces, duration)',
+      value: totalsEqual ? 'equal' : 'differ',
+      target: 'equal',
+      pass: totalsEqual,
+      kind: 'correctness',
+    },
+    {
+      name: 'auto answers = raw answers (every query, range and run)',
+      value: `${results.length - mismatches.length} / ${results.length} equal`,
+      target: 'all',
+      pass: mismatches.length === 0,
+      kind: 'correctness',
+    },
+    {
+      name: '30d dashboard queries answered from rollups',
+      value: `${fromRollups.length} / ${at30.length}${at30.length > fromRollups.length ? ` (raw: ${at30.filter(wentRaw).map((r) => r.query).join(', ')})` : ''}`,
+      target: 'all',
+      pass: fromRollups.length === at30.length,
+      kind: 'target',
+    },
+    {
+      name: '30d p95 from rollups, worst query',
+      value: ms(worstP95),
+      target: `< ${TARGET_P95_MS} ms${slowP95.length > 0 ? ` (missed: ${slowP95.map((r) => r.query).join(', ')})` : ''}`,
+      pass: slowP95.length === 0 && fromRollups.length > 0,
+      kind: 'target',
+    },
+    {
+      name: '30d raw p50 / rollup p50, lowest',
+      value: `×${minRatio.toFixed(1)}`,
+      target: `≥ ×${TARGET_RATIO}${lowRatio.length > 0 ? ` (missed: ${lowRatio.map((r) => r.query).join(', ')})` : ''}`,
+      pass: lowRatio.length === 0 && fromRollups.length > 0,
+      kind: 'target',
+    },
+  ];
+  return {
+    report: lines.join('\n'),
+    checks,
+    data: {
+      options: o,
+      site: SITE,
+      now: now.toISOString(),
+      dataset: seeded.dataset,
+      seeding: { seconds: seeded.seconds, reused: seeded.reused, rows: seeded.rows, mergeWaitS },
+      storage: data,
+      totals,
+      floorMs: floor,
+      queries: results,
+    },
+  };
+}
