@@ -9,6 +9,8 @@ import { createRouter, type ApiRouter, type Router } from './http.ts';
 import { queryRoutes } from './routes/query.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { trackerRoutes } from './routes/tracker.ts';
+import { experimentRoutes } from './routes/experiments.ts';
+import { exportRoutes } from './routes/export.ts';
 
 /**
  * The reporting API, admin endpoints, tracker and dashboard (SPEC sections 8-9) as route modules
@@ -33,7 +35,7 @@ export interface ApiDeps {
 
 export type RouteModule = (r: ApiRouter, deps: ApiDeps) => void;
 
-const modules: readonly RouteModule[] = [queryRoutes, dashboardRoutes, trackerRoutes];
+const modules: readonly RouteModule[] = [queryRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes];
 
 /** Registers every API route on `app`; returns the router (for drain and the 405 list). */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {

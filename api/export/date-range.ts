@@ -11,8 +11,8 @@ import { runQuery, type QuerySite } from '../query/query.ts';
 
 const MAX_PARAM = 200;
 
-/** The raw `date_range` value of a query string, shaped like the query API's body field. */
-export function dateRangeParam(query: URLSearchParams, fallback: string): unknown {
+/** The raw `date_range` value of a query string, shaped like the query API's body field; `fallback` when absent. */
+export function dateRangeParam(query: URLSearchParams, fallback?: string): unknown {
   const text = query.get('date_range');
   if (text === null || text === '') return fallback;
   if (text.length > MAX_PARAM) throw new ApiQueryError('date_range', `must be at most ${MAX_PARAM} characters`);

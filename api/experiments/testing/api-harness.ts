@@ -1,0 +1,104 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silentLogger } from '../../../lib/log.ts';
+import { Registry } from '../../../lib/metrics.ts';
+import { loadConfig } from '../../../schemas/config.ts';
+import { openChdbStore } from '../../../store/chdb-store.ts';
+import { migrate } from '../../../store/migrate.ts';
+import type { Store } from '../../../store/store.ts';
+import { ControlPlane } from '../../control/control-plane.ts';
+import { listenApi, type ApiServer } from '../../server.ts';
+
+/**
+ * The real API for route tests: chDB on a temp dir, the real control plane (no cache, so a change
+ * shows at once), every route module on uWS at 127.0.0.1 port 0, and two accounts with members of
+ * each role and their tokens.
+ */
+
+export interface Tokens {
+  /** Account A: owner, admin (every site), viewer (every site), viewer of `two.test` only. */
+  owner: string;
+  admin: string;
+  viewer: string;
+  scopedViewer: string;
+  /** Account B's owner. */
+  otherOwner: string;
+}
+
+export interface ApiHarness {
+  url: string;
+  store: Store;
+  control: ControlPlane;
+  tokens: Tokens;
+  close(): Promise<void>;
+}
+
+export const SITE_A = 'one.test';
+export const SITE_A2 = 'two.test';
+export const SITE_B = 'other.test';
+
+export async function startApiHarness(now: () => Date = () => new Date()): Promise<ApiHarness> {
+  const dir = await mkdtemp(join(tmpdir(), 'farol-routes-'));
+  const database = 'farol_routes_test';
+  const store = openChdbStore({ dataDir: dir, database });
+  let server: ApiServer | undefined;
+  try {
+    await migrate(store, { database, retentionDays: 395 });
+    const control = new ControlPlane(store, { cacheTtlMs: 0 });
+    const a = await control.createAccount({ name: 'A' });
+    const b = await control.createAccount({ name: 'B' });
+    await control.addSite(a.id, { domain: SITE_A, timezone: 'UTC' });
+    await control.addSite(a.id, { domain: SITE_A2, timezone: 'UTC' });
+    await control.addSite(b.id, { domain: SITE_B, timezone: 'UTC' });
+    const token = async (account: string, role: 'owner' | 'admin' | 'viewer', sites: string[] = []): Promise<string> => {
+      const m = await control.addMember(account, { name: `${role}-${sites.join('+')}`, role, sites });
+      return (await control.issueToken(m.id)).token;
+    };
+    const tokens: Tokens = {
+      owner: await token(a.id, 'owner'),
+      admin: await token(a.id, 'admin'),
+      viewer: await token(a.id, 'viewer'),
+      scopedViewer: await token(a.id, 'viewer', [SITE_A2]),
+      otherOwner: await token(b.id, 'owner'),
+    };
+    const config = loadConfig({ FAROL_DATA_DIR: dir, FAROL_PORT: '0', FAROL_HOST: '127.0.0.1' });
+    server = await listenApi({ store, control, config, log: silentLogger, metrics: new Registry(), now });
+    const s = server;
+    return {
+      url: `http://127.0.0.1:${s.port}`,
+      store,
+      control,
+      tokens,
+      async close() {
+        await s.stop();
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await server?.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  json: unknown;
+  bytes: Uint8Array;
+}
+
+/** One request; `json` is the parsed body when it is JSON, else undefined. */
+export async function call(base: string, method: string, path: string, token?: string, body?: unknown): Promise<Reply> {
+  const headers: Record<string, string> = {};
+  if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  let json: unknown;
+  if ((res.headers.get('content-type') ?? '').startsWith('application/json')) json = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+  return { status: res.status, headers: res.headers, json, bytes };
+}
