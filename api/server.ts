@@ -7,6 +7,7 @@ import type { Registry } from '../lib/metrics.ts';
 import type { AccessLookup } from './auth.ts';
 import { createRouter, type ApiRouter, type Router } from './http.ts';
 import { queryRoutes } from './routes/query.ts';
+import { adminRoutes } from './routes/admin.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { trackerRoutes } from './routes/tracker.ts';
 import { experimentRoutes } from './routes/experiments.ts';
@@ -35,7 +36,7 @@ export interface ApiDeps {
 
 export type RouteModule = (r: ApiRouter, deps: ApiDeps) => void;
 
-const modules: readonly RouteModule[] = [queryRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes];
+const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes];
 
 /** Registers every API route on `app`; returns the router (for drain and the 405 list). */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {

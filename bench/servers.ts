@@ -109,6 +109,8 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     FAROL_DATA_DIR: dataDir,
     FAROL_TRUST_PROXY: '1',
     FAROL_LOG_LEVEL: 'warn',
+    // The load scripts send for example.com: `start` registers it (only registered sites are accepted).
+    FAROL_SITES: 'example.com',
   });
   const args = [...(opts.nodeArgs ?? []), join(ROOT, 'cli', 'farol.js'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });

@@ -8,9 +8,10 @@ import { createLogger } from '../lib/log.ts';
 const USAGE = `usage: farol <command> [--flags]
 
 commands:
-  start       all-in-one: collector + local hub + processor on ClickHouse (embedded chDB by default)
+  start       all-in-one: collector + hub + processor + API on ClickHouse (embedded chDB by default)
   collector   ingest only; publishes to the configured hub
   processor   consumes the hub, sessionizes, writes ClickHouse
+  api         reporting API + dashboard alone (start serves them too)
   migrate     applies the ClickHouse schema (idempotent, versioned)
   help        this text
 
@@ -25,6 +26,7 @@ const commands: Record<string, Command> = {
   start: async (config) => (await import('./start.ts')).runStart(config),
   collector: async (config) => (await import('../ingest/main.ts')).runCollector(config),
   processor: async (config) => (await import('../processor/main.ts')).runProcessor(config),
+  api: async (config) => (await import('../api/main.ts')).runApi(config),
   migrate: runMigrate,
 };
 

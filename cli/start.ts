@@ -5,6 +5,12 @@ import { migrate } from '../store/migrate.ts';
 import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
+import type { Logger } from '../lib/log.ts';
+import type { Store } from '../store/store.ts';
+import { ControlPlane } from '../api/control/control-plane.ts';
+import { bootstrapControl } from '../api/main.ts';
+import { registerApi } from '../api/server.ts';
+import { watchSites } from '../ingest/main.ts';
 
 /**
  * `farol start`: the all-in-one process: collector + hub + processor on the configured store
@@ -27,12 +33,13 @@ export async function runStart(config: Config): Promise<number> {
   try {
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
+    const api = await startControl(config, store, log, metrics);
     if (config.FAROL_HUB === 'eventhubs') {
       const processor = await startEventHubsProcessor(config, { store, log, metrics });
       try {
         const hub = await openConfiguredEventHubsProducer(config, log);
         try {
-          const collector = await startCollector(config, { hub, log, metrics });
+          const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
           const signal = await untilSignal();
           log.info({ signal }, 'draining');
           await collector.stop();
@@ -46,7 +53,7 @@ export async function runStart(config: Config): Promise<number> {
       const hub = await openConfiguredLocalHub(config, log);
       try {
         const processor = await startLocalProcessor(config, { hub, store, log, metrics });
-        const collector = await startCollector(config, { hub, log, metrics });
+        const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
         const signal = await untilSignal();
         log.info({ signal }, 'draining');
         await collector.stop();
@@ -60,4 +67,23 @@ export async function runStart(config: Config): Promise<number> {
   }
   log.info({}, 'stopped');
   return 0;
+}
+
+/**
+ * The control plane of `farol start`: bootstrap, the registered sites the collector accepts
+ * (refreshed every few seconds and right after a local change), and the API routes on the
+ * collector's app, so collector, API and dashboard share one port.
+ */
+async function startControl(config: Config, store: Store, log: Logger, metrics: Registry) {
+  const control = new ControlPlane(store);
+  await bootstrapControl(control, config, log);
+  const sites = await watchSites({ load: () => control.siteDomains(), log });
+  control.onSitesChanged(() => void sites.refresh());
+  const deps = { store, control, config, log, metrics, now: () => new Date() };
+  return {
+    collector: {
+      knownSite: sites.has,
+      routes: (app: Parameters<typeof registerApi>[0]) => registerApi(app, deps),
+    },
+  };
 }

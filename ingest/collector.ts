@@ -33,8 +33,18 @@ export interface CollectorDeps {
   metrics: Registry;
 }
 
+/** Routes another module adds to the collector's app (the API in `farol start`). */
+export interface MountedRoutes {
+  /** Route patterns (`/api/v1/sites/:domain`): the catch-all answers 405, not 404, for them. */
+  readonly paths: ReadonlySet<string>;
+  /** Resolves once none of these routes has a request in flight (drain waits for it). */
+  idle?(): Promise<void>;
+}
+
 export interface Collector {
   app: TemplatedApp;
+  /** Adds routes to the app; call before `listen`. */
+  mount(register: (app: TemplatedApp) => MountedRoutes): void;
   /** Listens on host:port (0 = any free port); resolves the bound port. */
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting, waits for in-flight requests to be answered. */
@@ -318,10 +328,12 @@ export function createCollector(deps: CollectorDeps): Collector {
   );
   simple('/metrics', () => ({ code: 200, body: metrics.render(), type: 'text/plain; version=0.0.4' }));
 
+  const mounted: MountedRoutes[] = [];
   const other = route('other');
   app.any('/*', (res, req) => {
     const ctx = begin(res, req, other);
-    const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz', '/metrics'].includes(req.getUrl());
+    const url = req.getUrl();
+    const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz', '/metrics'].includes(url) || mounted.some((m) => matchesAny(m.paths, url));
     const err = known ? new FarolError('ING_METHOD_NOT_ALLOWED') : new FarolError('ING_NOT_FOUND');
     // Drain any body so keep-alive connections stay usable.
     res.onData(() => undefined);
@@ -331,6 +343,9 @@ export function createCollector(deps: CollectorDeps): Collector {
 
   return {
     app,
+    mount(register) {
+      mounted.push(register(app));
+    },
     listen(host, port) {
       return new Promise((resolve, reject) => {
         app.listen(host, port, (socket) => {
@@ -348,8 +363,21 @@ export function createCollector(deps: CollectorDeps): Collector {
       if (listenSocket) uWS.us_listen_socket_close(listenSocket);
       listenSocket = null;
       if (inflight > 0) await new Promise<void>((resolve) => drainWaiters.push(resolve));
+      for (const m of mounted) await m.idle?.();
     },
   };
+}
+
+/** Whether `url` matches one of the route patterns (`:name` segments match any one segment). */
+function matchesAny(patterns: ReadonlySet<string>, url: string): boolean {
+  if (patterns.has(url)) return true;
+  const parts = url.split('/');
+  for (const p of patterns) {
+    if (!p.includes(':')) continue;
+    const pp = p.split('/');
+    if (pp.length === parts.length && pp.every((seg, i) => seg.startsWith(':') ? parts[i] !== '' : seg === parts[i])) return true;
+  }
+  return false;
 }
 
 /**

@@ -6,7 +6,8 @@ import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
-import { createCollector, type Collector } from './collector.ts';
+import { createCollector, type Collector, type MountedRoutes } from './collector.ts';
+import type { TemplatedApp } from 'uWebSockets.js';
 import type { EnrichDeps } from './pipeline.ts';
 import { createUaParser } from './enrich/user-agent.ts';
 import { openGeo } from './enrich/geo.ts';
@@ -23,13 +24,30 @@ export interface EnrichRuntime {
   close(): Promise<void>;
 }
 
-/** Opens the enrichment resources (geo database, salt store) named by the configuration. */
-export async function openEnrichment(config: Config, now: () => number = Date.now): Promise<EnrichRuntime> {
+/** FAROL_SITES as a list of lower-case domains ([] when unset). */
+export function configuredSites(config: Config): string[] {
+  return (config.FAROL_SITES ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== '');
+}
+
+/**
+ * Opens the enrichment resources (geo database, salt store) named by the configuration.
+ * `knownSite` decides which domains are accepted (the registered sites); without it, FAROL_SITES
+ * or, when unset, every domain.
+ */
+export async function openEnrichment(
+  config: Config,
+  now: () => number = Date.now,
+  knownSite?: (domain: string) => boolean,
+): Promise<EnrichRuntime> {
   const geo = await openGeo(config.FAROL_GEOIP_DB);
   const salts = await openSaltStore({ dir: join(config.FAROL_DATA_DIR, 'salts'), now });
   const visitors = createVisitorIdResolver({ salts, now });
   const parseUa = createUaParser({ cacheSize: 10_000 });
-  const sites = config.FAROL_SITES ? new Set(config.FAROL_SITES.split(',').map((s) => s.trim().toLowerCase())) : null;
+  const listed = configuredSites(config);
+  const sites = listed.length > 0 ? new Set(listed) : null;
   const rotation = setInterval(() => void salts.rotate(), 60_000);
   rotation.unref();
   return {
@@ -40,7 +58,7 @@ export async function openEnrichment(config: Config, now: () => number = Date.no
       parsePageUrl,
       parseReferrer,
       classify: classifyChannel,
-      knownSite: (domain) => sites === null || sites.has(domain),
+      knownSite: knownSite ?? ((domain) => sites === null || sites.has(domain)),
       now,
     },
     async close() {
@@ -57,12 +75,82 @@ export interface CollectorRuntime {
   stop(): Promise<void>;
 }
 
+/** The set of domains the collector accepts, kept fresh from the sites table. */
+export interface SiteWatch {
+  has(domain: string): boolean;
+  /** Reloads now (after a local site change); failures keep the last set. */
+  refresh(): Promise<void>;
+  stop(): void;
+}
+
+/**
+ * Polls `load` (the registered site domains) every `intervalMs`; `extra` (FAROL_SITES) are
+ * accepted too. Until a first load succeeds (ClickHouse unreachable at start) every domain is
+ * accepted, with a warning: refusing all traffic would lose it, the processor stores it anyway.
+ */
+export async function watchSites(opts: {
+  load: () => Promise<Iterable<string>>;
+  extra?: readonly string[];
+  intervalMs?: number;
+  log: Logger;
+}): Promise<SiteWatch> {
+  const extra = new Set(opts.extra ?? []);
+  let known: Set<string> | null = null;
+  let failing = false;
+  let running: Promise<void> | null = null;
+  let again = false;
+  const load = async (): Promise<void> => {
+    try {
+      known = new Set([...(await opts.load())].map((d) => d.toLowerCase()));
+      if (failing) opts.log.info({ sites: known.size }, 'site list loaded again');
+      failing = false;
+    } catch (err) {
+      if (!failing) {
+        opts.log.warn({ err, acceptingAll: known === null }, 'cannot load the registered sites; keeping the last list');
+      }
+      failing = true;
+    }
+  };
+  const refresh = (): Promise<void> => {
+    if (running !== null) {
+      // A change during a load: load once more after it, so the change is not missed.
+      again = true;
+      return running;
+    }
+    running = load().finally(() => {
+      running = null;
+      if (again) {
+        again = false;
+        void refresh();
+      }
+    });
+    return running;
+  };
+  await refresh();
+  const timer = setInterval(() => void refresh(), opts.intervalMs ?? 5_000);
+  timer.unref();
+  return {
+    has: (domain) => extra.has(domain) || known === null || known.has(domain),
+    refresh,
+    stop: () => clearInterval(timer),
+  };
+}
+
 /** Starts a collector publishing to `hub`, listening on the configured address. */
 export async function startCollector(
   config: Config,
-  opts: { hub: HubProducer; log: Logger; metrics: Registry; now?: () => number },
+  opts: {
+    hub: HubProducer;
+    log: Logger;
+    metrics: Registry;
+    now?: () => number;
+    /** Which domains are accepted (default: FAROL_SITES, or all). */
+    knownSite?: (domain: string) => boolean;
+    /** More routes on the same app and port (the API in `farol start`), registered before listen. */
+    routes?: (app: TemplatedApp) => MountedRoutes;
+  },
 ): Promise<CollectorRuntime> {
-  const enrichment = await openEnrichment(config, opts.now);
+  const enrichment = await openEnrichment(config, opts.now, opts.knownSite);
   const collector = createCollector({
     hub: opts.hub,
     enrich: enrichment.deps,
@@ -76,6 +164,7 @@ export async function startCollector(
     log: opts.log,
     metrics: opts.metrics,
   });
+  if (opts.routes) collector.mount(opts.routes);
   const port = await collector.listen(config.FAROL_HOST, config.FAROL_PORT);
   opts.log.info({ host: config.FAROL_HOST, port }, 'collector listening');
   return {
@@ -131,11 +220,47 @@ export async function runCollector(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
   const hub = await openConfiguredHub(config, log);
-  const runtime = await startCollector(config, { hub, log, metrics });
+  const sites = await collectorSites(config, log);
+  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'draining');
   await runtime.stop();
   await hub.close();
+  await sites.close();
   log.info({}, 'stopped');
   return 0;
+}
+
+/**
+ * The standalone collector's accepted domains: the sites table of the ClickHouse server
+ * (FAROL_CLICKHOUSE_URL) plus FAROL_SITES; else FAROL_SITES; else every domain (warned once).
+ * The embedded engine is not opened here: its data dir belongs to `farol start`/`farol processor`.
+ */
+async function collectorSites(config: Config, log: Logger): Promise<{ has: (domain: string) => boolean; close(): Promise<void> }> {
+  const listed = configuredSites(config);
+  if (config.FAROL_CLICKHOUSE_URL !== undefined) {
+    const { openHttpStore } = await import('../store/http-store.ts');
+    const store = openHttpStore({
+      url: config.FAROL_CLICKHOUSE_URL,
+      username: config.FAROL_CLICKHOUSE_USER,
+      password: config.FAROL_CLICKHOUSE_PASSWORD,
+      database: config.FAROL_CLICKHOUSE_DATABASE,
+      cluster: config.FAROL_CLICKHOUSE_CLUSTER,
+    });
+    const watch = await watchSites({
+      load: async () => (await store.query<{ domain: string }>('SELECT domain FROM sites FINAL WHERE deleted = 0')).map((r) => r.domain),
+      extra: listed,
+      log,
+    });
+    return {
+      has: watch.has,
+      async close() {
+        watch.stop();
+        await store.close();
+      },
+    };
+  }
+  if (listed.length === 0) log.warn({}, 'no site list: accepting events for every domain (set FAROL_CLICKHOUSE_URL or FAROL_SITES)');
+  const set = new Set(listed);
+  return { has: (d) => set.size === 0 || set.has(d), close: async () => undefined };
 }
