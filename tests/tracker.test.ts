@@ -235,7 +235,7 @@ describe('tracker in a browser: pageviews and events', () => {
   it('tracks outbound link clicks and file downloads, not internal links', async () => {
     const body =
       `<a id="in" href="#section">in page</a> <a id="file" href="/files/report.pdf?token=secret" download>report</a> ` +
-      `<a id="out" href="http://localhost:${site.port}/elsewhere?q=1"><span id="inner">partner</span></a>`;
+      `<a id="out" href="http://localhost:${site.port}/elsewhere?q=1"><span id="inner">partner</span></a> <a id="menu" href="http://localhost:${site.port}/menu">menu</a>`;
     site.pages.set('/links', html({ domain: 'links.test', body }));
     const { context, page } = await fresh();
     await page.goto(`${site.url}/links`);
@@ -245,13 +245,18 @@ describe('tracker in a browser: pageviews and events', () => {
     await page.click('#file');
     await download;
     await until(() => site.for('links.test').length === 2, 'download event');
+    await page.click('#menu', { button: 'right' }); // a context menu is not a visit
+    await page.click('#out', { button: 'middle' }); // a middle click opens it in a new tab
+    await until(() => site.for('links.test').length === 3, 'outbound event (middle click)');
     await page.click('#inner'); // a click inside the link counts for the link
-    await until(() => site.for('links.test').length === 3, 'outbound event');
+    await until(() => site.for('links.test').length === 4, 'outbound event');
     const events = site.for('links.test');
-    expect(events.map((e) => e.n)).toEqual(['pageview', 'File Download', 'Outbound Link: Click']);
+    expect(events.map((e) => e.n)).toEqual(['pageview', 'File Download', 'Outbound Link: Click', 'Outbound Link: Click']);
     // u is location.href, fragment included, as Plausible's tracker sends it (the collector drops it).
     expect(events[1]).toMatchObject({ u: `${site.url}/links#section`, p: { url: `${site.url}/files/report.pdf` } });
     expect(events[2]).toMatchObject({ u: `${site.url}/links#section`, p: { url: `http://localhost:${site.port}/elsewhere?q=1` } });
+    expect(events[3]).toEqual(events[2]);
+    expect(JSON.stringify(site.for('links.test'))).not.toContain('/menu');
     await context.close();
   });
 
