@@ -663,9 +663,17 @@ async function renderExperiments() {
   replace(box, cards);
 }
 
+function goalText(goal) {
+  if (typeof goal === 'string') return goal;
+  if (goal?.type === 'event') return `event ${goal.name}`;
+  if (goal?.type === 'pageview') return `visit ${goal.path}`;
+  return JSON.stringify(goal);
+}
+
 function experimentCard(exp, id, json, error) {
-  const title = exp.name ?? id;
-  const status = exp.status ?? json?.status;
+  const info = json?.experiment ?? {};
+  const title = exp.name ?? info.name ?? id;
+  const status = exp.status ?? info.status;
   const stats = statsOf(json);
   const head = h(
     'div',
@@ -674,9 +682,9 @@ function experimentCard(exp, id, json, error) {
     status ? h('span', { class: 'badge' }, status) : null,
     stats ? h('span', { class: `verdict verdict-${stats.verdict}`, dataset: { verdict: stats.verdict } }, VERDICTS[stats.verdict] ?? stats.verdict, stats.winner ? `: ${stats.winner}` : '') : null,
   );
-  const goal = exp.goal ?? json?.goal;
+  const goal = exp.goal ?? info.goal;
   const parts = [head];
-  if (goal) parts.push(h('p', { class: 'muted' }, 'Goal: ', typeof goal === 'string' ? goal : JSON.stringify(goal)));
+  if (goal) parts.push(h('p', { class: 'muted' }, 'Goal: ', goalText(goal)));
   if (error) parts.push(h('p', { class: 'error' }, error));
   if (stats) {
     if (stats.srm?.detected) {
@@ -715,15 +723,26 @@ function experimentCard(exp, id, json, error) {
               'tr',
               { dataset: { variation: v.key } },
               h('td', {}, v.key, v.control ? h('span', { class: 'badge' }, 'control') : null),
-              h('td', { class: 'num', dataset: { value: v.exposures } }, integer.format(v.exposures)),
-              h('td', { class: 'num', dataset: { value: v.conversions } }, integer.format(v.conversions)),
-              h('td', { class: 'num', dataset: { value: v.rate ?? 'null' } }, formatPercent(v.rate, 2)),
-              h('td', { class: 'num' }, uplift),
-              h('td', { class: 'num' }, c ? formatPercent(c.chanceToBeatControl) : '—'),
-              h('td', { class: 'num' }, c ? c.pValue.toPrecision(3) : '—'),
+              h('td', { class: 'num', dataset: { field: 'exposures', value: v.exposures } }, integer.format(v.exposures)),
+              h('td', { class: 'num', dataset: { field: 'conversions', value: v.conversions } }, integer.format(v.conversions)),
+              h('td', { class: 'num', dataset: { field: 'rate', value: v.rate ?? 'null' } }, formatPercent(v.rate, 2)),
+              h('td', { class: 'num', dataset: { field: 'uplift', value: c?.relativeUplift ?? 'null' } }, uplift),
+              h('td', { class: 'num', dataset: { field: 'chance', value: c?.chanceToBeatControl ?? 'null' } }, c ? formatPercent(c.chanceToBeatControl) : '—'),
+              h('td', { class: 'num', dataset: { field: 'p', value: c?.pValue ?? 'null' } }, c ? c.pValue.toPrecision(3) : '—'),
             );
           }),
         ),
+      ),
+    );
+  }
+  const paused = Array.isArray(json?.paused_variations) ? json.paused_variations : [];
+  if (paused.length > 0) {
+    parts.push(
+      h(
+        'p',
+        { class: 'muted' },
+        'Paused (no new traffic, left out of the tests): ',
+        paused.map((v) => `${v.key} ${integer.format(v.exposures)} exposed, ${integer.format(v.conversions)} converted`).join('; '),
       ),
     );
   }
