@@ -30,6 +30,8 @@ interface Beacon {
 interface ConfigReply {
   body: unknown;
   delayMs: number;
+  /** Sent as is instead of `body` as JSON (broken answers). */
+  raw?: string;
 }
 
 /** The test site: pages by path, recorded beacons, config replies by domain. */
@@ -74,7 +76,7 @@ class TestSite {
       const domain = decodeURIComponent(url.pathname.slice('/api/config/'.length));
       const reply = this.configs.get(domain) ?? { body: { experiments: [] }, delayMs: 0 };
       if (reply.delayMs > 0) await new Promise((r) => setTimeout(r, reply.delayMs));
-      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*' }).end(JSON.stringify(reply.body));
+      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*' }).end(reply.raw ?? JSON.stringify(reply.body));
       this.configServed.set(domain, (this.configServed.get(domain) ?? 0) + 1);
     } else if (this.pages.has(url.pathname)) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(this.pages.get(url.pathname));
@@ -229,6 +231,10 @@ describe('tracker in a browser: pageviews and events', () => {
       p: { plan: 'pro', seats: 3, trial: true },
       $: { currency: 'EUR', amount: 29.5 },
     });
+    // Non-interactive events (they do not end a bounce) and a custom URL, as Plausible's options.
+    await js(page, `farol('Video Watched', { interactive: false, u: 'https://example.com/videos/1' })`);
+    await until(() => site.for('custom.test').length === 4, 'non-interactive event');
+    expect(site.for('custom.test')[3]).toEqual({ n: 'Video Watched', u: 'https://example.com/videos/1', d: 'custom.test', r: null, w: 1280, i: false });
     await context.close();
   });
 
@@ -469,6 +475,23 @@ describe('tracker in a browser: experiments', () => {
     expect(site.for('spa-exp.test')[2]).not.toHaveProperty('exp');
     expect(await js(page, `getComputedStyle(document.querySelector('.promo')).color`)).toBe('rgb(0, 0, 0)'); // its css is gone
     expect(await js(page, `document.querySelector('.promo').textContent`)).toBe('Other');
+    await context.close();
+  });
+
+  it.each([
+    ['not JSON', { body: null, raw: '<html>oops', delayMs: 0 }],
+    ['not a list', { body: { experiments: { id: 'x' } }, delayMs: 0 }],
+    ['broken entries', { body: { experiments: [null, { id: 'x', variations: [null, { key: 'b' }] }] }, delayMs: 0 }],
+  ])('a config that is %s never stops tracking', async (label, reply) => {
+    const domain = `broken-${label.replace(/\W/g, '')}.test`;
+    site.configs.set(domain, reply);
+    site.pages.set(`/exp/${domain}`, expPage(domain));
+    const { context, page } = await fresh();
+    await page.goto(`${site.url}/exp/${domain}`);
+    await until(() => site.for(domain).length === 1, 'pageview');
+    expect(site.for(domain)[0]).toEqual({ n: 'pageview', u: `${site.url}/exp/${domain}`, d: domain, r: null, w: 1280 });
+    await page.waitForFunction(`getComputedStyle(document.documentElement).opacity === '1'`);
+    expect((await seen(page)).headline).toBe('Original');
     await context.close();
   });
 
