@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlane } from '../api/control/control-plane.ts';
-import { ControlPlane } from '../api/control/control-plane.ts';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
 import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
@@ -166,12 +165,6 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
     const migrated = await runFarol(['migrate'], { ...baseEnv, FAROL_DATA_DIR: await tempDir('farol-eh-migrate-') });
     expect(migrated.code, migrated.stderr).toBe(0);
     store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database: DATABASE });
-    // Collectors on a ClickHouse server accept the sites registered in it (polled from the sites table).
-    const control = new ControlPlane(store);
-    const account = await control.createAccount({ name: 'eventhubs-e2e' });
-    for (const domain of ['one-a.test', 'one-b.test', 'one-c.test', 'two-a.test', 'two-b.test', 'three-a.test', 'three-b.test', 'full.test']) {
-      await control.addSite(account.id, { domain });
-    }
     // Collectors on a ClickHouse server accept the sites registered in it (polled from the sites table).
     const control = new ControlPlane(store);
     const account = await control.createAccount({ name: 'eventhubs-e2e' });
