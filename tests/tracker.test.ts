@@ -10,12 +10,15 @@ import { createRouter } from '../api/http.ts';
 import { loadTracker, TRACKER_PATH, trackerRoutes } from '../api/routes/tracker.ts';
 import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
+import { BOOTSTRAP_SITE, OWNER_TOKEN, startApiInstance, type ApiInstance } from './support/api-instance.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
 
 /**
  * The tracker (ingest/tracker/script.js) in a real headless Chromium: pages and the script come
  * from a small node:http server that also records beacons and answers /api/config/<domain>; one
- * case sends to the real collector. Plus the GET /js/script.js route on uWS.
+ * case sends to the real collector, and one runs a whole `farol start` (script, config and
+ * collector from Farol, an experiment created over the admin API, its results read back). Plus
+ * the GET /js/script.js route on uWS.
  */
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -609,4 +612,66 @@ describe('GET /js/script.js', () => {
     expect(stale.status).toBe(200);
     await stale.arrayBuffer();
   });
+});
+
+describe('tracker on the whole product (farol start)', () => {
+  let farol: ApiInstance;
+  beforeAll(async () => {
+    farol = await startApiInstance();
+  }, 120_000);
+  afterAll(async () => {
+    await farol?.stop();
+  });
+
+  it('serves the script and the config, and its beacons become experiment results', async () => {
+    const auth = { authorization: `Bearer ${OWNER_TOKEN}`, 'content-type': 'application/json' };
+    const changes = [{ type: 'text', selector: '#headline', value: 'Variant B' }];
+    const hero = {
+      id: 'hero',
+      name: 'Hero headline',
+      goal: { type: 'event', name: 'Signup' },
+      control: 'control',
+      status: 'running',
+      pages: ['/shop'],
+      variations: [
+        { key: 'control', weight: 50, changes: [] },
+        { key: 'b', weight: 50, changes },
+      ],
+    };
+    const created = await fetch(`${farol.url}/api/v1/sites/${BOOTSTRAP_SITE}/experiments`, { method: 'POST', headers: auth, body: JSON.stringify(hero) });
+    expect(created.status, await created.text()).toBe(201);
+
+    // The page lives on another origin and loads everything from Farol, as a customer's site would.
+    site.pages.set(
+      '/shop',
+      `<!doctype html><html><head><script src="${farol.url}/js/script.js" data-domain="${BOOTSTRAP_SITE}" data-experiments data-allow-automation></script>` +
+        `</head><body><h1 id="headline">Original</h1></body></html>`,
+    );
+    // Two visitors (the collector tells them apart by User-Agent here: same IP), one per variation.
+    for (const [key, version] of [
+      ['b', '124'],
+      ['control', '125'],
+    ] as const) {
+      const context = await browser.newContext({ userAgent: CHROME_UA.replace('124', version) });
+      await context.addCookies([{ name: 'farol_exp', value: visitorFor(hero, key), url: site.url }]);
+      const page = await context.newPage();
+      await page.goto(`${site.url}/shop`);
+      await page.waitForFunction(`getComputedStyle(document.documentElement).opacity === '1'`);
+      expect(await js(page, `document.getElementById('headline').textContent`)).toBe(key === 'b' ? 'Variant B' : 'Original');
+      if (key === 'b') expect(await js(page, `new Promise((resolve) => farol('Signup', { callback: resolve }))`)).toEqual({ status: 202 });
+      await context.close();
+    }
+
+    const results = await until(async () => {
+      const res = await fetch(`${farol.url}/api/v2/experiments/hero/results?site_id=${BOOTSTRAP_SITE}`, { headers: auth });
+      if (res.status !== 200) throw new Error(`results: ${res.status} ${await res.text()}`);
+      const json = (await res.json()) as { results: { variations: Array<{ key: string; exposures: number; conversions: number }> } };
+      const v = json.results.variations;
+      return v.reduce((n, x) => n + x.exposures, 0) === 2 && v.some((x) => x.conversions > 0) && v;
+    }, 'experiment results', 60_000);
+    expect(results.map((v) => ({ key: v.key, exposures: v.exposures, conversions: v.conversions }))).toEqual([
+      { key: 'control', exposures: 1, conversions: 0 },
+      { key: 'b', exposures: 1, conversions: 1 },
+    ]);
+  }, 120_000);
 });
