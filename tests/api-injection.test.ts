@@ -198,6 +198,12 @@ describe.skipIf(nearMidnightUtc(10))('reporting API: injection attempts are reje
     }
   });
 
+  it('site_id is case-insensitive, like the domains events are sent to', async () => {
+    const r = await post({ ...base, site_id: 'LocalHost' });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.results).toEqual([{ dimensions: [], metrics: [seeded.length] }]);
+  });
+
   it('a body that is not JSON, or too large, is refused', async () => {
     const notJson = await post("{'site_id': 'localhost'}; DROP TABLE events");
     expect(notJson.status).toBe(400);

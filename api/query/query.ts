@@ -100,7 +100,8 @@ const MAX_RANGE_MS = 20 * 366 * 86_400_000;
 export async function runQuery(store: Store, site: QuerySite, body: unknown, now: Date, options: RunOptions = {}): Promise<QueryResponse> {
   if (!isSupportedTimeZone(site.timezone)) throw new Error(`site ${site.domain} has an unsupported time zone ${site.timezone}`);
   const q = parseQuery(body);
-  if (q.siteId !== site.domain) throw new ApiQueryError('site_id', 'site_id does not match the site queried');
+  // Domains are case-insensitive (the collector and the site lookup lower-case them).
+  if (q.siteId.toLowerCase() !== site.domain) throw new ApiQueryError('site_id', 'site_id does not match the site queried');
   checkGoals(q.filters, site.goals);
   const tz = site.timezone;
   const nowMs = now.getTime();
