@@ -414,9 +414,31 @@ describe('dashboard at / against farol start', () => {
     await ready();
     const today = await query({ metrics, date_range: 'day', include: { comparisons: { mode: 'previous_period' } } });
     expectCardsEqual(await statCards(), metrics, today);
-    await p.selectOption('#compare-select', 'off');
-    await p.selectOption('#period-select', '28d');
+
+    // A custom range (comparison still on), then realtime (no comparison: the API refuses one).
+    const day = new Date().toISOString().slice(0, 10);
+    const weekAgo = new Date(Date.now() - 6 * 86_400_000).toISOString().slice(0, 10);
+    await p.selectOption('#period-select', 'custom');
+    await p.fill('#custom-from', weekAgo);
+    await p.fill('#custom-to', day);
+    await p.click('#custom-range button[type=submit]');
     await ready();
+    expect(Object.fromEntries(new URL(p.url()).searchParams)).toMatchObject({ period: 'custom', from: weekAgo, to: day });
+    expectCardsEqual(await statCards(), metrics, await query({ metrics, date_range: [weekAgo, day], include: { comparisons: { mode: 'previous_period' } } }));
+
+    await p.selectOption('#period-select', 'realtime');
+    await ready();
+    expect(await p.locator('#compare-select').isDisabled()).toBe(true);
+    const realtime = await query({ metrics, date_range: 'realtime' });
+    expect(realtime.results[0]?.metrics[0]).toBe((truth as SiteCounts).visitors);
+    const cards = await statCards();
+    expectCardsEqual(cards, metrics, realtime);
+    expect(cards.every((c) => c.change === undefined)).toBe(true);
+
+    await p.selectOption('#period-select', '28d');
+    await p.selectOption('#compare-select', 'off');
+    await ready();
+    expect(new URL(p.url()).search).toBe(`?site=${SITE}&tab_devices=browser`);
   });
 
   it('lists the site\u2019s experiments with their results (counts, rate, uplift, chance, SRM, verdict) as the API answers them', async () => {
