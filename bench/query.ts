@@ -289,7 +289,9 @@ function planSessions(events: number): number {
 
 async function seed(store: Store, ctx: ScenarioContext, events: number, baseMs: number): Promise<{ sessions: number; seconds: number }> {
   const sessions = planSessions(events);
-  const perChunk = Math.max(1, Math.round(EVENTS_PER_CHUNK / MEAN_EVENTS_PER_SESSION));
+  // Equal chunks of about EVENTS_PER_CHUNK events each.
+  const chunks = Math.max(1, Math.round((sessions * MEAN_EVENTS_PER_SESSION) / EVENTS_PER_CHUNK));
+  const perChunk = Math.ceil(sessions / chunks);
   const pool = Math.max(1, Math.round((sessions / DAYS) * VISITOR_POOL_FACTOR));
   const t0 = Date.now();
   for (let s0 = 0; s0 < sessions; s0 += perChunk) {
