@@ -13,10 +13,17 @@ commands:
   processor   consumes the hub, sessionizes, writes ClickHouse
   api         reporting API + dashboard alone (start serves them too)
   migrate     applies the ClickHouse schema (idempotent, versioned)
+  sites, members, tokens, accounts
+              admin: add sites, grant roles, issue API tokens (printed once); see below
   help        this text
 
 Configuration comes from FAROL_* environment variables or the equivalent --flags
-(e.g. --port 8080 --data-dir ./data --trust-proxy 1); see README.md.`;
+(e.g. --port 8080 --data-dir ./data --trust-proxy 1); see README.md.
+
+  farol sites add <domain> [--timezone Europe/Lisbon] | sites list | sites remove <domain>
+  farol members add <name> --role owner|admin|viewer [--sites a.com,b.com] | members list | members remove <id>
+  farol tokens create --member <id> [--name ci] | tokens list | tokens revoke <prefix>
+  farol accounts add <name> | accounts list          (--account <id>: another account than the first)`;
 
 type Command = (config: Config, args: string[]) => Promise<number>;
 
@@ -28,7 +35,35 @@ const commands: Record<string, Command> = {
   processor: async (config) => (await import('../processor/main.ts')).runProcessor(config),
   api: async (config) => (await import('../api/main.ts')).runApi(config),
   migrate: runMigrate,
+  sites: admin('sites'),
+  members: admin('members'),
+  tokens: admin('tokens'),
+  accounts: admin('accounts'),
 };
+
+function admin(group: string): Command {
+  return async (config, args) => (await import('./admin.ts')).runAdmin(group, config, args);
+}
+
+// The admin commands' own flags, kept out of the configuration flags (`--sites` would be FAROL_SITES).
+const ADMIN_GROUPS = new Set(['sites', 'members', 'tokens', 'accounts']);
+const ADMIN_FLAGS = new Set(['timezone', 'role', 'sites', 'member', 'name', 'account']);
+
+function splitAdminFlags(args: string[]): { own: string[]; others: string[] } {
+  const own: string[] = [];
+  const others: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    const m = /^--([a-z-]+)(=.*)?$/.exec(a);
+    if (m?.[1] !== undefined && ADMIN_FLAGS.has(m[1])) {
+      own.push(a);
+      if (m[2] === undefined && i + 1 < args.length) own.push(args[++i] ?? '');
+    } else {
+      others.push(a);
+    }
+  }
+  return { own, others };
+}
 
 async function runMigrate(config: Config): Promise<number> {
   const { migrationTarget, openConfiguredStore } = await import('../processor/main.ts');
@@ -57,8 +92,9 @@ export async function main(argv: string[]): Promise<number> {
   let config: Config;
   let args: string[];
   try {
-    const flags = flagsToEnv(rest);
-    args = flags.rest;
+    const split = ADMIN_GROUPS.has(name) ? splitAdminFlags(rest) : { own: [], others: rest };
+    const flags = flagsToEnv(split.others);
+    args = [...flags.rest, ...split.own];
     config = loadConfig({ ...process.env, ...flags.env });
   } catch (err) {
     if (err instanceof ConfigError) {
