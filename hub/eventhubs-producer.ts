@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { EventHubProducerClient, type EventDataBatch } from '@azure/event-hubs';
 import type { Logger } from '../lib/log.ts';
+import { within } from '../lib/within.ts';
 import type { HubProducer } from './hub.ts';
 import { openSpool, SpoolFullError, spoolFrameBytes, type Spool, type SpoolChunk, type SpoolRecord } from './spool.ts';
 
@@ -46,6 +47,8 @@ export interface EventHubsProducerOptions {
   /** First and longest pause of the replayer after a failed attempt (default 250 ms, 5 s). */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Bound on closing the SDK client in `close` (default 5 s); past it, close logs and returns. */
+  closeTimeoutMs?: number;
 }
 
 /** Why a publish was refused. */
@@ -297,7 +300,16 @@ export class EventHubsProducer implements HubProducer {
     await this.replaying;
     await this.spool.idle();
     await this.spool.close();
-    await this.client.close();
+    // Everything is settled and on disk by now: a client whose AMQP close hangs (a detach or close
+    // frame the service never answers) must not hold the process.
+    const closeTimeoutMs = this.options.closeTimeoutMs ?? 5_000;
+    try {
+      if ((await within(this.client.close(), closeTimeoutMs)) === 'timed out') {
+        this.log.warn({ ms: closeTimeoutMs }, 'closing the Event Hubs client did not finish in time; going on');
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'closing the Event Hubs client failed');
+    }
   }
 
   private async learnPartitions(): Promise<void> {

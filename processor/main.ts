@@ -7,6 +7,7 @@ import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
+import { within } from '../lib/within.ts';
 import { checkProcessorConfig, ConfigError, type Config } from '../schemas/config.ts';
 import type { MigrationTarget } from '../schemas/migrations/index.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
@@ -45,8 +46,36 @@ export interface ProcessorRuntime {
    * closed: their owner does that after. Idempotent.
    */
   drain(): Promise<void>;
+  /**
+   * Makes a drain that cannot write give up: retries of writes stop, and partitions that could
+   * not write everything are not checkpointed past what was written (see `Processor.abandon`).
+   */
+  abandon(reason: string): void;
+  /** Partitions opened and not closed yet (during a drain: those still writing or checkpointing). */
+  unclosedPartitions(): number[];
   /** Ingestion lag per owned partition (for the API; `/metrics` has the same as gauges). */
   lag(): Promise<PartitionLag[]>;
+}
+
+/** Bounds of an Event Hubs processor's drain (SIGTERM must end the process in bounded time). */
+export interface DrainBounds {
+  /** Writing, snapshotting and checkpointing what is held; past it, the drain gives up writing (15 s). */
+  flushMs: number;
+  /** After giving up, how long the partitions get to close (5 s). */
+  abandonMs: number;
+  /** Each SDK and storage client close (5 s). */
+  closeMs: number;
+}
+
+export const defaultDrainBounds: DrainBounds = { flushMs: 15_000, abandonMs: 5_000, closeMs: 5_000 };
+
+/**
+ * A drain that gave up writing what the processor held (ClickHouse unreachable or too slow):
+ * nothing is lost — those events were not checkpointed and the hub hands them to the next owner —
+ * but the process did not drain cleanly, so it exits non-zero.
+ */
+export class DrainIncompleteError extends Error {
+  override readonly name = 'DrainIncompleteError';
 }
 
 /** Subscribes a processor to `consumer`: it writes every partition's records to `store`. */
@@ -61,11 +90,18 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
     metrics,
     options,
   });
+  const unclosed = new Set<number>();
   // Plain closures: a hub implementation may call the handlers detached from their object.
   const handlers: ConsumerHandlers = {
-    partitionOpened: (partition, startOffset) => processor.partitionOpened(partition, startOffset),
+    partitionOpened: async (partition, startOffset) => {
+      await processor.partitionOpened(partition, startOffset);
+      unclosed.add(partition);
+    },
     processBatch: (batch) => processor.processBatch(batch),
-    partitionClosed: (partition) => processor.partitionClosed(partition),
+    partitionClosed: async (partition) => {
+      await processor.partitionClosed(partition);
+      unclosed.delete(partition);
+    },
   };
   const subscription = opts.consumer.subscribe(handlers, {
     maxBatchSize: options.hubBatchSize,
@@ -86,6 +122,8 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
       })();
       return draining;
     },
+    abandon: (reason) => processor.abandon(reason),
+    unclosedPartitions: () => [...unclosed].sort((a, b) => a - b),
     lag: () => processor.lag(),
   };
 }
@@ -153,6 +191,8 @@ export async function startLocalProcessor(
       })();
       return stopping;
     },
+    abandon: (reason) => runtime.abandon(reason),
+    unclosedPartitions: () => runtime.unclosedPartitions(),
     lag: () => runtime.lag(),
   };
 }
@@ -161,12 +201,16 @@ export async function startLocalProcessor(
  * Starts a processor on Event Hubs (FAROL_HUB=eventhubs): the consumer shares the partitions with
  * every processor of the consumer group through the blob checkpoint store (container created if
  * missing), and the partitions' state lives in the same container, so it moves with a partition.
- * `drain` also closes the consumer (giving its claims up) and the state store.
+ * `drain` also closes the consumer (giving its claims up) and the state store, each step bounded
+ * (`deps.drain`): it rejects with {@link DrainIncompleteError} when what was held could not be
+ * written and checkpointed in time, and only warns when a client close after that hangs.
  */
 export async function startEventHubsProcessor(
   config: Config,
-  deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions> },
+  deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
 ): Promise<ProcessorRuntime & { partitionCount: number }> {
+  const bounds: DrainBounds = { ...defaultDrainBounds, ...deps.drain };
+  const { log } = deps;
   checkProcessorConfig(config);
   const { FAROL_EVENTHUBS_CONNECTION_STRING: connectionString, FAROL_EVENTHUBS_NAME: eventHubName } = config;
   const storage = config.FAROL_CHECKPOINT_CONNECTION_STRING;
@@ -205,17 +249,47 @@ export async function startEventHubsProcessor(
     metrics: deps.metrics,
     ...(deps.options === undefined ? {} : { options: deps.options }),
   });
+  /** Waits for a close at most `closeMs`; past it, logs and goes on (the process is ending). */
+  const closeWithin = async (what: string, close: Promise<void>): Promise<void> => {
+    try {
+      if ((await within(close, bounds.closeMs)) === 'timed out') log.warn({ ms: bounds.closeMs }, `drain: ${what} did not finish in time; going on`);
+    } catch (err) {
+      log.warn({ err }, `drain: ${what} failed`);
+    }
+  };
   let stopping: Promise<void> | undefined;
   return {
     partitionCount: consumer.partitionCount,
     drain() {
       stopping ??= (async () => {
-        await runtime.drain();
-        await consumer.close();
-        await stateStore.close();
+        // The subscription's close runs every partition's close: flush, snapshot, checkpoint.
+        const closing = runtime.drain();
+        let incomplete: string | undefined;
+        if ((await within(closing, bounds.flushMs)) === 'timed out') {
+          const partitions = runtime.unclosedPartitions();
+          if (partitions.length === 0) {
+            // Every partition wrote and checkpointed what it held: only the SDK's close is slow.
+            log.warn({ ms: bounds.flushMs }, 'drain: the Event Hubs subscription did not close in time (everything was written); going on');
+          } else {
+            incomplete = `partitions ${partitions.join(', ')} did not finish writing and checkpointing in ${bounds.flushMs} ms`;
+            log.error(
+              { ms: bounds.flushMs, partitions },
+              'drain: writes did not finish in time; giving up without checkpointing them (the hub keeps those events)',
+            );
+            runtime.abandon(incomplete);
+            if ((await within(closing, bounds.abandonMs)) === 'timed out') {
+              log.error({ ms: bounds.abandonMs }, 'drain: the Event Hubs subscription did not close after giving up; going on');
+            }
+          }
+        }
+        await closeWithin('closing the Event Hubs client', consumer.close());
+        await closeWithin('closing the state store', stateStore.close());
+        if (incomplete !== undefined) throw new DrainIncompleteError(incomplete);
       })();
       return stopping;
     },
+    abandon: (reason) => runtime.abandon(reason),
+    unclosedPartitions: () => runtime.unclosedPartitions(),
     lag: () => runtime.lag(),
   };
 }
@@ -243,7 +317,13 @@ export async function runProcessor(config: Config): Promise<number> {
       log.info({ hub: 'eventhubs', partitions: processor.partitionCount, store: store.kind }, 'processor started');
       const signal = await untilSignal();
       log.info({ signal }, 'draining');
-      await processor.drain();
+      try {
+        await processor.drain();
+      } catch (err) {
+        if (!(err instanceof DrainIncompleteError)) throw err;
+        log.error({ err }, 'stopped without draining everything; the next owner of its partitions takes the rest from the hub');
+        return 1;
+      }
       log.info({}, 'stopped');
       return 0;
     }

@@ -85,15 +85,37 @@ export class ProcessorStateError extends Error {
   override readonly name = 'ProcessorStateError';
 }
 
+/**
+ * A write given up by {@link Processor.abandon}: its range is neither counted as flushed nor
+ * checkpointed, so the hub keeps its records for the next owner (which replays the logged range
+ * with the same boundaries and dedup token: nothing lost, nothing counted twice).
+ */
+export class DrainAbandonedError extends Error {
+  override readonly name = 'DrainAbandonedError';
+}
+
 /** The hub handlers of a processor, with one worker per owned partition. */
 export class Processor implements ConsumerHandlers {
   private readonly workers = new Map<number, PartitionWorker>();
+  private abandoned: DrainAbandonedError | undefined;
 
   constructor(private readonly deps: ProcessorDeps) {}
 
   async partitionOpened(partition: number, startOffset: number): Promise<void> {
     await this.workers.get(partition)?.close();
-    this.workers.set(partition, await PartitionWorker.open(this.deps, partition, startOffset));
+    const worker = await PartitionWorker.open(this.deps, partition, startOffset);
+    if (this.abandoned !== undefined) worker.abandon(this.abandoned);
+    this.workers.set(partition, worker);
+  }
+
+  /**
+   * Stops retrying writes, for a drain past its bound (ClickHouse unreachable): every partition's
+   * pending and later writes fail at once, and a partition that failed neither snapshots nor
+   * checkpoints. Closing then finishes promptly; what was not written stays in the hub.
+   */
+  abandon(reason: string): void {
+    this.abandoned ??= new DrainAbandonedError(reason);
+    for (const w of this.workers.values()) w.abandon(this.abandoned);
   }
 
   processBatch(batch: PartitionBatch): Promise<void> {
@@ -158,6 +180,9 @@ class PartitionWorker {
   private failure: Error | undefined;
   private closed = false;
   private endOffset: number;
+  /** Set by `abandon`: retries stop, and their sleeps are cut short. */
+  private abandoned: DrainAbandonedError | undefined;
+  private readonly wake = new AbortController();
 
   private constructor(
     private readonly deps: ProcessorDeps,
@@ -250,10 +275,16 @@ class PartitionWorker {
         await this.snapshot();
       });
     } catch (err) {
-      // Taken over: the new owner carries on from the durable state; nothing more to write here.
-      if (!(err instanceof StateStoreFencedError)) throw err;
+      // Taken over, or the drain gave up: the next owner carries on from the durable state.
+      if (!(err instanceof StateStoreFencedError || err instanceof DrainAbandonedError)) throw err;
       this.fail(err);
     }
+  }
+
+  /** See {@link Processor.abandon}. */
+  abandon(err: DrainAbandonedError): void {
+    this.abandoned ??= err;
+    this.wake.abort();
   }
 
   async refreshEndOffset(): Promise<void> {
@@ -311,6 +342,13 @@ class PartitionWorker {
     this.failure = err instanceof Error ? err : new Error(String(err));
     if (err instanceof StateStoreFencedError) {
       this.deps.log.info({ partition: this.partition }, 'partition taken over by another processor; this one stops writing it');
+      return;
+    }
+    if (err instanceof DrainAbandonedError) {
+      this.deps.log.warn(
+        { partition: this.partition, flushedOffset: this.flushed, checkpointedOffset: this.checkpointed, reason: err.message },
+        'drain gave up writing the partition; not checkpointed past what was written, the hub keeps the rest for the next owner',
+      );
       return;
     }
     this.deps.log.error({ err, partition: this.partition }, 'processor partition failed; it stops here');
@@ -413,10 +451,14 @@ class PartitionWorker {
     );
   }
 
-  /** Runs `fn` until it succeeds, backing off exponentially: nothing is ever dropped. */
+  /**
+   * Runs `fn` until it succeeds, backing off exponentially: nothing is ever dropped. Only
+   * `abandon` (a drain past its bound) ends the retries, with {@link DrainAbandonedError}.
+   */
   private async retrying(what: string, fn: () => Promise<void>, onFailure: () => void = () => {}): Promise<void> {
     const { retryInitialMs, retryMaxMs } = this.deps.options;
     for (let attempt = 1; ; attempt++) {
+      if (this.abandoned !== undefined) throw this.abandoned;
       const delayMs = Math.min(retryInitialMs * 2 ** (attempt - 1), retryMaxMs);
       try {
         await fn();
@@ -424,6 +466,7 @@ class PartitionWorker {
       } catch (err) {
         // Another processor owns the partition now: retrying cannot succeed, and must not.
         if (err instanceof StateStoreFencedError) throw err;
+        if (this.abandoned !== undefined) throw this.abandoned;
         onFailure();
         // A statement ClickHouse rejects will likely fail again: that is a bug to see at once.
         const fatal = err instanceof StoreError && !err.retryable;
@@ -431,7 +474,7 @@ class PartitionWorker {
         if (fatal) this.deps.log.error(fields, `${what} failed; retrying`);
         else this.deps.log.warn(fields, `${what} failed; retrying`);
       }
-      await sleep(delayMs);
+      await sleep(delayMs, this.wake.signal);
     }
   }
 
@@ -472,6 +515,16 @@ function pendingRanges(logged: FlushRange[], covered: number, partition: number)
   return pending;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -328,14 +328,20 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
 
   it('SIGTERM drains every process cleanly (exit 0), and draining writes nothing twice', async () => {
     if (store === undefined) throw new Error('no store');
+    let started = Date.now();
     const before = await rawCounts(store);
+    // Under load the counts query alone can take seconds: the log tells it apart from a slow drain.
+    console.log(`counts before the drain read in ${Date.now() - started} ms`);
     for (const c of collectors) c.child.kill('SIGTERM');
     const collectorCodes = await exitCodes(collectors.map((c, i) => ({ name: `collector ${i} (pid ${c.child.pid})`, ...c })), 30_000);
     expect(collectorCodes).toEqual([0, 0]);
     for (const p of processors) p.child.kill('SIGTERM');
     const processorCodes = await exitCodes(processors.map((p, i) => ({ name: `processor ${i} (pid ${p.child.pid})`, ...p })), 30_000);
     expect(processorCodes).toEqual(processors.map(() => 0));
-    expect(await rawCounts(store)).toEqual(before);
+    started = Date.now();
+    const after = await rawCounts(store);
+    console.log(`counts after the drain read in ${Date.now() - started} ms`);
+    expect(after).toEqual(before);
   }, 75_000);
 
   it('a collector whose spool is full answers 503 with Retry-After', async () => {
