@@ -862,6 +862,14 @@ describe('injection attempts are rejected or are plain data', () => {
     }
   });
 
+  it('an invalid re2 pattern is refused whatever the data (no rows, or an earlier value matching)', async () => {
+    const empty: QuerySite = { domain: 'no-events.test', timezone: 'UTC' };
+    const none = await rejection(run(empty, { metrics: ['visitors'], date_range: fourDays, filters: [['matches', 'event:page', ['(a)\\1']]] }));
+    expect(none.field).toBe('filters[0][2][0]');
+    const second = await rejection(run(utcSite, { metrics: ['visitors'], date_range: fourDays, filters: [['matches', 'event:page', ['^/', '[']]] }));
+    expect(second.field).toBe('filters[0][2][1]');
+  });
+
   it('dimension names, metric names, order_by and dates outside the grammar are rejected naming the field', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ metrics: ['visitors'], date_range: fourDays, dimensions: ['event:page; DROP TABLE events'] }, 'dimensions[0]'],

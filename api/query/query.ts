@@ -103,6 +103,9 @@ export async function runQuery(store: Store, site: QuerySite, body: unknown, now
   // Domains are case-insensitive (the collector and the site lookup lower-case them).
   if (q.siteId.toLowerCase() !== site.domain) throw new ApiQueryError('site_id', 'site_id does not match the site queried');
   checkGoals(q.filters, site.goals);
+  // Before any data is read: ClickHouse compiles a pattern only when rows reach it, so an invalid
+  // one would otherwise pass or fail depending on the data.
+  await checkRegexes(store, q.filters);
   const tz = site.timezone;
   const nowMs = now.getTime();
   const range = await resolveRange(store, site, q.dateRange, nowMs, 'date_range');
@@ -428,8 +431,8 @@ async function query(store: Store, sql: string, params: Record<string, unknown>,
   }
 }
 
-/** Finds which `matches` value ClickHouse's re2 refused, to name it. */
-async function badRegex(store: Store, filters: readonly FilterNode[], cause: StoreError): Promise<ApiQueryError> {
+/** Finds which `matches` value ClickHouse's re2 refuses, to name it; undefined if none. */
+async function invalidRegex(store: Store, filters: readonly FilterNode[]): Promise<ApiQueryError | undefined> {
   for (const { leaf } of leaves(filters)) {
     if (leaf.op !== 'matches' && leaf.op !== 'matches_not') continue;
     for (let i = 0; i < leaf.values.length; i++) {
@@ -444,7 +447,17 @@ async function badRegex(store: Store, filters: readonly FilterNode[], cause: Sto
       }
     }
   }
-  return new ApiQueryError('filters', `a regular expression is not valid re2: ${cause.message.slice(0, 200)}`);
+  return undefined;
+}
+
+/** Refuses a query whose `matches` patterns re2 cannot compile, naming the value. */
+async function checkRegexes(store: Store, filters: readonly FilterNode[]): Promise<void> {
+  const err = await invalidRegex(store, filters);
+  if (err !== undefined) throw err;
+}
+
+async function badRegex(store: Store, filters: readonly FilterNode[], cause: StoreError): Promise<ApiQueryError> {
+  return (await invalidRegex(store, filters)) ?? new ApiQueryError('filters', `a regular expression is not valid re2: ${cause.message.slice(0, 200)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
