@@ -77,7 +77,7 @@ export async function runApi(config: Config): Promise<number> {
     const { migrationTarget } = await import('../processor/main.ts');
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
-    const control = new ControlPlane(store);
+    const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER });
     await bootstrapControl(control, config, log);
     const server = await listenApi({ store, control, config, log, metrics: new Registry(), now: () => new Date() });
     const signal = await untilSignal();

@@ -5,6 +5,7 @@ import type { Store } from '../store/store.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Registry } from '../lib/metrics.ts';
 import type { AccessLookup } from './auth.ts';
+import type { ControlPlane } from './control/control-plane.ts';
 import { createRouter, type ApiRouter, type Router } from './http.ts';
 import { queryRoutes } from './routes/query.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -27,7 +28,7 @@ export interface ApiControl extends AccessLookup {
 
 export interface ApiDeps {
   store: Store;
-  control: ApiControl;
+  control: ControlPlane;
   config: Config;
   log: Logger;
   metrics: Registry;

@@ -104,7 +104,7 @@ export async function runAdmin(
     const { migrationTarget } = await import('../processor/main.ts');
     const { ControlPlane } = await import('../api/control/control-plane.ts');
     await migrate(store, migrationTarget(config));
-    const control: ControlPlane = new ControlPlane(store, { cacheTtlMs: 0 });
+    const control: ControlPlane = new ControlPlane(store, { cacheTtlMs: 0, cluster: config.FAROL_CLICKHOUSE_CLUSTER });
     // Creates the default account and its owner if this runs before the first start; the owner's
     // token is left to `farol start`, which prints it.
     const boot = await control.bootstrap({ issueToken: false });

@@ -75,7 +75,7 @@ export async function runStart(config: Config): Promise<number> {
  * collector's app, so collector, API and dashboard share one port.
  */
 async function startControl(config: Config, store: Store, log: Logger, metrics: Registry) {
-  const control = new ControlPlane(store);
+  const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER });
   await bootstrapControl(control, config, log);
   const sites = await watchSites({ load: () => control.siteDomains(), log });
   control.onSitesChanged(() => void sites.refresh());

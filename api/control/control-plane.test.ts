@@ -6,6 +6,8 @@ import { ApiError } from '../../schemas/errors.ts';
 import { openChdbStore } from '../../store/chdb-store.ts';
 import { migrate } from '../../store/migrate.ts';
 import type { Store } from '../../store/store.ts';
+import { experimentSchema } from '../../schemas/experiment.ts';
+import { experimentRepository } from '../experiments/repository.ts';
 import { ControlPlane, hashToken, isIanaTimeZone } from './control-plane.ts';
 
 /** The control plane on embedded chDB: validation, tokens, caching and revocation, bootstrap. */
@@ -91,6 +93,37 @@ describe('sites, members and goals', () => {
     expect(await cp.siteDomains()).not.toContain('a1.test');
     expect(await cp.goals('a1.test')).toBeUndefined();
     expect(await code(cp.deleteSite('a1.test'))).toBe('404 API_NOT_FOUND domain');
+  });
+
+  it('deleting a site deletes its data, goals and experiments: registered again, it starts empty', async () => {
+    const cp = new ControlPlane(store);
+    const acc = await cp.createAccount({ name: 'deleting' });
+    await cp.addSite(acc.id, { domain: 'gone.test' });
+    await cp.addSite(acc.id, { domain: 'kept.test' });
+    await cp.addGoal('gone.test', { name: 'Signup' });
+    const experiments = experimentRepository(store, () => new Date());
+    const def = { id: 'hero', site: 'gone.test', name: 'Hero', status: 'running', control: 'a', goal: { type: 'event', name: 'Signup' } };
+    await experiments.put(experimentSchema.parse({ ...def, variations: [{ key: 'a', weight: 50, changes: [] }, { key: 'b', weight: 50, changes: [] }] }));
+    await store.exec(
+      "INSERT INTO events (site, timestamp, name, pathname, visitor_id) SELECT if(number % 2 = 0, 'gone.test', 'kept.test'), now64(3), 'pageview', '/', number FROM numbers(10)",
+    );
+    const counts = async (table: string): Promise<Record<string, number>> => {
+      const rows = await store.query<{ site: string; n: string }>(`SELECT site, count() AS n FROM ${table} WHERE site IN ('gone.test', 'kept.test') GROUP BY site`);
+      return Object.fromEntries(rows.map((r) => [r.site, Number(r.n)]));
+    };
+    expect(await counts('events')).toEqual({ 'gone.test': 5, 'kept.test': 5 });
+    expect(Object.keys(await counts('rollup_daily')).sort()).toEqual(['gone.test', 'kept.test']);
+
+    await cp.deleteSite('gone.test');
+    expect(await counts('events')).toEqual({ 'kept.test': 5 });
+    for (const t of ['rollup_hourly', 'rollup_daily']) expect(Object.keys(await counts(t)), t).toEqual(['kept.test']);
+    expect(await experiments.list('gone.test')).toEqual([]);
+
+    const other = await cp.createAccount({ name: 'newcomer' });
+    await cp.addSite(other.id, { domain: 'gone.test' });
+    expect(await cp.goals('gone.test')).toBeUndefined();
+    expect(await experiments.list('gone.test')).toEqual([]);
+    expect(await counts('events')).toEqual({ 'kept.test': 5 });
   });
 
   it('keeps an account-wide owner', async () => {

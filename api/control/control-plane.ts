@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ApiError } from '../../schemas/errors.ts';
 import type { Store } from '../../store/store.ts';
 import type { ApiControl } from '../server.ts';
+import { experimentRepository } from '../experiments/repository.ts';
 import { roles, type Principal, type Role, type Site } from './model.ts';
 
 /**
@@ -146,7 +147,12 @@ export interface ControlPlaneOptions {
   now?: () => number;
   /** How long authenticate/site/goals answers are reused (default 5000 ms; 0 = no cache). */
   cacheTtlMs?: number;
+  /** FAROL_CLICKHOUSE_CLUSTER: deleting a site's data then runs ON CLUSTER on the local tables. */
+  cluster?: string | undefined;
 }
+
+/** Tables holding a site's analytics: raw events and sessions, and every rollup. */
+const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily'] as const;
 
 /** Prefix of every token Farol issues. */
 export const TOKEN_PREFIX = 'farol_';
@@ -257,12 +263,14 @@ export class ControlPlane implements ApiControl {
   private readonly goalsCache: TtlCache<readonly string[] | undefined>;
   private readonly siteListeners = new Set<() => void>();
   private lastStamp = 0;
+  private readonly cluster: string | undefined;
 
   constructor(
     private readonly store: Store,
     opts: ControlPlaneOptions = {},
   ) {
     this.now = opts.now ?? Date.now;
+    this.cluster = opts.cluster;
     const ttl = opts.cacheTtlMs ?? 5_000;
     this.principals = new TtlCache(ttl, this.now);
     this.sitesCache = new TtlCache(ttl, this.now);
@@ -410,9 +418,17 @@ export class ControlPlane implements ApiControl {
   async deleteSite(domain: string): Promise<void> {
     const cur = await this.uncachedSiteRow(domain);
     if (cur === null) throw new ApiError('API_NOT_FOUND', 'Site not found', 'domain');
-    for (const g of await this.listGoals(cur.domain)) await this.deleteGoal(cur.domain, g.name);
+    // The site goes first, so the collector stops taking its events; then everything that was
+    // the site's: a domain registered again later (by any account) starts empty.
     await this.write('sites', { ...cur, updated_at: this.stamp().text, deleted: 1 });
     this.sitesChanged();
+    for (const g of await this.listGoals(cur.domain)) await this.deleteGoal(cur.domain, g.name);
+    const experiments = experimentRepository(this.store, () => new Date(this.now()));
+    for (const e of await experiments.list(cur.domain)) await experiments.remove(cur.domain, e.experiment.id);
+    for (const table of SITE_DATA_TABLES) {
+      const name = this.cluster === undefined ? table : `${table}_local ON CLUSTER '${this.cluster.replaceAll("'", '')}'`;
+      await this.store.exec(`ALTER TABLE ${name} DELETE WHERE site = {d:String} SETTINGS mutations_sync = 2`, { d: cur.domain });
+    }
   }
 
   private async uncachedSiteRow(domain: string): Promise<SiteRow | null> {

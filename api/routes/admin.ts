@@ -20,10 +20,6 @@ import type { ApiDeps } from '../server.ts';
  * exist (404, same body, nothing echoed).
  */
 
-interface ControlDeps extends ApiDeps {
-  control: ControlPlane;
-}
-
 function siteJson(s: Site & { createdAt?: string }): Record<string, unknown> {
   return { domain: s.domain, timezone: s.timezone, respect_dnt: s.respectDnt, created_at: s.createdAt };
 }
@@ -74,9 +70,7 @@ function noViewers(p: Principal): void {
 }
 
 export function adminRoutes(r: ApiRouter, deps: ApiDeps): void {
-  if (!(deps.control instanceof ControlPlane)) return;
-  const d = deps as ControlDeps;
-  const control = d.control;
+  const control = deps.control;
 
   // ---- sites ----------------------------------------------------------------------------------
   r.get('/api/v1/sites', async (req) => {
