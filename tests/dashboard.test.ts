@@ -224,7 +224,7 @@ describe('dashboard at / against farol start', () => {
     page.on('console', (m) => {
       if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) pageErrors.push(m.text());
     });
-  }, 90_000);
+  }, 180_000);
 
   afterAll(async () => {
     await browser?.close();

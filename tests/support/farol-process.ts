@@ -18,7 +18,7 @@ export interface FarolProcess {
  * Starts `farol <command>` as a child process on a free port and resolves once its collector
  * listens. The process inherits nothing from the test's FAROL_* environment.
  */
-export function startFarol(command: string, env: Record<string, string>, timeoutMs = 30_000): Promise<FarolProcess> {
+export function startFarol(command: string, env: Record<string, string>, timeoutMs = 90_000): Promise<FarolProcess> {
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) clean[k] = v;
   const child = spawn(process.execPath, [BIN, command], {
