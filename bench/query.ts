@@ -728,7 +728,7 @@ function report(
   );
   lines.push(
     table(
-      ['range', 'query', 'auto source', 'auto p50', 'auto p95', 'raw p50', 'raw p95', 'raw/auto p50', 'rows read auto', 'rows read raw', 'answers'],
+      ['range', 'query', 'auto source', 'auto p50', 'auto p95', 'raw p50', 'raw p95', 'raw/auto p50', 'est. rows auto', 'est. rows raw', 'answers'],
       results.map((r) => [
         r.range,
         r.query,
