@@ -231,7 +231,16 @@ function sessionLeaf(b: SqlBuilder, q: CoreQuery, bounds: Bounds, leaf: FilterLe
     return scalarCondition(b, labelled(b, `s.s_${sessionColumnOf(d)}`, d.def), leaf);
   }
   const inner = eventLeaf(b, q, leaf);
-  return `s.session_id IN (SELECT session_id FROM events AS e WHERE e.site = ${bounds.site} AND e.timestamp >= ${bounds.t0} AND e.timestamp < ${bounds.t1} AND ${inner})`;
+  return `s.session_id IN (SELECT session_id FROM events AS e WHERE e.site = ${bounds.site} AND ${eventDays(bounds)} AND e.timestamp >= ${bounds.t0} AND e.timestamp < ${bounds.t1} AND ${inner})`;
+}
+
+/**
+ * The range on the sort key's day column (`events` and `sessions` are ordered by site, then
+ * `toDate(…)`): ClickHouse does not derive it from the timestamp bounds, and without it a short
+ * range reads most granules of a merged part.
+ */
+function eventDays(bounds: Bounds): string {
+  return `toDate(e.timestamp) >= toDate(${bounds.t0}) AND toDate(e.timestamp) <= toDate(${bounds.t1})`;
 }
 
 function compile(node: FilterNode, leaf: (l: FilterLeaf) => string): string {
@@ -284,7 +293,7 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
     computed.ev_revenue = 'toFloat64(sum(ifNull(e.revenue_amount, toDecimal64(0, 6))))';
     computed.ev_revenue_n = 'toInt64(countIf(e.revenue_amount IS NOT NULL))';
   }
-  const where = [`e.site = ${bounds.site}`, `e.timestamp >= ${bounds.t0}`, `e.timestamp < ${bounds.t1}`];
+  const where = [`e.site = ${bounds.site}`, eventDays(bounds), `e.timestamp >= ${bounds.t0}`, `e.timestamp < ${bounds.t1}`];
   if (q.pageviewsOnly) where.push("e.name = 'pageview'");
   for (const f of allFilters(q)) where.push(compile(f, (l) => eventLeaf(b, q, l)));
 
@@ -297,7 +306,7 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
     // timestamp) after its start; older states may be cut off, argMax still finds the latest.
     join =
       ` LEFT JOIN (SELECT session_id, ${attrs} FROM sessions` +
-      ` WHERE site = ${bounds.site} AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}` +
+      ` WHERE site = ${bounds.site} AND toDate(start) <= toDate(${bounds.t1}) AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}` +
       ' GROUP BY session_id HAVING sum(sign) > 0) AS s ON e.session_id = s.session_id';
   }
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM events AS e${join} WHERE ${where.join(' AND ')}${groupBy(q)}`;
@@ -313,7 +322,7 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
   const collapsed =
     '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start,' +
     ' sum(sign) AS s_n, sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
-    `${attrs} FROM sessions WHERE site = ${bounds.site} AND start >= ${bounds.t0} AND start < ${bounds.t1}` +
+    `${attrs} FROM sessions WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}` +
     ' GROUP BY session_id HAVING s_n > 0) AS s';
   const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
