@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { EventHubProducerClient, type EventDataBatch } from '@azure/event-hubs';
 import type { Logger } from '../lib/log.ts';
-import { within } from '../lib/within.ts';
+import { abortableSleep, within } from '../lib/within.ts';
 import type { HubProducer } from './hub.ts';
 import { openSpool, SpoolFullError, spoolFrameBytes, type Spool, type SpoolChunk, type SpoolRecord } from './spool.ts';
 
@@ -456,7 +456,7 @@ export class EventHubsProducer implements HubProducer {
         warnedAt = Date.now();
         this.log.warn({ unreplayedBytes: this.spool.unreplayedBytes, spoolBytes: this.spool.bytes }, 'Event Hubs still unavailable; spooling');
       }
-      await sleep(delay, this.wake.signal);
+      await abortableSleep(delay, this.wake.signal);
       delay = Math.min(delay * 2, max);
     };
     while (!this.closed) {
@@ -550,15 +550,3 @@ function fail(w: Waiter, err: Error): void {
   w.reject(err);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

@@ -10,6 +10,7 @@ import type {
 } from './hub.ts';
 import { HubError, isErrnoException, type HubLog, type LocalHubStats } from './local-common.ts';
 import { PartitionReader } from './local-reader.ts';
+import { abortableSleep } from '../lib/within.ts';
 import { writeFileAtomic } from './local-segment.ts';
 
 const checkpointFileSchema = z.object({
@@ -348,16 +349,3 @@ class PartitionPump {
   }
 }
 
-/** Sleeps `ms`, or less if `signal` aborts. */
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

@@ -16,3 +16,17 @@ export async function within(work: Promise<unknown>, ms: number): Promise<'done'
     watched.catch(() => {});
   }
 }
+
+/** Resolves after `ms`, or at once when `signal` aborts (a retry's backoff that a drain cuts short). */
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

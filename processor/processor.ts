@@ -1,5 +1,6 @@
 import type { ConsumerHandlers, HubConsumer, HubRecord, PartitionBatch } from '../hub/hub.ts';
 import type { Logger } from '../lib/log.ts';
+import { abortableSleep } from '../lib/within.ts';
 import { StoreError, type Store } from '../store/store.ts';
 import { createPartitionState, defaultStateLimits, processRange, type PartitionState, type StateLimits } from './partition-state.ts';
 import type { ProcessorMetrics } from './processor-metrics.ts';
@@ -474,7 +475,7 @@ class PartitionWorker {
         if (fatal) this.deps.log.error(fields, `${what} failed; retrying`);
         else this.deps.log.warn(fields, `${what} failed; retrying`);
       }
-      await sleep(delayMs, this.wake.signal);
+      await abortableSleep(delayMs, this.wake.signal);
     }
   }
 
@@ -515,16 +516,3 @@ function pendingRanges(logged: FlushRange[], covered: number, partition: number)
   return pending;
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

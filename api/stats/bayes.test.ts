@@ -9,6 +9,7 @@ import {
   probabilityBBeatsAExact,
   probabilityBBeatsANormal,
 } from './bayes.ts';
+import { rng as mulberry32 } from '../../tests/support/oracle.ts';
 
 const arm = (exposures: number, conversions: number) => ({ exposures, conversions });
 
@@ -37,18 +38,6 @@ function exactRational(aA: number, bA: number, aB: number, bB: number): number {
   }
   const scale = 10n ** 40n;
   return Number((num * scale) / den) / 1e40;
-}
-
-/** mulberry32: a small seeded 32-bit generator, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Standard normal by Box–Muller. */

@@ -9,19 +9,9 @@ import {
   type SequentialState,
 } from './sequential.ts';
 import { twoProportionZTest, type Arm } from './two-proportion.ts';
+import { rng as mulberry32 } from '../../tests/support/oracle.ts';
 
 const arm = (exposures: number, conversions: number): Arm => ({ exposures, conversions });
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const arms = fc
   .tuple(fc.integer({ min: 20, max: 200_000 }), fc.integer({ min: 20, max: 200_000 }), fc.double({ min: 0.001, max: 0.999, noNaN: true }), fc.double({ min: 0.001, max: 0.999, noNaN: true }))

@@ -3,6 +3,7 @@ import { createContext, runInContext } from 'node:vm';
 import { gzipSync } from 'node:zlib';
 import { Linter } from 'eslint';
 import { describe, expect, it } from 'vitest';
+import { rng as prng } from '../../tests/support/oracle.ts';
 
 /**
  * The tracker's pure parts (variation hashing and bucketing, page globs), run from the real
@@ -36,18 +37,6 @@ function loadPure(): Pure {
 }
 
 const pure = loadPure();
-
-/** A small deterministic PRNG (mulberry32) so the distribution checks are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Visitor ids shaped like the tracker's: two random uint32 in base 36. */
 function visitorIds(n: number, seed: number): string[] {
