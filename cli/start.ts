@@ -1,6 +1,6 @@
 import { checkProcessorConfig, ConfigError, type Config } from '../schemas/config.ts';
 import { openConfiguredEventHubsProducer, openConfiguredLocalHub, startCollector } from '../ingest/main.ts';
-import { openConfiguredStore, migrationTarget, startEventHubsProcessor, startLocalProcessor } from '../processor/main.ts';
+import { drainedFully, openConfiguredStore, migrationTarget, startEventHubsProcessor, startLocalProcessor } from '../processor/main.ts';
 import { migrate } from '../store/migrate.ts';
 import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
@@ -30,6 +30,8 @@ export async function runStart(config: Config): Promise<number> {
   }
   const metrics = new Registry();
   const store = openConfiguredStore(config);
+  // 1 when the processor had to give up writing what it held (the hub keeps it for the next run).
+  let code = 0;
   try {
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
@@ -47,7 +49,7 @@ export async function runStart(config: Config): Promise<number> {
           await hub.close();
         }
       } finally {
-        await processor.drain();
+        if (!(await drainedFully(processor, log))) code = 1;
       }
     } else {
       const hub = await openConfiguredLocalHub(config, log);
@@ -57,7 +59,7 @@ export async function runStart(config: Config): Promise<number> {
         const signal = await untilSignal();
         log.info({ signal }, 'draining');
         await collector.stop();
-        await processor.drain();
+        if (!(await drainedFully(processor, log))) code = 1;
       } finally {
         await hub.close();
       }
@@ -65,8 +67,8 @@ export async function runStart(config: Config): Promise<number> {
   } finally {
     await store.close();
   }
-  log.info({}, 'stopped');
-  return 0;
+  log.info({ code }, 'stopped');
+  return code;
 }
 
 /**

@@ -157,14 +157,54 @@ export function openConfiguredStore(config: Config): Store {
 }
 
 /**
+ * Drains `runtime` in bounded time: its partitions get `flushMs` to write, snapshot and
+ * checkpoint what they hold; past it the processor gives up writing (nothing further is
+ * checkpointed: the hub keeps those events for the next run or owner) and gets `abandonMs` to
+ * close. Then each of `closes` runs, bounded by `closeMs` (a hung client close is logged, not
+ * waited for). Rejects with {@link DrainIncompleteError} when writes were given up.
+ */
+async function boundedDrain(
+  runtime: ProcessorRuntime,
+  closing: Promise<void>,
+  closes: ReadonlyArray<readonly [string, () => Promise<void>]>,
+  bounds: DrainBounds,
+  log: Logger,
+): Promise<void> {
+  let incomplete: string | undefined;
+  if ((await within(closing, bounds.flushMs)) === 'timed out') {
+    const partitions = runtime.unclosedPartitions();
+    if (partitions.length === 0) {
+      // Every partition wrote and checkpointed what it held: only the consumer's close is slow.
+      log.warn({ ms: bounds.flushMs }, 'drain: the consumer did not close in time (everything was written); going on');
+    } else {
+      incomplete = `partitions ${partitions.join(', ')} did not finish writing and checkpointing in ${bounds.flushMs} ms`;
+      log.error({ ms: bounds.flushMs, partitions }, 'drain: writes did not finish in time; giving up without checkpointing them (the hub keeps those events)');
+      runtime.abandon(incomplete);
+      if ((await within(closing, bounds.abandonMs)) === 'timed out') {
+        log.error({ ms: bounds.abandonMs }, 'drain: the consumer did not close after giving up; going on');
+      }
+    }
+  }
+  for (const [what, close] of closes) {
+    try {
+      if ((await within(close(), bounds.closeMs)) === 'timed out') log.warn({ ms: bounds.closeMs }, `drain: ${what} did not finish in time; going on`);
+    } catch (err) {
+      log.warn({ err }, `drain: ${what} failed`);
+    }
+  }
+  if (incomplete !== undefined) throw new DrainIncompleteError(incomplete);
+}
+
+/**
  * Starts a processor on a local hub opened by the caller (writable in `farol start`, read-only in
  * `farol processor`), with its file state store. `drain` also closes the consumer and the state
  * store; the hub and the store stay open for their owner to close.
  */
 export async function startLocalProcessor(
   config: Config,
-  deps: { hub: LocalHub; store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions> },
+  deps: { hub: LocalHub; store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
 ): Promise<ProcessorRuntime> {
+  const bounds: DrainBounds = { ...defaultDrainBounds, ...deps.drain };
   const consumer = await deps.hub.openConsumer(LOCAL_PROCESSOR_GROUP);
   let stateStore: StateStore;
   try {
@@ -184,11 +224,16 @@ export async function startLocalProcessor(
   let stopping: Promise<void> | undefined;
   return {
     drain() {
-      stopping ??= (async () => {
-        await runtime.drain();
-        await consumer.close();
-        await stateStore.close();
-      })();
+      stopping ??= boundedDrain(
+        runtime,
+        runtime.drain(),
+        [
+          ['closing the hub consumer', () => consumer.close()],
+          ['closing the state store', () => stateStore.close()],
+        ],
+        bounds,
+        deps.log,
+      );
       return stopping;
     },
     abandon: (reason) => runtime.abandon(reason),
@@ -249,43 +294,21 @@ export async function startEventHubsProcessor(
     metrics: deps.metrics,
     ...(deps.options === undefined ? {} : { options: deps.options }),
   });
-  /** Waits for a close at most `closeMs`; past it, logs and goes on (the process is ending). */
-  const closeWithin = async (what: string, close: Promise<void>): Promise<void> => {
-    try {
-      if ((await within(close, bounds.closeMs)) === 'timed out') log.warn({ ms: bounds.closeMs }, `drain: ${what} did not finish in time; going on`);
-    } catch (err) {
-      log.warn({ err }, `drain: ${what} failed`);
-    }
-  };
   let stopping: Promise<void> | undefined;
   return {
     partitionCount: consumer.partitionCount,
     drain() {
-      stopping ??= (async () => {
-        // The subscription's close runs every partition's close: flush, snapshot, checkpoint.
-        const closing = runtime.drain();
-        let incomplete: string | undefined;
-        if ((await within(closing, bounds.flushMs)) === 'timed out') {
-          const partitions = runtime.unclosedPartitions();
-          if (partitions.length === 0) {
-            // Every partition wrote and checkpointed what it held: only the SDK's close is slow.
-            log.warn({ ms: bounds.flushMs }, 'drain: the Event Hubs subscription did not close in time (everything was written); going on');
-          } else {
-            incomplete = `partitions ${partitions.join(', ')} did not finish writing and checkpointing in ${bounds.flushMs} ms`;
-            log.error(
-              { ms: bounds.flushMs, partitions },
-              'drain: writes did not finish in time; giving up without checkpointing them (the hub keeps those events)',
-            );
-            runtime.abandon(incomplete);
-            if ((await within(closing, bounds.abandonMs)) === 'timed out') {
-              log.error({ ms: bounds.abandonMs }, 'drain: the Event Hubs subscription did not close after giving up; going on');
-            }
-          }
-        }
-        await closeWithin('closing the Event Hubs client', consumer.close());
-        await closeWithin('closing the state store', stateStore.close());
-        if (incomplete !== undefined) throw new DrainIncompleteError(incomplete);
-      })();
+      // The subscription's close runs every partition's close: flush, snapshot, checkpoint.
+      stopping ??= boundedDrain(
+        runtime,
+        runtime.drain(),
+        [
+          ['closing the Event Hubs client', () => consumer.close()],
+          ['closing the state store', () => stateStore.close()],
+        ],
+        bounds,
+        log,
+      );
       return stopping;
     },
     abandon: (reason) => runtime.abandon(reason),
@@ -317,13 +340,7 @@ export async function runProcessor(config: Config): Promise<number> {
       log.info({ hub: 'eventhubs', partitions: processor.partitionCount, store: store.kind }, 'processor started');
       const signal = await untilSignal();
       log.info({ signal }, 'draining');
-      try {
-        await processor.drain();
-      } catch (err) {
-        if (!(err instanceof DrainIncompleteError)) throw err;
-        log.error({ err }, 'stopped without draining everything; the next owner of its partitions takes the rest from the hub');
-        return 1;
-      }
+      if (!(await drainedFully(processor, log))) return 1;
       log.info({}, 'stopped');
       return 0;
     }
@@ -338,7 +355,7 @@ export async function runProcessor(config: Config): Promise<number> {
       log.info({ partitions: hub.partitionCount, store: store.kind }, 'processor started');
       const signal = await untilSignal();
       log.info({ signal }, 'draining');
-      await processor.drain();
+      if (!(await drainedFully(processor, log))) return 1;
     } finally {
       await hub.close();
     }
@@ -347,4 +364,19 @@ export async function runProcessor(config: Config): Promise<number> {
   }
   log.info({}, 'stopped');
   return 0;
+}
+
+/**
+ * Drains `processor`; false (logged) when it gave up writing what it held: the events stay in the
+ * hub for the next run or owner, and the process should exit non-zero.
+ */
+export async function drainedFully(processor: ProcessorRuntime, log: Logger): Promise<boolean> {
+  try {
+    await processor.drain();
+    return true;
+  } catch (err) {
+    if (!(err instanceof DrainIncompleteError)) throw err;
+    log.error({ err }, 'stopped without draining everything; the hub keeps the rest for the next run or owner');
+    return false;
+  }
 }

@@ -45,7 +45,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
   async function setUp(
     seed: number,
     database: string,
-  ): Promise<{ ch: ClickHouseHttp; truth: WireTruth; plans: WireBatch[][]; totalBatches: number; proc: FarolProcess; store: Store }> {
+  ): Promise<{ ch: ClickHouseHttp; truth: WireTruth; plans: WireBatch[][]; totalBatches: number; proc: FarolProcess; store: Store; env: Record<string, string> }> {
     if (clickhouse === undefined) throw new Error('no ClickHouse endpoint');
     const traffic = generateWireTraffic({ seed, sites: SITES, targetEvents: 20_000, idPrefix: database });
     const countries = await geoCountries(traffic.ips);
@@ -53,18 +53,19 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
     const plans = planBatches(traffic, { senders: 4, batchSize: 100, seed: seed + 1 });
     const dataDir = await mkdtemp(join(tmpdir(), `farol-e2e-${database}-`));
     dirs.push(dataDir);
-    const proc = await startFarol('start', {
+    const env = {
       FAROL_DATA_DIR: dataDir,
       FAROL_CLICKHOUSE_URL: clickhouse.url,
       FAROL_CLICKHOUSE_DATABASE: database,
       FAROL_TRUST_PROXY: '1',
       FAROL_SITES: SITES.join(','),
       FAROL_HUB_PARTITIONS: String(PARTITIONS),
-    });
+    };
+    const proc = await startFarol('start', env);
     procs.push(proc);
     const store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database });
     stores.push(store);
-    return { ch: clickhouse, truth, plans, totalBatches: plans.reduce((n, p) => n + p.length, 0), proc, store };
+    return { ch: clickhouse, truth, plans, totalBatches: plans.reduce((n, p) => n + p.length, 0), proc, store, env };
   }
 
   it('ingest answers 202 throughout an 8 s outage; afterwards every event lands exactly once', async () => {
@@ -128,6 +129,50 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
   }, 180_000);
+
+  it('SIGTERM while ClickHouse is down ends in bounded time (exit 1, nothing checkpointed past what was written); the next start lands everything once', async () => {
+    const { ch, truth, plans, totalBatches, proc, store, env } = await setUp(7_700, 'farol_drain_down');
+    // ClickHouse goes first, so the processor surely holds events it cannot write when SIGTERM comes.
+    await ch.stop();
+    const failures: string[] = [];
+    await Promise.all(
+      plans.map(async (batches) => {
+        for (const b of batches) {
+          const r = await postBatch(proc.url, b);
+          if (!r.ok || r.status !== 202 || r.accepted !== b.events.length) failures.push(`batch ${b.sender}/${b.seq}: ${JSON.stringify(r)}`);
+        }
+      }),
+    );
+    expect(failures).toEqual([]);
+    await pollUntil(async () => (processorProgress(await fetchMetrics(proc.url)).storeRetries > 0 ? true : undefined), {
+      timeoutMs: 30_000,
+      describe: () => 'no failed insert while ClickHouse is down',
+    });
+    const stoppedAt = Date.now();
+    proc.child.kill('SIGTERM');
+    // The drain gives the partitions 15 s to write, 5 s more after giving up, 5 s per close.
+    const code = await Promise.race([proc.exited, sleep(45_000).then(() => 'still running' as const)]);
+    expect(code).toBe(1);
+    expect(Date.now() - stoppedAt).toBeLessThan(45_000);
+    expect(proc.output.join('\n')).toContain('drain: writes did not finish in time');
+
+    await ch.start();
+    const again = await startFarol('start', env);
+    procs.push(again);
+    // This run writes only what the first did not: wait for the table, not for its own counter.
+    await pollUntil(
+      async () => {
+        const rows = await store.query<{ n: string }>('SELECT count() AS n FROM events');
+        return Number(rows[0]?.n) >= truth.totalEvents ? true : undefined;
+      },
+      { timeoutMs: 120_000, describe: () => 'events never all landed after the restart' },
+    );
+    await waitForProcessor(again.url, { partitions: PARTITIONS, timeoutMs: 60_000 });
+    await expectExactCounts(store, truth);
+    expect(totalBatches).toBeGreaterThan(0);
+    again.child.kill('SIGTERM');
+    expect(await again.exited).toBe(0);
+  }, 240_000);
 
   it('ClickHouse SIGKILLed three times mid-insert: every event still lands exactly once', async () => {
     const { ch, truth, plans, totalBatches, proc, store } = await setUp(9_900, 'farol_chkill');
