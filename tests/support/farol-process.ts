@@ -15,8 +15,8 @@ export interface FarolProcess {
 }
 
 /**
- * Starts `farol <command>` as a child process on a free port and resolves once its collector
- * listens. The process inherits nothing from the test's FAROL_* environment.
+ * Starts `farol <command>` as a child process on a free port and resolves once its collector (or,
+ * for `farol api`, its API) listens. The process inherits nothing from the test's FAROL_* environment.
  */
 export function startFarol(command: string, env: Record<string, string>, timeoutMs = 90_000): Promise<FarolProcess> {
   const clean: Record<string, string> = {};
@@ -34,7 +34,7 @@ export function startFarol(command: string, env: Record<string, string>, timeout
     }, timeoutMs);
     const onLine = (line: string): void => {
       output.push(line);
-      if (!line.includes('collector listening')) return;
+      if (!line.includes('collector listening') && !line.includes('"api listening"')) return;
       try {
         const port = (JSON.parse(line) as { port: number }).port;
         clearTimeout(timer);

@@ -1,0 +1,88 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import { runFarol, startFarol, type FarolProcess } from './support/farol-process.ts';
+
+/**
+ * `farol api` as its own process: the reporting API and dashboard without a collector, on the
+ * store `farol start` writes (a ClickHouse server here, since an embedded data dir is one
+ * process's), bootstrapping an empty install, answering JSON errors for what it does not serve,
+ * and draining on SIGTERM. On an embedded data dir held by `farol start` it refuses clearly.
+ */
+
+const TOKEN = 'farol_api_process_test_token_0123456789';
+const dirs: string[] = [];
+const procs: FarolProcess[] = [];
+let clickhouse: ClickHouseHttp | undefined;
+
+async function tempDir(prefix: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+
+afterAll(async () => {
+  for (const p of procs) p.child.kill('SIGKILL');
+  await clickhouse?.stop();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe('farol api', () => {
+  it('serves the API and dashboard beside a farol start on one ClickHouse server, and drains on SIGTERM', async () => {
+    clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-ch-') });
+    const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_proc', FAROL_BOOTSTRAP_TOKEN: TOKEN };
+    const start = await startFarol('start', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-start-'), FAROL_TRUST_PROXY: '1' });
+    procs.push(start);
+    const api = await startFarol('api', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-alone-') });
+    procs.push(api);
+    // The bootstrap ran once: the second process found the account and printed no token.
+    expect(api.output.join('\n')).not.toContain('shown once');
+
+    const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+    const events = Array.from({ length: 5 }, (_, i) => ({ n: 'pageview', u: `http://localhost/p${i % 2}`, d: 'localhost', ip: `198.51.100.${i}`, ua: 'Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0' }));
+    const sent = await fetch(`${start.url}/api/batch`, { method: 'POST', body: JSON.stringify(events), headers: { 'content-type': 'application/json' } });
+    expect([sent.status, await sent.text()]).toEqual([202, '{"accepted":5}']);
+
+    const query = { site_id: 'localhost', metrics: ['pageviews'], date_range: 'day' };
+    let pageviews = 0;
+    for (let i = 0; i < 120 && pageviews < 5; i++) {
+      const r = await fetch(`${api.url}/api/v2/query`, { method: 'POST', headers: auth, body: JSON.stringify(query) });
+      expect(r.status).toBe(200);
+      pageviews = ((await r.json()) as { results: Array<{ metrics: number[] }> }).results[0]?.metrics[0] ?? 0;
+      if (pageviews < 5) await new Promise((res) => setTimeout(res, 500));
+    }
+    expect(pageviews).toBe(5);
+
+    const noToken = await fetch(`${api.url}/api/v2/query`, { method: 'POST', body: JSON.stringify(query) });
+    expect(noToken.status).toBe(401);
+    expect(((await noToken.json()) as { error: { code: string } }).error.code).toBe('API_UNAUTHORIZED');
+    const page = await fetch(`${api.url}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('db-ip.com');
+    expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
+    const missing = await fetch(`${api.url}/nope`);
+    expect([missing.status, ((await missing.json()) as { error: { code: string } }).error.code]).toEqual([404, 'API_NOT_FOUND']);
+    const wrongMethod = await fetch(`${api.url}/api/v2/query`);
+    expect([wrongMethod.status, ((await wrongMethod.json()) as { error: { code: string } }).error.code]).toEqual([405, 'API_METHOD_NOT_ALLOWED']);
+    // No collector here.
+    expect((await fetch(`${api.url}/api/event`, { method: 'POST', body: '{}' })).status).toBe(404);
+
+    api.child.kill('SIGTERM');
+    expect(await api.exited).toBe(0);
+    start.child.kill('SIGTERM');
+    expect(await start.exited).toBe(0);
+  }, 240_000);
+
+  it('refuses an embedded data dir that farol start holds, saying what to do', async () => {
+    const dataDir = await tempDir('farol-api-locked-');
+    const start = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_BOOTSTRAP_TOKEN: TOKEN });
+    procs.push(start);
+    const r = await runFarol(['api'], { FAROL_DATA_DIR: dataDir, FAROL_PORT: '0' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('in use by another farol process');
+    start.child.kill('SIGTERM');
+    expect(await start.exited).toBe(0);
+  }, 240_000);
+});
