@@ -80,7 +80,7 @@ async function startControl(config: Config, store: Store, log: Logger, metrics: 
   const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER });
   await bootstrapControl(control, config, log);
   const sites = await watchSites({ load: () => control.siteDomains(), log });
-  control.onSitesChanged(() => void sites.refresh());
+  control.onSitesChanged(() => sites.refresh());
   const deps = { store, control, config, log, metrics, now: () => new Date() };
   return {
     collector: {

@@ -98,7 +98,7 @@ export async function watchSites(opts: {
   let known: Set<string> | null = null;
   let failing = false;
   let running: Promise<void> | null = null;
-  let again = false;
+  let next: Promise<void> | null = null;
   const load = async (): Promise<void> => {
     try {
       known = new Set([...(await opts.load())].map((d) => d.toLowerCase()));
@@ -111,20 +111,20 @@ export async function watchSites(opts: {
       failing = true;
     }
   };
+  // Resolves once a load that STARTED after this call has finished: a load already under way may
+  // have read the table before the change that asks for the refresh.
   const refresh = (): Promise<void> => {
-    if (running !== null) {
-      // A change during a load: load once more after it, so the change is not missed.
-      again = true;
+    if (running === null) {
+      running = load().finally(() => {
+        running = null;
+      });
       return running;
     }
-    running = load().finally(() => {
-      running = null;
-      if (again) {
-        again = false;
-        void refresh();
-      }
+    next ??= running.then(() => {
+      next = null;
+      return refresh();
     });
-    return running;
+    return next;
   };
   await refresh();
   const timer = setInterval(() => void refresh(), opts.intervalMs ?? 5_000);

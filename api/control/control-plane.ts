@@ -261,7 +261,7 @@ export class ControlPlane implements ApiControl {
   private readonly principals: TtlCache<Principal | null>;
   private readonly sitesCache: TtlCache<(Site & { createdAt: string }) | null>;
   private readonly goalsCache: TtlCache<readonly string[] | undefined>;
-  private readonly siteListeners = new Set<() => void>();
+  private readonly siteListeners = new Set<() => void | Promise<void>>();
   private lastStamp = 0;
   private readonly cluster: string | undefined;
 
@@ -278,7 +278,7 @@ export class ControlPlane implements ApiControl {
   }
 
   /** Calls `listener` after every local change to the sites (the collector refreshes its set). */
-  onSitesChanged(listener: () => void): () => void {
+  onSitesChanged(listener: () => void | Promise<void>): () => void {
     this.siteListeners.add(listener);
     return () => this.siteListeners.delete(listener);
   }
@@ -393,7 +393,7 @@ export class ControlPlane implements ApiControl {
     const s = this.stamp();
     const row = { domain: v.domain, account_id: accountId, timezone: v.timezone, respect_dnt: v.respect_dnt ? 1 : 0, created_at: s.text, updated_at: s.text, deleted: 0 };
     await this.write('sites', row);
-    this.sitesChanged();
+    await this.sitesChanged();
     return toSite(row);
   }
 
@@ -410,7 +410,7 @@ export class ControlPlane implements ApiControl {
       deleted: 0,
     };
     await this.write('sites', row);
-    this.sitesChanged();
+    await this.sitesChanged();
     return toSite(row);
   }
 
@@ -421,7 +421,7 @@ export class ControlPlane implements ApiControl {
     // The site goes first, so the collector stops taking its events; then everything that was
     // the site's: a domain registered again later (by any account) starts empty.
     await this.write('sites', { ...cur, updated_at: this.stamp().text, deleted: 1 });
-    this.sitesChanged();
+    await this.sitesChanged();
     for (const g of await this.listGoals(cur.domain)) await this.deleteGoal(cur.domain, g.name);
     const experiments = experimentRepository(this.store, () => new Date(this.now()));
     for (const e of await experiments.list(cur.domain)) await experiments.remove(cur.domain, e.experiment.id);
@@ -443,8 +443,9 @@ export class ControlPlane implements ApiControl {
     return r === null ? null : toSite(r);
   }
 
-  private sitesChanged(): void {
-    for (const l of this.siteListeners) l();
+  /** Runs the listeners and waits for them: a site added answers only once the collector takes it. */
+  private async sitesChanged(): Promise<void> {
+    await Promise.all([...this.siteListeners].map(async (l) => l()));
   }
 
   // -------------------------------------------------------------------------------------------
