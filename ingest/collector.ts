@@ -67,6 +67,7 @@ interface RequestCtx {
   ua: string;
 }
 
+const MOUNTED_METHOD_NOT_ALLOWED = JSON.stringify({ error: { code: 'API_METHOD_NOT_ALLOWED', message: 'Method not allowed' } });
 const CORS_HEADERS: ReadonlyArray<[string, string]> = [['Access-Control-Allow-Origin', '*']];
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const STATUS_TEXT: Record<number, string> = {
@@ -333,11 +334,15 @@ export function createCollector(deps: CollectorDeps): Collector {
   app.any('/*', (res, req) => {
     const ctx = begin(res, req, other);
     const url = req.getUrl();
-    const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz', '/metrics'].includes(url) || mounted.some((m) => matchesAny(m.paths, url));
-    const err = known ? new FarolError('ING_METHOD_NOT_ALLOWED') : new FarolError('ING_NOT_FOUND');
     // Drain any body so keep-alive connections stay usable.
     res.onData(() => undefined);
-    sendError(ctx, err);
+    if (mounted.some((m) => matchesAny(m.paths, url))) {
+      // A mounted (API) route with another method: answered in the API's own error vocabulary.
+      send(ctx, 405, MOUNTED_METHOD_NOT_ALLOWED, 'application/json');
+    } else {
+      const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz', '/metrics'].includes(url);
+      sendError(ctx, known ? new FarolError('ING_METHOD_NOT_ALLOWED') : new FarolError('ING_NOT_FOUND'));
+    }
     end();
   });
 

@@ -66,6 +66,9 @@ describe('farol api', () => {
     expect([missing.status, ((await missing.json()) as { error: { code: string } }).error.code]).toEqual([404, 'API_NOT_FOUND']);
     const wrongMethod = await fetch(`${api.url}/api/v2/query`);
     expect([wrongMethod.status, ((await wrongMethod.json()) as { error: { code: string } }).error.code]).toEqual([405, 'API_METHOD_NOT_ALLOWED']);
+    // farol start answers the same for its mounted API routes.
+    const startWrong = await fetch(`${start.url}/api/v2/query`);
+    expect([startWrong.status, ((await startWrong.json()) as { error: { code: string } }).error.code]).toEqual([405, 'API_METHOD_NOT_ALLOWED']);
     // No collector here.
     expect((await fetch(`${api.url}/api/event`, { method: 'POST', body: '{}' })).status).toBe(404);
 
