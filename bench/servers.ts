@@ -111,6 +111,8 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     FAROL_LOG_LEVEL: 'warn',
     // The load scripts send for example.com: `start` registers it (only registered sites are accepted).
     FAROL_SITES: 'example.com',
+    // A known owner token: `start` then prints none (a printed token would read as a logged problem).
+    FAROL_BOOTSTRAP_TOKEN: 'farol_bench_owner_token_not_secret',
   });
   const args = [...(opts.nodeArgs ?? []), join(ROOT, 'cli', 'farol.js'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
