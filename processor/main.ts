@@ -196,23 +196,17 @@ async function boundedDrain(
 }
 
 /**
- * Starts a processor on a local hub opened by the caller (writable in `farol start`, read-only in
- * `farol processor`), with its file state store. `drain` also closes the consumer and the state
- * store; the hub and the store stay open for their owner to close.
+ * A processor on an opened consumer and state store. Its `drain` closes the consumer (for Event
+ * Hubs: gives its claims up) and the state store, every step bounded (`deps.drain`, see
+ * {@link boundedDrain}); the hub and the store stay open for their owner to close.
  */
-export async function startLocalProcessor(
-  config: Config,
-  deps: { hub: LocalHub; store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
-): Promise<ProcessorRuntime> {
+function runProcessorOn(
+  consumer: HubConsumer,
+  stateStore: StateStore,
+  consumerName: string,
+  deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
+): ProcessorRuntime {
   const bounds: DrainBounds = { ...defaultDrainBounds, ...deps.drain };
-  const consumer = await deps.hub.openConsumer(LOCAL_PROCESSOR_GROUP);
-  let stateStore: StateStore;
-  try {
-    stateStore = await openFileStateStore(processorStateDir(config.FAROL_DATA_DIR, LOCAL_PROCESSOR_GROUP));
-  } catch (err) {
-    await consumer.close();
-    throw err;
-  }
   const runtime = startProcessor({
     consumer,
     store: deps.store,
@@ -224,11 +218,12 @@ export async function startLocalProcessor(
   let stopping: Promise<void> | undefined;
   return {
     drain() {
+      // The subscription's close runs every partition's close: flush, snapshot, checkpoint.
       stopping ??= boundedDrain(
         runtime,
         runtime.drain(),
         [
-          ['closing the hub consumer', () => consumer.close()],
+          [`closing ${consumerName}`, () => consumer.close()],
           ['closing the state store', () => stateStore.close()],
         ],
         bounds,
@@ -243,6 +238,26 @@ export async function startLocalProcessor(
 }
 
 /**
+ * Starts a processor on a local hub opened by the caller (writable in `farol start`, read-only in
+ * `farol processor`), with its file state store. `drain` also closes the consumer and the state
+ * store; the hub and the store stay open for their owner to close.
+ */
+export async function startLocalProcessor(
+  config: Config,
+  deps: { hub: LocalHub; store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
+): Promise<ProcessorRuntime> {
+  const consumer = await deps.hub.openConsumer(LOCAL_PROCESSOR_GROUP);
+  let stateStore: StateStore;
+  try {
+    stateStore = await openFileStateStore(processorStateDir(config.FAROL_DATA_DIR, LOCAL_PROCESSOR_GROUP));
+  } catch (err) {
+    await consumer.close();
+    throw err;
+  }
+  return runProcessorOn(consumer, stateStore, 'the hub consumer', deps);
+}
+
+/**
  * Starts a processor on Event Hubs (FAROL_HUB=eventhubs): the consumer shares the partitions with
  * every processor of the consumer group through the blob checkpoint store (container created if
  * missing), and the partitions' state lives in the same container, so it moves with a partition.
@@ -254,8 +269,6 @@ export async function startEventHubsProcessor(
   config: Config,
   deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
 ): Promise<ProcessorRuntime & { partitionCount: number }> {
-  const bounds: DrainBounds = { ...defaultDrainBounds, ...deps.drain };
-  const { log } = deps;
   checkProcessorConfig(config);
   const { FAROL_EVENTHUBS_CONNECTION_STRING: connectionString, FAROL_EVENTHUBS_NAME: eventHubName } = config;
   const storage = config.FAROL_CHECKPOINT_CONNECTION_STRING;
@@ -286,35 +299,7 @@ export async function startEventHubsProcessor(
     await consumer.close();
     throw err;
   }
-  const runtime = startProcessor({
-    consumer,
-    store: deps.store,
-    stateStore,
-    log: deps.log,
-    metrics: deps.metrics,
-    ...(deps.options === undefined ? {} : { options: deps.options }),
-  });
-  let stopping: Promise<void> | undefined;
-  return {
-    partitionCount: consumer.partitionCount,
-    drain() {
-      // The subscription's close runs every partition's close: flush, snapshot, checkpoint.
-      stopping ??= boundedDrain(
-        runtime,
-        runtime.drain(),
-        [
-          ['closing the Event Hubs client', () => consumer.close()],
-          ['closing the state store', () => stateStore.close()],
-        ],
-        bounds,
-        log,
-      );
-      return stopping;
-    },
-    abandon: (reason) => runtime.abandon(reason),
-    unclosedPartitions: () => runtime.unclosedPartitions(),
-    lag: () => runtime.lag(),
-  };
+  return { ...runProcessorOn(consumer, stateStore, 'the Event Hubs client', deps), partitionCount: consumer.partitionCount };
 }
 
 /**
