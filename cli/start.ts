@@ -1,6 +1,6 @@
-import { checkProcessorConfig, ConfigError, type Config } from '../schemas/config.ts';
+import type { Config } from '../schemas/config.ts';
 import { openConfiguredEventHubsProducer, openConfiguredLocalHub, startCollector } from '../ingest/main.ts';
-import { drainedFully, openConfiguredStore, migrationTarget, startEventHubsProcessor, startLocalProcessor } from '../processor/main.ts';
+import { drainedFully, processorConfigOk, openConfiguredStore, migrationTarget, startEventHubsProcessor, startLocalProcessor } from '../processor/main.ts';
 import { migrate } from '../store/migrate.ts';
 import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
@@ -21,13 +21,7 @@ import { watchSites } from '../ingest/main.ts';
  */
 export async function runStart(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'farol' });
-  try {
-    checkProcessorConfig(config);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`farol start: ${err.message}\n`);
-    return 2;
-  }
+  if (!processorConfigOk(config, 'start')) return 2;
   const metrics = new Registry();
   const store = openConfiguredStore(config);
   // 1 when the processor had to give up writing what it held (the hub keeps it for the next run).

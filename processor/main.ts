@@ -309,13 +309,7 @@ export async function startEventHubsProcessor(
  */
 export async function runProcessor(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'processor' });
-  try {
-    checkProcessorConfig(config);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`farol processor: ${err.message}\n`);
-    return 2;
-  }
+  if (!processorConfigOk(config, 'processor')) return 2;
   const metrics = new Registry();
   const store = openConfiguredStore(config);
   try {
@@ -362,6 +356,21 @@ export async function drainedFully(processor: ProcessorRuntime, log: Logger): Pr
   } catch (err) {
     if (!(err instanceof DrainIncompleteError)) throw err;
     log.error({ err }, 'stopped without draining everything; the hub keeps the rest for the next run or owner');
+    return false;
+  }
+}
+
+/**
+ * Whether the configuration holds what a processor needs (`farol processor`, `farol start`);
+ * if not, says why on stderr, naming the variable (the caller exits 2).
+ */
+export function processorConfigOk(config: Config, command: string): boolean {
+  try {
+    checkProcessorConfig(config);
+    return true;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`farol ${command}: ${err.message}\n`);
     return false;
   }
 }
