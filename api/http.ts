@@ -145,8 +145,10 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
     }
   }
 
-  function register(method: 'get' | 'post' | 'put' | 'patch' | 'del', path: string, handler: Handler, opts: RouteOptions = {}): void {
+  function register(method: 'get' | 'head' | 'post' | 'put' | 'patch' | 'del', path: string, handler: Handler, opts: RouteOptions = {}): void {
     paths.add(path);
+    // Every GET route answers HEAD too: same status and headers, no body.
+    if (method === 'get') register('head', path, handler, opts);
     const names = paramNames(path);
     const route = `${method === 'del' ? 'DELETE' : method.toUpperCase()} ${path}`;
     const withBody = method === 'post' || method === 'put' || method === 'patch';
@@ -199,7 +201,8 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
           }
           if (type) res.writeHeader('Content-Type', type);
           for (const [k, v] of Object.entries(out.headers ?? {})) res.writeHeader(k, v);
-          res.end(body);
+          if (method === 'head') res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
+          else res.end(body);
         });
       };
       const fail = (err: unknown): void => {

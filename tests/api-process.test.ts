@@ -62,6 +62,20 @@ describe('farol api', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('db-ip.com');
     expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
+    // HEAD answers every GET route: same status and headers, no body.
+    const script = await fetch(`${api.url}/js/script.js`);
+    // fetch inflates the gzipped body: compare with the length the server declared.
+    const scriptBytes = Number(script.headers.get('content-length'));
+    expect(scriptBytes).toBeGreaterThan(1000);
+    await script.arrayBuffer();
+    const head = await fetch(`${api.url}/js/script.js`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('content-type'), Number(head.headers.get('content-length')), (await head.arrayBuffer()).byteLength]).toEqual([
+      200,
+      script.headers.get('content-type'),
+      scriptBytes,
+      0,
+    ]);
+    expect((await fetch(`${api.url}/api/v1/sites`, { method: 'HEAD' })).status).toBe(401);
     const missing = await fetch(`${api.url}/nope`);
     expect([missing.status, ((await missing.json()) as { error: { code: string } }).error.code]).toEqual([404, 'API_NOT_FOUND']);
     const wrongMethod = await fetch(`${api.url}/api/v2/query`);
