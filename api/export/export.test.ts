@@ -1,14 +1,9 @@
 import { strFromU8, unzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openLocalHub } from '../../hub/local-hub.ts';
-import { silentLogger } from '../../lib/log.ts';
-import { Registry } from '../../lib/metrics.ts';
-import { startProcessor } from '../../processor/main.ts';
-import { openFileStateStore } from '../../processor/state-store.ts';
-import { caughtUp, openTestStore, publish, removeTempDirs, tempDir, waitFor } from '../../processor/testing/harness.ts';
+import { openTestStore, removeTempDirs, writeThroughProcessor } from '../../processor/testing/harness.ts';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
 import type { Store } from '../../store/store.ts';
-import { computeTruth, generateTraffic, makeEvent } from '../../tests/support/oracle.ts';
+import { generateTraffic, makeEvent } from '../../tests/support/oracle.ts';
 import { ApiQueryError } from '../query/errors.ts';
 import { runQuery, type QuerySite } from '../query/query.ts';
 import { buildExport, type SiteExport } from './export.ts';
@@ -39,25 +34,11 @@ let store: Store;
 
 beforeAll(async () => {
   store = await openTestStore();
-  const hub = await openLocalHub({ dir: await tempDir('export-hub'), partitions: 2 });
-  const consumer = await hub.openConsumer('processor');
-  const stateStore = await openFileStateStore(await tempDir('export-state'));
-  const processor = startProcessor({
-    consumer,
-    store,
-    stateStore,
-    log: silentLogger,
-    metrics: new Registry(),
+  await writeThroughProcessor(store, traffic, {
+    partitions: 2,
+    chunk: traffic.length,
     options: { flushRecords: 500, flushIntervalMs: 30, snapshotIntervalMs: 100, hubBatchSize: 200, lagRefreshMs: 50 },
   });
-  await publish(hub, traffic);
-  const expected = computeTruth(traffic).stored.length;
-  await waitFor(async () => Number((await store.query<{ n: string }>('SELECT count() AS n FROM events'))[0]?.n) === expected, 'the processor to write the events', 60_000);
-  await waitFor(() => caughtUp(processor.lag, 2), 'the processor to catch up', 60_000);
-  await processor.drain();
-  await consumer.close();
-  await stateStore.close();
-  await hub.close();
 }, 120_000);
 
 afterAll(async () => {

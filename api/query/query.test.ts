@@ -1,10 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openLocalHub } from '../../hub/local-hub.ts';
-import { silentLogger } from '../../lib/log.ts';
-import { Registry } from '../../lib/metrics.ts';
-import { startProcessor } from '../../processor/main.ts';
-import { openFileStateStore } from '../../processor/state-store.ts';
-import { caughtUp, openTestStore, publish, removeTempDirs, tempDir, waitFor } from '../../processor/testing/harness.ts';
+import { openTestStore, removeTempDirs, writeThroughProcessor } from '../../processor/testing/harness.ts';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
 import type { Store } from '../../store/store.ts';
 import { computeTruth, generateTraffic, type TrueSession } from '../../tests/support/oracle.ts';
@@ -328,34 +323,13 @@ let store: Store;
 
 beforeAll(async () => {
   store = await openTestStore();
-  const hub = await openLocalHub({ dir: await tempDir('query-hub'), partitions: 4 });
-  const consumer = await hub.openConsumer('processor');
-  const stateStore = await openFileStateStore(await tempDir('query-state'));
-  const processor = startProcessor({
-    consumer,
-    store,
-    stateStore,
-    log: silentLogger,
-    metrics: new Registry(),
-    // Small flushes: sessions span many inserts, so their −1/+1 pairs are really exercised.
+  // Small flushes, in time-ordered chunks: sessions span many inserts, so their −1/+1 pairs are
+  // really exercised.
+  await writeThroughProcessor(store, traffic, {
+    partitions: 4,
+    chunk: 120,
     options: { flushRecords: 300, flushIntervalMs: 30, snapshotIntervalMs: 100, hubBatchSize: 100, lagRefreshMs: 50 },
   });
-  // In time-ordered chunks, each written before the next arrives: sessions running across a
-  // chunk boundary are written as a first state, then −1/+1 pairs, as in production.
-  for (let i = 0; i < traffic.length; i += 120) {
-    await publish(hub, traffic.slice(i, i + 120));
-    const expected = computeTruth(traffic.slice(0, i + 120)).stored.length;
-    await waitFor(
-      async () => Number((await store.query<{ n: string }>('SELECT count() AS n FROM events'))[0]?.n) === expected,
-      'the processor to write the chunk',
-      60_000,
-    );
-  }
-  await waitFor(() => caughtUp(processor.lag, 4), 'the processor to catch up', 60_000);
-  await processor.drain();
-  await consumer.close();
-  await stateStore.close();
-  await hub.close();
 }, 120_000);
 
 afterAll(async () => {

@@ -3,13 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { HubConsumer } from '../../hub/hub.ts';
-import type { LocalHub } from '../../hub/local-hub.ts';
-import type { Registry } from '../../lib/metrics.ts';
+import { openLocalHub, type LocalHub } from '../../hub/local-hub.ts';
+import { silentLogger } from '../../lib/log.ts';
+import { Registry } from '../../lib/metrics.ts';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
 import { openChdbStore } from '../../store/chdb-store.ts';
 import { migrate } from '../../store/migrate.ts';
 import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
-import type { Truth } from '../../tests/support/oracle.ts';
+import { computeTruth, type Truth } from '../../tests/support/oracle.ts';
+import { startProcessor, type ProcessorOptions } from '../main.ts';
+import { openFileStateStore } from '../state-store.ts';
 import type { StateStore } from '../state-store.ts';
 
 /** Test helpers for the processor: a real chDB store, hub publishing, truth checks, failure injection. */
@@ -43,6 +46,36 @@ export async function publish(hub: LocalHub, events: readonly EnrichedEvent[]): 
       events.slice(i, i + 500).map((e) => ({ key: `${e.site}:${e.visitorId}`, payload: Buffer.from(JSON.stringify(e)) })),
     );
   }
+}
+
+/**
+ * Writes `events` into `store` the production way: a local hub on a temp dir, a processor with its
+ * file state, `chunk` events published at a time, each written before the next arrives (so sessions
+ * running across chunks are stored as a first state, then −1/+1 pairs); then drains and closes it all.
+ */
+export async function writeThroughProcessor(
+  store: Store,
+  events: readonly EnrichedEvent[],
+  opts: { partitions: number; chunk: number; options: Partial<ProcessorOptions> },
+): Promise<void> {
+  const hub = await openLocalHub({ dir: await tempDir('hub'), partitions: opts.partitions });
+  const consumer = await hub.openConsumer('processor');
+  const stateStore = await openFileStateStore(await tempDir('state'));
+  const processor = startProcessor({ consumer, store, stateStore, log: silentLogger, metrics: new Registry(), options: opts.options });
+  for (let i = 0; i < events.length; i += opts.chunk) {
+    await publish(hub, events.slice(i, i + opts.chunk));
+    const expected = computeTruth(events.slice(0, i + opts.chunk)).stored.length;
+    await waitFor(
+      async () => Number((await store.query<{ n: string }>('SELECT count() AS n FROM events'))[0]?.n) === expected,
+      'the processor to write the chunk',
+      60_000,
+    );
+  }
+  await waitFor(() => caughtUp(processor.lag, opts.partitions), 'the processor to catch up', 60_000);
+  await processor.drain();
+  await consumer.close();
+  await stateStore.close();
+  await hub.close();
 }
 
 export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
