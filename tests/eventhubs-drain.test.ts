@@ -1,20 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
 import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
-import { geoCountries, nearMidnightUtc, postBatch, sleep } from './support/e2e.ts';
+import { geoCountries, nearMidnightUtc, pollUntil, postBatch } from './support/e2e.ts';
 import { startAzurite, type Azurite } from './support/eventhubs/azurite.ts';
 import { startEventHubsBroker, type EventHubsBroker } from './support/eventhubs/broker.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { rawCounts } from './support/exact-counts.ts';
-import { runFarol, startFarol, type FarolProcess } from './support/farol-process.ts';
+import { runFarol, startFarol, startFarolProcessor, type FarolChild, type FarolProcess } from './support/farol-process.ts';
 import { computeWireTruth, generateWireTraffic, planBatches, type WireTruth, type WireVisitor } from './support/wire-oracle.ts';
 
 /**
@@ -26,33 +24,9 @@ import { computeWireTruth, generateWireTraffic, planBatches, type WireTruth, typ
 const HUB = 'farol-drain';
 const DATABASE = 'farol_drain';
 const SITE = 'drain.test';
-const BIN = fileURLToPath(new URL('../cli/farol.js', import.meta.url));
-
-interface Child {
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | string>;
-}
-
-/** `farol processor` as a child; resolves once it started. */
-function startProcessor(env: Record<string, string>): Promise<Child> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) clean[k] = v;
-  const child = spawn(process.execPath, [BIN, 'processor'], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      output.push(line);
-      if (line.includes('"processor started"')) resolve({ child, output, exited });
-    });
-    createInterface({ input: child.stderr }).on('line', (l) => output.push(l));
-    void exited.then((code) => reject(new Error(`farol processor exited (${code}) before starting:\n${output.join('\n')}`)));
-  });
-}
 
 /** Waits for a child's exit at most `ms`; fails with the tail of its output if it does not. */
-async function exitWithin(c: Child, ms: number): Promise<number | string> {
+async function exitWithin(c: FarolChild, ms: number): Promise<number | string> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`did not exit within ${ms} ms of SIGTERM:\n${c.output.slice(-30).join('\n')}`)), ms);
@@ -61,14 +35,6 @@ async function exitWithin(c: Child, ms: number): Promise<number | string> {
     return await Promise.race([c.exited, late]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
   }
 }
 
@@ -109,7 +75,7 @@ describe.skipIf(nearMidnightUtc(10))('Event Hubs processor drain with ClickHouse
   async function landed(truth: WireTruth, timeoutMs: number): Promise<void> {
     const s = store;
     if (s === undefined) throw new Error('no store');
-    await until('every event to land', async () => isDeepStrictEqual(await rawCounts(s), truth.sites), timeoutMs);
+    await pollUntil(async () => (isDeepStrictEqual(await rawCounts(s), truth.sites) ? true : undefined), { timeoutMs, describe: () => 'every event to land' });
     await expectExactCounts(s, truth);
   }
 
@@ -152,20 +118,20 @@ describe.skipIf(nearMidnightUtc(10))('Event Hubs processor drain with ClickHouse
 
   it('SIGTERM ends the processor in bounded time (exit 1, nothing checkpointed past what was written); the next one writes everything once', async () => {
     if (clickhouse === undefined || store === undefined) throw new Error('not started');
-    const first = await startProcessor({ ...processorEnv, FAROL_DATA_DIR: await tempDir('farol-drain-p1-') });
+    const first = await startFarolProcessor({ ...processorEnv, FAROL_DATA_DIR: await tempDir('farol-drain-p1-') });
     children.push(first.child);
     await landed(await send(7_100, 400), 60_000);
 
     await clickhouse.stop();
     const truth = await send(7_200, 400);
     // The processor holds the new events: its writes fail and it retries.
-    await until('a failed write', () => first.output.some((l) => l.includes('failed; retrying')), 60_000);
+    await pollUntil(async () => (first.output.some((l) => l.includes('failed; retrying')) ? true : undefined), { timeoutMs: 60_000, describe: () => 'a failed write' });
     first.child.kill('SIGTERM');
     expect(await exitWithin(first, 45_000)).toBe(1);
     expect(first.output.some((l) => l.includes('drain: writes did not finish in time'))).toBe(true);
 
     await clickhouse.start();
-    const second = await startProcessor({ ...processorEnv, FAROL_DATA_DIR: await tempDir('farol-drain-p2-') });
+    const second = await startFarolProcessor({ ...processorEnv, FAROL_DATA_DIR: await tempDir('farol-drain-p2-') });
     children.push(second.child);
     await landed(truth, 90_000);
     second.child.kill('SIGTERM');

@@ -1,9 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlane } from '../api/control/control-plane.ts';
@@ -15,7 +13,7 @@ import { startAzurite, type Azurite } from './support/eventhubs/azurite.ts';
 import { startEventHubsBroker, type EventHubsBroker } from './support/eventhubs/broker.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { rawCounts } from './support/exact-counts.ts';
-import { runFarol, startFarol, type FarolProcess } from './support/farol-process.ts';
+import { runFarol, startFarol, startFarolProcessor, type FarolChild, type FarolProcess } from './support/farol-process.ts';
 import {
   BROWSER_UAS,
   computeWireTruth,
@@ -40,40 +38,6 @@ const HUB = 'farol-events';
 const PARTITIONS = 8;
 const DATABASE = 'farol_eh';
 const CONTAINER = 'farol-checkpoints';
-const BIN = fileURLToPath(new URL('../cli/farol.js', import.meta.url));
-
-interface Child {
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | string>;
-}
-
-/** `farol processor` as a child; resolves once it owns its consumer (it listens on no port). */
-function startProcessorProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<Child> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) clean[k] = v;
-  const child = spawn(process.execPath, [BIN, 'processor'], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`farol processor did not start in ${timeoutMs} ms:\n${output.join('\n')}`));
-    }, timeoutMs);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      output.push(line);
-      if (line.includes('"processor started"')) {
-        clearTimeout(timer);
-        resolve({ child, output, exited });
-      }
-    });
-    createInterface({ input: child.stderr }).on('line', (l) => output.push(l));
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`farol processor exited (${code}) before starting:\n${output.join('\n')}`));
-    });
-  });
-}
 
 interface Exiting {
   name: string;
@@ -133,7 +97,7 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
   let clickhouse: ClickHouseHttp | undefined;
   let store: Store | undefined;
   let collectors: FarolProcess[] = [];
-  let processors: Child[] = [];
+  let processors: FarolChild[] = [];
   /** Everything sent so far, and the countries of its IPs. */
   const visitors: WireVisitor[] = [];
   const countries = new Map<string, string>();
@@ -179,7 +143,7 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
     };
     processors = await Promise.all(
       [0, 1, 2].map(async (i) => {
-        const p = await startProcessorProcess({ ...processorEnv, FAROL_DATA_DIR: await tempDir(`farol-eh-processor-${i}-`) });
+        const p = await startFarolProcessor({ ...processorEnv, FAROL_DATA_DIR: await tempDir(`farol-eh-processor-${i}-`) });
         children.push(p.child);
         return p;
       }),
@@ -276,7 +240,7 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
 
   it('failover: a processor SIGKILLed mid-stream has its partitions taken over, counts stay exact', async () => {
     const { plans, truth } = await addTraffic(9_200, ['two-a.test', 'two-b.test'], 4_000);
-    const victim = processors[0] as Child;
+    const victim = processors[0] as FarolChild;
     const survivors = processors.slice(1);
     const openedBefore = survivors.map((p) => logLines(p.output, 'partition opened').length);
     let killed = false;

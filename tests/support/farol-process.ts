@@ -63,3 +63,37 @@ export function runFarol(args: string[], env: Record<string, string>): Promise<{
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr })));
 }
+
+/** A `farol` child that listens on no port (`farol processor`). */
+export interface FarolChild {
+  child: ChildProcess;
+  output: string[];
+  exited: Promise<number | string>;
+}
+
+/** `farol processor` as a child; resolves once it owns its consumer (it listens on no port). */
+export function startFarolProcessor(env: Record<string, string>, timeoutMs = 60_000): Promise<FarolChild> {
+  const clean: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) clean[k] = v;
+  const child = spawn(process.execPath, [BIN, 'processor'], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output: string[] = [];
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`farol processor did not start in ${timeoutMs} ms:\n${output.join('\n')}`));
+    }, timeoutMs);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      output.push(line);
+      if (line.includes('"processor started"')) {
+        clearTimeout(timer);
+        resolve({ child, output, exited });
+      }
+    });
+    createInterface({ input: child.stderr }).on('line', (l) => output.push(l));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`farol processor exited (${code}) before starting:\n${output.join('\n')}`));
+    });
+  });
+}
