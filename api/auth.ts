@@ -49,3 +49,25 @@ export async function siteRequest(control: AccessLookup, req: ApiRequest, domain
   const site = await authorizeSite(control, principal, domain, need, field);
   return { principal, site };
 }
+
+/** What a control-plane write needs beyond {@link AccessLookup}: the account's lock and an uncached principal. */
+export interface WriteLookup extends AccessLookup {
+  /** Runs `fn` alone among this process's control-plane writes to the account. */
+  serial<T>(accountId: string, fn: () => Promise<T>): Promise<T>;
+  /** The principal behind the same token as stored now, or null when revoked since. */
+  reauthenticate(p: Principal): Promise<Principal | null>;
+}
+
+/**
+ * Runs a control-plane write as the request's principal: under the account's lock, and with the
+ * grant read again inside it, so a member demoted or revoked by a write that went first (the
+ * other owner's, in a race) acts with what it holds now, not with a cached answer.
+ */
+export async function asWriter<T>(control: WriteLookup, req: ApiRequest, fn: (p: Principal) => Promise<T>): Promise<T> {
+  const cached = await authenticate(control, req);
+  return control.serial(cached.accountId, async () => {
+    const p = await control.reauthenticate(cached);
+    if (p === null) throw new ApiError('API_UNAUTHORIZED', 'Token is unknown or revoked');
+    return fn(p);
+  });
+}

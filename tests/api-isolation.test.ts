@@ -1,39 +1,27 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane, type Member } from '../api/control/control-plane.ts';
+import type { ControlPlane, Member } from '../api/control/control-plane.ts';
 import type { Role } from '../api/control/model.ts';
-import { listenApi, type ApiServer } from '../api/server.ts';
-import { silentLogger } from '../lib/log.ts';
-import { Registry } from '../lib/metrics.ts';
-import { loadConfig } from '../schemas/config.ts';
-import { openChdbStore } from '../store/chdb-store.ts';
-import { migrate } from '../store/migrate.ts';
-import type { Store } from '../store/store.ts';
+import { callText, startApiOnChdb, type ApiOnChdb } from '../api/experiments/testing/api-harness.ts';
 
 /**
  * Tenant isolation of every API endpoint, against the real API on a real port (chDB on a temp
- * dir): two accounts; in account A an owner, an admin and a viewer account-wide, and an admin and
- * a viewer granted one site. Every site endpoint × principal × target (own site, own site outside
- * a per-site grant, another account's site, a site that does not exist) must answer the expected
+ * dir): two accounts; in account A an owner, an admin and a viewer account-wide, and an owner, an
+ * admin and a viewer granted one site (a site list binds every role, the owner's too). Every
+ * site endpoint × principal × target (own site, own site outside a per-site grant, another
+ * account's site, a site that does not exist) must answer the expected
  * 200/201/204 | 403 | 404, and a foreign target exactly like an absent one (same status, same
  * bytes, the domain never echoed). Member and token endpoints likewise with foreign/absent ids.
  * No token and a revoked token are 401 everywhere. A new endpoint is one row in a table.
  */
 
-const database = 'farol_isolation_test';
-let dir = '';
-let store: Store;
+let api: ApiOnChdb;
 let control: ControlPlane;
-let server: ApiServer;
-let base = '';
 
-type Who = 'owner' | 'admin' | 'viewer' | 'siteAdmin' | 'siteViewer';
-const WHO: readonly Who[] = ['owner', 'admin', 'viewer', 'siteAdmin', 'siteViewer'];
-const ROLE: Record<Who, Role> = { owner: 'owner', admin: 'admin', viewer: 'viewer', siteAdmin: 'admin', siteViewer: 'viewer' };
+type Who = 'owner' | 'admin' | 'viewer' | 'siteOwner' | 'siteAdmin' | 'siteViewer';
+const WHO: readonly Who[] = ['owner', 'admin', 'viewer', 'siteOwner', 'siteAdmin', 'siteViewer'];
+const ROLE: Record<Who, Role> = { owner: 'owner', admin: 'admin', viewer: 'viewer', siteOwner: 'owner', siteAdmin: 'admin', siteViewer: 'viewer' };
 const rank: Record<Role, number> = { viewer: 0, admin: 1, owner: 2 };
-const perSite = (w: Who): boolean => w === 'siteAdmin' || w === 'siteViewer';
+const perSite = (w: Who): boolean => w === 'siteOwner' || w === 'siteAdmin' || w === 'siteViewer';
 
 type Target = 'own' | 'outside' | 'foreign' | 'absent';
 const TARGETS: readonly Target[] = ['own', 'outside', 'foreign', 'absent'];
@@ -46,20 +34,10 @@ let accountB = '';
 let seq = 0;
 const uniq = (p: string): string => `${p}-${++seq}`;
 
-async function call(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; text: string }> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (token !== undefined) headers.authorization = `Bearer ${token}`;
-  const init: RequestInit = { method, headers };
-  if (body !== undefined) init.body = JSON.stringify(body);
-  const res = await fetch(`${base}${path}`, init);
-  return { status: res.status, text: await res.text() };
-}
+const call = async (method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; text: string }> => callText(api.url, method, path, token, body);
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'farol-isolation-'));
-  store = openChdbStore({ dataDir: dir, database });
-  await migrate(store, { database, retentionDays: 395 });
-  control = new ControlPlane(store);
+async function seed(c: ControlPlane): Promise<void> {
+  control = c;
   accountA = (await control.createAccount({ name: 'A' })).id;
   accountB = (await control.createAccount({ name: 'B' })).id;
   await control.addSite(accountA, { domain: 'a1.test' });
@@ -71,15 +49,15 @@ beforeAll(async () => {
   }
   members.ownerB = await control.addMember(accountB, { name: 'ownerB', role: 'owner' });
   tokens.ownerB = (await control.issueToken(members.ownerB.id)).token;
-  const config = loadConfig({ FAROL_PORT: '0', FAROL_DATA_DIR: dir });
-  server = await listenApi({ store, control, config, log: silentLogger, metrics: new Registry(), now: () => new Date() });
-  base = `http://127.0.0.1:${server.port}`;
+}
+
+beforeAll(async () => {
+  // The default cache TTL, as served: a revocation here must still take effect at once.
+  api = await startApiOnChdb({ database: 'farol_isolation_test', cacheTtlMs: 5_000, seed });
 });
 
 afterAll(async () => {
-  await server?.stop();
-  await store?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await api?.close();
 });
 
 /** In scope: A's own site for everyone in A; A's other site only for account-wide grants. */
@@ -159,7 +137,7 @@ describe('site endpoints: principal × target', () => {
 
 /** Expected status per principal, for account-level rows. */
 type ByWho = Record<Who, number>;
-const all = (n: number): ByWho => ({ owner: n, admin: n, viewer: n, siteAdmin: n, siteViewer: n });
+const all = (n: number): ByWho => ({ owner: n, admin: n, viewer: n, siteOwner: n, siteAdmin: n, siteViewer: n });
 
 interface AccountRow {
   name: string;
@@ -177,35 +155,35 @@ async function freshViewer(sites: string[] = ['a1.test']): Promise<Member> {
 
 const accountRows: AccountRow[] = [
   { name: 'list sites', method: 'GET', path: () => '/api/v1/sites', expect: all(200) },
-  { name: 'add site', method: 'POST', path: () => '/api/v1/sites', body: () => ({ domain: `${uniq('new')}.test` }), expect: { owner: 201, admin: 201, viewer: 403, siteAdmin: 403, siteViewer: 403 } },
-  { name: 'list members', method: 'GET', path: () => '/api/v1/members', expect: { owner: 200, admin: 200, viewer: 403, siteAdmin: 200, siteViewer: 403 } },
+  { name: 'add site', method: 'POST', path: () => '/api/v1/sites', body: () => ({ domain: `${uniq('new')}.test` }), expect: { owner: 201, admin: 201, viewer: 403, siteOwner: 403, siteAdmin: 403, siteViewer: 403 } },
+  { name: 'list members', method: 'GET', path: () => '/api/v1/members', expect: { owner: 200, admin: 200, viewer: 403, siteOwner: 200, siteAdmin: 200, siteViewer: 403 } },
   {
     name: 'add viewer in a1',
     method: 'POST',
     path: () => '/api/v1/members',
     body: () => ({ name: uniq('m'), role: 'viewer', sites: ['a1.test'] }),
-    expect: { owner: 201, admin: 201, viewer: 403, siteAdmin: 201, siteViewer: 403 },
+    expect: { owner: 201, admin: 201, viewer: 403, siteOwner: 201, siteAdmin: 201, siteViewer: 403 },
   },
   {
     name: 'add owner',
     method: 'POST',
     path: () => '/api/v1/members',
     body: () => ({ name: uniq('o'), role: 'owner' }),
-    expect: { owner: 201, admin: 403, viewer: 403, siteAdmin: 403, siteViewer: 403 },
+    expect: { owner: 201, admin: 403, viewer: 403, siteOwner: 403, siteAdmin: 403, siteViewer: 403 },
   },
   {
     name: 'add account-wide viewer (widens a per-site grant)',
     method: 'POST',
     path: () => '/api/v1/members',
     body: () => ({ name: uniq('w'), role: 'viewer', sites: [] }),
-    expect: { owner: 201, admin: 201, viewer: 403, siteAdmin: 403, siteViewer: 403 },
+    expect: { owner: 201, admin: 201, viewer: 403, siteOwner: 403, siteAdmin: 403, siteViewer: 403 },
   },
   {
     name: 'add viewer on a foreign site',
     method: 'POST',
     path: () => '/api/v1/members',
     body: () => ({ name: uniq('f'), role: 'viewer', sites: ['b1.test'] }),
-    expect: { owner: 404, admin: 404, viewer: 403, siteAdmin: 404, siteViewer: 403 },
+    expect: { owner: 404, admin: 404, viewer: 403, siteOwner: 404, siteAdmin: 404, siteViewer: 403 },
     twin: { foreign: async () => ({ path: '/api/v1/members', body: { name: 'x', role: 'viewer', sites: ['b1.test'] } }), absent: () => ({ path: '/api/v1/members', body: { name: 'x', role: 'viewer', sites: ['nope.test'] } }) },
   },
   {
@@ -213,7 +191,7 @@ const accountRows: AccountRow[] = [
     method: 'PATCH',
     path: async () => `/api/v1/members/${(await freshViewer()).id}`,
     body: () => ({ name: uniq('renamed') }),
-    expect: { owner: 200, admin: 200, viewer: 404, siteAdmin: 200, siteViewer: 404 },
+    expect: { owner: 200, admin: 200, viewer: 404, siteOwner: 200, siteAdmin: 200, siteViewer: 404 },
     twin: { foreign: async () => ({ path: `/api/v1/members/${members.ownerB.id}`, body: { name: 'x' } }), absent: () => ({ path: '/api/v1/members/mem_doesnotexist', body: { name: 'x' } }) },
   },
   {
@@ -221,28 +199,28 @@ const accountRows: AccountRow[] = [
     method: 'PATCH',
     path: async () => `/api/v1/members/${(await freshViewer()).id}`,
     body: () => ({ role: 'admin' }),
-    expect: { owner: 200, admin: 403, viewer: 404, siteAdmin: 403, siteViewer: 404 },
+    expect: { owner: 200, admin: 403, viewer: 404, siteOwner: 200, siteAdmin: 403, siteViewer: 404 },
   },
   {
     name: 'delete a viewer of a1',
     method: 'DELETE',
     path: async () => `/api/v1/members/${(await freshViewer()).id}`,
-    expect: { owner: 204, admin: 204, viewer: 404, siteAdmin: 204, siteViewer: 404 },
+    expect: { owner: 204, admin: 204, viewer: 404, siteOwner: 204, siteAdmin: 204, siteViewer: 404 },
     twin: { foreign: async () => ({ path: `/api/v1/members/${members.ownerB.id}` }), absent: () => ({ path: '/api/v1/members/mem_doesnotexist' }) },
   },
   {
     name: 'delete the account-wide admin',
     method: 'DELETE',
     path: async () => `/api/v1/members/${(await control.addMember(accountA, { name: uniq('adm'), role: 'admin' })).id}`,
-    expect: { owner: 204, admin: 403, viewer: 404, siteAdmin: 404, siteViewer: 404 },
+    expect: { owner: 204, admin: 403, viewer: 404, siteOwner: 404, siteAdmin: 404, siteViewer: 404 },
   },
   { name: 'list tokens', method: 'GET', path: () => '/api/v1/tokens', expect: all(200) },
-  { name: 'create own token', method: 'POST', path: () => '/api/v1/tokens', body: () => ({ name: 'mine' }), expect: { owner: 201, admin: 201, viewer: 403, siteAdmin: 201, siteViewer: 403 } },
+  { name: 'create own token', method: 'POST', path: () => '/api/v1/tokens', body: () => ({ name: 'mine' }), expect: { owner: 201, admin: 201, viewer: 403, siteOwner: 201, siteAdmin: 201, siteViewer: 403 } },
   {
     name: 'create a token for a viewer of a1',
     method: 'POST',
     path: () => '/api/v1/tokens',
-    expect: { owner: 201, admin: 201, viewer: 404, siteAdmin: 201, siteViewer: 404 },
+    expect: { owner: 201, admin: 201, viewer: 404, siteOwner: 201, siteAdmin: 201, siteViewer: 404 },
     twin: { foreign: async () => ({ path: '/api/v1/tokens', body: { member_id: members.ownerB.id } }), absent: () => ({ path: '/api/v1/tokens', body: { member_id: 'mem_doesnotexist' } }) },
   },
   {
@@ -250,13 +228,13 @@ const accountRows: AccountRow[] = [
     method: 'POST',
     path: () => '/api/v1/tokens',
     body: () => ({ member_id: members.owner.id }),
-    expect: { owner: 201, admin: 403, viewer: 404, siteAdmin: 404, siteViewer: 404 },
+    expect: { owner: 201, admin: 403, viewer: 404, siteOwner: 404, siteAdmin: 404, siteViewer: 404 },
   },
   {
     name: 'revoke a viewer’s token',
     method: 'DELETE',
     path: async () => `/api/v1/tokens/${(await control.issueToken((await freshViewer()).id)).prefix}`,
-    expect: { owner: 204, admin: 204, viewer: 404, siteAdmin: 204, siteViewer: 404 },
+    expect: { owner: 204, admin: 204, viewer: 404, siteOwner: 204, siteAdmin: 204, siteViewer: 404 },
     twin: {
       foreign: async () => ({ path: `/api/v1/tokens/${(await control.issueToken(members.ownerB.id)).prefix}` }),
       absent: () => ({ path: '/api/v1/tokens/farol_zzzzzz' }),
@@ -295,6 +273,14 @@ describe('account endpoints: principal × row', () => {
     expect(memberIds).not.toContain(members.ownerB.id);
     const siteAdminSees = (JSON.parse((await call('GET', '/api/v1/members', tokens.siteAdmin)).text) as { members: Array<{ id: string; sites: string[] }> }).members;
     expect(siteAdminSees.every((m) => m.id === members.siteAdmin.id || (m.sites.length > 0 && m.sites.every((s) => s === 'a1.test')))).toBe(true);
+    // A per-site owner too sees only its own grant: no account-wide member, no a2.test.
+    expect(await sites('siteOwner')).toEqual(['a1.test']);
+    const siteOwnerSees = JSON.parse((await call('GET', '/api/v1/members', tokens.siteOwner)).text) as { members: Array<{ id: string; sites: string[] }> };
+    expect(siteOwnerSees.members.map((m) => m.id)).toContain(members.siteViewer.id);
+    expect(siteOwnerSees.members.every((m) => m.sites.length > 0 && m.sites.every((s) => s === 'a1.test'))).toBe(true);
+    const siteOwnerTokens = (JSON.parse((await call('GET', '/api/v1/tokens', tokens.siteOwner)).text) as { tokens: Array<{ member_id: string }> }).tokens;
+    expect(siteOwnerTokens.map((t) => t.member_id)).toContain(members.siteOwner.id);
+    for (const w of ['owner', 'admin', 'viewer'] as const) expect(siteOwnerTokens.map((t) => t.member_id)).not.toContain(members[w].id);
 
     const viewerTokens = (JSON.parse((await call('GET', '/api/v1/tokens', tokens.viewer)).text) as { tokens: Array<{ member_id: string }> }).tokens;
     expect(viewerTokens.length).toBeGreaterThan(0);

@@ -1,10 +1,11 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ApiError } from '../../schemas/errors.ts';
 import type { Store } from '../../store/store.ts';
 import type { ApiControl } from '../server.ts';
 import { experimentRepository } from '../experiments/repository.ts';
-import { roles, type Principal, type Role, type Site } from './model.ts';
+import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
 
 /**
  * The control plane over the Store (SPEC sections 7-8): accounts, sites, members, API tokens and
@@ -18,6 +19,17 @@ import { roles, type Principal, type Role, type Site } from './model.ts';
  * memory for `cacheTtlMs` (5 s by default). A local write clears the cache at once; a write by
  * another process (the CLI on a ClickHouse server, another `farol api`) is seen within the TTL,
  * which bounds how long a revoked token keeps working.
+ *
+ * Member and token writes of one account are serialised in this process ({@link ControlPlane.serial};
+ * the admin routes hold the same lock while they authorize, on an uncached principal). ClickHouse
+ * has no transactions, so a change that could take away the account's way in (model.ts
+ * `keepsWayIn`: demoting or removing an account-wide owner, revoking such an owner's token) is
+ * also checked after it is written, on a fresh read: if a concurrent change in another process
+ * (a second `farol api` or the CLI on the same ClickHouse server) made the two together break the
+ * invariant, it is undone and answered 409. Of two such changes racing, at least one sees the
+ * other and is undone; at worst both are, and nothing changed. The limit: between such a write
+ * and its undo the account may briefly have no owner, and a process killed right there leaves it
+ * so (`farol members add <name> --role owner` and `farol tokens create` repair it).
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -224,6 +236,18 @@ function toToken(r: TokenRow): TokenInfo {
   return { prefix: r.prefix, hash: r.hash, memberId: r.member_id, accountId: r.account_id, name: r.name, createdAt: isoTime(r.created_at) };
 }
 
+const memberNotFound = (field: string): ApiError => new ApiError('API_NOT_FOUND', 'Member not found', field);
+
+function isAccountWideOwner(r: MemberRow): boolean {
+  return r.role === 'owner' && r.sites.length === 0;
+}
+
+/** 409 naming what a change would take away from the account (model.ts `keepsWayIn`). */
+function refuseLoss(loss: 'ok' | 'owner' | 'token'): void {
+  if (loss === 'owner') throw new ApiError('API_CONFLICT', 'An account keeps at least one account-wide owner', 'role');
+  if (loss === 'token') throw new ApiError('API_CONFLICT', 'An account keeps at least one account-wide owner with a live token: issue another first', 'token');
+}
+
 const MAX_CACHE_ENTRIES = 10_000;
 
 /** A small TTL cache; null answers are cached too (an unknown token costs one lookup per TTL). */
@@ -264,6 +288,10 @@ export class ControlPlane implements ApiControl {
   private readonly siteListeners = new Set<() => void | Promise<void>>();
   private lastStamp = 0;
   private readonly cluster: string | undefined;
+  /** Per account: the tail of the queue of {@link serial} sections. */
+  private readonly queues = new Map<string, Promise<void>>();
+  /** The accounts whose lock the current async context holds (re-entrancy). */
+  private readonly held = new AsyncLocalStorage<ReadonlySet<string>>();
 
   constructor(
     private readonly store: Store,
@@ -290,6 +318,28 @@ export class ControlPlane implements ApiControl {
     this.goalsCache.clear();
   }
 
+  /**
+   * Runs `fn` alone among this process's writes to the account's members and tokens: sections of
+   * one account run one after another, in call order. Re-entrant: a section may call methods that
+   * take the same lock.
+   */
+  async serial<T>(accountId: string, fn: () => Promise<T>): Promise<T> {
+    const mine = this.held.getStore();
+    if (mine?.has(accountId)) return fn();
+    const previous = this.queues.get(accountId) ?? Promise.resolve();
+    let release = (): void => undefined;
+    const done = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => done);
+    this.queues.set(accountId, tail);
+    await previous;
+    try {
+      return await this.held.run(new Set([...(mine ?? []), accountId]), fn);
+    } finally {
+      release();
+      if (this.queues.get(accountId) === tail) this.queues.delete(accountId);
+    }
+  }
+
   /** A strictly increasing `updated_at`, so two writes in one millisecond still order. */
   private stamp(): { ms: number; text: string } {
     const ms = Math.max(this.now(), this.lastStamp + 1);
@@ -308,19 +358,26 @@ export class ControlPlane implements ApiControl {
   async authenticate(token: string): Promise<Principal | null> {
     if (token.length < 16 || token.length > 256) return null;
     const hash = hashToken(token);
-    return this.principals.get(hash, async () => {
-      const rows = await this.store.query<{ member_id: string; account_id: string; role: string; sites: string[] }>(
-        `SELECT m.id AS member_id, m.account_id AS account_id, m.role AS role, m.sites AS sites
-         FROM (SELECT member_id, account_id FROM tokens FINAL WHERE hash = {hash:String} AND deleted = 0) AS t
-         INNER JOIN (SELECT id, account_id, role, sites FROM members FINAL WHERE deleted = 0) AS m
-           ON m.id = t.member_id AND m.account_id = t.account_id
-         LIMIT 1`,
-        { hash },
-      );
-      const r = rows[0];
-      if (r === undefined) return null;
-      return { accountId: r.account_id, memberId: r.member_id, role: r.role as Role, sites: r.sites, tokenHash: hash };
-    });
+    return this.principals.get(hash, async () => this.principalOf(hash));
+  }
+
+  /** The principal behind `p`'s token as stored now (no cache): what a write is authorized on. */
+  async reauthenticate(p: Principal): Promise<Principal | null> {
+    return this.principalOf(p.tokenHash);
+  }
+
+  private async principalOf(hash: string): Promise<Principal | null> {
+    const rows = await this.store.query<{ member_id: string; account_id: string; role: string; sites: string[] }>(
+      `SELECT m.id AS member_id, m.account_id AS account_id, m.role AS role, m.sites AS sites
+       FROM (SELECT member_id, account_id FROM tokens FINAL WHERE hash = {hash:String} AND deleted = 0) AS t
+       INNER JOIN (SELECT id, account_id, role, sites FROM members FINAL WHERE deleted = 0) AS m
+         ON m.id = t.member_id AND m.account_id = t.account_id
+       LIMIT 1`,
+      { hash },
+    );
+    const r = rows[0];
+    if (r === undefined) return null;
+    return { accountId: r.account_id, memberId: r.member_id, role: r.role as Role, sites: r.sites, tokenHash: hash };
   }
 
   async site(domain: string): Promise<(Site & { createdAt: string }) | null> {
@@ -504,37 +561,89 @@ export class ControlPlane implements ApiControl {
 
   async addMember(accountId: string, input: unknown): Promise<Member> {
     const v = parseInput(memberInputSchema, input);
-    const sites = await this.checkGrant(accountId, v.sites);
-    const s = this.stamp();
-    const row = { id: newId('mem'), account_id: accountId, name: v.name, role: v.role, sites, created_at: s.text, updated_at: s.text, deleted: 0 };
-    await this.write('members', row);
-    return toMember(row);
+    return this.serial(accountId, async () => {
+      const sites = await this.checkGrant(accountId, v.sites);
+      const s = this.stamp();
+      const row = { id: newId('mem'), account_id: accountId, name: v.name, role: v.role, sites, created_at: s.text, updated_at: s.text, deleted: 0 };
+      await this.write('members', row);
+      return toMember(row);
+    });
   }
 
+  /** Changes a member's name or grant. The last account-wide owner (or the last one with a token) cannot be demoted. */
   async updateMember(id: string, input: unknown): Promise<Member> {
     const patch = parseInput(memberPatchSchema, input);
-    const cur = await this.memberRow(id);
-    if (cur === null) throw new ApiError('API_NOT_FOUND', 'Member not found', 'id');
-    const sites = patch.sites === undefined ? cur.sites : await this.checkGrant(cur.account_id, patch.sites);
-    const role = patch.role ?? (cur.role as Role);
-    if (cur.role === 'owner' && (role !== 'owner' || sites.length > 0)) await this.keepAnOwner(cur.account_id, cur.id);
-    const row = { ...cur, name: patch.name ?? cur.name, role, sites, updated_at: this.stamp().text, deleted: 0 };
-    await this.write('members', row);
-    return toMember(row);
+    return this.underLock(async () => this.memberRow(id), memberNotFound('id'), async (cur) => {
+      const sites = patch.sites === undefined ? cur.sites : await this.checkGrant(cur.account_id, patch.sites);
+      const row = { ...cur, name: patch.name ?? cur.name, role: patch.role ?? (cur.role as Role), sites, updated_at: this.stamp().text, deleted: 0 };
+      await this.keepingWayIn(
+        cur.account_id,
+        isAccountWideOwner(cur) ? { member: toMember(row) } : undefined,
+        async () => this.write('members', row),
+        async () => this.write('members', { ...cur, updated_at: this.stamp().text, deleted: 0 }),
+      );
+      return toMember(row);
+    });
   }
 
-  /** Removes a member and revokes its tokens. The last account-wide owner cannot go. */
+  /** Removes a member and revokes its tokens. The last account-wide owner (or the last one with a token) cannot go. */
   async removeMember(id: string): Promise<void> {
-    const cur = await this.memberRow(id);
-    if (cur === null) throw new ApiError('API_NOT_FOUND', 'Member not found', 'id');
-    if (cur.role === 'owner') await this.keepAnOwner(cur.account_id, cur.id);
-    await this.write('members', { ...cur, updated_at: this.stamp().text, deleted: 1 });
-    for (const t of await this.tokens(cur.account_id)) if (t.memberId === id) await this.revokeToken(t.hash);
+    await this.underLock(async () => this.memberRow(id), memberNotFound('id'), async (cur) => {
+      await this.keepingWayIn(
+        cur.account_id,
+        isAccountWideOwner(cur) ? { removedMember: id } : undefined,
+        async () => this.write('members', { ...cur, updated_at: this.stamp().text, deleted: 1 }),
+        async () => this.write('members', { ...cur, updated_at: this.stamp().text, deleted: 0 }),
+      );
+      // A removed member's tokens no longer authenticate (the lookup joins live members); they
+      // are revoked after the check above, so an undone removal leaves them working.
+      for (const t of await this.tokens(cur.account_id)) if (t.memberId === id) await this.revokeToken(t.hash);
+    });
   }
 
-  private async keepAnOwner(accountId: string, leaving: string): Promise<void> {
-    const others = (await this.members(accountId)).filter((m) => m.id !== leaving && m.role === 'owner' && m.sites.length === 0);
-    if (others.length === 0) throw new ApiError('API_CONFLICT', 'An account keeps at least one account-wide owner', 'role');
+  /** Loads a row, then runs `fn` on it read again under its account's lock; `missing` when absent either time. */
+  private async underLock<R extends { account_id: string }, T>(load: () => Promise<R | null>, missing: ApiError, fn: (row: R) => Promise<T>): Promise<T> {
+    const first = await load();
+    if (first === null) throw missing;
+    return this.serial(first.account_id, async () => {
+      const row = await load();
+      if (row === null) throw missing;
+      return fn(row);
+    });
+  }
+
+  /**
+   * Writes a change; one that could take away the account's way in (`change` given: model.ts
+   * `keepsWayIn`) is refused (409) when it would on the state read now, and once written is
+   * checked again on a fresh read and undone (409) if a concurrent change elsewhere made the two
+   * together break it. The caller holds the account's lock, so in this process the second check
+   * only fails across processes.
+   */
+  private async keepingWayIn(
+    accountId: string,
+    change: { member?: Member; removedMember?: string; revokedToken?: string } | undefined,
+    write: () => Promise<void>,
+    undo: () => Promise<void>,
+  ): Promise<void> {
+    if (change === undefined) return write();
+    const members = await this.members(accountId);
+    const tokens = await this.tokens(accountId);
+    const before = wayIn(members, tokens);
+    const afterMembers = members
+      .filter((m) => m.id !== change.removedMember)
+      .map((m) => (change.member !== undefined && m.id === change.member.id ? change.member : m));
+    const afterTokens = tokens.filter((t) => t.hash !== change.revokedToken);
+    refuseLoss(keepsWayIn(before, wayIn(afterMembers, afterTokens)));
+    await write();
+    const kept = keepsWayIn(before, await this.wayIn(accountId));
+    if (kept === 'ok') return;
+    await undo();
+    refuseLoss(kept);
+  }
+
+  /** The account's way in now (members and tokens read fresh). */
+  async wayIn(accountId: string): Promise<WayIn> {
+    return wayIn(await this.members(accountId), await this.tokens(accountId));
   }
 
   private async memberRow(id: string): Promise<MemberRow | null> {
@@ -552,13 +661,13 @@ export class ControlPlane implements ApiControl {
    */
   async issueToken(memberId: string, input: unknown = {}, secret?: string): Promise<IssuedToken> {
     const { name } = parseInput(tokenInputSchema, input);
-    const m = await this.member(memberId);
-    if (m === null) throw new ApiError('API_NOT_FOUND', 'Member not found', 'member_id');
-    const token = secret ?? newToken();
-    const s = this.stamp();
-    const row = { hash: hashToken(token), member_id: m.id, account_id: m.accountId, name, prefix: displayPrefix(token), created_at: s.text, updated_at: s.text, deleted: 0 };
-    await this.write('tokens', row);
-    return { ...toToken(row), token };
+    return this.underLock(async () => this.memberRow(memberId), memberNotFound('member_id'), async (m) => {
+      const token = secret ?? newToken();
+      const s = this.stamp();
+      const row = { hash: hashToken(token), member_id: m.id, account_id: m.account_id, name, prefix: displayPrefix(token), created_at: s.text, updated_at: s.text, deleted: 0 };
+      await this.write('tokens', row);
+      return { ...toToken(row), token };
+    });
   }
 
   /** The account's live tokens (never the secret). */
@@ -570,12 +679,25 @@ export class ControlPlane implements ApiControl {
     return rows.map(toToken);
   }
 
-  /** Revokes a token by hash; takes effect here at once, in other processes within the cache TTL. */
+  /**
+   * Revokes a token by hash; takes effect here at once, in other processes within the cache TTL.
+   * The last token of the last account-wide owner holding one cannot be revoked (issue another first).
+   */
   async revokeToken(hash: string): Promise<void> {
+    await this.underLock(async () => this.tokenRow(hash), new ApiError('API_NOT_FOUND', 'Token not found', 'token'), async (cur) => {
+      const holder = await this.memberRow(cur.member_id);
+      await this.keepingWayIn(
+        cur.account_id,
+        holder !== null && isAccountWideOwner(holder) ? { revokedToken: hash } : undefined,
+        async () => this.write('tokens', { ...cur, updated_at: this.stamp().text, deleted: 1 }),
+        async () => this.write('tokens', { ...cur, updated_at: this.stamp().text, deleted: 0 }),
+      );
+    });
+  }
+
+  private async tokenRow(hash: string): Promise<TokenRow | null> {
     const rows = await this.store.query<TokenRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens FINAL WHERE hash = {h:String} AND deleted = 0`, { h: hash });
-    const cur = rows[0];
-    if (cur === undefined) throw new ApiError('API_NOT_FOUND', 'Token not found', 'token');
-    await this.write('tokens', { ...cur, updated_at: this.stamp().text, deleted: 1 });
+    return rows[0] ?? null;
   }
 
   /**

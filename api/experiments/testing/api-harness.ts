@@ -38,38 +38,39 @@ export const SITE_A = 'one.test';
 export const SITE_A2 = 'two.test';
 export const SITE_B = 'other.test';
 
-export async function startApiHarness(now: () => Date = () => new Date()): Promise<ApiHarness> {
+/** The real API over chDB on a temp dir, with its control plane. */
+export interface ApiOnChdb {
+  url: string;
+  store: Store;
+  control: ControlPlane;
+  close(): Promise<void>;
+}
+
+/**
+ * chDB on a temp dir (migrated), its control plane, and every route module on uWS at 127.0.0.1
+ * port 0; `seed` fills the control plane before the server listens.
+ */
+export async function startApiOnChdb(opts: {
+  database: string;
+  /** The control plane's cache TTL (default: none, so a change shows at once). */
+  cacheTtlMs?: number;
+  now?: () => Date;
+  seed?: (control: ControlPlane) => Promise<void>;
+}): Promise<ApiOnChdb> {
   const dir = await mkdtemp(join(tmpdir(), 'farol-routes-'));
-  const database = 'farol_routes_test';
-  const store = openChdbStore({ dataDir: dir, database });
+  const store = openChdbStore({ dataDir: dir, database: opts.database });
   let server: ApiServer | undefined;
   try {
-    await migrate(store, { database, retentionDays: 395 });
-    const control = new ControlPlane(store, { cacheTtlMs: 0 });
-    const a = await control.createAccount({ name: 'A' });
-    const b = await control.createAccount({ name: 'B' });
-    await control.addSite(a.id, { domain: SITE_A, timezone: 'UTC' });
-    await control.addSite(a.id, { domain: SITE_A2, timezone: 'UTC' });
-    await control.addSite(b.id, { domain: SITE_B, timezone: 'UTC' });
-    const token = async (account: string, role: 'owner' | 'admin' | 'viewer', sites: string[] = []): Promise<string> => {
-      const m = await control.addMember(account, { name: `${role}-${sites.join('+')}`, role, sites });
-      return (await control.issueToken(m.id)).token;
-    };
-    const tokens: Tokens = {
-      owner: await token(a.id, 'owner'),
-      admin: await token(a.id, 'admin'),
-      viewer: await token(a.id, 'viewer'),
-      scopedViewer: await token(a.id, 'viewer', [SITE_A2]),
-      otherOwner: await token(b.id, 'owner'),
-    };
+    await migrate(store, { database: opts.database, retentionDays: 395 });
+    const control = new ControlPlane(store, { cacheTtlMs: opts.cacheTtlMs ?? 0 });
+    await opts.seed?.(control);
     const config = loadConfig({ FAROL_DATA_DIR: dir, FAROL_PORT: '0', FAROL_HOST: '127.0.0.1' });
-    server = await listenApi({ store, control, config, log: silentLogger, metrics: new Registry(), now });
+    server = await listenApi({ store, control, config, log: silentLogger, metrics: new Registry(), now: opts.now ?? (() => new Date()) });
     const s = server;
     return {
       url: `http://127.0.0.1:${s.port}`,
       store,
       control,
-      tokens,
       async close() {
         await s.stop();
         await store.close();
@@ -82,6 +83,34 @@ export async function startApiHarness(now: () => Date = () => new Date()): Promi
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+export async function startApiHarness(now: () => Date = () => new Date()): Promise<ApiHarness> {
+  let tokens: Tokens | undefined;
+  const api = await startApiOnChdb({
+    database: 'farol_routes_test',
+    now,
+    seed: async (control) => {
+      const a = await control.createAccount({ name: 'A' });
+      const b = await control.createAccount({ name: 'B' });
+      await control.addSite(a.id, { domain: SITE_A, timezone: 'UTC' });
+      await control.addSite(a.id, { domain: SITE_A2, timezone: 'UTC' });
+      await control.addSite(b.id, { domain: SITE_B, timezone: 'UTC' });
+      const token = async (account: string, role: 'owner' | 'admin' | 'viewer', sites: string[] = []): Promise<string> => {
+        const m = await control.addMember(account, { name: `${role}-${sites.join('+')}`, role, sites });
+        return (await control.issueToken(m.id)).token;
+      };
+      tokens = {
+        owner: await token(a.id, 'owner'),
+        admin: await token(a.id, 'admin'),
+        viewer: await token(a.id, 'viewer'),
+        scopedViewer: await token(a.id, 'viewer', [SITE_A2]),
+        otherOwner: await token(b.id, 'owner'),
+      };
+    },
+  });
+  if (tokens === undefined) throw new Error('seed did not run');
+  return { ...api, tokens };
 }
 
 export interface Reply {
@@ -101,4 +130,10 @@ export async function call(base: string, method: string, path: string, token?: s
   let json: unknown;
   if ((res.headers.get('content-type') ?? '').startsWith('application/json')) json = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
   return { status: res.status, headers: res.headers, json, bytes };
+}
+
+/** {@link call} with the body as text: for comparing answers byte for byte. */
+export async function callText(base: string, method: string, path: string, token?: string, body?: unknown): Promise<{ status: number; text: string }> {
+  const r = await call(base, method, path, token, body);
+  return { status: r.status, text: new TextDecoder().decode(r.bytes) };
 }
