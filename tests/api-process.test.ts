@@ -9,13 +9,15 @@ import { runFarol, startFarol, type FarolProcess } from './support/farol-process
  * `farol api` as its own process: the reporting API and dashboard without a collector, on the
  * store `farol start` writes (a ClickHouse server here, since an embedded data dir is one
  * process's), bootstrapping an empty install, answering JSON errors for what it does not serve,
- * and draining on SIGTERM. On an embedded data dir held by `farol start` it refuses clearly.
+ * and draining on SIGTERM. On an embedded data dir held by `farol start` it refuses clearly. Two
+ * of them on one ClickHouse server never leave an account without an owner, however their
+ * writes interleave.
  */
 
 const TOKEN = 'farol_api_process_test_token_0123456789';
 const dirs: string[] = [];
 const procs: FarolProcess[] = [];
-let clickhouse: ClickHouseHttp | undefined;
+const clickhouses: ClickHouseHttp[] = [];
 
 async function tempDir(prefix: string): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix));
@@ -25,13 +27,14 @@ async function tempDir(prefix: string): Promise<string> {
 
 afterAll(async () => {
   for (const p of procs) p.child.kill('SIGKILL');
-  await clickhouse?.stop();
+  for (const c of clickhouses) await c.stop();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
 describe('farol api', () => {
   it('serves the API and dashboard beside a farol start on one ClickHouse server, and drains on SIGTERM', async () => {
-    clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-ch-') });
+    const clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-ch-') });
+    clickhouses.push(clickhouse);
     const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_proc', FAROL_BOOTSTRAP_TOKEN: TOKEN };
     const start = await startFarol('start', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-start-'), FAROL_TRUST_PROXY: '1' });
     procs.push(start);
@@ -102,4 +105,45 @@ describe('farol api', () => {
     start.child.kill('SIGTERM');
     expect(await start.exited).toBe(0);
   }, 240_000);
+
+  it('two farol api processes on one ClickHouse server: two owners demoting each other at once always leave one', async () => {
+    const clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-race-ch-') });
+    clickhouses.push(clickhouse);
+    const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_race', FAROL_BOOTSTRAP_TOKEN: TOKEN };
+    const one = await startFarol('api', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-race-1-') });
+    procs.push(one);
+    const two = await startFarol('api', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-race-2-') });
+    procs.push(two);
+    const call = async (url: string, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
+      const res = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+      return { status: res.status, json: await res.json() };
+    };
+    type MemberJson = { id: string; role: string; sites: string[] };
+    const me = ((await call(one.url, 'GET', '/api/v1/members', TOKEN)).json as { members: MemberJson[] }).members.find((m) => m.role === 'owner');
+    const other = (await call(one.url, 'POST', '/api/v1/members', TOKEN, { name: 'second owner', role: 'owner' })).json as { member: MemberJson };
+    const otherToken = ((await call(two.url, 'POST', '/api/v1/tokens', TOKEN, { member_id: other.member.id })).json as { token: string }).token;
+    const a = { id: me?.id ?? '', token: TOKEN };
+    const b = { id: other.member.id, token: otherToken };
+    const owners = async (): Promise<string[]> =>
+      ((await call(one.url, 'GET', '/api/v1/members', TOKEN)).json as { members: MemberJson[] }).members.filter((m) => m.role === 'owner' && m.sites.length === 0).map((m) => m.id);
+
+    for (let round = 0; round < 5; round++) {
+      // Each process demotes the owner the other one acts for.
+      const results = await Promise.all([
+        call(one.url, 'PATCH', `/api/v1/members/${b.id}`, a.token, { role: 'admin' }),
+        call(two.url, 'PATCH', `/api/v1/members/${a.id}`, b.token, { role: 'admin' }),
+      ]);
+      const left = await owners();
+      expect(left.length, JSON.stringify(results)).toBeGreaterThanOrEqual(1);
+      for (const r of results) expect([200, 403, 409], JSON.stringify(r.json)).toContain(r.status);
+      // The one left promotes the other back for the next round.
+      const survivor = left.includes(a.id) ? a : b;
+      const demoted = survivor === a ? b : a;
+      if (!left.includes(demoted.id)) expect((await call(one.url, 'PATCH', `/api/v1/members/${demoted.id}`, survivor.token, { role: 'owner' })).status).toBe(200);
+    }
+    for (const p of [one, two]) {
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+    }
+  }, 400_000);
 });
