@@ -15,7 +15,7 @@ export const ADMIN_USAGE = `admin commands (on the configured store; embedded: o
   farol sites add <domain> [--timezone Europe/Lisbon]
   farol sites list
   farol sites remove <domain>
-  farol members add <name> --role owner|admin|viewer [--sites a.com,b.com]
+  farol members add <name> --role owner|admin|viewer [--sites a.com,b.com]   (no --sites: every site)
   farol members list
   farol members remove <id>
   farol tokens create --member <id> [--name ci]      prints the token once
@@ -131,6 +131,8 @@ export async function runAdmin(
       case 'members add': {
         if (flags.role === undefined) throw new UsageError('members add needs --role owner|admin|viewer');
         const sites = flags.sites === undefined ? [] : flags.sites.split(',').map((s) => s.trim()).filter((s) => s !== '');
+        // An empty list means "every site": `--sites ""` must not grant the whole account by accident.
+        if (flags.sites !== undefined && sites.length === 0) throw new UsageError('--sites needs at least one domain (leave it out for every site of the account)');
         const m = await control.addMember(accountId, { name: need(0, 'name'), role: flags.role, sites });
         line(out, `added member ${m.id} (${m.name}, ${m.role}, ${m.sites.length === 0 ? 'all sites' : m.sites.join(',')})`);
         break;

@@ -73,9 +73,19 @@ describe('farol admin commands', () => {
     const foreign = await farol('members', 'add', 'Bob', '--role', 'viewer', '--sites', 'nowhere.example');
     expect(foreign.code).toBe(1);
     expect(foreign.stderr).toContain('Site not found');
+    // An empty --sites is not "every site" by accident.
+    const empty = await farol('members', 'add', 'Eve', '--role', 'owner', '--sites', ' , ');
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('--sites needs at least one domain');
     const members = await farol('members', 'list');
     expect(members.stdout).toContain(`${viewerId}  viewer  Ann  shop.example`);
+    expect(members.stdout).not.toContain('Eve');
     expect(members.stdout).toMatch(/mem_\S+ {2}owner {2}owner {2}\*/);
+    // The only account-wide owner stays.
+    const ownerId = /(mem_\S+) {2}owner {2}owner/.exec(members.stdout)?.[1] ?? '';
+    const last = await farol('members', 'remove', ownerId);
+    expect(last.code).toBe(1);
+    expect(last.stderr).toContain('keeps at least one account-wide owner');
 
     const token = await farol('tokens', 'create', '--member', viewerId, '--name', 'ci');
     expect(token.code, token.stderr).toBe(0);

@@ -136,6 +136,64 @@ describe('sites, members and goals', () => {
     await cp.removeMember(o1.id);
     expect((await cp.members(acc.id)).map((m) => m.id)).toEqual([o2.id]);
   });
+
+  it('keeps an account-wide owner with a live token once one has it', async () => {
+    const cp = new ControlPlane(store);
+    const acc = await cp.createAccount({ name: 'way-in' });
+    await cp.addSite(acc.id, { domain: 'way-in.test' });
+    const o1 = await cp.addMember(acc.id, { name: 'o1', role: 'owner' });
+    const o2 = await cp.addMember(acc.id, { name: 'o2', role: 'owner' });
+    // No owner holds a token yet (an account the CLI is setting up): only "an owner" is kept.
+    await cp.updateMember(o2.id, { role: 'admin' });
+    await cp.updateMember(o2.id, { role: 'owner' });
+    const t1 = await cp.issueToken(o1.id);
+    // o1 is now the only way in: its token, its role, its account-wide grant and itself stay.
+    expect(await code(cp.revokeToken(t1.hash))).toBe('409 API_CONFLICT token');
+    expect(await code(cp.updateMember(o1.id, { role: 'admin' }))).toBe('409 API_CONFLICT token');
+    expect(await code(cp.updateMember(o1.id, { sites: ['way-in.test'] }))).toBe('409 API_CONFLICT token');
+    expect(await code(cp.removeMember(o1.id))).toBe('409 API_CONFLICT token');
+    expect(await cp.authenticate(t1.token)).toMatchObject({ role: 'owner', sites: [] });
+    // Rotating is issuing first, then revoking.
+    const t2 = await cp.issueToken(o1.id);
+    await cp.revokeToken(t1.hash);
+    expect(await cp.authenticate(t2.token)).toMatchObject({ memberId: o1.id });
+    // A per-site owner is no way into the account.
+    const so = await cp.addMember(acc.id, { name: 'so', role: 'owner', sites: ['way-in.test'] });
+    await cp.issueToken(so.id);
+    expect(await code(cp.revokeToken(t2.hash))).toBe('409 API_CONFLICT token');
+    // Another account-wide owner with a token is.
+    await cp.issueToken(o2.id);
+    await cp.removeMember(o1.id);
+    expect(await cp.wayIn(acc.id)).toEqual({ owners: 1, ownersWithToken: 1 });
+  });
+
+  it('serialises sections per account, in call order, re-entrantly; other accounts run alongside', async () => {
+    const cp = new ControlPlane(store);
+    const log: string[] = [];
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const first = cp.serial('acc_x', async () => {
+      log.push('x1 start');
+      await gate;
+      // Re-entrant: the same account's lock again, from inside, does not wait for itself.
+      await cp.serial('acc_x', async () => log.push('x1 nested'));
+      log.push('x1 end');
+    });
+    const second = cp.serial('acc_x', async () => {
+      log.push('x2');
+      throw new Error('boom');
+    });
+    const third = cp.serial('acc_x', async () => log.push('x3'));
+    // Another account is not held up by acc_x's open section.
+    await cp.serial('acc_y', async () => log.push('y'));
+    expect(log).toEqual(['x1 start', 'y']);
+    release();
+    await first;
+    await expect(second).rejects.toThrow('boom');
+    await third;
+    // A section that threw still let the next one run.
+    expect(log).toEqual(['x1 start', 'y', 'x1 nested', 'x1 end', 'x2', 'x3']);
+  });
 });
 
 describe('tokens', () => {
