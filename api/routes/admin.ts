@@ -57,8 +57,15 @@ function check(access: Access, notFound: () => ApiError): void {
   if (access === 'forbidden') throw new ApiError('API_FORBIDDEN');
 }
 
+/** The member an access rule allowed (it is never `ok` for an absent one), or its refusal. */
+function allowedMember(access: Access, m: Member | null, field = 'id'): Member {
+  check(access, () => memberNotFound(field));
+  if (m === null) throw memberNotFound(field);
+  return m;
+}
+
 /** Throws unless the principal may give a grant of `role` over `sites`. */
-function checkGrant(p: Principal, role: Role, sites: readonly string[]): void {
+function authorizeGrant(p: Principal, role: Role, sites: readonly string[]): void {
   check(grantAccess(p, role, sites), siteNotFound);
 }
 
@@ -128,7 +135,7 @@ export function adminRoutes(r: ApiRouter, deps: ApiDeps): void {
     asWriter(control, req, async (p) => {
       if (!mayListMembers(p)) throw new ApiError('API_FORBIDDEN');
       const input = parseInput(memberInputSchema, req.body ?? {});
-      checkGrant(p, input.role, input.sites);
+      authorizeGrant(p, input.role, input.sites);
       const m = await control.addMember(p.accountId, input);
       return { status: 201, json: { member: memberJson(m) } };
     }),
@@ -137,11 +144,10 @@ export function adminRoutes(r: ApiRouter, deps: ApiDeps): void {
   r.patch('/api/v1/members/:id', async (req) =>
     asWriter(control, req, async (p) => {
       const m = await control.member(req.params.id ?? '');
-      check(memberAccess(p, m), memberNotFound);
-      const cur = m as Member;
+      const cur = allowedMember(memberAccess(p, m), m);
       const patch = parseInput(memberPatchSchema, req.body ?? {});
       // The grant it would have afterwards must be one the caller could give, like a new one.
-      checkGrant(p, patch.role ?? cur.role, patch.sites ?? cur.sites);
+      authorizeGrant(p, patch.role ?? cur.role, patch.sites ?? cur.sites);
       const updated = await control.updateMember(cur.id, patch);
       return { json: { member: memberJson(updated) } };
     }),
@@ -150,8 +156,7 @@ export function adminRoutes(r: ApiRouter, deps: ApiDeps): void {
   r.del('/api/v1/members/:id', async (req) =>
     asWriter(control, req, async (p) => {
       const m = await control.member(req.params.id ?? '');
-      check(memberAccess(p, m), memberNotFound);
-      await control.removeMember((m as Member).id);
+      await control.removeMember(allowedMember(memberAccess(p, m), m).id);
       return { status: 204 };
     }),
   );
@@ -172,8 +177,7 @@ export function adminRoutes(r: ApiRouter, deps: ApiDeps): void {
     asWriter(control, req, async (p) => {
       const input = parseInput(tokenInputSchema, req.body ?? {});
       const m = await control.member(input.member_id ?? p.memberId);
-      check(tokenIssueAccess(p, m), () => memberNotFound('member_id'));
-      const t = await control.issueToken((m as Member).id, { name: input.name });
+      const t = await control.issueToken(allowedMember(tokenIssueAccess(p, m), m, 'member_id').id, { name: input.name });
       return { status: 201, json: { token: t.token, ...tokenJson(t) } };
     }),
   );
