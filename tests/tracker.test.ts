@@ -623,18 +623,22 @@ describe('tracker in a browser: experiment changes never run script', () => {
     await context.close();
   });
 
-  it('runs no experiments without an explicit data-domain (no fallback to location.hostname)', async () => {
+  it.each([
+    ['no data-domain', '/no-domain', ''],
+    ['an empty data-domain', '/empty-domain', 'data-domain=""'],
+  ])('runs no experiments with %s (no fallback to location.hostname)', async (_label, path, attr) => {
     const hijack = { id: 'hijack', variations: [{ key: 'b', weight: 1, changes: [{ type: 'text', selector: '#headline', value: 'Hijacked' }] }] };
     site.configs.set('127.0.0.1', { body: { experiments: [hijack] }, delayMs: 0 });
     site.pages.set(
-      '/no-domain',
-      `<!doctype html><html><head><script data-experiments data-allow-automation src="/js/script.js"></script></head><body><h1 id="headline">Original</h1></body></html>`,
+      path,
+      `<!doctype html><html><head><script ${attr} data-experiments data-allow-automation src="/js/script.js"></script></head><body><h1 id="headline">Original</h1></body></html>`,
     );
+    const before = site.for('127.0.0.1').length;
     const { context, page: p } = await fresh();
-    await p.goto(`${site.url}/no-domain`);
+    await p.goto(`${site.url}${path}`);
     // Still tracked (under the hostname, as Plausible does), but with no experiment and no config request.
-    await until(() => site.for('127.0.0.1').length === 1, 'pageview');
-    expect(site.for('127.0.0.1')[0]).not.toHaveProperty('exp');
+    await until(() => site.for('127.0.0.1').length === before + 1, 'pageview');
+    expect(site.for('127.0.0.1')[before]).not.toHaveProperty('exp');
     await p.waitForFunction(`getComputedStyle(document.documentElement).opacity === '1'`);
     expect(await js(p, `document.getElementById('headline').textContent`)).toBe('Original');
     expect(site.configServed.get('127.0.0.1')).toBeUndefined();

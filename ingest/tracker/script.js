@@ -11,7 +11,7 @@ if(!d){w.farolTest={hash:hash,pick:pick,glob:glob,onPage:onPage};return}
 var L=location,N=navigator,s=d.currentScript||d.querySelector('script[data-domain]'),
 has=k=>s.hasAttribute(k),dom=s.getAttribute('data-domain')||L.hostname,
 org=new URL(s.src||L.href,L.href).origin,api=s.getAttribute('data-api')||org+'/api/event',
-XP=has('data-experiments')&&has('data-domain'),Q=w.farol&&w.farol.q||[],
+XP=has('data-experiments')&&s.getAttribute('data-domain'),Q=w.farol&&w.farol.q||[],
 ref=d.referrer||null,exp={},cfg,chg=[],last,ready,G,mo,until,vid,on=(t,e,f)=>t.addEventListener(e,f);
 w.farol=function(){Q.push(arguments)};
 
