@@ -123,13 +123,15 @@ export function cssProblem(value: string): string | undefined {
   return undefined;
 }
 
+const FORBIDDEN_TYPE_SELECTOR = new RegExp(`(?:^|[\\s>+~,(|])(${FORBIDDEN_TARGETS.join('|')})(?![\\w-])`, 'i');
+
 /** Why a selector is refused (it names an element changes never apply to), or undefined. */
 export function selectorProblem(selector: string): string | undefined {
   if (CONTROL.test(selector)) return 'must not hold control characters';
   // Type selectors: a name at the start, after a combinator, a comma, a namespace bar or "(".
   // Strings and attribute selectors are left out so `[title="script"]` stays allowed.
   const bare = selector.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""').replace(/\[[^\]]*\]/g, '[]');
-  const m = new RegExp(`(?:^|[\\s>+~,(|])(${FORBIDDEN_TARGETS.join('|')})(?![\\w-])`, 'i').exec(bare);
+  const m = FORBIDDEN_TYPE_SELECTOR.exec(bare);
   if (m !== null) return `must not select <${(m[1] ?? '').toLowerCase()}> elements: changes apply only to ${ALLOWED_ELEMENTS.join(', ')}`;
   if (selector.includes('\\')) return 'must not use escapes';
   return undefined;
