@@ -13,6 +13,7 @@ import { dashboardRoutes } from './routes/dashboard.ts';
 import { trackerRoutes } from './routes/tracker.ts';
 import { experimentRoutes } from './routes/experiments.ts';
 import { exportRoutes } from './routes/export.ts';
+import { reservationRoutes } from './routes/reservations.ts';
 
 /**
  * The reporting API, admin endpoints, tracker and dashboard (SPEC sections 8-9) as route modules
@@ -37,7 +38,7 @@ export interface ApiDeps {
 
 export type RouteModule = (r: ApiRouter, deps: ApiDeps) => void;
 
-const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes];
+const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes, reservationRoutes];
 
 /** Registers every API route on `app`; returns the router (for drain and the 405 list). */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {

@@ -14,7 +14,8 @@ import type { ControlPlane } from '../api/control/control-plane.ts';
 export const ADMIN_USAGE = `admin commands (on the configured store; embedded: only while farol start is stopped):
   farol sites add <domain> [--timezone Europe/Lisbon]
   farol sites list
-  farol sites remove <domain>
+  farol sites remove <domain>                        its domain stays reserved to the account (FAROL_DOMAIN_RESERVATION_DAYS)
+  farol sites release <domain>                       ends a deleted domain's reservation early
   farol members add <name> --role owner|admin|viewer [--sites a.com,b.com]   (no --sites: every site)
   farol members list
   farol members remove <id>
@@ -75,7 +76,7 @@ export async function runAdmin(
   const [action, ...operands] = parsed.positional;
   const { flags } = parsed;
   const known: Record<string, readonly string[]> = {
-    sites: ['add', 'list', 'remove'],
+    sites: ['add', 'list', 'remove', 'release'],
     members: ['add', 'list', 'remove'],
     tokens: ['create', 'list', 'revoke'],
     accounts: ['add', 'list'],
@@ -102,9 +103,9 @@ export async function runAdmin(
   try {
     const { migrate } = await import('../store/migrate.ts');
     const { migrationTarget } = await import('../processor/main.ts');
-    const { ControlPlane } = await import('../api/control/control-plane.ts');
+    const { ControlPlane, controlPlaneOptions } = await import('../api/control/control-plane.ts');
     await migrate(store, migrationTarget(config));
-    const control: ControlPlane = new ControlPlane(store, { cacheTtlMs: 0, cluster: config.FAROL_CLICKHOUSE_CLUSTER });
+    const control: ControlPlane = new ControlPlane(store, { ...controlPlaneOptions(config), cacheTtlMs: 0 });
     // Creates the default account and its owner if this runs before the first start; the owner's
     // token is left to `farol start`, which prints it.
     const boot = await control.bootstrap({ issueToken: false });
@@ -126,6 +127,12 @@ export async function runAdmin(
         if (site === null || site.accountId !== accountId) throw new ApiError('API_NOT_FOUND', 'Site not found');
         await control.deleteSite(site.domain);
         line(out, `removed site ${site.domain}`);
+        break;
+      }
+      case 'sites release': {
+        const domain = need(0, 'domain');
+        await control.releaseReservation(domain);
+        line(out, `released ${domain}: any account may register it now`);
         break;
       }
       case 'members add': {

@@ -7,7 +7,7 @@ import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane } from '../api/control/control-plane.ts';
+import { ControlPlane, controlPlaneOptions } from '../api/control/control-plane.ts';
 import { bootstrapControl } from '../api/main.ts';
 import { registerApi } from '../api/server.ts';
 import { watchSites } from '../ingest/main.ts';
@@ -71,7 +71,7 @@ export async function runStart(config: Config): Promise<number> {
  * collector's app, so collector, API and dashboard share one port.
  */
 async function startControl(config: Config, store: Store, log: Logger, metrics: Registry) {
-  const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER });
+  const control = new ControlPlane(store, controlPlaneOptions(config));
   await bootstrapControl(control, config, log);
   const sites = await watchSites({ load: () => control.siteDomains(), log });
   control.onSitesChanged(() => sites.refresh());

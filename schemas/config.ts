@@ -88,6 +88,8 @@ export const configSchema = z.object({
   FAROL_BODY_TIMEOUT_MS: positiveInt.default(10_000),
   /** Comma list of site domains the collector accepts; unset accepts any (until sites exist). */
   FAROL_SITES: z.string().optional(),
+  /** Days a deleted site's domain stays reserved to its account (0: free at once). */
+  FAROL_DOMAIN_RESERVATION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
 }).superRefine((c, ctx) => {
   if (c.FAROL_HUB === 'eventhubs') {
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {

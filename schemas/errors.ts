@@ -37,6 +37,7 @@ export const apiErrors = {
   API_CONFLICT: { status: 409, message: 'Already exists' },
   API_BODY_TOO_LARGE: { status: 413, message: 'Body is larger than allowed' },
   API_UNAVAILABLE: { status: 503, message: 'Storage unavailable, retry later' },
+  API_DOMAIN_RESERVED: { status: 409, message: 'This domain was deleted recently and stays reserved to the account that held it' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { experimentCreateSchema, experimentPatchSchema, experimentSchema, parseWith, type Experiment } from './experiment.ts';
+import { allPayloads, attributePayloads, cssPayloads, htmlPayloads, offSiteRedirects, redirectPayloads, targetPayloads } from '../tests/support/xss-payloads.ts';
+import { ALLOWED_ELEMENTS, decodeAttribute, htmlProblem, INERT_ATTRIBUTES, URL_ATTRIBUTES } from './experiment-safety.ts';
+import { experimentCreateSchema, experimentPatchSchema, experimentSchema, parseWith, redirectProblems, storedExperimentSchema, type Experiment } from './experiment.ts';
 
 const valid: Experiment = {
   id: 'hero-cta.v2',
@@ -111,5 +113,95 @@ describe('create and patch bodies', () => {
     expect(parseWith(experimentPatchSchema, { status: 'stopped', pages: null }).ok).toBe(true);
     expect(parseWith(experimentPatchSchema, { id: 'other' })).toMatchObject({ ok: false, field: 'id' });
     expect(parseWith(experimentPatchSchema, { variations: [{ key: 'A', weight: 'x' }] })).toMatchObject({ ok: false, field: 'variations[0].weight' });
+  });
+});
+
+describe('changes that could run script on the page (attacker payloads)', () => {
+  const withChange = (change: unknown): unknown => variations({ key: 'A', weight: 50, changes: [] }, { key: 'B', weight: 50, changes: [{ type: 'text', selector: 'h1', value: 'ok' }, change] });
+
+  describe.each([
+    ['html', htmlPayloads],
+    ['attribute', attributePayloads],
+    ['target', targetPayloads],
+    ['css', cssPayloads],
+    ['redirect', redirectPayloads],
+  ] as const)('%s', (_kind, payloads) => {
+    it.each(payloads)('refuses %s, naming the field', (_label, change, field) => {
+      const r = parseWith(experimentSchema, withChange(change));
+      expect(r).toMatchObject({ ok: false, field: `variations[1].changes[1].${field}` });
+    });
+  });
+
+  it('reads such a definition back from storage (to list, fix or delete it), and nothing else', () => {
+    for (const [, change] of allPayloads) {
+      const stored = withChange(change);
+      expect(parseWith(experimentSchema, stored).ok).toBe(false);
+      // Only the shape holds: an older version may have stored it.
+      if (parseWith(storedExperimentSchema, stored).ok) expect(storedExperimentSchema.parse(stored)).toEqual(stored);
+    }
+    expect(parseWith(storedExperimentSchema, withChange({ type: 'attribute', selector: 'img', name: 'onerror', value: 'x()' })).ok).toBe(true);
+  });
+
+  it.each([
+    ['markup with allowed elements, attributes and references', { type: 'html', selector: '#cta', value: '<h2 class="t">Start <em>free</em> &amp; save</h2>\n<p>Plans from 5&euro;<br/>a month &lt;3</p>' }],
+    ['a link with a relative, query-string href', { type: 'html', selector: '#cta', value: '<a href="/signup?plan=pro&seats=2&amp;x=1" target="_blank" rel="noopener" title="Go">Go</a>' }],
+    ['an image from a CDN', { type: 'html', selector: '#hero', value: "<img src='https://cdn.example.com/hero.png' alt=Hero aria-label=\"hero\">" }],
+    ['a table', { type: 'html', selector: 'section.pricing', value: '<table><thead><tr><th>Plan</th></tr></thead><tbody><tr><td>Pro</td></tr></tbody></table>' }],
+    ['a title holding markup (it is text: the browser never parses it)', { type: 'html', selector: 'p', value: '<p title="</p><img src=x onerror=alert(1)>">x</p>' }],
+    ['an https href', { type: 'attribute', selector: 'a.cta', name: 'href', value: 'https://example.com/b?x=1#y' }],
+    ['a class', { type: 'attribute', selector: 'body', name: 'class', value: 'variant-b' }],
+    ['an aria label', { type: 'attribute', selector: 'button', name: 'aria-label', value: 'Buy now' }],
+    ['a selector with a class that says script', { type: 'text', selector: '.script-title, [data-kind="script"]', value: 'ok' }],
+    ['css with media queries, comments and strings', { type: 'css', value: '/* b */ @media (max-width: 600px) { .cta { color: rgb(255, 0, 0); content: "go" } }' }],
+    ['text that looks like markup (it stays text)', { type: 'text', selector: 'h1', value: '<script>alert(1)</script>' }],
+    ['a redirect to a path', { type: 'redirect', url: '/pricing-b' }],
+  ])('accepts %s', (_label, change) => {
+    expect(parseWith(experimentSchema, withChange(change))).toMatchObject({ ok: true });
+  });
+
+  it('checks html in linear time, whatever the input', () => {
+    for (const evil of ['<a' + ' '.repeat(50_000), '<a' + ' title'.repeat(8_000), '<a title="' + '<'.repeat(40_000), '<'.repeat(50_000), '<a title=x'.repeat(5_000)]) {
+      expect(htmlProblem(evil)).toBeDefined();
+    }
+    expect(htmlProblem('<b>x</b>'.repeat(6_000))).toBeUndefined();
+  });
+
+  it('refuses every element and attribute outside the allowlists, in any case', () => {
+    const elements = new Set<string>(ALLOWED_ELEMENTS);
+    const attributes = new Set<string>([...INERT_ATTRIBUTES, ...URL_ATTRIBUTES]);
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-zA-Z][a-zA-Z0-9]{0,9}$/), fc.stringMatching(/^[a-zA-Z][a-zA-Z0-9-]{0,12}$/), (element, attribute) => {
+        const tag = htmlProblem(`<${element}>x</${element}>`);
+        expect(tag === undefined).toBe(elements.has(element.toLowerCase()));
+        const withAttribute = htmlProblem(`<p ${attribute}="/x">x</p>`);
+        expect(withAttribute === undefined).toBe(attributes.has(attribute.toLowerCase()) || /^aria-[a-z]+$/i.test(attribute));
+      }),
+    );
+  });
+
+  it('decodes attribute values as the HTML parser does before checking URLs', () => {
+    expect(decodeAttribute('&#106;&#x61;&#0000118a&#115cript&colon;')).toBeUndefined();
+    expect(decodeAttribute('&#106;&#x61;&#0000118a&#115cript:')).toBe('javascript:');
+    expect(decodeAttribute('/a?b=1&amp;c=2&d=3&copy=4')).toBe('/a?b=1&c=2&d=3&copy=4');
+    expect(decodeAttribute('&#0;&#xD800;&#x110000;')).toBe('\uFFFD\uFFFD\uFFFD');
+  });
+});
+
+describe('redirectProblems: redirects stay on the site unless an owner allows a host', () => {
+  const redirecting = (url: string): Experiment => ({ ...valid, variations: [{ key: 'A', weight: 50, changes: [] }, { key: 'B', weight: 50, changes: [{ type: 'redirect', url }] }] });
+
+  it.each(offSiteRedirects)('refuses %s for example.com, naming the field', (url) => {
+    expect(redirectProblems(redirecting(url), [])).toMatchObject({ field: 'variations[1].changes[0].url' });
+  });
+
+  it.each(['/b', 'https://example.com/b', 'http://www.example.com:8080/b', 'https://shop.example.com/'])('accepts %s on the site and its subdomains', (url) => {
+    expect(redirectProblems(redirecting(url), [])).toBeUndefined();
+  });
+
+  it('accepts a host an owner allowed, and its subdomains, and nothing else', () => {
+    expect(redirectProblems(redirecting('https://partner.test/x'), ['partner.test'])).toBeUndefined();
+    expect(redirectProblems(redirecting('https://eu.partner.test/x'), ['partner.test'])).toBeUndefined();
+    expect(redirectProblems(redirecting('https://evilpartner.test/x'), ['partner.test'])).toBeDefined();
+    expect(redirectProblems(redirecting('https://partner.test.evil.test/x'), ['partner.test'])).toBeDefined();
   });
 });

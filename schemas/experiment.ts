@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { attributeNameProblem, attributeProblem, CONTROL, cssProblem, htmlProblem, redirectProblem, selectorProblem, urlProblem } from './experiment-safety.ts';
 
 /**
  * An A/B experiment's definition (SPEC section 9): what the tracker applies (variations with
@@ -45,15 +46,15 @@ export const pathGlobSchema = z
 
 const selector = z.string().min(1, 'must not be empty').max(limits.selector);
 
-// Event-handler attributes (onclick, …) would run script on every visitor's page from a config
-// endpoint that anyone can read; an html change can still add markup, but not silently.
+// Attribute names as HTML spells them; which ones a change may set is the safety check's call
+// (schemas/experiment-safety.ts: an allowlist, never on…, style, srcdoc, formaction …).
 const attributeName = z
   .string()
   .regex(/^[A-Za-z_:][\w:.-]*$/, 'must be an attribute name')
-  .max(limits.attributeName)
-  .refine((n) => !/^on/i.test(n), 'event-handler attributes (on…) are not allowed');
+  .max(limits.attributeName);
 
 // Absolute http(s) URLs or site paths; never javascript: or data: URLs, nor protocol-relative ones.
+// Where they may lead (the site's hosts) is checked against the site by redirectProblems.
 const redirectUrl = z
   .string()
   .max(limits.url)
@@ -115,6 +116,49 @@ const experimentObject = z.strictObject({
 
 type Draft = z.infer<typeof experimentObject>;
 
+/** The first unsafe part of a change (schemas/experiment-safety.ts): which field and why. */
+export function changeProblem(c: Change): { field: string; message: string } | undefined {
+  const at = (field: string, message: string | undefined): { field: string; message: string } | undefined => (message === undefined ? undefined : { field, message });
+  switch (c.type) {
+    case 'text':
+      return at('selector', selectorProblem(c.selector)) ?? at('value', CONTROL.test(c.value) ? 'must not hold control characters' : undefined);
+    case 'html':
+      return at('selector', selectorProblem(c.selector)) ?? at('value', htmlProblem(c.value));
+    case 'attribute':
+      return at('selector', selectorProblem(c.selector)) ?? at('name', attributeNameProblem(c.name)) ?? at('value', attributeProblem(c.name, c.value));
+    case 'css':
+      return at('value', cssProblem(c.value));
+    case 'redirect':
+      return at('url', urlProblem(c.url));
+  }
+}
+
+/** Every change must be unable to run script on the customer's page. */
+function checkChanges(e: Pick<Draft, 'variations'>, ctx: z.RefinementCtx): void {
+  e.variations.forEach((v, i) =>
+    v.changes.forEach((c, j) => {
+      const p = changeProblem(c);
+      if (p !== undefined) ctx.addIssue({ code: 'custom', path: ['variations', i, 'changes', j, p.field], message: p.message });
+    }),
+  );
+}
+
+/**
+ * Redirects of an experiment that leave the site: the first one's field and why, or undefined.
+ * A redirect may go to the site's domain, its subdomains, and the hosts an owner allowed for the
+ * site (`allowedHosts`) and their subdomains.
+ */
+export function redirectProblems(e: Pick<Experiment, 'site' | 'variations'>, allowedHosts: readonly string[]): { field: string; message: string } | undefined {
+  for (const [i, v] of e.variations.entries()) {
+    for (const [j, c] of v.changes.entries()) {
+      if (c.type !== 'redirect') continue;
+      const message = redirectProblem(c.url, e.site, allowedHosts);
+      if (message !== undefined) return { field: fieldPath(['variations', i, 'changes', j, 'url']), message };
+    }
+  }
+  return undefined;
+}
+
 /** Cross-field rules: unique keys, the control among them, weights adding up to 100. */
 function checkDefinition(e: Pick<Draft, 'control' | 'variations'> & Partial<Pick<Draft, 'started_at' | 'stopped_at'>>, ctx: z.RefinementCtx): void {
   const seen = new Map<string, number>();
@@ -136,8 +180,15 @@ function checkDefinition(e: Pick<Draft, 'control' | 'variations'> & Partial<Pick
   }
 }
 
-/** A stored experiment. */
-export const experimentSchema = experimentObject.superRefine(checkDefinition);
+/**
+ * An experiment as stored by any version of Farol: its shape and cross-field rules. Definitions
+ * stored before the safety rules are read with it (an admin can list, fix or delete them), but
+ * never served to the tracker unless they pass {@link experimentSchema}.
+ */
+export const storedExperimentSchema = experimentObject.superRefine(checkDefinition);
+
+/** An experiment as written now: also every change unable to run script. */
+export const experimentSchema = storedExperimentSchema.superRefine(checkChanges);
 export type Experiment = z.infer<typeof experimentSchema>;
 
 /** `POST …/experiments` body: the editable fields, an optional id (generated when absent) and status. */

@@ -165,6 +165,10 @@ describe('farol admin commands', () => {
     expect((await farol('members', 'list')).stdout).not.toContain(viewerId);
     expect((await farol('sites', 'remove', 'shop.example')).code).toBe(0);
     expect((await farol('sites', 'list')).stdout).not.toContain('shop.example');
+    // Its domain stays reserved to the account until the operator releases it.
+    const released = await farol('sites', 'release', 'shop.example');
+    expect(released.code, released.stderr).toBe(0);
+    expect((await farol('sites', 'release', 'shop.example')).code).toBe(1);
   }, SLOW);
 
   it('accounts: a second account is separate', async () => {

@@ -25,6 +25,8 @@ describe('configuration', () => {
     ['FAROL_CLICKHOUSE_URL', 'ftp://x'],
     ['FAROL_CLICKHOUSE_DATABASE', 'farol; DROP'],
     ['FAROL_BOOTSTRAP_TOKEN', 'short'],
+    ['FAROL_DOMAIN_RESERVATION_DAYS', '-1'],
+    ['FAROL_DOMAIN_RESERVATION_DAYS', '1.5'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
   });

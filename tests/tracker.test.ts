@@ -4,14 +4,18 @@ import type { AddressInfo } from 'node:net';
 import { createContext, runInContext } from 'node:vm';
 import { gunzipSync } from 'node:zlib';
 import uWS from 'uWebSockets.js';
+import fc from 'fast-check';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter } from '../api/http.ts';
 import { loadTracker, TRACKER_PATH, trackerRoutes } from '../api/routes/tracker.ts';
 import { createLogger } from '../lib/log.ts';
+import { ALLOWED_ELEMENTS, htmlProblem, INERT_ATTRIBUTES, URL_ATTRIBUTES } from '../schemas/experiment-safety.ts';
+import { changeProblem, type Change } from '../schemas/experiment.ts';
 import { Registry } from '../lib/metrics.ts';
 import { BOOTSTRAP_SITE, OWNER_TOKEN, startApiInstance, type ApiInstance } from './support/api-instance.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
+import { allPayloads, PWNED, redirectPayloads } from './support/xss-payloads.ts';
 
 /**
  * The tracker (ingest/tracker/script.js) in a real headless Chromium: pages and the script come
@@ -72,6 +76,9 @@ class TestSite {
     for await (const c of req) chunks.push(c as Buffer);
     if (url.pathname === '/js/script.js') {
       res.writeHead(200, { 'content-type': 'application/javascript' }).end(script);
+    } else if (url.pathname === '/pwn.js') {
+      // What a hijacked <script src> would run (tracker safety tests).
+      res.writeHead(200, { 'content-type': 'application/javascript' }).end(`top.${PWNED}=1`);
     } else if (url.pathname === '/api/event' && req.method === 'POST') {
       this.beacons.push({ contentType: req.headers['content-type'] ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json });
       res.writeHead(202, { 'access-control-allow-origin': '*' }).end();
@@ -518,6 +525,167 @@ describe('tracker in a browser: experiments', () => {
     const plain = await context.newPage();
     await plain.goto(`${site.url}/elsewhere`);
     expect(await js(page, 'history.length')).toBe(await js(plain, 'history.length'));
+    await context.close();
+  });
+});
+
+describe('tracker in a browser: experiment changes never run script', () => {
+  /**
+   * A fresh page that counts every attempt of a payload to run (`window.__pwned` set, in any
+   * document or frame of the page, across navigations) and every dialog.
+   */
+  async function watched(): Promise<{ context: BrowserContext; page: Page; pwned: () => number; dialogs: string[] }> {
+    const { context, page } = await fresh();
+    let pwned = 0;
+    const dialogs: string[] = [];
+    await context.exposeBinding('__farolPwned', () => {
+      pwned++;
+    });
+    await context.addInitScript(`Object.defineProperty(window, '${PWNED}', { configurable: true, get() { return undefined }, set() { window.__farolPwned() } })`);
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    return { context, page, pwned: () => pwned, dialogs };
+  }
+
+  // Script gadgets the server cannot see (a selector matches whatever the page has under that id):
+  // an empty <script> the page left in the DOM runs what is put into it, or the src it is given.
+  const gadgets: Change[] = [
+    { type: 'text', selector: '#dormant1', value: `top.${PWNED}=1` },
+    { type: 'html', selector: '#dormant2', value: `top.${PWNED}=1` },
+    { type: 'attribute', selector: '#dormant3', name: 'src', value: '/pwn.js' },
+  ];
+  const benign = [
+    { type: 'text', selector: '#headline', value: 'Variant B' },
+    { type: 'html', selector: '#box2', value: '<em>new</em> <a href="/ok?a=1&amp;b=2" title="t" target="_blank">ok</a> <img src="/px.png" alt="a">' },
+    { type: 'attribute', selector: '#cta', name: 'href', value: '/signup-b' },
+    { type: 'css', value: '#cta{color:rgb(255, 0, 0)}' },
+  ];
+  const body =
+    '<h1 id="headline">Original</h1><a id="cta" href="/signup">Sign up</a><div id="box"><b>old</b></div><div id="box2"></div>' +
+    [1, 2, 3].map((i) => `<script id="dormant${i}"></script><script id="probe${i}"></script>`).join('');
+  const page = (domain: string): string => html({ domain, attrs: 'data-experiments data-allow-automation', defer: false, body });
+
+  it('applies none of an attacker’s changes served straight to it (no server in between), and still the good ones', async () => {
+    for (const g of gadgets) expect(changeProblem(g), JSON.stringify(g)).toBeUndefined(); // only the tracker can stop these
+    const evil = allPayloads.map(([, change]) => change).filter((c) => c.type !== 'redirect');
+    const x = { id: 'xss', variations: [{ key: 'b', weight: 1, changes: [...evil, ...gadgets, ...benign] }] };
+    site.configs.set('xss.test', { body: { experiments: [x] }, delayMs: 0 });
+    site.pages.set('/xss', page('xss.test'));
+    const { context, page: p, pwned, dialogs } = await watched();
+    await p.goto(`${site.url}/xss`);
+    await until(() => site.for('xss.test').length === 1, 'pageview');
+    expect(site.for('xss.test')[0]).toMatchObject({ exp: { xss: 'b' } });
+    await p.waitForFunction(`document.readyState === 'complete' && document.querySelector('#box2 img') !== null && [...document.images].every((i) => i.complete)`);
+    await p.evaluate('new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)))');
+
+    const allowed = [...ALLOWED_ELEMENTS];
+    const dom = await js<{ bad: string[]; urls: string[]; foreign: string[]; dormant: string[]; headline: string; cta: string; color: string; box2: string }>(
+      p,
+      `({
+        bad: [...document.querySelectorAll('*')].flatMap((e) => [...e.attributes].filter((a) => /^on|^(srcdoc|formaction|action|xlink:href|srcset|style|data|background|ping)$/i.test(a.name)).map((a) => e.localName + ' ' + a.name)),
+        urls: [...document.querySelectorAll('[href], [src]')].map((e) => e.getAttribute('href') ?? e.getAttribute('src')).filter((u) => !/^https?:$/.test(new URL(u, location.href).protocol)),
+        foreign: [...document.querySelectorAll('#box *, #box2 *')].map((e) => e.localName).filter((n) => !${JSON.stringify(allowed)}.includes(n)),
+        dormant: [1, 2, 3].map((i) => document.getElementById('dormant' + i)).map((s) => s.textContent + '|' + (s.getAttribute('src') ?? '')),
+        headline: document.getElementById('headline').textContent,
+        cta: document.getElementById('cta').getAttribute('href'),
+        color: getComputedStyle(document.getElementById('cta')).color,
+        box2: document.getElementById('box2').innerHTML,
+      })`,
+    );
+    expect(pwned()).toBe(0);
+    expect(dialogs).toEqual([]);
+    expect(dom).toMatchObject({ bad: [], urls: [], foreign: [], dormant: ['|', '|', '|'] });
+    // The good changes of the same variation still applied.
+    expect(dom).toMatchObject({ headline: 'Variant B', cta: '/signup-b', color: 'rgb(255, 0, 0)' });
+    expect(dom.box2).toBe(benign[1]?.value);
+
+    // The gadgets are real in this browser: done by the page itself, each one runs.
+    await js(p, `document.getElementById('probe1').textContent = 'top.${PWNED}=1'; document.getElementById('probe2').append('top.${PWNED}=1'); document.getElementById('probe3').src = '/pwn.js'`);
+    await until(() => pwned() === 3, 'the probes to run');
+    await context.close();
+  });
+
+  it('follows no javascript:, data: or vbscript: redirect, and still a good one', async () => {
+    const evil = redirectPayloads.map(([, change]) => change).filter((c) => !String(c.url).startsWith('//'));
+    const x = { id: 'xr', pages: ['/xss-redirect'], variations: [{ key: 'b', weight: 1, changes: [...evil, { type: 'redirect', url: '/xss-landed' }] }] };
+    site.configs.set('xr.test', { body: { experiments: [x] }, delayMs: 0 });
+    site.pages.set('/xss-redirect', page('xr.test'));
+    site.pages.set('/xss-landed', page('xr.test'));
+    const { context, page: p, pwned, dialogs } = await watched();
+    await p.goto(`${site.url}/xss-redirect`, { waitUntil: 'commit' });
+    await p.waitForURL(`${site.url}/xss-landed`);
+    await until(() => site.for('xr.test').length === 1, 'pageview of the target');
+    expect(site.for('xr.test')[0]).toMatchObject({ u: `${site.url}/xss-landed`, exp: { xr: 'b' } });
+    expect(pwned()).toBe(0);
+    expect(dialogs).toEqual([]);
+    await context.close();
+  });
+
+  it.each([
+    ['no data-domain', '/no-domain', ''],
+    ['an empty data-domain', '/empty-domain', 'data-domain=""'],
+  ])('runs no experiments with %s (no fallback to location.hostname)', async (_label, path, attr) => {
+    const hijack = { id: 'hijack', variations: [{ key: 'b', weight: 1, changes: [{ type: 'text', selector: '#headline', value: 'Hijacked' }] }] };
+    site.configs.set('127.0.0.1', { body: { experiments: [hijack] }, delayMs: 0 });
+    site.pages.set(
+      path,
+      `<!doctype html><html><head><script ${attr} data-experiments data-allow-automation src="/js/script.js"></script></head><body><h1 id="headline">Original</h1></body></html>`,
+    );
+    const before = site.for('127.0.0.1').length;
+    const { context, page: p } = await fresh();
+    await p.goto(`${site.url}${path}`);
+    // Still tracked (under the hostname, as Plausible does), but with no experiment and no config request.
+    await until(() => site.for('127.0.0.1').length === before + 1, 'pageview');
+    expect(site.for('127.0.0.1')[before]).not.toHaveProperty('exp');
+    await p.waitForFunction(`getComputedStyle(document.documentElement).opacity === '1'`);
+    expect(await js(p, `document.getElementById('headline').textContent`)).toBe('Original');
+    expect(site.configServed.get('127.0.0.1')).toBeUndefined();
+    await context.close();
+  });
+
+  it('agrees with the server: whatever html the server accepts, Chromium parses into allowed elements, attributes and URLs only', async () => {
+    // Tag soup built from the pieces XSS vectors are made of; the server accepts a share of it.
+    const piece = fc.constantFrom(
+      '<', '>', '/', '=', '"', "'", ' ', '\t', '\n', '!--', '-->', '&', '#', ';', 'x', '1',
+      'a', 'p', 'b', 'img', 'div', 'script', 'svg', 'math', 'style', 'iframe', 'table', 'td', 'template', 'noscript', 'textarea', 'title',
+      'href', 'src', 'title', 'alt', 'class', 'onclick', 'onerror', 'srcdoc', 'xlink:href', 'aria-label',
+      'javascript:', 'JaVaScRiPt:', 'java\tscript:', '&#106;', '&#x6A', '&#0000106', '&colon;', '&Tab;', '&amp;', '&lt;', 'data:', 'https://x.test/', '/ok', 'alert(1)',
+    );
+    const tag = fc
+      .tuple(
+        fc.constantFrom('a', 'p', 'b', 'img', 'div', 'td', 'table', 'script', 'svg', 'style', 'template', 'x-y', 'A', 'IMG'),
+        fc.array(fc.tuple(fc.constantFrom(' ', '\n', '  ', '/', ''), fc.constantFrom('href', 'src', 'title', 'alt', 'onclick', 'class', 'HREF', 'srcdoc', 'aria-label'), fc.array(piece, { maxLength: 4 }).map((v) => v.join('')), fc.constantFrom('"', "'", '')), { maxLength: 3 }),
+        fc.constantFrom('>', '/>', ' >', ''),
+      )
+      .map(([name, attrs, end]) => `<${name}${attrs.map(([sp, n, v, q]) => `${sp}${n}=${q}${v}${q}`).join('')}${end}`);
+    const soup = fc.array(fc.oneof(piece, tag, tag.map((t) => `${t}x</${t.slice(1, t.search(/[\s/>]|$/))}>`)), { maxLength: 12 }).map((a) => a.join(''));
+    const samples = fc.sample(soup, { numRuns: 100_000, seed: 8 });
+    const accepted = [...new Set(samples.filter((h) => h.includes('<') && htmlProblem(h) === undefined))];
+    expect(accepted.length).toBeGreaterThan(1500);
+    expect(accepted.filter((h) => /<(a|img)[^>]*(href|src)=/i.test(h)).length).toBeGreaterThan(100);
+
+    const { context, page: p } = await fresh();
+    await p.goto(`${site.url}/elsewhere`);
+    const allowedAttributes = [...INERT_ATTRIBUTES, ...URL_ATTRIBUTES];
+    const violations = await js<string[]>(
+      p,
+      `(${JSON.stringify(accepted)}).flatMap((h) => {
+        const elements = ${JSON.stringify([...ALLOWED_ELEMENTS])}, attributes = ${JSON.stringify(allowedAttributes)};
+        const parsed = new DOMParser().parseFromString(h, 'text/html').body;
+        return [...parsed.querySelectorAll('*')].flatMap((e) => {
+          const out = [];
+          if (!(e instanceof HTMLElement) || !elements.includes(e.localName)) out.push('element ' + e.localName);
+          for (const a of [...e.attributes]) {
+            if (!attributes.includes(a.name) && !/^aria-[a-z]+$/.test(a.name)) out.push('attribute ' + a.name);
+            else if ((a.name === 'href' || a.name === 'src') && !/^https?:$/.test(new URL(a.value, location.href).protocol)) out.push('url ' + a.value);
+          }
+          return out.map((v) => JSON.stringify(h) + ': ' + v);
+        });
+      })`,
+    );
+    expect(violations).toEqual([]);
     await context.close();
   });
 });

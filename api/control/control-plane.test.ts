@@ -8,6 +8,7 @@ import { migrate } from '../../store/migrate.ts';
 import type { Store } from '../../store/store.ts';
 import { experimentSchema } from '../../schemas/experiment.ts';
 import { experimentRepository } from '../experiments/repository.ts';
+import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
 import { ControlPlane, hashToken, isIanaTimeZone } from './control-plane.ts';
 
 /** The control plane on embedded chDB: validation, tokens, caching and revocation, bootstrap. */
@@ -120,6 +121,7 @@ describe('sites, members and goals', () => {
     expect(await experiments.list('gone.test')).toEqual([]);
 
     const other = await cp.createAccount({ name: 'newcomer' });
+    await cp.releaseReservation('gone.test'); // else it stays reserved to its account (below)
     await cp.addSite(other.id, { domain: 'gone.test' });
     expect(await cp.goals('gone.test')).toBeUndefined();
     expect(await experiments.list('gone.test')).toEqual([]);
@@ -193,6 +195,58 @@ describe('sites, members and goals', () => {
     await third;
     // A section that threw still let the next one run.
     expect(log).toEqual(['x1 start', 'y', 'x1 nested', 'x1 end', 'x2', 'x3']);
+  });
+});
+
+describe('domain reservations', () => {
+  const day = 86_400_000;
+
+  it('keep a deleted domain for its account: another account gets 409 until the grace period ends, the holder may return any time', async () => {
+    let clock = Date.parse('2030-03-01T00:00:00Z');
+    const cp = new ControlPlane(store, { now: () => clock, cacheTtlMs: 0, reservationMs: 30 * day });
+    const a = await cp.createAccount({ name: 'holder' });
+    const b = await cp.createAccount({ name: 'claimant' });
+    await cp.addSite(a.id, { domain: 'held.test' });
+    await redirectHostsRepository(store, () => new Date(clock)).set('held.test', ['partner.test']);
+    await cp.deleteSite('held.test');
+    const until = new Date(clock + 30 * day).toISOString();
+    expect(await cp.site('held.test')).toBeNull();
+    expect(await redirectHostsRepository(store, () => new Date(clock)).get('held.test')).toEqual([]);
+    expect(await code(cp.addSite(b.id, { domain: 'held.test' }))).toBe('409 API_DOMAIN_RESERVED domain');
+    expect(await cp.reservations(a.id)).toEqual([{ domain: 'held.test', accountId: a.id, until }]);
+    expect(await cp.reservations(b.id)).toEqual([]);
+    // Not B's to release.
+    expect(await code(cp.releaseReservation('held.test', b.id))).toBe('404 API_NOT_FOUND domain');
+
+    clock += 30 * day - 1;
+    expect(await code(cp.addSite(b.id, { domain: 'held.test' }))).toBe('409 API_DOMAIN_RESERVED domain');
+    // The holder comes back (that ends the reservation), then deletes it again: reserved anew.
+    await cp.addSite(a.id, { domain: 'held.test' });
+    expect(await cp.reservations(a.id)).toEqual([]);
+    await cp.deleteSite('held.test');
+    clock += 30 * day - 1;
+    expect(await code(cp.addSite(b.id, { domain: 'held.test' }))).toBe('409 API_DOMAIN_RESERVED domain');
+    clock += 1;
+    expect(await cp.reservations(a.id)).toEqual([]);
+    expect(await cp.addSite(b.id, { domain: 'held.test' })).toMatchObject({ domain: 'held.test', accountId: b.id });
+  });
+
+  it('end early when the holder releases the domain, and not at all with 0 days', async () => {
+    const cp = new ControlPlane(store, { cacheTtlMs: 0 });
+    const a = await cp.createAccount({ name: 'releaser' });
+    const b = await cp.createAccount({ name: 'next' });
+    await cp.addSite(a.id, { domain: 'released.test' });
+    await cp.deleteSite('released.test');
+    expect(await code(cp.addSite(b.id, { domain: 'released.test' }))).toBe('409 API_DOMAIN_RESERVED domain');
+    await cp.releaseReservation('released.test', a.id);
+    expect(await code(cp.releaseReservation('released.test', a.id))).toBe('404 API_NOT_FOUND domain');
+    expect((await cp.addSite(b.id, { domain: 'released.test' })).accountId).toBe(b.id);
+
+    const none = new ControlPlane(store, { cacheTtlMs: 0, reservationMs: 0 });
+    await none.addSite(a.id, { domain: 'unreserved.test' });
+    await none.deleteSite('unreserved.test');
+    expect(await none.reservations(a.id)).toEqual([]);
+    expect((await none.addSite(b.id, { domain: 'unreserved.test' })).accountId).toBe(b.id);
   });
 });
 

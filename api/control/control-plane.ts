@@ -1,10 +1,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import type { Config } from '../../schemas/config.ts';
 import { ApiError } from '../../schemas/errors.ts';
 import type { Store } from '../../store/store.ts';
 import type { ApiControl } from '../server.ts';
 import { experimentRepository } from '../experiments/repository.ts';
+import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
 import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
 
 /**
@@ -161,6 +163,21 @@ export interface ControlPlaneOptions {
   cacheTtlMs?: number;
   /** FAROL_CLICKHOUSE_CLUSTER: deleting a site's data then runs ON CLUSTER on the local tables. */
   cluster?: string | undefined;
+  /** How long a deleted site's domain stays reserved to its account (FAROL_DOMAIN_RESERVATION_DAYS; default 30 days, 0 = not at all). */
+  reservationMs?: number;
+}
+
+/** The control plane's options from the configuration. */
+export function controlPlaneOptions(config: Config): ControlPlaneOptions {
+  return { cluster: config.FAROL_CLICKHOUSE_CLUSTER, reservationMs: config.FAROL_DOMAIN_RESERVATION_DAYS * 86_400_000 };
+}
+
+/** A deleted site's domain, reserved to the account that held it. */
+export interface Reservation {
+  readonly domain: string;
+  readonly accountId: string;
+  /** ISO 8601: when another account may register the domain. */
+  readonly until: string;
 }
 
 /** Tables holding a site's analytics: raw events and sessions, and every rollup. */
@@ -292,6 +309,7 @@ export class ControlPlane implements ApiControl {
   private readonly queues = new Map<string, Promise<void>>();
   /** The accounts whose lock the current async context holds (re-entrancy). */
   private readonly held = new AsyncLocalStorage<ReadonlySet<string>>();
+  private readonly reservationMs: number;
 
   constructor(
     private readonly store: Store,
@@ -299,6 +317,7 @@ export class ControlPlane implements ApiControl {
   ) {
     this.now = opts.now ?? Date.now;
     this.cluster = opts.cluster;
+    this.reservationMs = opts.reservationMs ?? 30 * 86_400_000;
     const ttl = opts.cacheTtlMs ?? 5_000;
     this.principals = new TtlCache(ttl, this.now);
     this.sitesCache = new TtlCache(ttl, this.now);
@@ -447,9 +466,14 @@ export class ControlPlane implements ApiControl {
     const v = parseInput(siteInputSchema, input);
     const existing = await this.uncachedSite(v.domain);
     if (existing !== null) throw new ApiError('API_CONFLICT', 'A site with this domain is already registered', 'domain');
+    const held = await this.reservation(v.domain);
+    if (held !== null && held.accountId !== accountId) {
+      throw new ApiError('API_DOMAIN_RESERVED', `This domain was deleted recently and stays reserved to the account that held it until ${held.until}`, 'domain');
+    }
     const s = this.stamp();
     const row = { domain: v.domain, account_id: accountId, timezone: v.timezone, respect_dnt: v.respect_dnt ? 1 : 0, created_at: s.text, updated_at: s.text, deleted: 0 };
     await this.write('sites', row);
+    if (held !== null) await this.releaseReservation(v.domain);
     await this.sitesChanged();
     return toSite(row);
   }
@@ -475,6 +499,12 @@ export class ControlPlane implements ApiControl {
   async deleteSite(domain: string): Promise<void> {
     const cur = await this.uncachedSiteRow(domain);
     if (cur === null) throw new ApiError('API_NOT_FOUND', 'Site not found', 'domain');
+    // Reserved before the site row goes: from then on no other account may take the domain (and
+    // with it the old tracker's beacons and config requests) until the grace period ends.
+    if (this.reservationMs > 0) {
+      const s = this.stamp();
+      await this.write('domain_reservations', { domain: cur.domain, account_id: cur.account_id, until: chTime(this.now() + this.reservationMs), created_at: s.text, updated_at: s.text, deleted: 0 });
+    }
     // The site goes first, so the collector stops taking its events; then everything that was
     // the site's: a domain registered again later (by any account) starts empty.
     await this.write('sites', { ...cur, updated_at: this.stamp().text, deleted: 1 });
@@ -482,6 +512,7 @@ export class ControlPlane implements ApiControl {
     for (const g of await this.listGoals(cur.domain)) await this.deleteGoal(cur.domain, g.name);
     const experiments = experimentRepository(this.store, () => new Date(this.now()));
     for (const e of await experiments.list(cur.domain)) await experiments.remove(cur.domain, e.experiment.id);
+    await redirectHostsRepository(this.store, () => new Date(this.now())).clear(cur.domain);
     for (const table of SITE_DATA_TABLES) {
       const name = this.cluster === undefined ? table : `${table}_local ON CLUSTER '${this.cluster.replaceAll("'", '')}'`;
       await this.store.exec(`ALTER TABLE ${name} DELETE WHERE site = {d:String} SETTINGS mutations_sync = 2`, { d: cur.domain });
@@ -498,6 +529,34 @@ export class ControlPlane implements ApiControl {
   private async uncachedSite(domain: string): Promise<Site | null> {
     const r = await this.uncachedSiteRow(domain);
     return r === null ? null : toSite(r);
+  }
+
+  /** The reservation of a deleted domain, while it lasts; null when the domain is free. */
+  async reservation(domain: string): Promise<Reservation | null> {
+    const rows = await this.store.query<{ domain: string; account_id: string; until: string }>(
+      'SELECT domain, account_id, until FROM domain_reservations FINAL WHERE domain = {d:String} AND deleted = 0',
+      { d: domain.toLowerCase() },
+    );
+    const r = rows[0];
+    if (r === undefined || Date.parse(isoTime(r.until)) <= this.now()) return null;
+    return { domain: r.domain, accountId: r.account_id, until: isoTime(r.until) };
+  }
+
+  /** The account's reserved domains, while their reservations last. */
+  async reservations(accountId: string): Promise<Reservation[]> {
+    const rows = await this.store.query<{ domain: string; until: string }>(
+      'SELECT domain, until FROM domain_reservations FINAL WHERE account_id = {a:String} AND deleted = 0 ORDER BY domain',
+      { a: accountId },
+    );
+    return rows.filter((r) => Date.parse(isoTime(r.until)) > this.now()).map((r) => ({ domain: r.domain, accountId, until: isoTime(r.until) }));
+  }
+
+  /** Ends a reservation early (its account's owner, or the operator when `accountId` is undefined); 404 when none. */
+  async releaseReservation(domain: string, accountId?: string): Promise<void> {
+    const held = await this.reservation(domain);
+    if (held === null || (accountId !== undefined && held.accountId !== accountId)) throw new ApiError('API_NOT_FOUND', 'Reservation not found', 'domain');
+    const s = this.stamp();
+    await this.write('domain_reservations', { domain: held.domain, account_id: held.accountId, until: chTime(Date.parse(held.until)), created_at: s.text, updated_at: s.text, deleted: 1 });
   }
 
   /** Runs the listeners and waits for them: a site added answers only once the collector takes it. */
@@ -750,6 +809,8 @@ export class ControlPlane implements ApiControl {
     for (const raw of opts.sites ?? []) {
       const d = domainSchema.safeParse(raw);
       if (!d.success || (await this.uncachedSite(d.data)) !== null) continue;
+      const held = await this.reservation(d.data);
+      if (held !== null && held.accountId !== account.id) continue;
       await this.addSite(account.id, { domain: d.data });
       sitesAdded.push(d.data);
     }

@@ -1,4 +1,4 @@
-import { experimentSchema, type Experiment, type TrackerExperiment } from '../../schemas/experiment.ts';
+import { experimentSchema, parseWith, redirectProblems, storedExperimentSchema, type Experiment, type TrackerExperiment } from '../../schemas/experiment.ts';
 import { formatTimestamp } from '../../store/rows.ts';
 import type { Store } from '../../store/store.ts';
 
@@ -24,8 +24,13 @@ export interface ExperimentRepository {
   put(experiment: Experiment, createdAt?: string): Promise<StoredExperiment>;
   /** Marks it deleted; false when there was nothing to delete. */
   remove(site: string, id: string): Promise<boolean>;
-  /** What the tracker needs for the site's running experiments (GET /api/config/:domain). */
-  trackerConfig(site: string): Promise<TrackerExperiment[]>;
+  /**
+   * What the tracker needs for the site's running experiments (GET /api/config/:domain): only
+   * those whose every change passes today's safety rules, redirects within the site's domain or
+   * `redirectHosts` (a definition stored by an older version, or a redirect to a host an owner has
+   * since removed, is left out and reported to `refused`).
+   */
+  trackerConfig(site: string, redirectHosts?: readonly string[], refused?: (id: string, field: string, message: string) => void): Promise<TrackerExperiment[]>;
 }
 
 interface Row {
@@ -60,8 +65,9 @@ export function experimentRepository(store: Store, now: () => Date): ExperimentR
     );
     return rows.map((r) => ({
       // Stored definitions were validated when written; parsing again keeps the types honest
-      // should the table have been edited by hand.
-      experiment: experimentSchema.parse(JSON.parse(r.definition)),
+      // should the table have been edited by hand. Not with today's safety rules: a definition an
+      // older version stored stays readable (and fixable); trackerConfig never serves it.
+      experiment: storedExperimentSchema.parse(JSON.parse(r.definition)),
       created_at: iso(r.created),
       updated_at: iso(r.updated),
     }));
@@ -99,8 +105,14 @@ export function experimentRepository(store: Store, now: () => Date): ExperimentR
       await write(current.experiment, Date.parse(current.created_at), stamp(), 1);
       return true;
     },
-    async trackerConfig(site) {
-      const running = (await read(site, undefined)).filter((s) => s.experiment.status === 'running');
+    async trackerConfig(site, redirectHosts = [], refused = () => undefined) {
+      const running = (await read(site, undefined)).filter((s) => {
+        if (s.experiment.status !== 'running') return false;
+        const safe = parseWith(experimentSchema, s.experiment);
+        const problem = safe.ok ? redirectProblems(s.experiment, redirectHosts) : safe;
+        if (problem !== undefined) refused(s.experiment.id, problem.field, problem.message);
+        return problem === undefined;
+      });
       return running.map(({ experiment: e }) => {
         const out: TrackerExperiment = { id: e.id, variations: e.variations.map((v) => ({ key: v.key, weight: v.weight, changes: v.changes })) };
         if (e.pages !== undefined) out.pages = e.pages;

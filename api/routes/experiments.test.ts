@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatTimestamp } from '../../store/rows.ts';
+import { allPayloads, offSiteRedirects } from '../../tests/support/xss-payloads.ts';
 import { call, SITE_A, SITE_A2, SITE_B, startApiHarness, type ApiHarness, type Reply } from '../experiments/testing/api-harness.ts';
 
 /**
@@ -167,6 +168,110 @@ describe('GET /api/config/:domain', () => {
     expect(r.status).toBe(404);
     expect(r.headers.get('access-control-allow-origin')).toBe('*');
     expect(errorOf(r).code).toBe('API_NOT_FOUND');
+  });
+});
+
+describe('changes that could run script, and redirects off the site', () => {
+  const withChange = (id: string, change: unknown) => ({ ...hero, id, status: 'running', variations: [hero.variations[0], { key: 'B', weight: 50, changes: [change] }] });
+
+  it.each(allPayloads.map((p, i) => [p[0], i, p[1], p[2]] as const))('refuse %s with a 400 naming the field', async (_label, i, change, field) => {
+    const r = await call(base(), 'POST', exps(SITE_A), h.tokens.admin, withChange(`xss-${i}`, change));
+    expect(r.status).toBe(400);
+    expect(errorOf(r)).toMatchObject({ code: 'API_BAD_REQUEST', field: `variations[1].changes[0].${field}` });
+  });
+
+  it('refuse them in a PATCH too, leaving the experiment as it was', async () => {
+    await call(base(), 'POST', exps(SITE_A), h.tokens.admin, { ...hero, id: 'patch-xss' });
+    const r = await call(base(), 'PATCH', exps(SITE_A, 'patch-xss'), h.tokens.admin, { variations: withChange('x', { type: 'html', selector: '#box', value: '<img src=x onerror=alert(1)>' }).variations });
+    expect(r.status).toBe(400);
+    expect(errorOf(r).field).toBe('variations[1].changes[0].value');
+    expect(((await call(base(), 'GET', exps(SITE_A, 'patch-xss'), h.tokens.admin)).json as { variations: unknown }).variations).toEqual(hero.variations);
+  });
+
+  it.each(offSiteRedirects)('refuse an admin a redirect to %s (off the site)', async (url) => {
+    const r = await call(base(), 'POST', exps(SITE_A), h.tokens.admin, withChange('off-site', { type: 'redirect', url }));
+    expect(r.status).toBe(400);
+    expect(errorOf(r)).toMatchObject({ code: 'API_BAD_REQUEST', field: 'variations[1].changes[0].url' });
+  });
+
+  it('let only an owner allow another host; then a redirect there is accepted and served, until the owner takes the host back', async () => {
+    const hosts = `/api/v1/sites/${SITE_A}/redirect-hosts`;
+    const toPartner = withChange('to-partner', { type: 'redirect', url: 'https://shop.partner.test/b' });
+    expect((await call(base(), 'POST', exps(SITE_A), h.tokens.admin, toPartner)).status).toBe(400);
+    expect((await call(base(), 'GET', hosts, h.tokens.admin)).json).toEqual({ redirect_hosts: [] });
+
+    // An admin cannot widen it, a viewer cannot read it, another account does not see the site.
+    const byAdmin = await call(base(), 'PUT', hosts, h.tokens.admin, { redirect_hosts: ['partner.test'] });
+    expect(byAdmin.status).toBe(403);
+    expect(errorOf(byAdmin).code).toBe('API_FORBIDDEN');
+    expect((await call(base(), 'GET', hosts, h.tokens.viewer)).status).toBe(403);
+    expect((await call(base(), 'PUT', hosts, h.tokens.otherOwner, { redirect_hosts: ['partner.test'] })).status).toBe(404);
+    const bad = await call(base(), 'PUT', hosts, h.tokens.owner, { redirect_hosts: ['https://partner.test/'] });
+    expect(bad.status).toBe(400);
+    expect(errorOf(bad).field).toBe('redirect_hosts[0]');
+    expect((await call(base(), 'GET', hosts, h.tokens.admin)).json).toEqual({ redirect_hosts: [] });
+
+    const byOwner = await call(base(), 'PUT', hosts, h.tokens.owner, { redirect_hosts: ['Partner.test', 'partner.test'] });
+    expect(byOwner.status).toBe(200);
+    expect(byOwner.json).toEqual({ redirect_hosts: ['partner.test'] });
+    const created = await call(base(), 'POST', exps(SITE_A), h.tokens.admin, toPartner);
+    expect(created.status, JSON.stringify(created.json)).toBe(201);
+    const ids = async (): Promise<string[]> => ((await call(base(), 'GET', `/api/config/${SITE_A}`)).json as { experiments: { id: string }[] }).experiments.map((e) => e.id);
+    expect(await ids()).toContain('to-partner');
+    // Still only the allowed host: another one stays refused.
+    expect((await call(base(), 'POST', exps(SITE_A), h.tokens.admin, withChange('to-evil', { type: 'redirect', url: 'https://evil.test/' }))).status).toBe(400);
+
+    // Taken back: the running experiment is no longer served to the tracker.
+    expect((await call(base(), 'PUT', hosts, h.tokens.owner, { redirect_hosts: [] })).status).toBe(200);
+    expect(await ids()).not.toContain('to-partner');
+    await call(base(), 'DELETE', exps(SITE_A, 'to-partner'), h.tokens.admin);
+  });
+
+  it('never serve an unsafe definition an older version stored, yet list it so an admin can fix it', async () => {
+    const legacy = { ...withChange('legacy', { type: 'html', selector: '#box', value: '<img src=x onerror=alert(1)>' }), site: SITE_A2, started_at: new Date().toISOString() };
+    await h.store.insert('experiments', [
+      { id: 'legacy', site: SITE_A2, name: legacy.name, status: 'running', definition: JSON.stringify(legacy), created_at: formatTimestamp(Date.now()), updated_at: formatTimestamp(Date.now()), deleted: 0 },
+    ]);
+    const listed = await call(base(), 'GET', exps(SITE_A2), h.tokens.admin);
+    expect((listed.json as { experiments: { id: string }[] }).experiments.map((e) => e.id)).toContain('legacy');
+    const config = await call(base(), 'GET', `/api/config/${SITE_A2}`);
+    expect(config.status).toBe(200);
+    expect(JSON.stringify(config.json)).not.toContain('onerror');
+    expect((config.json as { experiments: { id: string }[] }).experiments.map((e) => e.id)).not.toContain('legacy');
+    // Fixing it makes it servable again.
+    const fixed = await call(base(), 'PATCH', exps(SITE_A2, 'legacy'), h.tokens.admin, { variations: withChange('x', { type: 'html', selector: '#box', value: '<b>new</b>' }).variations });
+    expect(fixed.status).toBe(200);
+    expect(((await call(base(), 'GET', `/api/config/${SITE_A2}`)).json as { experiments: { id: string }[] }).experiments.map((e) => e.id)).toContain('legacy');
+    await call(base(), 'DELETE', exps(SITE_A2, 'legacy'), h.tokens.admin);
+  });
+});
+
+describe('a deleted domain stays reserved to its account', () => {
+  it('another account cannot register it (nor get its config) until the owner releases it; the account itself may', async () => {
+    const domain = 'reserved.test';
+    expect((await call(base(), 'POST', '/api/v1/sites', h.tokens.owner, { domain })).status).toBe(201);
+    expect((await call(base(), 'POST', exps(domain), h.tokens.admin, { ...hero, id: 'old', status: 'running' })).status).toBe(201);
+    expect((await call(base(), 'DELETE', `/api/v1/sites/${domain}`, h.tokens.admin)).status).toBe(204);
+
+    const taken = await call(base(), 'POST', '/api/v1/sites', h.tokens.otherOwner, { domain });
+    expect(taken.status).toBe(409);
+    expect(errorOf(taken)).toMatchObject({ code: 'API_DOMAIN_RESERVED', field: 'domain' });
+    expect((await call(base(), 'GET', `/api/config/${domain}`)).status).toBe(404);
+
+    const listed = await call(base(), 'GET', '/api/v1/reservations', h.tokens.owner);
+    expect((listed.json as { reservations: { domain: string; until: string }[] }).reservations.map((r) => r.domain)).toContain(domain);
+    expect((await call(base(), 'GET', '/api/v1/reservations', h.tokens.otherOwner)).json).toEqual({ reservations: [] });
+    // Only the holder's owner releases it: not its admin, not another account's owner.
+    expect((await call(base(), 'DELETE', `/api/v1/reservations/${domain}`, h.tokens.admin)).status).toBe(403);
+    expect((await call(base(), 'DELETE', `/api/v1/reservations/${domain}`, h.tokens.otherOwner)).status).toBe(404);
+    expect((await call(base(), 'POST', '/api/v1/sites', h.tokens.otherOwner, { domain })).status).toBe(409);
+
+    // The holder may come back at any time, delete it again, then release it early.
+    expect((await call(base(), 'POST', '/api/v1/sites', h.tokens.owner, { domain })).status).toBe(201);
+    expect((await call(base(), 'DELETE', `/api/v1/sites/${domain}`, h.tokens.owner)).status).toBe(204);
+    expect((await call(base(), 'DELETE', `/api/v1/reservations/${domain}`, h.tokens.owner)).status).toBe(204);
+    expect((await call(base(), 'POST', '/api/v1/sites', h.tokens.otherOwner, { domain })).status).toBe(201);
+    expect((await call(base(), 'GET', `/api/config/${domain}`)).json).toEqual({ experiments: [] });
   });
 });
 

@@ -1,14 +1,18 @@
 import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
 import { ApiError } from '../../schemas/errors.ts';
 import {
   experimentCreateSchema,
   experimentPatchSchema,
   experimentSchema,
   parseWith,
+  redirectProblems,
   type Experiment,
   type TrackerExperiment,
 } from '../../schemas/experiment.ts';
-import { siteRequest } from '../auth.ts';
+import { authorizeSite, siteRequest } from '../auth.ts';
+import { domainSchema } from '../control/control-plane.ts';
+import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
 import { experimentRepository, type StoredExperiment } from '../experiments/repository.ts';
 import { experimentReport } from '../experiments/results.ts';
 import { dateRangeParam } from '../export/date-range.ts';
@@ -20,7 +24,9 @@ import type { ApiDeps } from '../server.ts';
  * - admin: `GET/POST /api/v1/sites/:domain/experiments`, `GET/PATCH/DELETE …/experiments/:id`
  *   (viewer reads, admin writes; a site out of scope and an absent one are the same 404);
  * - `GET /api/v2/experiments/:id/results?site_id=<domain>[&date_range=…]`;
- * - `GET /api/config/:domain`: the tracker's view of the site's running experiments, public.
+ * - `GET /api/config/:domain`: the tracker's view of the site's running experiments, public;
+ * - `GET|PUT /api/v1/sites/:domain/redirect-hosts`: hosts besides the site's own that its
+ *   experiments may redirect to (admin reads, only an owner writes: an admin cannot widen it).
  *
  * Status moves: draft → running (sets `started_at`), running → stopped (sets `stopped_at`),
  * stopped → running (clears `stopped_at`, keeps `started_at`: results span the whole run). A
@@ -45,8 +51,18 @@ function parsed<T>(r: { ok: true; value: T } | { ok: false; field: string; messa
   return r.value;
 }
 
+const redirectHostsBody = z.strictObject({ redirect_hosts: z.array(domainSchema).max(100, 'must list at most 100 hosts') });
+
 export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
   const repo = experimentRepository(deps.store, deps.now);
+  const redirects = redirectHostsRepository(deps.store, deps.now);
+  /** An experiment about to be stored, checked against the site's redirect policy. */
+  const checked = async (candidate: unknown): Promise<Experiment> => {
+    const experiment = parsed(parseWith(experimentSchema, candidate));
+    const off = redirectProblems(experiment, await redirects.get(experiment.site));
+    if (off !== undefined) throw new ApiError('API_BAD_REQUEST', `${off.field} ${off.message}`, off.field);
+    return experiment;
+  };
   const configCache = new Map<string, { at: number; experiments: TrackerExperiment[] }>();
 
   const site = (req: ApiRequest, need: 'read' | 'admin') => siteRequest(deps.control, req, req.params['domain'], need, 'domain');
@@ -75,8 +91,7 @@ export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
       const { id: _id, status, ...editable } = input;
       const candidate: Record<string, unknown> = { id, site: s.domain, status: status ?? 'draft', ...editable };
       if (candidate['status'] === 'running') candidate['started_at'] = deps.now().toISOString();
-      const experiment = parsed(parseWith(experimentSchema, candidate));
-      const stored = await repo.put(experiment);
+      const stored = await repo.put(await checked(candidate));
       written(s.domain);
       return { status: 201, json: view(stored) };
     },
@@ -112,8 +127,7 @@ export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
         }
         next['status'] = status;
       }
-      const experiment: Experiment = parsed(parseWith(experimentSchema, next));
-      const stored = await repo.put(experiment, current.created_at);
+      const stored = await repo.put(await checked(next), current.created_at);
       written(s.domain);
       return { json: view(stored) };
     },
@@ -135,6 +149,20 @@ export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
     return { json: report };
   });
 
+  r.get('/api/v1/sites/:domain/redirect-hosts', async (req) => {
+    const { site: s } = await site(req, 'admin');
+    return { json: { redirect_hosts: await redirects.get(s.domain) } };
+  });
+
+  r.put('/api/v1/sites/:domain/redirect-hosts', async (req) => {
+    const { principal, site: s } = await site(req, 'admin');
+    await authorizeSite(deps.control, principal, s.domain, 'owner', 'domain');
+    const body = parsed(parseWith(redirectHostsBody, req.body ?? {}));
+    const hosts = await redirects.set(s.domain, body.redirect_hosts);
+    written(s.domain);
+    return { json: { redirect_hosts: hosts } };
+  });
+
   r.get(
     '/api/config/:domain',
     async (req) => {
@@ -144,7 +172,8 @@ export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
       const t = deps.now().getTime();
       let hit = configCache.get(s.domain);
       if (hit === undefined || t - hit.at >= CONFIG_TTL_MS || t < hit.at) {
-        hit = { at: t, experiments: await repo.trackerConfig(s.domain) };
+        const refused = (experiment: string, field: string, reason: string): void => deps.log.warn({ site: s.domain, experiment, field, reason }, 'experiment not served: a change breaks the safety rules');
+        hit = { at: t, experiments: await repo.trackerConfig(s.domain, await redirects.get(s.domain), refused) };
         if (configCache.size >= CONFIG_CACHE_MAX) configCache.clear();
         configCache.set(s.domain, hit);
       }

@@ -1,12 +1,9 @@
-/*! Farol tracker, MIT. Documented in ingest/tracker/README.md */
+/*! Farol tracker, MIT. See ingest/tracker/README.md */
 !function(w,d){'use strict';
-// FNV-1a 32-bit (UTF-16 code units)
 function hash(s){for(var h=2166136261,i=0;i<s.length;i++)h=Math.imul(h^s.charCodeAt(i),16777619);return h>>>0}
 function wt(v){var n=+v.weight;return n>0?n:0}
-// hash(x.id+':'+id)/2^32 scaled to the total weight
 function pick(x,id){var vs=x.variations||[],t=0,i,b;vs.forEach(v=>t+=wt(v));b=hash(x.id+':'+id)/4294967296*(t||vs.length);
 for(i=0;i<vs.length;i++)if((b-=t?wt(vs[i]):1)<0)return vs[i];return vs[vs.length-1]}
-// Path glob: ** any characters, * any but '/'
 function glob(g){return new RegExp('^'+g.replace(/[.+?^${}()|[\]\\]/g,'\\$&').replace(/\*\*|\*/g,m=>m=='*'?'[^/]*':'.*')+'$')}
 function onPage(x,p){var g=x.pages;return!g||!g.length||g.some(s=>glob(s).test(p))}
 if(!d){w.farolTest={hash:hash,pick:pick,glob:glob,onPage:onPage};return}
@@ -14,7 +11,7 @@ if(!d){w.farolTest={hash:hash,pick:pick,glob:glob,onPage:onPage};return}
 var L=location,N=navigator,s=d.currentScript||d.querySelector('script[data-domain]'),
 has=k=>s.hasAttribute(k),dom=s.getAttribute('data-domain')||L.hostname,
 org=new URL(s.src||L.href,L.href).origin,api=s.getAttribute('data-api')||org+'/api/event',
-XP=has('data-experiments'),Q=w.farol&&w.farol.q||[],
+XP=has('data-experiments')&&s.getAttribute('data-domain'),Q=w.farol&&w.farol.q||[],
 ref=d.referrer||null,exp={},cfg,chg=[],last,ready,G,mo,until,vid,on=(t,e,f)=>t.addEventListener(e,f);
 w.farol=function(){Q.push(arguments)};
 
@@ -35,24 +32,26 @@ function id(){if(!vid){var m=/(?:^|; )farol_exp=([\w-]+)/.exec(d.cookie),a;
 if(m)vid=m[1];else{a=new Uint32Array(2);crypto.getRandomValues(a);vid=a[0].toString(36)+a[1].toString(36);
 d.cookie='farol_exp='+vid+';path=/;max-age=31536000;SameSite=Lax'+(L.protocol=='https:'?';Secure':'')}}return vid}
 
+var EL=/^(a|b|body|br|button|div|em|h[1-6]|hr|i|img|label|li|ol|p|section|small|span|strong|t(able|body|head|[dhr])|u|ul)$/;
+function ok(n,v){return/^(alt|class|rel|target|title|aria-[a-z]+)$/.test(n)||/^(href|src)$/.test(n)&&/^https?:$/.test(new URL(v,L.href).protocol)}
+function frag(v){var b=new DOMParser().parseFromString(v,'text/html').body;
+b.querySelectorAll('*').forEach(e=>EL.test(e.localName)?[...e.attributes].forEach(a=>ok(a.name,a.value)||e.removeAttribute(a.name)):e.remove());return b.childNodes}
 function css(t){var e=d.createElement('style');e.textContent=t;(d.head||d.documentElement).appendChild(e);return e}
 function show(){G&&G.remove();G=0}
 function apply(){chg.forEach(c=>{var t=c.type,v=c.value;
 if(t=='css'){c.el||(c.el=css(v));return}
-try{d.querySelectorAll(c.selector).forEach(e=>{
+try{d.querySelectorAll(c.selector).forEach(e=>{if(!EL.test(e.localName))return;
 if(t=='text')e.textContent!==v&&(e.textContent=v);
-else if(t=='html'){c.s=c.s||new WeakSet;c.s.has(e)||(e.innerHTML=v,c.s.add(e))}
-else if(t=='attribute')e.getAttribute(c.name)!==v&&e.setAttribute(c.name,v)})}catch(x){}})}
-// re-apply to elements added in the next ms
+else if(t=='html'){c.s=c.s||new WeakSet;c.s.has(e)||(e.replaceChildren(...frag(v)),c.s.add(e))}
+else if(t=='attribute')e.getAttribute(c.name)!==v&&ok(c.name,v)&&e.setAttribute(c.name,v)})}catch(x){}})}
 function watch(ms){until=Date.now()+ms;mo||(mo=new MutationObserver(()=>Date.now()>until?(mo.disconnect(),mo=0):apply()),
 mo.observe(d.documentElement,{childList:true,subtree:true}))}
 
-// true when a redirect navigates away
 function assign(carry){var old=chg,u;exp={};chg=[];
 try{(cfg||[]).forEach(x=>{var v=x.id&&onPage(x,L.pathname)&&pick(x,id());if(v&&v.key){exp[x.id]=v.key;chg=chg.concat((v.changes||[]).filter(c=>c&&c.type))}})}catch(e){exp={};chg=[]}
 Object.assign(exp,carry);
 old.forEach(c=>{if(c.el&&chg.indexOf(c)<0){c.el.remove();c.el=0}});
-return chg.some(c=>{if(c.type!='redirect')return;u=new URL(c.url,L.href);u.search||(u.search=L.search);u.hash||(u.hash=L.hash);
+return chg.some(c=>{if(c.type!='redirect')return;try{u=new URL(c.url,L.href)}catch(e){return}if(!/^https?:$/.test(u.protocol))return;u.search||(u.search=L.search);u.hash||(u.hash=L.hash);
 if(u.href.split('#')[0]==L.href.split('#')[0])return;u.origin==L.origin&&store('farol_rx',JSON.stringify({e:exp,r:ref,t:Date.now()}));L.replace(u.href);return 1})}
 
 function page(nav,carry){var p=L.pathname;

@@ -3,6 +3,7 @@ import { createContext, runInContext } from 'node:vm';
 import { gzipSync } from 'node:zlib';
 import { Linter } from 'eslint';
 import { describe, expect, it } from 'vitest';
+import { ALLOWED_ELEMENTS, attributeNameProblem, urlProblem } from '../../schemas/experiment-safety.ts';
 import { rng as prng } from '../../tests/support/oracle.ts';
 
 /**
@@ -160,5 +161,48 @@ describe('glob: experiment page patterns', () => {
     expect(pure.onPage({ ...base, pages: [] }, '/any')).toBe(true);
     expect(pure.onPage({ ...base, pages: ['/pricing', '/plans/*'] }, '/plans/pro')).toBe(true);
     expect(pure.onPage({ ...base, pages: ['/pricing', '/plans/*'] }, '/about')).toBe(false);
+  });
+});
+
+describe('what a change may do: the same allowlists as the server (schemas/experiment-safety.ts)', () => {
+  // The tracker's element allowlist and attribute check, taken from script.js as written and run
+  // with a page URL (they are lines of their own; the rest of the script needs a document).
+  const line = (start: string): string => {
+    const found = SOURCE.split('\n').find((l) => l.startsWith(start));
+    if (found === undefined) throw new Error(`script.js has no line starting with ${start}`);
+    return found;
+  };
+  const ctx = createContext({ URL });
+  const tracker = runInContext(`var L={href:'https://site.test/a/b'};${line('var EL=')}\n${line('function ok(')}\n({EL:EL,ok:ok})`, ctx) as {
+    EL: RegExp;
+    ok(name: string, value: string): boolean;
+  };
+
+  // Every element of the HTML standard, and the foreign ones that matter.
+  const htmlElements =
+    'a abbr address area article aside audio b base bdi bdo blockquote body br button canvas caption cite code col colgroup data datalist dd del details dfn dialog div dl dt em embed fieldset figcaption figure footer form h1 h2 h3 h4 h5 h6 head header hgroup hr html i iframe img input ins kbd label legend li link main map mark math menu meta meter nav noscript object ol optgroup option output p param picture portal pre progress q rp rt ruby s samp script search section select slot small source span strong style sub summary sup svg table tbody td template textarea tfoot th thead time title tr track u ul var video wbr frame frameset marquee'.split(' ');
+
+  it('applies changes to, and keeps in html, exactly the allowed elements', () => {
+    expect(htmlElements.filter((e) => tracker.EL.test(e))).toEqual(htmlElements.filter((e) => (ALLOWED_ELEMENTS as readonly string[]).includes(e)));
+    for (const e of ALLOWED_ELEMENTS) expect(tracker.EL.test(e), e).toBe(true);
+  });
+
+  it('sets exactly the allowed attributes', () => {
+    const names = ['alt', 'class', 'rel', 'target', 'title', 'href', 'src', 'aria-label', 'aria-hidden', 'aria-', 'style', 'onclick', 'onerror', 'ONCLICK', 'HREF', 'srcdoc', 'srcset', 'formaction', 'action', 'xlink:href', 'data', 'background', 'ping', 'id', 'name', 'data-x', 'hx-get', 'x-html', 'v-html', 'is', 'poster'];
+    for (const n of names) expect(tracker.ok(n, '/x'), n).toBe(attributeNameProblem(n) === undefined);
+  });
+
+  it('sets href and src only to http(s) or relative URLs, however javascript:, data: or vbscript: is spelled', () => {
+    const refused = ['javascript:alert(1)', 'JaVaScRiPt:alert(1)', 'java\tscript:alert(1)', 'java\nscript:alert(1)', '  javascript:alert(1)', '\u0000javascript:alert(1)', '\u0001javascript:alert(1)', 'javascript:alert(1)\n', 'data:text/html,<script>alert(1)</script>', 'vbscript:msgbox(1)', 'blob:https://site.test/x', 'file:///etc/passwd', 'mailto:a@b.test'];
+    for (const url of refused) {
+      expect(tracker.ok('href', url), url).toBe(false);
+      expect(tracker.ok('src', url), url).toBe(false);
+      expect(urlProblem(url), url).toBeDefined();
+    }
+    const accepted = ['/signup', 'signup?x=1', '#top', '?a=1', 'https://example.com/b', 'http://example.com:8080/', '//cdn.example.com/x.png'];
+    for (const url of accepted) {
+      expect(tracker.ok('href', url), url).toBe(true);
+      expect(urlProblem(url), url).toBeUndefined();
+    }
   });
 });

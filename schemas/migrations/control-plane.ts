@@ -95,3 +95,28 @@ export function goalsTable(t: MigrationTarget): string[] {
     }),
   ];
 }
+
+/**
+ * Migration 7: what keeps experiments from reaching beyond a site (SPEC section 9).
+ * - `redirect_hosts`: hosts an owner allows a site's experiments to redirect to, besides the
+ *   site's own domain and its subdomains (one row per site, latest wins).
+ * - `domain_reservations`: a deleted site's domain stays reserved to the account that held it
+ *   until `until`, so another account cannot register it and receive the old tracker's traffic
+ *   or serve it experiments. Released early = deleted.
+ */
+export function experimentBoundaryTables(t: MigrationTarget): string[] {
+  return [
+    createEverywhereTable(t, {
+      name: 'redirect_hosts',
+      columns: `  site String,\n  hosts Array(String),\n${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY site',
+    }),
+    createEverywhereTable(t, {
+      name: 'domain_reservations',
+      columns: `  domain String,\n  account_id String,\n  until DateTime64(3, 'UTC'),\n${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY domain',
+    }),
+  ];
+}
