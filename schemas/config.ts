@@ -88,6 +88,12 @@ export const configSchema = z.object({
   FAROL_BODY_TIMEOUT_MS: positiveInt.default(10_000),
   /** Comma list of site domains the collector accepts; unset accepts any (until sites exist). */
   FAROL_SITES: z.string().optional(),
+  /** Time limit of each ClickHouse statement an API request runs (below the HTTP store's 60 s request timeout). */
+  FAROL_API_QUERY_TIMEOUT_MS: positiveInt.min(10).max(55_000).default(10_000),
+  /** Memory limit of each ClickHouse statement an API request runs. */
+  FAROL_API_QUERY_MAX_MEMORY_BYTES: positiveInt.min(16 * 1024 ** 2).default(1024 ** 3),
+  /** API requests reading ClickHouse one token may have running at once; one more answers 429. */
+  FAROL_API_QUERIES_PER_TOKEN: positiveInt.max(1000).default(4),
 }).superRefine((c, ctx) => {
   if (c.FAROL_HUB === 'eventhubs') {
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {

@@ -66,6 +66,19 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** `store` with its `query` replaced (to limit or count queries); every other call goes to `store`. */
+export function withQuery(store: Store, query: Store['query']): Store {
+  return {
+    kind: store.kind,
+    database: store.database,
+    exec: (sql, params, opts) => store.exec(sql, params, opts),
+    query,
+    insert: (table, rows, opts) => store.insert(table, rows, opts),
+    ping: () => store.ping(),
+    close: () => store.close(),
+  };
+}
+
 // ClickHouse error codes worth retrying: the server is busy, restarting, or the network broke.
 // A bad query (syntax, unknown table, type mismatch) will fail the same way again.
 const retryableCodes = new Set([

@@ -13,7 +13,7 @@ import { experimentRepository, type StoredExperiment } from '../experiments/repo
 import { experimentReport } from '../experiments/results.ts';
 import { dateRangeParam } from '../export/date-range.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
-import type { ApiDeps } from '../server.ts';
+import type { RouteDeps } from '../server.ts';
 
 /**
  * Experiments (SPEC sections 8-9):
@@ -45,7 +45,7 @@ function parsed<T>(r: { ok: true; value: T } | { ok: false; field: string; messa
   return r.value;
 }
 
-export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
+export function experimentRoutes(r: ApiRouter, deps: RouteDeps): void {
   const repo = experimentRepository(deps.store, deps.now);
   const configCache = new Map<string, { at: number; experiments: TrackerExperiment[] }>();
 
@@ -129,9 +129,13 @@ export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
   });
 
   r.get('/api/v2/experiments/:id/results', async (req) => {
-    const { site: s } = await siteRequest(deps.control, req, req.query.get('site_id') ?? undefined, 'read');
+    const { principal, site: s } = await siteRequest(deps.control, req, req.query.get('site_id') ?? undefined, 'read');
     const current = await existing(s.domain, req.params['id']);
-    const report = await experimentReport(deps.store, { domain: s.domain, timezone: s.timezone }, current.experiment, dateRangeParam(req.query), deps.now());
+    const range = dateRangeParam(req.query);
+    const { reports } = deps;
+    const report = await reports.slots.run(principal.tokenHash, () =>
+      experimentReport(reports.store, { domain: s.domain, timezone: s.timezone }, current.experiment, range, deps.now()),
+    );
     return { json: report };
   });
 

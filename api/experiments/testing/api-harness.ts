@@ -38,7 +38,14 @@ export const SITE_A = 'one.test';
 export const SITE_A2 = 'two.test';
 export const SITE_B = 'other.test';
 
-export async function startApiHarness(now: () => Date = () => new Date()): Promise<ApiHarness> {
+export interface ApiHarnessOptions {
+  /** What the API routes read through, around the real store (the control plane reads the real one). */
+  wrapStore?: (store: Store) => Store;
+  /** Extra configuration (`FAROL_API_…` limits). */
+  env?: Record<string, string>;
+}
+
+export async function startApiHarness(now: () => Date = () => new Date(), opts: ApiHarnessOptions = {}): Promise<ApiHarness> {
   const dir = await mkdtemp(join(tmpdir(), 'farol-routes-'));
   const database = 'farol_routes_test';
   const store = openChdbStore({ dataDir: dir, database });
@@ -62,8 +69,9 @@ export async function startApiHarness(now: () => Date = () => new Date()): Promi
       scopedViewer: await token(a.id, 'viewer', [SITE_A2]),
       otherOwner: await token(b.id, 'owner'),
     };
-    const config = loadConfig({ FAROL_DATA_DIR: dir, FAROL_PORT: '0', FAROL_HOST: '127.0.0.1' });
-    server = await listenApi({ store, control, config, log: silentLogger, metrics: new Registry(), now });
+    const config = loadConfig({ FAROL_DATA_DIR: dir, FAROL_PORT: '0', FAROL_HOST: '127.0.0.1', ...opts.env });
+    const routeStore = opts.wrapStore?.(store) ?? store;
+    server = await listenApi({ store: routeStore, control, config, log: silentLogger, metrics: new Registry(), now });
     const s = server;
     return {
       url: `http://127.0.0.1:${s.port}`,
