@@ -38,6 +38,8 @@ const TOO_MANY_ROWS = 158;
 const MEMORY_LIMIT_EXCEEDED = 241;
 const TOO_MANY_BYTES = 307;
 const SYNTAX_ERROR = 62;
+const TOO_DEEP_AST = 167;
+const TOO_BIG_AST = 168;
 
 /**
  * The coded answer to a statement stopped by a limit of its own, or undefined for any other
@@ -64,6 +66,9 @@ export function limitError(err: StoreError, limits: QueryLimits): ApiError | und
       return new ApiError('API_QUERY_TOO_HEAVY', 'The query reads more than allowed; narrow the date range or the filters');
     case SYNTAX_ERROR:
       return /max query size exceeded/i.test(err.message) ? new ApiError('API_QUERY_TOO_LARGE') : undefined;
+    case TOO_DEEP_AST:
+    case TOO_BIG_AST:
+      return new ApiError('API_QUERY_TOO_LARGE');
     default:
       return undefined;
   }
