@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../schemas/errors.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
@@ -9,7 +10,7 @@ import { limitError, limitedStore, MAX_STATEMENT_BYTES, TokenSlots, type QueryLi
 
 /** The limits of API reads, on embedded chDB (a temp dir) where an engine is involved. */
 
-const limits: QueryLimits = { timeoutMs: 100, maxMemoryBytes: 32 * 1024 ** 2, perToken: 2 };
+const limits: QueryLimits = { timeoutMs: 100, maxMemoryBytes: 32 * 1024 ** 2, perToken: 2, queuePerToken: 1 };
 let dir = '';
 let store: Store;
 let calls = 0;
@@ -91,22 +92,72 @@ describe('limitError', () => {
 });
 
 describe('TokenSlots', () => {
-  it('runs perToken requests of one token at once, refuses one more with 429, and gives slots back however they end', async () => {
-    const slots = new TokenSlots(2);
-    const gates: Array<() => void> = [];
-    const held = (): Promise<string> => new Promise<string>((resolve) => gates.push(() => resolve('done')));
-    const a1 = slots.run('a', held);
-    const a2 = slots.run('a', async () => {
-      await held();
-      throw new Error('failed');
+  /** A task that ends when its gate opens (with `fail`, by throwing). */
+  function gated(): { task: () => Promise<string>; open(fail?: boolean): void } {
+    let open: (fail?: boolean) => void = () => undefined;
+    const done = new Promise<string>((resolve, reject) => {
+      open = (fail) => (fail === true ? reject(new Error('failed')) : resolve('done'));
     });
-    const refused = await failure(slots.run('a', () => Promise.resolve('x')));
-    expect(refused).toMatchObject({ code: 'API_TOO_MANY_REQUESTS', status: 429 });
+    return { task: () => done, open: (fail) => open(fail) };
+  }
+
+  it('runs perToken requests of a token, queues `queuePerToken` more, refuses the next with 429; other tokens unaffected', async () => {
+    const slots = new TokenSlots({ perToken: 2, queuePerToken: 1, timeoutMs: 60_000 });
+    const [g1, g2, g3] = [gated(), gated(), gated()];
+    let started = 0;
+    const counted = (g: ReturnType<typeof gated>) => () => {
+      started++;
+      return g.task();
+    };
+    const a1 = slots.run('a', counted(g1));
+    const a2 = slots.run('a', counted(g2));
+    const a3 = slots.run('a', counted(g3));
+    expect(await failure(slots.run('a', () => Promise.resolve('x')))).toMatchObject({ code: 'API_TOO_MANY_REQUESTS', status: 429 });
     expect(await slots.run('b', () => Promise.resolve('other token'))).toBe('other token');
-    for (const go of gates.splice(0)) go();
-    expect(await a1).toBe('done');
+    expect(started).toBe(2);
+    // A request that fails gives its slot to the one waiting.
+    g2.open(true);
     await expect(a2).rejects.toThrow('failed');
+    await expect.poll(() => started).toBe(3);
+    g1.open();
+    g3.open();
+    expect([await a1, await a3]).toEqual(['done', 'done']);
     expect(slots.inUse()).toBe(0);
-    expect(await Promise.all([slots.run('a', () => Promise.resolve(1)), slots.run('a', () => Promise.resolve(2))])).toEqual([1, 2]);
+  });
+
+  it('refuses a request that waited its whole timeout for a slot, and forgets it', async () => {
+    const slots = new TokenSlots({ perToken: 1, queuePerToken: 5, timeoutMs: 20 });
+    const g = gated();
+    const running = slots.run('a', g.task);
+    expect(await failure(slots.run('a', () => Promise.resolve('late')))).toMatchObject({ code: 'API_TOO_MANY_REQUESTS' });
+    expect(slots.inUse()).toBe(1);
+    g.open();
+    await running;
+    expect(await slots.run('a', () => Promise.resolve('next'))).toBe('next');
+    expect(slots.inUse()).toBe(0);
+  });
+
+  it('never runs more than perToken at once, whatever the interleaving (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 6 }), fc.array(fc.nat(5), { minLength: 1, maxLength: 30 }), async (perToken, queue, delays) => {
+        const slots = new TokenSlots({ perToken, queuePerToken: queue, timeoutMs: 60_000 });
+        let running = 0;
+        let peak = 0;
+        const outcomes = await Promise.allSettled(
+          delays.map(async (d) => {
+            for (let i = 0; i < d; i++) await Promise.resolve();
+            return slots.run('t', async () => {
+              running++;
+              peak = Math.max(peak, running);
+              for (let i = 0; i < 5 - d; i++) await Promise.resolve();
+              running--;
+            });
+          }),
+        );
+        expect(peak).toBeLessThanOrEqual(perToken);
+        expect(outcomes.filter((o) => o.status === 'fulfilled').length).toBeGreaterThanOrEqual(Math.min(delays.length, perToken + queue));
+        expect(slots.inUse()).toBe(0);
+      }),
+    );
   });
 });

@@ -16,6 +16,8 @@ export interface QueryLimits {
   readonly maxMemoryBytes: number;
   /** Requests one token may have reading ClickHouse at once. */
   readonly perToken: number;
+  /** Requests of one token that may wait for a slot (each at most `timeoutMs`); past them 429. */
+  readonly queuePerToken: number;
 }
 
 export function queryLimitsOf(config: Config): QueryLimits {
@@ -23,6 +25,7 @@ export function queryLimitsOf(config: Config): QueryLimits {
     timeoutMs: config.FAROL_API_QUERY_TIMEOUT_MS,
     maxMemoryBytes: config.FAROL_API_QUERY_MAX_MEMORY_BYTES,
     perToken: config.FAROL_API_QUERIES_PER_TOKEN,
+    queuePerToken: config.FAROL_API_QUERY_QUEUE_PER_TOKEN,
   };
 }
 
@@ -101,35 +104,69 @@ export function limitedStore(store: Store, limits: QueryLimits): Store {
   });
 }
 
+interface Waiter {
+  go(): void;
+  timer: NodeJS.Timeout;
+}
+
+interface TokenState {
+  running: number;
+  waiting: Waiter[];
+}
+
 /**
- * At most `perToken` requests per token reading ClickHouse at once; one more is refused at once
- * (429) rather than queued, so a token cannot hold the engine with a backlog. A request keeps its
- * slot until its queries end, even if its client has gone: the engine is still working for it.
+ * At most `perToken` requests per token reading ClickHouse at once; up to `queue` more wait for a
+ * slot, in order, for at most `maxWaitMs` (the dashboard sends a burst of queries at once); past
+ * that a request is refused (429) rather than left to pile up. A request keeps its slot until
+ * its queries end, even if its client has gone: the engine is still working for it.
  */
 export class TokenSlots {
-  private readonly running = new Map<string, number>();
+  private readonly tokens = new Map<string, TokenState>();
 
-  constructor(private readonly perToken: number) {}
+  constructor(private readonly limits: Pick<QueryLimits, 'perToken' | 'queuePerToken' | 'timeoutMs'>) {}
 
   async run<T>(token: string, fn: () => Promise<T>): Promise<T> {
-    const n = this.running.get(token) ?? 0;
-    if (n >= this.perToken) {
-      throw new ApiError('API_TOO_MANY_REQUESTS', `At most ${this.perToken} queries may run at once with one token; retry when one has answered`);
+    let state = this.tokens.get(token);
+    if (state === undefined) {
+      state = { running: 0, waiting: [] };
+      this.tokens.set(token, state);
     }
-    this.running.set(token, n + 1);
+    // A slot is taken here, or handed over by a request that ends (see finally).
+    if (state.running < this.limits.perToken) state.running++;
+    else await this.wait(state);
     try {
       return await fn();
     } finally {
-      const left = (this.running.get(token) ?? 1) - 1;
-      if (left === 0) this.running.delete(token);
-      else this.running.set(token, left);
+      const next = state.waiting.shift();
+      if (next !== undefined) next.go();
+      else if (--state.running === 0) this.tokens.delete(token);
     }
   }
 
-  /** Requests holding a slot (for tests and metrics). */
+  private wait(state: TokenState): Promise<void> {
+    const { perToken, queuePerToken, timeoutMs } = this.limits;
+    const busy = (): ApiError =>
+      new ApiError('API_TOO_MANY_REQUESTS', `At most ${perToken} queries run at once with one token and ${queuePerToken} wait; retry when one has answered`);
+    if (state.waiting.length >= queuePerToken) return Promise.reject(busy());
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        go: () => {
+          clearTimeout(waiter.timer);
+          resolve();
+        },
+        timer: setTimeout(() => {
+          state.waiting.splice(state.waiting.indexOf(waiter), 1);
+          reject(busy());
+        }, timeoutMs),
+      };
+      state.waiting.push(waiter);
+    });
+  }
+
+  /** Requests running or waiting (for tests and metrics). */
   inUse(): number {
     let n = 0;
-    for (const v of this.running.values()) n += v;
+    for (const s of this.tokens.values()) n += s.running + s.waiting.length;
     return n;
   }
 }
@@ -142,5 +179,5 @@ export interface Reports {
 }
 
 export function reportsOf(store: Store, limits: QueryLimits): Reports {
-  return { store: limitedStore(store, limits), slots: new TokenSlots(limits.perToken), limits };
+  return { store: limitedStore(store, limits), slots: new TokenSlots(limits), limits };
 }

@@ -57,7 +57,7 @@ function errorOf(r: Reply): { code?: string; field?: string; message?: string } 
 const patterns = (n: number, at = 0): string[] => Array.from({ length: n }, (_, i) => `^/p${at + i}(/|$)`);
 
 beforeAll(async () => {
-  h = await startApiHarness(undefined, { wrapStore: (s) => probe.wrap(s) });
+  h = await startApiHarness(undefined, { wrapStore: (s) => probe.wrap(s), env: { FAROL_API_QUERIES_PER_TOKEN: '4', FAROL_API_QUERY_QUEUE_PER_TOKEN: '2' } });
   // A million pageviews on a million pages over two days, written by ClickHouse itself (the
   // materialized views fill the rollups as they would from the processor).
   await h.store.exec(
@@ -129,21 +129,24 @@ describe('matches patterns', () => {
 });
 
 describe('per-token concurrency', () => {
-  it(`a token may have ${4} queries running; one more is refused with 429 and Retry-After, other tokens unaffected`, async () => {
+  it('a token runs 4 queries at once and queues 2 more (as configured); one more is refused with 429 and Retry-After, other tokens unaffected', async () => {
     probe.holding = true;
     const body = { dimensions: ['visit:source'] };
-    const first = Array.from({ length: 4 }, () => query(body));
+    const running = Array.from({ length: 4 }, () => query(body));
     await pollUntil(async () => (probe.held === 4 ? true : undefined), { timeoutMs: 30_000, describe: () => `${probe.held} queries held` });
-    const refused = await query(body);
-    expect(refused.status).toBe(429);
+    // Two of these wait for a slot, one is refused: the only one that can answer while the four run.
+    const more = Array.from({ length: 3 }, () => query(body));
+    const refused = await Promise.race(more);
+    expect(refused.status, JSON.stringify(refused.json)).toBe(429);
     expect(errorOf(refused).code).toBe('API_TOO_MANY_REQUESTS');
     expect(refused.headers.get('retry-after')).toBe('1');
+    expect(probe.held).toBe(4);
     // Other tokens (another member's, one scoped to another site) still get in.
     const others = [query(body, h.tokens.owner), query({ ...body, site_id: SITE_A2 }, h.tokens.scopedViewer)];
     await pollUntil(async () => (probe.held === 6 ? true : undefined), { timeoutMs: 30_000, describe: () => `${probe.held} queries held` });
     probe.release();
-    const answers = await Promise.all([...first, ...others]);
-    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    const answers = await Promise.all([...running, ...more, ...others]);
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 429]);
     // Slots are given back: the token runs 4 at once again.
     const again = await Promise.all(Array.from({ length: 4 }, () => query(body)));
     expect(again.map((a) => a.status)).toEqual([200, 200, 200, 200]);
