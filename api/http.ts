@@ -71,6 +71,8 @@ const STATUS_TEXT: Record<number, string> = {
   409: '409 Conflict',
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
+  422: '422 Unprocessable Content',
+  429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };
@@ -207,7 +209,8 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
       };
       const fail = (err: unknown): void => {
         const e = toApiError(err, log, route);
-        reply({ status: e.status, json: e.toJSON(), headers: e.status === 503 ? { 'Retry-After': '5' } : {} });
+        const retryAfter = e.status === 503 ? '5' : e.status === 429 ? '1' : undefined;
+        reply({ status: e.status, json: e.toJSON(), headers: retryAfter === undefined ? {} : { 'Retry-After': retryAfter } });
       };
       const run = (): void => {
         Promise.resolve()

@@ -7,6 +7,7 @@ import type { Registry } from '../lib/metrics.ts';
 import type { AccessLookup } from './auth.ts';
 import type { ControlPlane } from './control/control-plane.ts';
 import { createRouter, type ApiRouter, type Router } from './http.ts';
+import { queryLimitsOf, reportsOf, type Reports } from './query-limits.ts';
 import { queryRoutes } from './routes/query.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
@@ -36,14 +37,20 @@ export interface ApiDeps {
   now: () => Date;
 }
 
-export type RouteModule = (r: ApiRouter, deps: ApiDeps) => void;
+/** What route modules get: the process's dependencies, and the limits of ClickHouse reads made for a request. */
+export interface RouteDeps extends ApiDeps {
+  reports: Reports;
+}
+
+export type RouteModule = (r: ApiRouter, deps: RouteDeps) => void;
 
 const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes, reservationRoutes];
 
 /** Registers every API route on `app`; returns the router (for drain and the 405 list). */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
   const router = createRouter(app, { log: deps.log, metrics: deps.metrics });
-  for (const m of modules) m(router, deps);
+  const routeDeps: RouteDeps = { ...deps, reports: reportsOf(deps.store, queryLimitsOf(deps.config)) };
+  for (const m of modules) m(router, routeDeps);
   return router;
 }
 

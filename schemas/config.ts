@@ -90,6 +90,14 @@ export const configSchema = z.object({
   FAROL_SITES: z.string().optional(),
   /** Days a deleted site's domain stays reserved to its account (0: free at once). */
   FAROL_DOMAIN_RESERVATION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+  /** Time limit of each ClickHouse statement an API request runs (below the HTTP store's 60 s request timeout). */
+  FAROL_API_QUERY_TIMEOUT_MS: positiveInt.min(10).max(55_000).default(10_000),
+  /** Memory limit of each ClickHouse statement an API request runs. */
+  FAROL_API_QUERY_MAX_MEMORY_BYTES: positiveInt.min(16 * 1024 ** 2).default(1024 ** 3),
+  /** API requests reading ClickHouse one token may have running at once. */
+  FAROL_API_QUERIES_PER_TOKEN: positiveInt.max(1000).default(4),
+  /** Further requests of one token that wait for a slot (at most the query timeout); past them 429. */
+  FAROL_API_QUERY_QUEUE_PER_TOKEN: z.coerce.number().int().min(0).max(10_000).default(16),
 }).superRefine((c, ctx) => {
   if (c.FAROL_HUB === 'eventhubs') {
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {

@@ -38,6 +38,11 @@ export const apiErrors = {
   API_BODY_TOO_LARGE: { status: 413, message: 'Body is larger than allowed' },
   API_UNAVAILABLE: { status: 503, message: 'Storage unavailable, retry later' },
   API_DOMAIN_RESERVED: { status: 409, message: 'This domain was deleted recently and stays reserved to the account that held it' },
+  API_TOO_MANY_REQUESTS: { status: 429, message: 'Too many requests; retry after the time given in Retry-After' },
+  // A query stopped by its own limit: the same query fails the same way, so not a 5xx to retry.
+  API_QUERY_TIMEOUT: { status: 422, message: 'The query ran longer than allowed; narrow the date range, the filters or the breakdown' },
+  API_QUERY_TOO_HEAVY: { status: 422, message: 'The query needs more memory than allowed; narrow the date range, the filters or the breakdown' },
+  API_QUERY_TOO_LARGE: { status: 400, message: 'The query is too large to run; use fewer filters or filter values' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;

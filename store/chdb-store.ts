@@ -13,6 +13,8 @@ import {
   toJsonEachRow,
   type ExecOptions,
   type InsertOptions,
+  settingsClause,
+  type QueryOptions,
   type QueryParams,
   type Store,
 } from './store.ts';
@@ -91,12 +93,34 @@ class ConnectionPool {
     else this.idle.push(c);
   }
 
+  /**
+   * A fresh connection in place of `c`, which is closed. A statement that fails after it began
+   * writing its result (a time or memory limit hit mid-stream) leaves that partial output on its
+   * connection, and chDB hands it out at the head of the next result read there: another
+   * caller's query would return rows it never asked for. Opened before `c` closes, so the engine
+   * stays bound to the directory; if that fails, `c` stays.
+   */
+  private replace(c: Connection): Connection {
+    let fresh: Connection;
+    try {
+      fresh = this.open();
+    } catch {
+      return c;
+    }
+    this.all.splice(this.all.indexOf(c), 1);
+    c.session.close();
+    return fresh;
+  }
+
   async use<T>(fn: (c: Connection) => Promise<T>): Promise<T> {
     const c = await this.acquire();
+    let failed = true;
     try {
-      return await fn(c);
+      const result = await fn(c);
+      failed = false;
+      return result;
     } finally {
-      this.release(c);
+      this.release(failed ? this.replace(c) : c);
     }
   }
 
@@ -150,13 +174,17 @@ class ChdbStore implements Store {
     );
   }
 
-  async query<T = Record<string, unknown>>(sql: string, params?: QueryParams): Promise<T[]> {
+  async query<T = Record<string, unknown>>(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<T[]> {
     const bound = normalizeParams(params);
     const format = { format: 'JSONEachRow' };
+    // chDB takes no per-call settings: they travel as the statement's own SETTINGS clause, after
+    // a line break so a trailing comment cannot swallow them.
+    const clause = settingsClause(opts?.settings);
+    const statement = clause === undefined ? sql : `${sql.replace(/[\s;]+$/, '')}\nSETTINGS ${clause}`;
     const result = await this.run(true, (s) =>
       bound === undefined || Object.keys(bound).length === 0
-        ? s.queryAsync(sql, format)
-        : s.queryBindAsync(sql, bound, format),
+        ? s.queryAsync(statement, format)
+        : s.queryBindAsync(statement, bound, format),
     );
     return fromJsonEachRow<T>(result.text());
   }

@@ -4,11 +4,13 @@ import {
   commonColumns,
   insertSettings,
   normalizeParams,
+  settingsClause,
   StoreError,
   storeErrorFromText,
   toCompactValues,
   type ExecOptions,
   type InsertOptions,
+  type QueryOptions,
   type QueryParams,
   type Store,
 } from './store.ts';
@@ -126,15 +128,18 @@ class HttpStore implements Store {
     );
   }
 
-  async query<T = Record<string, unknown>>(sql: string, params?: QueryParams): Promise<T[]> {
+  async query<T = Record<string, unknown>>(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<T[]> {
     this.checkOpen();
     const query_params = normalizeParams(params);
+    // Checked as the embedded store checks them, so both refuse the same settings.
+    settingsClause(opts?.settings);
     return mapErrors(
       (async () => {
         const result = await this.client.query({
           query: sql,
           format: 'JSONEachRow',
           ...(query_params === undefined ? {} : { query_params }),
+          ...(opts?.settings === undefined ? {} : { clickhouse_settings: { ...opts.settings } }),
         });
         return result.json<T>();
       })(),

@@ -401,6 +401,38 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
     expect(await scalar("SELECT sum(events) AS n FROM rollup_hourly WHERE site = {site:String} AND dim = ''", { site })).toBe(200);
   });
 
+  it('runs a query under the settings it is given: a time limit stops it with TIMEOUT_EXCEEDED', async () => {
+    // Endless without the limit; UNION ALL so the other branch's row is written before it fails.
+    const endless = 'SELECT toUInt64(1) AS n UNION ALL SELECT count() AS n FROM numbers(1000000000000) AS x WHERE x.number != {v:UInt64}';
+    const err = await store.query(endless, { v: 1 }, { settings: { max_execution_time: 0.2, timeout_overflow_mode: 'throw' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as StoreError).code).toBe(159);
+    // A memory limit too.
+    const heavy = store.query('SELECT length(groupArray(number)) AS n FROM numbers(100000000)', {}, { settings: { max_memory_usage: 10_000_000 } });
+    await expect(heavy).rejects.toMatchObject({ code: 241 });
+    // Settings last one query.
+    expect(await scalar('SELECT count() AS n FROM numbers(10000000)', {})).toBe(10_000_000);
+  });
+
+  it('never hands a failed query’s partial rows to the next query', async () => {
+    // The first branch's rows go out before the second fails on its memory limit.
+    const failing = 'SELECT number AS n FROM numbers(5) UNION ALL SELECT length(groupArray(number)) AS n FROM numbers(100000000)';
+    for (let i = 0; i < 4; i++) {
+      await expect(store.query(failing, {}, { settings: { max_memory_usage: 10_000_000 } })).rejects.toMatchObject({ code: 241 });
+      await expect(store.query(failing, { unused: 1 }, { settings: { max_memory_usage: 10_000_000 } })).rejects.toMatchObject({ code: 241 });
+    }
+    // However many connections the store holds, each answers only its own query.
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => store.query<{ k: number }>('SELECT {i:UInt32} AS k', { i })));
+    expect(answers).toEqual(Array.from({ length: 8 }, (_, i) => [{ k: i }]));
+    expect(await store.query<{ k: number }>('SELECT 42 AS k')).toEqual([{ k: 42 }]);
+  });
+
+  it('refuses settings that are not plain names and values', async () => {
+    await expect(store.query('SELECT 1 AS n', {}, { settings: { 'max_threads = 1, readonly': 1 } })).rejects.toThrow(/setting name/);
+    await expect(store.query('SELECT 1 AS n', {}, { settings: { log_comment: "x' --" } })).rejects.toThrow(/plain word/);
+    await expect(store.query('SELECT 1 AS n', {}, { settings: { max_threads: Number.NaN } })).rejects.toThrow(/finite/);
+  });
+
   it('follows a changed retention on the next migrate', async () => {
     const ttlDays = async (): Promise<string | undefined> => {
       const rows = await store.query<{ engine_full: string }>(

@@ -19,6 +19,19 @@ export interface ExecOptions {
   withoutDatabase?: boolean;
 }
 
+/**
+ * ClickHouse settings one query runs with (`max_execution_time`, `max_memory_usage`, …): plain
+ * setting names, numbers or simple words as values. The embedded store splices them into the
+ * statement as a `SETTINGS` clause, so they are checked by {@link settingsClause}.
+ */
+export type QuerySettings = Readonly<Record<string, number | string>>;
+
+/** Options for {@link Store.query}. */
+export interface QueryOptions {
+  /** Settings for this query only (the statement must not end with its own SETTINGS clause). */
+  settings?: QuerySettings;
+}
+
 /** Options for {@link Store.insert}. */
 export interface InsertOptions {
   /**
@@ -40,7 +53,7 @@ export interface Store {
    * Runs a query and returns its rows as JSON objects (JSONEachRow). 64-bit integers arrive as
    * strings, Decimals and 32-bit numbers as numbers, dates as `YYYY-MM-DD hh:mm:ss[.fff]` in UTC.
    */
-  query<T = Record<string, unknown>>(sql: string, params?: QueryParams): Promise<T[]>;
+  query<T = Record<string, unknown>>(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<T[]>;
   /**
    * Inserts rows (keys are column names) as one block. No-op for no rows. Rows that all hold the
    * same columns travel as JSONCompactEachRow under an explicit column list; others as
@@ -51,6 +64,19 @@ export interface Store {
   ping(): Promise<boolean>;
   /** Waits for running calls, then releases the engine or connections. Idempotent. */
   close(): Promise<void>;
+}
+
+/** `store` with its `query` replaced (to limit or count queries); every other call goes to `store`. */
+export function withQuery(store: Store, query: Store['query']): Store {
+  return {
+    kind: store.kind,
+    database: store.database,
+    exec: (sql, params, opts) => store.exec(sql, params, opts),
+    query,
+    insert: (table, rows, opts) => store.insert(table, rows, opts),
+    ping: () => store.ping(),
+    close: () => store.close(),
+  };
 }
 
 // ClickHouse error codes worth retrying: the server is busy, restarting, or the network broke.
@@ -220,6 +246,30 @@ export function normalizeParams(params: QueryParams | undefined): QueryParams | 
     else out[key] = value;
   }
   return out;
+}
+
+const settingName = /^[a-z_][a-z0-9_]*$/;
+const settingWord = /^[A-Za-z0-9_.]*$/;
+
+/**
+ * `settings` as the text of a `SETTINGS` clause (`max_execution_time = 10, …`), or undefined when
+ * there are none. Throws on a name that is not a plain identifier or a value that is neither a
+ * finite number nor a plain word: they are spliced into SQL.
+ */
+export function settingsClause(settings: QuerySettings | undefined): string | undefined {
+  if (settings === undefined) return undefined;
+  const parts: string[] = [];
+  for (const [name, value] of Object.entries(settings)) {
+    if (!settingName.test(name)) throw new StoreError(`invalid setting name "${name}"`, { retryable: false });
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) throw new StoreError(`setting ${name} must be a finite number`, { retryable: false });
+      parts.push(`${name} = ${value}`);
+    } else {
+      if (!settingWord.test(value)) throw new StoreError(`setting ${name} must be a number or a plain word`, { retryable: false });
+      parts.push(`${name} = '${value}'`);
+    }
+  }
+  return parts.length === 0 ? undefined : parts.join(', ');
 }
 
 /** ClickHouse settings an insert runs with. */

@@ -12,6 +12,7 @@ describe('configuration', () => {
     expect(c.FAROL_TRUST_PROXY).toEqual({ kind: 'hops', hops: 0 });
     expect(c.FAROL_RETENTION_DAYS).toBe(395);
     expect(c.FAROL_CLICKHOUSE_DATABASE).toBe('farol');
+    expect([c.FAROL_API_QUERY_TIMEOUT_MS, c.FAROL_API_QUERY_MAX_MEMORY_BYTES, c.FAROL_API_QUERIES_PER_TOKEN, c.FAROL_API_QUERY_QUEUE_PER_TOKEN]).toEqual([10_000, 1024 ** 3, 4, 16]);
   });
 
   it.each([
@@ -27,6 +28,11 @@ describe('configuration', () => {
     ['FAROL_BOOTSTRAP_TOKEN', 'short'],
     ['FAROL_DOMAIN_RESERVATION_DAYS', '-1'],
     ['FAROL_DOMAIN_RESERVATION_DAYS', '1.5'],
+    ['FAROL_API_QUERY_TIMEOUT_MS', '60000'],
+    ['FAROL_API_QUERY_TIMEOUT_MS', '0'],
+    ['FAROL_API_QUERY_MAX_MEMORY_BYTES', '1024'],
+    ['FAROL_API_QUERIES_PER_TOKEN', '0'],
+    ['FAROL_API_QUERY_QUEUE_PER_TOKEN', '-1'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
   });

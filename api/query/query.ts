@@ -23,6 +23,7 @@ import {
   parseDateTime,
   parseIsoDate,
   resolveShortcut,
+  SUPPORTED_SPAN,
   timeLabels,
   type IsoDate,
   type ResolvedRange,
@@ -131,6 +132,7 @@ export async function runQuery(store: Store, site: QuerySite, body: unknown, now
     const custom =
       comparisons.dateRange === undefined ? undefined : resolvePair(comparisons.dateRange, tz, 'include.comparisons.date_range');
     const compRange = comparisonRange(range, tz, nowMs, comparisons.mode, custom, comparisons.matchDayOfWeek);
+    checkSpan(compRange, 'include.comparisons');
     meta.comparison_date_range = [isoInZone(tz, compRange.start), isoInZone(tz, lastSecond(compRange))];
 
     // A time series compares every bucket, with empty ones shown as zeros (as Plausible does).
@@ -226,10 +228,23 @@ async function resolveRange(
   return resolveShortcut(input, site.timezone, now, start);
 }
 
+const spanText = `from 1970-01-01T00:00:00Z to ${SUPPORTED_SPAN.lastDate}`;
+
+/** Refuses a range outside the instants ClickHouse's date types hold. */
+function checkSpan(range: ResolvedRange, field: string): void {
+  if (range.start < SUPPORTED_SPAN.start || range.end > SUPPORTED_SPAN.end) {
+    throw new ApiQueryError(field, `the range must lie within ${spanText}`);
+  }
+}
+
 function resolvePair(pair: readonly [string, string], tz: string, field: string): ResolvedRange {
   const [from, to] = pair;
   let range: ResolvedRange;
   if (parseIsoDate(from) !== undefined && parseIsoDate(to) !== undefined) {
+    // Before any arithmetic: 9999-12-31 has no next day.
+    pair.forEach((d, i) => {
+      if (d > SUPPORTED_SPAN.lastDate) throw new ApiQueryError(`${field}[${i}]`, `dates must lie within ${spanText}`);
+    });
     if (from > to) throw new ApiQueryError(field, 'the first date must not be after the second');
     range = dateRange(tz, from, to);
   } else {
@@ -242,6 +257,7 @@ function resolvePair(pair: readonly [string, string], tz: string, field: string)
     if (end <= a.instant) throw new ApiQueryError(field, 'the range must end after it starts');
     range = instantRange(tz, a.instant, end);
   }
+  checkSpan(range, field);
   if (range.end - range.start > MAX_RANGE_MS) throw new ApiQueryError(field, 'the range may cover at most 20 years');
   return range;
 }
@@ -431,23 +447,49 @@ async function query(store: Store, sql: string, params: Record<string, unknown>,
   }
 }
 
-/** Finds which `matches` value ClickHouse's re2 refuses, to name it; undefined if none. */
-async function invalidRegex(store: Store, filters: readonly FilterNode[]): Promise<ApiQueryError | undefined> {
+/** Each distinct pattern the query's `matches` filters compile, as ClickHouse gets it, with the first value spelling it. */
+function patternsOf(filters: readonly FilterNode[]): { pattern: string; field: string }[] {
+  const out = new Map<string, string>();
   for (const { leaf } of leaves(filters)) {
     if (leaf.op !== 'matches' && leaf.op !== 'matches_not') continue;
-    for (let i = 0; i < leaf.values.length; i++) {
-      const v = leaf.values[i] ?? '';
-      try {
-        await store.query("SELECT match('', {p:String}) AS ok", { p: leaf.caseSensitive ? v : `(?i)${v}` });
-      } catch (err) {
-        if (err instanceof StoreError && err.code === CANNOT_COMPILE_REGEXP) {
-          return new ApiQueryError(`${leaf.field}[2][${i}]`, 'not a valid re2 regular expression');
-        }
-        throw err;
-      }
-    }
+    leaf.values.forEach((v, i) => {
+      const pattern = leaf.caseSensitive ? v : `(?i)${v}`;
+      if (!out.has(pattern)) out.set(pattern, `${leaf.field}[2][${i}]`);
+    });
   }
-  return undefined;
+  return [...out].map(([pattern, field]) => ({ pattern, field }));
+}
+
+/** Whether re2, as ClickHouse's `match` uses it, compiles every one of `patterns`: one call. */
+async function compiles(store: Store, patterns: readonly string[]): Promise<boolean> {
+  try {
+    await store.query("SELECT arrayMap(p -> match('', p), {ps:Array(String)}) AS ok", { ps: patterns });
+    return true;
+  } catch (err) {
+    if (err instanceof StoreError && err.code === CANNOT_COMPILE_REGEXP) return false;
+    throw err;
+  }
+}
+
+/**
+ * Index of the first of `patterns` re2 refuses, or undefined: one call when they all compile,
+ * else a bisection (about 2·log2(n) more).
+ */
+async function firstInvalid(store: Store, patterns: readonly string[], offset = 0, known = false): Promise<number | undefined> {
+  if (!known && (await compiles(store, patterns))) return undefined;
+  if (patterns.length === 1) return offset;
+  const half = Math.ceil(patterns.length / 2);
+  const left = await firstInvalid(store, patterns.slice(0, half), offset);
+  return left ?? firstInvalid(store, patterns.slice(half), offset + half, true);
+}
+
+/** Finds which `matches` value ClickHouse's re2 refuses, to name it; undefined if none. */
+async function invalidRegex(store: Store, filters: readonly FilterNode[]): Promise<ApiQueryError | undefined> {
+  const patterns = patternsOf(filters);
+  if (patterns.length === 0) return undefined;
+  const at = await firstInvalid(store, patterns.map((p) => p.pattern));
+  const bad = at === undefined ? undefined : patterns[at];
+  return bad === undefined ? undefined : new ApiQueryError(bad.field, 'not a valid re2 regular expression');
 }
 
 /** Refuses a query whose `matches` patterns re2 cannot compile, naming the value. */

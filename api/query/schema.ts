@@ -40,6 +40,16 @@ export const limits = {
   filterLeaves: 100,
   clauses: 100,
   clauseLength: 2000,
+  /**
+   * Filter values in all, any operator. `contains` and `matches` spell out one condition per
+   * value (ClickHouse refuses statements over 256 KiB), and every pattern is compiled.
+   */
+  values: 500,
+  /** Characters of all filter values together. */
+  valueChars: 65_536,
+  /** `matches`/`matches_not` patterns in all, and the length of one. */
+  patterns: 100,
+  patternLength: 1000,
   orderBy: 20,
   maxLimit: 10_000,
   maxOffset: 1_000_000,
@@ -173,7 +183,7 @@ export function parseQuery(body: unknown): ParsedQuery {
   }
 
   const rawFilters = q.filters ?? [];
-  const counter = { leaves: 0 };
+  const counter: Counter = { leaves: 0, values: 0, valueChars: 0, patterns: 0 };
   const filters = rawFilters.map((f, i) => parseFilter(f, ['filters', i], 0, counter));
 
   const orderBy = q.order_by?.map(([key, direction], i) => {
@@ -221,7 +231,15 @@ export function parseQuery(body: unknown): ParsedQuery {
   return parsed;
 }
 
-function parseFilter(raw: unknown, path: PropertyKey[], depth: number, counter: { leaves: number }): FilterNode {
+/** What the filters parsed so far hold, against the per-query {@link limits}. */
+interface Counter {
+  leaves: number;
+  values: number;
+  valueChars: number;
+  patterns: number;
+}
+
+function parseFilter(raw: unknown, path: PropertyKey[], depth: number, counter: Counter): FilterNode {
   if (depth > limits.filterDepth) fail(path, `filters may nest at most ${limits.filterDepth} levels`);
   if (!Array.isArray(raw) || raw.length < 2) fail(path, 'a filter is [operator, dimension, values] or [and|or, [filters]] or [not, filter]');
   const op: unknown = raw[0];
@@ -254,10 +272,20 @@ function parseFilter(raw: unknown, path: PropertyKey[], depth: number, counter: 
   const clauses: unknown = raw[2];
   if (!Array.isArray(clauses) || clauses.length === 0) fail([...path, 2], 'filter values must be a non-empty list');
   if (clauses.length > limits.clauses) fail([...path, 2], `at most ${limits.clauses} values per filter`);
+  const pattern = operator === 'matches' || operator === 'matches_not';
+  counter.values += clauses.length;
+  if (counter.values > limits.values) fail([...path, 2], `at most ${limits.values} filter values per query`);
+  if (pattern) {
+    counter.patterns += clauses.length;
+    if (counter.patterns > limits.patterns) fail([...path, 2], `at most ${limits.patterns} regular expressions per query`);
+  }
   const values = clauses.map((v: unknown, i) => {
     if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
     if (typeof v !== 'string') fail([...path, 2, i], 'filter values must be strings or integers');
     if (v.length > limits.clauseLength) fail([...path, 2, i], `filter values are at most ${limits.clauseLength} characters`);
+    if (pattern && v.length > limits.patternLength) fail([...path, 2, i], `regular expressions are at most ${limits.patternLength} characters`);
+    counter.valueChars += v.length;
+    if (counter.valueChars > limits.valueChars) fail([...path, 2, i], `filter values may hold at most ${limits.valueChars} characters in all`);
     return v;
   });
 

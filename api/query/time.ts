@@ -95,19 +95,31 @@ export function zonedToUtc(tz: string, year: number, month: number, day: number,
   return candidates[0] ?? Math.max(first, second_);
 }
 
+/**
+ * The instants a query may read, `[start, end)`: from the Unix epoch (ClickHouse's Date and
+ * DateTime begin there, and `toDate` of an earlier instant wraps to 2149) to the first days of
+ * 2100 (Date and DateTime end in 2149 and 2106). Dates up to 2099-12-31 fit in every zone.
+ */
+export const SUPPORTED_SPAN = { start: 0, end: Date.UTC(2100, 0, 2), lastDate: '2099-12-31' } as const;
+
 /** A calendar date as `YYYY-MM-DD`. */
 export type IsoDate = string;
 
 const isoDatePattern = /^(\d{4})-(\d{2})-(\d{2})$/;
 
-/** Parses `YYYY-MM-DD` into a real calendar date (rejects 2026-02-30), or undefined. */
+/**
+ * Parses `YYYY-MM-DD` into a real calendar date (rejects 2026-02-30; years 0100 to 9999), or
+ * undefined. Any such date takes part in date arithmetic; which dates a query may name is
+ * {@link SUPPORTED_SPAN}'s business.
+ */
 export function parseIsoDate(text: string): { year: number; month: number; day: number } | undefined {
   const m = isoDatePattern.exec(text);
   if (m === null) return undefined;
   const year = Number(m[1]);
   const month = Number(m[2]);
   const day = Number(m[3]);
-  if (year < 1970 || year > 9999) return undefined;
+  // Date.UTC reads years 0-99 as 1900-1999.
+  if (year < 100) return undefined;
   const d = new Date(Date.UTC(year, month - 1, day));
   if (d.getUTCFullYear() !== year || d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day) return undefined;
   return { year, month, day };

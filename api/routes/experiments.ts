@@ -17,7 +17,7 @@ import { experimentRepository, type StoredExperiment } from '../experiments/repo
 import { experimentReport } from '../experiments/results.ts';
 import { dateRangeParam } from '../export/date-range.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
-import type { ApiDeps } from '../server.ts';
+import type { RouteDeps } from '../server.ts';
 
 /**
  * Experiments (SPEC sections 8-9):
@@ -53,7 +53,7 @@ function parsed<T>(r: { ok: true; value: T } | { ok: false; field: string; messa
 
 const redirectHostsBody = z.strictObject({ redirect_hosts: z.array(domainSchema).max(100, 'must list at most 100 hosts') });
 
-export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
+export function experimentRoutes(r: ApiRouter, deps: RouteDeps): void {
   const repo = experimentRepository(deps.store, deps.now);
   const redirects = redirectHostsRepository(deps.store, deps.now);
   /** An experiment about to be stored, checked against the site's redirect policy. */
@@ -143,9 +143,13 @@ export function experimentRoutes(r: ApiRouter, deps: ApiDeps): void {
   });
 
   r.get('/api/v2/experiments/:id/results', async (req) => {
-    const { site: s } = await siteRequest(deps.control, req, req.query.get('site_id') ?? undefined, 'read');
+    const { principal, site: s } = await siteRequest(deps.control, req, req.query.get('site_id') ?? undefined, 'read');
     const current = await existing(s.domain, req.params['id']);
-    const report = await experimentReport(deps.store, { domain: s.domain, timezone: s.timezone }, current.experiment, dateRangeParam(req.query), deps.now());
+    const range = dateRangeParam(req.query);
+    const { reports } = deps;
+    const report = await reports.slots.run(principal.tokenHash, () =>
+      experimentReport(reports.store, { domain: s.domain, timezone: s.timezone }, current.experiment, range, deps.now()),
+    );
     return { json: report };
   });
 

@@ -3,19 +3,21 @@ import { dateRangeParam } from '../export/date-range.ts';
 import { buildExport } from '../export/export.ts';
 import type { ApiRouter } from '../http.ts';
 import type { QuerySite } from '../query/query.ts';
-import type { ApiDeps } from '../server.ts';
+import type { RouteDeps } from '../server.ts';
 
 /**
  * `GET /api/v2/export?site_id=<domain>&date_range=30d` (SPEC section 8): a zip of CSV breakdowns
  * (api/export/export.ts) for a site the token may read. `date_range` takes the query API's forms
  * (`7d`, `month`, `2026-01-01,2026-01-31`, a JSON pair) and defaults to `30d`.
  */
-export function exportRoutes(r: ApiRouter, deps: ApiDeps): void {
+export function exportRoutes(r: ApiRouter, deps: RouteDeps): void {
   r.get('/api/v2/export', async (req) => {
-    const { site } = await siteRequest(deps.control, req, req.query.get('site_id') ?? undefined, 'read');
+    const { principal, site } = await siteRequest(deps.control, req, req.query.get('site_id') ?? undefined, 'read');
     const goals = await deps.control.goals(site.domain);
     const querySite: QuerySite = goals === undefined ? { domain: site.domain, timezone: site.timezone } : { domain: site.domain, timezone: site.timezone, goals };
-    const out = await buildExport(deps.store, querySite, dateRangeParam(req.query, '30d'), deps.now());
+    const range = dateRangeParam(req.query, '30d');
+    const { reports } = deps;
+    const out = await reports.slots.run(principal.tokenHash, () => buildExport(reports.store, querySite, range, deps.now()));
     return {
       body: Buffer.from(out.zip.buffer, out.zip.byteOffset, out.zip.byteLength),
       contentType: 'application/zip',

@@ -1,17 +1,18 @@
 import { runQuery } from '../query/query.ts';
 import { siteRequest } from '../auth.ts';
-import type { ApiDeps } from '../server.ts';
+import type { RouteDeps } from '../server.ts';
 import type { ApiRouter } from '../http.ts';
 
 /** `POST /api/v2/query` (SPEC section 8): Plausible Stats API v2 queries for a site in scope. */
-export function queryRoutes(r: ApiRouter, deps: ApiDeps): void {
+export function queryRoutes(r: ApiRouter, deps: RouteDeps): void {
   r.post('/api/v2/query', async (req) => {
     const body = req.body;
     const siteId = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>).site_id : undefined;
-    const { site } = await siteRequest(deps.control, req, siteId, 'read');
+    const { principal, site } = await siteRequest(deps.control, req, siteId, 'read');
     const goals = await deps.control.goals(site.domain);
     const querySite = goals === undefined ? { domain: site.domain, timezone: site.timezone } : { domain: site.domain, timezone: site.timezone, goals };
-    const json = await runQuery(deps.store, querySite, body, deps.now());
+    const { reports } = deps;
+    const json = await reports.slots.run(principal.tokenHash, () => runQuery(reports.store, querySite, body, deps.now()));
     return { json };
   });
 }

@@ -56,6 +56,10 @@ export async function startApiOnChdb(opts: {
   cacheTtlMs?: number;
   now?: () => Date;
   seed?: (control: ControlPlane) => Promise<void>;
+  /** What the API routes read through, around the real store (the control plane reads the real one). */
+  wrapStore?: (store: Store) => Store;
+  /** Extra configuration (`FAROL_API_…` limits). */
+  env?: Record<string, string>;
 }): Promise<ApiOnChdb> {
   const dir = await mkdtemp(join(tmpdir(), 'farol-routes-'));
   const store = openChdbStore({ dataDir: dir, database: opts.database });
@@ -64,8 +68,9 @@ export async function startApiOnChdb(opts: {
     await migrate(store, { database: opts.database, retentionDays: 395 });
     const control = new ControlPlane(store, { cacheTtlMs: opts.cacheTtlMs ?? 0 });
     await opts.seed?.(control);
-    const config = loadConfig({ FAROL_DATA_DIR: dir, FAROL_PORT: '0', FAROL_HOST: '127.0.0.1' });
-    server = await listenApi({ store, control, config, log: silentLogger, metrics: new Registry(), now: opts.now ?? (() => new Date()) });
+    const config = loadConfig({ FAROL_DATA_DIR: dir, FAROL_PORT: '0', FAROL_HOST: '127.0.0.1', ...opts.env });
+    const routeStore = opts.wrapStore?.(store) ?? store;
+    server = await listenApi({ store: routeStore, control, config, log: silentLogger, metrics: new Registry(), now: opts.now ?? (() => new Date()) });
     const s = server;
     return {
       url: `http://127.0.0.1:${s.port}`,
@@ -85,11 +90,18 @@ export async function startApiOnChdb(opts: {
   }
 }
 
-export async function startApiHarness(now: () => Date = () => new Date()): Promise<ApiHarness> {
+/** Options of {@link startApiHarness}: see {@link startApiOnChdb}. */
+export interface ApiHarnessOptions {
+  wrapStore?: (store: Store) => Store;
+  env?: Record<string, string>;
+}
+
+export async function startApiHarness(now: () => Date = () => new Date(), opts: ApiHarnessOptions = {}): Promise<ApiHarness> {
   let tokens: Tokens | undefined;
   const api = await startApiOnChdb({
     database: 'farol_routes_test',
     now,
+    ...opts,
     seed: async (control) => {
       const a = await control.createAccount({ name: 'A' });
       const b = await control.createAccount({ name: 'B' });
