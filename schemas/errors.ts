@@ -19,6 +19,8 @@ export const ingestErrors = {
   ING_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
   ING_HUB_UNAVAILABLE: { status: 503, message: 'Hub unavailable, retry later' },
   ING_SHUTTING_DOWN: { status: 503, message: 'Collector is shutting down' },
+  ING_RATE_LIMITED: { status: 429, message: 'Too many events from this client or for this site; retry after the Retry-After seconds' },
+  ING_HUB_FULL: { status: 503, message: 'The hub is at its disk quota; retry later' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type IngestErrorCode = keyof typeof ingestErrors;
@@ -37,6 +39,7 @@ export const apiErrors = {
   API_CONFLICT: { status: 409, message: 'Already exists' },
   API_BODY_TOO_LARGE: { status: 413, message: 'Body is larger than allowed' },
   API_UNAVAILABLE: { status: 503, message: 'Storage unavailable, retry later' },
+  API_RATE_LIMITED: { status: 429, message: 'Too many failed authentications from this client; retry after the Retry-After seconds' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;
@@ -44,6 +47,8 @@ export type ApiErrorCode = keyof typeof apiErrors;
 /** A coded error of the API; `field` names the offending part of the request when there is one. */
 export class ApiError extends Error {
   readonly status: number;
+  /** Seconds to send as Retry-After (429 and 503 answers). */
+  retryAfterS?: number;
   constructor(
     readonly code: ApiErrorCode,
     message?: string,
@@ -63,6 +68,8 @@ export class ApiError extends Error {
 /** A typed error carrying a catalogue code; `message` may be more specific than the template. */
 export class FarolError extends Error {
   readonly status: number;
+  /** Seconds to send as Retry-After (429 and 503 answers). */
+  retryAfterS?: number;
   constructor(
     readonly code: IngestErrorCode,
     message?: string,
