@@ -3,6 +3,7 @@ import { ApiError } from '../schemas/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { readBody } from '../ingest/body.ts';
+import type { AuthGuard } from './auth-guard.ts';
 
 /**
  * A small JSON router over a uWebSockets.js app for the reporting API, the admin endpoints, the
@@ -71,6 +72,7 @@ const STATUS_TEXT: Record<number, string> = {
   409: '409 Conflict',
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
+  429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };
@@ -108,6 +110,8 @@ export function toApiError(err: unknown, log: Logger, route: string): ApiError {
 export interface RouterDeps {
   log: Logger;
   metrics: Registry;
+  /** The failed-authentication limit (none when omitted). */
+  authGuard?: AuthGuard;
 }
 
 export interface Router extends ApiRouter {
@@ -174,6 +178,13 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         const v = req.getHeader(h);
         if (v !== '') headers[h] = v;
       }
+      // Only requests presenting a token are counted and limited; the key is computed now, while
+      // uWS still lets us read the address.
+      const guard = deps.authGuard;
+      const client =
+        guard !== undefined && headers['authorization'] !== undefined
+          ? guard.clientKey(Buffer.from(res.getRemoteAddressAsText()).toString('latin1'), req.getHeader('x-forwarded-for'))
+          : undefined;
       const request = {
         method: method === 'del' ? 'DELETE' : method.toUpperCase(),
         url: req.getUrl(),
@@ -186,6 +197,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
       const reply = (out: ApiReply): void => {
         const status = out.status ?? 200;
         count(route, status);
+        if (status === 401 && client !== undefined) guard?.failed(client);
         seconds.observe((performance.now() - started) / 1000);
         if (aborted) return;
         aborted = true;
@@ -207,11 +219,20 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
       };
       const fail = (err: unknown): void => {
         const e = toApiError(err, log, route);
-        reply({ status: e.status, json: e.toJSON(), headers: e.status === 503 ? { 'Retry-After': '5' } : {} });
+        const retryAfter = e.retryAfterS ?? (e.status === 503 ? 5 : undefined);
+        reply({ status: e.status, json: e.toJSON(), headers: retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) } });
       };
       const run = (): void => {
         Promise.resolve()
-          .then(() => handler(request))
+          .then(() => {
+            const wait = client === undefined ? 0 : (guard?.blocked(client) ?? 0);
+            if (wait > 0) {
+              const limited = new ApiError('API_RATE_LIMITED');
+              limited.retryAfterS = wait;
+              throw limited;
+            }
+            return handler(request);
+          })
           .then(reply, fail)
           .finally(done);
       };

@@ -4,6 +4,7 @@ import { ApiError } from '../../schemas/errors.ts';
 import type { Store } from '../../store/store.ts';
 import type { ApiControl } from '../server.ts';
 import { experimentRepository } from '../experiments/repository.ts';
+import { KnownSet } from './known-set.ts';
 import { roles, type Principal, type Role, type Site } from './model.ts';
 
 /**
@@ -17,7 +18,8 @@ import { roles, type Principal, type Role, type Site } from './model.ts';
  * `authenticate`, `site` and `goals` are on every API request, so their answers are cached in
  * memory for `cacheTtlMs` (5 s by default). A local write clears the cache at once; a write by
  * another process (the CLI on a ClickHouse server, another `farol api`) is seen within the TTL,
- * which bounds how long a revoked token keeps working.
+ * which bounds how long a revoked token keeps working. A token or domain that does not exist is
+ * answered from a snapshot of all live ones (known-set.ts), so random ones cost no query.
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -261,6 +263,9 @@ export class ControlPlane implements ApiControl {
   private readonly principals: TtlCache<Principal | null>;
   private readonly sitesCache: TtlCache<(Site & { createdAt: string }) | null>;
   private readonly goalsCache: TtlCache<readonly string[] | undefined>;
+  /** Every live token hash and site domain: unknown ones are answered without a query. */
+  private readonly knownTokens: KnownSet;
+  private readonly knownSites: KnownSet;
   private readonly siteListeners = new Set<() => void | Promise<void>>();
   private lastStamp = 0;
   private readonly cluster: string | undefined;
@@ -275,6 +280,8 @@ export class ControlPlane implements ApiControl {
     this.principals = new TtlCache(ttl, this.now);
     this.sitesCache = new TtlCache(ttl, this.now);
     this.goalsCache = new TtlCache(ttl, this.now);
+    this.knownTokens = new KnownSet(async () => (await store.query<{ hash: string }>('SELECT hash FROM tokens FINAL WHERE deleted = 0')).map((r) => r.hash), ttl, this.now);
+    this.knownSites = new KnownSet(() => this.siteDomains(), ttl, this.now);
   }
 
   /** Calls `listener` after every local change to the sites (the collector refreshes its set). */
@@ -288,6 +295,8 @@ export class ControlPlane implements ApiControl {
     this.principals.clear();
     this.sitesCache.clear();
     this.goalsCache.clear();
+    this.knownTokens.invalidate();
+    this.knownSites.invalidate();
   }
 
   /** A strictly increasing `updated_at`, so two writes in one millisecond still order. */
@@ -308,6 +317,7 @@ export class ControlPlane implements ApiControl {
   async authenticate(token: string): Promise<Principal | null> {
     if (token.length < 16 || token.length > 256) return null;
     const hash = hashToken(token);
+    if (!(await this.knownTokens.has(hash))) return null;
     return this.principals.get(hash, async () => {
       const rows = await this.store.query<{ member_id: string; account_id: string; role: string; sites: string[] }>(
         `SELECT m.id AS member_id, m.account_id AS account_id, m.role AS role, m.sites AS sites
@@ -326,6 +336,7 @@ export class ControlPlane implements ApiControl {
   async site(domain: string): Promise<(Site & { createdAt: string }) | null> {
     const d = domain.toLowerCase();
     if (d.length > 253) return null;
+    if (!(await this.knownSites.has(d))) return null;
     return this.sitesCache.get(d, async () => {
       const rows = await this.store.query<SiteRow>(`SELECT ${SITE_COLUMNS} FROM sites FINAL WHERE domain = {d:String} AND deleted = 0`, { d });
       return rows[0] === undefined ? null : toSite(rows[0]);
