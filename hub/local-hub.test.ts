@@ -492,6 +492,15 @@ describe('local hub: quota', () => {
     expect(text(await hub.read(0, 0, 100))).toEqual(range(0, 10).map((i) => `record-${String(i).padStart(3, '0')}`));
   });
 
+  it('never lets retention delete unconsumed segments, however far past its size limit', async () => {
+    const dir = await tempDir();
+    const hub = await open({ dir, partitions: 1, segmentBytes: 26 * 3, maxBytes: 26 * 100 });
+    await publishEach(hub, 0, 40);
+    await hub.openConsumer('slow');
+    expect(await hub.enforceRetention({ maxBytes: 26 * 2, reclaim: true })).toEqual({ segments: 0, bytes: 0 });
+    expect(text(await hub.read(0, 0, 100))).toHaveLength(40);
+  });
+
   it('counts the segments already on disk when reopened', async () => {
     const dir = await tempDir();
     const first = await open({ dir, partitions: 1, segmentBytes: 100 });

@@ -31,8 +31,8 @@ export interface LocalHubOptions {
   /**
    * Quota over all partitions, in bytes on disk (queued records included). A publish that would
    * pass it is refused whole with `HUB_FULL`, before anything is written, and consumed segments
-   * are then reclaimed whatever the retention policy says; unconsumed records are never deleted
-   * for it. No quota when omitted.
+   * are then reclaimed whatever the retention policy says. With a quota, retention never deletes
+   * unconsumed records (without one, it does past twice its size limit). No quota when omitted.
    */
   maxBytes?: number;
   log?: HubLog;
@@ -164,13 +164,15 @@ export class LocalHub implements HubProducer {
    * their last append) or while the partition holds more than `maxBytes`; but a segment with
    * records past the lowest checkpoint of the known consumer groups (those with a checkpoint
    * file) stays unless the partition holds more than twice `maxBytes`. With `reclaim` every
-   * consumed sealed segment goes, whatever its age (the hub is at or near its quota).
+   * consumed sealed segment goes, whatever its age (the hub is at or near its quota). A hub with a
+   * quota never deletes unconsumed segments: it refuses new records instead.
    */
   enforceRetention(policy: RetentionPolicy, now: number = Date.now()): Promise<RetentionResult> {
     if (this.closing !== undefined) return Promise.reject(new HubError('HUB_CLOSED', 'the hub is closed'));
     if (this.readOnly) return Promise.reject(new HubError('HUB_READ_ONLY', 'retention runs in the writing process'));
     // Serialized so that the timer and a direct call never delete concurrently.
-    const run = this.retentionChain.then(() => this.retentionPass(policy, now));
+    const effective = this.options.maxBytes === undefined ? policy : { ...policy, keepUnconsumed: true };
+    const run = this.retentionChain.then(() => this.retentionPass(effective, now));
     this.retentionChain = run.catch(() => {});
     return run;
   }

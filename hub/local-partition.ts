@@ -32,6 +32,8 @@ export interface RetentionPolicy {
   maxBytes?: number;
   /** Delete every consumed sealed segment whatever its age or size (the hub is at its disk quota). */
   reclaim?: boolean;
+  /** Never delete a segment no consumer has read, however big the partition (a quota refuses new records instead). */
+  keepUnconsumed?: boolean;
 }
 
 /**
@@ -281,6 +283,7 @@ export function retentionVerdict(
   const reclaim = policy.reclaim === true && Number.isFinite(minCheckpoint);
   if (!tooOld && !tooBig && !reclaim) return 'keep';
   if (lastOffset <= minCheckpoint) return 'delete';
+  if (policy.keepUnconsumed === true) return 'keep';
   return policy.maxBytes !== undefined && partitionBytes > 2 * policy.maxBytes ? 'force' : 'keep';
 }
 

@@ -47,6 +47,11 @@ export function createRateLimiter(rates: IngestRates, metrics: Registry): RateLi
   // The usual request holds one event: no grouping, one lookup per limit.
   const admitOne = (e: EnrichedEvent): void => {
     const clientKey = `${e.site}:${e.visitorId}`;
+    if (sites === null) {
+      const wait = clients?.take(clientKey) ?? 0;
+      if (wait > 0) refuse(wait, 'client', 1);
+      return;
+    }
     const waitClient = clients?.wait(clientKey) ?? 0;
     if (waitClient > 0) refuse(waitClient, 'client', 1);
     const waitSite = sites?.wait(e.site) ?? 0;

@@ -56,9 +56,18 @@ export class TokenBuckets {
    */
   take(key: string, cost = 1): number {
     const t = this.now();
-    const wait = this.waitAt(key, cost, t);
-    if (wait === 0) this.spendAt(key, cost, t);
-    return wait;
+    // One lookup: this is on the collector's hot path.
+    const b = this.buckets.get(key);
+    if (b === undefined) {
+      this.spendAt(key, cost, t);
+      return 0;
+    }
+    const tokens = this.refilled(b, t);
+    const need = Math.min(cost, this.rate.burst);
+    if (tokens < need) return this.secondsFor(need - tokens);
+    b.tokens = tokens - cost;
+    b.at = t;
+    return 0;
   }
 
   /** Seconds until `cost` tokens of `key` may be spent (0: now), spending nothing. */
@@ -76,8 +85,11 @@ export class TokenBuckets {
     if (b === undefined) return 0;
     const tokens = this.refilled(b, t);
     const need = Math.min(cost, this.rate.burst);
-    if (tokens >= need) return 0;
-    return Math.max(1, Math.ceil((need - tokens) / this.rate.perSecond));
+    return tokens >= need ? 0 : this.secondsFor(need - tokens);
+  }
+
+  private secondsFor(missing: number): number {
+    return Math.max(1, Math.ceil(missing / this.rate.perSecond));
   }
 
   private spendAt(key: string, cost: number, t: number): void {
