@@ -12,10 +12,10 @@ import { clientIp } from '../ingest/enrich/client-ip.ts';
  * guess from a wrong one. Requests without the header (the tracker's config, the dashboard's
  * assets) are never counted nor refused.
  *
- * A client is a keyed hash of its address (X-Forwarded-For per FAROL_TRUST_PROXY) under a random
- * key that lives in this process's memory only: the address itself is never stored, and the key
- * dies with the process. Behind a proxy that FAROL_TRUST_PROXY does not name, every client is the
- * proxy: one budget for all.
+ * A client is a keyed hash of its address (X-Forwarded-For per FAROL_TRUST_PROXY; an IPv6 one by
+ * its /64, which one host can hop within at will) under a random key that lives in this process's
+ * memory only: the address itself is never stored, and the key dies with the process. Behind a
+ * proxy that FAROL_TRUST_PROXY does not name, every client is the proxy: one budget for all.
  */
 
 export interface AuthGuard {
@@ -35,7 +35,7 @@ export function createAuthGuard(opts: { rate: Rate; trust: TrustProxy; metrics: 
   return {
     clientKey(remote, xff) {
       const ip = clientIp({ remote, xff, trust: opts.trust });
-      return createHmac('sha256', key).update(ip).digest('base64url').slice(0, 22);
+      return createHmac('sha256', key).update(networkOf(ip)).digest('base64url').slice(0, 22);
     },
     blocked(client) {
       const wait = buckets.wait(client);
@@ -47,4 +47,15 @@ export function createAuthGuard(opts: { rate: Rate; trust: TrustProxy; metrics: 
       buckets.spend(client);
     },
   };
+}
+
+/** An IPv4 address itself; an IPv6 address's /64 (from the canonical text `clientIp` returns). */
+export function networkOf(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail] = ip.split('::');
+  const left = head === '' ? [] : head.split(':');
+  if (tail === undefined) return `${left.slice(0, 4).join(':')}::/64`;
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = [...left, ...Array.from({ length: 8 - left.length - right.length }, () => '0'), ...right];
+  return `${groups.slice(0, 4).join(':')}::/64`;
 }

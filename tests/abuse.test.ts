@@ -295,11 +295,15 @@ describe('API failed-authentication limit', () => {
     expect((await apiGet(api.url, '/api/config/one.test', undefined, attacker)).status).toBe(200);
     // Another client is not affected.
     expect((await apiGet(api.url, '/api/v1/sites', api.owner, '85.214.2.2')).status).toBe(200);
+    // An IPv6 client is its /64: hopping addresses inside it does not buy more guesses.
+    for (let i = 0; i < 5; i++) expect((await apiGet(api.url, '/api/v1/sites', randomToken(200 + i), `2001:db8:1:2::${i + 1}`)).status).toBe(401);
+    expect((await apiGet(api.url, '/api/v1/sites', randomToken(300), '2001:db8:1:2:ffff:ffff:ffff:ffff')).status).toBe(429);
+    expect((await apiGet(api.url, '/api/v1/sites', api.owner, '2001:db8:1:3::1')).status).toBe(200);
     expect((await apiGet(api.url, '/api/v1/sites', randomToken(100), '85.214.2.2')).status).toBe(401);
     // One failure a second comes back.
     await pollUntil('the client to be let through again', async () => ((await apiGet(api.url, '/api/v1/sites', api.owner, attacker)).status === 200 ? true : undefined));
     const text = api.metrics.render();
-    expect(metric(text, 'farol_api_auth_failures_total')).toBe(6);
-    expect(metric(text, 'farol_api_auth_limited_total')).toBeGreaterThanOrEqual(2);
+    expect(metric(text, 'farol_api_auth_failures_total')).toBe(11);
+    expect(metric(text, 'farol_api_auth_limited_total')).toBeGreaterThanOrEqual(3);
   });
 });
