@@ -3,6 +3,7 @@ import { ApiError } from '../schemas/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { readBody } from '../ingest/body.ts';
+import type { AuthGuard } from './auth-guard.ts';
 
 /**
  * A small JSON router over a uWebSockets.js app for the reporting API, the admin endpoints, the
@@ -110,6 +111,8 @@ export function toApiError(err: unknown, log: Logger, route: string): ApiError {
 export interface RouterDeps {
   log: Logger;
   metrics: Registry;
+  /** The failed-authentication limit (none when omitted). */
+  authGuard?: AuthGuard;
 }
 
 export interface Router extends ApiRouter {
@@ -176,6 +179,13 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         const v = req.getHeader(h);
         if (v !== '') headers[h] = v;
       }
+      // Only requests presenting a token are counted and limited; the key is computed now, while
+      // uWS still lets us read the address.
+      const guard = deps.authGuard;
+      const client =
+        guard !== undefined && headers['authorization'] !== undefined
+          ? guard.clientKey(Buffer.from(res.getRemoteAddressAsText()).toString('latin1'), req.getHeader('x-forwarded-for'))
+          : undefined;
       const request = {
         method: method === 'del' ? 'DELETE' : method.toUpperCase(),
         url: req.getUrl(),
@@ -188,6 +198,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
       const reply = (out: ApiReply): void => {
         const status = out.status ?? 200;
         count(route, status);
+        if (status === 401 && client !== undefined) guard?.failed(client);
         seconds.observe((performance.now() - started) / 1000);
         if (aborted) return;
         aborted = true;
@@ -209,12 +220,20 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
       };
       const fail = (err: unknown): void => {
         const e = toApiError(err, log, route);
-        const retryAfter = e.status === 503 ? '5' : e.status === 429 ? '1' : undefined;
-        reply({ status: e.status, json: e.toJSON(), headers: retryAfter === undefined ? {} : { 'Retry-After': retryAfter } });
+        const retryAfter = e.retryAfterS ?? (e.status === 503 ? 5 : e.status === 429 ? 1 : undefined);
+        reply({ status: e.status, json: e.toJSON(), headers: retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) } });
       };
       const run = (): void => {
         Promise.resolve()
-          .then(() => handler(request))
+          .then(() => {
+            const wait = client === undefined ? 0 : (guard?.blocked(client) ?? 0);
+            if (wait > 0) {
+              const limited = new ApiError('API_RATE_LIMITED');
+              limited.retryAfterS = wait;
+              throw limited;
+            }
+            return handler(request);
+          })
           .then(reply, fail)
           .finally(done);
       };

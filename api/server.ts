@@ -7,6 +7,7 @@ import type { Registry } from '../lib/metrics.ts';
 import type { AccessLookup } from './auth.ts';
 import type { ControlPlane } from './control/control-plane.ts';
 import { createRouter, type ApiRouter, type Router } from './http.ts';
+import { createAuthGuard } from './auth-guard.ts';
 import { queryLimitsOf, reportsOf, type Reports } from './query-limits.ts';
 import { queryRoutes } from './routes/query.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -48,7 +49,9 @@ const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRout
 
 /** Registers every API route on `app`; returns the router (for drain and the 405 list). */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
-  const router = createRouter(app, { log: deps.log, metrics: deps.metrics });
+  const rate = deps.config.FAROL_RATE_AUTH;
+  const authGuard = rate === null ? undefined : createAuthGuard({ rate, trust: deps.config.FAROL_TRUST_PROXY, metrics: deps.metrics });
+  const router = createRouter(app, { log: deps.log, metrics: deps.metrics, ...(authGuard ? { authGuard } : {}) });
   const routeDeps: RouteDeps = { ...deps, reports: reportsOf(deps.store, queryLimitsOf(deps.config)) };
   for (const m of modules) m(router, routeDeps);
   return router;

@@ -107,7 +107,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     FAROL_HOST: HOST,
     FAROL_PORT: String(port),
     FAROL_DATA_DIR: dataDir,
-    FAROL_TRUST_PROXY: '1',
+    FAROL_TRUST_PROXY: '127.0.0.1/32',
     FAROL_LOG_LEVEL: 'warn',
     // The load scripts send for example.com: `start` registers it (only registered sites are accepted).
     FAROL_SITES: 'example.com',

@@ -22,7 +22,8 @@ export type HubErrorCode =
   | 'HUB_LOCKED'
   | 'HUB_READ_ONLY'
   | 'HUB_PAYLOAD_TOO_LARGE'
-  | 'HUB_GROUP_IN_USE';
+  | 'HUB_GROUP_IN_USE'
+  | 'HUB_FULL';
 
 /** An error from the local hub, carrying a code callers can branch on. */
 export class HubError extends Error {
@@ -55,6 +56,8 @@ export interface LocalHubStats {
   batchErrors: number;
   /** Segments deleted by retention. */
   segmentsDeleted: number;
+  /** Publishes refused because the hub was at its quota (`maxBytes`). */
+  quotaRefusals: number;
 }
 
 export function emptyStats(): LocalHubStats {
@@ -68,6 +71,7 @@ export function emptyStats(): LocalHubStats {
     writeErrors: 0,
     batchErrors: 0,
     segmentsDeleted: 0,
+    quotaRefusals: 0,
   };
 }
 

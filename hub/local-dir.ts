@@ -1,4 +1,4 @@
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { HubError, isErrnoException } from './local-common.ts';
@@ -131,4 +131,24 @@ async function processStart(pid: number): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The default quota of a hub (FAROL_HUB_MAX_BYTES unset): what it holds now plus half the space
+ * free on its file system, so the hub never takes the last half of the disk from everything else.
+ */
+export async function defaultQuota(dir: string): Promise<number> {
+  await mkdir(dir, { recursive: true });
+  const fs = await statfs(dir);
+  return (await bytesUnder(dir)) + Math.floor((fs.bavail * fs.bsize) / 2);
+}
+
+async function bytesUnder(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await bytesUnder(path);
+    else if (entry.isFile()) total += (await stat(path).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
 }

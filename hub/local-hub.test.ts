@@ -468,6 +468,79 @@ describe('local hub: retention', () => {
   });
 });
 
+describe('local hub: quota', () => {
+  const bytesOnDisk = async (dir: string): Promise<number> => {
+    const sizes = await Promise.all((await segmentBases(dir, 0)).map(async (b) => (await stat(join(dir, 'p-0', segmentFileName(b)))).size));
+    return sizes.reduce((a, b) => a + b, 0);
+  };
+
+  it('refuses a publish that would pass maxBytes, whole and before writing, and counts it', async () => {
+    const dir = await tempDir();
+    // Each record is 16 bytes of header + 10 of payload: 26 bytes.
+    const hub = await open({ dir, partitions: 1, segmentBytes: 100, maxBytes: 26 * 10 });
+    await publishEach(hub, 0, 8);
+    const two = [item('k', 'record-008'), item('k', 'record-009')];
+    const three = [...two, item('k', 'record-010')];
+    await expect(hub.publish(three)).rejects.toMatchObject({ code: 'HUB_FULL' });
+    // Nothing of the refused publish was written: the next offset is still 8.
+    expect(await hub.endOffset(0)).toBe(8);
+    await hub.publish(two);
+    expect(hub.bytes()).toBe(26 * 10);
+    expect(await bytesOnDisk(dir)).toBe(26 * 10);
+    await expect(hub.publish([item('k', 'record-010')])).rejects.toMatchObject({ code: 'HUB_FULL' });
+    expect(hub.stats().quotaRefusals).toBe(2);
+    expect(text(await hub.read(0, 0, 100))).toEqual(range(0, 10).map((i) => `record-${String(i).padStart(3, '0')}`));
+  });
+
+  it('never lets retention delete unconsumed segments, however far past its size limit', async () => {
+    const dir = await tempDir();
+    const hub = await open({ dir, partitions: 1, segmentBytes: 26 * 3, maxBytes: 26 * 100 });
+    await publishEach(hub, 0, 40);
+    await hub.openConsumer('slow');
+    expect(await hub.enforceRetention({ maxBytes: 26 * 2, reclaim: true })).toEqual({ segments: 0, bytes: 0 });
+    expect(text(await hub.read(0, 0, 100))).toHaveLength(40);
+  });
+
+  it('counts the segments already on disk when reopened', async () => {
+    const dir = await tempDir();
+    const first = await open({ dir, partitions: 1, segmentBytes: 100 });
+    await publishEach(first, 0, 10);
+    await first.close();
+    const hub = await open({ dir, partitions: 1, segmentBytes: 100, maxBytes: 26 * 10 });
+    expect(hub.bytes()).toBe(26 * 10);
+    await expect(hub.publish([item('k', 'record-010')])).rejects.toMatchObject({ code: 'HUB_FULL' });
+  });
+
+  it('takes publishes again once a consumer has checkpointed: consumed segments are reclaimed, unconsumed ones never', async () => {
+    const dir = await tempDir();
+    const hub = await open({ dir, partitions: 1, segmentBytes: 26 * 3, maxBytes: 26 * 12, retention: { maxAgeMs: 3_600_000 } });
+    await publishEach(hub, 0, 12);
+    await expect(hub.publish([item('k', 'record-012')])).rejects.toMatchObject({ code: 'HUB_FULL' });
+    // No consumer has read anything: a reclaim pass deletes nothing, every record is still there.
+    await waitFor(() => hub.stats().quotaRefusals === 1, 'the refusal');
+    await hub.enforceRetention({ reclaim: true });
+    expect(text(await hub.read(0, 0, 100))).toHaveLength(12);
+    await expect(hub.publish([item('k', 'record-012')])).rejects.toMatchObject({ code: 'HUB_FULL' });
+
+    const consumer = await hub.openConsumer('processor');
+    await consumer.checkpoint(0, 8);
+    // A refused publish itself starts a reclaim (at most one a second; no retention timer needed).
+    await waitFor(async () => {
+      try {
+        await hub.publish([item('k', 'record-012')]);
+        return true;
+      } catch {
+        await new Promise((r) => setTimeout(r, 200));
+        return false;
+      }
+    }, 'the hub to take publishes again', 20_000);
+    // Offsets 9.. (unconsumed) are all still readable; only consumed segments went.
+    expect(text(await hub.read(0, 9, 100))).toEqual(range(9, 13).map((i) => `record-${String(i).padStart(3, '0')}`));
+    expect(hub.stats().segmentsDeleted).toBeGreaterThan(0);
+    expect(hub.bytes()).toBeLessThanOrEqual(26 * 12);
+  });
+});
+
 describe('local hub: directory', () => {
   it('refuses to open with a different partition count', async () => {
     const dir = await tempDir();

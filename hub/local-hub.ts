@@ -2,7 +2,7 @@ import { partitionForKey, type HubProducer, type HubRecord } from './hub.ts';
 import { emptyStats, HubError, noopLog, type HubLog, type LocalHubStats } from './local-common.ts';
 import { CheckpointFile, LocalConsumer, minCheckpoints, type ConsumerHost } from './local-consumer.ts';
 import { acquireWriterLock, ensureMeta } from './local-dir.ts';
-import { MAX_PAYLOAD_BYTES } from './local-format.ts';
+import { HEADER_BYTES, MAX_PAYLOAD_BYTES } from './local-format.ts';
 import { PartitionWriter, type PublishWaiter, type RetentionPolicy } from './local-partition.ts';
 import { partitionDir, PartitionReader, readPartition } from './local-reader.ts';
 import { listSegments } from './local-segment.ts';
@@ -28,6 +28,13 @@ export interface LocalHubOptions {
   segmentBytes?: number;
   /** Retention run on a timer; none when omitted. */
   retention?: RetentionOptions;
+  /**
+   * Quota over all partitions, in bytes on disk (queued records included). A publish that would
+   * pass it is refused whole with `HUB_FULL`, before anything is written, and consumed segments
+   * are then reclaimed whatever the retention policy says. With a quota, retention never deletes
+   * unconsumed records (without one, it does past twice its size limit). No quota when omitted.
+   */
+  maxBytes?: number;
   log?: HubLog;
   /**
    * Opens the log without appending to it: no publishing, tail recovery or retention, but
@@ -49,6 +56,10 @@ export interface RetentionResult {
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_RETENTION_INTERVAL_MS = 60_000;
+/** Least time between two reclaim passes started by refused publishes. */
+const RECLAIM_INTERVAL_MS = 1_000;
+/** Share of the quota past which the retention timer also reclaims consumed segments. */
+const RECLAIM_HIGH_WATER = 0.8;
 const MAX_RETRY_BACKOFF_MS = 30_000;
 
 /**
@@ -73,6 +84,7 @@ export class LocalHub implements HubProducer {
   private readonly tails = new Map<number, { reader: PartitionReader | undefined; busy: Promise<number> }>();
   private retentionChain: Promise<unknown> = Promise.resolve();
   private readonly retentionTimer: NodeJS.Timeout | undefined;
+  private lastReclaim = 0;
 
   private constructor(
     private readonly options: LocalHubOptions,
@@ -108,7 +120,7 @@ export class LocalHub implements HubProducer {
 
   /** Appends payloads, each to its key's partition; resolves once all are fsynced. */
   publish(items: ReadonlyArray<{ key: string; payload: Buffer }>): Promise<void> {
-    const refused = this.refusePublish(items);
+    const refused = this.refusePublish(items) ?? this.overQuota(items);
     if (refused !== undefined) return Promise.reject(refused);
     if (items.length === 0) return Promise.resolve();
     return new Promise<void>((resolvePublish, rejectPublish) => {
@@ -151,13 +163,16 @@ export class LocalHub implements HubProducer {
    * Deletes whole sealed segments, oldest first, that are older than `maxAgeMs` (by mtime, i.e.
    * their last append) or while the partition holds more than `maxBytes`; but a segment with
    * records past the lowest checkpoint of the known consumer groups (those with a checkpoint
-   * file) stays unless the partition holds more than twice `maxBytes`.
+   * file) stays unless the partition holds more than twice `maxBytes`. With `reclaim` every
+   * consumed sealed segment goes, whatever its age (the hub is at or near its quota). A hub with a
+   * quota never deletes unconsumed segments: it refuses new records instead.
    */
   enforceRetention(policy: RetentionPolicy, now: number = Date.now()): Promise<RetentionResult> {
     if (this.closing !== undefined) return Promise.reject(new HubError('HUB_CLOSED', 'the hub is closed'));
     if (this.readOnly) return Promise.reject(new HubError('HUB_READ_ONLY', 'retention runs in the writing process'));
     // Serialized so that the timer and a direct call never delete concurrently.
-    const run = this.retentionChain.then(() => this.retentionPass(policy, now));
+    const effective = this.options.maxBytes === undefined ? policy : { ...policy, keepUnconsumed: true };
+    const run = this.retentionChain.then(() => this.retentionPass(effective, now));
     this.retentionChain = run.catch(() => {});
     return run;
   }
@@ -176,6 +191,13 @@ export class LocalHub implements HubProducer {
     const writer = this.writers[partition];
     if (writer !== undefined) return Promise.resolve(writer.nextOffset);
     return this.tailOffset(partition);
+  }
+
+  /** Bytes on disk over all partitions, plus records queued to be written. */
+  bytes(): number {
+    let total = 0;
+    for (const w of this.writers) total += w.bytes;
+    return total;
   }
 
   /** A snapshot of the counters. */
@@ -215,6 +237,23 @@ export class LocalHub implements HubProducer {
     return undefined;
   }
 
+  /** HUB_FULL when the items would take the hub past its quota; starts reclaiming consumed segments then. */
+  private overQuota(items: ReadonlyArray<{ key: string; payload: Buffer }>): HubError | undefined {
+    const max = this.options.maxBytes;
+    if (max === undefined) return undefined;
+    let incoming = 0;
+    for (const i of items) incoming += HEADER_BYTES + i.payload.length;
+    const used = this.bytes();
+    if (used + incoming <= max) return undefined;
+    this.counters.quotaRefusals++;
+    const now = Date.now();
+    if (now - this.lastReclaim >= RECLAIM_INTERVAL_MS) {
+      this.lastReclaim = now;
+      this.enforceRetention({ ...this.options.retention, reclaim: true }).catch((err: unknown) => this.log.error({ err }, 'hub reclaim failed'));
+    }
+    return new HubError('HUB_FULL', `the hub holds ${used} bytes; ${incoming} more would pass its quota of ${max}`);
+  }
+
   private badPartition(partition: number): HubError | undefined {
     if (Number.isInteger(partition) && partition >= 0 && partition < this.partitionCount) return undefined;
     return new HubError('HUB_BAD_OPTIONS', `no partition ${partition}`);
@@ -243,7 +282,9 @@ export class LocalHub implements HubProducer {
     const retention = this.options.retention;
     if (retention === undefined || this.readOnly) return undefined;
     const timer = setInterval(() => {
-      this.enforceRetention(retention).catch((err: unknown) => this.log.error({ err }, 'hub retention failed'));
+      const max = this.options.maxBytes;
+      const reclaim = max !== undefined && this.bytes() > max * RECLAIM_HIGH_WATER;
+      this.enforceRetention({ ...retention, reclaim }).catch((err: unknown) => this.log.error({ err }, 'hub retention failed'));
     }, retention.intervalMs ?? DEFAULT_RETENTION_INTERVAL_MS);
     // Retention alone must not keep the process alive.
     timer.unref();
@@ -347,6 +388,7 @@ function checkOptions(o: LocalHubOptions): void {
   if (o.pollMs !== undefined && !(o.pollMs > 0)) bad('pollMs must be positive');
   if (o.retryBackoffMs !== undefined && !(o.retryBackoffMs >= 0)) bad('retryBackoffMs must not be negative');
   if (o.retention?.intervalMs !== undefined && !(o.retention.intervalMs > 0)) bad('retention.intervalMs must be positive');
+  if (o.maxBytes !== undefined && !(o.maxBytes > 0)) bad('maxBytes must be positive');
 }
 
 /** Opens every partition for writing; on a failure, closes those already opened. */

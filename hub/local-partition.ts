@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isErrnoException, type HubLog, type LocalHubStats } from './local-common.ts';
-import { encodeFrames, segmentFileName, wholeFramesWithin } from './local-format.ts';
+import { encodeFrames, HEADER_BYTES, segmentFileName, wholeFramesWithin } from './local-format.ts';
 import { fsyncDir, listSegments, scanSegment, type SegmentFile } from './local-segment.ts';
 
 /** One `publish` call waiting for all of its records to be durable, across partitions. */
@@ -30,6 +30,10 @@ export interface RetentionPolicy {
   maxAgeMs?: number;
   /** Per partition. */
   maxBytes?: number;
+  /** Delete every consumed sealed segment whatever its age or size (the hub is at its disk quota). */
+  reclaim?: boolean;
+  /** Never delete a segment no consumer has read, however big the partition (a quota refuses new records instead). */
+  keepUnconsumed?: boolean;
 }
 
 /**
@@ -56,6 +60,8 @@ export class PartitionWriter {
   /** After a torn write, the size the active segment must be cut back to before the next write. */
   private repairTo: number | undefined;
   private failing = false;
+  /** Bytes queued and not yet settled, framed as they will be written. */
+  private queuedBytes = 0;
 
   private constructor(
     private readonly opts: PartitionWriterOptions,
@@ -64,6 +70,8 @@ export class PartitionWriter {
     /** Bytes of whole records in the active segment. */
     private size: number,
     private next: number,
+    /** Bytes of the sealed segments. */
+    private sealedBytes: number,
   ) {}
 
   /** Opens the partition for appending, first cutting off a torn tail left by a crash. */
@@ -85,12 +93,18 @@ export class PartitionWriter {
       await fh.close();
       throw err;
     }
-    return new PartitionWriter(opts, segments, fh, validBytes, active.base + count);
+    const sealed = await Promise.all(segments.slice(0, -1).map((seg) => stat(seg.path).then((i) => i.size)));
+    return new PartitionWriter(opts, segments, fh, validBytes, active.base + count, sealed.reduce((a, b) => a + b, 0));
   }
 
   /** The offset the next appended record gets. */
   get nextOffset(): number {
     return this.next;
+  }
+
+  /** Bytes the partition holds on disk plus those queued to be written (for the hub's quota). */
+  get bytes(): number {
+    return this.sealedBytes + this.size + this.queuedBytes;
   }
 
   /** True after a failed write or fsync, until a group succeeds again. */
@@ -101,6 +115,7 @@ export class PartitionWriter {
   /** Queues a record; the waiter is settled once the group holding it is fsynced or has failed. */
   enqueue(payload: Buffer, waiter: PublishWaiter): void {
     this.queue.push({ payload, waiter });
+    this.queuedBytes += HEADER_BYTES + payload.length;
     this.flushing ??= this.flushLoop();
   }
 
@@ -121,7 +136,10 @@ export class PartitionWriter {
       const group = this.queue;
       this.queue = [];
       const error = await this.commitGroup(group.map((q) => q.payload));
-      for (const q of group) settle(q.waiter, error);
+      for (const q of group) {
+        this.queuedBytes -= HEADER_BYTES + q.payload.length;
+        settle(q.waiter, error);
+      }
     }
     this.flushing = undefined;
   }
@@ -195,6 +213,7 @@ export class PartitionWriter {
     const old = this.fh;
     this.fh = fh;
     this.segments.push(segment);
+    this.sealedBytes += this.size;
     this.size = 0;
     this.opts.stats.rolls++;
     await old.close().catch((err: unknown) => this.opts.log.warn({ err }, 'closing sealed segment failed'));
@@ -232,6 +251,7 @@ export class PartitionWriter {
         if (!isErrnoException(err, 'ENOENT')) throw err;
       });
       this.segments = this.segments.filter((s) => s !== seg);
+      this.sealedBytes -= info.size;
       total -= info.size;
       deleted.segments++;
       deleted.bytes += info.size;
@@ -258,8 +278,12 @@ export function retentionVerdict(
 ): 'keep' | 'delete' | 'force' {
   const tooOld = policy.maxAgeMs !== undefined && ageMs > policy.maxAgeMs;
   const tooBig = policy.maxBytes !== undefined && partitionBytes > policy.maxBytes;
-  if (!tooOld && !tooBig) return 'keep';
+  // Reclaiming needs a consumer to have read the segment: with no known group (an infinite
+  // minimum) nothing was consumed, whatever the arithmetic says.
+  const reclaim = policy.reclaim === true && Number.isFinite(minCheckpoint);
+  if (!tooOld && !tooBig && !reclaim) return 'keep';
   if (lastOffset <= minCheckpoint) return 'delete';
+  if (policy.keepUnconsumed === true) return 'keep';
   return policy.maxBytes !== undefined && partitionBytes > 2 * policy.maxBytes ? 'force' : 'keep';
 }
 

@@ -4,10 +4,12 @@ import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { FarolError, type IngestErrorCode } from '../schemas/errors.ts';
 import { MAX_BATCH_EVENTS, parseWireEvent, type WireEvent } from '../schemas/wire-event.ts';
 import type { HubProducer } from '../hub/hub.ts';
+import { HubError } from '../hub/local-common.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { decodeJson, readBody } from './body.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
+import { createRateLimiter, type IngestRates } from './rate-limit.ts';
 
 /**
  * The collector: uWebSockets.js routes for the ingest API (SPEC section 3). Each request runs
@@ -19,6 +21,8 @@ export interface CollectorLimits {
   maxBodyBytes: number;
   maxBatchBytes: number;
   bodyTimeoutMs: number;
+  /** Per-client and per-site event rates (none when omitted). */
+  rates?: IngestRates;
 }
 
 export interface CollectorDeps {
@@ -80,6 +84,7 @@ const STATUS_TEXT: Record<number, string> = {
   408: '408 Request Timeout',
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
+  429: '429 Too Many Requests',
   503: '503 Service Unavailable',
 };
 
@@ -97,6 +102,7 @@ export function createCollector(deps: CollectorDeps): Collector {
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
   ]);
   const inflightGauge = metrics.gauge('farol_ingest_inflight_requests', 'Requests being processed');
+  const rateLimiter = createRateLimiter(limits.rates ?? { client: null, site: null }, metrics);
 
   let inflight = 0;
   let draining = false;
@@ -163,14 +169,16 @@ export function createCollector(deps: CollectorDeps): Collector {
     }
   }
 
-  function send(ctx: RequestCtx, code: number, body: string | Buffer, contentType: string | null, close = false): void {
+  function send(ctx: RequestCtx, code: number, body: string | Buffer, contentType: string | null, close = false, retryAfterS?: number): void {
     countRequest(ctx.route, code);
     if (ctx.aborted) return;
     ctx.aborted = true; // a response ends the request; nothing may write to it again
     ctx.res.cork(() => {
       ctx.res.writeStatus(statusLine(code));
       for (const [k, v] of CORS_HEADERS) ctx.res.writeHeader(k, v);
-      if (code === 503) ctx.res.writeHeader('Retry-After', '5'); // hub unavailable or draining: come back soon
+      // Rate limited: when the bucket allows; hub unavailable, full or draining: come back soon.
+      if (retryAfterS !== undefined) ctx.res.writeHeader('Retry-After', String(retryAfterS));
+      else if (code === 503) ctx.res.writeHeader('Retry-After', '5');
       if (contentType) ctx.res.writeHeader('Content-Type', contentType);
       ctx.res.end(body, close);
     });
@@ -178,7 +186,7 @@ export function createCollector(deps: CollectorDeps): Collector {
 
   function sendError(ctx: RequestCtx, err: FarolError, close = false): void {
     countRejected(err.code);
-    send(ctx, err.status, JSON.stringify(err.toJSON()), 'application/json', close);
+    send(ctx, err.status, JSON.stringify(err.toJSON()), 'application/json', close, err.retryAfterS);
   }
 
   function fail(code: IngestErrorCode, message: string): FarolError {
@@ -216,6 +224,8 @@ export function createCollector(deps: CollectorDeps): Collector {
     try {
       await hub.publish(items);
     } catch (err) {
+      // At its disk quota the hub refused the whole publish: nothing was written, a retry is safe.
+      if (err instanceof HubError && err.code === 'HUB_FULL') throw new FarolError('ING_HUB_FULL');
       log.error({ err, events: events.length }, 'hub publish failed');
       throw new FarolError('ING_HUB_UNAVAILABLE');
     }
@@ -229,6 +239,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       if (draining) throw new FarolError('ING_SHUTTING_DOWN');
       const { events, bots } = enrichAll(ctx, values, indexed);
       if (bots > 0) droppedBots.inc(bots);
+      rateLimiter.admit(events);
       await publish(events);
       answer(values.length - bots);
     } catch (err) {

@@ -3,6 +3,7 @@ import type { Config } from '../schemas/config.ts';
 import type { HubProducer } from '../hub/hub.ts';
 import { openEventHubsProducer, spoolDir, type EventHubsProducer } from '../hub/eventhubs-producer.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
+import { defaultQuota } from '../hub/local-dir.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
@@ -160,6 +161,7 @@ export async function startCollector(
       maxBodyBytes: config.FAROL_MAX_BODY_BYTES,
       maxBatchBytes: config.FAROL_MAX_BATCH_BYTES,
       bodyTimeoutMs: config.FAROL_BODY_TIMEOUT_MS,
+      rates: { client: config.FAROL_RATE_CLIENT, site: config.FAROL_RATE_SITE },
     },
     log: opts.log,
     metrics: opts.metrics,
@@ -177,19 +179,29 @@ export async function startCollector(
   };
 }
 
-/** Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention. */
-export function openConfiguredLocalHub(config: Config, log: Logger): Promise<LocalHub> {
+/** Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention and quota. */
+export async function openConfiguredLocalHub(config: Config, log: Logger): Promise<LocalHub> {
+  const dir = join(config.FAROL_DATA_DIR, 'hub');
+  const maxBytes = config.FAROL_HUB_MAX_BYTES ?? (await defaultQuota(dir));
+  log.info({ maxBytes, fromEnv: config.FAROL_HUB_MAX_BYTES !== undefined }, 'hub quota');
   return openLocalHub({
-    dir: join(config.FAROL_DATA_DIR, 'hub'),
+    dir,
     partitions: config.FAROL_HUB_PARTITIONS,
     // The setting is a total; the hub applies its byte bound per partition.
     retention: {
       maxAgeMs: config.FAROL_HUB_RETENTION_HOURS * 3_600_000,
       maxBytes: Math.ceil(config.FAROL_HUB_RETENTION_BYTES / config.FAROL_HUB_PARTITIONS),
     },
+    maxBytes,
+    // Segments small enough next to the quota that consumed ones can be deleted to make room
+    // (only sealed segments are ever deleted).
+    segmentBytes: Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, Math.floor(maxBytes / (config.FAROL_HUB_PARTITIONS * 4)))),
     log,
   });
 }
+
+const MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
+const MIN_SEGMENT_BYTES = 4 * 1024;
 
 /**
  * Opens the Event Hubs producer (FAROL_HUB=eventhubs) with its spool under FAROL_DATA_DIR.

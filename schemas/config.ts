@@ -38,6 +38,32 @@ export const trustProxySchema = z.string().transform((s, ctx) => {
 });
 export type TrustProxy = z.output<typeof trustProxySchema>;
 
+/**
+ * A rate limit: `off`, or `<rate>[/s|/min][,<burst>]` (`100,1000`: 100 per second, bursts of
+ * 1,000; `20/min`: 20 per minute, bursts of 20). The burst defaults to one period's worth.
+ */
+export const rateSchema = z.string().transform((s, ctx) => {
+  const t = s.trim().toLowerCase();
+  if (t === 'off') return null;
+  const m = /^(\d+(?:\.\d+)?)(?:\/(s|sec|second|m|min|minute))?(?:,(\d+))?$/.exec(t.replaceAll(' ', ''));
+  const amount = Number(m?.[1]);
+  const perMinute = m?.[2] !== undefined && m[2].startsWith('m');
+  const burst = m?.[3] === undefined ? Math.max(1, Math.ceil(amount)) : Number(m[3]);
+  if (!m || !(amount > 0) || !Number.isFinite(amount) || !(burst >= 1) || !Number.isSafeInteger(burst)) {
+    ctx.addIssue({ code: 'custom', message: 'must be "off" or <rate>[/s|/min][,<burst>] with a rate above 0, e.g. 100,1000 or 20/min' });
+    return z.NEVER;
+  }
+  return { perSecond: perMinute ? amount / 60 : amount, burst };
+});
+export type RateSetting = z.output<typeof rateSchema>;
+
+const LOOPBACK_HOSTS = new Set(['localhost', '::1', '[::1]']);
+
+/** Whether a listen address is reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host.toLowerCase()) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 
@@ -72,6 +98,8 @@ export const configSchema = z.object({
   FAROL_EVENTHUBS_SEND_TIMEOUT_MS: positiveInt.default(5_000),
   /** Bound of the collector's on-disk spool (`FAROL_DATA_DIR/spool`) while Event Hubs is unavailable. */
   FAROL_SPOOL_MAX_BYTES: positiveInt.default(1024 ** 3),
+  /** Local hub quota: past it ingest answers 503 (unset: half the disk space free at start, plus what the hub holds). */
+  FAROL_HUB_MAX_BYTES: positiveInt.optional(),
   FAROL_GEOIP_DB: z.string().optional(),
   FAROL_TRUST_PROXY: trustProxySchema.default({ kind: 'hops', hops: 0 }),
   FAROL_RETENTION_DAYS: positiveInt.default(395),
@@ -86,6 +114,12 @@ export const configSchema = z.object({
   FAROL_MAX_BODY_BYTES: positiveInt.default(64 * 1024),
   FAROL_MAX_BATCH_BYTES: positiveInt.default(1024 * 1024),
   FAROL_BODY_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Events per second (and burst) one client may send a site, keyed on the salted visitor id. */
+  FAROL_RATE_CLIENT: rateSchema.default({ perSecond: 100, burst: 1000 }),
+  /** Events per second (and burst) one site may receive; off unless set. */
+  FAROL_RATE_SITE: rateSchema.default(null),
+  /** Failed API authentications per client (a keyed hash of its address, in memory only). */
+  FAROL_RATE_AUTH: rateSchema.default({ perSecond: 20 / 60, burst: 20 }),
   /** Comma list of site domains the collector accepts; unset accepts any (until sites exist). */
   FAROL_SITES: z.string().optional(),
   /** Days a deleted site's domain stays reserved to its account (0: free at once). */
@@ -103,6 +137,15 @@ export const configSchema = z.object({
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
       if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when FAROL_HUB=eventhubs' });
     }
+  }
+  // A hop count believes X-Forwarded-For from every peer: on an address others can reach, anyone
+  // could forge their client address. Only a loopback listener has nothing but the local proxy in front.
+  if (c.FAROL_TRUST_PROXY.kind === 'hops' && c.FAROL_TRUST_PROXY.hops > 0 && !isLoopbackHost(c.FAROL_HOST)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['FAROL_TRUST_PROXY'],
+      message: `a hop count trusts X-Forwarded-For from any peer, and FAROL_HOST=${c.FAROL_HOST} is reachable by others: list the proxies' addresses instead (e.g. FAROL_TRUST_PROXY=10.0.0.0/8) or listen on 127.0.0.1`,
+    });
   }
   if (c.FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS < 2 * c.FAROL_EVENTHUBS_UPDATE_INTERVAL_MS) {
     ctx.addIssue({

@@ -19,6 +19,8 @@ export const ingestErrors = {
   ING_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
   ING_HUB_UNAVAILABLE: { status: 503, message: 'Hub unavailable, retry later' },
   ING_SHUTTING_DOWN: { status: 503, message: 'Collector is shutting down' },
+  ING_RATE_LIMITED: { status: 429, message: 'Too many events from this client or for this site; retry after the Retry-After seconds' },
+  ING_HUB_FULL: { status: 503, message: 'The hub is at its disk quota; retry later' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type IngestErrorCode = keyof typeof ingestErrors;
@@ -43,6 +45,7 @@ export const apiErrors = {
   API_QUERY_TIMEOUT: { status: 422, message: 'The query ran longer than allowed; narrow the date range, the filters or the breakdown' },
   API_QUERY_TOO_HEAVY: { status: 422, message: 'The query needs more memory than allowed; narrow the date range, the filters or the breakdown' },
   API_QUERY_TOO_LARGE: { status: 400, message: 'The query is too large to run; use fewer filters or filter values' },
+  API_RATE_LIMITED: { status: 429, message: 'Too many failed authentications from this client; retry after the Retry-After seconds' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;
@@ -50,6 +53,8 @@ export type ApiErrorCode = keyof typeof apiErrors;
 /** A coded error of the API; `field` names the offending part of the request when there is one. */
 export class ApiError extends Error {
   readonly status: number;
+  /** Seconds to send as Retry-After (429 and 503 answers). */
+  retryAfterS?: number;
   constructor(
     readonly code: ApiErrorCode,
     message?: string,
@@ -69,6 +74,8 @@ export class ApiError extends Error {
 /** A typed error carrying a catalogue code; `message` may be more specific than the template. */
 export class FarolError extends Error {
   readonly status: number;
+  /** Seconds to send as Retry-After (429 and 503 answers). */
+  retryAfterS?: number;
   constructor(
     readonly code: IngestErrorCode,
     message?: string,

@@ -52,8 +52,10 @@ async function seed(c: ControlPlane): Promise<void> {
 }
 
 beforeAll(async () => {
+  // Hundreds of deliberate 401s from one client: the failed-auth limit (tests/abuse.test.ts) would
+  // answer 429 part way through the table.
   // The default cache TTL, as served: a revocation here must still take effect at once.
-  api = await startApiOnChdb({ database: 'farol_isolation_test', cacheTtlMs: 5_000, seed });
+  api = await startApiOnChdb({ database: 'farol_isolation_test', cacheTtlMs: 5_000, seed, env: { FAROL_RATE_AUTH: 'off' } });
 });
 
 afterAll(async () => {

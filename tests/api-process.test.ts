@@ -36,7 +36,7 @@ describe('farol api', () => {
     const clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-ch-') });
     clickhouses.push(clickhouse);
     const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_proc', FAROL_BOOTSTRAP_TOKEN: TOKEN };
-    const start = await startFarol('start', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-start-'), FAROL_TRUST_PROXY: '1' });
+    const start = await startFarol('start', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-start-'), FAROL_TRUST_PROXY: '127.0.0.1/32' });
     procs.push(start);
     const api = await startFarol('api', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-alone-') });
     procs.push(api);

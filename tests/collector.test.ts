@@ -61,7 +61,7 @@ function rawRequest(port: number, chunks: Buffer[], gapMs: number, waitMs: numbe
 describe('collector: valid events', () => {
   let c: TestCollector;
   beforeAll(async () => {
-    c = await startTestCollector({ FAROL_TRUST_PROXY: '1', FAROL_SITES: 'example.com,shop.example.com,other.org' });
+    c = await startTestCollector({ FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_SITES: 'example.com,shop.example.com,other.org' });
   });
   afterAll(() => c.stop());
 
@@ -115,7 +115,7 @@ describe('collector: valid events', () => {
     const byId = new Map(events.map((e) => [e.id, e]));
     expect(byId.get('short-1')).toMatchObject({ name: 'Signup', pathname: '/signup', channel: 'Organic Search', source: 'Google', props: { ab: 'x' } });
     expect(byId.get('batch-1')).toMatchObject({ channel: 'Organic Search', country: 'DE' });
-    // From a trusted proxy (one hop trusted here), a batch event's own ip/ua are honoured.
+    // From a trusted proxy (the loopback peer is one here), a batch event's own ip/ua are honoured.
     expect(byId.get('batch-2')).toMatchObject({ country: 'US', browser: 'Safari', os: 'iOS', device: 'mobile', channel: 'Direct' });
     expect(byId.get('batch-3')).toMatchObject({ channel: 'Organic Social' });
     // Same IP + UA + site + day → one visitor; a different IP/UA → another.
@@ -229,7 +229,7 @@ const badCases: BadCase[] = [
 describe('collector: bad input', () => {
   let c: TestCollector;
   beforeAll(async () => {
-    c = await startTestCollector({ FAROL_TRUST_PROXY: '1', FAROL_SITES: 'example.com', FAROL_BODY_TIMEOUT_MS: '500' });
+    c = await startTestCollector({ FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_SITES: 'example.com', FAROL_BODY_TIMEOUT_MS: '500' });
   });
   afterAll(() => c.stop());
 

@@ -172,7 +172,7 @@ describe('dashboard at / against farol start', () => {
     });
 
     dataDir = await mkdtemp(join(tmpdir(), 'farol-dashboard-'));
-    proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '1', FAROL_BOOTSTRAP_TOKEN: TOKEN, FAROL_HUB_PARTITIONS: '2' });
+    proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_BOOTSTRAP_TOKEN: TOKEN, FAROL_HUB_PARTITIONS: '2' });
 
     // Experiments: created (running) before any exposure is sent.
     for (const plan of EXPERIMENTS) {

@@ -69,7 +69,7 @@ describe('durability', () => {
   it('every event acknowledged before a SIGKILL is in the hub after restart', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'farol-durability-'));
     dirs.push(dataDir);
-    const env = { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '1', FAROL_HUB_PARTITIONS: String(PARTITIONS), FAROL_LOG_LEVEL: 'info' };
+    const env = { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_HUB_PARTITIONS: String(PARTITIONS), FAROL_LOG_LEVEL: 'info' };
     const allAcked = new Set<string>();
     for (let round = 0; round < 3; round++) {
       const proc = await startFarol('collector', env);

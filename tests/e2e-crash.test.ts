@@ -56,7 +56,7 @@ describe.skipIf(nearMidnightUtc(15))('crash recovery end to end: embedded chDB',
     dataDir = await mkdtemp(join(tmpdir(), 'farol-e2e-crash-'));
     const env = {
       FAROL_DATA_DIR: dataDir,
-      FAROL_TRUST_PROXY: '1',
+      FAROL_TRUST_PROXY: '127.0.0.1/32',
       FAROL_SITES: SITES.join(','),
       FAROL_HUB_PARTITIONS: String(PARTITIONS),
     };

@@ -60,7 +60,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: embedded chDB', (
     startedAt = Date.now();
     proc = await startFarol('start', {
       FAROL_DATA_DIR: dataDir,
-      FAROL_TRUST_PROXY: '1',
+      FAROL_TRUST_PROXY: '127.0.0.1/32',
       FAROL_SITES: SITES.join(','),
       FAROL_HUB_PARTITIONS: String(PARTITIONS),
     });

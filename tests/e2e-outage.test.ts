@@ -57,7 +57,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
       FAROL_DATA_DIR: dataDir,
       FAROL_CLICKHOUSE_URL: clickhouse.url,
       FAROL_CLICKHOUSE_DATABASE: database,
-      FAROL_TRUST_PROXY: '1',
+      FAROL_TRUST_PROXY: '127.0.0.1/32',
       FAROL_SITES: SITES.join(','),
       FAROL_HUB_PARTITIONS: String(PARTITIONS),
     };

@@ -104,7 +104,7 @@ describe.skipIf(nearMidnightUtc(10))('Event Hubs processor drain with ClickHouse
     expect(migrated.code, migrated.stderr).toBe(0);
     store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database: DATABASE });
     // No ClickHouse for the collector: it accepts the sites of FAROL_SITES.
-    collector = await startFarol('collector', { ...hubEnv, FAROL_SITES: SITE, FAROL_TRUST_PROXY: '1', FAROL_DATA_DIR: await tempDir('farol-drain-collector-') });
+    collector = await startFarol('collector', { ...hubEnv, FAROL_SITES: SITE, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_DATA_DIR: await tempDir('farol-drain-collector-') });
     children.push(collector.child);
   }, 120_000);
 

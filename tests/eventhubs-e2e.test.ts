@@ -153,7 +153,7 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
         const c = await startFarol('collector', {
           ...baseEnv,
           FAROL_DATA_DIR: await tempDir(`farol-eh-collector-${i}-`),
-          FAROL_TRUST_PROXY: '1',
+          FAROL_TRUST_PROXY: '127.0.0.1/32',
           FAROL_EVENTHUBS_SEND_TIMEOUT_MS: '2000',
         });
         children.push(c.child);

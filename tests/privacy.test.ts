@@ -71,7 +71,7 @@ describe('privacy', () => {
 
   it('no trace of the client IPs exists under the data dir or in the logs', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'farol-privacy-'));
-    proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '1', FAROL_LOG_LEVEL: 'debug', FAROL_SITES: 'site.test' });
+    proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_LOG_LEVEL: 'debug', FAROL_SITES: 'site.test' });
     let sent = 0;
     for (const ip of [...IPV4, ...IPV6]) {
       for (let i = 0; i < 20; i++) {

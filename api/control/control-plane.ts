@@ -8,6 +8,7 @@ import type { ApiControl } from '../server.ts';
 import { experimentRepository } from '../experiments/repository.ts';
 import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
 import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
+import { KnownSet } from './known-set.ts';
 
 /**
  * The control plane over the Store (SPEC sections 7-8): accounts, sites, members, API tokens and
@@ -32,6 +33,8 @@ import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type Wa
  * other and is undone; at worst both are, and nothing changed. The limit: between such a write
  * and its undo the account may briefly have no owner, and a process killed right there leaves it
  * so (`farol members add <name> --role owner` and `farol tokens create` repair it).
+ * A token or domain that does not exist is answered from a snapshot of all live ones
+ * (known-set.ts), so random ones cost no query.
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -302,6 +305,9 @@ export class ControlPlane implements ApiControl {
   private readonly principals: TtlCache<Principal | null>;
   private readonly sitesCache: TtlCache<(Site & { createdAt: string }) | null>;
   private readonly goalsCache: TtlCache<readonly string[] | undefined>;
+  /** Every live token hash and site domain: unknown ones are answered without a query. */
+  private readonly knownTokens: KnownSet;
+  private readonly knownSites: KnownSet;
   private readonly siteListeners = new Set<() => void | Promise<void>>();
   private lastStamp = 0;
   private readonly cluster: string | undefined;
@@ -322,6 +328,8 @@ export class ControlPlane implements ApiControl {
     this.principals = new TtlCache(ttl, this.now);
     this.sitesCache = new TtlCache(ttl, this.now);
     this.goalsCache = new TtlCache(ttl, this.now);
+    this.knownTokens = new KnownSet(async () => (await store.query<{ hash: string }>('SELECT hash FROM tokens FINAL WHERE deleted = 0')).map((r) => r.hash), ttl, this.now);
+    this.knownSites = new KnownSet(() => this.siteDomains(), ttl, this.now);
   }
 
   /** Calls `listener` after every local change to the sites (the collector refreshes its set). */
@@ -335,6 +343,8 @@ export class ControlPlane implements ApiControl {
     this.principals.clear();
     this.sitesCache.clear();
     this.goalsCache.clear();
+    this.knownTokens.invalidate();
+    this.knownSites.invalidate();
   }
 
   /**
@@ -377,6 +387,7 @@ export class ControlPlane implements ApiControl {
   async authenticate(token: string): Promise<Principal | null> {
     if (token.length < 16 || token.length > 256) return null;
     const hash = hashToken(token);
+    if (!(await this.knownTokens.has(hash))) return null;
     return this.principals.get(hash, async () => this.principalOf(hash));
   }
 
@@ -402,6 +413,7 @@ export class ControlPlane implements ApiControl {
   async site(domain: string): Promise<(Site & { createdAt: string }) | null> {
     const d = domain.toLowerCase();
     if (d.length > 253) return null;
+    if (!(await this.knownSites.has(d))) return null;
     return this.sitesCache.get(d, async () => {
       const rows = await this.store.query<SiteRow>(`SELECT ${SITE_COLUMNS} FROM sites FINAL WHERE domain = {d:String} AND deleted = 0`, { d });
       return rows[0] === undefined ? null : toSite(rows[0]);

@@ -4,7 +4,8 @@
 //   FAROL_URL=http://127.0.0.1:8080 RATE=2500 DURATION=60s k6 run bench/k6/batch.js
 //
 // Each event carries its visitor's `ip` and `ua`, honoured only from a trusted proxy: run the
-// collector with FAROL_TRUST_PROXY=1. The `events` counter's rate in the summary is events/s.
+// collector with FAROL_TRUST_PROXY=<the k6 machine's address>/32 (127.0.0.1/32 on one machine).
+// The `events` counter's rate in the summary is events/s.
 import http from 'k6/http';
 import { check } from 'k6';
 import { SharedArray } from 'k6/data';

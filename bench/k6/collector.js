@@ -2,7 +2,8 @@
 //
 //   FAROL_URL=http://127.0.0.1:8080 RATE=5000 DURATION=60s k6 run bench/k6/collector.js
 //
-// The collector must run with FAROL_TRUST_PROXY=1 so the X-Forwarded-For addresses count as
+// The collector must trust the load generator as a proxy (FAROL_TRUST_PROXY=<its address>/32,
+// 127.0.0.1/32 on one machine) so the X-Forwarded-For addresses count as
 // visitors' IPs (varied visitor ids and countries). Thresholds: < 0.1% failed requests and
 // p99 < 10 ms; run it at about half of the rate `npm run bench -- collector` measured, which is
 // where the SPEC sets the p99 target. `dropped_iterations` above 0 means the arrival rate was not

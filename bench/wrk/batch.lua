@@ -3,7 +3,7 @@
 --   wrk -t1 -c16 -d10s --latency -s bench/wrk/batch.lua http://127.0.0.1:8080
 --
 -- Each event carries its visitor's `ip` and `ua` (honoured because the collector runs with
--- FAROL_TRUST_PROXY=1, i.e. the sender is a trusted proxy), drawn from the same pools as
+-- FAROL_TRUST_PROXY=127.0.0.1/32, i.e. the sender is a trusted proxy), drawn from the same pools as
 -- beacons.lua. Bodies are formatted once in init() and replayed in a cycle.
 
 local dir = string.match(debug.getinfo(1, "S").source, "^@(.*/)") or "./"

@@ -5,7 +5,7 @@
 --
 -- POST /api/event, Content-Type text/plain, ~20 User-Agents, ~10 referrers, 200 paths, and an
 -- X-Forwarded-For from a pool of 10,000 public IPv4 addresses (the collector runs with
--- FAROL_TRUST_PROXY=1), so visitor ids and geo lookups vary. The requests are formatted once in
+-- FAROL_TRUST_PROXY=127.0.0.1/32), so visitor ids and geo lookups vary. The requests are formatted once in
 -- init() and replayed in a cycle, so the Lua side costs one table read per request.
 
 local dir = string.match(debug.getinfo(1, "S").source, "^@(.*/)") or "./"

@@ -59,7 +59,8 @@ describe('clientIp', () => {
 describe('isTrustedRemote', () => {
   it.each<[string, TrustProxy, boolean]>([
     ['10.0.0.2', hops(0), false],
-    ['10.0.0.2', hops(1), true],
+    ['10.0.0.2', hops(1), false],
+    ['127.0.0.1', hops(3), false],
     ['10.1.2.3', lbs, true],
     ['::ffff:10.1.2.3', lbs, true],
     ['0000:0000:0000:0000:0000:ffff:0a01:0203', lbs, true],

@@ -35,11 +35,12 @@ export function clientIp(input: ClientIpInput): string {
 
 /**
  * Whether the socket peer is a trusted proxy, so a batch's per-event `ip` and `ua` may be believed
- * (SPEC section 3). With a hop count of 1 or more the operator declared that a proxy always sits in
- * front; with CIDRs the peer must be inside one.
+ * (SPEC section 3): only a peer inside the configured proxy CIDRs. A hop count never makes a peer
+ * trusted: it says how many X-Forwarded-For entries to read, not who sent them, and a per-event
+ * `ip` believed from anyone lets one request forge any number of visitors in any countries.
  */
 export function isTrustedRemote(remote: string, trust: TrustProxy): boolean {
-  if (trust.kind === 'hops') return trust.hops >= 1;
+  if (trust.kind === 'hops') return false;
   const ip = normalizeIp(remote);
   return ip !== '' && trustedSet(trust.cidrs).has(ip);
 }

@@ -32,7 +32,7 @@ export async function startApiInstance(env: Record<string, string> = {}): Promis
   const dataDir = await mkdtemp(join(tmpdir(), 'farol-api-e2e-'));
   let proc: FarolProcess;
   try {
-    proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '1', FAROL_BOOTSTRAP_TOKEN: OWNER_TOKEN, ...env });
+    proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_BOOTSTRAP_TOKEN: OWNER_TOKEN, ...env });
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
     throw err;

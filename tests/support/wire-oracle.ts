@@ -7,8 +7,8 @@ import { rng } from './oracle.ts';
  * The collector stamps every event with its own clock, so the generator cannot choose times: all
  * of one visitor's events land within the test's seconds or minutes, which makes exactly one
  * session per (site, visitor). Visitors are (ip, ua) pairs sent in `/api/batch` events (honoured
- * with FAROL_TRUST_PROXY=1); distinct pairs are distinct visitors of a site. Countries come from
- * the caller's lookup (the same DB-IP database the collector reads), channels from a small fixed
+ * from a trusted proxy: FAROL_TRUST_PROXY=127.0.0.1/32); distinct pairs are distinct visitors of a
+ * site. Countries come from the caller's lookup (the same DB-IP database the collector reads), channels from a small fixed
  * table of cases whose GA4 classification is unambiguous.
  *
  * Batches keep each visitor's events in generation order (a visitor belongs to one sender, and a
