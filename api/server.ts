@@ -41,7 +41,7 @@ const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRout
 
 /** Registers every API route on `app`; returns the router (for drain and the 405 list). */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
-  const router = createRouter(app, { log: deps.log, metrics: deps.metrics });
+  const router = createRouter(app, { log: deps.log, metrics: deps.metrics, maxBodyMemory: deps.config.FAROL_MAX_BODY_MEMORY });
   for (const m of modules) m(router, deps);
   return router;
 }

@@ -160,6 +160,7 @@ export async function startCollector(
       maxBodyBytes: config.FAROL_MAX_BODY_BYTES,
       maxBatchBytes: config.FAROL_MAX_BATCH_BYTES,
       bodyTimeoutMs: config.FAROL_BODY_TIMEOUT_MS,
+      maxBodyMemory: config.FAROL_MAX_BODY_MEMORY,
     },
     log: opts.log,
     metrics: opts.metrics,

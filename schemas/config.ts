@@ -86,6 +86,8 @@ export const configSchema = z.object({
   FAROL_MAX_BODY_BYTES: positiveInt.default(64 * 1024),
   FAROL_MAX_BATCH_BYTES: positiveInt.default(1024 * 1024),
   FAROL_BODY_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Request body bytes held in memory across all connections; past it a request is answered 503. */
+  FAROL_MAX_BODY_MEMORY: positiveInt.default(64 * 1024 * 1024),
   /** Comma list of site domains the collector accepts; unset accepts any (until sites exist). */
   FAROL_SITES: z.string().optional(),
 }).superRefine((c, ctx) => {
@@ -93,6 +95,9 @@ export const configSchema = z.object({
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
       if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when FAROL_HUB=eventhubs' });
     }
+  }
+  if (c.FAROL_MAX_BODY_MEMORY < Math.max(c.FAROL_MAX_BODY_BYTES, c.FAROL_MAX_BATCH_BYTES)) {
+    ctx.addIssue({ code: 'custom', path: ['FAROL_MAX_BODY_MEMORY'], message: 'must be at least FAROL_MAX_BODY_BYTES and FAROL_MAX_BATCH_BYTES (one largest body must fit)' });
   }
   if (c.FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS < 2 * c.FAROL_EVENTHUBS_UPDATE_INTERVAL_MS) {
     ctx.addIssue({

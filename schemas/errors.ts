@@ -19,6 +19,10 @@ export const ingestErrors = {
   ING_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed' },
   ING_HUB_UNAVAILABLE: { status: 503, message: 'Hub unavailable, retry later' },
   ING_SHUTTING_DOWN: { status: 503, message: 'Collector is shutting down' },
+  ING_BAD_STRING: { status: 400, message: 'A string is not well-formed Unicode or holds NUL' },
+  ING_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
+  // A bug, not a dependency being down: clients and metrics must see the difference.
+  ING_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type IngestErrorCode = keyof typeof ingestErrors;
@@ -37,6 +41,8 @@ export const apiErrors = {
   API_CONFLICT: { status: 409, message: 'Already exists' },
   API_BODY_TOO_LARGE: { status: 413, message: 'Body is larger than allowed' },
   API_UNAVAILABLE: { status: 503, message: 'Storage unavailable, retry later' },
+  API_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
+  API_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;
