@@ -84,8 +84,9 @@ export interface BodyOptions {
  * refused as soon as it crosses the limit, not after buffering it), a deadline for slow senders and
  * the server's memory budget. uWS reuses the chunk memory after the callback returns, so every chunk
  * is copied. `done` is called once; when it refuses the body, the caller writes its answer at once
- * (inside `done`) with {@link endAnswer}. The memory a body holds is released when `done` is called
- * or the client aborts.
+ * (inside `done`) with {@link endAnswer}; when the client went away first, `done` gets a refusal
+ * too, after `onAborted`, and nothing can be written. The memory a body holds is released when
+ * `done` returns, or at once when the body is refused or the client aborts.
  */
 export function readBody(res: HttpResponse, opts: BodyOptions, done: (result: BodyResult) => void): void {
   const { limit, memory, contentLength } = opts;
@@ -114,11 +115,14 @@ export function readBody(res: HttpResponse, opts: BodyOptions, done: (result: Bo
   const midBody = (): Answer => (contentLength > 0 ? 'linger' : 'stream');
 
   res.onAborted(() => {
-    if (state === 'reading') memory.release(size);
+    const reading = state === 'reading';
+    if (reading) memory.release(size);
     state = 'aborted';
     chunks = null;
     clearTimeout(timer);
     opts.onAborted();
+    // `done` is still called once, so the caller's request accounting ends; nothing can be written.
+    if (reading) done({ ok: false, error: new FarolError('ING_BODY_TIMEOUT', 'the client went away before sending the whole body'), answer: 'keep' });
   });
 
   if (contentLength > limit) {
