@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,24 +186,29 @@ function wholeResponse(reply: string): boolean {
  * Sends `total` bytes of body on a raw socket after `head`, then waits for a whole answer (or the
  * server's close); resolves with everything read back and any socket error (a reset).
  */
-function rawSend(port: number, head: string, total: number, opts: { chunked?: boolean } = {}): Promise<{ reply: string; error: string | null }> {
+function rawSend(port: number, head: string, total: number, opts: { chunked?: boolean } = {}): Promise<{ reply: string; error: string | null; sent: number }> {
   return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
+    // Half-open allowed: like curl, the client keeps writing its body after the answer came.
+    const sock = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     let reply = '';
     let error: string | null = null;
+    let sent = 0;
     sock.on('data', (d) => (reply += d.toString('latin1')));
     sock.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
-    sock.on('close', () => resolve({ reply, error }));
+    sock.on('close', () => resolve({ reply, error, sent }));
     sock.on('connect', () => {
       void (async () => {
         sock.write(head);
-        let sent = 0;
+        // The head arrives before the body, as over any real link: the server answers first.
+        await new Promise((r) => setTimeout(r, 100));
         const piece = Buffer.alloc(64 * 1024, 97);
         while (sent < total && !sock.destroyed) {
           const n = Math.min(piece.length, total - sent);
           const data = opts.chunked ? Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), piece.subarray(0, n), Buffer.from('\r\n')]) : piece.subarray(0, n);
           sent += n;
           if (!sock.write(data)) await new Promise((r) => sock.once('drain', r));
+          // Past the cap, the answer is under way before the rest is written.
+          if (sent === 128 * 1024) await new Promise((r) => setTimeout(r, 100));
         }
         if (opts.chunked && !sock.destroyed) sock.write('0\r\n\r\n');
         // Done writing: wait for the whole answer, then hang up as the server asked.
@@ -238,9 +244,11 @@ describe('collector: a body over the cap is answered so that the client reads th
   it('fetch streaming 3 MB without a length (chunked) reads 413 ING_BODY_TOO_LARGE', async () => {
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
-      pull(ctl) {
+      async pull(ctl) {
         if (sent >= 3_000_000) ctl.close();
         else {
+          // The first 64 KiB get the answer under way before the rest is written.
+          if (sent === 120_000) await new Promise((r) => setTimeout(r, 100));
           ctl.enqueue(new Uint8Array(60_000).fill(97));
           sent += 60_000;
         }
@@ -251,18 +259,42 @@ describe('collector: a body over the cap is answered so that the client reads th
     expect(errorOf(await res.text()).code).toBe('ING_BODY_TOO_LARGE');
   });
 
+  it('node:http writing a declared 3 MB body in pieces reads the 413 and its coded body', async () => {
+    const outcome = await new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
+      const req = request(`${c.url}/api/event`, { method: 'POST', headers: { 'content-length': String(big.length), 'user-agent': CHROME } });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', (e) => resolve({ error: e.message }));
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }));
+      void (async () => {
+        for (let at = 0; at < big.length; at += 256 * 1024) {
+          if (!req.write(big.subarray(at, at + 256 * 1024))) await new Promise((r) => req.once('drain', r));
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        req.end();
+      })();
+    });
+    expect(outcome).toMatchObject({ status: 413 });
+    if ('body' in outcome) expect(errorOf(outcome.body).code).toBe('ING_BODY_TOO_LARGE');
+  });
+
   it('a raw socket writing all of a declared 3 MB body reads the 413 and its coded body', async () => {
     const port = Number(new URL(c.url).port);
-    const { reply, error } = await rawSend(port, `POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`, big.length);
+    const { reply, error, sent } = await rawSend(port, `POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`, big.length);
     expect(error).toBeNull();
+    expect(sent).toBe(big.length);
     expect(reply).toMatch(/^HTTP\/1\.1 413 /);
     expect(reply).toContain('"code":"ING_BODY_TOO_LARGE"');
   });
 
   it('a raw socket writing 3 MB chunked reads the 413 and its coded body', async () => {
     const port = Number(new URL(c.url).port);
-    const { reply, error } = await rawSend(port, 'POST /api/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', 3_000_000, { chunked: true });
+    const { reply, error, sent } = await rawSend(port, 'POST /api/event HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', 3_000_000, { chunked: true });
     expect(error).toBeNull();
+    expect(sent).toBe(3_000_000);
     expect(reply).toMatch(/^HTTP\/1\.1 413 /);
     expect(reply).toContain('ING_BODY_TOO_LARGE');
   });
