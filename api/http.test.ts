@@ -1,4 +1,3 @@
-import { connect } from 'node:net';
 import uWS from 'uWebSockets.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../lib/log.ts';
@@ -6,6 +5,7 @@ import { Registry } from '../lib/metrics.ts';
 import { StoreError } from '../store/store.ts';
 import { createRouter } from './http.ts';
 import { call, SITE_A, startApiHarness, type ApiHarness } from './experiments/testing/api-harness.ts';
+import { sendBodyRaw } from '../tests/support/raw-http.ts';
 
 /**
  * The API router on a real port (issue #8): bodies and parameters whose strings are not
@@ -103,29 +103,7 @@ describe('API router: errors, strings and oversize bodies', () => {
   it('answers a 3 MB body 413 API_BODY_TOO_LARGE to a client that keeps writing', async () => {
     const port = Number(new URL(base).port);
     const total = 3_000_000;
-    const out = await new Promise<{ reply: string; error: string | null; sent: number }>((resolve) => {
-      const sock = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-      let reply = '';
-      let error: string | null = null;
-      let sent = 0;
-      sock.on('data', (d) => (reply += d.toString('latin1')));
-      sock.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
-      sock.on('close', () => resolve({ reply, error, sent }));
-      sock.on('connect', () => {
-        void (async () => {
-          sock.write(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ${total}\r\n\r\n`);
-          await new Promise((r) => setTimeout(r, 100));
-          const piece = Buffer.alloc(64 * 1024, 32);
-          while (sent < total && !sock.destroyed) {
-            const n = Math.min(piece.length, total - sent);
-            sent += n;
-            if (!sock.write(piece.subarray(0, n))) await new Promise((r) => sock.once('drain', r));
-          }
-          await new Promise((r) => setTimeout(r, 200));
-          sock.destroy();
-        })();
-      });
-    });
+    const out = await sendBodyRaw(port, `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ${total}\r\n\r\n`, total);
     expect(out.error).toBeNull();
     expect(out.sent).toBe(total);
     expect(out.reply).toMatch(/^HTTP\/1\.1 413 /);

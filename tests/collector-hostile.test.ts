@@ -12,6 +12,7 @@ import { Registry } from '../lib/metrics.ts';
 import { loadConfig } from '../schemas/config.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
 import { fetchMetrics, metricValue, pollUntil } from './support/e2e.ts';
+import { sendBodyRaw } from './support/raw-http.ts';
 
 /**
  * Hostile input on a real collector port (issue #8): strings that are not well-formed Unicode or
@@ -173,53 +174,6 @@ describe('collector: strings must be well-formed Unicode without NUL', () => {
   });
 });
 
-/** Whether `reply` holds a whole HTTP response (Content-Length or chunked). */
-function wholeResponse(reply: string): boolean {
-  const end = reply.indexOf('\r\n\r\n');
-  if (end === -1) return false;
-  const length = /\r\ncontent-length: (\d+)\r\n/i.exec(reply.slice(0, end + 2));
-  if (length) return reply.length - end - 4 >= Number(length[1]);
-  return reply.endsWith('0\r\n\r\n');
-}
-
-/**
- * Sends `total` bytes of body on a raw socket after `head`, then waits for a whole answer (or the
- * server's close); resolves with everything read back and any socket error (a reset).
- */
-function rawSend(port: number, head: string, total: number, opts: { chunked?: boolean } = {}): Promise<{ reply: string; error: string | null; sent: number }> {
-  return new Promise((resolve) => {
-    // Half-open allowed: like curl, the client keeps writing its body after the answer came.
-    const sock = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    let reply = '';
-    let error: string | null = null;
-    let sent = 0;
-    sock.on('data', (d) => (reply += d.toString('latin1')));
-    sock.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
-    sock.on('close', () => resolve({ reply, error, sent }));
-    sock.on('connect', () => {
-      void (async () => {
-        sock.write(head);
-        // The head arrives before the body, as over any real link: the server answers first.
-        await new Promise((r) => setTimeout(r, 100));
-        const piece = Buffer.alloc(64 * 1024, 97);
-        while (sent < total && !sock.destroyed) {
-          const n = Math.min(piece.length, total - sent);
-          const data = opts.chunked ? Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), piece.subarray(0, n), Buffer.from('\r\n')]) : piece.subarray(0, n);
-          sent += n;
-          if (!sock.write(data)) await new Promise((r) => sock.once('drain', r));
-          // Past the cap, the answer is under way before the rest is written.
-          if (sent === 128 * 1024) await new Promise((r) => setTimeout(r, 100));
-        }
-        if (opts.chunked && !sock.destroyed) sock.write('0\r\n\r\n');
-        // Done writing: wait for the whole answer, then hang up as the server asked.
-        const deadline = Date.now() + 10_000;
-        while (!sock.destroyed && !wholeResponse(reply) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-        sock.destroy();
-      })();
-    });
-  });
-}
-
 describe('collector: a body over the cap is answered so that the client reads the 413', () => {
   let c: TestCollector;
   beforeAll(async () => {
@@ -283,7 +237,7 @@ describe('collector: a body over the cap is answered so that the client reads th
 
   it('a raw socket writing all of a declared 3 MB body reads the 413 and its coded body', async () => {
     const port = Number(new URL(c.url).port);
-    const { reply, error, sent } = await rawSend(port, `POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`, big.length);
+    const { reply, error, sent } = await sendBodyRaw(port, `POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`, big.length);
     expect(error).toBeNull();
     expect(sent).toBe(big.length);
     expect(reply).toMatch(/^HTTP\/1\.1 413 /);
@@ -292,7 +246,7 @@ describe('collector: a body over the cap is answered so that the client reads th
 
   it('a raw socket writing 3 MB chunked reads the 413 and its coded body', async () => {
     const port = Number(new URL(c.url).port);
-    const { reply, error, sent } = await rawSend(port, 'POST /api/event HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', 3_000_000, { chunked: true });
+    const { reply, error, sent } = await sendBodyRaw(port, 'POST /api/event HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', 3_000_000, { chunked: true });
     expect(error).toBeNull();
     expect(sent).toBe(3_000_000);
     expect(reply).toMatch(/^HTTP\/1\.1 413 /);
