@@ -179,7 +179,7 @@ const caseArb: fc.Arbitrary<Case> = fc.oneof(
     weight: 5,
     arbitrary: fc.record({
       kind: fc.constant('batch' as const),
-      events: fc.array(eventArb(0), { minLength: 1, maxLength: 24 }),
+      events: fc.array(eventArb(0), { minLength: 1, maxLength: 40, size: 'max' }),
       stray: sometimes(fc.oneof(eventArb(3).map((e) => new Obj(e.entries) as J), hostileJson), 4),
       choices: escapeChoices,
     }),
@@ -329,6 +329,7 @@ describe('fuzz: arbitrary JSON through collector → hub → processor → chDB'
   let requests = 0;
   let refused = 0;
   let sentEvents = 0;
+  const acceptedBad: string[] = [];
 
   beforeAll(async () => {
     store = await openTestStore();
@@ -389,7 +390,8 @@ describe('fuzz: arbitrary JSON through collector → hub → processor → chDB'
           expect(typeof error?.message === 'string' && error.message.length > 0, where).toBe(true);
           return;
         }
-        expect(req.mustRefuse, `accepted a string that is not well-formed Unicode or holds NUL: ${where}`).toBe(false);
+        // Recorded, not thrown: the run goes on, so what such events do downstream is seen too.
+        if (req.mustRefuse) acceptedBad.push(where);
         const events = req.events;
         expect(events, where).toBeDefined();
         if (req.path.startsWith('/e.gif')) expect(res.status).toBe(200);
@@ -400,6 +402,7 @@ describe('fuzz: arbitrary JSON through collector → hub → processor → chDB'
       { seed: SEED, numRuns: RUNS, interruptAfterTimeLimit: 45_000, markInterruptAsFailure: false },
     );
     console.log(`fuzz seed ${SEED}: ${requests} requests holding ${sentEvents} events; ${accepted.length} events accepted, ${refused} requests refused`);
+    expect(acceptedBad.slice(0, 5), `seed ${SEED}: accepted strings that are not well-formed Unicode or hold NUL`).toEqual([]);
     // Bounded by time on a slow machine, but never trivially small.
     expect(requests, `seed ${SEED}`).toBeGreaterThanOrEqual(Math.min(RUNS, 300));
     expect(accepted.length, `seed ${SEED}: too few accepted events to mean anything`).toBeGreaterThan(requests / 2);
