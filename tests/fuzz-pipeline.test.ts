@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import type { HubConsumer } from '../hub/hub.ts';
 import { startCollector, type CollectorRuntime } from '../ingest/main.ts';
-import { silentLogger } from '../lib/log.ts';
+import { createLogger, silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { openFileStateStore, startProcessor, type ProcessorRuntime, type StateStore } from '../processor/main.ts';
 import { metricValue, openTestStore, removeTempDirs, tempDir } from '../processor/testing/harness.ts';
@@ -329,6 +329,8 @@ describe('fuzz: arbitrary JSON through collector → hub → processor → chDB'
   let requests = 0;
   let refused = 0;
   let sentEvents = 0;
+  /** The processor's last warning or error (why a write fails), for the failure message. */
+  let processorTrouble = '';
   const acceptedBad: string[] = [];
 
   beforeAll(async () => {
@@ -341,7 +343,7 @@ describe('fuzz: arbitrary JSON through collector → hub → processor → chDB'
       consumer,
       store,
       stateStore,
-      log: silentLogger,
+      log: createLogger('warn', {}, (line) => (processorTrouble = line.slice(0, 800))),
       metrics,
       options: { flushIntervalMs: 100, retryInitialMs: 50, retryMaxMs: 1_000, lagRefreshMs: 200 },
     });
@@ -432,7 +434,7 @@ describe('fuzz: arbitrary JSON through collector → hub → processor → chDB'
         timeoutMs: STORE_BOUND_MS,
         describe: () =>
           `seed ${SEED}: ${stored} of ${total} accepted event rows stored; failed inserts retried ${metricValue(metrics, 'farol_processor_store_retries_total')} times ` +
-          '(a record the store cannot take stops its partition)',
+          `(a record the store cannot take stops its partition); the processor's last complaint: ${processorTrouble}`,
       },
     );
     const rows = await store.query<{ id: string; site: string; name: string; n: string }>(
