@@ -97,7 +97,17 @@ const props = rare(
   fc.integer({ min: 29, max: 32 }).map((n) => new Obj(Array.from({ length: n }, (_, i) => [`k${i}`, i] as const))),
 );
 const revenue = fc.oneof(
-  fc.tuple(fc.constantFrom('EUR', 'usd', 'BRL'), fc.oneof(finiteNumbers, fc.constantFrom('12.50', '-3', '7'))).map(([c, a]) => new Obj([['currency', c], ['amount', a]])),
+  fc
+    .tuple(
+      fc.constantFrom('EUR', 'usd', 'BRL'),
+      fc.oneof(
+        finiteNumbers,
+        fc.constantFrom('12.50', '-3', '7', '999999999999.99', '-3742804198504.4'),
+        // Around what Decimal(18, 6) holds: 12 integer digits.
+        fc.constantFrom(999_999_999_999.5, 1e12, -1e12, 3.7e12, 9e12, 9.3e12, 1e21, 1e22).map((n) => new RawJson(String(n))),
+      ),
+    )
+    .map(([c, a]) => new Obj([['currency', c], ['amount', a]])),
   fc.constant(null),
 );
 const expIds = fc.constantFrom('hero', 'cta.v2', 'a-b_c', 'x'.repeat(100));
