@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LINGER_MAX_BYTES } from '../ingest/body.ts';
 import { createCollector, type Collector } from '../ingest/collector.ts';
 import { openEnrichment, type EnrichRuntime } from '../ingest/main.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
@@ -251,6 +252,15 @@ describe('collector: a body over the cap is answered so that the client reads th
     expect(sent).toBe(3_000_000);
     expect(reply).toMatch(/^HTTP\/1\.1 413 /);
     expect(reply).toContain('ING_BODY_TOO_LARGE');
+  });
+
+  it('closes a connection that keeps streaming past the discard bound, after the 413 was read', async () => {
+    const port = Number(new URL(c.url).port);
+    const total = LINGER_MAX_BYTES + 4 * 1024 * 1024;
+    const { reply, error, sent } = await sendBodyRaw(port, 'POST /api/event HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', total, { chunked: true });
+    expect(reply).toMatch(/^HTTP\/1\.1 413 /);
+    // The server hung up mid-body: the client saw a reset, or could not write it all.
+    expect(error !== null || sent < total).toBe(true);
   });
 
   it('still answers and holds no body memory afterwards', async () => {
