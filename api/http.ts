@@ -2,7 +2,8 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { ApiError } from '../schemas/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
-import { readBody } from '../ingest/body.ts';
+import { bodyMemoryOf, endAnswer, parseJsonBody, readBody, type Answer } from '../ingest/body.ts';
+import { StoreError } from '../store/store.ts';
 import type { AuthGuard } from './auth-guard.ts';
 
 /**
@@ -57,6 +58,7 @@ export interface ApiRouter {
 const COPIED_HEADERS = ['authorization', 'content-type', 'accept', 'accept-encoding', 'if-none-match', 'origin', 'cookie'] as const;
 const DEFAULT_MAX_BODY = 1 << 20;
 const BODY_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024;
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
@@ -99,13 +101,15 @@ export function toApiError(err: unknown, log: Logger, route: string): ApiError {
     const code = err.code as ConstructorParameters<typeof ApiError>[0];
     return new ApiError(code, err.message, field);
   }
-  if (err instanceof Error && err.name === 'StoreError') {
+  if (err instanceof StoreError) {
     log.error({ err, route }, 'storage error');
+    // The engine refusing our statement (a ClickHouse error code retrying cannot cure) is a bug,
+    // not storage being down: 500, so nobody retries it as an outage.
+    if (err.code !== undefined && !err.retryable) return new ApiError('API_INTERNAL');
     return new ApiError('API_UNAVAILABLE');
   }
   log.error({ err, route }, 'unexpected API error');
-  const e = new ApiError('API_UNAVAILABLE', 'internal error');
-  return e;
+  return new ApiError('API_INTERNAL');
 }
 
 export interface RouterDeps {
@@ -113,6 +117,8 @@ export interface RouterDeps {
   metrics: Registry;
   /** The failed-authentication limit (none when omitted). */
   authGuard?: AuthGuard;
+  /** Body bytes held in memory across all connections of the app (FAROL_MAX_BODY_MEMORY; 64 MiB). */
+  maxBodyMemory?: number;
 }
 
 export interface Router extends ApiRouter {
@@ -124,6 +130,7 @@ export interface Router extends ApiRouter {
 
 export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
   const { log, metrics } = deps;
+  const bodyMemory = bodyMemoryOf(app, deps.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY);
   const requests = metrics.counter('farol_api_requests_total', 'API requests by route and status');
   const seconds = metrics.histogram('farol_api_request_seconds', 'API request time by route', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]);
   const paths = new Set<string>();
@@ -166,6 +173,8 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         aborted = true;
       });
       const params: Record<string, string> = {};
+      // A NUL (`%00`) in a path or query parameter is refused like one in a body (see below).
+      let badParam: string | undefined;
       names.forEach((name, i) => {
         const raw = req.getParameter(i) ?? '';
         try {
@@ -173,6 +182,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         } catch {
           params[name] = raw;
         }
+        if (params[name]?.includes('\0')) badParam ??= name;
       });
       const headers: Record<string, string> = {};
       for (const h of COPIED_HEADERS) {
@@ -194,8 +204,9 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         headers,
         body: undefined as unknown,
       };
+      for (const [k, v] of request.query) if (k.includes('\0') || v.includes('\0')) badParam ??= k.includes('\0') ? 'query' : k;
 
-      const reply = (out: ApiReply): void => {
+      const reply = (out: ApiReply, answer: Answer = 'keep'): void => {
         const status = out.status ?? 200;
         count(route, status);
         if (status === 401 && client !== undefined) guard?.failed(client);
@@ -215,15 +226,20 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
           if (type) res.writeHeader('Content-Type', type);
           for (const [k, v] of Object.entries(out.headers ?? {})) res.writeHeader(k, v);
           if (method === 'head') res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
-          else res.end(body);
+          else endAnswer(res, body, answer);
         });
       };
-      const fail = (err: unknown): void => {
+      const fail = (err: unknown, answer: Answer = 'keep'): void => {
         const e = toApiError(err, log, route);
         const retryAfter = e.retryAfterS ?? (e.status === 503 ? 5 : e.status === 429 ? 1 : undefined);
-        reply({ status: e.status, json: e.toJSON(), headers: retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) } });
+        reply({ status: e.status, json: e.toJSON(), headers: retryAfter === undefined ? {} : { 'Retry-After': String(retryAfter) } }, answer);
       };
       const run = (): void => {
+        if (badParam !== undefined) {
+          fail(new ApiError('API_BAD_REQUEST', `${badParam}: holds NUL (%00)`, badParam));
+          done();
+          return;
+        }
         Promise.resolve()
           .then(() => {
             const wait = client === undefined ? 0 : (guard?.blocked(client) ?? 0);
@@ -242,22 +258,30 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         run();
         return;
       }
-      const declared = Number(req.getHeader('content-length') || '0');
-      readBody(res, limit, BODY_TIMEOUT_MS, declared, (err, body) => {
-        if (err) {
-          const e = err.code === 'ING_BODY_TOO_LARGE' ? new ApiError('API_BODY_TOO_LARGE') : new ApiError('API_BAD_REQUEST', err.message);
-          fail(e);
+      const contentLength = Number(req.getHeader('content-length') || '0');
+      const bodyOpts = { limit, timeoutMs: BODY_TIMEOUT_MS, contentLength, memory: bodyMemory, onAborted: () => (aborted = true) };
+      readBody(res, bodyOpts, (result) => {
+        if (!result.ok) {
+          const { error } = result;
+          const e =
+            error.code === 'ING_BODY_TOO_LARGE'
+              ? new ApiError('API_BODY_TOO_LARGE')
+              : error.code === 'ING_BODY_MEMORY_FULL'
+                ? new ApiError('API_BODY_MEMORY_FULL')
+                : new ApiError('API_BAD_REQUEST', error.message);
+          fail(e, result.answer);
           done();
           return;
         }
-        if (body.length > 0) {
-          try {
-            request.body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)) as unknown;
-          } catch {
-            fail(new ApiError('API_BAD_REQUEST', 'Body is not valid JSON', 'body'));
+        if (result.body.length > 0) {
+          const parsed = parseJsonBody(result.body);
+          if (!parsed.ok) {
+            const f = parsed.failure;
+            fail(f.kind === 'string' ? new ApiError('API_BAD_REQUEST', f.message, f.field || 'body') : new ApiError('API_BAD_REQUEST', 'Body is not valid JSON', 'body'));
             done();
             return;
           }
+          request.body = parsed.value;
         }
         run();
       });

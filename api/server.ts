@@ -51,7 +51,7 @@ const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRout
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
   const rate = deps.config.FAROL_RATE_AUTH;
   const authGuard = rate === null ? undefined : createAuthGuard({ rate, trust: deps.config.FAROL_TRUST_PROXY, metrics: deps.metrics });
-  const router = createRouter(app, { log: deps.log, metrics: deps.metrics, ...(authGuard ? { authGuard } : {}) });
+  const router = createRouter(app, { log: deps.log, metrics: deps.metrics, maxBodyMemory: deps.config.FAROL_MAX_BODY_MEMORY, ...(authGuard ? { authGuard } : {}) });
   const routeDeps: RouteDeps = { ...deps, reports: reportsOf(deps.store, queryLimitsOf(deps.config)) };
   for (const m of modules) m(router, routeDeps);
   return router;

@@ -7,7 +7,8 @@ import type { HubProducer } from '../hub/hub.ts';
 import { HubError } from '../hub/local-common.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
-import { decodeJson, readBody } from './body.ts';
+import { hasBadEscape, findBadString, badStringMessage } from '../schemas/unicode.ts';
+import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from './body.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 import { createRateLimiter, type IngestRates } from './rate-limit.ts';
 
@@ -23,6 +24,8 @@ export interface CollectorLimits {
   bodyTimeoutMs: number;
   /** Per-client and per-site event rates (none when omitted). */
   rates?: IngestRates;
+  /** Body bytes held in memory across all connections (FAROL_MAX_BODY_MEMORY). */
+  maxBodyMemory: number;
 }
 
 export interface CollectorDeps {
@@ -85,6 +88,7 @@ const STATUS_TEXT: Record<number, string> = {
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
   429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };
 
@@ -116,6 +120,9 @@ export function createCollector(deps: CollectorDeps): Collector {
   const routes = new Map<string, Route>();
 
   const app = uWS.App();
+  const bodyMemory = bodyMemoryOf(app, limits.maxBodyMemory);
+  const bodyBytesGauge = metrics.gauge('farol_ingest_body_bytes_in_memory', 'Request body bytes held in memory, all connections (capped by FAROL_MAX_BODY_MEMORY)');
+  bodyBytesGauge.onCollect(() => bodyBytesGauge.set(bodyMemory.bytes));
 
   function route(name: string): Route {
     let r = routes.get(name);
@@ -169,7 +176,7 @@ export function createCollector(deps: CollectorDeps): Collector {
     }
   }
 
-  function send(ctx: RequestCtx, code: number, body: string | Buffer, contentType: string | null, close = false, retryAfterS?: number): void {
+  function send(ctx: RequestCtx, code: number, body: string | Buffer, contentType: string | null, answer: Answer = 'keep', retryAfterS?: number): void {
     countRequest(ctx.route, code);
     if (ctx.aborted) return;
     ctx.aborted = true; // a response ends the request; nothing may write to it again
@@ -180,13 +187,23 @@ export function createCollector(deps: CollectorDeps): Collector {
       if (retryAfterS !== undefined) ctx.res.writeHeader('Retry-After', String(retryAfterS));
       else if (code === 503) ctx.res.writeHeader('Retry-After', '5');
       if (contentType) ctx.res.writeHeader('Content-Type', contentType);
-      ctx.res.end(body, close);
+      endAnswer(ctx.res, body, answer);
     });
   }
 
-  function sendError(ctx: RequestCtx, err: FarolError, close = false): void {
+  function sendError(ctx: RequestCtx, err: FarolError, answer: Answer = 'keep'): void {
     countRejected(err.code);
-    send(ctx, err.status, JSON.stringify(err.toJSON()), 'application/json', close, err.retryAfterS);
+    send(ctx, err.status, JSON.stringify(err.toJSON()), 'application/json', answer, err.retryAfterS);
+  }
+
+  /** Anything but a coded error is a bug: logged, and answered 500 so it is not taken for an outage. */
+  function sendFailure(ctx: RequestCtx, err: unknown): void {
+    if (err instanceof FarolError) {
+      sendError(ctx, err);
+      return;
+    }
+    log.error({ err, route: ctx.route.name }, 'unexpected ingest error');
+    sendError(ctx, new FarolError('ING_INTERNAL'));
   }
 
   function fail(code: IngestErrorCode, message: string): FarolError {
@@ -220,7 +237,13 @@ export function createCollector(deps: CollectorDeps): Collector {
   async function publish(events: EnrichedEvent[]): Promise<void> {
     if (events.length === 0) return;
     const started = performance.now();
-    const items = events.map((e) => ({ key: `${e.site}:${e.visitorId}`, payload: Buffer.from(JSON.stringify(e)) }));
+    const items = events.map((e) => {
+      const json = JSON.stringify(e);
+      // Every input string was checked; this keeps anything enrichment derives from reaching the
+      // hub as a string ClickHouse cannot store (it would stop the partition).
+      if (hasBadEscape(json)) throw new Error(`an enriched event holds a string that is not well-formed Unicode or holds NUL`);
+      return { key: `${e.site}:${e.visitorId}`, payload: Buffer.from(json) };
+    });
     try {
       await hub.publish(items);
     } catch (err) {
@@ -243,11 +266,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       await publish(events);
       answer(values.length - bots);
     } catch (err) {
-      if (err instanceof FarolError) sendError(ctx, err);
-      else {
-        log.error({ err, route: ctx.route.name }, 'unexpected ingest error');
-        sendError(ctx, new FarolError('ING_HUB_UNAVAILABLE', 'internal error'));
-      }
+      sendFailure(ctx, err);
     } finally {
       end();
     }
@@ -258,19 +277,19 @@ export function createCollector(deps: CollectorDeps): Collector {
     const indexed = path === '/api/batch';
     app.post(path, (res, req) => {
       const ctx = begin(res, req, r);
-      const declared = Number(req.getHeader('content-length') || '0');
-      readBody(res, limit, limits.bodyTimeoutMs, declared, (err, body) => {
-        if (err) {
-          // The rest of an oversize or stalled body is not worth reading: close the connection.
-          sendError(ctx, err, true);
+      const contentLength = Number(req.getHeader('content-length') || '0');
+      const opts = { limit, timeoutMs: limits.bodyTimeoutMs, contentLength, memory: bodyMemory, onAborted: () => (ctx.aborted = true) };
+      readBody(res, opts, (result) => {
+        if (!result.ok) {
+          sendError(ctx, result.error, result.answer);
           end();
           return;
         }
         let values: unknown[];
         try {
-          values = toValues(decodeJson(body));
+          values = toValues(decodeJson(result.body));
         } catch (e) {
-          sendError(ctx, e instanceof FarolError ? e : new FarolError('ING_BAD_JSON'));
+          sendFailure(ctx, e);
           end();
           return;
         }
@@ -302,7 +321,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       try {
         value = queryToWire(req.getQuery() ?? '');
       } catch (e) {
-        sendError(ctx, e instanceof FarolError ? e : new FarolError('ING_BAD_EVENT'));
+        sendFailure(ctx, e);
         end();
         return;
       }
@@ -427,15 +446,24 @@ function remoteAddress(res: HttpResponse): string {
 const QUERY_JSON_FIELDS = new Set(['p', 'props', 'm', 'exp', '$', 'revenue']);
 const QUERY_BOOL_FIELDS = new Set(['i', 'interactive']);
 
-/** The query-string form of an event (no-JS and pixel use): `?n=pageview&u=…&d=…&p={"k":"v"}`. */
+/**
+ * The query-string form of an event (no-JS and pixel use): `?n=pageview&u=…&d=…&p={"k":"v"}`.
+ * Percent-decoding makes invalid UTF-8 U+FFFD (well-formed); NUL (`%00`) and, in the JSON fields,
+ * `\u` escapes of NUL or a lone surrogate are refused.
+ */
 export function queryToWire(query: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of new URLSearchParams(query)) {
+    if (k.includes('\0') || v.includes('\0')) throw new FarolError('ING_BAD_STRING', `${k.includes('\0') ? 'a parameter name' : k}: holds NUL (%00)`);
     if (QUERY_JSON_FIELDS.has(k)) {
       try {
         out[k] = JSON.parse(v) as unknown;
       } catch {
         throw new FarolError('ING_BAD_EVENT', `${k}: is not valid JSON`);
+      }
+      if (hasBadEscape(v)) {
+        const bad = findBadString(out[k]);
+        throw new FarolError('ING_BAD_STRING', bad === undefined ? `${k}: holds a string that is not well-formed Unicode` : badStringMessage({ ...bad, path: [k, ...bad.path] }));
       }
     } else if (QUERY_BOOL_FIELDS.has(k)) {
       if (v !== 'true' && v !== 'false') throw new FarolError('ING_BAD_EVENT', `${k}: must be true or false`);
@@ -448,4 +476,3 @@ export function queryToWire(query: string): Record<string, unknown> {
   }
   return out;
 }
-

@@ -162,6 +162,7 @@ export async function startCollector(
       maxBatchBytes: config.FAROL_MAX_BATCH_BYTES,
       bodyTimeoutMs: config.FAROL_BODY_TIMEOUT_MS,
       rates: { client: config.FAROL_RATE_CLIENT, site: config.FAROL_RATE_SITE },
+      maxBodyMemory: config.FAROL_MAX_BODY_MEMORY,
     },
     log: opts.log,
     metrics: opts.metrics,

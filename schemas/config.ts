@@ -120,6 +120,8 @@ export const configSchema = z.object({
   FAROL_RATE_SITE: rateSchema.default(null),
   /** Failed API authentications per client (a keyed hash of its address, in memory only). */
   FAROL_RATE_AUTH: rateSchema.default({ perSecond: 20 / 60, burst: 20 }),
+  /** Request body bytes held in memory across all connections; past it a request is answered 503. */
+  FAROL_MAX_BODY_MEMORY: positiveInt.default(64 * 1024 * 1024),
   /** Comma list of site domains the collector accepts; unset accepts any (until sites exist). */
   FAROL_SITES: z.string().optional(),
   /** Days a deleted site's domain stays reserved to its account (0: free at once). */
@@ -146,6 +148,9 @@ export const configSchema = z.object({
       path: ['FAROL_TRUST_PROXY'],
       message: `a hop count trusts X-Forwarded-For from any peer, and FAROL_HOST=${c.FAROL_HOST} is reachable by others: list the proxies' addresses instead (e.g. FAROL_TRUST_PROXY=10.0.0.0/8) or listen on 127.0.0.1`,
     });
+  }
+  if (c.FAROL_MAX_BODY_MEMORY < Math.max(c.FAROL_MAX_BODY_BYTES, c.FAROL_MAX_BATCH_BYTES)) {
+    ctx.addIssue({ code: 'custom', path: ['FAROL_MAX_BODY_MEMORY'], message: 'must be at least FAROL_MAX_BODY_BYTES and FAROL_MAX_BATCH_BYTES (one largest body must fit)' });
   }
   if (c.FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS < 2 * c.FAROL_EVENTHUBS_UPDATE_INTERVAL_MS) {
     ctx.addIssue({

@@ -21,6 +21,10 @@ export const ingestErrors = {
   ING_SHUTTING_DOWN: { status: 503, message: 'Collector is shutting down' },
   ING_RATE_LIMITED: { status: 429, message: 'Too many events from this client or for this site; retry after the Retry-After seconds' },
   ING_HUB_FULL: { status: 503, message: 'The hub is at its disk quota; retry later' },
+  ING_BAD_STRING: { status: 400, message: 'A string is not well-formed Unicode or holds NUL' },
+  ING_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
+  // A bug, not a dependency being down: clients and metrics must see the difference.
+  ING_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type IngestErrorCode = keyof typeof ingestErrors;
@@ -46,6 +50,8 @@ export const apiErrors = {
   API_QUERY_TOO_HEAVY: { status: 422, message: 'The query needs more memory than allowed; narrow the date range, the filters or the breakdown' },
   API_QUERY_TOO_LARGE: { status: 400, message: 'The query is too large to run; use fewer filters or filter values' },
   API_RATE_LIMITED: { status: 429, message: 'Too many failed authentications from this client; retry after the Retry-After seconds' },
+  API_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
+  API_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { badStringMessage, findBadString, hasBadEscape } from './unicode.ts';
 
 /**
  * The wire event: what a tracker or server sends to `/api/event` and `/api/batch`. Compatible with
@@ -11,15 +12,23 @@ export const MAX_URL = 2000;
 export const MAX_BATCH_EVENTS = 1000;
 
 const propValue = z.union([z.string().max(MAX_PROP_VALUE), z.number().finite(), z.boolean()]);
-/** Plausible's tracker once sent props as a JSON string; accept that too. */
+/** Plausible's tracker once sent props as a JSON string; accept that too (its strings checked like the body's). */
 const propsField = z.preprocess(
-  (v) => {
+  (v, ctx) => {
     if (typeof v !== 'string') return v;
+    let parsed: unknown;
     try {
-      return JSON.parse(v) as unknown;
+      parsed = JSON.parse(v) as unknown;
     } catch {
       return v;
     }
+    if (hasBadEscape(v)) {
+      const bad = findBadString(parsed);
+      const message = bad === undefined ? 'holds a string that is not well-formed Unicode' : badStringMessage(bad);
+      ctx.addIssue({ code: 'custom', message: `props JSON: ${message}`, params: { code: 'ING_BAD_STRING' } });
+      return z.NEVER;
+    }
+    return parsed;
   },
   z.record(z.string().min(1).max(MAX_PROP_KEY), propValue),
 );
@@ -81,7 +90,7 @@ export interface WireEvent {
   ua: string | null;
 }
 
-export type WireResult = { ok: true; event: WireEvent } | { ok: false; code: 'ING_BAD_EVENT' | 'ING_TOO_MANY_PROPS'; message: string };
+export type WireResult = { ok: true; event: WireEvent } | { ok: false; code: 'ING_BAD_EVENT' | 'ING_TOO_MANY_PROPS' | 'ING_BAD_STRING'; message: string };
 
 function describe(issue: z.core.$ZodIssue): string {
   const path = issue.path.map(String).join('.');
@@ -107,7 +116,8 @@ export function parseWireEventBySchema(value: unknown): WireResult {
   const parsed = rawWireEventSchema.safeParse(value);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
-    return { ok: false, code: 'ING_BAD_EVENT', message: first ? describe(first) : 'invalid event' };
+    const code = first?.code === 'custom' && first.params?.['code'] === 'ING_BAD_STRING' ? 'ING_BAD_STRING' : 'ING_BAD_EVENT';
+    return { ok: false, code, message: first ? describe(first) : 'invalid event' };
   }
   return normalize(parsed.data);
 }
@@ -120,11 +130,16 @@ function normalize(raw: RawWireEvent): WireResult {
   if (!url) return { ok: false, code: 'ING_BAD_EVENT', message: 'url: required' };
   const domain = raw.domain ?? raw.d;
   if (!domain) return { ok: false, code: 'ING_BAD_EVENT', message: 'domain: required' };
+  // A site listed twice (`a.com,A.com, a.com`) is stored once.
   const domains = domain.includes(',')
-    ? domain
-        .split(',')
-        .map((s) => s.trim().toLowerCase())
-        .filter((s) => s.length > 0)
+    ? [
+        ...new Set(
+          domain
+            .split(',')
+            .map((s) => s.trim().toLowerCase())
+            .filter((s) => s.length > 0),
+        ),
+      ]
     : [domain.trim().toLowerCase()].filter((s) => s.length > 0);
   if (domains.length === 0 || domains.length > 10 || domains.some((d) => d.length > 253)) {
     return { ok: false, code: 'ING_BAD_EVENT', message: 'domain: must list 1 to 10 site domains' };

@@ -75,11 +75,19 @@ describe('eventRow', () => {
   it.each([
     ['no revenue', null],
     ['an amount Decimal64(6) cannot hold', { currency: 'USD', amount: 1e13 }],
+    // 13 digits before the point, under the old 9e12 bound (found by the fuzz suite: its insert failed)
+    ['an amount of 13 integer digits', { currency: 'USD', amount: -3_742_804_198_504.25 }],
+    ['an amount toFixed writes with an exponent', { currency: 'USD', amount: 1e300 }],
     ['a non-finite amount', { currency: 'USD', amount: Number.POSITIVE_INFINITY }],
   ])('stores %s as a null amount without currency', (_label, revenue) => {
     const row = eventRow({ ...base, revenue }, '1');
     expect(row.revenue_amount).toBeNull();
     expect(row.revenue_currency).toBe('');
+  });
+
+  it('keeps amounts of up to 12 integer digits', () => {
+    expect(eventRow({ ...base, revenue: { currency: 'USD', amount: -999_999_999_999.5 } }, '1').revenue_amount).toBe('-999999999999.500000');
+    expect(eventRow({ ...base, revenue: { currency: 'USD', amount: 6e-7 } }, '1').revenue_amount).toBe('0.000001');
   });
 });
 

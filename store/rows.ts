@@ -109,16 +109,19 @@ const THREE_DIGITS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3
 let cachedDay = -1;
 let cachedDayPrefix = '';
 
-// Decimal64(6) holds up to ~9.2e12; a larger amount would fail the whole batch's insert.
-const maxRevenue = 9e12;
+// Decimal64(6) is Decimal(18, 6): at most 12 digits before the point. More fails the whole batch's
+// insert (DECIMAL value is too big), so the bound is on the text written, after rounding.
+const storableAmount = /^-?\d{1,12}\.\d{6}$/;
 
 /**
  * The revenue amount as Decimal text, or null when there is none or it cannot be stored: one
  * absurd amount must not make a batch of good events unwritable.
  */
 function revenueAmount(revenue: EnrichedEvent['revenue']): string | null {
-  if (revenue === null || !Number.isFinite(revenue.amount) || Math.abs(revenue.amount) >= maxRevenue) return null;
-  return revenue.amount.toFixed(6);
+  // Past 1e21 toFixed writes an exponent, which the pattern refuses too.
+  if (revenue === null || !Number.isFinite(revenue.amount)) return null;
+  const text = revenue.amount.toFixed(6);
+  return storableAmount.test(text) ? text : null;
 }
 
 /** Maps an enriched event and its session id (UInt64 as decimal text) to an `events` row. */

@@ -93,6 +93,10 @@ const rows: Row[] = [
   // Case and whitespace
   ['mixed-case tags', visit({ utmSource: ' Google ', utmMedium: 'CPC' }), 'Paid Search', 'Google'],
   ['same site but tagged', visit({ referrerHost: 'example.com', sameSite: true, utmSource: 'newsletter', utmMedium: 'email' }), 'Email', 'newsletter'],
+  // Names of Object.prototype's members are plain tags (the fuzz suite found `__proto__` threw)
+  ['utm_source __proto__', visit({ utmSource: '__proto__' }), 'Unassigned', '__proto__'],
+  ['utm_source constructor', visit({ utmSource: 'constructor', utmMedium: 'cpc' }), 'Paid Other', 'constructor'],
+  ['utm_source toString', visit({ utmSource: 'toString' }), 'Unassigned', 'toString'],
 ];
 
 describe('classifyChannel', () => {

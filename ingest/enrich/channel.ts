@@ -330,7 +330,8 @@ function clickIdHint(clickIds: readonly string[]): ClickIdHint | null {
 
 // utm_source → known source: an alias ('fb', 'ig'), or a hostname written as the source.
 function lookupUtmSource(key: string): KnownSource | null {
-  const alias = UTM_ALIASES[key];
+  // Own keys only: `__proto__` or `constructor` as a utm_source must not find Object.prototype's.
+  const alias = Object.hasOwn(UTM_ALIASES, key) ? UTM_ALIASES[key] : undefined;
   if (alias !== undefined) return lookupHost(alias);
   if (!key.includes('.')) return null;
   // 'chatgpt.com', 'https://www.perplexity.ai/': reduce to a hostname.

@@ -143,20 +143,25 @@ function readQuery(params: URLSearchParams, page: PageUrl): void {
 const CLICK_ID_BIT = new Map<string, number>(CLICK_ID_PARAMS.map((name, i) => [name, 1 << i]));
 
 function queryValue(raw: string): string {
-  return cut(raw.trim(), MAX_QUERY_VALUE);
+  return cut(keepNulEncoded(raw.trim()), MAX_QUERY_VALUE);
+}
+
+// `%00` decodes to NUL, which no stored string may hold (schemas/unicode.ts): it stays `%00`.
+function keepNulEncoded(s: string): string {
+  return s.includes('\0') ? s.replaceAll('\0', '%00') : s;
 }
 
 function stripWww(host: string): string {
   return host.startsWith('www.') ? host.slice(4) : host;
 }
 
-// Percent-decodes what is validly encoded and leaves malformed sequences as they are.
+// Percent-decodes what is validly encoded and leaves malformed sequences (and NUL) as they are.
 function safeDecode(s: string): string {
   if (!s.includes('%')) return s;
   try {
-    return decodeURIComponent(s);
+    return keepNulEncoded(decodeURIComponent(s));
   } catch {
-    return s.replace(/(?:%[0-9A-Fa-f]{2})+/g, decodeRun);
+    return keepNulEncoded(s.replace(/(?:%[0-9A-Fa-f]{2})+/g, decodeRun));
   }
 }
 

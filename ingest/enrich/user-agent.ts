@@ -120,12 +120,13 @@ const OS_LABELS: Readonly<Record<string, string>> = {
 
 function browserLabel(name: string | undefined): string {
   if (name === undefined) return '';
-  return BROWSER_LABELS[name] ?? name;
+  // Own keys only: a name like `constructor` must not find Object.prototype's.
+  return (Object.hasOwn(BROWSER_LABELS, name) ? BROWSER_LABELS[name] : undefined) ?? name;
 }
 
 function osLabel(name: string | undefined): string {
   if (name === undefined) return '';
-  return OS_LABELS[name] ?? name;
+  return (Object.hasOwn(OS_LABELS, name) ? OS_LABELS[name] : undefined) ?? name;
 }
 
 function majorVersion(version: string | undefined): string {
