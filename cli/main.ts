@@ -84,6 +84,12 @@ export async function main(argv: string[]): Promise<number> {
   // Everything this process creates (the embedded engine's files included) is private to the
   // service user: the data dir holds salts, the hub log and every stored event.
   process.umask(0o077);
+  // A crash is logged like any error (scrubbed of secrets), not printed by Node, whose dump shows
+  // an error's every property (an SDK's TypeError keeps the connection string it failed on).
+  process.on('uncaughtException', (err) => {
+    createLogger('error').error({ err }, 'farol crashed');
+    process.exit(1);
+  });
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help' || name === '-h') {
     process.stdout.write(`${USAGE}\n`);

@@ -32,7 +32,7 @@ export function hideInLogs(values: Iterable<string>): void {
 }
 
 /** `text` without credentials or registered secrets. */
-export function scrub(text: string): string {
+function scrub(text: string): string {
   let out = redactCredentials(text);
   for (const secret of hidden) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
   return out;
