@@ -3,6 +3,7 @@ import type { Store } from '../store/store.ts';
 import { migrate } from '../store/migrate.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
+import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
 import { ControlPlane, controlPlaneOptions } from './control/control-plane.ts';
 import { listenApi } from './server.ts';
@@ -73,17 +74,21 @@ export async function runApi(config: Config): Promise<number> {
     process.stderr.write(`farol api: ${err.message}\n`);
     return 1;
   }
+  const metrics = new Registry();
+  let metricsServer: MetricsServer | undefined;
   try {
+    metricsServer = await configuredMetrics(config, metrics, log);
     const { migrationTarget } = await import('../processor/main.ts');
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
     const control = new ControlPlane(store, controlPlaneOptions(config));
     await bootstrapControl(control, config, log);
-    const server = await listenApi({ store, control, config, log, metrics: new Registry(), now: () => new Date() });
+    const server = await listenApi({ store, control, config, log, metrics, now: () => new Date() });
     const signal = await untilSignal();
     log.info({ signal }, 'draining');
     await server.stop();
   } finally {
+    metricsServer?.close();
     await store.close();
   }
   log.info({}, 'stopped');

@@ -63,15 +63,12 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-/** `farol api` without a collector: the API routes, health, metrics and a JSON 404 on one app. */
+/** `farol api` without a collector: the API routes, health and a JSON 404 on one app (metrics: lib/metrics-server.ts). */
 export async function listenApi(deps: ApiDeps): Promise<ApiServer> {
   const app = uWS.App();
   const router = registerApi(app, deps);
   app.get('/healthz', (res) => {
     res.cork(() => res.writeHeader('Content-Type', 'application/json').end('{"status":"ok"}'));
-  });
-  app.get('/metrics', (res) => {
-    res.cork(() => res.writeHeader('Content-Type', 'text/plain; version=0.0.4').end(deps.metrics.render()));
   });
   app.any('/*', (res, req) => {
     const known = router.paths.has(req.getUrl());

@@ -123,7 +123,7 @@ export function ingestCounters(samples: MetricSample[]): IngestCounters {
 }
 
 export async function readIngestCounters(server: Server): Promise<IngestCounters> {
-  return ingestCounters(await fetchMetrics(server.url));
+  return ingestCounters(await fetchMetrics(server));
 }
 
 /** Answers on `route` with a status other than `okStatus`. */

@@ -27,6 +27,8 @@ export interface Server {
   name: string;
   url: string;
   port: number;
+  /** Where a Farol server's `/metrics` is served (FAROL_METRICS_PORT); none for the bare baseline. */
+  metricsUrl?: string;
   child: Child;
   /** SIGKILLs the server and removes its temp data. Safe to call twice. */
   kill(): Promise<void>;
@@ -100,12 +102,15 @@ export interface CollectorStartOptions {
 }
 
 /** Starts `node cli/farol.js collector` (or `start`) on a fresh temp data dir (removed when the server is killed). */
-export async function startCollector(opts: CollectorStartOptions = {}): Promise<Server & { dataDir: string }> {
+export async function startCollector(opts: CollectorStartOptions = {}): Promise<Server & { dataDir: string; metricsUrl: string }> {
   const port = await freePort();
+  const metricsPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'farol-bench-'));
   const env = cleanEnv({
     FAROL_HOST: HOST,
     FAROL_PORT: String(port),
+    FAROL_METRICS_HOST: HOST,
+    FAROL_METRICS_PORT: String(metricsPort),
     FAROL_DATA_DIR: dataDir,
     FAROL_TRUST_PROXY: '127.0.0.1/32',
     FAROL_LOG_LEVEL: 'warn',
@@ -118,7 +123,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
   const cleanup = (): void => rmSync(dataDir, { recursive: true, force: true });
   const server = await started('collector', port, child, cleanup);
-  return { ...server, dataDir };
+  return { ...server, dataDir, metricsUrl: `http://${HOST}:${metricsPort}` };
 }
 
 export interface MetricSample {
@@ -141,9 +146,10 @@ export function parseMetrics(text: string): MetricSample[] {
   return out;
 }
 
-/** Reads `/metrics` of a collector. */
-export async function fetchMetrics(url: string): Promise<MetricSample[]> {
-  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+/** Reads `/metrics` of a Farol server, from its metrics listener (never the public port). */
+export async function fetchMetrics(server: Server): Promise<MetricSample[]> {
+  if (server.metricsUrl === undefined) throw new Error(`${server.name} serves no metrics`);
+  const res = await fetch(`${server.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
   if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}`);
   return parseMetrics(await res.text());
 }

@@ -1,5 +1,7 @@
 import { ConfigError, flagsToEnv, loadConfig, type Config } from '../schemas/config.ts';
-import { createLogger } from '../lib/log.ts';
+import { secretValues } from '../schemas/secrets.ts';
+import { createLogger, hideInLogs } from '../lib/log.ts';
+import { tightenDataDir } from '../lib/private-dir.ts';
 
 /**
  * The `farol` entry: parses the subcommand and configuration, then calls one `main`.
@@ -79,6 +81,15 @@ async function runMigrate(config: Config): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Everything this process creates (the embedded engine's files included) is private to the
+  // service user: the data dir holds salts, the hub log and every stored event.
+  process.umask(0o077);
+  // A crash is logged like any error (scrubbed of secrets), not printed by Node, whose dump shows
+  // an error's every property (an SDK's TypeError keeps the connection string it failed on).
+  process.on('uncaughtException', (err) => {
+    createLogger('error').error({ err }, 'farol crashed');
+    process.exit(1);
+  });
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help' || name === '-h') {
     process.stdout.write(`${USAGE}\n`);
@@ -95,7 +106,10 @@ export async function main(argv: string[]): Promise<number> {
     const split = ADMIN_GROUPS.has(name) ? splitAdminFlags(rest) : { own: [], others: rest };
     const flags = flagsToEnv(split.others);
     args = [...flags.rest, ...split.own];
-    config = loadConfig({ ...process.env, ...flags.env });
+    const env = { ...process.env, ...flags.env };
+    // Before anything can fail and log: no log line may hold a configured secret.
+    hideInLogs(secretValues(env));
+    config = loadConfig(env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`farol ${name}: ${err.message}\n`);
@@ -103,10 +117,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  const log = createLogger(config.FAROL_LOG_LEVEL);
   try {
+    const dir = await tightenDataDir(config.FAROL_DATA_DIR);
+    if (dir.changed.length > 0) log.warn({ paths: dir.changed }, 'took group and other permissions off the data dir');
+    if (dir.refused.length > 0) log.warn({ paths: dir.refused }, 'the data dir is open to other users and this user cannot change that');
     return await command(config, args);
   } catch (err) {
-    createLogger(config.FAROL_LOG_LEVEL).error({ err }, `farol ${name} failed`);
+    log.error({ err }, `farol ${name} failed`);
     return 1;
   }
 }

@@ -4,6 +4,7 @@ import { drainedFully, processorConfigOk, openConfiguredStore, migrationTarget, 
 import { migrate } from '../store/migrate.ts';
 import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
+import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
@@ -26,7 +27,9 @@ export async function runStart(config: Config): Promise<number> {
   const store = openConfiguredStore(config);
   // 1 when the processor had to give up writing what it held (the hub keeps it for the next run).
   let code = 0;
+  let metricsServer: MetricsServer | undefined;
   try {
+    metricsServer = await configuredMetrics(config, metrics, log);
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
     const api = await startControl(config, store, log, metrics);
@@ -59,6 +62,7 @@ export async function runStart(config: Config): Promise<number> {
       }
     }
   } finally {
+    metricsServer?.close();
     await store.close();
   }
   log.info({ code }, 'stopped');

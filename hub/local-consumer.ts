@@ -12,6 +12,7 @@ import { HubError, isErrnoException, type HubLog, type LocalHubStats } from './l
 import { PartitionReader } from './local-reader.ts';
 import { abortableSleep } from '../lib/within.ts';
 import { writeFileAtomic } from './local-segment.ts';
+import { PRIVATE_DIR_MODE } from '../lib/private-dir.ts';
 
 const checkpointFileSchema = z.object({
   version: z.literal(1),
@@ -48,7 +49,7 @@ export class CheckpointFile {
       throw new HubError('HUB_BAD_OPTIONS', `consumer group "${group}" must match ${String(GROUP_NAME)}`);
     }
     const dir = checkpointDir(hubDir);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const path = join(dir, `${group}.json`);
     const loaded = await readCheckpointFile(path);
     const offsets = Array.from({ length: partitions }, (_, p) => loaded?.[p] ?? -1);

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { HubError, isErrnoException } from './local-common.ts';
 import { writeFileAtomic } from './local-segment.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../lib/private-dir.ts';
 
 /**
  * The local hub directory's own files: `meta.json` (the partition count, fixed at creation) and
@@ -13,7 +14,7 @@ const metaSchema = z.object({ version: z.literal(1), partitions: z.number().int(
 
 /** Creates the directory and `meta.json`, or checks that an existing one has `partitions` partitions. */
 export async function ensureMeta(dir: string, partitions: number): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   const path = join(dir, 'meta.json');
   const existing = await readMeta(path);
   if (existing === undefined) {
@@ -77,7 +78,7 @@ async function takeLockFile(path: string): Promise<void> {
   const mine = JSON.stringify({ pid: process.pid, start: await processStart(process.pid) });
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      await writeFile(path, mine, { flag: 'wx' });
+      await writeFile(path, mine, { flag: 'wx', mode: PRIVATE_FILE_MODE });
       return;
     } catch (err) {
       if (!isErrnoException(err, 'EEXIST')) throw err;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { isErrnoException, type HubLog, type LocalHubStats } from './local-common.ts';
 import { encodeFrames, HEADER_BYTES, segmentFileName, wholeFramesWithin } from './local-format.ts';
 import { fsyncDir, listSegments, scanSegment, type SegmentFile } from './local-segment.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../lib/private-dir.ts';
 
 /** One `publish` call waiting for all of its records to be durable, across partitions. */
 export interface PublishWaiter {
@@ -76,7 +77,7 @@ export class PartitionWriter {
 
   /** Opens the partition for appending, first cutting off a torn tail left by a crash. */
   static async open(opts: PartitionWriterOptions): Promise<PartitionWriter> {
-    await mkdir(opts.dir, { recursive: true });
+    await mkdir(opts.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const segments = await listSegments(opts.dir);
     let active = segments.at(-1);
     if (active === undefined) {
@@ -291,7 +292,7 @@ export function retentionVerdict(
 async function createSegmentFile(dir: string, base: number): Promise<{ segment: SegmentFile; fh: FileHandle }> {
   const path = join(dir, segmentFileName(base));
   // Truncating, not exclusive: a file of this name can only be an empty leftover of a roll that failed here.
-  const fh = await open(path, SEGMENT_CREATE);
+  const fh = await open(path, SEGMENT_CREATE, PRIVATE_FILE_MODE);
   try {
     await fsyncDir(dir);
   } catch (err) {

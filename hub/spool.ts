@@ -2,6 +2,7 @@ import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../lib/private-dir.ts';
 
 /**
  * The collector's on-disk spool for when Event Hubs cannot take writes: one append-only log of
@@ -110,7 +111,7 @@ function decodeFrame(buf: Buffer, pos: number): Decoded {
 /** Opens (creating if needed) the spool in `options.dir`, truncating a torn tail. */
 export async function openSpool(options: SpoolOptions): Promise<Spool> {
   if (!(options.maxBytes > 0)) throw new RangeError('spool maxBytes must be positive');
-  await mkdir(options.dir, { recursive: true });
+  await mkdir(options.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   const cursor = await readCursor(options.dir);
   const segments: Segment[] = [];
   for (const name of await readdir(options.dir)) {
@@ -343,7 +344,7 @@ export class Spool {
     }
     const id = ++this.lastId;
     const segment: Segment = { id, path: join(this.options.dir, `${String(id).padStart(20, '0')}.spool`), size: 0 };
-    const fh = await open(segment.path, 'wx');
+    const fh = await open(segment.path, 'wx', PRIVATE_FILE_MODE);
     await fsyncDir(this.options.dir);
     this.segments.push(segment);
     this.active = { segment, fh };

@@ -357,7 +357,6 @@ export function createCollector(deps: CollectorDeps): Collector {
       ? { code: 200, body: '{"status":"ready"}', type: 'application/json' }
       : { code: 503, body: `{"status":"${draining ? 'draining' : 'hub unavailable'}"}`, type: 'application/json' },
   );
-  simple('/metrics', () => ({ code: 200, body: metrics.render(), type: 'text/plain; version=0.0.4' }));
 
   const mounted: MountedRoutes[] = [];
   const other = route('other');
@@ -370,7 +369,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       // A mounted (API) route with another method: answered in the API's own error vocabulary.
       send(ctx, 405, MOUNTED_METHOD_NOT_ALLOWED, 'application/json');
     } else {
-      const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz', '/metrics'].includes(url);
+      const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz'].includes(url);
       sendError(ctx, known ? new FarolError('ING_METHOD_NOT_ALLOWED') : new FarolError('ING_NOT_FOUND'));
     }
     end();

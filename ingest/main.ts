@@ -6,6 +6,7 @@ import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { defaultQuota } from '../hub/local-dir.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
+import { configuredMetrics } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
 import { createCollector, type Collector, type MountedRoutes } from './collector.ts';
 import type { TemplatedApp } from 'uWebSockets.js';
@@ -232,6 +233,7 @@ export function openConfiguredHub(config: Config, log: Logger): Promise<HubProdu
 export async function runCollector(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
+  const metricsServer = await configuredMetrics(config, metrics, log);
   const hub = await openConfiguredHub(config, log);
   const sites = await collectorSites(config, log);
   const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has });
@@ -240,6 +242,7 @@ export async function runCollector(config: Config): Promise<number> {
   await runtime.stop();
   await hub.close();
   await sites.close();
+  metricsServer?.close();
   log.info({}, 'stopped');
   return 0;
 }

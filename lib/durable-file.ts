@@ -1,5 +1,6 @@
 import { open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { PRIVATE_FILE_MODE } from './private-dir.ts';
 
 /** Makes a directory's entries (a created, renamed or deleted file) durable. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -17,7 +18,7 @@ let tempCounter = 0;
 export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${tempCounter++}`;
   try {
-    const fh = await open(tmp, 'w');
+    const fh = await open(tmp, 'w', PRIVATE_FILE_MODE);
     try {
       await fh.writeFile(data);
       await fh.sync();

@@ -1,6 +1,10 @@
+import { REDACTED, redactCredentials } from '../schemas/secrets.ts';
+
 /**
  * Structured JSON logs to stdout, one object a line (pino-like: `log.info({partition, rows}, 'flushed')`).
- * Never pass an IP or a raw User-Agent in a log field.
+ * Never pass an IP or a raw User-Agent in a log field. Every string written is scrubbed of
+ * credentials (URL user info, connection-string keys, bearer tokens) and of the secret values
+ * registered with {@link hideInLogs}, so an SDK error quoting a connection string cannot leak it.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export type LogFields = Record<string, unknown>;
@@ -14,6 +18,27 @@ export interface Logger {
 }
 
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+
+// Secret values of this process's configuration, longest first (a secret containing another is
+// replaced whole).
+let hidden: string[] = [];
+
+/**
+ * Registers secret values (tokens, passwords, connection-string keys) that no log line may
+ * contain: they are replaced by `[redacted]`. Called once by the CLI with the configuration's.
+ */
+export function hideInLogs(values: Iterable<string>): void {
+  hidden = [...new Set([...hidden, ...values])].filter((v) => v !== '').sort((a, b) => b.length - a.length);
+}
+
+/** `text` without credentials or registered secrets. */
+function scrub(text: string): string {
+  let out = redactCredentials(text);
+  for (const secret of hidden) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+  return out;
+}
+
+const scrubStrings = (_key: string, value: unknown): unknown => (typeof value === 'string' ? scrub(value) : value);
 
 function errorFields(fields: LogFields): LogFields {
   const err = fields['err'];
@@ -30,7 +55,7 @@ export function createLogger(
   const min = rank[level];
   const emit = (lvl: Exclude<LogLevel, 'silent'>, fields: LogFields, msg: string): void => {
     if (rank[lvl] < min) return;
-    write(`${JSON.stringify({ level: lvl, time: new Date().toISOString(), ...bindings, ...errorFields(fields), msg })}\n`);
+    write(`${JSON.stringify({ level: lvl, time: new Date().toISOString(), ...bindings, ...errorFields(fields), msg }, scrubStrings)}\n`);
   };
   return {
     debug: (f, m) => emit('debug', f, m),

@@ -6,6 +6,7 @@ import type { ConsumerHandlers, HubConsumer } from '../hub/hub.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
+import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
 import { within } from '../lib/within.ts';
 import { checkProcessorConfig, ConfigError, type Config } from '../schemas/config.ts';
@@ -312,7 +313,9 @@ export async function runProcessor(config: Config): Promise<number> {
   if (!processorConfigOk(config, 'processor')) return 2;
   const metrics = new Registry();
   const store = openConfiguredStore(config);
+  let metricsServer: MetricsServer | undefined;
   try {
+    metricsServer = await configuredMetrics(config, metrics, log);
     await migrate(store, migrationTarget(config));
     if (config.FAROL_HUB === 'eventhubs') {
       const processor = await startEventHubsProcessor(config, { store, log, metrics });
@@ -339,6 +342,7 @@ export async function runProcessor(config: Config): Promise<number> {
       await hub.close();
     }
   } finally {
+    metricsServer?.close();
     await store.close();
   }
   log.info({}, 'stopped');

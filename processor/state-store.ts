@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../lib/private-dir.ts';
 
 /**
  * Where the processor keeps what survives a restart, per partition: the last snapshot of its
@@ -60,7 +61,7 @@ export class StateStoreFencedError extends Error {
  * Use `<FAROL_DATA_DIR>/processor/<group>/`.
  */
 export async function openFileStateStore(dir: string): Promise<StateStore> {
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   const path = join(dir, 'incarnation');
   let incarnation = await readFile(path, 'utf8').catch((err: unknown) => {
     if (isErrno(err, 'ENOENT')) return undefined;
@@ -139,7 +140,7 @@ class FileStateStore implements StateStore {
   private async logHandle(partition: number): Promise<FileHandle> {
     let handle = this.logs.get(partition);
     if (handle === undefined) {
-      handle = await open(this.intentsPath(partition), 'a');
+      handle = await open(this.intentsPath(partition), 'a', PRIVATE_FILE_MODE);
       // A newly created log must survive a crash as a directory entry too.
       await fsyncDir(this.dir);
       this.logs.set(partition, handle);

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { isSecretVariable, REDACTED, redactCredentials } from './secrets.ts';
 
 /**
  * Configuration (SPEC section 2): environment variables and equivalent `--flags`, parsed once by
@@ -70,6 +71,9 @@ const positiveInt = z.coerce.number().int().positive();
 export const configSchema = z.object({
   FAROL_PORT: port.default(8080),
   FAROL_HOST: z.string().min(1).default('127.0.0.1'),
+  /** Port of the separate `/metrics` listener (every process kind); unset = no metrics endpoint. */
+  FAROL_METRICS_PORT: port.optional(),
+  FAROL_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   FAROL_DATA_DIR: z.string().min(1).default('./data'),
   FAROL_CLICKHOUSE_URL: z.url({ protocol: /^https?$/ }).optional(),
   FAROL_CLICKHOUSE_USER: z.string().default('default'),
@@ -215,11 +219,28 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = configSchema.safeParse(picked);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => {
-      const key = String(i.path[0] ?? 'config');
-      const given = picked[key];
-      return `${key}${given !== undefined ? `=${JSON.stringify(given)}` : ''}: ${i.message}`;
+      const name = String(i.path[0] ?? 'config');
+      return `${name}${echo(name, picked[name])}: ${hideValue(name, picked[name], i.message)}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   return parsed.data;
+}
+
+/**
+ * How a bad value is shown in an error: never for a secret variable, else with any credentials
+ * (a URL's `user:password@`, a connection string's keys) cut out, and at most 100 characters. A
+ * value still holding an `@` (a malformed URL whose user info the redaction cannot find) is hidden.
+ */
+function echo(name: string, given: string | undefined): string {
+  if (given === undefined) return '';
+  const shown = redactCredentials(given);
+  if (isSecretVariable(name) || shown.replaceAll(`${REDACTED}@`, '').includes('@')) return ' (value hidden)';
+  return `=${JSON.stringify(shown.length > 100 ? `${shown.slice(0, 100)}…` : shown)}`;
+}
+
+/** An issue message with a secret variable's value taken out (a custom message may quote it). */
+function hideValue(name: string, given: string | undefined, message: string): string {
+  if (given === undefined || given === '') return redactCredentials(message);
+  return redactCredentials(isSecretVariable(name) ? message.split(given).join(REDACTED) : message);
 }

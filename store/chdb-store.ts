@@ -18,6 +18,7 @@ import {
   type QueryParams,
   type Store,
 } from './store.ts';
+import { PRIVATE_DIR_MODE } from '../lib/private-dir.ts';
 
 /**
  * The embedded store: chDB (ClickHouse in-process) on `<dataDir>/clickhouse`.
@@ -56,8 +57,8 @@ interface ChdbErrorLike {
 
 function toStoreError(err: unknown): StoreError {
   if (err instanceof StoreError) return err;
-  if (err instanceof Error) return storeErrorFromText(err.message, err, (err as ChdbErrorLike).clickhouseCode);
-  return storeErrorFromText(String(err), err);
+  if (err instanceof Error) return storeErrorFromText(err.message, (err as ChdbErrorLike).clickhouseCode);
+  return storeErrorFromText(String(err));
 }
 
 /** A small pool: a call takes an idle connection, opens one if under the cap, or waits. */
@@ -232,6 +233,6 @@ export function openChdbStore(opts: ChdbStoreOptions): Store {
     throw new StoreError(`database "${opts.database}" must be a plain identifier`, { retryable: false });
   }
   const path = join(opts.dataDir, 'clickhouse');
-  mkdirSync(path, { recursive: true });
+  mkdirSync(path, { recursive: true, mode: PRIVATE_DIR_MODE });
   return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? 4));
 }

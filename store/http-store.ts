@@ -2,7 +2,10 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import {
   checkTableName,
   commonColumns,
+  engineError,
+  engineErrorSummary,
   insertSettings,
+  MAX_ENGINE_SUMMARY,
   normalizeParams,
   settingsClause,
   StoreError,
@@ -14,6 +17,7 @@ import {
   type QueryParams,
   type Store,
 } from './store.ts';
+import { redactCredentials } from '../schemas/secrets.ts';
 
 /**
  * The server store: a ClickHouse server (or cluster) over HTTP(S) with @clickhouse/client.
@@ -48,20 +52,21 @@ const networkCodes = new Set([
   'EAI_AGAIN',
 ]);
 
+// Errors carry a short message and never the original error (see storeErrorFromText): the
+// server's text quotes rows, and a client error may quote the URL.
 function toStoreError(err: unknown): StoreError {
   if (err instanceof StoreError) return err;
-  if (!(err instanceof Error)) return storeErrorFromText(String(err), err);
+  if (!(err instanceof Error)) return storeErrorFromText(String(err));
   const { code, type } = err as Error & { code?: unknown; type?: unknown };
-  // @clickhouse/client's ClickHouseError: `code` is the server's error code as text.
+  // @clickhouse/client's ClickHouseError: `code` is the server's error code as text. The client
+  // strips the `Code: N. DB::Exception:` prefix and the `(TYPE)` suffix; the StoreError has them,
+  // so messages read the same from both stores.
   if (typeof code === 'string' && /^\d+$/.test(code)) {
-    // The client strips the `Code: N. DB::Exception:` prefix and the `(TYPE)` suffix; put them
-    // back so messages read the same from both stores.
-    const name = typeof type === 'string' ? type : undefined;
-    const text = `Code: ${code}. DB::Exception: ${err.message.trim()}${name === undefined ? '' : ` (${name})`}`;
-    return new StoreError(text, { code: Number(code), type: name, cause: err });
+    return engineError(Number(code), typeof type === 'string' ? type : undefined, engineErrorSummary(err.message.trim()));
   }
   const network = (typeof code === 'string' && networkCodes.has(code)) || /timeout|socket hang up/i.test(err.message);
-  return new StoreError(`ClickHouse request failed: ${err.message}`, { retryable: network, cause: err });
+  const what = redactCredentials(err.message.split('\n', 1)[0] ?? '').slice(0, MAX_ENGINE_SUMMARY);
+  return new StoreError(`ClickHouse request failed: ${what}`, { retryable: network });
 }
 
 async function mapErrors<T>(call: Promise<T>): Promise<T> {

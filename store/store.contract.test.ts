@@ -256,9 +256,32 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
     const missing = store.query('SELECT * FROM no_such_table');
     await expect(missing).rejects.toBeInstanceOf(StoreError);
     await expect(missing).rejects.toMatchObject({ code: 60, type: 'UNKNOWN_TABLE', retryable: false });
-    await expect(missing).rejects.toThrow(/no_such_table/);
+    await expect(missing).rejects.toThrow(/Unknown table/);
     await expect(store.exec('CREATE TABLE oops (')).rejects.toMatchObject({ code: 62, type: 'SYNTAX_ERROR' });
     await expect(store.insert('events; DROP TABLE events', [{}])).rejects.toThrow(/invalid table name/);
+  });
+
+  it('reports a refused insert by code and a short message, never the rows', async () => {
+    const mark = 'Rw7ROWDATA';
+    // A lone surrogate ClickHouse cannot parse, and a value of the wrong type, each beside the marker.
+    const rows = [
+      [eventRow(event({ site: `${mark}.test`, pathname: `/${mark}`, props: { k: `${mark}\ud800` } }), '1')],
+      [{ ...eventRow(event({ pathname: `/${mark}` }), '1'), timestamp: `${mark}-not-a-time` }],
+    ];
+    for (const batch of rows) {
+      const err = await store.insert('events', batch, { dedupToken: `refused-${mark}` }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StoreError);
+      const e = err as StoreError;
+      expect(e.code).toBeGreaterThan(0);
+      expect(e.type).toMatch(/^CANNOT_|^INCORRECT_DATA/);
+      expect(e.retryable).toBe(false);
+      expect(e.message.length).toBeLessThan(260);
+      expect(`${e.message}\n${e.stack}\n${JSON.stringify(e)}`).not.toContain(mark);
+      expect(e.cause).toBeUndefined();
+    }
   });
 
   it('stores a retried insert once, in events and in the rollups', async () => {

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { eventRow } from './rows.ts';
-import { commonColumns, toCompactValues, toJsonCompactEachRow } from './store.ts';
+import { commonColumns, engineErrorSummary, MAX_ENGINE_SUMMARY, storeErrorFromText, toCompactValues, toJsonCompactEachRow } from './store.ts';
 
 const event: EnrichedEvent = {
   v: 1,
@@ -116,5 +116,48 @@ describe('toJsonCompactEachRow and toCompactValues', () => {
       { numRuns: 2000 },
     );
     expect(compactCount).toBeGreaterThan(200);
+  });
+});
+
+describe('engine error messages', () => {
+  const M = 'Qk4MARK';
+  // Texts as chDB and a ClickHouse server write them for a refused insert or a bad parameter.
+  const refused = [
+    `Code: 27. DB::Exception: Code: 27. DB::Exception: Cannot parse input: expected '"' before: '${M}"]\\n': (while reading the value of key b): (at row 1)\n: \nRow 1:\nColumn 0,   name: a, type: String, parsed text: "<DOUBLE QUOTE>${M}<DOUBLE QUOTE>"\nERROR. (CANNOT_PARSE_INPUT_ASSERTION_FAILED) (version 26.7.2.1)`,
+    `Code: 25. DB::Exception: Cannot parse escape sequence: missing second part of surrogate pair: (while reading the value of key a): (at row 1)\n: \nRow 1:\nColumn 0,   name: a, type: String, parsed text: "<DOUBLE QUOTE>${M}<BACKSLASH>ud800"ERROR (CANNOT_PARSE_ESCAPE_SEQUENCE) (version 26.7.2.1)`,
+    `Code: 457. DB::Exception: Value ${M} cannot be parsed as UInt8 for query parameter 'p' because it isn't parsed completely. (BAD_QUERY_PARAMETER)`,
+    `Code: 6. DB::Exception: Cannot parse string '${M}' as DateTime64(3): syntax error at position 0. (CANNOT_PARSE_TEXT)`,
+    `Code: 117. DB::Exception: Cannot parse JSON object here: {"a":"${M}"}. (INCORRECT_DATA)`,
+    `Query failed: Code: 1000. DB::Exception: ${'long text without quotes '.repeat(20)}${M}. (POCO_EXCEPTION)`,
+  ];
+
+  it.each(refused)('keeps the code and name, never the data: %#', (text) => {
+    const summary = engineErrorSummary(text);
+    expect(summary).not.toContain(M);
+    expect(summary.length).toBeLessThanOrEqual(MAX_ENGINE_SUMMARY + 2);
+    const err = storeErrorFromText(text);
+    expect(err.code).toBe(Number(/Code: (\d+)/.exec(text)?.[1]));
+    expect(err.type).toBe(/\(([A-Z_]+)\)(?: \(version [^)]*\))?$/.exec(text)?.[1]);
+    expect(err.message).toMatch(/^Code: \d+\. DB::Exception: .* \([A-Z_]+\)$/);
+    expect(`${err.message}${err.stack}`).not.toContain(M);
+  });
+
+  it('keeps what says what went wrong', () => {
+    expect(engineErrorSummary(refused[1] ?? '')).toBe('Cannot parse escape sequence: missing second part of surrogate pair: (while reading the value of key a): (at row 1)');
+    expect(engineErrorSummary(refused[2] ?? '')).toBe('…');
+    expect(storeErrorFromText('Code: 60. DB::Exception: Table farol.x does not exist. (UNKNOWN_TABLE) (version 24.8.1.1)').message).toBe(
+      'Code: 60. DB::Exception: Table farol.x does not exist (UNKNOWN_TABLE)',
+    );
+  });
+
+  it('never lets data through, whatever the text (property)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string(), fc.constantFrom("'", '"', '`', ' before: ', ' parsed text: ', ' Value ', '{', '['), (head, tail, quote) => {
+        const data = `${M}${tail}${M}`;
+        const text = `Code: 27. DB::Exception: ${head.replaceAll(M, '')}${quote}${data}. (CANNOT_PARSE_INPUT_ASSERTION_FAILED)`;
+        expect(engineErrorSummary(text)).not.toContain(M);
+      }),
+      { numRuns: 1000 },
+    );
   });
 });

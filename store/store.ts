@@ -125,15 +125,53 @@ export class StoreError extends Error {
   }
 }
 
+// The `(UNKNOWN_TABLE) (version 24.8.1.1)` that ends an exception text.
+const ENGINE_ERROR_NAME = /\s*\(([A-Z][A-Z0-9_]{2,})\)(?: \(version [^)]*\))?\.?\s*$/;
+
+/** Longest summary of an engine message a StoreError carries. */
+export const MAX_ENGINE_SUMMARY = 160;
+
+// Where ClickHouse starts quoting data in an exception: a quote (`before: '<row>…'`, `string
+// '<value>'`), a JSON value, `parsed text`, or an unquoted `Value <v> cannot be parsed as …`.
+const DATA_START = /['"`{[]|\bbefore:|\bhere:|\bparsed text|\bValue /;
+
 /**
- * Builds a StoreError from a ClickHouse exception text (`Code: 60. DB::Exception: … (UNKNOWN_TABLE)`),
- * keeping its code and name.
+ * The first sentence of a ClickHouse exception text, cut where the text starts quoting data: an
+ * insert that fails to parse quotes the row (an event's URL, props, visitor id), and that must not
+ * reach a log or an answer, on every retry. At most {@link MAX_ENGINE_SUMMARY} characters.
  */
-export function storeErrorFromText(text: string, cause?: unknown, fallbackCode?: number): StoreError {
-  const message = text.replace(/^Query failed: /, '').trim();
-  const code = /Code: (\d+)\./.exec(message)?.[1];
-  const type = /\(([A-Z][A-Z0-9_]{2,})\)(?: \(version [^)]*\))?\.?\s*$/.exec(message)?.[1];
-  return new StoreError(message, { code: code === undefined ? fallbackCode : Number(code), type, cause });
+export function engineErrorSummary(text: string): string {
+  let body = text.replace(/^Query failed: /, '').replace(/^(?:\s*Code: \d+\. DB::Exception: )+/, '');
+  body = (body.split('\n', 1)[0] ?? '').replace(ENGINE_ERROR_NAME, '');
+  const at = DATA_START.exec(body)?.index;
+  let cut = at !== undefined;
+  if (at !== undefined) body = body.slice(0, at);
+  if (body.length > MAX_ENGINE_SUMMARY) {
+    body = body.slice(0, MAX_ENGINE_SUMMARY);
+    cut = true;
+  }
+  body = body.replace(/[\s:,.(]+$/, '');
+  if (!cut) return body;
+  return body === '' ? '…' : `${body} …`;
+}
+
+/**
+ * Builds a StoreError from a ClickHouse exception text (`Code: 60. DB::Exception: … (UNKNOWN_TABLE)`):
+ * its code, its name and a short summary ({@link engineErrorSummary}), never the data it quotes.
+ * The original error is not kept as the cause, for the same reason.
+ */
+export function storeErrorFromText(text: string, fallbackCode?: number): StoreError {
+  const full = text.replace(/^Query failed: /, '').trim();
+  const parsed = /Code: (\d+)\./.exec(full)?.[1];
+  const code = parsed === undefined ? fallbackCode : Number(parsed);
+  const type = ENGINE_ERROR_NAME.exec(full)?.[1];
+  return engineError(code, type, engineErrorSummary(full));
+}
+
+/** A StoreError for an engine exception, in one format for both stores: `Code: N. DB::Exception: <summary> (TYPE)`. */
+export function engineError(code: number | undefined, type: string | undefined, summary: string): StoreError {
+  const text = `${code === undefined ? '' : `Code: ${code}. DB::Exception: `}${summary}${type === undefined ? '' : ` (${type})`}`;
+  return new StoreError(text, { code, type });
 }
 
 const tableName = /^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$/;

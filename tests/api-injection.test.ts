@@ -88,7 +88,7 @@ describe.skipIf(nearMidnightUtc(10))('reporting API: injection attempts are reje
     today = new Date().toISOString().slice(0, 10);
     const res = await fetch(`${inst.url}/api/batch`, { method: 'POST', body: JSON.stringify(events), headers: { 'content-type': 'application/json', 'user-agent': SENDER_UA } });
     expect(await res.text()).toBe(JSON.stringify({ accepted: events.length }));
-    await waitForProcessor(inst.url, { partitions: PARTITIONS, eventRows: events.length, timeoutMs: 60_000 });
+    await waitForProcessor(inst.proc.metricsUrl, { partitions: PARTITIONS, eventRows: events.length, timeoutMs: 60_000 });
   }, 180_000);
 
   afterAll(async () => {

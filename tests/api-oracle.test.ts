@@ -128,7 +128,7 @@ describe.skipIf(nearMidnightUtc(15))('reporting API end to end: oracle truth thr
       [SITE]: buildModel(traffic, SITE, windowOf, (ip) => countries.get(ip) ?? ''),
       [OTHER]: buildModel(traffic, OTHER, windowOf, (ip) => countries.get(ip) ?? ''),
     };
-    await waitForProcessor(inst.url, { partitions: PARTITIONS, eventRows: traffic.events, timeoutMs: 60_000 });
+    await waitForProcessor(inst.proc.metricsUrl, { partitions: PARTITIONS, eventRows: traffic.events, timeoutMs: 60_000 });
   }, 120_000);
 
   afterAll(async () => {

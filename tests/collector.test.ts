@@ -148,8 +148,7 @@ describe('collector: valid events', () => {
     const r = await post(c, '/api/event', JSON.stringify(event({ id: 'bot-1' })), { 'user-agent': GOOGLEBOT });
     expect(r.status).toBe(202);
     expect((await c.events()).length).toBe(before);
-    const m = await get(c, '/metrics');
-    expect(m.body).toMatch(/farol_ingest_dropped_total\{reason="bot"\} 1/);
+    expect(c.metrics.render()).toMatch(/farol_ingest_dropped_total\{reason="bot"\} 1/);
   });
 
   it('answers CORS preflight and sets the allow-origin header', async () => {
@@ -162,12 +161,13 @@ describe('collector: valid events', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
   });
 
-  it('serves health, readiness and metrics', async () => {
+  it('serves health and readiness, and no metrics on the public port', async () => {
     expect((await get(c, '/healthz')).status).toBe(200);
     expect((await get(c, '/readyz')).status).toBe(200);
+    // Metrics show every tenant's traffic: only the separate metrics listener serves them.
     const m = await get(c, '/metrics');
-    expect(m.body).toContain('# TYPE farol_ingest_events_total counter');
-    expect(m.body).toMatch(/farol_ingest_events_total \d+/);
+    expect(m.status).toBe(404);
+    expect(m.body).not.toContain('farol_');
   });
 });
 
@@ -300,7 +300,6 @@ describe('collector: bad input', () => {
     const r = await post(c, '/api/event', JSON.stringify(event({ id: 'after-bad' })));
     expect(r.status).toBe(202);
     expect((await c.events()).some((e) => e.id === 'after-bad')).toBe(true);
-    const m = await get(c, '/metrics');
-    expect(m.body).toMatch(/farol_ingest_rejected_total\{code="ING_BAD_JSON"\} [1-9]/);
+    expect(c.metrics.render()).toMatch(/farol_ingest_rejected_total\{code="ING_BAD_JSON"\} [1-9]/);
   });
 });

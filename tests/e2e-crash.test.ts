@@ -98,7 +98,7 @@ describe.skipIf(nearMidnightUtc(15))('crash recovery end to end: embedded chDB',
 
     const kills: { ackedBatches: number; lag: number }[] = [];
     const killAndRestart = async (): Promise<void> => {
-      const lag = processorProgress(await fetchMetrics(proc.url).catch(() => [])).lag.reduce((a, b) => a + b, 0);
+      const lag = processorProgress(await fetchMetrics(proc.metricsUrl).catch(() => [])).lag.reduce((a, b) => a + b, 0);
       kills.push({ ackedBatches: acked, lag });
       url = undefined;
       proc.child.kill('SIGKILL');
@@ -119,7 +119,7 @@ describe.skipIf(nearMidnightUtc(15))('crash recovery end to end: embedded chDB',
     // Once more while the processor is still catching up on what the collector took.
     await killAndRestart();
 
-    const progress = await waitForProcessor(proc.url, { partitions: PARTITIONS, timeoutMs: 150_000 });
+    const progress = await waitForProcessor(proc.metricsUrl, { partitions: PARTITIONS, timeoutMs: 150_000 });
     expect(progress.lag).toEqual([0, 0, 0, 0]);
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);

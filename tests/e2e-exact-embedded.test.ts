@@ -69,7 +69,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: embedded chDB', (
     expect(sent.failures).toEqual([]);
     expect(sent.events).toBe(truth.totalEvents);
 
-    const progress = await waitForProcessor(proc.url, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
+    const progress = await waitForProcessor(proc.metricsUrl, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
     expect(progress).toMatchObject({ eventRows: truth.totalEvents, duplicates: 0 });
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);

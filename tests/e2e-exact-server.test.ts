@@ -74,7 +74,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
     expect(sent.failures).toEqual([]);
     expect(sent.events).toBe(truth.totalEvents);
 
-    const progress = await waitForProcessor(proc.url, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
+    const progress = await waitForProcessor(proc.metricsUrl, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
     expect(progress).toMatchObject({ eventRows: truth.totalEvents, duplicates: 0, ingested: truth.totalEvents });
     await expectExactCounts(store, truth);
 
@@ -131,7 +131,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
     expect(failures).toEqual([]);
     expect(stats.immediateResends + stats.lateResends).toBeGreaterThan(stats.batches / 3);
 
-    const progress = await waitForProcessor(proc.url, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
+    const progress = await waitForProcessor(proc.metricsUrl, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
     // Every copy the hub took beyond the first of each event was dropped as a duplicate.
     expect(progress.eventRows).toBe(truth.totalEvents);
     expect(progress.ingested).toBeGreaterThan(truth.totalEvents);

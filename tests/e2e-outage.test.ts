@@ -104,7 +104,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
     phase = 'down';
     const downAt = Date.now();
     // The processor notices: its inserts fail and are retried (the outage is real to it).
-    await pollUntil(async () => (processorProgress(await fetchMetrics(url)).storeRetries > 0 ? true : undefined), {
+    await pollUntil(async () => (processorProgress(await fetchMetrics(proc.metricsUrl)).storeRetries > 0 ? true : undefined), {
       timeoutMs: OUTAGE_MS,
       describe: () => 'no failed insert during the outage',
     });
@@ -121,7 +121,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
     expect(ackedIn.after).toBeGreaterThan(0);
 
     // Backoff reaches 30 s between attempts: allow for a full step after the server is back.
-    const progress = await waitForProcessor(url, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
+    const progress = await waitForProcessor(proc.metricsUrl, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
     expect(progress).toMatchObject({ eventRows: truth.totalEvents, duplicates: 0, ingested: truth.totalEvents });
     expect(progress.storeRetries).toBeGreaterThan(0);
     await expectExactCounts(store, truth);
@@ -144,7 +144,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
       }),
     );
     expect(failures).toEqual([]);
-    await pollUntil(async () => (processorProgress(await fetchMetrics(proc.url)).storeRetries > 0 ? true : undefined), {
+    await pollUntil(async () => (processorProgress(await fetchMetrics(proc.metricsUrl)).storeRetries > 0 ? true : undefined), {
       timeoutMs: 30_000,
       describe: () => 'no failed insert while ClickHouse is down',
     });
@@ -167,7 +167,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
       },
       { timeoutMs: 120_000, describe: () => 'events never all landed after the restart' },
     );
-    await waitForProcessor(again.url, { partitions: PARTITIONS, timeoutMs: 60_000 });
+    await waitForProcessor(again.metricsUrl, { partitions: PARTITIONS, timeoutMs: 60_000 });
     await expectExactCounts(store, truth);
     expect(totalBatches).toBeGreaterThan(0);
     again.child.kill('SIGTERM');
@@ -196,7 +196,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
       const previous = rowsAtKill.at(-1) ?? 0;
       const rows = await pollUntil(
         async () => {
-          const n = processorProgress(await fetchMetrics(url)).eventRows;
+          const n = processorProgress(await fetchMetrics(proc.metricsUrl)).eventRows;
           return acked >= totalBatches * share && n > previous ? n : undefined;
         },
         { timeoutMs: 60_000, describe: () => `${acked} of ${totalBatches} batches acked; rows written: ${previous} at the last kill` },
@@ -210,7 +210,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
     expect(failures).toEqual([]);
     expect(acked).toBe(totalBatches);
 
-    const progress = await waitForProcessor(url, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
+    const progress = await waitForProcessor(proc.metricsUrl, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
     expect(progress).toMatchObject({ eventRows: truth.totalEvents, duplicates: 0 });
     expect(progress.storeRetries).toBeGreaterThan(0);
     expect(rowsAtKill.at(-1)).toBeLessThan(truth.totalEvents);

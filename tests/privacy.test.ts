@@ -94,7 +94,14 @@ describe('privacy', () => {
       });
       expect(batch.status).toBe(202);
       sent++;
+      // Failed logins and bad API calls from the same IP are not logged with it either.
+      const denied = await fetch(`${proc.url}/api/v2/query`, { method: 'POST', body: '{}', headers: { authorization: 'Bearer farol_wrong', 'x-forwarded-for': ip } });
+      expect(denied.status).toBe(401);
     }
+    // Nor do the metrics (served on their own listener) hold an IP.
+    const metrics = await fetch(`${proc.metricsUrl}/metrics`);
+    expect(metrics.status).toBe(200);
+    const metricsText = await metrics.text();
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
 
@@ -106,7 +113,7 @@ describe('privacy', () => {
     const files = await allFiles(dataDir);
     expect(files.length).toBeGreaterThan(2);
     const blobs = await Promise.all(files.map(async (f) => ({ f, data: await readFile(f) })));
-    blobs.push({ f: 'stdout/stderr', data: Buffer.from(proc.output.join('\n')) });
+    blobs.push({ f: 'stdout/stderr', data: Buffer.from(proc.output.join('\n')) }, { f: '/metrics', data: Buffer.from(metricsText) });
     const leaks: string[] = [];
     for (const ip of [...IPV4, ...IPV6]) {
       for (const n of needles(ip)) {

@@ -26,7 +26,7 @@ interface Sample {
 }
 
 async function sample(server: Server, startedAt: number): Promise<Sample> {
-  const m = await fetchMetrics(server.url);
+  const m = await fetchMetrics(server);
   return {
     atMs: Date.now() - startedAt,
     ingested: metricSum(m, 'farol_ingest_events_total'),

@@ -81,8 +81,9 @@ export function parseMetrics(text: string): Sample[] {
   return out;
 }
 
-export async function fetchMetrics(url: string): Promise<Sample[]> {
-  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+/** Reads `/metrics` of a Farol process from its metrics listener (`FarolProcess.metricsUrl`). */
+export async function fetchMetrics(metricsUrl: string): Promise<Sample[]> {
+  const res = await fetch(`${metricsUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
   return parseMetrics(await res.text());
 }
 
@@ -124,14 +125,14 @@ export function processorProgress(samples: readonly Sample[]): ProcessorProgress
  * when more rows than expected were written: waiting longer cannot fix that, the counts will show it.
  */
 export async function waitForProcessor(
-  url: string,
+  metricsUrl: string,
   opts: { partitions: number; eventRows?: number; timeoutMs: number },
 ): Promise<ProcessorProgress> {
   let last: ProcessorProgress | undefined;
   let caughtUpAt: number | undefined;
   return pollUntil(
     async () => {
-      const p = processorProgress(await fetchMetrics(url));
+      const p = processorProgress(await fetchMetrics(metricsUrl));
       last = p;
       if (opts.eventRows !== undefined && p.eventRows > opts.eventRows) return p;
       const done = p.lag.length === opts.partitions && p.lag.every((l) => l === 0) && (opts.eventRows === undefined || p.eventRows === opts.eventRows);

@@ -8,23 +8,43 @@ export interface FarolProcess {
   child: ChildProcess;
   port: number;
   url: string;
+  /** Where `/metrics` is served (FAROL_METRICS_PORT, a free port unless the test sets it; '' with FAROL_METRICS_PORT=''). */
+  metricsUrl: string;
   /** Every stdout/stderr line so far (structured logs), for privacy greps. */
   output: string[];
   /** Resolves with the exit code (or signal name). */
   exited: Promise<number | string>;
 }
 
-/**
- * Starts `farol <command>` as a child process on a free port and resolves once its collector (or,
- * for `farol api`, its API) listens. The process inherits nothing from the test's FAROL_* environment.
- */
-export function startFarol(command: string, env: Record<string, string>, timeoutMs = 90_000): Promise<FarolProcess> {
+/** The test's environment without its FAROL_* settings, plus `env`. */
+function childEnv(env: Record<string, string>): Record<string, string> {
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) clean[k] = v;
+  return { ...clean, ...env };
+}
+
+/** The port of a `"metrics listening"` log line, else undefined. */
+function metricsPortOf(line: string): number | undefined {
+  if (!line.includes('"metrics listening"')) return undefined;
+  try {
+    return (JSON.parse(line) as { port: number }).port;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts `farol <command>` as a child process on a free port, with `/metrics` on another free port
+ * (FAROL_METRICS_PORT=0 unless `env` says otherwise), and resolves once its collector (or, for
+ * `farol api`, its API) listens. The process inherits nothing from the test's FAROL_* environment.
+ */
+export function startFarol(command: string, env: Record<string, string>, timeoutMs = 90_000): Promise<FarolProcess> {
   const child = spawn(process.execPath, [BIN, command], {
-    env: { ...clean, FAROL_PORT: '0', FAROL_LOG_LEVEL: 'info', ...env },
+    env: childEnv({ FAROL_PORT: '0', FAROL_METRICS_PORT: '0', FAROL_LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // The metrics listener starts before the public one, so its line comes first.
+  let metricsUrl = '';
   const output: string[] = [];
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
   return new Promise((resolve, reject) => {
@@ -34,11 +54,13 @@ export function startFarol(command: string, env: Record<string, string>, timeout
     }, timeoutMs);
     const onLine = (line: string): void => {
       output.push(line);
+      const metricsPort = metricsPortOf(line);
+      if (metricsPort !== undefined) metricsUrl = `http://127.0.0.1:${metricsPort}`;
       if (!line.includes('collector listening') && !line.includes('"api listening"')) return;
       try {
         const port = (JSON.parse(line) as { port: number }).port;
         clearTimeout(timer);
-        resolve({ child, port, url: `http://127.0.0.1:${port}`, output, exited });
+        resolve({ child, port, url: `http://127.0.0.1:${port}`, metricsUrl, output, exited });
       } catch {
         // not our JSON line; keep waiting
       }
@@ -54,9 +76,7 @@ export function startFarol(command: string, env: Record<string, string>, timeout
 
 /** Runs `farol <args>` to completion and returns its exit code and output. */
 export function runFarol(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) clean[k] = v;
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -67,15 +87,16 @@ export function runFarol(args: string[], env: Record<string, string>): Promise<{
 /** A `farol` child that listens on no port (`farol processor`). */
 export interface FarolChild {
   child: ChildProcess;
+  /** Where `/metrics` is served (as in {@link FarolProcess}). */
+  metricsUrl: string;
   output: string[];
   exited: Promise<number | string>;
 }
 
-/** `farol processor` as a child; resolves once it owns its consumer (it listens on no port). */
+/** `farol processor` as a child; resolves once it owns its consumer (it serves only `/metrics`). */
 export function startFarolProcessor(env: Record<string, string>, timeoutMs = 60_000): Promise<FarolChild> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FAROL_')) clean[k] = v;
-  const child = spawn(process.execPath, [BIN, 'processor'], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'processor'], { env: childEnv({ FAROL_METRICS_PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+  let metricsUrl = '';
   const output: string[] = [];
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
   return new Promise((resolve, reject) => {
@@ -85,9 +106,11 @@ export function startFarolProcessor(env: Record<string, string>, timeoutMs = 60_
     }, timeoutMs);
     createInterface({ input: child.stdout }).on('line', (line) => {
       output.push(line);
+      const metricsPort = metricsPortOf(line);
+      if (metricsPort !== undefined) metricsUrl = `http://127.0.0.1:${metricsPort}`;
       if (line.includes('"processor started"')) {
         clearTimeout(timer);
-        resolve({ child, output, exited });
+        resolve({ child, metricsUrl, output, exited });
       }
     });
     createInterface({ input: child.stderr }).on('line', (l) => output.push(l));
