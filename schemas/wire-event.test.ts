@@ -68,7 +68,8 @@ const trackerEvent = fc.record(
     r: fc.option(fc.webUrl(), { nil: null }),
     w: fc.nat(100_000),
     h: fc.oneof(fc.boolean(), fc.integer()),
-    p: fc.dictionary(fc.string({ minLength: 1, maxLength: 10 }), fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.boolean()), {
+    // fast-check's strings favour `__proto__`, which the fast path leaves to the schema on purpose.
+    p: fc.dictionary(fc.string({ minLength: 1, maxLength: 10 }).filter((k) => k !== '__proto__'), fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.boolean()), {
       maxKeys: 3,
       noNullPrototype: true,
     }),
