@@ -12,7 +12,7 @@ import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { loadConfig } from '../schemas/config.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
-import { fetchMetrics, metricValue, pollUntil } from './support/e2e.ts';
+import { metricValue, parseMetrics, pollUntil } from './support/e2e.ts';
 import { sendBodyRaw } from './support/raw-http.ts';
 
 /**
@@ -266,7 +266,7 @@ describe('collector: a body over the cap is answered so that the client reads th
   it('still answers and holds no body memory afterwards', async () => {
     const r = await post(c.url, '/api/event', rawEvent({ id: '"after-big"' }));
     expect(r.status).toBe(202);
-    expect(metricValue(await fetchMetrics(c.url), 'farol_ingest_body_bytes_in_memory')).toBe(0);
+    expect(metricValue(parseMetrics(c.metrics.render()), 'farol_ingest_body_bytes_in_memory')).toBe(0);
   });
 });
 
@@ -370,9 +370,9 @@ describe('collector: body bytes held in memory are capped across connections', (
     let maxSeen = 0;
     const refused = await pollUntil(
       async () => {
-        maxSeen = Math.max(maxSeen, metricValue(await fetchMetrics(c.url), 'farol_ingest_body_bytes_in_memory'));
+        maxSeen = Math.max(maxSeen, metricValue(parseMetrics(c.metrics.render()), 'farol_ingest_body_bytes_in_memory'));
         const n = replies.filter((r) => r.startsWith('HTTP/1.1 503')).length;
-        const counted = metricValue(await fetchMetrics(c.url), 'farol_ingest_rejected_total', { code: 'ING_BODY_MEMORY_FULL' });
+        const counted = metricValue(parseMetrics(c.metrics.render()), 'farol_ingest_rejected_total', { code: 'ING_BODY_MEMORY_FULL' });
         return n >= 15 && counted === n && maxSeen > CAP / 2 ? n : undefined;
       },
       { timeoutMs: 20_000, describe: () => `replies ${JSON.stringify(replies.map((r) => r.slice(0, 12)))}, max in memory ${maxSeen}` },
@@ -385,12 +385,12 @@ describe('collector: body bytes held in memory are capped across connections', (
       expect(r).toContain('"code":"ING_BODY_MEMORY_FULL"');
       expect(r.toLowerCase()).toContain('retry-after:');
     }
-    const m = await fetchMetrics(c.url);
+    const m = parseMetrics(c.metrics.render());
     expect(metricValue(m, 'farol_ingest_body_bytes_in_memory')).toBeLessThanOrEqual(CAP);
 
     // The stalled senders go away: their memory is released at once, not at the body timeout.
     for (const s of sockets) s.destroy();
-    await pollUntil(async () => (metricValue(await fetchMetrics(c.url), 'farol_ingest_body_bytes_in_memory') === 0 ? true : undefined), {
+    await pollUntil(async () => (metricValue(parseMetrics(c.metrics.render()), 'farol_ingest_body_bytes_in_memory') === 0 ? true : undefined), {
       timeoutMs: 10_000,
       describe: () => 'body memory to return to 0',
     });

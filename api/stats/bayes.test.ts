@@ -111,7 +111,7 @@ describe('probabilityBBeatsAExact (Evan Miller closed form)', () => {
       fc.property(fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 5000 }), (aA, bA, aB, bB) => {
         const a = { alpha: aA, beta: bA };
         const b = { alpha: aB, beta: bB };
-        expect(Math.abs(probabilityBBeatsAExact(a, b) + probabilityBBeatsAExact(b, a) - 1)).toBeLessThan(1e-12);
+        expect(Math.abs(probabilityBBeatsAExact(a, b) + probabilityBBeatsAExact(b, a) - 1)).toBeLessThan(1e-10); // sums of ~5,000 terms: 1e-12 was met only most of the time
       }),
       { numRuns: 300 },
     );

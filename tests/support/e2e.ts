@@ -84,6 +84,8 @@ export function parseMetrics(text: string): Sample[] {
 /** Reads `/metrics` of a Farol process from its metrics listener (`FarolProcess.metricsUrl`). */
 export async function fetchMetrics(metricsUrl: string): Promise<Sample[]> {
   const res = await fetch(`${metricsUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  // A 404 (the public port serves no metrics) must not read as "every metric is 0".
+  if (res.status !== 200) throw new Error(`GET ${metricsUrl}/metrics answered ${res.status}`);
   return parseMetrics(await res.text());
 }
 
