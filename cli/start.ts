@@ -10,7 +10,7 @@ import type { Store } from '../store/store.ts';
 import { ControlPlane } from '../api/control/control-plane.ts';
 import { bootstrapControl } from '../api/main.ts';
 import { registerApi } from '../api/server.ts';
-import { watchSites } from '../ingest/main.ts';
+import { loadRegisteredSites, watchSites } from '../ingest/main.ts';
 
 /**
  * `farol start`: the all-in-one process: collector + hub + processor on the configured store
@@ -32,6 +32,8 @@ export async function runStart(config: Config): Promise<number> {
     const api = await startControl(config, store, log, metrics);
     if (config.FAROL_HUB === 'eventhubs') {
       const processor = await startEventHubsProcessor(config, { store, log, metrics });
+      // A site deleted here: the processor learns it before the deletion's mutations run.
+      api.control.onSitesChanged(() => processor.sitesChanged());
       try {
         const hub = await openConfiguredEventHubsProducer(config, log);
         try {
@@ -49,6 +51,7 @@ export async function runStart(config: Config): Promise<number> {
       const hub = await openConfiguredLocalHub(config, log);
       try {
         const processor = await startLocalProcessor(config, { hub, store, log, metrics });
+        api.control.onSitesChanged(() => processor.sitesChanged());
         const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
         const signal = await untilSignal();
         log.info({ signal }, 'draining');
@@ -73,12 +76,14 @@ export async function runStart(config: Config): Promise<number> {
 async function startControl(config: Config, store: Store, log: Logger, metrics: Registry) {
   const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER });
   await bootstrapControl(control, config, log);
-  const sites = await watchSites({ load: () => control.siteDomains(), log });
+  const sites = await watchSites({ load: () => loadRegisteredSites(store), log });
   control.onSitesChanged(() => sites.refresh());
   const deps = { store, control, config, log, metrics, now: () => new Date() };
   return {
+    control,
     collector: {
       knownSite: sites.has,
+      siteEpoch: sites.epoch,
       routes: (app: Parameters<typeof registerApi>[0]) => registerApi(app, deps),
     },
   };

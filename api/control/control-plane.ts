@@ -152,7 +152,7 @@ export interface ControlPlaneOptions {
 }
 
 /** Tables holding a site's analytics: raw events and sessions, and every rollup. */
-const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily'] as const;
+const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily', 'dead_letters'] as const;
 
 /** Prefix of every token Farol issues. */
 export const TOKEN_PREFIX = 'farol_';

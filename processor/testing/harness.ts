@@ -239,7 +239,7 @@ export class FlakyStore implements Store {
 }
 
 /** Steps of a flush at which a crash can be injected. */
-export type CrashStep = 'intent' | 'insert:events' | 'insert:sessions' | 'snapshot' | 'checkpoint' | 'truncate';
+export type CrashStep = 'intent' | 'insert:events' | 'insert:sessions' | 'insert:dead_letters' | 'snapshot' | 'checkpoint' | 'truncate';
 
 /**
  * Simulates SIGKILL of one processor instance in-process: once `at` matches a step (counted over
@@ -282,7 +282,7 @@ export class Freezer {
       database: inner.database,
       exec: (...args) => (this.frozen ? hang() : inner.exec(...args)),
       query: <T>(...args: Parameters<Store['query']>) => inner.query<T>(...args),
-      insert: (table, rows, opts) => this.step(table === 'events' ? 'insert:events' : 'insert:sessions', () => inner.insert(table, rows, opts)),
+      insert: (table, rows, opts) => this.step(insertStep(table), () => inner.insert(table, rows, opts)),
       ping: () => inner.ping(),
       close: () => Promise.resolve(),
     };
@@ -310,6 +310,11 @@ export class Freezer {
       close: () => inner.close(),
     };
   }
+}
+
+function insertStep(table: string): CrashStep {
+  if (table === 'events' || table === 'sessions' || table === 'dead_letters') return `insert:${table}`;
+  throw new Error(`the processor inserted into an unexpected table ${table}`);
 }
 
 function hang<T>(): Promise<T> {

@@ -8,7 +8,7 @@ import {
   type MigrationTarget,
 } from './ddl.ts';
 import { controlPlaneTables, goalsTable } from './control-plane.ts';
-import { eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
+import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
 import { eventRollups, sessionRollups } from './rollups.ts';
 
 /**
@@ -51,6 +51,7 @@ const migrations: readonly Migration[] = [
   { version: 4, name: 'session rollups', render: sessionRollups },
   { version: 5, name: 'control plane', render: controlPlaneTables },
   { version: 6, name: 'goals', render: goalsTable },
+  { version: 7, name: 'dead letters', render: deadLettersTable },
 ];
 
 /** Name of the table that records applied migrations. */
