@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { z } from 'zod';
-import { StateStoreError, StateStoreFencedError, type FlushRange, type StateStore } from './state-store.ts';
+import {
+  deadEpochsSchema,
+  flushRange,
+  StateStoreError,
+  StateStoreFencedError,
+  type DeadEpoch,
+  type FlushRange,
+  type StateStore,
+} from './state-store.ts';
 
 /**
  * The processor's state on Azure Blob storage (the container that holds the Event Hubs
@@ -30,7 +38,13 @@ const manifestSchema = z.object({
   epoch: z.number().int().nonnegative(),
   owner: z.string(),
   snapshot: z.string().nullable(),
-  intents: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])),
+  // [from, to] or [from, to, deadEpochs].
+  intents: z.array(
+    z.union([
+      z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+      z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), deadEpochsSchema]),
+    ]),
+  ),
 });
 
 type Manifest = z.infer<typeof manifestSchema>;
@@ -121,15 +135,14 @@ class BlobStateStore implements StateStore {
     if (previous !== null) await this.deleteQuietly(previous);
   }
 
-  appendIntent(partition: number, from: number, to: number): Promise<void> {
-    return this.update(partition, (m) =>
-      m.intents.some(([f, t]) => f === from && t === to) ? undefined : { ...m, intents: [...m.intents, [from, to]] },
-    );
+  appendIntent(partition: number, from: number, to: number, deadEpochs?: readonly DeadEpoch[]): Promise<void> {
+    const entry: Manifest['intents'][number] = deadEpochs === undefined || deadEpochs.length === 0 ? [from, to] : [from, to, deadEpochs.map(([s, e]) => [s, e])];
+    return this.update(partition, (m) => (m.intents.some(([f, t]) => f === from && t === to) ? undefined : { ...m, intents: [...m.intents, entry] }));
   }
 
   async readIntents(partition: number): Promise<FlushRange[]> {
     const manifest = await this.current(partition);
-    return (manifest?.intents ?? []).map(([from, to]) => ({ from, to }));
+    return (manifest?.intents ?? []).map(([from, to, dead]) => flushRange(from, to, dead));
   }
 
   truncateIntents(partition: number, after: number): Promise<void> {

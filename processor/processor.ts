@@ -14,7 +14,7 @@ import {
 import type { ProcessorMetrics } from './processor-metrics.ts';
 import type { SiteEpochs } from './site-epochs.ts';
 import { decodeSnapshot, encodeSnapshotInSlices } from './snapshot.ts';
-import { StateStoreFencedError, type FlushRange, type StateStore } from './state-store.ts';
+import { flushRange, StateStoreFencedError, type DeadEpoch, type FlushRange, type StateStore } from './state-store.ts';
 
 /**
  * The processor's core: buffers each partition's records, writes them to ClickHouse in
@@ -22,9 +22,9 @@ import { StateStoreFencedError, type FlushRange, type StateStore } from './state
  * partition state before checkpointing the hub.
  *
  * Why counts stay exact across a crash at any moment:
- *  - a range's intent (`from to`) is fsynced before its rows are inserted, and its rows are a
- *    deterministic function of (snapshot state, records), inserted with a dedup token derived
- *    from the range;
+ *  - a range's intent (`from to`, and the deleted site registrations it dropped, below) is
+ *    fsynced before its rows are inserted, and its rows are a deterministic function of (snapshot
+ *    state, records, intent), inserted with a dedup token derived from the range;
  *  - a restart loads the snapshot (state after offset S), then re-flushes every logged range
  *    after S with exactly its logged boundaries: ClickHouse drops the ones it already has by token,
  *    and the replayed rows are byte-identical, so session −1 rows cancel what was written;
@@ -35,18 +35,22 @@ import { StateStoreFencedError, type FlushRange, type StateStore } from './state
  * ClickHouse refuse rows of an insert anyway (`StoreError.refusedData`: a value it cannot parse,
  * a constraint), the batch is split to find them: its rows are keyed by record offset (session
  * rows by the offset that first touched the session in the range, and by sign), the key interval
- * is halved and each half inserted with the range's token plus its interval, down to single rows,
- * which go to `dead_letters`. The halving depends only on the keys, never on which rows happen to
- * be present, so a replay splits the same way and ClickHouse drops the halves it already has:
- * a crash during a split neither loses nor doubles a good row. A session row refused stays out
- * with its −1 twin (the same content), so the collapsing sessions stay consistent. Errors of the
- * statement or the connection are retried forever, as before.
+ * of the range is halved and each half inserted with the range's token plus its interval, down to
+ * single rows, which go to `dead_letters` (one insert per range, its own token). The halves depend
+ * only on the range and the keys, and ClickHouse's verdict only on a half's rows, so a replay
+ * splits the same way and ClickHouse drops the halves it already has: a crash during a split
+ * neither loses nor doubles a good row, nor a dead letter. (This assumes ClickHouse's verdict on
+ * a row does not change between the crash and the replay, as an upgrade that starts accepting it
+ * could.) A refused session row stays out together with its −1 twin, which has the same content,
+ * so the collapsing sessions stay consistent: a session is missing while its latest state is
+ * refused, never counted negative. Errors of the statement or the connection are retried forever,
+ * as before.
  *
  * Events of a deleted site registration (their `epoch`) are dropped: by the state alone when the
- * partition holds a session of a newer registration, else by what `SiteEpochs` loaded. The latter
- * may differ between a run and its replay, but only by dropping more (a dead registration stays
- * dead), and only events whose rows the site's deletion removes: tokens keep what the first run
- * wrote, and the split keys above do not move when other rows drop out.
+ * partition holds a session of a newer registration, else by what `SiteEpochs` loaded. What was
+ * loaded changes over time, so the registrations a range dropped that way are logged with its
+ * intent, and a replay drops exactly those. The intent is therefore logged after the rows are
+ * computed (only the state in memory has moved then), and still before anything is inserted.
  */
 
 /** Tuning of the processor; every field has a default. */
@@ -444,7 +448,8 @@ class PartitionWorker {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     if (this.buffer.length > 0) this.startFlushTimer();
-    return { from: first.offset, to: last.offset, records, replayed: next !== undefined };
+    if (next === undefined) return { from: first.offset, to: last.offset, records, replayed: false };
+    return { ...flushRange(first.offset, last.offset, next.deadEpochs), records, replayed: true };
   }
 
   /** Buffered records making up the logged range `r`, which must start the buffer. */
@@ -469,20 +474,21 @@ class PartitionWorker {
   }
 
   /**
-   * Writes one range: intent first (fsynced), then the rows of both tables with tokens derived
-   * from the range, then the dead letters. Retries forever what retrying can cure; splits what
-   * ClickHouse refuses (see the top of this file). Only after all of it is the range counted as
-   * flushed. `state` is advanced in place: a failed insert is retried with the same rows, never
-   * recomputed.
+   * Writes one range: its rows computed, the intent logged (fsynced) with the deleted
+   * registrations it dropped, then the rows of both tables with tokens derived from the range,
+   * then the dead letters. Retries forever what retrying can cure; splits what ClickHouse refuses
+   * (see the top of this file). Only after all of it is the range counted as flushed. `state` is
+   * advanced in place: a failed insert is retried with the same rows, never recomputed.
    */
   private async flush(p: PendingFlush): Promise<void> {
     const started = performance.now();
     this.inFlightSince = p.records[0]?.appendedAt;
+    const { isDeadEpoch, dropped } = this.deadEpochs(p);
+    const out = processRange(this.state, p.records, { isDeadEpoch });
     if (!p.replayed) {
-      await this.retrying('flush log append', () => this.deps.stateStore.appendIntent(this.partition, p.from, p.to));
+      const deadEpochs = [...dropped.values()];
+      await this.retrying('flush log append', () => this.deps.stateStore.appendIntent(this.partition, p.from, p.to, deadEpochs));
     }
-    const epochs = this.deps.siteEpochs;
-    const out = processRange(this.state, p.records, epochs === undefined ? {} : { isDeadEpoch: (site, epoch) => epochs.isDead(site, epoch) });
     const token = `${this.deps.stateStore.incarnation}:p${this.partition}:${p.from}-${p.to}`;
     const width = p.to - p.from + 1;
     // Independent inserts, each retried on its own; the range counts only once both landed.
@@ -562,6 +568,29 @@ class PartitionWorker {
       { partition: this.partition, from: p.from, to: p.to, events: out.events.length, sessions: out.sessions.length, replayed: p.replayed },
       'flushed',
     );
+  }
+
+  /**
+   * Which registrations `p` drops as deleted: for a replayed range exactly those its intent
+   * logged; for a new one, those known now, collected in `dropped` for its intent.
+   */
+  private deadEpochs(p: PendingFlush): { isDeadEpoch: (site: string, epoch: number) => boolean; dropped: Map<string, DeadEpoch> } {
+    const dropped = new Map<string, DeadEpoch>();
+    const key = (site: string, epoch: number): string => `${epoch} ${site}`;
+    if (p.replayed) {
+      const logged = new Set((p.deadEpochs ?? []).map(([site, epoch]) => key(site, epoch)));
+      return { isDeadEpoch: (site, epoch) => logged.has(key(site, epoch)), dropped };
+    }
+    const known = this.deps.siteEpochs;
+    if (known === undefined) return { isDeadEpoch: () => false, dropped };
+    return {
+      isDeadEpoch: (site, epoch) => {
+        if (!known.isDead(site, epoch)) return false;
+        dropped.set(key(site, epoch), [site, epoch]);
+        return true;
+      },
+      dropped,
+    };
   }
 
   private insert(table: string, rows: readonly Record<string, unknown>[], dedupToken: string): Promise<void> {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
 
 /**
@@ -11,10 +12,27 @@ import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
  * whoever flushes a range derives the same dedup token.
  */
 
+/** A registration of a site, by domain and epoch, whose events a range dropped as deleted. */
+export type DeadEpoch = readonly [site: string, epoch: number];
+
 /** A flushed (or being flushed) range of offsets, both ends included. */
 export interface FlushRange {
   from: number;
   to: number;
+  /**
+   * The registrations whose events the range dropped because they were known deleted when it was
+   * first written: a replay drops exactly these, whatever is known by then (see processor.ts).
+   * Absent when none.
+   */
+  deadEpochs?: readonly DeadEpoch[];
+}
+
+/** Zod schema of {@link FlushRange.deadEpochs} as stored. */
+export const deadEpochsSchema = z.array(z.tuple([z.string(), z.number().int().nonnegative()]));
+
+/** The range, with `deadEpochs` only when there are some. */
+export function flushRange(from: number, to: number, deadEpochs: readonly DeadEpoch[] | undefined): FlushRange {
+  return deadEpochs === undefined || deadEpochs.length === 0 ? { from, to } : { from, to, deadEpochs };
 }
 
 /** Durable per-partition processor state. Calls for one partition are never concurrent. */
@@ -36,8 +54,11 @@ export interface StateStore {
   loadSnapshot(partition: number): Promise<Buffer | undefined>;
   /** Replaces the snapshot atomically: a crash leaves the old one or the new one, whole. */
   saveSnapshot(partition: number, bytes: Buffer): Promise<void>;
-  /** Durably records that the range is about to be written (resolves once it is on disk). */
-  appendIntent(partition: number, from: number, to: number): Promise<void>;
+  /**
+   * Durably records that the range is about to be written (resolves once it is on disk), with the
+   * deleted registrations whose events it dropped.
+   */
+  appendIntent(partition: number, from: number, to: number, deadEpochs?: readonly DeadEpoch[]): Promise<void>;
   /** The recorded ranges, oldest first; a torn last record (crash mid-append) is discarded. */
   readIntents(partition: number): Promise<FlushRange[]>;
   /** Forgets the ranges that end at or before `after` (covered by a snapshot). */
@@ -97,9 +118,9 @@ class FileStateStore implements StateStore {
     return writeFileAtomic(this.snapshotPath(partition), bytes);
   }
 
-  async appendIntent(partition: number, from: number, to: number): Promise<void> {
+  async appendIntent(partition: number, from: number, to: number, deadEpochs?: readonly DeadEpoch[]): Promise<void> {
     const log = await this.logHandle(partition);
-    await log.write(`${from} ${to}\n`);
+    await log.write(intentLine(flushRange(from, to, deadEpochs)));
     await log.datasync();
   }
 
@@ -120,7 +141,7 @@ class FileStateStore implements StateStore {
 
   async truncateIntents(partition: number, after: number): Promise<void> {
     const kept = (await this.readIntents(partition)).filter((r) => r.to > after);
-    await this.rewriteIntents(partition, kept.map((r) => `${r.from} ${r.to}\n`).join(''));
+    await this.rewriteIntents(partition, kept.map(intentLine).join(''));
   }
 
   async close(): Promise<void> {
@@ -158,19 +179,33 @@ class FileStateStore implements StateStore {
 }
 
 
-const intentLine = /^(\d+) (\d+)$/;
+/** `from to`, then the dropped registrations as JSON when there are some (JSON holds no newline). */
+function intentLine(r: FlushRange): string {
+  return r.deadEpochs === undefined ? `${r.from} ${r.to}\n` : `${r.from} ${r.to} ${JSON.stringify(r.deadEpochs)}\n`;
+}
+
+const intentPattern = /^(\d+) (\d+)(?: (.+))?$/;
 
 function parseIntents(text: string, path: string): FlushRange[] {
   const ranges: FlushRange[] = [];
   for (const line of text.split('\n')) {
     if (line === '') continue;
-    const m = intentLine.exec(line);
+    const m = intentPattern.exec(line);
     const from = Number(m?.[1]);
     const to = Number(m?.[2]);
-    if (m === null || !(from <= to)) throw new StateStoreError(`corrupt flush log ${path}: "${line}"`);
-    ranges.push({ from, to });
+    const dead = m?.[3] === undefined ? { success: true as const, data: undefined } : parseDeadEpochs(m[3]);
+    if (m === null || !(from <= to) || !dead.success) throw new StateStoreError(`corrupt flush log ${path}: "${line.slice(0, 200)}"`);
+    ranges.push(flushRange(from, to, dead.data));
   }
   return ranges;
+}
+
+function parseDeadEpochs(text: string): { success: true; data: DeadEpoch[] } | { success: false } {
+  try {
+    return deadEpochsSchema.safeParse(JSON.parse(text));
+  } catch {
+    return { success: false };
+  }
 }
 
 function isErrno(err: unknown, code: string): boolean {

@@ -32,6 +32,55 @@ export async function removeTempDirs(): Promise<void> {
   await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 }
 
+/** Small flushes and frequent snapshots, so a few hundred events cross many of each. */
+export const crashTestOptions: Partial<ProcessorOptions> = {
+  flushRecords: 150,
+  flushIntervalMs: 20,
+  snapshotIntervalMs: 30,
+  hubBatchSize: 60,
+  retryInitialMs: 10,
+  retryMaxMs: 100,
+  lagRefreshMs: 50,
+};
+
+/** A read-only view of the hub at `dir`, as a separate `farol processor` process opens it. */
+export function hubReader(dir: string, partitions: number): Promise<LocalHub> {
+  return openLocalHub({ dir, partitions, readOnly: true, pollMs: 10 });
+}
+
+/**
+ * Runs a processor on the hub at `hubDir` and the state in `stateDir` until it "crashes" at `at`
+ * (see {@link Freezer}): resolves once nothing after that point can happen any more. Its hub view
+ * is left open, as a killed process leaves it.
+ */
+export async function runUntilCrash(opts: {
+  hubDir: string;
+  stateDir: string;
+  partitions: number;
+  store: Store;
+  at: ConstructorParameters<typeof Freezer>[0];
+  options: Partial<ProcessorOptions>;
+  timeoutMs?: number;
+}): Promise<void> {
+  const freezer = new Freezer(opts.at);
+  const consumer = await (await hubReader(opts.hubDir, opts.partitions)).openConsumer('processor');
+  startProcessor({
+    consumer: freezer.consumer(consumer),
+    store: freezer.store(opts.store),
+    stateStore: freezer.stateStore(await openFileStateStore(opts.stateDir)),
+    log: silentLogger,
+    metrics: new Registry(),
+    options: opts.options,
+  });
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([freezer.crashed, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no crash')), timeoutMs)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Embedded chDB on a temp dir, migrated. One per test file: chDB binds one directory per process. */
 export async function openTestStore(): Promise<Store> {
   const store = openChdbStore({ dataDir: await tempDir('processor-chdb'), database });
@@ -265,7 +314,14 @@ export class Freezer {
     this.counts.set(step, n);
     const hit = step === this.at.step && n === this.at.nth;
     if (hit && this.at.when === 'before') return this.freeze();
-    const result = await call();
+    let result: T;
+    try {
+      result = await call();
+    } catch (err) {
+      // A call the component refused also reached it (an insert ClickHouse rejected).
+      if (hit || this.frozen) return this.freeze();
+      throw err;
+    }
     if (hit || this.frozen) return this.freeze();
     return result;
   }
@@ -293,7 +349,7 @@ export class Freezer {
       incarnation: inner.incarnation,
       loadSnapshot: (p) => inner.loadSnapshot(p),
       saveSnapshot: (p, bytes) => this.step('snapshot', () => inner.saveSnapshot(p, bytes)),
-      appendIntent: (p, from, to) => this.step('intent', () => inner.appendIntent(p, from, to)),
+      appendIntent: (p, from, to, dead) => this.step('intent', () => inner.appendIntent(p, from, to, dead)),
       readIntents: (p) => inner.readIntents(p),
       truncateIntents: (p, after) => this.step('truncate', () => inner.truncateIntents(p, after)),
       close: () => Promise.resolve(),

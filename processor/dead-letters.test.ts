@@ -1,0 +1,249 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
+import { silentLogger } from '../lib/log.ts';
+import { Registry } from '../lib/metrics.ts';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import type { Store } from '../store/store.ts';
+import { computeTruth, generateTraffic, keepOnly, makeEvent, rng, type Truth } from '../tests/support/oracle.ts';
+import { startProcessor } from './main.ts';
+import { openFileStateStore } from './state-store.ts';
+import {
+  caughtUp,
+  crashTestOptions,
+  expectStoreMatchesTruth,
+  hubReader,
+  metricValue,
+  openTestStore,
+  publish,
+  removeTempDirs,
+  runUntilCrash,
+  tempDir,
+  waitFor,
+  type CrashStep,
+} from './testing/harness.ts';
+
+/**
+ * Records ClickHouse cannot store, written straight to the hub (as an older collector, another
+ * producer or a bug would): they go to `dead_letters` with their reason, every good record is
+ * stored exactly once, and the partition moves on, also across crashes in the middle of it.
+ *
+ * Two ways a record is refused: the processor sees it cannot be stored (a lone surrogate, which
+ * ClickHouse's JSON parser rejects) and sets it aside before it touches any state; or ClickHouse
+ * refuses rows of an insert, here through real CHECK constraints on `events` (a `poison` prop)
+ * and on `sessions` (exit page `/poison-exit`), and the processor splits the batch to find them.
+ */
+
+const PARTITIONS = 2;
+const HOUR = 3_600_000;
+const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
+const fast = crashTestOptions;
+const LONE = '\ud800';
+const POISON_EXIT = '/poison-exit';
+
+let store: Store;
+const hubs: LocalHub[] = [];
+
+beforeAll(async () => {
+  store = await openTestStore();
+  await store.exec("ALTER TABLE events ADD CONSTRAINT test_no_poison CHECK props['poison'] = ''");
+  await store.exec(`ALTER TABLE sessions ADD CONSTRAINT test_no_poison_exit CHECK exit_page != '${POISON_EXIT}'`);
+});
+
+afterAll(async () => {
+  await Promise.all(hubs.map((h) => h.close()));
+  await store.close();
+  await removeTempDirs();
+});
+
+/** Traffic with poison mixed in: the good records, the poisonous ones, and all of them in hub order. */
+interface Mix {
+  site: string;
+  good: EnrichedEvent[];
+  /** Lone surrogates: set aside by the processor. */
+  unparseable: EnrichedEvent[];
+  /** A `poison` prop: refused by the events constraint. */
+  refused: EnrichedEvent[];
+  all: EnrichedEvent[];
+}
+
+/**
+ * Traffic with poison after some events, each on the visitor of the event before it (same
+ * partition, same session) at the same time, so the hub stays in time order as the oracle wants.
+ */
+function mix(site: string, seed: number, kinds: { unparseable: boolean; refused: boolean; exits: boolean }): Mix {
+  const good = generateTraffic({ sites: [site], visitorsPerSite: 20, eventsPerVisitor: 20, start: base, seed });
+  const random = rng(seed + 1);
+  const unparseable: EnrichedEvent[] = [];
+  const refused: EnrichedEvent[] = [];
+  const all: EnrichedEvent[] = [];
+  const variants: Array<Partial<EnrichedEvent>> = [
+    { props: { k: LONE } },
+    { pathname: `/p${LONE}` },
+    { name: `Sign${LONE}` },
+    { props: { [`\udc00k`]: 'v' } },
+    { referrer: `https://r.test/${LONE}`, source: 'r.test' },
+  ];
+  good.forEach((e, i) => {
+    // Exit-page poison is an ordinary pageview: its event is stored, the session rows showing it as
+    // the exit page are refused.
+    all.push(kinds.exits && random() < 0.02 ? (good[i] = { ...e, name: 'pageview', pathname: POISON_EXIT }) : e);
+    const at = { site, visitorId: e.visitorId, hostname: site, ts: e.ts };
+    if (kinds.unparseable && random() < 0.03) {
+      const p = makeEvent({ ...at, id: `${site}-u${i}`, ...variants[unparseable.length % variants.length] });
+      unparseable.push(p);
+      all.push(p);
+    }
+    if (kinds.refused && random() < 0.02) {
+      const p = makeEvent({ ...at, id: `${site}-r${i}`, name: 'Signup', props: { poison: 'yes' } });
+      refused.push(p);
+      all.push(p);
+    }
+  });
+  return { site, good, unparseable, refused, all };
+}
+
+/**
+ * What must be stored: every good record once. Records set aside never count; refused event rows
+ * are left out (their events still count in their sessions), and so are sessions ending on the
+ * poisoned exit page.
+ */
+function expected(m: Mix): Truth {
+  const refusedIds = new Set(m.refused.map((e) => e.id));
+  const unparseable = new Set(m.unparseable);
+  return keepOnly(computeTruth(m.all.filter((e) => !unparseable.has(e))), {
+    event: (e) => !refusedIds.has(e.id),
+    session: (s) => s.exitPage !== POISON_EXIT,
+  });
+}
+
+interface DeadLetter {
+  hub_partition: number;
+  hub_offset: string;
+  target_table: string;
+  reason: string;
+  error: string;
+  payload: string;
+  payload_encoding: string;
+}
+
+async function deadLetters(site: string): Promise<DeadLetter[]> {
+  return store.query<DeadLetter>(
+    `SELECT hub_partition, hub_offset, target_table, reason, error, payload, payload_encoding
+     FROM dead_letters WHERE site = {site:String} ORDER BY hub_partition, hub_offset, target_table, payload`,
+    { site },
+  );
+}
+
+/** Asserts the store holds exactly what `m` should leave, and each dead letter exactly once. */
+async function expectExact(m: Mix): Promise<void> {
+  await expectStoreMatchesTruth(store, [m.site], expected(m));
+  const dead = await deadLetters(m.site);
+  const distinct = new Set(dead.map((d) => JSON.stringify([d.hub_partition, d.hub_offset, d.target_table, d.payload])));
+  expect(distinct.size, 'a dead letter written twice').toBe(dead.length);
+  const events = dead.filter((d) => d.target_table === 'events');
+  const ids = (xs: readonly EnrichedEvent[]): string[] => xs.map((e) => e.id).sort();
+  expect(events.map((d) => (JSON.parse(d.payload) as EnrichedEvent).id).sort()).toEqual(ids([...m.unparseable, ...m.refused]));
+  // The payload is the hub record as it was, escapes included.
+  const published = new Map([...m.unparseable, ...m.refused].map((e) => [e.id, JSON.stringify(e)]));
+  for (const d of events) {
+    const id = (JSON.parse(d.payload) as EnrichedEvent).id;
+    expect(d.payload).toBe(published.get(id));
+    expect(d.payload_encoding).toBe('json');
+    expect(d.reason).toBe(m.refused.some((e) => e.id === id) ? 'VIOLATED_CONSTRAINT' : 'malformed_unicode');
+  }
+  for (const d of dead.filter((x) => x.target_table === 'sessions')) {
+    expect([d.reason, (JSON.parse(d.payload) as { exit_page: string }).exit_page]).toEqual(['VIOLATED_CONSTRAINT', POISON_EXIT]);
+  }
+}
+
+async function processorOn(hub: LocalHub, stateDir: string, registry = new Registry()): Promise<{ lag: () => Promise<Array<{ events: number }>>; stop(): Promise<void> }> {
+  const consumer = await hub.openConsumer('processor');
+  const stateStore = await openFileStateStore(stateDir);
+  const processor = startProcessor({ consumer, store, stateStore, log: silentLogger, metrics: registry, options: fast });
+  return {
+    lag: () => processor.lag(),
+    async stop() {
+      await processor.drain();
+      await consumer.close();
+      await stateStore.close();
+    },
+  };
+}
+
+describe('dead letters', () => {
+  it('sets aside records with lone surrogates written straight to the hub; good records stored once; the partition moves on', async () => {
+    const m = mix('dl-unicode.test', 31, { unparseable: true, refused: false, exits: false });
+    expect(m.unparseable.length).toBeGreaterThan(5);
+    const hub = await openLocalHub({ dir: await tempDir('dl-hub'), partitions: PARTITIONS });
+    hubs.push(hub);
+    const registry = new Registry();
+    const p = await processorOn(hub, await tempDir('dl-state'), registry);
+    await publish(hub, m.all.slice(0, 300));
+    await publish(hub, m.all.slice(300));
+    await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the processor to get past every poisoned record');
+    await expectExact(m);
+    expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="malformed_unicode",table="events"}')).toBe(m.unparseable.length);
+    expect(metricValue(registry, 'farol_processor_rows_total', '{table="events"}')).toBe(computeTruth(m.good).stored.length);
+    await p.stop();
+    // Checkpointed at the end of every partition: nothing is held back for a replay.
+    const consumer = await hub.openConsumer('processor');
+    for (let partition = 0; partition < PARTITIONS; partition++) {
+      expect(await consumer.getCheckpoint(partition)).toBe((await hub.endOffset(partition)) - 1);
+    }
+    await consumer.close();
+  });
+
+  it('splits a batch ClickHouse refuses down to the refused rows: every other row stored once, sessions consistent', async () => {
+    const m = mix('dl-split.test', 32, { unparseable: true, refused: true, exits: true });
+    expect(Math.min(m.refused.length, m.good.filter((e) => e.pathname === POISON_EXIT).length)).toBeGreaterThan(3);
+    const hub = await openLocalHub({ dir: await tempDir('dl-hub'), partitions: PARTITIONS });
+    hubs.push(hub);
+    const registry = new Registry();
+    const p = await processorOn(hub, await tempDir('dl-state'), registry);
+    await publish(hub, m.all);
+    await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the processor to get past every refused row', 180_000);
+    await expectExact(m);
+    expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="VIOLATED_CONSTRAINT",table="events"}')).toBe(m.refused.length);
+    expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="VIOLATED_CONSTRAINT",table="sessions"}')).toBeGreaterThan(0);
+    // A session that ends on the poisoned page is absent, never negative or doubled.
+    const nets = await store.query<{ n: string }>(
+      'SELECT sum(sign) AS n FROM sessions WHERE site = {site:String} GROUP BY session_id HAVING n NOT IN (0, 1)',
+      { site: m.site },
+    );
+    expect(nets).toEqual([]);
+    await p.stop();
+  }, 300_000);
+
+  const crashes: Array<[string, { step: CrashStep; nth: number; when: 'before' | 'after' }]> = [
+    ['while splitting, before a half is written', { step: 'insert:events', nth: 4, when: 'before' }],
+    ['while splitting, after a half was written', { step: 'insert:events', nth: 6, when: 'after' }],
+    ['after a refused session batch', { step: 'insert:sessions', nth: 2, when: 'after' }],
+    ['after dead letters were written, before the range counts as flushed', { step: 'insert:dead_letters', nth: 2, when: 'after' }],
+    ['after the snapshot that follows dead letters', { step: 'snapshot', nth: 2, when: 'after' }],
+  ];
+
+  it.each(crashes)('counts exactly and writes each dead letter once after a crash %s', async (name, at) => {
+    const m = mix(`dl-crash-${crashes.findIndex(([n]) => n === name)}.test`, 40 + crashes.findIndex(([n]) => n === name), {
+      unparseable: true,
+      refused: true,
+      exits: true,
+    });
+    const hubDir = await tempDir('dl-crash-hub');
+    const stateDir = await tempDir('dl-crash-state');
+    const writer = await openLocalHub({ dir: hubDir, partitions: PARTITIONS });
+    hubs.push(writer);
+    const half = Math.floor(m.all.length / 2);
+    await publish(writer, m.all.slice(0, half));
+
+    // The instance that dies (as after SIGKILL: nothing after the chosen step ever happens).
+    await runUntilCrash({ hubDir, stateDir, partitions: PARTITIONS, store, at, options: fast, timeoutMs: 120_000 });
+    await publish(writer, m.all.slice(half));
+
+    const hub = await hubReader(hubDir, PARTITIONS);
+    hubs.push(hub);
+    const p = await processorOn(hub, stateDir);
+    await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the restarted processor to catch up', 180_000);
+    await expectExact(m);
+    await p.stop();
+  }, 300_000);
+});
