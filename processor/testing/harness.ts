@@ -12,6 +12,7 @@ import { migrate } from '../../store/migrate.ts';
 import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
 import { computeTruth, type Truth } from '../../tests/support/oracle.ts';
 import { startProcessor, type ProcessorOptions } from '../main.ts';
+import type { SiteEpochs } from '../site-epochs.ts';
 import { openFileStateStore } from '../state-store.ts';
 import type { StateStore } from '../state-store.ts';
 
@@ -60,6 +61,7 @@ export async function runUntilCrash(opts: {
   store: Store;
   at: ConstructorParameters<typeof Freezer>[0];
   options: Partial<ProcessorOptions>;
+  siteEpochs?: SiteEpochs;
   timeoutMs?: number;
 }): Promise<void> {
   const freezer = new Freezer(opts.at);
@@ -71,6 +73,7 @@ export async function runUntilCrash(opts: {
     log: silentLogger,
     metrics: new Registry(),
     options: opts.options,
+    ...(opts.siteEpochs === undefined ? {} : { siteEpochs: opts.siteEpochs }),
   });
   const timeoutMs = opts.timeoutMs ?? 20_000;
   let timer: NodeJS.Timeout | undefined;
