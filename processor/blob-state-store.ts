@@ -3,11 +3,11 @@ import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { z } from 'zod';
 import {
-  deadEpochsSchema,
+  registrationsSchema,
   flushRange,
   StateStoreError,
   StateStoreFencedError,
-  type DeadEpoch,
+  type LoggedRegistration,
   type FlushRange,
   type StateStore,
 } from './state-store.ts';
@@ -38,11 +38,11 @@ const manifestSchema = z.object({
   epoch: z.number().int().nonnegative(),
   owner: z.string(),
   snapshot: z.string().nullable(),
-  // [from, to] or [from, to, deadEpochs].
+  // [from, to] or [from, to, registrations].
   intents: z.array(
     z.union([
       z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
-      z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), deadEpochsSchema]),
+      z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), registrationsSchema]),
     ]),
   ),
 });
@@ -135,8 +135,9 @@ class BlobStateStore implements StateStore {
     if (previous !== null) await this.deleteQuietly(previous);
   }
 
-  appendIntent(partition: number, from: number, to: number, deadEpochs?: readonly DeadEpoch[]): Promise<void> {
-    const entry: Manifest['intents'][number] = deadEpochs === undefined || deadEpochs.length === 0 ? [from, to] : [from, to, deadEpochs.map(([s, e]) => [s, e])];
+  appendIntent(partition: number, from: number, to: number, registrations?: readonly LoggedRegistration[]): Promise<void> {
+    const entry: Manifest['intents'][number] =
+      registrations === undefined || registrations.length === 0 ? [from, to] : [from, to, registrations.map(([s, e, d]) => [s, e, d])];
     return this.update(partition, (m) => (m.intents.some(([f, t]) => f === from && t === to) ? undefined : { ...m, intents: [...m.intents, entry] }));
   }
 

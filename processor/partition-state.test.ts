@@ -347,21 +347,23 @@ describe('records ClickHouse cannot store', () => {
 });
 
 describe('site registrations (epochs)', () => {
+  // Registration 1 long ago; the site deleted and registered again (2) at 11:50; events around noon.
   const E1 = Date.UTC(2026, 0, 1);
-  const E2 = Date.UTC(2026, 0, 15, 11);
+  const E2 = noon - 10 * MINUTE;
+  const latest = (r: { epoch: number; deleted: boolean }) => (site: string) => (site === 's.test' ? r : undefined);
 
   it('never continues a session of another registration: the new one starts fresh, with no −1 row', () => {
     const state = createPartitionState();
-    processRange(state, records([visitor({ ts: noon, epoch: E1, pathname: '/old' })], 0));
-    const out = processRange(state, records([visitor({ ts: noon + MINUTE, epoch: E2, pathname: '/new' })], 1));
+    processRange(state, records([visitor({ ts: E2 - 5 * MINUTE, epoch: E1, pathname: '/old' })], 0));
+    const out = processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2, pathname: '/new' })], 1));
     expect(out.sessions).toHaveLength(1);
     expect(out.sessions[0]).toMatchObject({ sign: 1, version: 1, entry_page: '/new', pageviews: 1, is_bounce: 1 });
   });
 
-  it('drops an event of an older registration once the partition holds a session of a newer one', () => {
+  it('drops an event of an older registration accepted before the partition’s newer one was created', () => {
     const state = createPartitionState();
-    processRange(state, records([visitor({ ts: noon, epoch: E2 })], 0));
-    const out = processRange(state, records([visitor({ ts: noon + MINUTE, epoch: E1 }), visitor({ ts: noon + 2 * MINUTE, epoch: E2 })], 1));
+    processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2 })], 0));
+    const out = processRange(state, records([visitor({ ts: E2 - MINUTE, epoch: E1 }), visitor({ ts: E2 + 2 * MINUTE, epoch: E2 })], 1));
     expect(out.deletedSite).toBe(1);
     expect(out.eventOffsets).toEqual([2]);
     expect(out.sessions.map((r) => [r.sign, r.pageviews])).toEqual([
@@ -370,14 +372,39 @@ describe('site registrations (epochs)', () => {
     ]);
   });
 
-  it('drops events of registrations known to be deleted, and still moves the clock with them', () => {
+  it('moves an event stamped with the old registration but accepted after the new one was created to the new one', () => {
+    // A collector whose site list was a few seconds old: the visitor belongs to the new registration.
     const state = createPartitionState();
-    const isDeadEpoch = (site: string, epoch: number): boolean => site === 's.test' && epoch === E1;
-    const out = processRange(state, records([visitor({ ts: noon + 5 * MINUTE, epoch: E1 }), visitor({ ts: noon, epoch: E2, visitorId: '7' })]), {
-      isDeadEpoch,
+    processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2, id: 'c1', clientId: true })], 0));
+    const out = processRange(state, records([visitor({ ts: E2 + 2 * MINUTE, epoch: E1, id: 'c1', clientId: true }), visitor({ ts: E2 + 3 * MINUTE, epoch: E1 })], 1));
+    expect([out.deletedSite, out.duplicates, out.events.length]).toEqual([0, 1, 1]);
+    expect(out.sessions.map((r) => [r.sign, r.pageviews])).toEqual([
+      [-1, 1],
+      [1, 2],
+    ]);
+  });
+
+  it('decides by the sites table when the partition knows no newer registration', () => {
+    const state = createPartitionState();
+    const out = processRange(
+      state,
+      records([visitor({ ts: E2 - MINUTE, epoch: E1 }), visitor({ ts: E2 + MINUTE, epoch: E1, visitorId: '7' }), visitor({ ts: E2 + 2 * MINUTE, epoch: E2, visitorId: '8' })]),
+      { registration: latest({ epoch: E2, deleted: false }) },
+    );
+    expect([out.deletedSite, out.eventOffsets]).toEqual([1, [1, 2]]);
+    // The dropped event still moved the clock.
+    const gone = createPartitionState();
+    const dropped = processRange(gone, records([visitor({ ts: noon + 50 * MINUTE, epoch: E2 }), visitor({ ts: noon, epoch: E1 })]), {
+      registration: latest({ epoch: E2, deleted: true }),
     });
-    expect([out.deletedSite, out.events.length]).toEqual([1, 1]);
-    expect(state.maxTs).toBe(noon + 5 * MINUTE);
+    expect([dropped.deletedSite, dropped.events.length, gone.maxTs]).toEqual([2, 0, noon + 50 * MINUTE]);
+  });
+
+  it('keeps events of a registration newer than the table knows, and of one the partition knows newer than the table', () => {
+    const state = createPartitionState();
+    const stale = { registration: latest({ epoch: E1, deleted: true }) };
+    expect(processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2 })], 0), stale).deletedSite).toBe(0);
+    expect(processRange(state, records([visitor({ ts: E2 + 2 * MINUTE, epoch: E1 })], 1), stale).deletedSite).toBe(0);
   });
 
   it('lets events and sessions of an unknown registration (0, from before epochs) match any', () => {
@@ -389,7 +416,7 @@ describe('site registrations (epochs)', () => {
       [1, 2],
     ]);
     // The session took the registration it met: an event of another one no longer continues it.
-    const next = processRange(state, records([visitor({ ts: noon + 2 * MINUTE, epoch: E2 + 1 })], 2));
+    const next = processRange(state, records([visitor({ ts: noon + 2 * MINUTE, epoch: noon })], 2));
     expect(next.sessions.map((r) => [r.sign, r.pageviews])).toEqual([[1, 1]]);
   });
 
@@ -398,9 +425,9 @@ describe('site registrations (epochs)', () => {
     const out = processRange(
       state,
       records([
-        visitor({ ts: noon, id: 'c1', clientId: true, epoch: E1 }),
-        visitor({ ts: noon + MINUTE, id: 'c1', clientId: true, epoch: E2 }),
-        visitor({ ts: noon + 2 * MINUTE, id: 'c1', clientId: true, epoch: E2 }),
+        visitor({ ts: E2 - MINUTE, id: 'c1', clientId: true, epoch: E1, visitorId: '1' }),
+        visitor({ ts: E2 + MINUTE, id: 'c1', clientId: true, epoch: E2 }),
+        visitor({ ts: E2 + 2 * MINUTE, id: 'c1', clientId: true, epoch: E2 }),
       ]),
     );
     expect([out.events.length, out.duplicates]).toEqual([2, 1]);

@@ -89,15 +89,20 @@ export interface UnstorableRecord {
   payload: Buffer;
 }
 
+/** The latest registration of a site: its epoch (`created_at` in ms) and whether it was deleted. */
+export interface Registration {
+  epoch: number;
+  deleted: boolean;
+}
+
 /** What {@link processRange} needs besides the state and the records. */
 export interface ProcessOptions {
   /**
-   * Whether `epoch` is a registration of `site` known to be deleted: its events are dropped, so
-   * events still in the hub after a site was deleted do not bring its data back. Answers may only
-   * ever change from false to true (a deleted registration stays deleted), which is what keeps a
-   * replay consistent with what an earlier run wrote; see processor.ts.
+   * The latest known registration of `site` (undefined: none known), asked for an event of
+   * registration `epoch`. It decides the event's fate (see {@link resolveEpoch}); the processor
+   * logs the answers that did, so a replay decides the same way.
    */
-  isDeadEpoch?: (site: string, epoch: number) => boolean;
+  registration?: (site: string, epoch: number) => Registration | undefined;
 }
 
 /** The rows one range produces, and what it dropped. */
@@ -152,11 +157,10 @@ export function processRange(state: PartitionState, records: readonly HubRecord[
       unstorable.push({ offset: record.offset, site: e.site, reason, payload: record.payload });
       continue;
     }
-    // The clock moves with every storable event, dropped or not, so that a replay which drops
-    // more events of deleted registrations still expires every other session at the same point.
+    // The clock moves with every storable event, whatever becomes of it.
     if (e.ts > state.maxTs) state.maxTs = e.ts;
-    const epoch = e.epoch ?? 0;
-    if (epoch !== 0 && isDeletedRegistration(state, e, epoch, opts)) {
+    const epoch = resolveEpoch(state, e, opts);
+    if (epoch === undefined) {
       deletedSite++;
       continue;
     }
@@ -179,13 +183,29 @@ interface Touch {
 }
 
 /**
- * An event of a registration older than one this partition already holds a session of (decided
- * by the state alone), or of one known to be deleted.
+ * The registration an event belongs to, or undefined when it belongs to a deleted one (dropped:
+ * events still in the hub after a site was deleted must not bring its data back).
+ *
+ * The collector stamps the registration it knew; a newer one may exist: the partition holds a
+ * session of it, or the sites table says so. An event accepted (its `ts`) at or after that newer
+ * registration was created belongs to it (a collector whose view of the sites was a few seconds
+ * old); one accepted before belongs to the old registration, which was deleted for the newer one
+ * to exist. An event of the latest registration, or an older one, is dropped when the latest is
+ * deleted. 0 (a collector that knows no registrations) matches any.
  */
-function isDeletedRegistration(state: PartitionState, e: EnrichedEvent, epoch: number, opts: ProcessOptions): boolean {
-  const current = state.sessions.get(`${e.site}\n${e.visitorId}`);
-  if (current !== undefined && current.epoch > epoch) return true;
-  return opts.isDeadEpoch?.(e.site, epoch) ?? false;
+function resolveEpoch(state: PartitionState, e: EnrichedEvent, opts: ProcessOptions): number | undefined {
+  const epoch = e.epoch ?? 0;
+  if (epoch === 0) return 0;
+  const session = state.sessions.get(`${e.site}\n${e.visitorId}`);
+  let newer = session !== undefined && session.epoch > epoch ? session.epoch : 0;
+  const latest = opts.registration?.(e.site, epoch);
+  // Unless the partition already knows a newer registration than the table's answer.
+  if (latest !== undefined && epoch <= latest.epoch && latest.epoch >= newer) {
+    if (latest.deleted) return undefined;
+    if (latest.epoch > epoch) newer = latest.epoch;
+  }
+  if (newer === 0) return epoch;
+  return e.ts >= newer ? newer : undefined;
 }
 
 /** Whether a session of registration `sessionEpoch` may take an event of `eventEpoch` (0: unknown, matches any). */

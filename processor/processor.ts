@@ -8,13 +8,14 @@ import {
   defaultStateLimits,
   processRange,
   type PartitionState,
+  type Registration,
   type StateLimits,
   type UnstorableReason,
 } from './partition-state.ts';
 import type { ProcessorMetrics } from './processor-metrics.ts';
 import type { SiteEpochs } from './site-epochs.ts';
 import { decodeSnapshot, encodeSnapshotInSlices } from './snapshot.ts';
-import { flushRange, StateStoreFencedError, type DeadEpoch, type FlushRange, type StateStore } from './state-store.ts';
+import { flushRange, StateStoreFencedError, type FlushRange, type LoggedRegistration, type StateStore } from './state-store.ts';
 
 /**
  * The processor's core: buffers each partition's records, writes them to ClickHouse in
@@ -46,11 +47,13 @@ import { flushRange, StateStoreFencedError, type DeadEpoch, type FlushRange, typ
  * refused, never counted negative. Errors of the statement or the connection are retried forever,
  * as before.
  *
- * Events of a deleted site registration (their `epoch`) are dropped: by the state alone when the
- * partition holds a session of a newer registration, else by what `SiteEpochs` loaded. What was
- * loaded changes over time, so the registrations a range dropped that way are logged with its
- * intent, and a replay drops exactly those. The intent is therefore logged after the rows are
- * computed (only the state in memory has moved then), and still before anything is inserted.
+ * Events of a deleted site registration (their `epoch`) are dropped, and events a collector
+ * stamped with a registration replaced a moment before are moved to the new one (see
+ * `resolveEpoch`): by the state alone when the partition holds a session of a newer registration,
+ * else by what `SiteEpochs` loaded from the sites table. What was loaded changes over time, so
+ * the registrations that decided something in a range are logged with its intent, and a replay
+ * decides with exactly those. The intent is therefore logged after the rows are computed (only the
+ * state in memory has moved then), and still before anything is inserted.
  */
 
 /** Tuning of the processor; every field has a default. */
@@ -113,8 +116,8 @@ export interface ProcessorDeps {
   log: Logger;
   metrics: ProcessorMetrics;
   options: ProcessorOptions;
-  /** Which site registrations are deleted (their events are dropped); without it, none are known. */
-  siteEpochs?: Pick<SiteEpochs, 'isDead'>;
+  /** The sites' latest registrations (events of deleted ones are dropped); without it, none are known. */
+  siteEpochs?: Pick<SiteEpochs, 'latest'>;
 }
 
 /** Thrown when the durable state contradicts the hub: continuing would lose or double events. */
@@ -449,7 +452,7 @@ class PartitionWorker {
     this.flushTimer = undefined;
     if (this.buffer.length > 0) this.startFlushTimer();
     if (next === undefined) return { from: first.offset, to: last.offset, records, replayed: false };
-    return { ...flushRange(first.offset, last.offset, next.deadEpochs), records, replayed: true };
+    return { ...flushRange(first.offset, last.offset, next.registrations), records, replayed: true };
   }
 
   /** Buffered records making up the logged range `r`, which must start the buffer. */
@@ -483,11 +486,11 @@ class PartitionWorker {
   private async flush(p: PendingFlush): Promise<void> {
     const started = performance.now();
     this.inFlightSince = p.records[0]?.appendedAt;
-    const { isDeadEpoch, dropped } = this.deadEpochs(p);
-    const out = processRange(this.state, p.records, { isDeadEpoch });
+    const { registration, used } = this.registrations(p);
+    const out = processRange(this.state, p.records, { registration });
     if (!p.replayed) {
-      const deadEpochs = [...dropped.values()];
-      await this.retrying('flush log append', () => this.deps.stateStore.appendIntent(this.partition, p.from, p.to, deadEpochs));
+      const registrations = [...used.values()];
+      await this.retrying('flush log append', () => this.deps.stateStore.appendIntent(this.partition, p.from, p.to, registrations));
     }
     const token = `${this.deps.stateStore.incarnation}:p${this.partition}:${p.from}-${p.to}`;
     const width = p.to - p.from + 1;
@@ -571,25 +574,28 @@ class PartitionWorker {
   }
 
   /**
-   * Which registrations `p` drops as deleted: for a replayed range exactly those its intent
-   * logged; for a new one, those known now, collected in `dropped` for its intent.
+   * The site registrations `p` decides its events with: for a replayed range exactly those its
+   * intent logged (none for the other sites); for a new one, those known now, of which the ones
+   * that can decide something (a deleted registration, a newer one) are collected in `used`.
    */
-  private deadEpochs(p: PendingFlush): { isDeadEpoch: (site: string, epoch: number) => boolean; dropped: Map<string, DeadEpoch> } {
-    const dropped = new Map<string, DeadEpoch>();
-    const key = (site: string, epoch: number): string => `${epoch} ${site}`;
+  private registrations(p: PendingFlush): {
+    registration: (site: string, epoch: number) => Registration | undefined;
+    used: Map<string, LoggedRegistration>;
+  } {
+    const used = new Map<string, LoggedRegistration>();
     if (p.replayed) {
-      const logged = new Set((p.deadEpochs ?? []).map(([site, epoch]) => key(site, epoch)));
-      return { isDeadEpoch: (site, epoch) => logged.has(key(site, epoch)), dropped };
+      const logged = new Map((p.registrations ?? []).map(([site, epoch, deleted]) => [site, { epoch, deleted }]));
+      return { registration: (site) => logged.get(site), used };
     }
     const known = this.deps.siteEpochs;
-    if (known === undefined) return { isDeadEpoch: () => false, dropped };
+    if (known === undefined) return { registration: () => undefined, used };
     return {
-      isDeadEpoch: (site, epoch) => {
-        if (!known.isDead(site, epoch)) return false;
-        dropped.set(key(site, epoch), [site, epoch]);
-        return true;
+      registration: (site, epoch) => {
+        const r = known.latest(site, epoch);
+        if (r !== undefined && epoch <= r.epoch && (r.deleted || epoch < r.epoch)) used.set(site, [site, r.epoch, r.deleted]);
+        return r;
       },
-      dropped,
+      used,
     };
   }
 

@@ -5,7 +5,7 @@ import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
 import { computeTruth, generateTraffic, keepOnly } from '../tests/support/oracle.ts';
 import { startProcessor } from './main.ts';
-import { isDeadEpoch, loadRegistrations, watchSiteEpochs, type SiteEpochs } from './site-epochs.ts';
+import { loadRegistrations, watchSiteEpochs, type Registration, type SiteEpochs } from './site-epochs.ts';
 import { openFileStateStore } from './state-store.ts';
 import {
   caughtUp,
@@ -43,20 +43,11 @@ afterAll(async () => {
 });
 
 /** A fixed answer, for processors that must not learn anything new. */
-function knowing(dead: (site: string, epoch: number) => boolean): SiteEpochs {
-  return { isDead: dead, refresh: () => Promise.resolve(), stop: () => {} };
+function knowing(latest: (site: string) => Registration | undefined): SiteEpochs {
+  return { latest, refresh: () => Promise.resolve(), stop: () => {} };
 }
 
 describe('site epochs', () => {
-  it('calls an epoch dead once a newer registration exists or it was deleted, never before', () => {
-    expect(isDeadEpoch(undefined, E1)).toBe(false);
-    expect(isDeadEpoch({ epoch: E1, deleted: false }, E1)).toBe(false);
-    expect(isDeadEpoch({ epoch: E1, deleted: true }, E1)).toBe(true);
-    expect(isDeadEpoch({ epoch: E2, deleted: false }, E1)).toBe(true);
-    // Newer than what was loaded: live until a fresher view says otherwise.
-    expect(isDeadEpoch({ epoch: E1, deleted: true }, E2)).toBe(false);
-  });
-
   it('reads the latest row of every domain from the sites table, deleted ones included', async () => {
     const row = (domain: string, created: number, updated: number, deleted: 0 | 1): Record<string, unknown> => ({
       domain,
@@ -71,9 +62,26 @@ describe('site epochs', () => {
     expect(loaded.get('gone.test')).toEqual({ epoch: E1, deleted: true });
     expect(loaded.get('again.test')).toEqual({ epoch: E2, deleted: false });
 
-    const watch = watchSiteEpochs({ load: () => loadRegistrations(store), intervalMs: 3_600_000, log: silentLogger });
+    let loads = 0;
+    const watch = watchSiteEpochs({
+      load: () => {
+        loads++;
+        return loadRegistrations(store);
+      },
+      intervalMs: 3_600_000,
+      minIntervalMs: 0,
+      log: silentLogger,
+    });
     await watch.refresh();
-    expect([watch.isDead('gone.test', E1), watch.isDead('again.test', E1), watch.isDead('again.test', E2)]).toEqual([true, true, false]);
+    const before = loads;
+    expect([watch.latest('gone.test', E1), watch.latest('again.test', E1)]).toEqual([
+      { epoch: E1, deleted: true },
+      { epoch: E2, deleted: false },
+    ]);
+    expect(loads).toBe(before);
+    // An epoch newer than what was loaded asks for a load.
+    watch.latest('gone.test', E2);
+    await waitFor(() => loads > before, 'a load');
     watch.stop();
   });
 
@@ -97,7 +105,8 @@ describe('site epochs', () => {
 
     // The first run takes every record as one range, drops E1's events (or not), and dies once
     // the range's events are in ClickHouse: its sessions and its snapshot are not.
-    const dead = (known: boolean) => (s: string, e: number): boolean => known && s === site && e === E1;
+    // Known: the site's registration E1 was deleted (E2 is newer than anything loaded: kept).
+    const dead = (known: boolean) => (s: string): Registration | undefined => (known && s === site ? { epoch: E1, deleted: true } : undefined);
     await runUntilCrash({
       hubDir,
       stateDir,

@@ -1,31 +1,30 @@
 import type { Logger } from '../lib/log.ts';
 import { startReloading } from '../lib/reload.ts';
 import type { Store } from '../store/store.ts';
+import type { Registration } from './partition-state.ts';
 
 /**
- * What the processor knows of the sites' registrations, to drop events of deleted ones.
+ * What the processor knows of the sites' registrations, so that events of a deleted one are
+ * dropped (see `resolveEpoch` in partition-state.ts).
  *
  * Each registration of a site has an epoch: the `created_at` of its `sites` row, in milliseconds,
  * which the collector stamps on every event it accepts for it (`EnrichedEvent.epoch`). When a site
  * is deleted, events of that registration may still sit in the hub; written after the deletion,
- * they would bring its data back, and into a new registration of the same domain. So an epoch is
- * dead once the site's latest row is a newer registration, or is that registration deleted.
+ * they would bring its data back, and into a new registration of the same domain.
  *
- * The answer for an epoch only ever changes from live to dead: a registration never comes back.
- * An epoch newer than the last load is live (and asks for a load): only a fresher view may kill it.
+ * The latest row of a domain only moves forward (a newer registration, or a deletion), and an
+ * event naming an epoch newer than the last load asks for a load.
  */
 
-/** The latest row of one domain in `sites`. */
-export interface Registration {
-  /** Its epoch (`created_at` in ms). */
-  epoch: number;
-  deleted: boolean;
-}
+export type { Registration } from './partition-state.ts';
 
 /** Registrations by domain, as the processor last loaded them. */
 export interface SiteEpochs {
-  /** Whether `epoch` is a registration of `site` known to be deleted. Cheap: called per event. */
-  isDead(site: string, epoch: number): boolean;
+  /**
+   * The latest registration of `site` known, for an event of registration `epoch` (an epoch newer
+   * than it, or an unknown site, asks for a load). Cheap: called per event.
+   */
+  latest(site: string, epoch: number): Registration | undefined;
   /** Loads now; resolves once a load that started after the call has finished. Never rejects. */
   refresh(): Promise<void>;
   stop(): void;
@@ -39,12 +38,6 @@ export async function loadRegistrations(store: Store): Promise<Map<string, Regis
      FROM sites GROUP BY domain`,
   );
   return new Map(rows.map((r) => [r.domain, { epoch: Number(r.epoch), deleted: Number(r.deleted) === 1 }]));
-}
-
-/** Whether `epoch` of a site is dead given its latest registration `r` (undefined: never seen). */
-export function isDeadEpoch(r: Registration | undefined, epoch: number): boolean {
-  if (r === undefined || epoch > r.epoch) return false;
-  return epoch < r.epoch || r.deleted;
 }
 
 /**
@@ -73,10 +66,10 @@ export function watchSiteEpochs(opts: {
   }, opts.intervalMs);
   void reloader.refresh();
   return {
-    isDead(site, epoch) {
+    latest(site, epoch) {
       const r = known.get(site);
       if ((r === undefined || epoch > r.epoch) && !reloader.loading && Date.now() - lastStart >= minIntervalMs) void reloader.refresh();
-      return isDeadEpoch(r, epoch);
+      return r;
     },
     refresh: () => reloader.refresh(),
     stop: () => reloader.stop(),

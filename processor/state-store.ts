@@ -12,27 +12,27 @@ import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
  * whoever flushes a range derives the same dedup token.
  */
 
-/** A registration of a site, by domain and epoch, whose events a range dropped as deleted. */
-export type DeadEpoch = readonly [site: string, epoch: number];
+/** A site's latest registration as a range saw it: its domain, epoch and whether it is deleted. */
+export type LoggedRegistration = readonly [site: string, epoch: number, deleted: boolean];
 
 /** A flushed (or being flushed) range of offsets, both ends included. */
 export interface FlushRange {
   from: number;
   to: number;
   /**
-   * The registrations whose events the range dropped because they were known deleted when it was
-   * first written: a replay drops exactly these, whatever is known by then (see processor.ts).
-   * Absent when none.
+   * The site registrations, as known when the range was first written, that decided the fate of
+   * some of its events (dropped as of a deleted registration, or moved to a newer one): a replay
+   * decides with exactly these, whatever is known by then (see processor.ts). Absent when none.
    */
-  deadEpochs?: readonly DeadEpoch[];
+  registrations?: readonly LoggedRegistration[];
 }
 
-/** Zod schema of {@link FlushRange.deadEpochs} as stored. */
-export const deadEpochsSchema = z.array(z.tuple([z.string(), z.number().int().nonnegative()]));
+/** Zod schema of {@link FlushRange.registrations} as stored. */
+export const registrationsSchema = z.array(z.tuple([z.string(), z.number().int().nonnegative(), z.boolean()]));
 
-/** The range, with `deadEpochs` only when there are some. */
-export function flushRange(from: number, to: number, deadEpochs: readonly DeadEpoch[] | undefined): FlushRange {
-  return deadEpochs === undefined || deadEpochs.length === 0 ? { from, to } : { from, to, deadEpochs };
+/** The range, with `registrations` only when there are some. */
+export function flushRange(from: number, to: number, registrations: readonly LoggedRegistration[] | undefined): FlushRange {
+  return registrations === undefined || registrations.length === 0 ? { from, to } : { from, to, registrations };
 }
 
 /** Durable per-partition processor state. Calls for one partition are never concurrent. */
@@ -56,9 +56,9 @@ export interface StateStore {
   saveSnapshot(partition: number, bytes: Buffer): Promise<void>;
   /**
    * Durably records that the range is about to be written (resolves once it is on disk), with the
-   * deleted registrations whose events it dropped.
+   * site registrations that decided some of its events.
    */
-  appendIntent(partition: number, from: number, to: number, deadEpochs?: readonly DeadEpoch[]): Promise<void>;
+  appendIntent(partition: number, from: number, to: number, registrations?: readonly LoggedRegistration[]): Promise<void>;
   /** The recorded ranges, oldest first; a torn last record (crash mid-append) is discarded. */
   readIntents(partition: number): Promise<FlushRange[]>;
   /** Forgets the ranges that end at or before `after` (covered by a snapshot). */
@@ -118,9 +118,9 @@ class FileStateStore implements StateStore {
     return writeFileAtomic(this.snapshotPath(partition), bytes);
   }
 
-  async appendIntent(partition: number, from: number, to: number, deadEpochs?: readonly DeadEpoch[]): Promise<void> {
+  async appendIntent(partition: number, from: number, to: number, registrations?: readonly LoggedRegistration[]): Promise<void> {
     const log = await this.logHandle(partition);
-    await log.write(intentLine(flushRange(from, to, deadEpochs)));
+    await log.write(intentLine(flushRange(from, to, registrations)));
     await log.datasync();
   }
 
@@ -179,9 +179,9 @@ class FileStateStore implements StateStore {
 }
 
 
-/** `from to`, then the dropped registrations as JSON when there are some (JSON holds no newline). */
+/** `from to`, then the registrations as JSON when there are some (JSON holds no newline). */
 function intentLine(r: FlushRange): string {
-  return r.deadEpochs === undefined ? `${r.from} ${r.to}\n` : `${r.from} ${r.to} ${JSON.stringify(r.deadEpochs)}\n`;
+  return r.registrations === undefined ? `${r.from} ${r.to}\n` : `${r.from} ${r.to} ${JSON.stringify(r.registrations)}\n`;
 }
 
 const intentPattern = /^(\d+) (\d+)(?: (.+))?$/;
@@ -193,16 +193,16 @@ function parseIntents(text: string, path: string): FlushRange[] {
     const m = intentPattern.exec(line);
     const from = Number(m?.[1]);
     const to = Number(m?.[2]);
-    const dead = m?.[3] === undefined ? { success: true as const, data: undefined } : parseDeadEpochs(m[3]);
-    if (m === null || !(from <= to) || !dead.success) throw new StateStoreError(`corrupt flush log ${path}: "${line.slice(0, 200)}"`);
-    ranges.push(flushRange(from, to, dead.data));
+    const registrations = m?.[3] === undefined ? { success: true as const, data: undefined } : parseRegistrations(m[3]);
+    if (m === null || !(from <= to) || !registrations.success) throw new StateStoreError(`corrupt flush log ${path}: "${line.slice(0, 200)}"`);
+    ranges.push(flushRange(from, to, registrations.data));
   }
   return ranges;
 }
 
-function parseDeadEpochs(text: string): { success: true; data: DeadEpoch[] } | { success: false } {
+function parseRegistrations(text: string): { success: true; data: LoggedRegistration[] } | { success: false } {
   try {
-    return deadEpochsSchema.safeParse(JSON.parse(text));
+    return registrationsSchema.safeParse(JSON.parse(text));
   } catch {
     return { success: false };
   }
