@@ -4,7 +4,7 @@ import { migrate } from '../store/migrate.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
-import { ControlPlane } from './control/control-plane.ts';
+import { ControlPlane, SITE_DELETE_GRACE_MS } from './control/control-plane.ts';
 import { listenApi } from './server.ts';
 
 /**
@@ -77,7 +77,8 @@ export async function runApi(config: Config): Promise<number> {
     const { migrationTarget } = await import('../processor/main.ts');
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
-    const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER });
+    // Processors run in other processes: a deleted site's data goes once they know.
+    const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER, deleteGraceMs: SITE_DELETE_GRACE_MS });
     await bootstrapControl(control, config, log);
     const server = await listenApi({ store, control, config, log, metrics: new Registry(), now: () => new Date() });
     const signal = await untilSignal();

@@ -7,7 +7,7 @@ import { Registry } from '../lib/metrics.ts';
 import { untilSignal } from '../lib/signals.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane } from '../api/control/control-plane.ts';
+import { ControlPlane, SITE_DELETE_GRACE_MS } from '../api/control/control-plane.ts';
 import { bootstrapControl } from '../api/main.ts';
 import { registerApi } from '../api/server.ts';
 import { loadRegisteredSites, watchSites } from '../ingest/main.ts';
@@ -74,7 +74,12 @@ export async function runStart(config: Config): Promise<number> {
  * collector's app, so collector, API and dashboard share one port.
  */
 async function startControl(config: Config, store: Store, log: Logger, metrics: Registry) {
-  const control = new ControlPlane(store, { cluster: config.FAROL_CLICKHOUSE_CLUSTER });
+  // With the local hub this process holds the only processor, told at once (onSitesChanged); on
+  // Event Hubs others may run elsewhere.
+  const control = new ControlPlane(store, {
+    cluster: config.FAROL_CLICKHOUSE_CLUSTER,
+    deleteGraceMs: config.FAROL_HUB === 'eventhubs' ? SITE_DELETE_GRACE_MS : 0,
+  });
   await bootstrapControl(control, config, log);
   const sites = await watchSites({ load: () => loadRegisteredSites(store), log });
   control.onSitesChanged(() => sites.refresh());

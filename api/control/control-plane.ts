@@ -149,7 +149,22 @@ export interface ControlPlaneOptions {
   cacheTtlMs?: number;
   /** FAROL_CLICKHOUSE_CLUSTER: deleting a site's data then runs ON CLUSTER on the local tables. */
   cluster?: string | undefined;
+  /**
+   * How long deleting a site waits, between marking it deleted and deleting its data, for
+   * processors in other processes to learn of it (default 0: none run elsewhere); see
+   * {@link SITE_DELETE_GRACE_MS}.
+   */
+  deleteGraceMs?: number;
 }
+
+/**
+ * The wait of a site deletion when processors run in other processes: longer than their reload of
+ * the site registrations (processor/processor.ts `siteRefreshMs`, 2 s) plus a write they began
+ * before it, so that they drop the deleted registration's events before its data is deleted; and
+ * longer than a standalone collector's reload of the sites (5 s), so that none still stamps the
+ * old registration when the domain can be registered again.
+ */
+export const SITE_DELETE_GRACE_MS = 6_000;
 
 /** Tables holding a site's analytics: raw events and sessions, and every rollup. */
 const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily', 'dead_letters'] as const;
@@ -264,6 +279,7 @@ export class ControlPlane implements ApiControl {
   private readonly siteListeners = new Set<() => void | Promise<void>>();
   private lastStamp = 0;
   private readonly cluster: string | undefined;
+  private readonly deleteGraceMs: number;
 
   constructor(
     private readonly store: Store,
@@ -271,6 +287,7 @@ export class ControlPlane implements ApiControl {
   ) {
     this.now = opts.now ?? Date.now;
     this.cluster = opts.cluster;
+    this.deleteGraceMs = opts.deleteGraceMs ?? 0;
     const ttl = opts.cacheTtlMs ?? 5_000;
     this.principals = new TtlCache(ttl, this.now);
     this.sitesCache = new TtlCache(ttl, this.now);
@@ -422,6 +439,7 @@ export class ControlPlane implements ApiControl {
     // the site's: a domain registered again later (by any account) starts empty.
     await this.write('sites', { ...cur, updated_at: this.stamp().text, deleted: 1 });
     await this.sitesChanged();
+    if (this.deleteGraceMs > 0) await new Promise((resolve) => setTimeout(resolve, this.deleteGraceMs));
     for (const g of await this.listGoals(cur.domain)) await this.deleteGoal(cur.domain, g.name);
     const experiments = experimentRepository(this.store, () => new Date(this.now()));
     for (const e of await experiments.list(cur.domain)) await experiments.remove(cur.domain, e.experiment.id);
