@@ -8,10 +8,11 @@ import { expectStoreMatchesTruth } from '../processor/testing/harness.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import type { ClickHouseHttp } from './support/clickhouse-http.ts';
 import { pollUntil } from './support/e2e.ts';
-import { startAzurite, type Azurite } from './support/eventhubs/azurite.ts';
-import { startEventHubsBroker, type EventHubsBroker } from './support/eventhubs/broker.ts';
+import type { Azurite } from './support/eventhubs/azurite.ts';
+import type { EventHubsBroker } from './support/eventhubs/broker.ts';
+import { startEventHubsStack } from './support/eventhubs/stack.ts';
 import { startFarolProcessor, type FarolChild } from './support/farol-process.ts';
 import { computeTruth, generateTraffic, makeEvent } from './support/oracle.ts';
 
@@ -43,11 +44,10 @@ describe('Event Hubs processor with poisonous records', () => {
   }
 
   beforeAll(async () => {
-    [broker, azurite, clickhouse] = await Promise.all([
-      tempDir('farol-ehdl-broker-').then((dataDir) => startEventHubsBroker({ dataDir, hubName: HUB, partitions: PARTITIONS })),
-      tempDir('farol-ehdl-azurite-').then((dataDir) => startAzurite({ dataDir })),
-      tempDir('farol-ehdl-ch-').then((dataDir) => startClickHouseHttp({ dataDir })),
-    ]);
+    const stack = await startEventHubsStack({ name: 'farol-ehdl', hubName: HUB, partitions: PARTITIONS, tempDir });
+    broker = stack.broker;
+    azurite = stack.azurite;
+    clickhouse = stack.clickhouse;
     store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database: DATABASE });
     producer = await openEventHubsProducer({
       connectionString: broker.connectionString,
