@@ -2,15 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
-import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import type { Store } from '../store/store.ts';
-import { computeTruth, generateTraffic, keepOnly, makeEvent, rng, type Truth } from '../tests/support/oracle.ts';
+import { computeTruth } from '../tests/support/oracle.ts';
 import { startProcessor } from './main.ts';
 import { openFileStateStore } from './state-store.ts';
 import {
   caughtUp,
   crashTestOptions,
-  expectStoreMatchesTruth,
   hubReader,
   metricValue,
   openTestStore,
@@ -21,6 +19,7 @@ import {
   waitFor,
   type CrashStep,
 } from './testing/harness.ts';
+import { addPoisonConstraints, expectExact, mix, POISON_EXIT } from './testing/poison.ts';
 
 /**
  * Records ClickHouse cannot store, written straight to the hub (as an older collector, another
@@ -37,16 +36,13 @@ const PARTITIONS = 2;
 const HOUR = 3_600_000;
 const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 const fast = crashTestOptions;
-const LONE = '\ud800';
-const POISON_EXIT = '/poison-exit';
 
 let store: Store;
 const hubs: LocalHub[] = [];
 
 beforeAll(async () => {
   store = await openTestStore();
-  await store.exec("ALTER TABLE events ADD CONSTRAINT test_no_poison CHECK props['poison'] = ''");
-  await store.exec(`ALTER TABLE sessions ADD CONSTRAINT test_no_poison_exit CHECK exit_page != '${POISON_EXIT}'`);
+  await addPoisonConstraints(store);
 });
 
 afterAll(async () => {
@@ -54,107 +50,6 @@ afterAll(async () => {
   await store.close();
   await removeTempDirs();
 });
-
-/** Traffic with poison mixed in: the good records, the poisonous ones, and all of them in hub order. */
-interface Mix {
-  site: string;
-  good: EnrichedEvent[];
-  /** Lone surrogates: set aside by the processor. */
-  unparseable: EnrichedEvent[];
-  /** A `poison` prop: refused by the events constraint. */
-  refused: EnrichedEvent[];
-  all: EnrichedEvent[];
-}
-
-/**
- * Traffic with poison after some events, each on the visitor of the event before it (same
- * partition, same session) at the same time, so the hub stays in time order as the oracle wants.
- */
-function mix(site: string, seed: number, kinds: { unparseable: boolean; refused: boolean; exits: boolean }): Mix {
-  const good = generateTraffic({ sites: [site], visitorsPerSite: 20, eventsPerVisitor: 20, start: base, seed });
-  const random = rng(seed + 1);
-  const unparseable: EnrichedEvent[] = [];
-  const refused: EnrichedEvent[] = [];
-  const all: EnrichedEvent[] = [];
-  const variants: Array<Partial<EnrichedEvent>> = [
-    { props: { k: LONE } },
-    { pathname: `/p${LONE}` },
-    { name: `Sign${LONE}` },
-    { props: { [`\udc00k`]: 'v' } },
-    { referrer: `https://r.test/${LONE}`, source: 'r.test' },
-  ];
-  good.forEach((e, i) => {
-    // Exit-page poison is an ordinary pageview: its event is stored, the session rows showing it as
-    // the exit page are refused.
-    all.push(kinds.exits && random() < 0.02 ? (good[i] = { ...e, name: 'pageview', pathname: POISON_EXIT }) : e);
-    const at = { site, visitorId: e.visitorId, hostname: site, ts: e.ts };
-    if (kinds.unparseable && random() < 0.03) {
-      const p = makeEvent({ ...at, id: `${site}-u${i}`, ...variants[unparseable.length % variants.length] });
-      unparseable.push(p);
-      all.push(p);
-    }
-    if (kinds.refused && random() < 0.02) {
-      const p = makeEvent({ ...at, id: `${site}-r${i}`, name: 'Signup', props: { poison: 'yes' } });
-      refused.push(p);
-      all.push(p);
-    }
-  });
-  return { site, good, unparseable, refused, all };
-}
-
-/**
- * What must be stored: every good record once. Records set aside never count; refused event rows
- * are left out (their events still count in their sessions), and so are sessions ending on the
- * poisoned exit page.
- */
-function expected(m: Mix): Truth {
-  const refusedIds = new Set(m.refused.map((e) => e.id));
-  const unparseable = new Set(m.unparseable);
-  return keepOnly(computeTruth(m.all.filter((e) => !unparseable.has(e))), {
-    event: (e) => !refusedIds.has(e.id),
-    session: (s) => s.exitPage !== POISON_EXIT,
-  });
-}
-
-interface DeadLetter {
-  hub_partition: number;
-  hub_offset: string;
-  target_table: string;
-  reason: string;
-  error: string;
-  payload: string;
-  payload_encoding: string;
-}
-
-async function deadLetters(site: string): Promise<DeadLetter[]> {
-  return store.query<DeadLetter>(
-    `SELECT hub_partition, hub_offset, target_table, reason, error, payload, payload_encoding
-     FROM dead_letters WHERE site = {site:String} ORDER BY hub_partition, hub_offset, target_table, payload`,
-    { site },
-  );
-}
-
-/** Asserts the store holds exactly what `m` should leave, and each dead letter exactly once. */
-async function expectExact(m: Mix): Promise<void> {
-  await expectStoreMatchesTruth(store, [m.site], expected(m));
-  const dead = await deadLetters(m.site);
-  const distinct = new Set(dead.map((d) => JSON.stringify([d.hub_partition, d.hub_offset, d.target_table, d.payload])));
-  expect(distinct.size, 'a dead letter written twice').toBe(dead.length);
-  const events = dead.filter((d) => d.target_table === 'events');
-  const ids = (xs: readonly EnrichedEvent[]): string[] => xs.map((e) => e.id).sort();
-  expect(events.map((d) => (JSON.parse(d.payload) as EnrichedEvent).id).sort()).toEqual(ids([...m.unparseable, ...m.refused]));
-  // The payload is the hub record as it was, escapes included.
-  const published = new Map([...m.unparseable, ...m.refused].map((e) => [e.id, JSON.stringify(e)]));
-  for (const d of events) {
-    const id = (JSON.parse(d.payload) as EnrichedEvent).id;
-    expect(d.payload).toBe(published.get(id));
-    expect(d.payload_encoding).toBe('json');
-    expect(d.reason).toBe(m.refused.some((e) => e.id === id) ? 'VIOLATED_CONSTRAINT' : 'malformed_unicode');
-  }
-  for (const d of dead.filter((x) => x.target_table === 'sessions')) {
-    expect([d.reason, (JSON.parse(d.payload) as { exit_page: string }).exit_page]).toEqual(['VIOLATED_CONSTRAINT', POISON_EXIT]);
-  }
-}
 
 async function processorOn(hub: LocalHub, stateDir: string, registry = new Registry()): Promise<{ lag: () => Promise<Array<{ events: number }>>; stop(): Promise<void> }> {
   const consumer = await hub.openConsumer('processor');
@@ -172,7 +67,7 @@ async function processorOn(hub: LocalHub, stateDir: string, registry = new Regis
 
 describe('dead letters', () => {
   it('sets aside records with lone surrogates written straight to the hub; good records stored once; the partition moves on', async () => {
-    const m = mix('dl-unicode.test', 31, { unparseable: true, refused: false, exits: false });
+    const m = mix('dl-unicode.test', 31, base, { unparseable: true, refused: false, exits: false });
     expect(m.unparseable.length).toBeGreaterThan(5);
     const hub = await openLocalHub({ dir: await tempDir('dl-hub'), partitions: PARTITIONS });
     hubs.push(hub);
@@ -181,7 +76,7 @@ describe('dead letters', () => {
     await publish(hub, m.all.slice(0, 300));
     await publish(hub, m.all.slice(300));
     await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the processor to get past every poisoned record');
-    await expectExact(m);
+    await expectExact(store, m);
     expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="malformed_unicode",table="events"}')).toBe(m.unparseable.length);
     expect(metricValue(registry, 'farol_processor_rows_total', '{table="events"}')).toBe(computeTruth(m.good).stored.length);
     await p.stop();
@@ -194,7 +89,7 @@ describe('dead letters', () => {
   });
 
   it('splits a batch ClickHouse refuses down to the refused rows: every other row stored once, sessions consistent', async () => {
-    const m = mix('dl-split.test', 32, { unparseable: true, refused: true, exits: true });
+    const m = mix('dl-split.test', 32, base, { unparseable: true, refused: true, exits: true });
     expect(Math.min(m.refused.length, m.good.filter((e) => e.pathname === POISON_EXIT).length)).toBeGreaterThan(3);
     const hub = await openLocalHub({ dir: await tempDir('dl-hub'), partitions: PARTITIONS });
     hubs.push(hub);
@@ -202,7 +97,7 @@ describe('dead letters', () => {
     const p = await processorOn(hub, await tempDir('dl-state'), registry);
     await publish(hub, m.all);
     await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the processor to get past every refused row', 180_000);
-    await expectExact(m);
+    await expectExact(store, m);
     expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="VIOLATED_CONSTRAINT",table="events"}')).toBe(m.refused.length);
     expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="VIOLATED_CONSTRAINT",table="sessions"}')).toBeGreaterThan(0);
     // A session that ends on the poisoned page is absent, never negative or doubled.
@@ -223,7 +118,7 @@ describe('dead letters', () => {
   ];
 
   it.each(crashes)('counts exactly and writes each dead letter once after a crash %s', async (name, at) => {
-    const m = mix(`dl-crash-${crashes.findIndex(([n]) => n === name)}.test`, 40 + crashes.findIndex(([n]) => n === name), {
+    const m = mix(`dl-crash-${crashes.findIndex(([n]) => n === name)}.test`, 40 + crashes.findIndex(([n]) => n === name), base, {
       unparseable: true,
       refused: true,
       exits: true,
@@ -243,7 +138,7 @@ describe('dead letters', () => {
     hubs.push(hub);
     const p = await processorOn(hub, stateDir);
     await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the restarted processor to catch up', 180_000);
-    await expectExact(m);
+    await expectExact(store, m);
     await p.stop();
   }, 300_000);
 });
