@@ -628,16 +628,25 @@ class PartitionWorker {
     refused: Refused[],
   ): Promise<void> {
     if (i >= j) return;
-    try {
-      await this.insert(b.table, i === 0 && j === b.rows.length ? b.rows : b.rows.slice(i, j), root ? b.token : `${b.token}:${lo}-${hi}`);
-      return;
-    } catch (err) {
-      if (!(err instanceof StoreError && err.refusedData)) throw err;
-      // Keys are distinct, so several rows mean a splittable interval.
-      if (j - i === 1) {
-        refused.push({ index: i, error: err });
+    const rows = i === 0 && j === b.rows.length ? b.rows : b.rows.slice(i, j);
+    const token = root ? b.token : `${b.token}:${lo}-${hi}`;
+    // Keys are distinct, so several rows mean a splittable interval. A single row gets a second
+    // try before it counts as refused: a fluke (a body cut short by a server going down parses as
+    // bad data) must not set a good row aside.
+    const single = j - i === 1;
+    let refusal: StoreError | undefined;
+    for (let attempt = 0; attempt < (single ? 2 : 1); attempt++) {
+      try {
+        await this.insert(b.table, rows, token);
         return;
+      } catch (err) {
+        if (!(err instanceof StoreError && err.refusedData)) throw err;
+        refusal = err;
       }
+    }
+    if (single && refusal !== undefined) {
+      refused.push({ index: i, error: refusal });
+      return;
     }
     const mid = Math.floor((lo + hi) / 2);
     let k = i;
