@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
-import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
 import { computeTruth } from '../tests/support/oracle.ts';
-import { startProcessor } from './main.ts';
-import { openFileStateStore } from './state-store.ts';
 import {
   caughtUp,
   crashTestOptions,
@@ -14,9 +11,11 @@ import {
   openTestStore,
   publish,
   removeTempDirs,
+  runProcessorOn,
   runUntilCrash,
   tempDir,
   waitFor,
+  type RunningProcessor,
   type CrashStep,
 } from './testing/harness.ts';
 import { addPoisonConstraints, expectExact, mix, POISON_EXIT } from './testing/poison.ts';
@@ -51,18 +50,8 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-async function processorOn(hub: LocalHub, stateDir: string, registry = new Registry()): Promise<{ lag: () => Promise<Array<{ events: number }>>; stop(): Promise<void> }> {
-  const consumer = await hub.openConsumer('processor');
-  const stateStore = await openFileStateStore(stateDir);
-  const processor = startProcessor({ consumer, store, stateStore, log: silentLogger, metrics: registry, options: fast });
-  return {
-    lag: () => processor.lag(),
-    async stop() {
-      await processor.drain();
-      await consumer.close();
-      await stateStore.close();
-    },
-  };
+function processorOn(hub: LocalHub, stateDir: string, registry = new Registry()): Promise<RunningProcessor> {
+  return runProcessorOn(hub, stateDir, { store, options: fast, registry });
 }
 
 describe('dead letters', () => {
@@ -75,7 +64,7 @@ describe('dead letters', () => {
     const p = await processorOn(hub, await tempDir('dl-state'), registry);
     await publish(hub, m.all.slice(0, 300));
     await publish(hub, m.all.slice(300));
-    await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the processor to get past every poisoned record');
+    await waitFor(() => caughtUp(p.processor.lag, PARTITIONS), 'the processor to get past every poisoned record');
     await expectExact(store, m);
     expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="malformed_unicode",table="events"}')).toBe(m.unparseable.length);
     expect(metricValue(registry, 'farol_processor_rows_total', '{table="events"}')).toBe(computeTruth(m.good).stored.length);
@@ -96,7 +85,7 @@ describe('dead letters', () => {
     const registry = new Registry();
     const p = await processorOn(hub, await tempDir('dl-state'), registry);
     await publish(hub, m.all);
-    await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the processor to get past every refused row', 180_000);
+    await waitFor(() => caughtUp(p.processor.lag, PARTITIONS), 'the processor to get past every refused row', 180_000);
     await expectExact(store, m);
     expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="VIOLATED_CONSTRAINT",table="events"}')).toBe(m.refused.length);
     expect(metricValue(registry, 'farol_processor_dead_letters_total', '{reason="VIOLATED_CONSTRAINT",table="sessions"}')).toBeGreaterThan(0);
@@ -137,7 +126,7 @@ describe('dead letters', () => {
     const hub = await hubReader(hubDir, PARTITIONS);
     hubs.push(hub);
     const p = await processorOn(hub, stateDir);
-    await waitFor(() => caughtUp(p.lag, PARTITIONS), 'the restarted processor to catch up', 180_000);
+    await waitFor(() => caughtUp(p.processor.lag, PARTITIONS), 'the restarted processor to catch up', 180_000);
     await expectExact(store, m);
     await p.stop();
   }, 300_000);

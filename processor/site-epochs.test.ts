@@ -1,12 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
-import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
 import { computeTruth, generateTraffic, keepOnly } from '../tests/support/oracle.ts';
-import { startProcessor } from './main.ts';
 import { loadRegistrations, watchSiteEpochs, type Registration, type SiteEpochs } from './site-epochs.ts';
-import { openFileStateStore } from './state-store.ts';
 import {
   caughtUp,
   crashTestOptions,
@@ -16,6 +13,7 @@ import {
   openTestStore,
   publish,
   removeTempDirs,
+  runProcessorOn,
   runUntilCrash,
   tempDir,
   waitFor,
@@ -116,27 +114,14 @@ describe('site epochs', () => {
       options: { ...crashTestOptions, flushRecords: all.length, flushIntervalMs: 600_000 },
       siteEpochs: knowing(dead(before)),
     });
-    const registry = new Registry();
     const hub = await hubReader(hubDir, PARTITIONS);
     hubs.push(hub);
-    const consumer = await hub.openConsumer('processor');
-    const stateStore = await openFileStateStore(stateDir);
-    const processor = startProcessor({
-      consumer,
-      store,
-      stateStore,
-      log: silentLogger,
-      metrics: registry,
-      options: crashTestOptions,
-      siteEpochs: knowing(dead(after)),
-    });
+    const { processor, registry, stop } = await runProcessorOn(hub, stateDir, { store, options: crashTestOptions, siteEpochs: knowing(dead(after)) });
     await waitFor(() => caughtUp(processor.lag, PARTITIONS), 'the restarted processor to catch up');
     // The replayed range keeps the first run's choice, whatever is known now.
     const truth = computeTruth(before ? live : all);
     await expectStoreMatchesTruth(store, [site], keepOnly(truth, { event: () => true, session: () => true }));
     expect(metricValue(registry, 'farol_processor_dropped_total', '{reason="deleted_site"}')).toBe(before ? stale.length : 0);
-    await processor.drain();
-    await consumer.close();
-    await stateStore.close();
+    await stop();
   });
 });

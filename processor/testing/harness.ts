@@ -11,7 +11,7 @@ import { openChdbStore } from '../../store/chdb-store.ts';
 import { migrate } from '../../store/migrate.ts';
 import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
 import { computeTruth, type Truth } from '../../tests/support/oracle.ts';
-import { startProcessor, type ProcessorOptions } from '../main.ts';
+import { startProcessor, type ProcessorOptions, type ProcessorRuntime } from '../main.ts';
 import type { SiteEpochs } from '../site-epochs.ts';
 import { openFileStateStore } from '../state-store.ts';
 import type { StateStore } from '../state-store.ts';
@@ -31,6 +31,47 @@ export async function tempDir(prefix: string): Promise<string> {
 
 export async function removeTempDirs(): Promise<void> {
   await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+}
+
+/** A processor started by {@link runProcessorOn}. */
+export interface RunningProcessor {
+  hub: LocalHub;
+  stateStore: StateStore;
+  processor: ProcessorRuntime;
+  registry: Registry;
+  /** Drains the processor, then closes its consumer and state store. */
+  stop(): Promise<void>;
+}
+
+/** A processor on `hub` with its file state in `stateDir`, writing to `opts.store`. */
+export async function runProcessorOn(
+  hub: LocalHub,
+  stateDir: string,
+  opts: { store: Store; options: Partial<ProcessorOptions>; registry?: Registry; siteEpochs?: SiteEpochs },
+): Promise<RunningProcessor> {
+  const consumer = await hub.openConsumer('processor');
+  const stateStore = await openFileStateStore(stateDir);
+  const registry = opts.registry ?? new Registry();
+  const processor = startProcessor({
+    consumer,
+    store: opts.store,
+    stateStore,
+    log: silentLogger,
+    metrics: registry,
+    options: opts.options,
+    ...(opts.siteEpochs === undefined ? {} : { siteEpochs: opts.siteEpochs }),
+  });
+  return {
+    hub,
+    stateStore,
+    processor,
+    registry,
+    async stop() {
+      await processor.drain();
+      await consumer.close();
+      await stateStore.close();
+    },
+  };
 }
 
 /** Small flushes and frequent snapshots, so a few hundred events cross many of each. */
