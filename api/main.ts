@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
-import { ControlPlane, controlPlaneOptions } from './control/control-plane.ts';
+import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from './control/control-plane.ts';
 import { listenApi } from './server.ts';
 
 /**
@@ -81,7 +81,8 @@ export async function runApi(config: Config): Promise<number> {
     const { migrationTarget } = await import('../processor/main.ts');
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
-    const control = new ControlPlane(store, controlPlaneOptions(config));
+    // Processors run in other processes: a deleted site's data goes once they know.
+    const control = new ControlPlane(store, { ...controlPlaneOptions(config), deleteGraceMs: SITE_DELETE_GRACE_MS });
     await bootstrapControl(control, config, log);
     const server = await listenApi({ store, control, config, log, metrics, now: () => new Date() });
     const signal = await untilSignal();

@@ -8,10 +8,10 @@ import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts'
 import { untilSignal } from '../lib/signals.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane, controlPlaneOptions } from '../api/control/control-plane.ts';
+import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../api/control/control-plane.ts';
 import { bootstrapControl } from '../api/main.ts';
 import { registerApi } from '../api/server.ts';
-import { watchSites } from '../ingest/main.ts';
+import { loadRegisteredSites, watchSites } from '../ingest/main.ts';
 
 /**
  * `farol start`: the all-in-one process: collector + hub + processor on the configured store
@@ -35,6 +35,8 @@ export async function runStart(config: Config): Promise<number> {
     const api = await startControl(config, store, log, metrics);
     if (config.FAROL_HUB === 'eventhubs') {
       const processor = await startEventHubsProcessor(config, { store, log, metrics });
+      // A site deleted here: the processor learns it before the deletion's mutations run.
+      api.control.onSitesChanged(() => processor.sitesChanged());
       try {
         const hub = await openConfiguredEventHubsProducer(config, log);
         try {
@@ -52,6 +54,7 @@ export async function runStart(config: Config): Promise<number> {
       const hub = await openConfiguredLocalHub(config, log);
       try {
         const processor = await startLocalProcessor(config, { hub, store, log, metrics });
+        api.control.onSitesChanged(() => processor.sitesChanged());
         const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
         const signal = await untilSignal();
         log.info({ signal }, 'draining');
@@ -75,14 +78,21 @@ export async function runStart(config: Config): Promise<number> {
  * collector's app, so collector, API and dashboard share one port.
  */
 async function startControl(config: Config, store: Store, log: Logger, metrics: Registry) {
-  const control = new ControlPlane(store, controlPlaneOptions(config));
+  // With the local hub this process holds the only processor, told at once (onSitesChanged); on
+  // Event Hubs others may run elsewhere.
+  const control = new ControlPlane(store, {
+    ...controlPlaneOptions(config),
+    deleteGraceMs: config.FAROL_HUB === 'eventhubs' ? SITE_DELETE_GRACE_MS : 0,
+  });
   await bootstrapControl(control, config, log);
-  const sites = await watchSites({ load: () => control.siteDomains(), log });
+  const sites = await watchSites({ load: () => loadRegisteredSites(store), log });
   control.onSitesChanged(() => sites.refresh());
   const deps = { store, control, config, log, metrics, now: () => new Date() };
   return {
+    control,
     collector: {
       knownSite: sites.has,
+      siteEpoch: sites.epoch,
       routes: (app: Parameters<typeof registerApi>[0]) => registerApi(app, deps),
     },
   };

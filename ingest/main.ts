@@ -7,7 +7,9 @@ import { defaultQuota } from '../hub/local-dir.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics } from '../lib/metrics-server.ts';
+import { startReloading } from '../lib/reload.ts';
 import { untilSignal } from '../lib/signals.ts';
+import type { Store } from '../store/store.ts';
 import { createCollector, type Collector, type MountedRoutes } from './collector.ts';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { EnrichDeps } from './pipeline.ts';
@@ -37,12 +39,13 @@ export function configuredSites(config: Config): string[] {
 /**
  * Opens the enrichment resources (geo database, salt store) named by the configuration.
  * `knownSite` decides which domains are accepted (the registered sites); without it, FAROL_SITES
- * or, when unset, every domain.
+ * or, when unset, every domain. `siteEpoch` names the registration of a site (0: unknown).
  */
 export async function openEnrichment(
   config: Config,
   now: () => number = Date.now,
   knownSite?: (domain: string) => boolean,
+  siteEpoch?: (domain: string) => number,
 ): Promise<EnrichRuntime> {
   const geo = await openGeo(config.FAROL_GEOIP_DB);
   const salts = await openSaltStore({ dir: join(config.FAROL_DATA_DIR, 'salts'), now });
@@ -61,6 +64,7 @@ export async function openEnrichment(
       parseReferrer,
       classify: classifyChannel,
       knownSite: knownSite ?? ((domain) => sites === null || sites.has(domain)),
+      ...(siteEpoch === undefined ? {} : { siteEpoch }),
       now,
     },
     async close() {
@@ -77,33 +81,50 @@ export interface CollectorRuntime {
   stop(): Promise<void>;
 }
 
+/** A registered site: its domain and the epoch of its registration (`created_at` in ms). */
+export interface SiteEntry {
+  domain: string;
+  epoch: number;
+}
+
 /** The set of domains the collector accepts, kept fresh from the sites table. */
 export interface SiteWatch {
   has(domain: string): boolean;
+  /** The epoch of the domain's registration, stamped on its events; 0 when unknown. */
+  epoch(domain: string): number;
   /** Reloads now (after a local site change); failures keep the last set. */
   refresh(): Promise<void>;
   stop(): void;
 }
 
+/** The live sites of the sites table, with their epochs. */
+export async function loadRegisteredSites(store: Store): Promise<SiteEntry[]> {
+  const rows = await store.query<{ domain: string; epoch: string | number }>(
+    'SELECT domain, toUnixTimestamp64Milli(created_at) AS epoch FROM sites FINAL WHERE deleted = 0',
+  );
+  return rows.map((r) => ({ domain: r.domain, epoch: Number(r.epoch) }));
+}
+
 /**
- * Polls `load` (the registered site domains) every `intervalMs`; `extra` (FAROL_SITES) are
- * accepted too. Until a first load succeeds (ClickHouse unreachable at start) every domain is
- * accepted, with a warning: refusing all traffic would lose it, the processor stores it anyway.
+ * Polls `load` (the registered sites: domains, or domains with epochs) every `intervalMs`;
+ * `extra` (FAROL_SITES) are accepted too. Until a first load succeeds (ClickHouse unreachable at
+ * start) every domain is accepted, with a warning: refusing all traffic would lose it, the
+ * processor stores it anyway.
  */
 export async function watchSites(opts: {
-  load: () => Promise<Iterable<string>>;
+  load: () => Promise<Iterable<string | SiteEntry>>;
   extra?: readonly string[];
   intervalMs?: number;
   log: Logger;
 }): Promise<SiteWatch> {
   const extra = new Set(opts.extra ?? []);
-  let known: Set<string> | null = null;
+  // Domain → epoch (0 when the loader does not know it).
+  let known: Map<string, number> | null = null;
   let failing = false;
-  let running: Promise<void> | null = null;
-  let next: Promise<void> | null = null;
-  const load = async (): Promise<void> => {
+  const reloader = startReloading(async () => {
     try {
-      known = new Set([...(await opts.load())].map((d) => d.toLowerCase()));
+      const entries = [...(await opts.load())].map((s) => (typeof s === 'string' ? { domain: s, epoch: 0 } : s));
+      known = new Map(entries.map((s) => [s.domain.toLowerCase(), s.epoch]));
       if (failing) opts.log.info({ sites: known.size }, 'site list loaded again');
       failing = false;
     } catch (err) {
@@ -112,29 +133,13 @@ export async function watchSites(opts: {
       }
       failing = true;
     }
-  };
-  // Resolves once a load that STARTED after this call has finished: a load already under way may
-  // have read the table before the change that asks for the refresh.
-  const refresh = (): Promise<void> => {
-    if (running === null) {
-      running = load().finally(() => {
-        running = null;
-      });
-      return running;
-    }
-    next ??= running.then(() => {
-      next = null;
-      return refresh();
-    });
-    return next;
-  };
-  await refresh();
-  const timer = setInterval(() => void refresh(), opts.intervalMs ?? 5_000);
-  timer.unref();
+  }, opts.intervalMs ?? 5_000);
+  await reloader.refresh();
   return {
     has: (domain) => extra.has(domain) || known === null || known.has(domain),
-    refresh,
-    stop: () => clearInterval(timer),
+    epoch: (domain) => known?.get(domain) ?? 0,
+    refresh: () => reloader.refresh(),
+    stop: () => reloader.stop(),
   };
 }
 
@@ -148,11 +153,13 @@ export async function startCollector(
     now?: () => number;
     /** Which domains are accepted (default: FAROL_SITES, or all). */
     knownSite?: (domain: string) => boolean;
+    /** The epoch of a site's registration, stamped on its events (default: unknown, 0). */
+    siteEpoch?: (domain: string) => number;
     /** More routes on the same app and port (the API in `farol start`), registered before listen. */
     routes?: (app: TemplatedApp) => MountedRoutes;
   },
 ): Promise<CollectorRuntime> {
-  const enrichment = await openEnrichment(config, opts.now, opts.knownSite);
+  const enrichment = await openEnrichment(config, opts.now, opts.knownSite, opts.siteEpoch);
   const collector = createCollector({
     hub: opts.hub,
     enrich: enrichment.deps,
@@ -236,7 +243,7 @@ export async function runCollector(config: Config): Promise<number> {
   const metricsServer = await configuredMetrics(config, metrics, log);
   const hub = await openConfiguredHub(config, log);
   const sites = await collectorSites(config, log);
-  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has });
+  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'draining');
   await runtime.stop();
@@ -252,7 +259,10 @@ export async function runCollector(config: Config): Promise<number> {
  * (FAROL_CLICKHOUSE_URL) plus FAROL_SITES; else FAROL_SITES; else every domain (warned once).
  * The embedded engine is not opened here: its data dir belongs to `farol start`/`farol processor`.
  */
-async function collectorSites(config: Config, log: Logger): Promise<{ has: (domain: string) => boolean; close(): Promise<void> }> {
+async function collectorSites(
+  config: Config,
+  log: Logger,
+): Promise<{ has: (domain: string) => boolean; epoch: (domain: string) => number; close(): Promise<void> }> {
   const listed = configuredSites(config);
   if (config.FAROL_CLICKHOUSE_URL !== undefined) {
     const { openHttpStore } = await import('../store/http-store.ts');
@@ -263,13 +273,10 @@ async function collectorSites(config: Config, log: Logger): Promise<{ has: (doma
       database: config.FAROL_CLICKHOUSE_DATABASE,
       cluster: config.FAROL_CLICKHOUSE_CLUSTER,
     });
-    const watch = await watchSites({
-      load: async () => (await store.query<{ domain: string }>('SELECT domain FROM sites FINAL WHERE deleted = 0')).map((r) => r.domain),
-      extra: listed,
-      log,
-    });
+    const watch = await watchSites({ load: () => loadRegisteredSites(store), extra: listed, log });
     return {
       has: watch.has,
+      epoch: watch.epoch,
       async close() {
         watch.stop();
         await store.close();
@@ -278,5 +285,5 @@ async function collectorSites(config: Config, log: Logger): Promise<{ has: (doma
   }
   if (listed.length === 0) log.warn({}, 'no site list: accepting events for every domain (set FAROL_CLICKHOUSE_URL or FAROL_SITES)');
   const set = new Set(listed);
-  return { has: (d) => set.size === 0 || set.has(d), close: async () => undefined };
+  return { has: (d) => set.size === 0 || set.has(d), epoch: () => 0, close: async () => undefined };
 }

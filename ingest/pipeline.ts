@@ -44,6 +44,8 @@ export interface EnrichDeps {
   classify(input: ChannelInput): { channel: Channel; source: string };
   /** Site check; false → ING_UNKNOWN_SITE. */
   knownSite(domain: string): boolean;
+  /** The epoch of the site's registration (EnrichedEvent.epoch); 0 or absent: unknown. */
+  siteEpoch?(domain: string): number;
   now(): number;
 }
 
@@ -103,6 +105,7 @@ export function enrichEvent(deps: EnrichDeps, wire: WireEvent, ip: string, ua: s
     id,
     clientId: wire.id !== null,
     site,
+    epoch: deps.siteEpoch?.(site) ?? 0,
     ts,
     name: wire.name,
     hostname: page.hostname,

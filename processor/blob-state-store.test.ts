@@ -69,17 +69,17 @@ describe('blob state store', () => {
     await store.acquire?.(2);
     await store.appendIntent(2, 0, 99);
     await store.appendIntent(2, 100, 180);
-    await store.appendIntent(2, 181, 200);
+    await store.appendIntent(2, 181, 200, [['gone.test', 1_700_000_000_000, true]]);
     const again = await open(prefix);
     expect(await again.readIntents(2)).toEqual([
       { from: 0, to: 99 },
       { from: 100, to: 180 },
-      { from: 181, to: 200 },
+      { from: 181, to: 200, registrations: [['gone.test', 1_700_000_000_000, true]] },
     ]);
     await store.truncateIntents(2, 180);
     await store.appendIntent(2, 201, 250);
     expect(await (await open(prefix)).readIntents(2)).toEqual([
-      { from: 181, to: 200 },
+      { from: 181, to: 200, registrations: [['gone.test', 1_700_000_000_000, true]] },
       { from: 201, to: 250 },
     ]);
     expect(await store.readIntents(3)).toEqual([]);

@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { z } from 'zod';
-import { StateStoreError, StateStoreFencedError, type FlushRange, type StateStore } from './state-store.ts';
+import {
+  registrationsSchema,
+  flushRange,
+  StateStoreError,
+  StateStoreFencedError,
+  type LoggedRegistration,
+  type FlushRange,
+  type StateStore,
+} from './state-store.ts';
 
 /**
  * The processor's state on Azure Blob storage (the container that holds the Event Hubs
@@ -30,7 +38,13 @@ const manifestSchema = z.object({
   epoch: z.number().int().nonnegative(),
   owner: z.string(),
   snapshot: z.string().nullable(),
-  intents: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])),
+  // [from, to] or [from, to, registrations].
+  intents: z.array(
+    z.union([
+      z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+      z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative(), registrationsSchema]),
+    ]),
+  ),
 });
 
 type Manifest = z.infer<typeof manifestSchema>;
@@ -121,15 +135,15 @@ class BlobStateStore implements StateStore {
     if (previous !== null) await this.deleteQuietly(previous);
   }
 
-  appendIntent(partition: number, from: number, to: number): Promise<void> {
-    return this.update(partition, (m) =>
-      m.intents.some(([f, t]) => f === from && t === to) ? undefined : { ...m, intents: [...m.intents, [from, to]] },
-    );
+  appendIntent(partition: number, from: number, to: number, registrations?: readonly LoggedRegistration[]): Promise<void> {
+    const entry: Manifest['intents'][number] =
+      registrations === undefined || registrations.length === 0 ? [from, to] : [from, to, registrations.map(([s, e, d]) => [s, e, d])];
+    return this.update(partition, (m) => (m.intents.some(([f, t]) => f === from && t === to) ? undefined : { ...m, intents: [...m.intents, entry] }));
   }
 
   async readIntents(partition: number): Promise<FlushRange[]> {
     const manifest = await this.current(partition);
-    return (manifest?.intents ?? []).map(([from, to]) => ({ from, to }));
+    return (manifest?.intents ?? []).map(([from, to, dead]) => flushRange(from, to, dead));
   }
 
   truncateIntents(partition: number, after: number): Promise<void> {

@@ -18,6 +18,7 @@ import type { Store } from '../store/store.ts';
 import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
 import { processorMetrics } from './processor-metrics.ts';
 import { defaultProcessorOptions, Processor, type PartitionLag, type ProcessorOptions } from './processor.ts';
+import { loadRegistrations, watchSiteEpochs, type SiteEpochs } from './site-epochs.ts';
 import { openFileStateStore, type StateStore } from './state-store.ts';
 
 /** The processor's wiring point: `startProcessor` for any hub and store, `runProcessor` for `farol processor`. */
@@ -37,6 +38,8 @@ export interface StartProcessorOptions {
   metrics: Registry;
   /** Overrides of {@link defaultProcessorOptions}. */
   options?: Partial<ProcessorOptions>;
+  /** Site registrations (default: read from `store` every `siteRefreshMs`). */
+  siteEpochs?: SiteEpochs;
 }
 
 /** A running processor. */
@@ -56,7 +59,16 @@ export interface ProcessorRuntime {
   unclosedPartitions(): number[];
   /** Ingestion lag per owned partition (for the API; `/metrics` has the same as gauges). */
   lag(): Promise<PartitionLag[]>;
+  /**
+   * After a site was registered, changed or deleted by this process: reloads the registrations,
+   * then waits (at most `sitesChangedWaitMs`, 10 s) for the writes started before, so that a
+   * deletion's mutations run after every write made without knowing of it. Never rejects.
+   */
+  sitesChanged(): Promise<void>;
 }
+
+/** Bound of {@link ProcessorRuntime.sitesChanged}'s wait for writes in flight. */
+const sitesChangedWaitMs = 10_000;
 
 /** Bounds of an Event Hubs processor's drain (SIGTERM must end the process in bounded time). */
 export interface DrainBounds {
@@ -83,13 +95,17 @@ export class DrainIncompleteError extends Error {
 export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
   const options: ProcessorOptions = { ...defaultProcessorOptions, ...opts.options };
   const metrics = processorMetrics(opts.metrics);
+  const store = opts.store;
+  const siteEpochs =
+    opts.siteEpochs ?? watchSiteEpochs({ load: () => loadRegistrations(store), intervalMs: options.siteRefreshMs, log: opts.log });
   const processor = new Processor({
     consumer: opts.consumer,
-    store: opts.store,
+    store,
     stateStore: opts.stateStore,
     log: opts.log,
     metrics,
     options,
+    siteEpochs,
   });
   const unclosed = new Set<number>();
   // Plain closures: a hub implementation may call the handlers detached from their object.
@@ -118,6 +134,7 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
     drain() {
       draining ??= (async () => {
         clearInterval(lagTimer);
+        siteEpochs.stop();
         await subscription.close();
         metrics.lagSources.delete(setGauges);
       })();
@@ -126,6 +143,12 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
     abandon: (reason) => processor.abandon(reason),
     unclosedPartitions: () => [...unclosed].sort((a, b) => a - b),
     lag: () => processor.lag(),
+    async sitesChanged() {
+      await siteEpochs.refresh();
+      if ((await within(processor.settled(), sitesChangedWaitMs)) === 'timed out') {
+        opts.log.warn({ ms: sitesChangedWaitMs }, 'site change: writes in flight did not end in time; going on');
+      }
+    },
   };
 }
 
@@ -235,6 +258,7 @@ function runProcessorOn(
     abandon: (reason) => runtime.abandon(reason),
     unclosedPartitions: () => runtime.unclosedPartitions(),
     lag: () => runtime.lag(),
+    sitesChanged: () => runtime.sitesChanged(),
   };
 }
 

@@ -8,6 +8,7 @@ import {
   decodeEvent,
   processRange,
   sessionId,
+  unstorableReason,
   type PartitionState,
   type RangeOutput,
 } from './partition-state.ts';
@@ -271,6 +272,8 @@ describe('decodeEvent', () => {
       { ...good, clickIds: [1] },
       { ...good, revenue: { currency: 'EUR' } },
       { ...good, site: undefined },
+      { ...good, epoch: -1 },
+      { ...good, epoch: '1' },
     ];
     for (const b of bad) expect(decodeEvent(Buffer.from(typeof b === 'string' ? b : JSON.stringify(b)))).toBeUndefined();
   });
@@ -283,6 +286,161 @@ describe('decodeEvent', () => {
     ]);
     expect(out.invalid).toBe(1);
     expect(out.events).toHaveLength(1);
+  });
+});
+
+describe('records ClickHouse cannot store', () => {
+  const lone = '\ud800';
+  it.each<[string, Partial<EnrichedEvent>, string]>([
+    ['a prop value', { props: { k: lone } }, 'malformed_unicode'],
+    ['a prop key', { props: { [`k${lone}`]: 'v' } }, 'malformed_unicode'],
+    ['the name', { name: `Sign${lone}up` }, 'malformed_unicode'],
+    ['the pathname', { pathname: `/\udc00` }, 'malformed_unicode'],
+    ['the referrer', { referrer: `https://r.test/${lone}` }, 'malformed_unicode'],
+    ['the event id', { id: `id${lone}`, clientId: true }, 'malformed_unicode'],
+    ['a click id', { clickIds: [lone] }, 'malformed_unicode'],
+    ['an experiment', { exp: { e1: lone } }, 'malformed_unicode'],
+    ['the revenue currency', { revenue: { currency: `E${lone}R`, amount: 1 } }, 'malformed_unicode'],
+    ['a time past the year 9999', { ts: Date.UTC(10_000, 0, 1) }, 'bad_timestamp'],
+    ['the largest safe time', { ts: Number.MAX_SAFE_INTEGER }, 'bad_timestamp'],
+  ])('sets aside a record with a lone surrogate or bad time in %s, before it touches the state', (_what, bad, reason) => {
+    const state = createPartitionState();
+    const before = visitor({ ts: noon, pathname: '/a' });
+    const poison = visitor({ ts: noon + MINUTE, ...bad });
+    const after = visitor({ ts: noon + 2 * MINUTE, pathname: '/b' });
+    expect(unstorableReason(poison)).toBe(reason);
+    const out = processRange(state, records([before, poison, after], 10));
+    expect(out.unstorable).toEqual([{ offset: 11, site: 's.test', reason, payload: Buffer.from(JSON.stringify(poison)) }]);
+    expect(out.eventOffsets).toEqual([10, 12]);
+    // The session and the clock only know the good events: exactly as if the poison never came.
+    const clean = createPartitionState();
+    const expected = processRange(clean, records([before, after], 10));
+    expect(out.sessions).toEqual(expected.sessions);
+    expect(out.events).toEqual(expected.events);
+    expect(state.maxTs).toBe(clean.maxTs);
+  });
+
+  it('stores what ClickHouse takes as it is: NUL, noncharacters, astral characters, years up to 9999', () => {
+    for (const e of [
+      visitor({ pathname: '/a\u0000b' }),
+      visitor({ props: { k: '\uffff\ud83d\ude00' } }),
+      visitor({ ts: Date.UTC(9999, 11, 31, 23, 59, 59, 999) }),
+    ]) {
+      expect(unstorableReason(e)).toBeUndefined();
+    }
+  });
+
+  it('keys each row by the record offset that made it, whatever else the range dropped', () => {
+    const a = visitor({ visitorId: '1', ts: noon });
+    const b = visitor({ visitorId: '2', ts: noon + 1 });
+    const a2 = visitor({ visitorId: '1', ts: noon + 2 });
+    const state = createPartitionState();
+    processRange(state, records([a], 0));
+    const out = processRange(state, records([b, a2], 5));
+    // b starts its session at 5; a's session is first touched at 6 (−1 of its old state, then +1).
+    expect(out.sessions.map((r, i) => [r.visitor_id, r.sign, out.sessionOffsets[i]])).toEqual([
+      ['2', 1, 5],
+      ['1', -1, 6],
+      ['1', 1, 6],
+    ]);
+  });
+});
+
+describe('site registrations (epochs)', () => {
+  // Registration 1 long ago; the site deleted and registered again (2) at 11:50; events around noon.
+  const E1 = Date.UTC(2026, 0, 1);
+  const E2 = noon - 10 * MINUTE;
+  const latest = (r: { epoch: number; deleted: boolean }) => (site: string) => (site === 's.test' ? r : undefined);
+
+  it('never continues a session of another registration: the new one starts fresh, with no −1 row', () => {
+    const state = createPartitionState();
+    processRange(state, records([visitor({ ts: E2 - 5 * MINUTE, epoch: E1, pathname: '/old' })], 0));
+    const out = processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2, pathname: '/new' })], 1));
+    expect(out.sessions).toHaveLength(1);
+    expect(out.sessions[0]).toMatchObject({ sign: 1, version: 1, entry_page: '/new', pageviews: 1, is_bounce: 1 });
+  });
+
+  it('drops an event of an older registration accepted before the partition’s newer one was created', () => {
+    const state = createPartitionState();
+    processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2 })], 0));
+    const out = processRange(state, records([visitor({ ts: E2 - MINUTE, epoch: E1 }), visitor({ ts: E2 + 2 * MINUTE, epoch: E2 })], 1));
+    expect(out.deletedSite).toBe(1);
+    expect(out.eventOffsets).toEqual([2]);
+    expect(out.sessions.map((r) => [r.sign, r.pageviews])).toEqual([
+      [-1, 1],
+      [1, 2],
+    ]);
+  });
+
+  it('moves an event stamped with the old registration but accepted after the new one was created to the new one', () => {
+    // A collector whose site list was a few seconds old: the visitor belongs to the new registration.
+    const state = createPartitionState();
+    processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2, id: 'c1', clientId: true })], 0));
+    const out = processRange(state, records([visitor({ ts: E2 + 2 * MINUTE, epoch: E1, id: 'c1', clientId: true }), visitor({ ts: E2 + 3 * MINUTE, epoch: E1 })], 1));
+    expect([out.deletedSite, out.duplicates, out.events.length]).toEqual([0, 1, 1]);
+    expect(out.sessions.map((r) => [r.sign, r.pageviews])).toEqual([
+      [-1, 1],
+      [1, 2],
+    ]);
+  });
+
+  it('decides by the sites table when the partition knows no newer registration', () => {
+    const state = createPartitionState();
+    const out = processRange(
+      state,
+      records([visitor({ ts: E2 - MINUTE, epoch: E1 }), visitor({ ts: E2 + MINUTE, epoch: E1, visitorId: '7' }), visitor({ ts: E2 + 2 * MINUTE, epoch: E2, visitorId: '8' })]),
+      { registration: latest({ epoch: E2, deleted: false }) },
+    );
+    expect([out.deletedSite, out.eventOffsets]).toEqual([1, [1, 2]]);
+    // The dropped event still moved the clock.
+    const gone = createPartitionState();
+    const dropped = processRange(gone, records([visitor({ ts: noon + 50 * MINUTE, epoch: E2 }), visitor({ ts: noon, epoch: E1 })]), {
+      registration: latest({ epoch: E2, deleted: true }),
+    });
+    expect([dropped.deletedSite, dropped.events.length, gone.maxTs]).toEqual([2, 0, noon + 50 * MINUTE]);
+  });
+
+  it('keeps events of a registration newer than the table knows, and of one the partition knows newer than the table', () => {
+    const state = createPartitionState();
+    const stale = { registration: latest({ epoch: E1, deleted: true }) };
+    expect(processRange(state, records([visitor({ ts: E2 + MINUTE, epoch: E2 })], 0), stale).deletedSite).toBe(0);
+    expect(processRange(state, records([visitor({ ts: E2 + 2 * MINUTE, epoch: E1 })], 1), stale).deletedSite).toBe(0);
+  });
+
+  it('lets events and sessions of an unknown registration (0, from before epochs) match any', () => {
+    const state = createPartitionState();
+    processRange(state, records([visitor({ ts: noon })], 0));
+    const out = processRange(state, records([visitor({ ts: noon + MINUTE, epoch: E2 })], 1));
+    expect(out.sessions.map((r) => [r.sign, r.pageviews])).toEqual([
+      [-1, 1],
+      [1, 2],
+    ]);
+    // The session took the registration it met: an event of another one no longer continues it.
+    const next = processRange(state, records([visitor({ ts: noon + 2 * MINUTE, epoch: noon })], 2));
+    expect(next.sessions.map((r) => [r.sign, r.pageviews])).toEqual([[1, 1]]);
+  });
+
+  it('remembers client ids per registration', () => {
+    const state = createPartitionState();
+    const out = processRange(
+      state,
+      records([
+        visitor({ ts: E2 - MINUTE, id: 'c1', clientId: true, epoch: E1, visitorId: '1' }),
+        visitor({ ts: E2 + MINUTE, id: 'c1', clientId: true, epoch: E2 }),
+        visitor({ ts: E2 + 2 * MINUTE, id: 'c1', clientId: true, epoch: E2 }),
+      ]),
+    );
+    expect([out.events.length, out.duplicates]).toEqual([2, 1]);
+  });
+
+  it('reads snapshots written before epochs existed', () => {
+    const state = createPartitionState();
+    processRange(state, records([visitor({ ts: noon, epoch: E2 })]));
+    const current = JSON.parse(encodeSnapshot(0, 0, state).toString()) as { sessions: unknown[][] };
+    const old = { ...current, sessions: current.sessions.map((t) => t.slice(0, -1)) };
+    const back = decodeSnapshot(Buffer.from(JSON.stringify(old)), state.limits);
+    expect([...back.state.sessions.values()].map((s) => s.epoch)).toEqual([0]);
+    expect(current.sessions[0]?.at(-1)).toBe(E2);
   });
 });
 

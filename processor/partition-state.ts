@@ -30,6 +30,12 @@ export const defaultStateLimits: StateLimits = {
 export interface Session {
   readonly site: string;
   readonly visitorId: string;
+  /**
+   * Registration of the site the session belongs to (the events' `epoch`), 0 while unknown. An
+   * event of another registration never continues it: after a site is deleted and registered
+   * again, its sessions in memory are unknown to the new registration.
+   */
+  epoch: number;
   /** UInt64 as decimal text, derived from the first event: a replay derives the same id. */
   readonly id: string;
   start: number;
@@ -72,13 +78,51 @@ export interface PartitionState {
   readonly dedup: Map<string, number>;
 }
 
+/** Why a readable record cannot be stored: ClickHouse would refuse it and every row sent with it. */
+export type UnstorableReason = 'malformed_unicode' | 'bad_timestamp';
+
+/** A record the processor will not store, kept for the dead letters. */
+export interface UnstorableRecord {
+  offset: number;
+  site: string;
+  reason: UnstorableReason;
+  payload: Buffer;
+}
+
+/** The latest registration of a site: its epoch (`created_at` in ms) and whether it was deleted. */
+export interface Registration {
+  epoch: number;
+  deleted: boolean;
+}
+
+/** What {@link processRange} needs besides the state and the records. */
+export interface ProcessOptions {
+  /**
+   * The latest known registration of `site` (undefined: none known), asked for an event of
+   * registration `epoch`. It decides the event's fate (see {@link resolveEpoch}); the processor
+   * logs the answers that did, so a replay decides the same way.
+   */
+  registration?: (site: string, epoch: number) => Registration | undefined;
+}
+
 /** The rows one range produces, and what it dropped. */
 export interface RangeOutput {
   events: EventRow[];
+  /** Offset of the record of each event row (same order as `events`). */
+  eventOffsets: number[];
   /** Per touched session: the previous row with sign −1 (if any), then the new row with sign 1. */
   sessions: SessionRow[];
+  /**
+   * Offset of the record that first touched each row's session in this range (same order as
+   * `sessions`): a key of the row that does not depend on which other records were dropped.
+   */
+  sessionOffsets: number[];
+  /** Readable records ClickHouse could not store (not applied to the state). */
+  unstorable: UnstorableRecord[];
   duplicates: number;
   invalid: number;
+  /** Events of a deleted registration of their site, dropped. */
+  deletedSite: number;
 }
 
 export function createPartitionState(limits: StateLimits = defaultStateLimits): PartitionState {
@@ -90,28 +134,83 @@ export function createPartitionState(limits: StateLimits = defaultStateLimits): 
  * Mutates `state`. Deterministic: the same state and records give the same rows, and the final
  * state does not depend on how a sequence of records is split into calls.
  */
-export function processRange(state: PartitionState, records: readonly HubRecord[]): RangeOutput {
+export function processRange(state: PartitionState, records: readonly HubRecord[], opts: ProcessOptions = {}): RangeOutput {
   const events: EventRow[] = [];
-  // Session → its row as written before this range (undefined for a session born here). A Map
-  // keeps first-touch order, so rows come out in the same order on every replay.
-  const touched = new Map<Session, SessionRow | undefined>();
+  const eventOffsets: number[] = [];
+  const unstorable: UnstorableRecord[] = [];
+  // Session → its row as written before this range (undefined for a session born here) and the
+  // offset that first touched it. A Map keeps first-touch order, so rows come out in the same
+  // order on every replay.
+  const touched = new Map<Session, Touch>();
   let duplicates = 0;
   let invalid = 0;
+  let deletedSite = 0;
   for (const record of records) {
     const e = decodeEvent(record.payload);
     if (e === undefined) {
       invalid++;
       continue;
     }
+    // Before the event can touch the state: a record that cannot be stored changes nothing.
+    const reason = unstorableReason(e);
+    if (reason !== undefined) {
+      unstorable.push({ offset: record.offset, site: e.site, reason, payload: record.payload });
+      continue;
+    }
+    // The clock moves with every storable event, whatever becomes of it.
     if (e.ts > state.maxTs) state.maxTs = e.ts;
-    if (e.clientId && isDuplicate(state, e)) {
+    const epoch = resolveEpoch(state, e, opts);
+    if (epoch === undefined) {
+      deletedSite++;
+      continue;
+    }
+    if (e.clientId && isDuplicate(state, e, epoch)) {
       duplicates++;
       continue;
     }
-    events.push(eventRow(e, applyToSession(state, e, touched).id));
+    events.push(eventRow(e, applyToSession(state, e, epoch, record.offset, touched).id));
+    eventOffsets.push(record.offset);
   }
   evictSessions(state);
-  return { events, sessions: sessionRows(touched), duplicates, invalid };
+  const { sessions, sessionOffsets } = sessionRows(touched);
+  return { events, eventOffsets, sessions, sessionOffsets, unstorable, duplicates, invalid, deletedSite };
+}
+
+/** A session touched in a range: its row as written before the range, and who touched it first. */
+interface Touch {
+  previous: SessionRow | undefined;
+  offset: number;
+}
+
+/**
+ * The registration an event belongs to, or undefined when it belongs to a deleted one (dropped:
+ * events still in the hub after a site was deleted must not bring its data back).
+ *
+ * The collector stamps the registration it knew; a newer one may exist: the partition holds a
+ * session of it, or the sites table says so. An event accepted (its `ts`) at or after that newer
+ * registration was created belongs to it (a collector whose view of the sites was a few seconds
+ * old); one accepted before belongs to the old registration, which was deleted for the newer one
+ * to exist. An event of the latest registration, or an older one, is dropped when the latest is
+ * deleted. 0 (a collector that knows no registrations) matches any.
+ */
+function resolveEpoch(state: PartitionState, e: EnrichedEvent, opts: ProcessOptions): number | undefined {
+  const epoch = e.epoch ?? 0;
+  if (epoch === 0) return 0;
+  const session = state.sessions.get(`${e.site}\n${e.visitorId}`);
+  let newer = session !== undefined && session.epoch > epoch ? session.epoch : 0;
+  const latest = opts.registration?.(e.site, epoch);
+  // Unless the partition already knows a newer registration than the table's answer.
+  if (latest !== undefined && epoch <= latest.epoch && latest.epoch >= newer) {
+    if (latest.deleted) return undefined;
+    if (latest.epoch > epoch) newer = latest.epoch;
+  }
+  if (newer === 0) return epoch;
+  return e.ts >= newer ? newer : undefined;
+}
+
+/** Whether a session of registration `sessionEpoch` may take an event of `eventEpoch` (0: unknown, matches any). */
+function sameRegistration(sessionEpoch: number, eventEpoch: number): boolean {
+  return sessionEpoch === eventEpoch || sessionEpoch === 0 || eventEpoch === 0;
 }
 
 /** True when a session can still take events: only the partition's event clock decides. */
@@ -129,8 +228,10 @@ export function isLiveClientId(state: PartitionState, countedAt: number): boolea
  * Expired entries are forgotten on every insert, before the size bound, so which entries the
  * bound evicts never depends on batch boundaries.
  */
-function isDuplicate(state: PartitionState, e: EnrichedEvent): boolean {
-  const key = `${e.site}\n${e.id}`;
+function isDuplicate(state: PartitionState, e: EnrichedEvent, epoch: number): boolean {
+  // A registration's client ids are its own: a site registered again starts with none remembered.
+  // ('#' cannot occur in a domain.)
+  const key = epoch === 0 ? `${e.site}\n${e.id}` : `${e.site}#${epoch}\n${e.id}`;
   const countedAt = state.dedup.get(key);
   if (countedAt !== undefined && isLiveClientId(state, countedAt) && Math.abs(e.ts - countedAt) < state.limits.dedupWindowMs) {
     return true;
@@ -150,20 +251,31 @@ function evictClientIds(state: PartitionState): void {
   }
 }
 
-/** Adds the event to its visitor's live session, or starts one; returns that session. */
-function applyToSession(state: PartitionState, e: EnrichedEvent, touched: Map<Session, SessionRow | undefined>): Session {
+/**
+ * Adds the event to its visitor's live session, or starts one; returns that session. A session of
+ * another registration of the site is unknown here: it is replaced, with no −1 row for it (its
+ * rows were deleted with the site).
+ */
+function applyToSession(state: PartitionState, e: EnrichedEvent, epoch: number, offset: number, touched: Map<Session, Touch>): Session {
   const key = `${e.site}\n${e.visitorId}`;
   const current = state.sessions.get(key);
   // Moved to the end on every touch, so the Map's head is the session idle the longest.
   state.sessions.delete(key);
-  if (current !== undefined && isLive(state, current) && e.ts - current.last <= state.limits.sessionTimeoutMs) {
-    if (!touched.has(current)) touched.set(current, sessionRow(current, -1, current.version));
+  if (
+    current !== undefined &&
+    sameRegistration(current.epoch, epoch) &&
+    isLive(state, current) &&
+    e.ts - current.last <= state.limits.sessionTimeoutMs
+  ) {
+    if (!touched.has(current)) touched.set(current, { previous: sessionRow(current, -1, current.version), offset });
+    // A session from before epochs were known takes the first one it sees.
+    if (current.epoch === 0) current.epoch = epoch;
     extendSession(current, e);
     state.sessions.set(key, current);
     return current;
   }
-  const started = newSession(e);
-  touched.set(started, undefined);
+  const started = newSession(e, epoch);
+  touched.set(started, { previous: undefined, offset });
   state.sessions.set(key, started);
   return started;
 }
@@ -184,11 +296,12 @@ function extendSession(s: Session, e: EnrichedEvent): void {
   if (e.interactive) s.interactive++;
 }
 
-function newSession(e: EnrichedEvent): Session {
+function newSession(e: EnrichedEvent, epoch: number): Session {
   const pageview = e.name === 'pageview';
   return {
     site: e.site,
     visitorId: e.visitorId,
+    epoch,
     id: sessionId(e),
     start: e.ts,
     last: e.ts,
@@ -226,14 +339,19 @@ function evictSessions(state: PartitionState): void {
 }
 
 /** The −1/+1 pairs (or a first +1) of every session touched in a range; bumps their versions. */
-function sessionRows(touched: Map<Session, SessionRow | undefined>): SessionRow[] {
-  const rows: SessionRow[] = [];
-  for (const [s, previous] of touched) {
-    if (previous !== undefined) rows.push(previous);
+function sessionRows(touched: Map<Session, Touch>): { sessions: SessionRow[]; sessionOffsets: number[] } {
+  const sessions: SessionRow[] = [];
+  const sessionOffsets: number[] = [];
+  for (const [s, { previous, offset }] of touched) {
+    if (previous !== undefined) {
+      sessions.push(previous);
+      sessionOffsets.push(offset);
+    }
     s.version++;
-    rows.push(sessionRow(s, 1, s.version));
+    sessions.push(sessionRow(s, 1, s.version));
+    sessionOffsets.push(offset);
   }
-  return rows;
+  return { sessions, sessionOffsets };
 }
 
 /** The `sessions` row of a session's current state. */
@@ -339,6 +457,8 @@ function isStorableEvent(value: unknown): value is EnrichedEvent {
   if (typeof value !== 'object' || value === null) return false;
   const o = value as Record<string, unknown>;
   if (o['v'] !== 1 || !Number.isSafeInteger(o['ts']) || (o['ts'] as number) < 0) return false;
+  const epoch = o['epoch'];
+  if (epoch !== undefined && (!Number.isSafeInteger(epoch) || (epoch as number) < 0)) return false;
   if (typeof o['clientId'] !== 'boolean' || typeof o['interactive'] !== 'boolean') return false;
   for (const field of stringFields) if (typeof o[field] !== 'string') return false;
   if (!isUint64Text(o['visitorId'] as string)) return false;
@@ -363,4 +483,32 @@ function isRevenue(value: unknown): boolean {
   if (typeof value !== 'object' || value === undefined) return false;
   const r = value as Record<string, unknown>;
   return typeof r['currency'] === 'string' && typeof r['amount'] === 'number';
+}
+
+/** 10000-01-01T00:00:00Z: from there a time has no four-digit year, and ClickHouse cannot read it. */
+const MAX_STORABLE_TS = 253_402_300_800_000;
+
+/** `String.prototype.isWellFormed` (Node 20; not in the ES2023 lib this project compiles against). */
+function wellFormed(s: string): boolean {
+  return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+/**
+ * Why ClickHouse would refuse this (structurally valid) event, failing every row sent with it, or
+ * undefined when it can be stored. Checked before the event touches the state, so a refused
+ * event leaves no trace in sessions either: a lone surrogate in any string (ClickHouse's JSON
+ * parser rejects the escape JSON.stringify writes for it), or a time it cannot represent.
+ */
+export function unstorableReason(e: EnrichedEvent): UnstorableReason | undefined {
+  if (e.ts >= MAX_STORABLE_TS) return 'bad_timestamp';
+  for (const field of stringFields) if (!wellFormed(e[field])) return 'malformed_unicode';
+  for (const c of e.clickIds) if (!wellFormed(c)) return 'malformed_unicode';
+  if (!wellFormedRecord(e.props) || !wellFormedRecord(e.exp)) return 'malformed_unicode';
+  if (e.revenue !== null && !wellFormed(e.revenue.currency)) return 'malformed_unicode';
+  return undefined;
+}
+
+function wellFormedRecord(r: Record<string, string>): boolean {
+  for (const k in r) if (!wellFormed(k) || !wellFormed(r[k] as string)) return false;
+  return true;
 }

@@ -4,16 +4,18 @@ import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
 import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
-import { startProcessor, type ProcessorOptions } from './main.ts';
+import { startProcessor } from './main.ts';
 import { openFileStateStore } from './state-store.ts';
 import {
   caughtUp,
+  crashTestOptions,
   expectStoreMatchesTruth,
-  Freezer,
+  hubReader,
   metricValue,
   openTestStore,
   publish,
   removeTempDirs,
+  runUntilCrash,
   tempDir,
   waitFor,
   type CrashStep,
@@ -28,15 +30,7 @@ import {
 const PARTITIONS = 2;
 const HOUR = 3_600_000;
 const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
-const options: Partial<ProcessorOptions> = {
-  flushRecords: 150,
-  flushIntervalMs: 20,
-  snapshotIntervalMs: 30,
-  hubBatchSize: 60,
-  retryInitialMs: 10,
-  retryMaxMs: 100,
-  lagRefreshMs: 50,
-};
+const options = crashTestOptions;
 
 let store: Store;
 const writers: LocalHub[] = [];
@@ -52,10 +46,7 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-/** Opens a read-only view of the hub, as a separate `farol processor` process would. */
-function reader(dir: string): Promise<LocalHub> {
-  return openLocalHub({ dir, partitions: PARTITIONS, readOnly: true, pollMs: 10 });
-}
+const reader = (dir: string): Promise<LocalHub> => hubReader(dir, PARTITIONS);
 
 const scenarios: Array<[string, { step: CrashStep; nth: number; when: 'before' | 'after' }]> = [
   ['after an intent is logged, before its inserts', { step: 'intent', nth: 4, when: 'after' }],
@@ -79,17 +70,7 @@ describe('processor crash', () => {
     await publish(writer, traffic.slice(0, half));
 
     // The instance that dies.
-    const freezer = new Freezer(at);
-    const doomed = await (await reader(hubDir)).openConsumer('processor');
-    startProcessor({
-      consumer: freezer.consumer(doomed),
-      store: freezer.store(store),
-      stateStore: freezer.stateStore(await openFileStateStore(stateDir)),
-      log: silentLogger,
-      metrics: new Registry(),
-      options,
-    });
-    await Promise.race([freezer.crashed, new Promise((_, reject) => setTimeout(() => reject(new Error('no crash')), 20_000))]);
+    await runUntilCrash({ hubDir, stateDir, partitions: PARTITIONS, store, at, options });
     await publish(writer, traffic.slice(half));
 
     // The restarted instance.

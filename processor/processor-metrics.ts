@@ -9,6 +9,7 @@ export interface ProcessorMetrics {
   storeRetries: Counter;
   duplicates: Counter;
   dropped: Counter;
+  deadLetters: Counter;
   flushSeconds: Histogram;
   /** Refreshers of the lag gauges, one per running processor, called right before rendering. */
   lagSources: Set<() => void>;
@@ -43,7 +44,11 @@ export function processorMetrics(registry: Registry): ProcessorMetrics {
       'farol_processor_duplicates_total',
       'Events dropped because their client id was already counted within the dedup window',
     ),
-    dropped: registry.counter('farol_processor_dropped_total', 'Hub records that could not be stored, by reason'),
+    dropped: registry.counter('farol_processor_dropped_total', 'Hub records not stored on purpose (unreadable, of a deleted site), by reason'),
+    deadLetters: registry.counter(
+      'farol_processor_dead_letters_total',
+      'Records and rows ClickHouse cannot store, written to the dead_letters table instead, by table and reason',
+    ),
     flushSeconds: registry.histogram(
       'farol_processor_flush_seconds',
       'Time to write one micro-batch, retries included',

@@ -7,8 +7,8 @@ import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
 import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
-import { startProcessor, type ProcessorOptions, type ProcessorRuntime } from './main.ts';
-import { openFileStateStore, type StateStore } from './state-store.ts';
+import { startProcessor, type ProcessorOptions } from './main.ts';
+import { openFileStateStore } from './state-store.ts';
 import {
   caughtUp,
   expectStoreMatchesTruth,
@@ -17,8 +17,10 @@ import {
   openTestStore,
   publish,
   removeTempDirs,
+  runProcessorOn,
   tempDir,
   waitFor,
+  type RunningProcessor,
 } from './testing/harness.ts';
 
 /**
@@ -53,31 +55,9 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-interface Running {
-  hub: LocalHub;
-  stateStore: StateStore;
-  processor: ProcessorRuntime;
-  registry: Registry;
-  stop(): Promise<void>;
-}
-
 /** A processor on `hub` with the state in `stateDir`; `stop` drains it and closes its consumer. */
-async function run(hub: LocalHub, stateDir: string, target: Store = store): Promise<Running> {
-  const consumer = await hub.openConsumer('processor');
-  const stateStore = await openFileStateStore(stateDir);
-  const registry = new Registry();
-  const processor = startProcessor({ consumer, store: target, stateStore, log: silentLogger, metrics: registry, options: fast });
-  return {
-    hub,
-    stateStore,
-    processor,
-    registry,
-    async stop() {
-      await processor.drain();
-      await consumer.close();
-      await stateStore.close();
-    },
-  };
+function run(hub: LocalHub, stateDir: string, target: Store = store): Promise<RunningProcessor> {
+  return runProcessorOn(hub, stateDir, { store: target, options: fast });
 }
 
 async function checkpoints(hub: LocalHub): Promise<number[]> {

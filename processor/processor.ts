@@ -2,10 +2,20 @@ import type { ConsumerHandlers, HubConsumer, HubRecord, PartitionBatch } from '.
 import type { Logger } from '../lib/log.ts';
 import { abortableSleep } from '../lib/within.ts';
 import { StoreError, type Store } from '../store/store.ts';
-import { createPartitionState, defaultStateLimits, processRange, type PartitionState, type StateLimits } from './partition-state.ts';
+import { deadLetterRow, sanitizedDeadLetter, type DeadLetterRow } from './dead-letters.ts';
+import {
+  createPartitionState,
+  defaultStateLimits,
+  processRange,
+  type PartitionState,
+  type Registration,
+  type StateLimits,
+  type UnstorableReason,
+} from './partition-state.ts';
 import type { ProcessorMetrics } from './processor-metrics.ts';
+import type { SiteEpochs } from './site-epochs.ts';
 import { decodeSnapshot, encodeSnapshotInSlices } from './snapshot.ts';
-import { StateStoreFencedError, type FlushRange, type StateStore } from './state-store.ts';
+import { flushRange, StateStoreFencedError, type FlushRange, type LoggedRegistration, type StateStore } from './state-store.ts';
 
 /**
  * The processor's core: buffers each partition's records, writes them to ClickHouse in
@@ -13,13 +23,37 @@ import { StateStoreFencedError, type FlushRange, type StateStore } from './state
  * partition state before checkpointing the hub.
  *
  * Why counts stay exact across a crash at any moment:
- *  - a range's intent (`from to`) is fsynced before its rows are inserted, and its rows are a
- *    deterministic function of (snapshot state, records), inserted with a dedup token derived
- *    from the range;
+ *  - a range's intent (`from to`, and the deleted site registrations it dropped, below) is
+ *    fsynced before its rows are inserted, and its rows are a deterministic function of (snapshot
+ *    state, records, intent), inserted with a dedup token derived from the range;
  *  - a restart loads the snapshot (state after offset S), then re-flushes every logged range
  *    after S with exactly its logged boundaries: ClickHouse drops the ones it already has by token,
  *    and the replayed rows are byte-identical, so session −1 rows cancel what was written;
  *  - the hub checkpoint only moves to a snapshot's offset after that snapshot is durable.
+ *
+ * One record never blocks a partition. A record ClickHouse would refuse (a lone surrogate, a time
+ * it cannot hold) is set aside before it touches the state, and goes to `dead_letters`. Should
+ * ClickHouse refuse rows of an insert anyway (`StoreError.refusedData`: a value it cannot parse,
+ * a constraint), the batch is split to find them: its rows are keyed by record offset (session
+ * rows by the offset that first touched the session in the range, and by sign), the key interval
+ * of the range is halved and each half inserted with the range's token plus its interval, down to
+ * single rows, which go to `dead_letters` (one insert per range, its own token). The halves depend
+ * only on the range and the keys, and ClickHouse's verdict only on a half's rows, so a replay
+ * splits the same way and ClickHouse drops the halves it already has: a crash during a split
+ * neither loses nor doubles a good row, nor a dead letter. (This assumes ClickHouse's verdict on
+ * a row does not change between the crash and the replay, as an upgrade that starts accepting it
+ * could.) A refused session row stays out together with its −1 twin, which has the same content,
+ * so the collapsing sessions stay consistent: a session is missing while its latest state is
+ * refused, never counted negative. Errors of the statement or the connection are retried forever,
+ * as before.
+ *
+ * Events of a deleted site registration (their `epoch`) are dropped, and events a collector
+ * stamped with a registration replaced a moment before are moved to the new one (see
+ * `resolveEpoch`): by the state alone when the partition holds a session of a newer registration,
+ * else by what `SiteEpochs` loaded from the sites table. What was loaded changes over time, so
+ * the registrations that decided something in a range are logged with its intent, and a replay
+ * decides with exactly those. The intent is therefore logged after the rows are computed (only the
+ * state in memory has moved then), and still before anything is inserted.
  */
 
 /** Tuning of the processor; every field has a default. */
@@ -41,6 +75,8 @@ export interface ProcessorOptions {
   hubMaxWaitMs: number;
   /** How often the hub's end offsets are read for the lag gauges (1 s). */
   lagRefreshMs: number;
+  /** How often the site registrations are read, to drop events of deleted ones (2 s). */
+  siteRefreshMs: number;
   /** Sessionization and dedup bounds. */
   limits: StateLimits;
 }
@@ -55,6 +91,7 @@ export const defaultProcessorOptions: ProcessorOptions = {
   hubBatchSize: 5_000,
   hubMaxWaitMs: 50,
   lagRefreshMs: 1_000,
+  siteRefreshMs: 2_000,
   limits: defaultStateLimits,
 };
 
@@ -79,6 +116,8 @@ export interface ProcessorDeps {
   log: Logger;
   metrics: ProcessorMetrics;
   options: ProcessorOptions;
+  /** The sites' latest registrations (events of deleted ones are dropped); without it, none are known. */
+  siteEpochs?: Pick<SiteEpochs, 'latest'>;
 }
 
 /** Thrown when the durable state contradicts the hub: continuing would lose or double events. */
@@ -142,6 +181,11 @@ export class Processor implements ConsumerHandlers {
     return workers.map((w) => w.lag(now)).sort((a, b) => a.partition - b.partition);
   }
 
+  /** Resolves once every write each partition had started or queued has ended (written or failed). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((w) => w.settled()));
+  }
+
   /** Reads end offsets for the gauges, without throwing. */
   async refreshEndOffsets(): Promise<void> {
     await Promise.all([...this.workers.values()].map((w) => w.refreshEndOffset().catch(() => {})));
@@ -156,6 +200,23 @@ export class Processor implements ConsumerHandlers {
       this.deps.metrics.lagSeconds.set(lag.seconds, labels);
     }
   }
+}
+
+/** A row ClickHouse refused, by its index in the batch, with the error. */
+interface Refused {
+  index: number;
+  error: StoreError;
+}
+
+/** The rows of one table for one range, each with its key (increasing), and the key interval. */
+interface KeyedRows<R> {
+  table: string;
+  rows: readonly R[];
+  keys: readonly number[];
+  /** Keys of every row the range could produce, both ends included: the root of the split. */
+  lo: number;
+  hi: number;
+  token: string;
 }
 
 /** A range taken from the buffer, about to be written. */
@@ -288,6 +349,11 @@ class PartitionWorker {
     this.wake.abort();
   }
 
+  /** See {@link Processor.settled}. */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
   async refreshEndOffset(): Promise<void> {
     const end = await this.deps.consumer.endOffset(this.partition);
     if (end > this.endOffset) this.endOffset = end;
@@ -385,7 +451,8 @@ class PartitionWorker {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     if (this.buffer.length > 0) this.startFlushTimer();
-    return { from: first.offset, to: last.offset, records, replayed: next !== undefined };
+    if (next === undefined) return { from: first.offset, to: last.offset, records, replayed: false };
+    return { ...flushRange(first.offset, last.offset, next.registrations), records, replayed: true };
   }
 
   /** Buffered records making up the logged range `r`, which must start the buffer. */
@@ -410,33 +477,94 @@ class PartitionWorker {
   }
 
   /**
-   * Writes one range: intent first (fsynced), then the rows of both tables with tokens derived
-   * from the range. Retries forever; only after both inserts is the range counted as flushed.
-   * `state` is advanced in place: a failed insert is retried with the same rows, never recomputed.
+   * Writes one range: its rows computed, the intent logged (fsynced) with the deleted
+   * registrations it dropped, then the rows of both tables with tokens derived from the range,
+   * then the dead letters. Retries forever what retrying can cure; splits what ClickHouse refuses
+   * (see the top of this file). Only after all of it is the range counted as flushed. `state` is
+   * advanced in place: a failed insert is retried with the same rows, never recomputed.
    */
   private async flush(p: PendingFlush): Promise<void> {
     const started = performance.now();
     this.inFlightSince = p.records[0]?.appendedAt;
+    const { registration, used } = this.registrations(p);
+    const out = processRange(this.state, p.records, { registration });
     if (!p.replayed) {
-      await this.retrying('flush log append', () => this.deps.stateStore.appendIntent(this.partition, p.from, p.to));
+      const registrations = [...used.values()];
+      await this.retrying('flush log append', () => this.deps.stateStore.appendIntent(this.partition, p.from, p.to, registrations));
     }
-    const out = processRange(this.state, p.records);
     const token = `${this.deps.stateStore.incarnation}:p${this.partition}:${p.from}-${p.to}`;
+    const width = p.to - p.from + 1;
     // Independent inserts, each retried on its own; the range counts only once both landed.
-    await Promise.all([
-      this.insert('events', out.events, `${token}:events`),
-      this.insert('sessions', out.sessions, `${token}:sessions`),
+    const [refusedEvents, refusedSessions] = await Promise.all([
+      this.insertSplitting({
+        table: 'events',
+        rows: out.events,
+        keys: out.eventOffsets.map((o) => o - p.from),
+        lo: 0,
+        hi: width - 1,
+        token: `${token}:events`,
+      }),
+      this.insertSplitting({
+        table: 'sessions',
+        rows: out.sessions,
+        keys: out.sessions.map((r, i) => 2 * ((out.sessionOffsets[i] as number) - p.from) + (r.sign > 0 ? 1 : 0)),
+        lo: 0,
+        hi: 2 * width - 1,
+        token: `${token}:sessions`,
+      }),
     ]);
+    // Keyed like the rows they stand for, in one key space: a record is either set aside or an
+    // events row (4k), a session's −1 and +1 rows follow (4k + 2, 4k + 3).
+    const dead: Array<{ key: number; row: DeadLetterRow }> = [];
+    const letter = (key: number, d: { site: string; offset: number; table: string; reason: string; error: string; payload: Buffer | string }): void => {
+      dead.push({ key, row: deadLetterRow({ ...d, partition: this.partition }) });
+    };
+    for (const u of out.unstorable) {
+      letter(4 * (u.offset - p.from), { ...u, table: 'events', error: unstorableText[u.reason] });
+    }
+    if (refusedEvents.length > 0) {
+      const payloads = new Map(p.records.map((r) => [r.offset, r.payload]));
+      for (const { index, error } of refusedEvents) {
+        const row = out.events[index];
+        const offset = out.eventOffsets[index];
+        if (row === undefined || offset === undefined) continue;
+        const payload = payloads.get(offset) ?? JSON.stringify(row);
+        letter(4 * (offset - p.from), { site: row.site, offset, table: 'events', reason: refusalReason(error), error: error.message, payload });
+      }
+    }
+    for (const { index, error } of refusedSessions) {
+      const row = out.sessions[index];
+      const offset = out.sessionOffsets[index];
+      if (row === undefined || offset === undefined) continue;
+      const key = 4 * (offset - p.from) + 2 + (row.sign > 0 ? 1 : 0);
+      letter(key, { site: row.site, offset, table: 'sessions', reason: refusalReason(error), error: error.message, payload: JSON.stringify(row) });
+    }
+    dead.sort((a, b) => a.key - b.key);
+    await this.writeDeadLetters(dead, 4 * width - 1, `${token}:dead_letters`);
     this.flushed = p.to;
     this.inFlightSince = undefined;
     const m = this.deps.metrics;
     m.flushes.inc();
-    m.rows.inc({ table: 'events' }, out.events.length);
-    m.rows.inc({ table: 'sessions' }, out.sessions.length);
+    m.rows.inc({ table: 'events' }, out.events.length - refusedEvents.length);
+    m.rows.inc({ table: 'sessions' }, out.sessions.length - refusedSessions.length);
     if (out.duplicates > 0) m.duplicates.inc(undefined, out.duplicates);
     if (out.invalid > 0) {
       m.dropped.inc({ reason: 'invalid' }, out.invalid);
       this.deps.log.warn({ partition: this.partition, from: p.from, to: p.to, invalid: out.invalid }, 'dropped unreadable hub records');
+    }
+    if (out.deletedSite > 0) {
+      m.dropped.inc({ reason: 'deleted_site' }, out.deletedSite);
+      this.deps.log.info({ partition: this.partition, from: p.from, to: p.to, dropped: out.deletedSite }, 'dropped events of deleted site registrations');
+    }
+    if (dead.length > 0) {
+      const reasons: Record<string, number> = {};
+      for (const { row } of dead) {
+        m.deadLetters.inc({ table: row.target_table, reason: row.reason });
+        const k = `${row.target_table}:${row.reason}`;
+        reasons[k] = (reasons[k] ?? 0) + 1;
+      }
+      // Counts only: a dead letter's payload and ClickHouse's message (which quotes rows) stay in the table.
+      this.deps.log.warn({ partition: this.partition, from: p.from, to: p.to, deadLetters: dead.length, reasons }, 'records set aside in dead_letters');
     }
     m.flushSeconds.observe((performance.now() - started) / 1000);
     this.deps.log.debug(
@@ -445,11 +573,109 @@ class PartitionWorker {
     );
   }
 
+  /**
+   * The site registrations `p` decides its events with: for a replayed range exactly those its
+   * intent logged (none for the other sites); for a new one, those known now, of which the ones
+   * that can decide something (a deleted registration, a newer one) are collected in `used`.
+   */
+  private registrations(p: PendingFlush): {
+    registration: (site: string, epoch: number) => Registration | undefined;
+    used: Map<string, LoggedRegistration>;
+  } {
+    const used = new Map<string, LoggedRegistration>();
+    if (p.replayed) {
+      const logged = new Map((p.registrations ?? []).map(([site, epoch, deleted]) => [site, { epoch, deleted }]));
+      return { registration: (site) => logged.get(site), used };
+    }
+    const known = this.deps.siteEpochs;
+    if (known === undefined) return { registration: () => undefined, used };
+    return {
+      registration: (site, epoch) => {
+        const r = known.latest(site, epoch);
+        if (r !== undefined && epoch <= r.epoch && (r.deleted || epoch < r.epoch)) used.set(site, [site, r.epoch, r.deleted]);
+        return r;
+      },
+      used,
+    };
+  }
+
   private insert(table: string, rows: readonly Record<string, unknown>[], dedupToken: string): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     return this.retrying(`insert into ${table}`, () => this.deps.store.insert(table, rows, { dedupToken }), () =>
       this.deps.metrics.storeRetries.inc(),
     );
+  }
+
+  /**
+   * Inserts the rows under `b.token`; when ClickHouse refuses rows of the batch, inserts each half
+   * of the key interval (token + `:lo-hi`) in turn, down to single rows, and returns those it
+   * refused. Retryable failures are retried at every level.
+   */
+  private async insertSplitting<R extends Record<string, unknown>>(b: KeyedRows<R>): Promise<Refused[]> {
+    const refused: Refused[] = [];
+    await this.insertInterval(b, 0, b.rows.length, b.lo, b.hi, true, refused);
+    return refused;
+  }
+
+  /** Rows `[i, j)` of `b`, whose keys lie in `[lo, hi]`. */
+  private async insertInterval<R extends Record<string, unknown>>(
+    b: KeyedRows<R>,
+    i: number,
+    j: number,
+    lo: number,
+    hi: number,
+    root: boolean,
+    refused: Refused[],
+  ): Promise<void> {
+    if (i >= j) return;
+    const rows = i === 0 && j === b.rows.length ? b.rows : b.rows.slice(i, j);
+    const token = root ? b.token : `${b.token}:${lo}-${hi}`;
+    // Keys are distinct, so several rows mean a splittable interval. A single row gets a second
+    // try before it counts as refused: a fluke (a body cut short by a server going down parses as
+    // bad data) must not set a good row aside.
+    const single = j - i === 1;
+    let refusal: StoreError | undefined;
+    for (let attempt = 0; attempt < (single ? 2 : 1); attempt++) {
+      try {
+        await this.insert(b.table, rows, token);
+        return;
+      } catch (err) {
+        if (!(err instanceof StoreError && err.refusedData)) throw err;
+        refusal = err;
+      }
+    }
+    if (single && refusal !== undefined) {
+      refused.push({ index: i, error: refusal });
+      return;
+    }
+    const mid = Math.floor((lo + hi) / 2);
+    let k = i;
+    while (k < j && (b.keys[k] as number) <= mid) k++;
+    await this.insertInterval(b, i, k, lo, mid, false, refused);
+    await this.insertInterval(b, k, j, mid + 1, hi, false, refused);
+  }
+
+  /**
+   * Writes the range's dead letters (split like any rows if ClickHouse refuses some); one refused
+   * on its own is tried once more reduced to ASCII, then only counted and logged.
+   */
+  private async writeDeadLetters(dead: ReadonlyArray<{ key: number; row: DeadLetterRow }>, hi: number, token: string): Promise<void> {
+    if (dead.length === 0) return;
+    const rows = dead.map((d) => d.row);
+    const refused = await this.insertSplitting({ table: 'dead_letters', rows, keys: dead.map((d) => d.key), lo: 0, hi, token });
+    for (const { index, error } of refused) {
+      const d = dead[index];
+      if (d === undefined) continue;
+      try {
+        await this.insert('dead_letters', [sanitizedDeadLetter(d.row)], `${token}:${d.key}:sanitized`);
+      } catch (err) {
+        if (!(err instanceof StoreError && err.refusedData)) throw err;
+        this.deps.log.error(
+          { partition: this.partition, offset: d.row.hub_offset, reason: d.row.reason, code: error.code },
+          'ClickHouse refused a dead letter even reduced to ASCII; it is only counted',
+        );
+      }
+    }
   }
 
   /**
@@ -467,6 +693,8 @@ class PartitionWorker {
       } catch (err) {
         // Another processor owns the partition now: retrying cannot succeed, and must not.
         if (err instanceof StateStoreFencedError) throw err;
+        // The rows themselves are refused: the caller splits the batch (see insertSplitting).
+        if (err instanceof StoreError && err.refusedData) throw err;
         if (this.abandoned !== undefined) throw this.abandoned;
         onFailure();
         // A statement ClickHouse rejects will likely fail again: that is a bug to see at once.
@@ -516,3 +744,14 @@ function pendingRanges(logged: FlushRange[], covered: number, partition: number)
   return pending;
 }
 
+
+/** The `error` text of a dead letter the processor set aside itself. */
+const unstorableText: Record<UnstorableReason, string> = {
+  malformed_unicode: 'a string is not well-formed Unicode (a lone surrogate): ClickHouse cannot parse it',
+  bad_timestamp: 'the time is past the year 9999: ClickHouse cannot hold it',
+};
+
+/** The dead-letter reason of a refusal: ClickHouse's error name (a fixed set: see `isRefusedDataError`). */
+function refusalReason(err: StoreError): string {
+  return err.type ?? (err.code === undefined ? 'refused' : `code_${err.code}`);
+}

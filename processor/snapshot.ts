@@ -36,9 +36,11 @@ const sessionFields = [
   'osVersion',
   'device',
   'screen',
+  // Last, so that a snapshot written before epochs existed (one field fewer) still reads.
+  'epoch',
 ] as const satisfies readonly (keyof Session)[];
 
-const numericFields: ReadonlySet<string> = new Set(['start', 'last', 'pageviews', 'events', 'interactive', 'version']);
+const numericFields: ReadonlySet<string> = new Set(['start', 'last', 'pageviews', 'events', 'interactive', 'version', 'epoch']);
 
 const envelopeSchema = z.object({
   v: z.literal(1),
@@ -128,6 +130,8 @@ export function decodeSnapshot(bytes: Buffer, limits: StateLimits): DecodedSnaps
 }
 
 function sessionFromTuple(tuple: unknown[]): Session {
+  // A session saved before epochs existed has no epoch: unknown (0), it matches any.
+  if (tuple.length === sessionFields.length - 1) tuple = [...tuple, 0];
   if (tuple.length !== sessionFields.length) throw new SnapshotError('malformed processor snapshot: bad session');
   const s: Record<string, unknown> = {};
   for (let i = 0; i < sessionFields.length; i++) {

@@ -45,18 +45,18 @@ describe('file state store', () => {
     const { dir, store } = await open();
     await store.appendIntent(2, 0, 99);
     await store.appendIntent(2, 100, 180);
-    await store.appendIntent(2, 181, 200);
+    await store.appendIntent(2, 181, 200, [['gone.test', 1_700_000_000_000, true], ['odd "site"\n', 1, false]]);
     await store.close();
     const { store: again } = await open(dir);
     expect(await again.readIntents(2)).toEqual([
       { from: 0, to: 99 },
       { from: 100, to: 180 },
-      { from: 181, to: 200 },
+      { from: 181, to: 200, registrations: [['gone.test', 1_700_000_000_000, true], ['odd "site"\n', 1, false]] },
     ]);
     await again.truncateIntents(2, 180);
-    await again.appendIntent(2, 201, 250);
+    await again.appendIntent(2, 201, 250, []);
     expect(await again.readIntents(2)).toEqual([
-      { from: 181, to: 200 },
+      { from: 181, to: 200, registrations: [['gone.test', 1_700_000_000_000, true], ['odd "site"\n', 1, false]] },
       { from: 201, to: 250 },
     ]);
     expect(await again.readIntents(3)).toEqual([]);
@@ -77,5 +77,7 @@ describe('file state store', () => {
     await expect(store.readIntents(0)).rejects.toBeInstanceOf(StateStoreError);
     await writeFile(join(dir, 'p-1.intents'), '9 0\n');
     await expect(store.readIntents(1)).rejects.toThrow(/corrupt flush log/);
+    await writeFile(join(dir, 'p-2.intents'), '0 9 [["a.test",-1,true]]\n');
+    await expect(store.readIntents(2)).rejects.toThrow(/corrupt flush log/);
   });
 });

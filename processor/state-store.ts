@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { fsyncDir, writeFileAtomic } from '../lib/durable-file.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../lib/private-dir.ts';
 
@@ -12,10 +13,27 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../lib/private-dir.ts';
  * whoever flushes a range derives the same dedup token.
  */
 
+/** A site's latest registration as a range saw it: its domain, epoch and whether it is deleted. */
+export type LoggedRegistration = readonly [site: string, epoch: number, deleted: boolean];
+
 /** A flushed (or being flushed) range of offsets, both ends included. */
 export interface FlushRange {
   from: number;
   to: number;
+  /**
+   * The site registrations, as known when the range was first written, that decided the fate of
+   * some of its events (dropped as of a deleted registration, or moved to a newer one): a replay
+   * decides with exactly these, whatever is known by then (see processor.ts). Absent when none.
+   */
+  registrations?: readonly LoggedRegistration[];
+}
+
+/** Zod schema of {@link FlushRange.registrations} as stored. */
+export const registrationsSchema = z.array(z.tuple([z.string(), z.number().int().nonnegative(), z.boolean()]));
+
+/** The range, with `registrations` only when there are some. */
+export function flushRange(from: number, to: number, registrations: readonly LoggedRegistration[] | undefined): FlushRange {
+  return registrations === undefined || registrations.length === 0 ? { from, to } : { from, to, registrations };
 }
 
 /** Durable per-partition processor state. Calls for one partition are never concurrent. */
@@ -37,8 +55,11 @@ export interface StateStore {
   loadSnapshot(partition: number): Promise<Buffer | undefined>;
   /** Replaces the snapshot atomically: a crash leaves the old one or the new one, whole. */
   saveSnapshot(partition: number, bytes: Buffer): Promise<void>;
-  /** Durably records that the range is about to be written (resolves once it is on disk). */
-  appendIntent(partition: number, from: number, to: number): Promise<void>;
+  /**
+   * Durably records that the range is about to be written (resolves once it is on disk), with the
+   * site registrations that decided some of its events.
+   */
+  appendIntent(partition: number, from: number, to: number, registrations?: readonly LoggedRegistration[]): Promise<void>;
   /** The recorded ranges, oldest first; a torn last record (crash mid-append) is discarded. */
   readIntents(partition: number): Promise<FlushRange[]>;
   /** Forgets the ranges that end at or before `after` (covered by a snapshot). */
@@ -98,9 +119,9 @@ class FileStateStore implements StateStore {
     return writeFileAtomic(this.snapshotPath(partition), bytes);
   }
 
-  async appendIntent(partition: number, from: number, to: number): Promise<void> {
+  async appendIntent(partition: number, from: number, to: number, registrations?: readonly LoggedRegistration[]): Promise<void> {
     const log = await this.logHandle(partition);
-    await log.write(`${from} ${to}\n`);
+    await log.write(intentLine(flushRange(from, to, registrations)));
     await log.datasync();
   }
 
@@ -121,7 +142,7 @@ class FileStateStore implements StateStore {
 
   async truncateIntents(partition: number, after: number): Promise<void> {
     const kept = (await this.readIntents(partition)).filter((r) => r.to > after);
-    await this.rewriteIntents(partition, kept.map((r) => `${r.from} ${r.to}\n`).join(''));
+    await this.rewriteIntents(partition, kept.map(intentLine).join(''));
   }
 
   async close(): Promise<void> {
@@ -159,19 +180,33 @@ class FileStateStore implements StateStore {
 }
 
 
-const intentLine = /^(\d+) (\d+)$/;
+/** `from to`, then the registrations as JSON when there are some (JSON holds no newline). */
+function intentLine(r: FlushRange): string {
+  return r.registrations === undefined ? `${r.from} ${r.to}\n` : `${r.from} ${r.to} ${JSON.stringify(r.registrations)}\n`;
+}
+
+const intentPattern = /^(\d+) (\d+)(?: (.+))?$/;
 
 function parseIntents(text: string, path: string): FlushRange[] {
   const ranges: FlushRange[] = [];
   for (const line of text.split('\n')) {
     if (line === '') continue;
-    const m = intentLine.exec(line);
+    const m = intentPattern.exec(line);
     const from = Number(m?.[1]);
     const to = Number(m?.[2]);
-    if (m === null || !(from <= to)) throw new StateStoreError(`corrupt flush log ${path}: "${line}"`);
-    ranges.push({ from, to });
+    const registrations = m?.[3] === undefined ? { success: true as const, data: undefined } : parseRegistrations(m[3]);
+    if (m === null || !(from <= to) || !registrations.success) throw new StateStoreError(`corrupt flush log ${path}: "${line.slice(0, 200)}"`);
+    ranges.push(flushRange(from, to, registrations.data));
   }
   return ranges;
+}
+
+function parseRegistrations(text: string): { success: true; data: LoggedRegistration[] } | { success: false } {
+  try {
+    return registrationsSchema.safeParse(JSON.parse(text));
+  } catch {
+    return { success: false };
+  }
 }
 
 function isErrno(err: unknown, code: string): boolean {

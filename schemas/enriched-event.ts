@@ -11,6 +11,13 @@ export const enrichedEventSchema = z.object({
   id: z.string().min(1).max(128),
   clientId: z.boolean(),
   site: z.string().min(1).max(253),
+  /**
+   * Which registration of the site the collector accepted the event for: the `created_at` of its
+   * `sites` row in milliseconds. A site deleted and registered again gets a new epoch, so the
+   * processor never continues a session of the old registration, and drops events of a deleted
+   * one still in the hub. 0 or absent: unknown (a collector that cannot read the sites table).
+   */
+  epoch: z.number().int().nonnegative().optional(),
   /** Milliseconds since the epoch, set by the collector. */
   ts: z.number().int().nonnegative(),
   name: z.string().min(1).max(120),

@@ -284,6 +284,24 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
     }
   });
 
+  it('says when it refuses the rows of an insert (not retryable, curable by leaving rows out), and stores none of them', async () => {
+    const site = 'refused.test';
+    const good = eventRow(event({ site }), '1');
+    const cases: Array<[string, Record<string, unknown>, number]> = [
+      ['a lone surrogate escape', eventRow(event({ site, props: { k: '\ud800' } }), '1'), 25],
+      ['a time it cannot read', { ...good, timestamp: '+275760-09-13 00:00:00.000' }, 41],
+    ];
+    for (const [what, bad, code] of cases) {
+      const insert = store.insert('events', [good, bad, good], { dedupToken: `refused-${code}` });
+      await expect(insert, what).rejects.toMatchObject({ code, refusedData: true, retryable: false });
+    }
+    const months = Array.from({ length: 101 }, (_, m) => eventRow(event({ site, ts: Date.UTC(2000, m, 2) }), '1'));
+    await expect(store.insert('events', months)).rejects.toMatchObject({ code: 252, refusedData: true, retryable: false });
+    expect(await scalar('SELECT count() AS n FROM events WHERE site = {site:String}', { site })).toBe(0);
+    // Errors of the statement are not the rows' fault.
+    await expect(store.insert('no_such_table', [good])).rejects.toMatchObject({ code: 60, refusedData: false, retryable: false });
+  });
+
   it('stores a retried insert once, in events and in the rollups', async () => {
     const site = 'dedup.test';
     const rows = trafficFor(site, 40).map((e) => eventRow(e, '7'));

@@ -104,6 +104,41 @@ export function isRetryableCode(code: number | undefined): boolean {
   return code !== undefined && retryableCodes.has(code);
 }
 
+// ClickHouse error codes that say the rows sent cannot be stored as they are: a value it cannot
+// parse or that does not fit its column, or a constraint the rows violate. Sending the same rows
+// again fails again; sending the batch without the offending rows succeeds. Statement-level
+// errors (unknown table or column, syntax) are not here: no subset of the rows would cure them.
+const refusedDataCodes = new Set([
+  6, // CANNOT_PARSE_TEXT
+  25, // CANNOT_PARSE_ESCAPE_SEQUENCE (a lone surrogate escape in JSON)
+  26, // CANNOT_PARSE_QUOTED_STRING
+  27, // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+  38, // CANNOT_PARSE_DATE
+  41, // CANNOT_PARSE_DATETIME
+  69, // ARGUMENT_OUT_OF_BOUND
+  70, // CANNOT_CONVERT_TYPE
+  72, // CANNOT_PARSE_NUMBER
+  117, // INCORRECT_DATA
+  128, // TOO_LARGE_ARRAY_SIZE
+  131, // TOO_LARGE_STRING_SIZE
+  321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+  349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+  407, // DECIMAL_OVERFLOW
+  469, // VIOLATED_CONSTRAINT
+]);
+
+/** TOO_MANY_PARTS also names a batch whose rows span too many partitions: smaller batches pass. */
+const tooManyPartitionsPerInsert = /Too many partitions for single INSERT block/;
+
+/**
+ * Whether an error with this code and message refuses the rows of an insert rather than the
+ * statement or the connection: retrying the same rows cannot cure it, but a subset may pass.
+ */
+export function isRefusedDataError(code: number | undefined, message: string): boolean {
+  if (code === undefined) return false;
+  return refusedDataCodes.has(code) || (code === 252 && tooManyPartitionsPerInsert.test(message));
+}
+
 /** Every failure a store reports: the engine's error, or the connection's. */
 export class StoreError extends Error {
   override readonly name = 'StoreError';
@@ -113,15 +148,21 @@ export class StoreError extends Error {
   readonly type: string | undefined;
   /** True when retrying later may succeed (server down or busy), false for a bad statement. */
   readonly retryable: boolean;
+  /**
+   * True when the store refused the rows of an insert (a value it cannot parse, a constraint):
+   * the same rows fail again, the batch without the offending rows passes. Never retryable.
+   */
+  readonly refusedData: boolean;
 
   constructor(
     message: string,
-    details: { code?: number | undefined; type?: string | undefined; retryable?: boolean; cause?: unknown },
+    details: { code?: number | undefined; type?: string | undefined; retryable?: boolean; refusedData?: boolean; cause?: unknown },
   ) {
     super(message, { cause: details.cause });
     this.code = details.code;
     this.type = details.type;
-    this.retryable = details.retryable ?? isRetryableCode(details.code);
+    this.refusedData = details.refusedData ?? isRefusedDataError(details.code, message);
+    this.retryable = !this.refusedData && (details.retryable ?? isRetryableCode(details.code));
   }
 }
 

@@ -6,10 +6,11 @@ import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import type { ClickHouseHttp } from './support/clickhouse-http.ts';
 import { geoCountries, nearMidnightUtc, pollUntil, postBatch } from './support/e2e.ts';
-import { startAzurite, type Azurite } from './support/eventhubs/azurite.ts';
-import { startEventHubsBroker, type EventHubsBroker } from './support/eventhubs/broker.ts';
+import type { Azurite } from './support/eventhubs/azurite.ts';
+import type { EventHubsBroker } from './support/eventhubs/broker.ts';
+import { startEventHubsStack } from './support/eventhubs/stack.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { rawCounts } from './support/exact-counts.ts';
 import { runFarol, startFarol, startFarolProcessor, type FarolChild, type FarolProcess } from './support/farol-process.ts';
@@ -80,11 +81,10 @@ describe.skipIf(nearMidnightUtc(10))('Event Hubs processor drain with ClickHouse
   }
 
   beforeAll(async () => {
-    [broker, azurite, clickhouse] = await Promise.all([
-      tempDir('farol-drain-broker-').then((dataDir) => startEventHubsBroker({ dataDir, hubName: HUB, partitions: 4 })),
-      tempDir('farol-drain-azurite-').then((dataDir) => startAzurite({ dataDir })),
-      tempDir('farol-drain-ch-').then((dataDir) => startClickHouseHttp({ dataDir })),
-    ]);
+    const stack = await startEventHubsStack({ name: 'farol-drain', hubName: HUB, partitions: 4, tempDir });
+    broker = stack.broker;
+    azurite = stack.azurite;
+    clickhouse = stack.clickhouse;
     const hubEnv = {
       FAROL_HUB: 'eventhubs',
       FAROL_EVENTHUBS_CONNECTION_STRING: broker.connectionString,

@@ -7,10 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlane } from '../api/control/control-plane.ts';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import type { ClickHouseHttp } from './support/clickhouse-http.ts';
 import { geoCountries, nearMidnightUtc, postBatch, sleep } from './support/e2e.ts';
-import { startAzurite, type Azurite } from './support/eventhubs/azurite.ts';
-import { startEventHubsBroker, type EventHubsBroker } from './support/eventhubs/broker.ts';
+import type { Azurite } from './support/eventhubs/azurite.ts';
+import type { EventHubsBroker } from './support/eventhubs/broker.ts';
+import { startEventHubsStack } from './support/eventhubs/stack.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { rawCounts } from './support/exact-counts.ts';
 import { runFarol, startFarol, startFarolProcessor, type FarolChild, type FarolProcess } from './support/farol-process.ts';
@@ -110,11 +111,10 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
   }
 
   beforeAll(async () => {
-    [broker, azurite, clickhouse] = await Promise.all([
-      tempDir('farol-eh-broker-').then((dataDir) => startEventHubsBroker({ dataDir, hubName: HUB, partitions: PARTITIONS })),
-      tempDir('farol-eh-azurite-').then((dataDir) => startAzurite({ dataDir })),
-      tempDir('farol-eh-ch-').then((dataDir) => startClickHouseHttp({ dataDir })),
-    ]);
+    const stack = await startEventHubsStack({ name: 'farol-eh', hubName: HUB, partitions: PARTITIONS, tempDir });
+    broker = stack.broker;
+    azurite = stack.azurite;
+    clickhouse = stack.clickhouse;
     baseEnv = {
       FAROL_HUB: 'eventhubs',
       FAROL_EVENTHUBS_CONNECTION_STRING: broker.connectionString,

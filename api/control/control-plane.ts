@@ -168,6 +168,12 @@ export interface ControlPlaneOptions {
   cluster?: string | undefined;
   /** How long a deleted site's domain stays reserved to its account (FAROL_DOMAIN_RESERVATION_DAYS; default 30 days, 0 = not at all). */
   reservationMs?: number;
+  /**
+   * How long deleting a site waits, between marking it deleted and deleting its data, for
+   * processors in other processes to learn of it (default 0: none run elsewhere); see
+   * {@link SITE_DELETE_GRACE_MS}.
+   */
+  deleteGraceMs?: number;
 }
 
 /** The control plane's options from the configuration. */
@@ -183,8 +189,17 @@ export interface Reservation {
   readonly until: string;
 }
 
+/**
+ * The wait of a site deletion when processors run in other processes: longer than their reload of
+ * the site registrations (processor/processor.ts `siteRefreshMs`, 2 s) plus a write they began
+ * before it, so that they drop the deleted registration's events before its data is deleted; and
+ * longer than a standalone collector's reload of the sites (5 s), so that none still stamps the
+ * old registration when the domain can be registered again.
+ */
+export const SITE_DELETE_GRACE_MS = 6_000;
+
 /** Tables holding a site's analytics: raw events and sessions, and every rollup. */
-const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily'] as const;
+const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily', 'dead_letters'] as const;
 
 /** Prefix of every token Farol issues. */
 export const TOKEN_PREFIX = 'farol_';
@@ -316,6 +331,7 @@ export class ControlPlane implements ApiControl {
   /** The accounts whose lock the current async context holds (re-entrancy). */
   private readonly held = new AsyncLocalStorage<ReadonlySet<string>>();
   private readonly reservationMs: number;
+  private readonly deleteGraceMs: number;
 
   constructor(
     private readonly store: Store,
@@ -324,6 +340,7 @@ export class ControlPlane implements ApiControl {
     this.now = opts.now ?? Date.now;
     this.cluster = opts.cluster;
     this.reservationMs = opts.reservationMs ?? 30 * 86_400_000;
+    this.deleteGraceMs = opts.deleteGraceMs ?? 0;
     const ttl = opts.cacheTtlMs ?? 5_000;
     this.principals = new TtlCache(ttl, this.now);
     this.sitesCache = new TtlCache(ttl, this.now);
@@ -521,6 +538,7 @@ export class ControlPlane implements ApiControl {
     // the site's: a domain registered again later (by any account) starts empty.
     await this.write('sites', { ...cur, updated_at: this.stamp().text, deleted: 1 });
     await this.sitesChanged();
+    if (this.deleteGraceMs > 0) await new Promise((resolve) => setTimeout(resolve, this.deleteGraceMs));
     for (const g of await this.listGoals(cur.domain)) await this.deleteGoal(cur.domain, g.name);
     const experiments = experimentRepository(this.store, () => new Date(this.now()));
     for (const e of await experiments.list(cur.domain)) await experiments.remove(cur.domain, e.experiment.id);

@@ -11,7 +11,8 @@ import { openChdbStore } from '../../store/chdb-store.ts';
 import { migrate } from '../../store/migrate.ts';
 import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
 import { computeTruth, type Truth } from '../../tests/support/oracle.ts';
-import { startProcessor, type ProcessorOptions } from '../main.ts';
+import { startProcessor, type ProcessorOptions, type ProcessorRuntime } from '../main.ts';
+import type { SiteEpochs } from '../site-epochs.ts';
 import { openFileStateStore } from '../state-store.ts';
 import type { StateStore } from '../state-store.ts';
 
@@ -30,6 +31,98 @@ export async function tempDir(prefix: string): Promise<string> {
 
 export async function removeTempDirs(): Promise<void> {
   await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+}
+
+/** A processor started by {@link runProcessorOn}. */
+export interface RunningProcessor {
+  hub: LocalHub;
+  stateStore: StateStore;
+  processor: ProcessorRuntime;
+  registry: Registry;
+  /** Drains the processor, then closes its consumer and state store. */
+  stop(): Promise<void>;
+}
+
+/** A processor on `hub` with its file state in `stateDir`, writing to `opts.store`. */
+export async function runProcessorOn(
+  hub: LocalHub,
+  stateDir: string,
+  opts: { store: Store; options: Partial<ProcessorOptions>; registry?: Registry; siteEpochs?: SiteEpochs },
+): Promise<RunningProcessor> {
+  const consumer = await hub.openConsumer('processor');
+  const stateStore = await openFileStateStore(stateDir);
+  const registry = opts.registry ?? new Registry();
+  const processor = startProcessor({
+    consumer,
+    store: opts.store,
+    stateStore,
+    log: silentLogger,
+    metrics: registry,
+    options: opts.options,
+    ...(opts.siteEpochs === undefined ? {} : { siteEpochs: opts.siteEpochs }),
+  });
+  return {
+    hub,
+    stateStore,
+    processor,
+    registry,
+    async stop() {
+      await processor.drain();
+      await consumer.close();
+      await stateStore.close();
+    },
+  };
+}
+
+/** Small flushes and frequent snapshots, so a few hundred events cross many of each. */
+export const crashTestOptions: Partial<ProcessorOptions> = {
+  flushRecords: 150,
+  flushIntervalMs: 20,
+  snapshotIntervalMs: 30,
+  hubBatchSize: 60,
+  retryInitialMs: 10,
+  retryMaxMs: 100,
+  lagRefreshMs: 50,
+};
+
+/** A read-only view of the hub at `dir`, as a separate `farol processor` process opens it. */
+export function hubReader(dir: string, partitions: number): Promise<LocalHub> {
+  return openLocalHub({ dir, partitions, readOnly: true, pollMs: 10 });
+}
+
+/**
+ * Runs a processor on the hub at `hubDir` and the state in `stateDir` until it "crashes" at `at`
+ * (see {@link Freezer}): resolves once nothing after that point can happen any more. Its hub view
+ * is left open, as a killed process leaves it.
+ */
+export async function runUntilCrash(opts: {
+  hubDir: string;
+  stateDir: string;
+  partitions: number;
+  store: Store;
+  at: ConstructorParameters<typeof Freezer>[0];
+  options: Partial<ProcessorOptions>;
+  siteEpochs?: SiteEpochs;
+  timeoutMs?: number;
+}): Promise<void> {
+  const freezer = new Freezer(opts.at);
+  const consumer = await (await hubReader(opts.hubDir, opts.partitions)).openConsumer('processor');
+  startProcessor({
+    consumer: freezer.consumer(consumer),
+    store: freezer.store(opts.store),
+    stateStore: freezer.stateStore(await openFileStateStore(opts.stateDir)),
+    log: silentLogger,
+    metrics: new Registry(),
+    options: opts.options,
+    ...(opts.siteEpochs === undefined ? {} : { siteEpochs: opts.siteEpochs }),
+  });
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([freezer.crashed, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no crash')), timeoutMs)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Embedded chDB on a temp dir, migrated. One per test file: chDB binds one directory per process. */
@@ -239,7 +332,7 @@ export class FlakyStore implements Store {
 }
 
 /** Steps of a flush at which a crash can be injected. */
-export type CrashStep = 'intent' | 'insert:events' | 'insert:sessions' | 'snapshot' | 'checkpoint' | 'truncate';
+export type CrashStep = 'intent' | 'insert:events' | 'insert:sessions' | 'insert:dead_letters' | 'snapshot' | 'checkpoint' | 'truncate';
 
 /**
  * Simulates SIGKILL of one processor instance in-process: once `at` matches a step (counted over
@@ -265,7 +358,14 @@ export class Freezer {
     this.counts.set(step, n);
     const hit = step === this.at.step && n === this.at.nth;
     if (hit && this.at.when === 'before') return this.freeze();
-    const result = await call();
+    let result: T;
+    try {
+      result = await call();
+    } catch (err) {
+      // A call the component refused also reached it (an insert ClickHouse rejected).
+      if (hit || this.frozen) return this.freeze();
+      throw err;
+    }
     if (hit || this.frozen) return this.freeze();
     return result;
   }
@@ -282,7 +382,7 @@ export class Freezer {
       database: inner.database,
       exec: (...args) => (this.frozen ? hang() : inner.exec(...args)),
       query: <T>(...args: Parameters<Store['query']>) => inner.query<T>(...args),
-      insert: (table, rows, opts) => this.step(table === 'events' ? 'insert:events' : 'insert:sessions', () => inner.insert(table, rows, opts)),
+      insert: (table, rows, opts) => this.step(insertStep(table), () => inner.insert(table, rows, opts)),
       ping: () => inner.ping(),
       close: () => Promise.resolve(),
     };
@@ -293,7 +393,7 @@ export class Freezer {
       incarnation: inner.incarnation,
       loadSnapshot: (p) => inner.loadSnapshot(p),
       saveSnapshot: (p, bytes) => this.step('snapshot', () => inner.saveSnapshot(p, bytes)),
-      appendIntent: (p, from, to) => this.step('intent', () => inner.appendIntent(p, from, to)),
+      appendIntent: (p, from, to, dead) => this.step('intent', () => inner.appendIntent(p, from, to, dead)),
       readIntents: (p) => inner.readIntents(p),
       truncateIntents: (p, after) => this.step('truncate', () => inner.truncateIntents(p, after)),
       close: () => Promise.resolve(),
@@ -310,6 +410,11 @@ export class Freezer {
       close: () => inner.close(),
     };
   }
+}
+
+function insertStep(table: string): CrashStep {
+  if (table === 'events' || table === 'sessions' || table === 'dead_letters') return `insert:${table}`;
+  throw new Error(`the processor inserted into an unexpected table ${table}`);
 }
 
 function hang<T>(): Promise<T> {

@@ -8,7 +8,7 @@ import {
   type MigrationTarget,
 } from './ddl.ts';
 import { controlPlaneTables, experimentBoundaryTables, goalsTable } from './control-plane.ts';
-import { eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
+import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
 import { eventRollups, sessionRollups } from './rollups.ts';
 
 /**
@@ -52,6 +52,7 @@ const migrations: readonly Migration[] = [
   { version: 5, name: 'control plane', render: controlPlaneTables },
   { version: 6, name: 'goals', render: goalsTable },
   { version: 7, name: 'redirect hosts and domain reservations', render: experimentBoundaryTables },
+  { version: 8, name: 'dead letters', render: deadLettersTable },
 ];
 
 /** Name of the table that records applied migrations. */

@@ -125,6 +125,7 @@ describe('single node', () => {
     expect(retentionTables.map((t) => renderRetentionChange({ ...single, retentionDays: 30 }, t))).toEqual([
       'ALTER TABLE farol.events MODIFY TTL toDateTime(timestamp) + toIntervalDay(30)',
       'ALTER TABLE farol.sessions MODIFY TTL toDateTime(start) + toIntervalDay(30)',
+      'ALTER TABLE farol.dead_letters MODIFY TTL toDateTime(time) + toIntervalDay(30)',
     ]);
   });
 });
@@ -142,6 +143,7 @@ describe('cluster', () => {
       ['sessions', 'ReplicatedVersionedCollapsingMergeTree', ', sign, version'],
       ['rollup_hourly', 'ReplicatedAggregatingMergeTree', ''],
       ['sessions_daily', 'ReplicatedAggregatingMergeTree', ''],
+      ['dead_letters', 'ReplicatedMergeTree', ''],
     ] as const) {
       const local = statementFor(sql, `CREATE TABLE IF NOT EXISTS farol.${name}_local ON CLUSTER`);
       expect(local).toContain(`ENGINE = ${engine}('/clickhouse/tables/{shard}/{database}/${name}_local', '{replica}'${args})`);

@@ -9,6 +9,7 @@ import { createShardedTable, retentionTtl, type MigrationTarget } from './ddl.ts
 export const retentionTables = [
   { name: 'events', column: 'timestamp' },
   { name: 'sessions', column: 'start' },
+  { name: 'dead_letters', column: 'time' },
 ] as const;
 
 // Columns mirror EnrichedEvent (schemas/enriched-event.ts) in snake_case, plus the processor's
@@ -108,5 +109,32 @@ export function sessionsTable(t: MigrationTarget): string[] {
     clauses:
       'PARTITION BY toYYYYMM(start)\nORDER BY (site, toDate(start), session_id)\n' + retentionTtl(t, 'start'),
     shardingKey: 'cityHash64(site, visitor_id)',
+  });
+}
+
+/**
+ * Migration 7, `dead_letters`: what the processor could not store, so that one bad record never
+ * stops a partition. A row per hub record ClickHouse would refuse (`target_table` = 'events'),
+ * or per events/sessions row it did refuse, with the reason (a Farol reason or ClickHouse's error
+ * name), the error text and the payload as it was: the hub record's JSON (an enriched event,
+ * which holds no IP) or the refused row's. `payload_encoding` is 'json', or 'base64' for bytes
+ * that are not UTF-8 text. Expires with the raw events; deleted with its site.
+ */
+export function deadLettersTable(t: MigrationTarget): string[] {
+  return createShardedTable(t, {
+    name: 'dead_letters',
+    columns: `  time DateTime64(3, 'UTC') DEFAULT now64(3),
+  site String,
+  hub_partition UInt32,
+  hub_offset UInt64,
+  target_table LowCardinality(String),
+  reason LowCardinality(String),
+  error String,
+  payload String,
+  payload_encoding LowCardinality(String)`,
+    engine: { family: 'MergeTree' },
+    clauses: 'PARTITION BY toYYYYMM(time)\nORDER BY (site, time)\n' + retentionTtl(t, 'time'),
+    // Deterministic, so a retried insert sends each row to the shard that has its dedup token.
+    shardingKey: 'cityHash64(site, hub_partition, hub_offset)',
   });
 }

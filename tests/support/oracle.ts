@@ -223,6 +223,16 @@ function summarize(events: EnrichedEvent[]): TrueSession {
   };
 }
 
+/**
+ * The truth when only some of the counted events and sessions are stored (the rest refused by
+ * ClickHouse and set aside): the site totals follow what is kept.
+ */
+export function keepOnly(truth: Truth, keep: { event: (e: EnrichedEvent) => boolean; session: (s: TrueSession) => boolean }): Truth {
+  const stored = truth.stored.filter(keep.event);
+  const sessions = truth.sessions.filter(keep.session);
+  return { stored, duplicates: truth.duplicates, sessions, sites: siteTotals(stored, sessions) };
+}
+
 function siteTotals(stored: EnrichedEvent[], sessions: TrueSession[]): Map<string, SiteTruth> {
   const sites = new Map<string, SiteTruth & { visitorSet: Set<string> }>();
   const of = (site: string): SiteTruth & { visitorSet: Set<string> } => {
