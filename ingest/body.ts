@@ -1,6 +1,6 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import { FarolError } from '../schemas/errors.ts';
-import { badStringMessage, findBadString, formatPath, hasBadEscape } from '../schemas/unicode.ts';
+import { badStringInJson, badStringMessage, formatPath } from '../schemas/unicode.ts';
 
 /**
  * Request bodies over uWebSockets.js: read with a size cap, a deadline and a memory budget shared
@@ -214,12 +214,8 @@ export function parseJsonBody(body: Buffer): { ok: true; value: unknown } | { ok
   } catch (e) {
     return { ok: false, failure: { kind: 'json', message: (e as Error).message } };
   }
-  if (hasBadEscape(text)) {
-    const bad = findBadString(value);
-    // The scan and the walk agree (unicode.test.ts); the fallback only keeps the refusal coded.
-    if (bad === undefined) return { ok: false, failure: { kind: 'string', message: 'a string is not well-formed Unicode or holds NUL', field: '' } };
-    return { ok: false, failure: { kind: 'string', message: badStringMessage(bad), field: formatPath(bad.path) } };
-  }
+  const bad = badStringInJson(text, value);
+  if (bad !== undefined) return { ok: false, failure: { kind: 'string', message: badStringMessage(bad), field: formatPath(bad.path) } };
   return { ok: true, value };
 }
 

@@ -7,7 +7,7 @@ import type { HubProducer } from '../hub/hub.ts';
 import { HubError } from '../hub/local-common.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
-import { hasBadEscape, findBadString, badStringMessage } from '../schemas/unicode.ts';
+import { badStringInJson, badStringMessage, hasBadEscape } from '../schemas/unicode.ts';
 import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from './body.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 import { createRateLimiter, type IngestRates } from './rate-limit.ts';
@@ -460,10 +460,8 @@ export function queryToWire(query: string): Record<string, unknown> {
       } catch {
         throw new FarolError('ING_BAD_EVENT', `${k}: is not valid JSON`);
       }
-      if (hasBadEscape(v)) {
-        const bad = findBadString(out[k]);
-        throw new FarolError('ING_BAD_STRING', bad === undefined ? `${k}: holds a string that is not well-formed Unicode` : badStringMessage({ ...bad, path: [k, ...bad.path] }));
-      }
+      const bad = badStringInJson(v, out[k]);
+      if (bad !== undefined) throw new FarolError('ING_BAD_STRING', badStringMessage({ ...bad, path: [k, ...bad.path] }));
     } else if (QUERY_BOOL_FIELDS.has(k)) {
       if (v !== 'true' && v !== 'false') throw new FarolError('ING_BAD_EVENT', `${k}: must be true or false`);
       out[k] = v === 'true';

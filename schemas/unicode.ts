@@ -10,7 +10,8 @@
  */
 
 /** Why a string is refused. */
-export type BadStringReason = 'lone surrogate' | 'NUL';
+/** (`unknown`: the escape was found in the text but its string was overwritten by a duplicate key.) */
+export type BadStringReason = 'lone surrogate' | 'NUL' | 'unknown';
 
 /** Whether `s` is well-formed Unicode without NUL. */
 export function isCleanString(s: string): boolean {
@@ -111,6 +112,16 @@ export function findBadString(value: unknown): BadString | undefined {
   return undefined;
 }
 
+/**
+ * The refused string of JSON `text` that parsed to `value`, or undefined when every string is
+ * clean: the scan decides, the walk names the place.
+ */
+export function badStringInJson(text: string, value: unknown): BadString | undefined {
+  if (!hasBadEscape(text)) return undefined;
+  // A bad string overwritten by a later duplicate key is still refused, with no place to name.
+  return findBadString(value) ?? { path: [], key: false, reason: 'unknown' };
+}
+
 /** A path segment fit for an error message: bounded, and any lone surrogate written as an escape. */
 function segment(key: string | number): string {
   if (typeof key === 'number') return String(key);
@@ -128,6 +139,7 @@ export function formatPath(path: ReadonlyArray<string | number>): string {
 /** The refusal message for a bad string: `props.k: holds a lone surrogate`. */
 export function badStringMessage(bad: BadString): string {
   const where = formatPath(bad.path);
-  const what = `${bad.key ? 'a key' : 'a string'} that holds ${bad.reason === 'NUL' ? 'NUL (\\u0000)' : 'a lone surrogate (not well-formed Unicode)'}`;
+  const holds = { NUL: 'NUL (\\u0000)', 'lone surrogate': 'a lone surrogate (not well-formed Unicode)', unknown: 'a lone surrogate or NUL' }[bad.reason];
+  const what = `${bad.key ? 'a key' : 'a string'} that holds ${holds}`;
   return where === '' ? `${what}` : `${where}: ${what}`;
 }

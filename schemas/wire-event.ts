@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { badStringMessage, findBadString, hasBadEscape } from './unicode.ts';
+import { badStringInJson, badStringMessage } from './unicode.ts';
 
 /**
  * The wire event: what a tracker or server sends to `/api/event` and `/api/batch`. Compatible with
@@ -22,10 +22,9 @@ const propsField = z.preprocess(
     } catch {
       return v;
     }
-    if (hasBadEscape(v)) {
-      const bad = findBadString(parsed);
-      const message = bad === undefined ? 'holds a string that is not well-formed Unicode' : badStringMessage(bad);
-      ctx.addIssue({ code: 'custom', message: `props JSON: ${message}`, params: { code: 'ING_BAD_STRING' } });
+    const bad = badStringInJson(v, parsed);
+    if (bad !== undefined) {
+      ctx.addIssue({ code: 'custom', message: `props JSON: ${badStringMessage(bad)}`, params: { code: 'ING_BAD_STRING' } });
       return z.NEVER;
     }
     return parsed;
