@@ -59,7 +59,7 @@ export async function openEnrichment(
     deps: {
       parseUa,
       country: (ip) => geo.lookup(ip),
-      visitorId: (site, ip, ua) => visitors.resolve(site, ip, ua),
+      visitorId: (site, ip, ua) => visitors.resolveVisitor(site, ip, ua),
       parsePageUrl,
       parseReferrer,
       classify: classifyChannel,

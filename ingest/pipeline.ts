@@ -38,7 +38,8 @@ export interface ChannelInput {
 export interface EnrichDeps {
   parseUa(ua: string): UaInfo;
   country(ip: string): string;
-  visitorId(site: string, ip: string, ua: string): string;
+  /** The visitor id, and the UTC day of the salt that produced it (EnrichedEvent.saltDay). */
+  visitorId(site: string, ip: string, ua: string): { id: string; saltDay: number };
   parsePageUrl(url: string, opts: { hashMode: boolean }): PageUrl | null;
   parseReferrer(referrer: string): { host: string; clean: string } | null;
   classify(input: ChannelInput): { channel: Channel; source: string };
@@ -100,37 +101,41 @@ export function enrichEvent(deps: EnrichDeps, wire: WireEvent, ip: string, ua: s
   const props = stringifyProps(wire.props);
   const screen = screenClass(wire.screenWidth, uaInfo.device);
 
-  const events: EnrichedEvent[] = wire.domains.map((site) => ({
-    v: 1,
-    id,
-    clientId: wire.id !== null,
-    site,
-    epoch: deps.siteEpoch?.(site) ?? 0,
-    ts,
-    name: wire.name,
-    hostname: page.hostname,
-    pathname: page.pathname,
-    utmSource: page.utm.source,
-    utmMedium: page.utm.medium,
-    utmCampaign: page.utm.campaign,
-    utmContent: page.utm.content,
-    utmTerm: page.utm.term,
-    clickIds: page.clickIds,
-    referrer: ref && !sameSite ? ref.clean : '',
-    source,
-    channel,
-    country,
-    browser: uaInfo.browser,
-    browserVersion: uaInfo.browserVersion,
-    os: uaInfo.os,
-    osVersion: uaInfo.osVersion,
-    device: uaInfo.device,
-    screen,
-    visitorId: deps.visitorId(site, ip, ua),
-    interactive: wire.interactive,
-    props,
-    revenue: wire.revenue,
-    exp: wire.exp,
-  }));
+  const events: EnrichedEvent[] = wire.domains.map((site) => {
+    const visitor = deps.visitorId(site, ip, ua);
+    return {
+      v: 1,
+      id,
+      clientId: wire.id !== null,
+      site,
+      epoch: deps.siteEpoch?.(site) ?? 0,
+      ts,
+      name: wire.name,
+      hostname: page.hostname,
+      pathname: page.pathname,
+      utmSource: page.utm.source,
+      utmMedium: page.utm.medium,
+      utmCampaign: page.utm.campaign,
+      utmContent: page.utm.content,
+      utmTerm: page.utm.term,
+      clickIds: page.clickIds,
+      referrer: ref && !sameSite ? ref.clean : '',
+      source,
+      channel,
+      country,
+      browser: uaInfo.browser,
+      browserVersion: uaInfo.browserVersion,
+      os: uaInfo.os,
+      osVersion: uaInfo.osVersion,
+      device: uaInfo.device,
+      screen,
+      visitorId: visitor.id,
+      saltDay: visitor.saltDay,
+      interactive: wire.interactive,
+      props,
+      revenue: wire.revenue,
+      exp: wire.exp,
+    };
+  });
   return { kind: 'ok', events };
 }

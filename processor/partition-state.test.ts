@@ -437,10 +437,21 @@ describe('site registrations (epochs)', () => {
     const state = createPartitionState();
     processRange(state, records([visitor({ ts: noon, epoch: E2 })]));
     const current = JSON.parse(encodeSnapshot(0, 0, state).toString()) as { sessions: unknown[][] };
-    const old = { ...current, sessions: current.sessions.map((t) => t.slice(0, -1)) };
+    // Snapshots from then had neither the epoch nor the salt day (both appended since).
+    const old = { ...current, sessions: current.sessions.map((t) => t.slice(0, -2)) };
     const back = decodeSnapshot(Buffer.from(JSON.stringify(old)), state.limits);
     expect([...back.state.sessions.values()].map((s) => s.epoch)).toEqual([0]);
-    expect(current.sessions[0]?.at(-1)).toBe(E2);
+    expect(current.sessions[0]?.at(-2)).toBe(E2);
+  });
+
+  it('reads snapshots written before salt days existed: a session takes its start day', () => {
+    const state = createPartitionState();
+    processRange(state, records([visitor({ ts: noon, epoch: E2, saltDay: Math.floor(noon / 86_400_000) - 1 })]));
+    const current = JSON.parse(encodeSnapshot(0, 0, state).toString()) as { sessions: unknown[][] };
+    expect(current.sessions[0]?.at(-1)).toBe(Math.floor(noon / 86_400_000) - 1);
+    const old = { ...current, sessions: current.sessions.map((t) => t.slice(0, -1)) };
+    const back = decodeSnapshot(Buffer.from(JSON.stringify(old)), state.limits);
+    expect([...back.state.sessions.values()].map((s) => [s.epoch, s.saltDay])).toEqual([[E2, Math.floor(noon / 86_400_000)]]);
   });
 });
 

@@ -1,6 +1,6 @@
 import type { HubRecord } from '../hub/hub.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
-import { eventRow, formatTimestamp, type EventRow, type SessionRow } from '../store/rows.ts';
+import { DAY_MS, eventRow, formatDay, formatTimestamp, type EventRow, type SessionRow } from '../store/rows.ts';
 
 /**
  * The processor's per-partition state and the one function that advances it: `processRange`.
@@ -48,6 +48,8 @@ export interface Session {
   exitPage: string;
   /** Version of the last row written for this session (0 before the first). */
   version: number;
+  /** UTC day of the salt of `visitorId` (days since the epoch): the `salt_day` of its rows. */
+  readonly saltDay: number;
   // Attribution: from the session's first event.
   readonly hostname: string;
   readonly referrer: string;
@@ -168,7 +170,8 @@ export function processRange(state: PartitionState, records: readonly HubRecord[
       duplicates++;
       continue;
     }
-    events.push(eventRow(e, applyToSession(state, e, epoch, record.offset, touched).id));
+    const saltDay = saltDayOf(state, e);
+    events.push(eventRow(e, applyToSession(state, e, epoch, saltDay, record.offset, touched).id, saltDay));
     eventOffsets.push(record.offset);
   }
   evictSessions(state);
@@ -256,7 +259,29 @@ function evictClientIds(state: PartitionState): void {
  * another registration of the site is unknown here: it is replaced, with no −1 row for it (its
  * rows were deleted with the site).
  */
-function applyToSession(state: PartitionState, e: EnrichedEvent, epoch: number, offset: number, touched: Map<Session, Touch>): Session {
+/**
+ * The UTC day of the salt of the event's visitor id. The collector sends it; it must be the
+ * event's own day or the one before (a visit carried over midnight). A record of an older
+ * collector has none: a live or recent session of the same id knows it (ids of different salt days
+ * never coincide), else it is the event's own day; only a carried visit whose session this
+ * partition no longer holds is then put on the wrong day.
+ */
+function saltDayOf(state: PartitionState, e: EnrichedEvent): number {
+  const day = Math.floor(e.ts / DAY_MS);
+  const plausible = (d: number | undefined): d is number => d === day || d === day - 1;
+  if (plausible(e.saltDay)) return e.saltDay;
+  const known = state.sessions.get(`${e.site}\n${e.visitorId}`)?.saltDay;
+  return plausible(known) ? known : day;
+}
+
+function applyToSession(
+  state: PartitionState,
+  e: EnrichedEvent,
+  epoch: number,
+  saltDay: number,
+  offset: number,
+  touched: Map<Session, Touch>,
+): Session {
   const key = `${e.site}\n${e.visitorId}`;
   const current = state.sessions.get(key);
   // Moved to the end on every touch, so the Map's head is the session idle the longest.
@@ -274,7 +299,7 @@ function applyToSession(state: PartitionState, e: EnrichedEvent, epoch: number, 
     state.sessions.set(key, current);
     return current;
   }
-  const started = newSession(e, epoch);
+  const started = newSession(e, epoch, saltDay);
   touched.set(started, { previous: undefined, offset });
   state.sessions.set(key, started);
   return started;
@@ -296,7 +321,7 @@ function extendSession(s: Session, e: EnrichedEvent): void {
   if (e.interactive) s.interactive++;
 }
 
-function newSession(e: EnrichedEvent, epoch: number): Session {
+function newSession(e: EnrichedEvent, epoch: number, saltDay: number): Session {
   const pageview = e.name === 'pageview';
   return {
     site: e.site,
@@ -311,6 +336,7 @@ function newSession(e: EnrichedEvent, epoch: number): Session {
     entryPage: pageview ? e.pathname : '',
     exitPage: pageview ? e.pathname : '',
     version: 0,
+    saltDay,
     hostname: e.hostname,
     referrer: e.referrer,
     source: e.source,
@@ -360,6 +386,7 @@ export function sessionRow(s: Session, sign: 1 | -1, version: number): SessionRo
     site: s.site,
     session_id: s.id,
     visitor_id: s.visitorId,
+    salt_day: formatDay(s.saltDay),
     start: formatTimestamp(s.start),
     timestamp: formatTimestamp(s.last),
     duration: Math.floor((s.last - s.start) / 1000),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DAY_MS } from '../store/rows.ts';
 import { isLive, isLiveClientId, type PartitionState, type Session, type StateLimits } from './partition-state.ts';
 
 /**
@@ -38,9 +39,14 @@ const sessionFields = [
   'screen',
   // Last, so that a snapshot written before epochs existed (one field fewer) still reads.
   'epoch',
+  // After the epoch, for the same reason (snapshots from before salt days were stored).
+  'saltDay',
 ] as const satisfies readonly (keyof Session)[];
 
-const numericFields: ReadonlySet<string> = new Set(['start', 'last', 'pageviews', 'events', 'interactive', 'version', 'epoch']);
+const numericFields: ReadonlySet<string> = new Set(['start', 'last', 'pageviews', 'events', 'interactive', 'version', 'epoch', 'saltDay']);
+
+/** Index of `start` in a session tuple, for the salt day of a session saved without one. */
+const START = sessionFields.indexOf('start');
 
 const envelopeSchema = z.object({
   v: z.literal(1),
@@ -130,8 +136,13 @@ export function decodeSnapshot(bytes: Buffer, limits: StateLimits): DecodedSnaps
 }
 
 function sessionFromTuple(tuple: unknown[]): Session {
-  // A session saved before epochs existed has no epoch: unknown (0), it matches any.
-  if (tuple.length === sessionFields.length - 1) tuple = [...tuple, 0];
+  // A session saved before epochs existed has no epoch: unknown (0), it matches any. One saved
+  // before salt days has none: its start's day (what the back-fill of stored rows assumes too).
+  if (tuple.length === sessionFields.length - 2) tuple = [...tuple, 0];
+  if (tuple.length === sessionFields.length - 1) {
+    const start = tuple[START];
+    tuple = [...tuple, Number.isSafeInteger(start) ? Math.floor((start as number) / DAY_MS) : undefined];
+  }
   if (tuple.length !== sessionFields.length) throw new SnapshotError('malformed processor snapshot: bad session');
   const s: Record<string, unknown> = {};
   for (let i = 0; i < sessionFields.length; i++) {

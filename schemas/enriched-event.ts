@@ -45,6 +45,12 @@ export const enrichedEventSchema = z.object({
   screen: z.string(),
   /** Keyed 64-bit hash of (daily salt, site, IP, UA), as a decimal string (a ClickHouse UInt64). */
   visitorId: z.string().regex(/^\d{1,20}$/),
+  /**
+   * UTC day (days since the epoch) of the salt that produced `visitorId`: the event's own day, or
+   * the day before for a visit carried over midnight. Absent in records of older collectors: the
+   * processor derives it (processor/partition-state.ts).
+   */
+  saltDay: z.number().int().nonnegative().optional(),
   interactive: z.boolean(),
   props: z.record(z.string(), z.string()),
   revenue: z.object({ currency: z.string().length(3), amount: z.number() }).nullable(),

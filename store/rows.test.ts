@@ -36,6 +36,13 @@ const base: EnrichedEvent = {
 };
 
 describe('eventRow', () => {
+  it('stores the salt day given, else the event\'s, else its own UTC day', () => {
+    const day = Math.floor(base.ts / 86_400_000);
+    expect(eventRow(base, '1', day - 1).salt_day).toBe('2026-02-02');
+    expect(eventRow({ ...base, saltDay: day - 1 }, '1').salt_day).toBe('2026-02-02');
+    expect(eventRow(base, '1').salt_day).toBe('2026-02-03');
+  });
+
   it('maps every field to its events column', () => {
     expect(eventRow(base, '99')).toEqual({
       site: 'example.com',
@@ -45,6 +52,7 @@ describe('eventRow', () => {
       name: 'Signup',
       session_id: '99',
       visitor_id: '18446744073709551615',
+      salt_day: '2026-02-03',
       hostname: 'www.example.com',
       pathname: '/pricing',
       referrer: 'https://news.example.org/post',

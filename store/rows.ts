@@ -14,6 +14,8 @@ export type EventRow = {
   name: string;
   session_id: string;
   visitor_id: string;
+  /** UTC day (`YYYY-MM-DD`) of the salt that produced `visitor_id`. */
+  salt_day: string;
   hostname: string;
   pathname: string;
   referrer: string;
@@ -50,6 +52,8 @@ export type SessionRow = {
   site: string;
   session_id: string;
   visitor_id: string;
+  /** UTC day (`YYYY-MM-DD`) of the salt that produced `visitor_id`. */
+  salt_day: string;
   /** First event's time. */
   start: string;
   /** Last event's time. */
@@ -101,7 +105,8 @@ export function formatTimestamp(ms: number): string {
   return `${cachedDayPrefix}${TWO_DIGITS[hour]}:${TWO_DIGITS[min]}:${TWO_DIGITS[sec]}.${THREE_DIGITS[milli]}`;
 }
 
-const DAY_MS = 86_400_000;
+/** Milliseconds in a day. */
+export const DAY_MS = 86_400_000;
 /** 10000-01-01T00:00:00Z: from there toISOString writes a six-digit year. */
 const MAX_FAST_MS = 253_402_300_800_000;
 const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
@@ -124,8 +129,16 @@ function revenueAmount(revenue: EnrichedEvent['revenue']): string | null {
   return storableAmount.test(text) ? text : null;
 }
 
-/** Maps an enriched event and its session id (UInt64 as decimal text) to an `events` row. */
-export function eventRow(e: EnrichedEvent, sessionId: string): EventRow {
+/** A UTC day number (days since the epoch) as a Date text value, `YYYY-MM-DD`. */
+export function formatDay(day: number): string {
+  return formatTimestamp(day * DAY_MS).slice(0, 10);
+}
+
+/**
+ * Maps an enriched event, its session id (UInt64 as decimal text) and the UTC day of its visitor
+ * id's salt (by default the event's `saltDay`, else its own day) to an `events` row.
+ */
+export function eventRow(e: EnrichedEvent, sessionId: string, saltDay: number = e.saltDay ?? Math.floor(e.ts / DAY_MS)): EventRow {
   const amount = revenueAmount(e.revenue);
   return {
     site: e.site,
@@ -135,6 +148,7 @@ export function eventRow(e: EnrichedEvent, sessionId: string): EventRow {
     name: e.name,
     session_id: sessionId,
     visitor_id: e.visitorId,
+    salt_day: formatDay(saltDay),
     hostname: e.hostname,
     pathname: e.pathname,
     referrer: e.referrer,

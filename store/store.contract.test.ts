@@ -118,6 +118,7 @@ function session(overrides: Partial<SessionRow>): SessionRow {
     site: 'sessions.test',
     session_id: '1',
     visitor_id: '1',
+    salt_day: formatTimestamp(monthStart + hour).slice(0, 10),
     start: formatTimestamp(monthStart + hour),
     timestamp: formatTimestamp(monthStart + hour),
     duration: 0,

@@ -198,8 +198,18 @@ export interface Reservation {
  */
 export const SITE_DELETE_GRACE_MS = 6_000;
 
-/** Tables holding a site's analytics: raw events and sessions, and every rollup. */
-const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily', 'dead_letters'] as const;
+/** Tables holding a site's analytics: raw events and sessions, every rollup, closed salt days. */
+const SITE_DATA_TABLES = [
+  'events',
+  'sessions',
+  'rollup_hourly',
+  'rollup_daily',
+  'sessions_hourly',
+  'sessions_daily',
+  'dead_letters',
+  'salt_day_visitors',
+  'salt_day_closes',
+] as const;
 
 /** Prefix of every token Farol issues. */
 export const TOKEN_PREFIX = 'farol_';

@@ -29,6 +29,12 @@ export function visitorIds(salts: SaltSource, site: string, ip: string, ua: stri
   return prev === null ? [current] : [current, visitorHash(prev, site, ip, ua)];
 }
 
+/** A visitor id and the UTC day (days since the epoch) of the salt that produced it. */
+export interface SaltedVisitor {
+  id: string;
+  saltDay: number;
+}
+
 export interface VisitorIdResolverOptions {
   salts: SaltSource;
   /** The same clock as the salt store's. */
@@ -78,6 +84,14 @@ export class VisitorIdResolver {
 
   /** The visitor id to store for this event. */
   resolve(site: string, ip: string, ua: string): string {
+    return this.resolveVisitor(site, ip, ua).id;
+  }
+
+  /**
+   * The visitor id to store for this event, with the UTC day of the salt that produced it (today's,
+   * or yesterday's for a visit carried over midnight): the processor stores it as `salt_day`.
+   */
+  resolveVisitor(site: string, ip: string, ua: string): SaltedVisitor {
     const t = this.now();
     const salt = this.salts.current();
     const id = visitorHash(salt, site, ip, ua);
@@ -91,15 +105,15 @@ export class VisitorIdResolver {
       if (visit !== undefined) {
         visit.lastSeen = t;
         this.touch(this.carried, id, visit);
-        return visit.id;
+        return { id: visit.id, saltDay: salt.day - 1 };
       }
     }
     if (t - midnight <= this.idleMs) {
       const continued = this.continueAcrossMidnight(id, site, ip, ua, t);
-      if (continued !== null) return continued;
+      if (continued !== null) return { id: continued, saltDay: salt.day - 1 };
     }
     if (midnight + DAY_MS - t <= this.idleMs) this.touch(this.recent, id, t);
-    return id;
+    return { id, saltDay: salt.day };
   }
 
   private continueAcrossMidnight(id: string, site: string, ip: string, ua: string, t: number): string | null {

@@ -10,11 +10,12 @@ import {
 import { controlPlaneTables, experimentBoundaryTables, goalsTable } from './control-plane.ts';
 import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
 import { eventRollups, sessionRollups } from './rollups.ts';
+import { saltDayTables } from './salt-days.ts';
 
 /**
  * The ClickHouse schema as versioned migrations (SPEC section 7). Rendering is pure: the same
  * SQL runs on embedded chDB and on a server; a cluster name adds ON CLUSTER and
- * Replicated/Distributed engines. Every statement is idempotent (IF NOT EXISTS), so a run that
+ * Replicated/Distributed engines. Every statement is idempotent (IF NOT EXISTS, or an update that sets the same values again), so a run that
  * stopped half-way is finished by the next one; `store/migrate.ts` applies and records them.
  *
  * Never edit a released migration: add a new version.
@@ -29,6 +30,7 @@ export {
   type SessionRollupDimension,
 } from './rollups.ts';
 export { retentionTables } from './raw-tables.ts';
+export { saltDayEventDimensions, saltDaySessionDimensions, SALT_DAY_HOURS } from './salt-days.ts';
 
 /** One migration, rendered for a target. */
 export interface RenderedMigration {
@@ -53,6 +55,7 @@ const migrations: readonly Migration[] = [
   { version: 6, name: 'goals', render: goalsTable },
   { version: 7, name: 'redirect hosts and domain reservations', render: experimentBoundaryTables },
   { version: 8, name: 'dead letters', render: deadLettersTable },
+  { version: 9, name: 'salt days and closed-salt-day visitors', render: saltDayTables },
 ];
 
 /** Name of the table that records applied migrations. */

@@ -87,7 +87,7 @@ function partition(grain: Grain): string {
 }
 
 /** `[('', ''), ('page', toString(pathname)), …]`: the ARRAY JOIN fan-out of one row. */
-function fanOut(dims: Record<string, string>): string {
+export function fanOut(dims: Record<string, string>): string {
   const pairs = Object.entries(dims).map(([dim, column]) => `('${dim}', toString(${column}))`);
   return `[('', ''), ${pairs.join(', ')}]`;
 }

@@ -1,0 +1,207 @@
+import type { Logger } from '../lib/log.ts';
+import { fanOut } from '../schemas/migrations/rollups.ts';
+import { SALT_DAY_HOURS, saltDayEventDimensions, saltDaySessionDimensions } from '../schemas/migrations/salt-days.ts';
+import { DAY_MS, formatDay } from '../store/rows.ts';
+import type { Store } from '../store/store.ts';
+
+/**
+ * The closing job: the exact unique visitors of each (site, salt day) whose life is over, written
+ * to `salt_day_visitors` (see schemas/migrations/salt-days.ts for the table and why the sum over
+ * salt days is exact).
+ *
+ * Salt day D lives from D 00:00 to D+2 00:00 UTC (its salt is deleted then): after that no new
+ * event can carry one of its ids, only late ones (a processor catching up on the hub). So:
+ *  - a (site, salt day) is (re)computed when its life is over and its raw row counts (events, and
+ *    session states) are above those its last complete computation saw: the first close, and
+ *    every batch of late rows after it. Rows only ever get added (a session update is a new −1/+1
+ *    pair), except when retention expires old ones or a site is deleted: counts going down never
+ *    trigger a recomputation, which would forget visitors the raw tables no longer hold;
+ *  - each computation writes its rows under a new generation `gen` (the ClickHouse server's clock
+ *    in µs, one clock for every processor), then records (site, salt day, gen, counts) in
+ *    `salt_day_closes`. Readers take the latest recorded gen: a job killed half-way leaves rows
+ *    of a gen nobody reads, and the next run computes the day again from scratch (the counts it
+ *    was meant to record were never recorded). Rows of gens older than the latest recorded are
+ *    deleted afterwards;
+ *  - every step is a function of the raw rows, so several processors running it at once (Event
+ *    Hubs, one per consumer) write the same numbers: whichever records last, the readers see a
+ *    complete computation that started after the rows its counts name were written. A
+ *    computation started later gets a larger gen, so it wins over an older one that records
+ *    after it.
+ */
+
+/** Options of {@link closeSaltDays}. */
+export interface CloseSaltDaysOptions {
+  /** The time the job runs at (ms, default `Date.now()`): salt days with D + 2 days ≤ now close. */
+  now?: number;
+  /** Only these sites (default: every site with rows). */
+  sites?: readonly string[];
+  /**
+   * Only salt days from this UTC day on (days since the epoch; default: all). The processor's
+   * periodic run looks back a few weeks; the first run after an upgrade closes the whole history.
+   */
+  fromDay?: number;
+  log?: Logger;
+}
+
+/** One (site, salt day) the job computed. */
+export interface ClosedSaltDay {
+  site: string;
+  /** `YYYY-MM-DD`. */
+  saltDay: string;
+  gen: string;
+  eventRows: number;
+  sessionRows: number;
+}
+
+interface Count {
+  site: string;
+  day: string;
+  n: string | number;
+}
+
+interface Recorded {
+  site: string;
+  day: string;
+  event_rows: string | number;
+  session_rows: string | number;
+}
+
+/** Hour of the salt day's life (0…47) a time column falls in. */
+function hourOfLife(column: string): string {
+  return `toUInt8(least(${SALT_DAY_HOURS - 1}, greatest(0, intDiv(toUnixTimestamp(${column}) - toUnixTimestamp(toDateTime({day:Date}, 'UTC')), 3600))))`;
+}
+
+/** Rows of one (site, salt day), pruned on the tables' sort key (site, then the row's own UTC day). */
+function ofSaltDay(timeColumn: string): string {
+  return `site = {site:String} AND salt_day = {day:Date} AND toDate(${timeColumn}) >= {day:Date} AND toDate(${timeColumn}) <= {day:Date} + 1`;
+}
+
+/** Distinct visitors per (dim, value, hours seen) from rows `(visitor, h, …columns)` fanned out by `d`. */
+function perHours(side: 'event' | 'session', inner: string, arrayJoin: string): string {
+  return `INSERT INTO salt_day_visitors (site, side, dim, salt_day, value, hours, gen, visitors)
+SELECT {site:String}, '${side}', dim, {day:Date}, value, hours, {gen:UInt64}, count()
+FROM (
+  SELECT d.1 AS dim, d.2 AS value, visitor, groupBitOr(bitShiftLeft(toUInt64(1), h)) AS hours
+  FROM (${inner})
+  ARRAY JOIN ${arrayJoin} AS d
+  GROUP BY dim, value, visitor
+)
+GROUP BY dim, value, hours`;
+}
+
+const eventSideSql = perHours(
+  'event',
+  `SELECT visitor_id AS visitor, ${hourOfLife('timestamp')} AS h, name, pathname, hostname, country, device, browser, os
+   FROM events WHERE ${ofSaltDay('timestamp')}`,
+  `arrayFilter(x -> x.1 != 'page' OR name = 'pageview', ${fanOut(saltDayEventDimensions)})`,
+);
+
+// A session counts once, in its latest state (the −1/+1 pairs of older states cancel), at the
+// hour its latest start falls in: the raw session side's reading of the same rows.
+const sessionColumns = Object.values(saltDaySessionDimensions);
+const sessionSideSql = perHours(
+  'session',
+  `SELECT argMax(visitor_id, version) AS visitor, ${hourOfLife('argMax(start, version)')} AS h,
+     ${sessionColumns.map((c) => `argMax(${c}, version) AS ${c}`).join(', ')}
+   FROM sessions WHERE ${ofSaltDay('start')}
+   GROUP BY session_id HAVING sum(sign) > 0`,
+  fanOut(saltDaySessionDimensions),
+);
+
+/**
+ * Computes the exact unique visitors of every (site, salt day) that closed and is not up to date
+ * (never computed, or raw rows added since), and records them. Idempotent; safe to run from
+ * several processes at once; resumable (rerun after a kill gives the same numbers). Returns what
+ * it computed.
+ */
+export async function closeSaltDays(store: Store, opts: CloseSaltDaysOptions = {}): Promise<ClosedSaltDay[]> {
+  const now = opts.now ?? Date.now();
+  // Salt day D closes at D+2 00:00 UTC.
+  const lastClosed = Math.floor(now / DAY_MS) - 2;
+  const fromDay = opts.fromDay ?? 0;
+  if (lastClosed < fromDay) return [];
+  const params = { last: formatDay(lastClosed), from: formatDay(fromDay), sites: opts.sites ?? [] };
+  const siteFilter = opts.sites === undefined ? '' : ' AND site IN {sites:Array(String)}';
+  const counts = (table: string, timeColumn: string): Promise<Count[]> =>
+    store.query<Count>(
+      `SELECT site, toString(salt_day) AS day, count() AS n FROM ${table}
+       WHERE toDate(${timeColumn}) >= {from:Date} AND toDate(${timeColumn}) <= {last:Date} + 1
+         AND salt_day >= {from:Date} AND salt_day <= {last:Date}${siteFilter}
+       GROUP BY site, salt_day`,
+      params,
+    );
+  const [events, sessions, recorded] = await Promise.all([
+    counts('events', 'timestamp'),
+    counts('sessions', 'start'),
+    store.query<Recorded>(
+      `SELECT site, toString(salt_day) AS day, argMax(event_rows, gen) AS event_rows, argMax(session_rows, gen) AS session_rows
+       FROM salt_day_closes WHERE salt_day >= {from:Date} AND salt_day <= {last:Date}${siteFilter}
+       GROUP BY site, salt_day`,
+      params,
+    ),
+  ]);
+  const key = (r: { site: string; day: string }): string => `${r.site}\n${r.day}`;
+  const todo = new Map<string, { site: string; saltDay: string; eventRows: number; sessionRows: number }>();
+  const entry = (r: Count): { site: string; saltDay: string; eventRows: number; sessionRows: number } => {
+    let e = todo.get(key(r));
+    if (e === undefined) {
+      e = { site: r.site, saltDay: r.day, eventRows: 0, sessionRows: 0 };
+      todo.set(key(r), e);
+    }
+    return e;
+  };
+  for (const r of events) entry(r).eventRows = Number(r.n);
+  for (const r of sessions) entry(r).sessionRows = Number(r.n);
+  const done = new Map(recorded.map((r) => [key(r), r]));
+  const closed: ClosedSaltDay[] = [];
+  for (const [k, t] of [...todo].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const before = done.get(k);
+    if (before !== undefined && t.eventRows <= Number(before.event_rows) && t.sessionRows <= Number(before.session_rows)) continue;
+    closed.push(await closeOne(store, t));
+  }
+  if (closed.length > 0) {
+    await dropOldGenerations(store, closed);
+    opts.log?.info({ closed: closed.length, first: closed[0]?.saltDay, last: closed.at(-1)?.saltDay }, 'closed salt days');
+  }
+  return closed;
+}
+
+/** Computes one (site, salt day) under a new generation, then records it as complete. */
+async function closeOne(
+  store: Store,
+  t: { site: string; saltDay: string; eventRows: number; sessionRows: number },
+): Promise<ClosedSaltDay> {
+  const [row] = await store.query<{ gen: string }>('SELECT toString(toUnixTimestamp64Micro(now64(6))) AS gen');
+  const gen = row?.gen;
+  if (gen === undefined) throw new Error('the store did not tell the time');
+  const params = { site: t.site, day: t.saltDay, gen };
+  await store.exec(eventSideSql, params);
+  await store.exec(sessionSideSql, params);
+  // Last: until this row exists, readers keep the previous generation (or read raw).
+  await store.insert('salt_day_closes', [
+    { site: t.site, salt_day: t.saltDay, gen, event_rows: t.eventRows, session_rows: t.sessionRows },
+  ]);
+  return { site: t.site, saltDay: t.saltDay, gen, eventRows: t.eventRows, sessionRows: t.sessionRows };
+}
+
+/**
+ * Deletes the rows of generations older than the latest recorded one, for the salt days just
+ * computed (one mutation, run in the background). Never a newer generation: it may be another
+ * process's computation still being written.
+ */
+async function dropOldGenerations(store: Store, closed: readonly ClosedSaltDay[]): Promise<void> {
+  const sites = [...new Set(closed.map((c) => c.site))];
+  const days = [...new Set(closed.map((c) => c.saltDay))];
+  await store.exec(
+    `ALTER TABLE salt_day_visitors DELETE
+     WHERE site IN {sites:Array(String)} AND salt_day IN {days:Array(Date)}
+       AND (site, salt_day, gen) IN (
+         SELECT v.site, v.salt_day, v.gen FROM (SELECT DISTINCT site, salt_day, gen FROM salt_day_visitors
+           WHERE site IN {sites:Array(String)} AND salt_day IN {days:Array(Date)}) AS v
+         INNER JOIN (SELECT site, salt_day, max(gen) AS latest FROM salt_day_closes
+           WHERE site IN {sites:Array(String)} AND salt_day IN {days:Array(Date)} GROUP BY site, salt_day) AS c
+         ON v.site = c.site AND v.salt_day = c.salt_day
+         WHERE v.gen < c.latest)`,
+    { sites, days },
+  );
+}
