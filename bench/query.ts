@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runQuery, type QueryResponse, type QuerySite } from '../api/query/query.ts';
+import { closeSaltDays } from '../processor/salt-days.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { QueryParams, Store } from '../store/store.ts';
@@ -421,14 +422,17 @@ async function seed(
 const isoDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 /**
- * Closes the salt days whose salt is gone by `now` (days before yesterday, UTC), as the processor
- * does when a salt day ends. Undefined when the schema has no closed-salt-day tables.
+ * Closes the salt days whose salt is gone by `now` (D + 2 days ≤ now), as the processor does once
+ * a salt day's life is over: processor/salt-days.ts `closeSaltDays`. Undefined when the schema
+ * has no closed-salt-day tables.
  */
-async function closeSaltDays(store: Store, ctx: ScenarioContext, now: Date): Promise<SeedReport['closing']> {
+async function closeDays(store: Store, ctx: ScenarioContext, now: Date): Promise<SeedReport['closing']> {
   if (!(await hasColumn(store, 'salt_day_closes', 'salt_day'))) return undefined;
-  void now;
-  ctx.progress('closing salt days: not wired yet');
-  return undefined;
+  const t0 = Date.now();
+  const closed = await closeSaltDays(store, { now: now.getTime(), sites: [SITE.domain] });
+  const seconds = (Date.now() - t0) / 1000;
+  ctx.progress(`closing job: ${num(closed.length)} salt days closed in ${seconds.toFixed(1)} s`);
+  return { seconds, days: closed.length };
 }
 
 /** Waits (bounded) until no merge runs, so measured queries do not race background merges. */
@@ -805,7 +809,9 @@ export function queryScenario(o: QueryOptions): Scenario {
             `reusing the dataset in ${dataDir} (${num(dataset.events)} events over ${DAYS} days from ${isoDay(dataset.baseMs)}, history from ${isoDay(dataset.historyStartMs)})`,
           );
           const rows = await describeData(store, dataset.baseMs);
-          seedReport = { dataset, seconds: 0, reused: true, rows: { events: rows['event_rows'] ?? 0, sessions: rows['session_rows'] ?? 0 }, closing: undefined };
+          // Idempotent: closes only what the kept data has not closed yet (seeded before migration 9, say).
+          const closing = await closeDays(store, ctx, new Date(dataset.baseMs + DAYS * DAY_MS - 1000));
+          seedReport = { dataset, seconds: 0, reused: true, rows: { events: rows['event_rows'] ?? 0, sessions: rows['session_rows'] ?? 0 }, closing };
         } else {
           const existing = await one(store, 'SELECT count() AS n FROM events WHERE site = {site:String}');
           if (Number(existing['n']) > 0) throw new Error(`${dataDir} holds other data for ${SITE.domain}: use an empty --data-dir`);
@@ -819,7 +825,7 @@ export function queryScenario(o: QueryOptions): Scenario {
           );
           const seeded = await seed(store, ctx, o.events, historyStartMs, baseMs, saltDay);
           dataset = { layout: LAYOUT, events: o.events, sessions: seeded.sessions, seed: SEED, baseMs, days: DAYS, historyStartMs, saltDay };
-          const closing = await closeSaltDays(store, ctx, new Date(baseMs + DAYS * DAY_MS - 1000));
+          const closing = await closeDays(store, ctx, new Date(baseMs + DAYS * DAY_MS - 1000));
           writeFileSync(marker, `${JSON.stringify(dataset)}\n`);
           seedReport = { dataset, seconds: seeded.seconds, reused: false, rows: { events: 0, sessions: 0 }, closing };
         }
