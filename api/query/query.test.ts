@@ -623,6 +623,30 @@ describe('filters', () => {
     await expectFilter([['is', 'visit:device', ['tablet']], ['is', 'event:page', ['/']]], uniqueVisitors(both), pv(both));
   });
 
+  it('breakdowns by a visit dimension filtered on the event row: the joined sessions are only the filtered events’ ones', async () => {
+    const source = (x: ModelEvent): string => orLabel(x.s.first.source, 'Direct / None');
+    const cases: { filters: unknown[]; pred: (x: ModelEvent) => boolean }[] = [
+      { filters: [['is', 'event:page', ['/pricing']]], pred: (x) => x.e.pathname === '/pricing' },
+      { filters: [['is', 'event:goal', ['Signup']]], pred: (x) => x.e.name === 'Signup' },
+      // The source filter reads the joined session: it must not narrow the sessions joined.
+      { filters: [['is', 'event:page', ['/']], ['is', 'visit:source', ['Google']]], pred: (x) => x.e.pathname === '/' && x.s.first.source === 'Google' },
+      { filters: [['or', [['is', 'event:page', ['/pricing']], ['is', 'visit:source', ['Google']]]]], pred: (x) => x.e.pathname === '/pricing' || x.s.first.source === 'Google' },
+    ];
+    for (const c of cases) {
+      const matching = events(c.pred);
+      expect(matching.length, JSON.stringify(c.filters)).toBeGreaterThan(0);
+      const expected = new Map<string, [number, number]>();
+      for (const value of new Set(matching.map(source))) {
+        const of = matching.filter((x) => source(x) === value);
+        expected.set(value, [uniqueVisitors(of), of.length]);
+      }
+      for (const mode of ['auto', 'raw'] as const) {
+        const r = await run(utcSite, { metrics: ['visitors', 'events'], date_range: fourDays, dimensions: ['visit:source'], filters: c.filters }, { source: mode });
+        expect(new Map(r.results.map((row) => [row.dimensions[0] ?? '', row.metrics])), `${mode} ${JSON.stringify(c.filters)}`).toEqual(expected);
+      }
+    }
+  });
+
   it('custom properties, goals and experiment variations', async () => {
     const pro = events((x) => x.e.props['plan'] === 'pro');
     const r = await run(utcSite, { metrics: ['visitors', 'events', 'total_revenue'], date_range: fourDays, filters: [['is', 'event:props:plan', ['pro']]] });

@@ -255,6 +255,11 @@ function compile(node: FilterNode, leaf: (l: FilterLeaf) => string): string {
   }
 }
 
+/** Whether a filter reads a session-scoped dimension, which the event side takes from the joined session. */
+function readsJoinedSession(node: FilterNode): boolean {
+  return [...leaves([node])].some(({ leaf }) => leaf.dimension.kind === 'column' && leaf.dimension.def.scope === 'session');
+}
+
 function allFilters(q: CoreQuery): FilterNode[] {
   return [...q.filters, ...q.restrictions];
 }
@@ -295,18 +300,34 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
   }
   const where = [`e.site = ${bounds.site}`, eventDays(bounds), `e.timestamp >= ${bounds.t0}`, `e.timestamp < ${bounds.t1}`];
   if (q.pageviewsOnly) where.push("e.name = 'pageview'");
-  for (const f of allFilters(q)) where.push(compile(f, (l) => eventLeaf(b, q, l)));
+  // The conditions on the event row alone (no joined session attribute), for the join below.
+  const onEvent = [...where];
+  let filtersOnEvent = 0;
+  for (const f of allFilters(q)) {
+    const condition = compile(f, (l) => eventLeaf(b, q, l));
+    where.push(condition);
+    if (!readsJoinedSession(f)) {
+      onEvent.push(condition);
+      filtersOnEvent++;
+    }
+  }
 
   const joinColumns = sessionColumnsFor(q, 'event');
   let join = '';
   if (joinColumns.size > 0) {
     b.tables.add('sessions');
     const attrs = [...joinColumns].map((c) => `argMax(${c}, version) AS s_${c}`).join(', ');
+    // A filtered breakdown (a page, a goal, a country) needs the sessions of the few events that
+    // pass its filters, not every session of the range: the session ids of the events that pass
+    // the event-row conditions (a superset of the rows the WHERE keeps) bound the aggregation.
+    // Without a filter on the event row that set is every session, so it is left out.
+    const ofEvents =
+      filtersOnEvent === 0 ? '' : ` AND session_id IN (SELECT e.session_id FROM events AS e WHERE ${onEvent.join(' AND ')})`;
     // A session with events in the range started before its end and ended (its latest state's
     // timestamp) after its start; older states may be cut off, argMax still finds the latest.
     join =
       ` LEFT JOIN (SELECT session_id, ${attrs} FROM sessions` +
-      ` WHERE site = ${bounds.site} AND toDate(start) <= toDate(${bounds.t1}) AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}` +
+      ` WHERE site = ${bounds.site} AND toDate(start) <= toDate(${bounds.t1}) AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}${ofEvents}` +
       ' GROUP BY session_id HAVING sum(sign) > 0) AS s ON e.session_id = s.session_id';
   }
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM events AS e${join} WHERE ${where.join(' AND ')}${groupBy(q)}`;
