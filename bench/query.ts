@@ -37,6 +37,8 @@ export interface QueryOptions {
   zones: readonly ZoneName[];
   /** Date ranges to measure. */
   ranges: readonly RangeName[];
+  /** A result JSON of an earlier `query` run to compare with (another --events, or another commit). */
+  compare: string | undefined;
 }
 
 /** The site's time zones: the same traffic, read as a site in each zone. */
@@ -52,7 +54,11 @@ export const DEFAULT_QUERY_OPTIONS: QueryOptions = {
   dataDir: undefined,
   zones: Object.keys(ZONES) as ZoneName[],
   ranges: RANGES,
+  compare: undefined,
 };
+
+/** Rollup answers at more events may take this much longer than at fewer (issue #9: 30M vs 10M). */
+const TARGET_GROWTH = 1.5;
 
 const WARMUPS = 2;
 /** Issue #9's targets, at 30 days: main queries from rollups, and one-filter breakdowns (raw). */
@@ -855,7 +861,14 @@ export function queryScenario(o: QueryOptions): Scenario {
             for (const q of QUERIES) results.push(await measure(store, ctx, q, zone, range, now, runs));
           }
         }
-        return report(o, seedReport, mergeWaitS, data, totals, totalsEqual, results, now, floor);
+        const out = report(o, seedReport, mergeWaitS, data, totals, totalsEqual, results, now, floor);
+        if (o.compare !== undefined) {
+          const c = comparison(o.compare, results, o.events);
+          out.report += `\n\n${c.report}`;
+          out.checks.push(...c.checks);
+          out.data['comparison'] = c.data;
+        }
+        return out;
       } finally {
         await store.close();
         if (o.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
@@ -1019,4 +1032,51 @@ function report(
       queries: results,
     },
   };
+}
+
+/** What `--compare` reads of an earlier run's JSON (older runs have no zone: they were UTC). */
+interface EarlierRun {
+  argv?: string[];
+  machine?: { gitCommit?: string };
+  result?: { dataset?: { events?: number }; options?: { events?: number }; queries?: (Partial<QueryResult> & { zone?: ZoneName })[] };
+}
+
+/**
+ * This run against an earlier one, per (zone, range, query) both measured: auto and raw p95 then
+ * and now, and their ratios. When the earlier run had fewer events, the main queries' auto p95 at
+ * 30d must not grow more than {@link TARGET_GROWTH}× (issue #9: rollup answers barely move).
+ */
+export function comparison(path: string, results: readonly QueryResult[], events: number): { report: string; checks: Check[]; data: Record<string, unknown> } {
+  const earlier = JSON.parse(readFileSync(path, 'utf8')) as EarlierRun;
+  const thenEvents = earlier.result?.dataset?.events ?? earlier.result?.options?.events;
+  const key = (zone: string, range: string, query: string): string => `${zone} ${range} ${query}`;
+  const before = new Map((earlier.result?.queries ?? []).map((q) => [key(q.zone ?? 'utc', q.range ?? '', q.query ?? ''), q]));
+  const rows: { zone: ZoneName; range: RangeName; query: string; filtered: boolean; autoThen: number; autoNow: number; rawThen: number; rawNow: number }[] = [];
+  for (const r of results) {
+    const b = before.get(key(r.zone, r.range, r.query));
+    if (b?.auto === undefined || b.raw === undefined) continue;
+    rows.push({ zone: r.zone, range: r.range, query: r.query, filtered: r.filtered, autoThen: b.auto.p95, autoNow: r.auto.p95, rawThen: b.raw.p95, rawNow: r.raw.p95 });
+  }
+  const x = (now: number, then: number): string => `×${(now / then).toFixed(2)}`;
+  const lines = [
+    `Compared with ${path} (${thenEvents === undefined ? '? events' : `${num(thenEvents)} events`}, commit ${earlier.machine?.gitCommit ?? '?'}): p95 then → now`,
+    table(
+      ['zone', 'range', 'query', 'auto p95 then', 'auto p95 now', 'auto now/then', 'raw p95 then', 'raw p95 now', 'raw now/then'],
+      rows.map((r) => [r.zone, r.range, r.query, ms(r.autoThen), ms(r.autoNow), x(r.autoNow, r.autoThen), ms(r.rawThen), ms(r.rawNow), x(r.rawNow, r.rawThen)]),
+    ),
+  ];
+  const checks: Check[] = [];
+  const main30 = rows.filter((r) => r.range === '30d' && !r.filtered);
+  if (thenEvents !== undefined && thenEvents < events && main30.length > 0) {
+    const grew = main30.filter((r) => r.autoNow > TARGET_GROWTH * r.autoThen);
+    const worst = Math.max(...main30.map((r) => r.autoNow / r.autoThen));
+    checks.push({
+      name: `30d main queries, auto p95 at ${num(events)} / at ${num(thenEvents)} events, worst`,
+      value: `×${worst.toFixed(2)}`,
+      target: `≤ ×${TARGET_GROWTH}${grew.length > 0 ? ` (missed: ${grew.slice(0, 4).map((r) => `${r.query} (${r.zone})`).join(', ')}${grew.length > 4 ? ` and ${grew.length - 4} more` : ''})` : ''}`,
+      pass: grew.length === 0,
+      kind: 'target',
+    });
+  }
+  return { report: lines.join('\n'), checks, data: { path, events: thenEvents, rows } };
 }

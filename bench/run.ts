@@ -55,7 +55,9 @@ query options:
                       other ranges and zones get a quarter, at least 3)
   --data-dir <path>   keep the chDB data there and reuse it on the next run with the same --events
   --zones <list>      site time zones to read in, of ${Object.keys(ZONES).join(',')} (default all)
-  --ranges <list>     date ranges, of ${RANGES.join(',')} (default all)`;
+  --ranges <list>     date ranges, of ${RANGES.join(',')} (default all)
+  --compare <json>    an earlier query run's result file: p95 then and now per query (with fewer
+                      events then, 30d rollup answers must stay within 1.5×)`;
 
 class UsageError extends Error {}
 
@@ -126,6 +128,13 @@ export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; 
         query.ranges = listOf<RangeName>(flag, value(), RANGES);
         queryFlags.push(flag);
         break;
+      case '--compare': {
+        const file = value();
+        if (!file) throw new UsageError('--compare needs a result file');
+        query.compare = resolve(process.cwd(), file);
+        queryFlags.push(flag);
+        break;
+      }
       case '--data-dir': {
         const dir = value();
         if (!dir) throw new UsageError('--data-dir needs a path');
