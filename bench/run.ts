@@ -68,6 +68,11 @@ function listOf<T extends string>(flag: string, value: string | undefined, known
   return [...new Set(items)] as T[];
 }
 
+function pathArg(flag: string, value: string | undefined): string {
+  if (!value) throw new UsageError(`${flag} needs a path`);
+  return resolve(process.cwd(), value);
+}
+
 function positiveInt(flag: string, value: string | undefined, max: number): number {
   const n = Number(value);
   if (value === undefined || !Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${flag} needs an integer from 1 to ${max}`);
@@ -128,20 +133,14 @@ export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; 
         query.ranges = listOf<RangeName>(flag, value(), RANGES);
         queryFlags.push(flag);
         break;
-      case '--compare': {
-        const file = value();
-        if (!file) throw new UsageError('--compare needs a result file');
-        query.compare = resolve(process.cwd(), file);
+      case '--compare':
+        query.compare = pathArg(flag, value());
         queryFlags.push(flag);
         break;
-      }
-      case '--data-dir': {
-        const dir = value();
-        if (!dir) throw new UsageError('--data-dir needs a path');
-        query.dataDir = resolve(process.cwd(), dir);
+      case '--data-dir':
+        query.dataDir = pathArg(flag, value());
         queryFlags.push(flag);
         break;
-      }
       default:
         if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
         if (name !== undefined) throw new UsageError(`one scenario at a time (got ${name} and ${a})`);
