@@ -18,6 +18,7 @@ import type { Store } from '../store/store.ts';
 import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
 import { processorMetrics } from './processor-metrics.ts';
 import { defaultProcessorOptions, Processor, type PartitionLag, type ProcessorOptions } from './processor.ts';
+import { SaltDayCloser } from './salt-days.ts';
 import { loadRegistrations, watchSiteEpochs, type SiteEpochs } from './site-epochs.ts';
 import { openFileStateStore, type StateStore } from './state-store.ts';
 
@@ -98,6 +99,9 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
   const store = opts.store;
   const siteEpochs =
     opts.siteEpochs ?? watchSiteEpochs({ load: () => loadRegistrations(store), intervalMs: options.siteRefreshMs, log: opts.log });
+  // Every processor runs it: it is idempotent and its generations make concurrent runs safe.
+  const closer = new SaltDayCloser({ store, log: opts.log, intervalMs: options.closeIntervalMs, lookbackDays: options.closeLookbackDays });
+  closer.start();
   const processor = new Processor({
     consumer: opts.consumer,
     store,
@@ -106,6 +110,7 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
     metrics,
     options,
     siteEpochs,
+    closer,
   });
   const unclosed = new Set<number>();
   // Plain closures: a hub implementation may call the handlers detached from their object.
@@ -136,6 +141,7 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
         clearInterval(lagTimer);
         siteEpochs.stop();
         await subscription.close();
+        await closer.stop();
         metrics.lagSources.delete(setGauges);
       })();
       return draining;

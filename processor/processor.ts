@@ -13,6 +13,7 @@ import {
   type UnstorableReason,
 } from './partition-state.ts';
 import type { ProcessorMetrics } from './processor-metrics.ts';
+import type { SaltDayCloser } from './salt-days.ts';
 import type { SiteEpochs } from './site-epochs.ts';
 import { decodeSnapshot, encodeSnapshotInSlices } from './snapshot.ts';
 import { flushRange, StateStoreFencedError, type FlushRange, type LoggedRegistration, type StateStore } from './state-store.ts';
@@ -77,6 +78,10 @@ export interface ProcessorOptions {
   lagRefreshMs: number;
   /** How often the site registrations are read, to drop events of deleted ones (2 s). */
   siteRefreshMs: number;
+  /** How often closed salt days are checked and their unique visitors computed (60 s). */
+  closeIntervalMs: number;
+  /** How many days back that periodic check looks (35); the first check after a start looks at all. */
+  closeLookbackDays: number;
   /** Sessionization and dedup bounds. */
   limits: StateLimits;
 }
@@ -92,6 +97,8 @@ export const defaultProcessorOptions: ProcessorOptions = {
   hubMaxWaitMs: 50,
   lagRefreshMs: 1_000,
   siteRefreshMs: 2_000,
+  closeIntervalMs: 60_000,
+  closeLookbackDays: 35,
   limits: defaultStateLimits,
 };
 
@@ -118,6 +125,8 @@ export interface ProcessorDeps {
   options: ProcessorOptions;
   /** The sites' latest registrations (events of deleted ones are dropped); without it, none are known. */
   siteEpochs?: Pick<SiteEpochs, 'latest'>;
+  /** Told the rows each range wrote, to recompute closed salt days that got late rows. */
+  closer?: Pick<SaltDayCloser, 'wrote'>;
 }
 
 /** Thrown when the durable state contradicts the hub: continuing would lose or double events. */
@@ -541,6 +550,8 @@ class PartitionWorker {
     }
     dead.sort((a, b) => a.key - b.key);
     await this.writeDeadLetters(dead, 4 * width - 1, `${token}:dead_letters`);
+    this.deps.closer?.wrote(out.events);
+    this.deps.closer?.wrote(out.sessions);
     this.flushed = p.to;
     this.inFlightSince = undefined;
     const m = this.deps.metrics;

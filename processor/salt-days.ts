@@ -66,6 +66,11 @@ interface Recorded {
   session_rows: string | number;
 }
 
+/** `YYYY-MM-DD` → UTC day number. */
+function dayNumber(iso: string): number {
+  return Math.floor(Date.parse(`${iso}T00:00:00Z`) / DAY_MS);
+}
+
 /** Hour of the salt day's life (0…47) a time column falls in. */
 function hourOfLife(column: string): string {
   return `toUInt8(least(${SALT_DAY_HOURS - 1}, greatest(0, intDiv(toUnixTimestamp(${column}) - toUnixTimestamp(toDateTime({day:Date}, 'UTC')), 3600))))`;
@@ -153,6 +158,20 @@ export async function closeSaltDays(store: Store, opts: CloseSaltDaysOptions = {
   for (const r of events) entry(r).eventRows = Number(r.n);
   for (const r of sessions) entry(r).sessionRows = Number(r.n);
   const done = new Map(recorded.map((r) => [key(r), r]));
+  // Days without rows from a site's first one on are closed too (with no visitors), so a range
+  // across them reads no raw rows. Days before a site's first closed one are empty to readers.
+  const spans = new Map<string, [number, number]>();
+  for (const t of todo.values()) {
+    const d = dayNumber(t.saltDay);
+    const span = spans.get(t.site);
+    spans.set(t.site, span === undefined ? [d, d] : [Math.min(span[0], d), Math.max(span[1], d)]);
+  }
+  for (const [site, [from, to]] of spans) {
+    for (let d = from + 1; d <= Math.max(to, lastClosed); d++) {
+      const gap = { site, day: formatDay(d) };
+      if (!todo.has(key(gap)) && !done.has(key(gap))) todo.set(key(gap), { site, saltDay: gap.day, eventRows: 0, sessionRows: 0 });
+    }
+  }
   const closed: ClosedSaltDay[] = [];
   for (const [k, t] of [...todo].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const before = done.get(k);
@@ -175,8 +194,8 @@ async function closeOne(
   const gen = row?.gen;
   if (gen === undefined) throw new Error('the store did not tell the time');
   const params = { site: t.site, day: t.saltDay, gen };
-  await store.exec(eventSideSql, params);
-  await store.exec(sessionSideSql, params);
+  if (t.eventRows > 0) await store.exec(eventSideSql, params);
+  if (t.sessionRows > 0) await store.exec(sessionSideSql, params);
   // Last: until this row exists, readers keep the previous generation (or read raw).
   await store.insert('salt_day_closes', [
     { site: t.site, salt_day: t.saltDay, gen, event_rows: t.eventRows, session_rows: t.sessionRows },
@@ -204,4 +223,103 @@ async function dropOldGenerations(store: Store, closed: readonly ClosedSaltDay[]
          WHERE v.gen < c.latest)`,
     { sites, days },
   );
+}
+
+/** Options of a {@link SaltDayCloser}. */
+export interface SaltDayCloserOptions {
+  store: Store;
+  log: Logger;
+  /** How often salt days are checked and closed (ProcessorOptions.closeIntervalMs). */
+  intervalMs: number;
+  /** How far back the periodic check looks, in days (the first run after a start looks at everything). */
+  lookbackDays: number;
+  /** Delay between a write of late rows and their recomputation, gathering a burst of writes. */
+  debounceMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Runs {@link closeSaltDays} in a processor: once at start over the whole history (an upgrade's
+ * back-fill, a crash between a write and its recomputation), every `intervalMs` over the last
+ * `lookbackDays`, and soon after the processor wrote rows of salt days already closed (late
+ * events: the processor knows what it wrote). One run at a time; a failed run is logged and the
+ * next one repeats its work.
+ */
+export class SaltDayCloser {
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private soon: NodeJS.Timeout | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  /** Late rows written and not yet recomputed: the earliest salt day, and the sites. */
+  private late: { fromDay: number; sites: Set<string> } | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: SaltDayCloserOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  start(): void {
+    void this.run({});
+    this.timer = setInterval(() => {
+      void this.run({ fromDay: Math.floor(this.now() / DAY_MS) - this.opts.lookbackDays });
+    }, this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Told after rows were written: those of closed salt days are recomputed soon. */
+  wrote(rows: Iterable<{ site: string; salt_day: string }>): void {
+    if (this.stopped) return;
+    // Salt day D is closed from D+2 00:00 UTC on: D < today − 1, compared as ISO dates.
+    const open = formatDay(Math.floor(this.now() / DAY_MS) - 1);
+    for (const r of rows) {
+      if (r.salt_day >= open) continue;
+      const day = dayNumber(r.salt_day);
+      this.late ??= { fromDay: day, sites: new Set() };
+      this.late.fromDay = Math.min(this.late.fromDay, day);
+      this.late.sites.add(r.site);
+    }
+    if (this.late !== undefined && this.soon === undefined) {
+      this.soon = setTimeout(() => {
+        this.soon = undefined;
+        void this.runLate();
+      }, this.opts.debounceMs ?? 500);
+      this.soon.unref();
+    }
+  }
+
+  /** Resolves once the runs started or due so far have ended. */
+  async settled(): Promise<void> {
+    if (this.soon !== undefined) {
+      clearTimeout(this.soon);
+      this.soon = undefined;
+      void this.runLate();
+    }
+    await this.chain;
+  }
+
+  /** Stops the timers after recomputing what late rows are pending. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.settled();
+    this.stopped = true;
+  }
+
+  private runLate(): Promise<void> {
+    const late = this.late;
+    this.late = undefined;
+    if (late === undefined) return this.chain;
+    return this.run({ fromDay: late.fromDay, sites: [...late.sites] });
+  }
+
+  private run(scope: { fromDay?: number; sites?: string[] }): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      if (this.stopped) return;
+      try {
+        await closeSaltDays(this.opts.store, { ...scope, now: this.now(), log: this.opts.log });
+      } catch (err) {
+        this.opts.log.warn({ err }, 'closing salt days failed; the next run repeats it');
+      }
+    });
+    return this.chain;
+  }
 }

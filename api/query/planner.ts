@@ -19,10 +19,14 @@ import { dayBoundaries, offsetAt, type ResolvedRange } from './time.ts';
  * holds, no filter other than top-level `is` on that same dimension, every metric is in the
  * rollup, and the range falls on the rollup's buckets in the site's zone: `*_daily` (UTC days)
  * when every bucket boundary is a UTC midnight, `*_hourly` when each is a whole UTC hour (any
- * zone with whole-hour offsets). Both give exactly the raw numbers: sums of counts and
- * `uniqExactMerge` of visitor states. One known edge: a session whose start moves to an earlier
- * bucket (an out-of-order event older than its first) leaves its visitor in the old bucket's
- * unique-visitor state of the session rollups; its visits and sums still move exactly.
+ * zone with whole-hour offsets; half-hour zones read raw). Both give exactly the raw numbers:
+ * - sums (pageviews, events, visits, bounces, durations, revenue) from the additive rollups;
+ * - unique visitors per salt day (a visitor id belongs to one salt day; see
+ *   schemas/migrations/salt-days.ts): closed salt days from `salt_day_visitors`, whose hour
+ *   bitmaps answer any whole-hour range exactly, ranges cutting a salt day's life included; salt
+ *   days not closed yet (today's and yesterday's) from the raw rows of those salt days only.
+ *   Sessions are counted in their final state, so entry and exit pages are exact even when a
+ *   session's exit page or start (an out-of-order event older than its first) moves.
  */
 
 export type ResolvedDimension = Exclude<DimensionRef, { kind: 'time' }> | { kind: 'time'; name: string; grain: TimeGrain };
@@ -292,11 +296,6 @@ export function chooseSource(q: CoreQuery, forceRaw: boolean): SourceDecision {
   if (q.session.size > 0 && dim !== undefined) {
     const rollupDim = sessionRollupOf(dim);
     if (rollupDim === undefined) return raw(`no session rollup by ${dim.name}`);
-    // exit_page moves as a session goes on, and entry_page moves from '' to the first pageview's
-    // path: the unique-visitor state of a cancelled row cannot be taken back.
-    if (q.session.has('visitors') && (rollupDim === 'exit_page' || rollupDim === 'entry_page')) {
-      return raw(`visitors by ${rollupDim} are not exact in rollups`);
-    }
   }
   const time = q.dims.find((d): d is Extract<ResolvedDimension, { kind: 'time' }> => d.kind === 'time');
   const grain = rollupGrain(q.range, q.tz, time?.grain);

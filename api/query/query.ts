@@ -10,7 +10,7 @@ import {
   type SourceDecision,
 } from './planner.ts';
 import { leaves, limits, parseQuery, type FilterLeaf, type FilterNode, type Metric, type OrderByEntry, type ParsedQuery } from './schema.ts';
-import { coreSelect, componentColumns, finalSelect, SqlBuilder, type ComponentColumn } from './sql.ts';
+import { coreSelect, componentColumns, finalSelect, saltDaySpan, SqlBuilder, type ComponentColumn, type SaltDays } from './sql.ts';
 import {
   autoGrain,
   comparisonRange,
@@ -392,12 +392,13 @@ async function execute(
   tables: Set<string>,
 ): Promise<Executed> {
   const decision = chooseSource(shape.main, forceRaw);
+  const saltDays = forceRaw ? undefined : await closedSaltDays(store, site, shape.main.range);
   const b = new SqlBuilder();
-  const core = coreSelect(b, shape.main, site, decision.source);
+  const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
   if (shape.groupTotals !== undefined) {
     const g = shape.groupTotals;
-    groupTotals = { sql: coreSelect(b, g, site, chooseSource(g, forceRaw).source), aliases: g.aliases };
+    groupTotals = { sql: coreSelect(b, g, site, chooseSource(g, forceRaw).source, saltDays), aliases: g.aliases };
   }
   const run = async (p: Page): Promise<Record<string, unknown>[]> => {
     const sql = finalSelect(b, shape.main, core, { orderBy: orderTerms(q, order, shape), ...p, ...(groupTotals === undefined ? {} : { groupTotals }) });
@@ -421,19 +422,45 @@ async function execute(
   });
 
   const totals: Totals = {};
-  if (shape.percentageTotal !== undefined) totals.percentage = await total(store, site, q, shape.percentageTotal, forceRaw, tables);
-  if (shape.conversionTotal !== undefined) totals.conversion = await total(store, site, q, shape.conversionTotal, forceRaw, tables);
+  if (shape.percentageTotal !== undefined) totals.percentage = await total(store, site, q, shape.percentageTotal, forceRaw, tables, saltDays);
+  if (shape.conversionTotal !== undefined) totals.conversion = await total(store, site, q, shape.conversionTotal, forceRaw, tables, saltDays);
   return { rows, totalRows, decision, totals };
 }
 
 /** Visitors of a totals read (no dimensions: one row). */
-async function total(store: Store, site: string, q: ParsedQuery, core: CoreQuery, forceRaw: boolean, tables: Set<string>): Promise<number> {
+async function total(
+  store: Store,
+  site: string,
+  q: ParsedQuery,
+  core: CoreQuery,
+  forceRaw: boolean,
+  tables: Set<string>,
+  saltDays: SaltDays | undefined,
+): Promise<number> {
   const b = new SqlBuilder();
-  const sql = coreSelect(b, core, site, chooseSource(core, forceRaw).source);
+  const sql = coreSelect(b, core, site, chooseSource(core, forceRaw).source, saltDays);
   const rows = await query(store, sql, b.params, q);
   for (const t of b.tables) tables.add(t);
   const row = rows[0];
   return Number(row?.[core.event.size > 0 ? 'ev_visitors' : 'se_visitors'] ?? 0);
+}
+
+/**
+ * The site's closed salt days whose ids can appear in `range`, with their latest complete
+ * generation: the rollups' unique visitors read them from `salt_day_visitors`, the rest raw.
+ */
+async function closedSaltDays(store: Store, site: string, range: ResolvedRange): Promise<SaltDays> {
+  const [first, last] = saltDaySpan(range.start, range.end);
+  const rows = await store.query<{ day: number | string; gen: string }>(
+    `SELECT toUInt32(salt_day) AS day, toString(max(gen)) AS gen FROM salt_day_closes
+     WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day
+     UNION ALL
+     SELECT toUInt32(0) AS day, toString(toUInt32(min(salt_day))) AS gen FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0`,
+    { site, first: Math.max(0, first), last: Math.max(0, last) },
+  );
+  const closed = new Map(rows.filter((r) => Number(r.day) !== 0).map((r) => [Number(r.day), r.gen]));
+  const firstClosed = rows.find((r) => Number(r.day) === 0)?.gen;
+  return { closed, first: firstClosed === undefined ? undefined : Number(firstClosed) };
 }
 
 const CANNOT_COMPILE_REGEXP = 427;

@@ -4,9 +4,11 @@ import {
   goalFromLabel,
   sessionRollupOf,
   type CoreQuery,
+  type EventComponent,
   type Goal,
   type GoalSet,
   type ResolvedDimension,
+  type SessionComponent,
   type Source,
 } from './planner.ts';
 import { leaves, type FilterLeaf, type FilterNode, type FilterOperator } from './schema.ts';
@@ -38,7 +40,7 @@ export const componentColumns = [
 ] as const;
 export type ComponentColumn = (typeof componentColumns)[number];
 
-type ParamType = 'String' | 'Array(String)' | 'Date' | "DateTime64(3, 'UTC')" | 'UInt32';
+type ParamType = 'String' | 'Array(String)' | 'Date' | 'Array(Date)' | "DateTime64(3, 'UTC')" | 'UInt32' | 'Int64' | 'Array(UInt64)';
 
 /** Collects bound parameters and the tables a statement reads. */
 export class SqlBuilder {
@@ -285,7 +287,24 @@ function groupBy(q: CoreQuery): string {
   return q.aliases.length === 0 ? '' : ` GROUP BY ${q.aliases.join(', ')}`;
 }
 
-function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
+/**
+ * Restricts a raw side to the rows of some salt days (bound `Array(Date)`), within some time
+ * intervals `[t0, t1)` (bound DateTime64): the open salt days of a range the rollups answer.
+ */
+interface SaltDayNarrowing {
+  saltDays: string;
+  intervals: ReadonlyArray<readonly [string, string]>;
+}
+
+function narrowed(n: SaltDayNarrowing | undefined, alias: string, time: string): string[] {
+  if (n === undefined) return [];
+  const within = n.intervals.map(
+    ([t0, t1]) => `(toDate(${alias}${time}) >= toDate(${t0}) AND toDate(${alias}${time}) <= toDate(${t1}) AND ${alias}${time} >= ${t0} AND ${alias}${time} < ${t1})`,
+  );
+  return [`${alias}salt_day IN ${n.saltDays}`, `(${within.join(' OR ')})`];
+}
+
+function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: SaltDayNarrowing): string {
   b.tables.add('events');
   const bounds = rangeBounds(b, q, site);
   const dims = q.dims.map((d, i) => `CAST(${eventDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
@@ -299,6 +318,7 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
     computed.ev_revenue_n = 'toInt64(countIf(e.revenue_amount IS NOT NULL))';
   }
   const where = [`e.site = ${bounds.site}`, eventDays(bounds), `e.timestamp >= ${bounds.t0}`, `e.timestamp < ${bounds.t1}`];
+  where.push(...narrowed(narrowing, 'e.', 'timestamp'));
   if (q.pageviewsOnly) where.push("e.name = 'pageview'");
   // The conditions on the event row alone (no joined session attribute), for the join below.
   const onEvent = [...where];
@@ -333,9 +353,10 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM events AS e${join} WHERE ${where.join(' AND ')}${groupBy(q)}`;
 }
 
-function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
+function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: SaltDayNarrowing): string {
   b.tables.add('sessions');
   const bounds = rangeBounds(b, q, site);
+  const narrow = narrowed(narrowing, '', 'start').map((w) => ` AND ${w}`).join('');
   const columns = sessionColumnsFor(q, 'session');
   const attrs = [...columns].map((c) => `, argMax(${c}, version) AS s_${c}`).join('');
   // One row per session that starts in the range, in its latest state: the −1/+1 pairs of
@@ -343,7 +364,7 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string): string {
   const collapsed =
     '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start,' +
     ' sum(sign) AS s_n, sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
-    `${attrs} FROM sessions WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}` +
+    `${attrs} FROM sessions WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}${narrow}` +
     ' GROUP BY session_id HAVING s_n > 0) AS s';
   const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
@@ -401,25 +422,32 @@ function rollupSelection(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session')
   return { rows: `dim = ${b.bind('String', name)}`, value: labelled(b, 'value', dim.def) };
 }
 
-function rollupSide(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session', grain: 'day' | 'hour'): string {
-  const table = side === 'event' ? (grain === 'day' ? 'rollup_daily' : 'rollup_hourly') : grain === 'day' ? 'sessions_daily' : 'sessions_hourly';
-  b.tables.add(table);
+/** Where a rollup or `salt_day_visitors` read takes the breakdown's rows, and its filters. */
+function rollupWhere(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session'): { value: string | undefined; where: string[] } {
   const selection = rollupSelection(b, q, side);
-  const dims = q.dims.map((d, i) => {
-    const expr = d.kind === 'time' ? rollupTime(b, q, grain, d) : (selection.value ?? "''");
-    return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
-  });
-  const where = [`site = ${b.bind('String', site)}`, selection.rows, bucketBounds(b, q, grain)];
+  const where = [`site = ${b.bind('String', site)}`, selection.rows];
   // The planner only sends top-level `is` filters on the breakdown dimension here; goal filters
   // already narrowed the goal set.
   for (const f of allFilters(q)) {
     if (f.kind !== 'leaf' || f.dimension.kind === 'goal' || selection.value === undefined) continue;
     where.push(scalarCondition(b, selection.value, f));
   }
+  return { value: selection.value, where };
+}
+
+/** The additive sums of a side from its rollup; its unique visitors come from {@link visitorBranches}. */
+function rollupSide(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session', grain: 'day' | 'hour'): string {
+  const table = side === 'event' ? (grain === 'day' ? 'rollup_daily' : 'rollup_hourly') : grain === 'day' ? 'sessions_daily' : 'sessions_hourly';
+  b.tables.add(table);
+  const { value, where } = rollupWhere(b, q, site, side);
+  const dims = q.dims.map((d, i) => {
+    const expr = d.kind === 'time' ? rollupTime(b, q, grain, d) : (value ?? "''");
+    return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
+  });
+  where.push(bucketBounds(b, q, grain));
   const computed: Partial<Record<ComponentColumn, string>> = {};
   let having = '';
   if (side === 'event') {
-    if (q.event.has('visitors')) computed.ev_visitors = 'toInt64(uniqExactMerge(visitors))';
     if (q.event.has('pageviews')) computed.ev_pageviews = 'toInt64(sum(pageviews))';
     if (q.event.has('events')) computed.ev_events = 'toInt64(sum(events))';
     if (q.event.has('revenue')) {
@@ -427,7 +455,6 @@ function rollupSide(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | '
       computed.ev_revenue_n = 'toInt64(sum(revenue_events))';
     }
   } else {
-    if (q.session.has('visitors')) computed.se_visitors = 'toInt64(uniqExactMerge(visitors))';
     computed.se_visits = 'toInt64(sum(visits))';
     if (q.session.has('bounces')) {
       computed.se_bounces = 'toInt64(sum(bounces))';
@@ -441,15 +468,132 @@ function rollupSide(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | '
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${table} WHERE ${where.join(' AND ')}${groupBy(q)}${having}`;
 }
 
+/** The salt days a site has closed: each (UTC day number) → its latest complete generation. */
+export interface SaltDays {
+  readonly closed: ReadonlyMap<number, string>;
+  /**
+   * The site's first closed salt day: the closing job closes a site's days oldest first, so any
+   * before it held no rows when it ran (late rows for them are read once the job closes them).
+   */
+  readonly first: number | undefined;
+}
+
+const DAY_MS = 86_400_000;
+const HOUR_S = 3600;
+
+/** A UTC day number as `YYYY-MM-DD`. */
+function isoDay(day: number): string {
+  return new Date(day * DAY_MS).toISOString().slice(0, 10);
+}
+
+/**
+ * The salt days whose ids can appear in `[start, end)`: from the day before the start's (its ids
+ * are carried into the start's day) to the last instant's.
+ */
+export function saltDaySpan(start: number, end: number): [number, number] {
+  return [Math.floor(start / DAY_MS) - 1, Math.floor((end - 1) / DAY_MS)];
+}
+
+/**
+ * The unique visitors of a side answered from the rollups (the range's boundaries are whole UTC
+ * hours): closed salt days from `salt_day_visitors`, open ones (not closed yet) from the raw rows
+ * of those salt days only, within their lives. Ids of different salt days never coincide, so the
+ * branches add up exactly.
+ */
+function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session', saltDays: SaltDays | undefined): string[] {
+  const [first, last] = saltDaySpan(q.range.start, q.range.end);
+  const closed: number[] = [];
+  const open: number[] = [];
+  for (let d = Math.max(first, saltDays?.first ?? first); d <= last; d++) (saltDays?.closed.has(d) === true ? closed : open).push(d);
+  const branches: string[] = [];
+  if (closed.length > 0) branches.push(closedVisitors(b, q, site, side, closed, saltDays?.closed ?? new Map<number, string>()));
+  const intervals = openIntervals(open, q.range.start, q.range.end);
+  if (intervals.length > 0) {
+    const time = (ms: number): string => b.bind("DateTime64(3, 'UTC')", new Date(ms));
+    const narrowing: SaltDayNarrowing = {
+      saltDays: b.bind('Array(Date)', open.map(isoDay)),
+      intervals: intervals.map(([t0, t1]) => [time(t0), time(t1)] as const),
+    };
+    const only: CoreQuery = {
+      ...q,
+      event: new Set<EventComponent>(side === 'event' ? ['visitors'] : []),
+      session: new Set<SessionComponent>(side === 'session' ? ['visitors'] : []),
+    };
+    branches.push(side === 'event' ? eventSideRaw(b, only, site, narrowing) : sessionSideRaw(b, only, site, narrowing));
+  }
+  return branches;
+}
+
+/** Where ids of the open salt days can be seen in `[start, end)`: their lives, merged, cut to the range. */
+function openIntervals(open: readonly number[], start: number, end: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const d of open) {
+    const t0 = Math.max(start, d * DAY_MS);
+    const t1 = Math.min(end, (d + 2) * DAY_MS);
+    if (t0 >= t1) continue;
+    const prev = out.at(-1);
+    if (prev !== undefined && t0 <= prev[1]) prev[1] = Math.max(prev[1], t1);
+    else out.push([t0, t1]);
+  }
+  return out;
+}
+
+/**
+ * Visitors of closed salt days: Σ visitors of the rows whose hours meet the range's hours of the
+ * salt day's life (bit i = hour i after its 00:00 UTC). With a time dimension, a row counts once
+ * in each bucket that one of its hours in the range falls in.
+ */
+function closedVisitors(
+  b: SqlBuilder,
+  q: CoreQuery,
+  site: string,
+  side: 'event' | 'session',
+  days: readonly number[],
+  gens: ReadonlyMap<number, string>,
+): string {
+  b.tables.add('salt_day_visitors');
+  const { value, where } = rollupWhere(b, q, site, side);
+  const life = "toInt64(toUnixTimestamp(toDateTime(salt_day, 'UTC')))";
+  const hourOf = (ms: number): string => `least(48, greatest(0, intDiv(${b.bind('Int64', Math.floor(ms / 1000))} - ${life}, ${HOUR_S})))`;
+  const lo = hourOf(q.range.start);
+  const hi = hourOf(q.range.end);
+  where.push(
+    `side = '${side}'`,
+    `salt_day IN ${b.bind('Array(Date)', days.map(isoDay))}`,
+    // Generations are µs since the epoch: exact as JavaScript numbers until the year 2255.
+    `gen IN ${b.bind('Array(UInt64)', days.map((d) => Number(gens.get(d) ?? 0)))}`,
+    `bitAnd(hours, bitShiftLeft(toUInt64(1), ${hi}) - bitShiftLeft(toUInt64(1), ${lo})) != 0`,
+  );
+  const dims = q.dims.map((d, i) => {
+    let expr = value ?? "''";
+    if (d.kind === 'time') {
+      const label = timeExpr(b, q, d.grain, "(toDateTime(salt_day, 'UTC') + toIntervalHour(i))");
+      expr = `arrayJoin(arrayDistinct(arrayMap(i -> ${label}, arrayFilter(i -> bitTest(hours, i) AND i >= ${lo} AND i < ${hi}, range(48)))))`;
+    }
+    return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
+  });
+  const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
+  return `SELECT ${[...dims, ...selectComponents({ [column]: 'toInt64(sum(visitors))' })].join(', ')} FROM salt_day_visitors WHERE ${where.join(' AND ')}${groupBy(q)}`;
+}
+
 /**
  * The grouped component sums of `q`: one row per dimension tuple (one row with no dimensions),
- * columns `d0…` and {@link componentColumns}.
+ * columns `d0…` and {@link componentColumns}. From the rollups, unique visitors come from the
+ * closed salt days in `saltDays` and from raw rows of the others.
  */
-export function coreSelect(b: SqlBuilder, q: CoreQuery, site: string, source: Source): string {
+export function coreSelect(b: SqlBuilder, q: CoreQuery, site: string, source: Source, saltDays?: SaltDays): string {
   const branches: string[] = [];
-  const grain = source === 'rollup_daily' ? 'day' : 'hour';
-  if (q.event.size > 0) branches.push(source === 'raw' ? eventSideRaw(b, q, site) : rollupSide(b, q, site, 'event', grain));
-  if (q.session.size > 0) branches.push(source === 'raw' ? sessionSideRaw(b, q, site) : rollupSide(b, q, site, 'session', grain));
+  if (source === 'raw') {
+    if (q.event.size > 0) branches.push(eventSideRaw(b, q, site));
+    if (q.session.size > 0) branches.push(sessionSideRaw(b, q, site));
+  } else {
+    const grain = source === 'rollup_daily' ? 'day' : 'hour';
+    // A side asked for nothing but visitors needs no sums.
+    if ([...q.event].some((c) => c !== 'visitors')) branches.push(rollupSide(b, q, site, 'event', grain));
+    if ([...q.session].some((c) => c !== 'visitors')) branches.push(rollupSide(b, q, site, 'session', grain));
+    if (q.event.has('visitors')) branches.push(...visitorBranches(b, q, site, 'event', saltDays));
+    if (q.session.has('visitors')) branches.push(...visitorBranches(b, q, site, 'session', saltDays));
+  }
   if (branches.length === 0) throw new Error('a query computes at least one component');
   const sums = componentColumns.map((c) => `sum(${c}) AS ${c}`);
   return `SELECT ${[...q.aliases, ...sums].join(', ')} FROM (${branches.join(' UNION ALL ')})${groupBy(q)}`;
