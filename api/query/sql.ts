@@ -345,9 +345,14 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: Sal
       filtersOnEvent === 0 ? '' : ` AND session_id IN (SELECT e.session_id FROM events AS e WHERE ${onEvent.join(' AND ')})`;
     // A session with events in the range started before its end and ended (its latest state's
     // timestamp) after its start; older states may be cut off, argMax still finds the latest.
+    // It started at most a day before the range's first UTC day: a session belongs to one visitor
+    // id, an id lives on its salt day and the next only (the salt is deleted after), and an
+    // event's timestamp is the collector's clock that picked the salt. So only the range's days
+    // and the one before are read on the sort key, not the site's whole history.
     join =
       ` LEFT JOIN (SELECT session_id, ${attrs} FROM sessions` +
-      ` WHERE site = ${bounds.site} AND toDate(start) <= toDate(${bounds.t1}) AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}${ofEvents}` +
+      ` WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) - 1 AND toDate(start) <= toDate(${bounds.t1})` +
+      ` AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}${ofEvents}` +
       ' GROUP BY session_id HAVING sum(sign) > 0) AS s ON e.session_id = s.session_id';
   }
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM events AS e${join} WHERE ${where.join(' AND ')}${groupBy(q)}`;
