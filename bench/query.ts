@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runQuery, type QueryResponse, type QuerySite } from '../api/query/query.ts';
+import { closeSaltDays, storedVisitors } from '../processor/salt-days.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { QueryParams, Store } from '../store/store.ts';
@@ -353,16 +354,24 @@ async function rollupTotals(store: Store): Promise<TotalsRow[]> {
     store,
     "SELECT countIf(name = 'pageview') AS pageviews, count() AS events, uniqExact(visitor_id) AS visitors FROM events WHERE site = {site:String}",
   );
-  const eventRollup = (t: string): Promise<Record<string, string>> =>
-    one(store, `SELECT sum(pageviews) AS pageviews, sum(events) AS events, uniqExactMerge(visitors) AS visitors FROM ${t} WHERE site = {site:String} AND dim = ''`);
+  // Unique visitors left the rollups (migration 10): closed salt days plus raw rows of open ones.
+  const stored = async (side: 'event' | 'session'): Promise<string> =>
+    String((await storedVisitors(store, { sites: [SITE.domain], side, dims: [''] }))[0]?.visitors ?? 0);
+  const [eventVisitors, sessionVisitors] = [await stored('event'), await stored('session')];
+  const eventRollup = async (t: string): Promise<Record<string, string>> => ({
+    ...(await one(store, `SELECT sum(pageviews) AS pageviews, sum(events) AS events FROM ${t} WHERE site = {site:String} AND dim = ''`)),
+    visitors: eventVisitors,
+  });
   const [daily, hourly] = [await eventRollup('rollup_daily'), await eventRollup('rollup_hourly')];
   const rawSessions = await one(
     store,
     'SELECT count() AS visits, sum(b) AS bounces, sum(d) AS duration, uniqExact(v) AS visitors FROM (SELECT session_id, argMax(visitor_id, version) AS v,' +
       ' sum(sign) AS n, sum(sign * is_bounce) AS b, sum(sign * duration) AS d FROM sessions WHERE site = {site:String} GROUP BY session_id HAVING n > 0)',
   );
-  const sessionRollup = (t: string): Promise<Record<string, string>> =>
-    one(store, `SELECT sum(visits) AS visits, sum(bounces) AS bounces, sum(duration) AS duration, uniqExactMerge(visitors) AS visitors FROM ${t} WHERE site = {site:String} AND dim = ''`);
+  const sessionRollup = async (t: string): Promise<Record<string, string>> => ({
+    ...(await one(store, `SELECT sum(visits) AS visits, sum(bounces) AS bounces, sum(duration) AS duration FROM ${t} WHERE site = {site:String} AND dim = ''`)),
+    visitors: sessionVisitors,
+  });
   const [sDaily, sHourly] = [await sessionRollup('sessions_daily'), await sessionRollup('sessions_hourly')];
   const row = (metric: string, raw: Record<string, string>, d: Record<string, string>, h: Record<string, string>, key: string): TotalsRow => ({
     metric,
@@ -654,6 +663,10 @@ export function queryScenario(o: QueryOptions): Scenario {
           writeFileSync(marker, `${JSON.stringify(dataset)}\n`);
           seedReport = { dataset, seconds: seeded.seconds, reused: false, rows: { events: 0, sessions: 0 } };
         }
+        // What the processor's closing job does as each salt day ends (idempotent: nothing to do
+        // on a reused dataset already closed).
+        ctx.progress('closing salt days (unique visitors of every ended salt day)');
+        await closeSaltDays(store);
         const mergeWaitS = await settleMerges(store, ctx);
         const data = await describeData(store);
         seedReport.rows = { events: data['event_rows'] ?? 0, sessions: data['session_rows'] ?? 0 };
