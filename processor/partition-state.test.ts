@@ -444,6 +444,39 @@ describe('site registrations (epochs)', () => {
     expect(current.sessions[0]?.at(-2)).toBe(E2);
   });
 
+  it('stores the salt day the collector sent, and derives it for records of older collectors', () => {
+    const day = Math.floor(noon / 86_400_000);
+    const midnight = (day + 1) * 86_400_000;
+    const state = createPartitionState();
+    const out = processRange(
+      state,
+      records([
+        // Carried over midnight, as the collector says: the previous day's salt.
+        visitor({ visitorId: '1', ts: midnight - 60_000, saltDay: day }),
+        visitor({ visitorId: '1', ts: midnight + 60_000, saltDay: day }),
+        // An older collector's record of the same visit: its session knows the salt day.
+        visitor({ visitorId: '1', ts: midnight + 120_000 }),
+        // An older collector's record of a new visitor: its own day.
+        visitor({ visitorId: '2', ts: midnight + 60_000 }),
+        // A salt day the event's time cannot have (two days back): its own day instead.
+        visitor({ visitorId: '3', ts: midnight + 60_000, saltDay: day - 1 }),
+      ]),
+    );
+    const iso = (d: number): string => new Date(d * 86_400_000).toISOString().slice(0, 10);
+    expect(out.events.map((e) => [e.visitor_id, e.salt_day])).toEqual([
+      ['1', iso(day)],
+      ['1', iso(day)],
+      ['1', iso(day)],
+      ['2', iso(day + 1)],
+      ['3', iso(day + 1)],
+    ]);
+    expect(out.sessions.filter((r) => r.sign > 0).map((r) => [r.visitor_id, r.salt_day])).toEqual([
+      ['1', iso(day)],
+      ['2', iso(day + 1)],
+      ['3', iso(day + 1)],
+    ]);
+  });
+
   it('reads snapshots written before salt days existed: a session takes its start day', () => {
     const state = createPartitionState();
     processRange(state, records([visitor({ ts: noon, epoch: E2, saltDay: Math.floor(noon / 86_400_000) - 1 })]));

@@ -323,3 +323,47 @@ export class SaltDayCloser {
     return this.chain;
   }
 }
+
+/** One row of {@link storedVisitors}. */
+export interface StoredVisitors {
+  site: string;
+  dim: string;
+  value: string;
+  visitors: number;
+}
+
+/**
+ * Unique visitors over everything stored, per (site, dim, value) of one side, read the way the
+ * planner reads them: closed salt days from `salt_day_visitors` (latest complete generation), the
+ * others from their raw rows. For checks (tests, the bench) that the stored numbers equal raw ones.
+ */
+export async function storedVisitors(
+  store: Store,
+  opts: { sites: readonly string[]; side: 'event' | 'session'; dims: readonly string[] },
+): Promise<StoredVisitors[]> {
+  const closes = `SELECT site, salt_day, max(gen) AS gen FROM salt_day_closes WHERE site IN {sites:Array(String)} GROUP BY site, salt_day`;
+  const open =
+    opts.side === 'event'
+      ? `SELECT site, d.1 AS dim, d.2 AS value, uniqExact(visitor_id) AS v FROM events
+         ARRAY JOIN arrayFilter(x -> x.1 != 'page' OR name = 'pageview', ${fanOut(saltDayEventDimensions)}) AS d
+         WHERE site IN {sites:Array(String)} AND (site, salt_day) NOT IN (SELECT site, salt_day FROM (${closes}))
+           AND dim IN {dims:Array(String)} GROUP BY site, dim, value`
+      : `SELECT site, d.1 AS dim, d.2 AS value, uniqExact(visitor) AS v FROM (
+           SELECT site, argMax(visitor_id, version) AS visitor, ${sessionColumns.map((c) => `argMax(${c}, version) AS ${c}`).join(', ')}
+           FROM sessions WHERE site IN {sites:Array(String)} AND (site, salt_day) NOT IN (SELECT site, salt_day FROM (${closes}))
+           GROUP BY site, session_id HAVING sum(sign) > 0)
+         ARRAY JOIN ${fanOut(saltDaySessionDimensions)} AS d
+         WHERE dim IN {dims:Array(String)} GROUP BY site, dim, value`;
+  const rows = await store.query<{ site: string; dim: string; value: string; visitors: string | number }>(
+    `SELECT site, dim, value, sum(v) AS visitors FROM (
+       SELECT site, dim, value, sum(visitors) AS v FROM salt_day_visitors
+       WHERE site IN {sites:Array(String)} AND side = {side:String} AND dim IN {dims:Array(String)}
+         AND (site, salt_day, gen) IN (${closes})
+       GROUP BY site, dim, value
+       UNION ALL
+       ${open})
+     GROUP BY site, dim, value ORDER BY site, dim, value`,
+    { sites: opts.sites, side: opts.side, dims: opts.dims },
+  );
+  return rows.map((r) => ({ site: r.site, dim: r.dim, value: r.value, visitors: Number(r.visitors) }));
+}

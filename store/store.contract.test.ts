@@ -365,20 +365,17 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
     expect(numbers(raw[0])).toEqual(expected);
     expect(numbers(rolled[0])).toEqual(expected);
 
-    const exits = await store.query<{ value: string; visits: number | string; visitors: number | string }>(
-      `SELECT value, sum(visits) AS visits, uniqExactMerge(visitors) AS visitors FROM sessions_hourly
+    const exits = await store.query<{ value: string; visits: number | string }>(
+      `SELECT value, sum(visits) AS visits FROM sessions_hourly
        WHERE site = {site:String} AND dim = 'exit_page' GROUP BY value HAVING visits != 0 ORDER BY value`,
       { site },
     );
-    expect(exits.map((r) => [r.value, Number(r.visits), Number(r.visitors)])).toEqual([
-      ['/b', 1, 0],
-      ['/c', 1, 0],
+    expect(exits.map((r) => [r.value, Number(r.visits)])).toEqual([
+      ['/b', 1],
+      ['/c', 1],
     ]);
-    const visitors = await scalar(
-      "SELECT uniqExactMerge(visitors) AS n FROM sessions_daily WHERE site = {site:String} AND dim = 'entry_page'",
-      { site },
-    );
-    expect(visitors).toBe(2);
+    // Unique visitors left the rollups (migration 10): processor/salt-days.test.ts checks them,
+    // by exit and entry page too.
   });
 
   it('answers rollup totals equal to raw totals', async () => {
@@ -386,15 +383,13 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
     await store.insert('events', trafficFor(site, 300).map((e) => eventRow(e, '3')), { dedupToken: 'rollup:1' });
 
     const raw = await store.query<Record<string, number | string>>(
-      `SELECT countIf(name = 'pageview') AS pageviews, count() AS events, uniqExact(visitor_id) AS visitors,
-              sum(ifNull(revenue_amount, 0)) AS revenue
+      `SELECT countIf(name = 'pageview') AS pageviews, count() AS events, sum(ifNull(revenue_amount, 0)) AS revenue
        FROM events WHERE site = {site:String}`,
       { site },
     );
     for (const table of ['rollup_hourly', 'rollup_daily']) {
       const rolled = await store.query<Record<string, number | string>>(
-        `SELECT sum(pageviews) AS pageviews, sum(events) AS events, uniqExactMerge(visitors) AS visitors,
-                sum(revenue) AS revenue
+        `SELECT sum(pageviews) AS pageviews, sum(events) AS events, sum(revenue) AS revenue
          FROM ${table} WHERE site = {site:String} AND dim = ''`,
         { site },
       );
@@ -402,24 +397,24 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
     }
 
     const rawPages = await store.query<Record<string, number | string>>(
-      `SELECT pathname AS value, count() AS pageviews, uniqExact(visitor_id) AS visitors FROM events
+      `SELECT pathname AS value, count() AS pageviews FROM events
        WHERE site = {site:String} AND name = 'pageview' GROUP BY value ORDER BY value`,
       { site },
     );
     const rolledPages = await store.query<Record<string, number | string>>(
-      `SELECT value, sum(pageviews) AS pageviews, uniqExactMerge(visitors) AS visitors FROM rollup_hourly
+      `SELECT value, sum(pageviews) AS pageviews FROM rollup_hourly
        WHERE site = {site:String} AND dim = 'page' GROUP BY value ORDER BY value`,
       { site },
     );
     expect(rolledPages.map(numbers)).toEqual(rawPages.map(numbers));
 
     const rawCountries = await store.query<Record<string, number | string>>(
-      `SELECT country AS value, uniqExact(visitor_id) AS visitors, count() AS events FROM events
+      `SELECT country AS value, count() AS events FROM events
        WHERE site = {site:String} GROUP BY value ORDER BY value`,
       { site },
     );
     const rolledCountries = await store.query<Record<string, number | string>>(
-      `SELECT value, uniqExactMerge(visitors) AS visitors, sum(events) AS events FROM rollup_daily
+      `SELECT value, sum(events) AS events FROM rollup_daily
        WHERE site = {site:String} AND dim = 'country' GROUP BY value ORDER BY value`,
       { site },
     );

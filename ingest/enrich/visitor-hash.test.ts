@@ -108,6 +108,24 @@ describe('visitor ids over days', () => {
     expect(resolve()).toBe(current);
   });
 
+  it('tells the salt day of each id: the previous day for a visit carried over midnight', async () => {
+    const salts = await openSaltStore({ dir: join(dir, 'salts'), now });
+    const resolver = createVisitorIdResolver({ salts, now });
+    const visit = (): { id: string; saltDay: number } => resolver.resolveVisitor('example.com', '203.0.113.9', UA);
+    const d0 = D0 / DAY;
+    t = D0 + DAY - 10 * MIN; // 23:50
+    const before = visit();
+    expect(before.saltDay).toBe(d0);
+    t = D0 + DAY + 10 * MIN; // 00:10, carried
+    expect(visit()).toEqual(before);
+    t += 25 * MIN; // still carried
+    expect(visit()).toEqual(before);
+    t += 31 * MIN; // a new visit under today's salt
+    const after = visit();
+    expect(after).toEqual({ id: visitorIds(salts, 'example.com', '203.0.113.9', UA)[0], saltDay: d0 + 1 });
+    expect(resolver.resolve('example.com', '203.0.113.9', UA)).toBe(after.id);
+  });
+
   it('does not carry a visitor whose last event was more than 30 minutes before midnight', async () => {
     const { salts, resolve } = await setup();
     t = D0 + DAY - 40 * MIN; // 23:20

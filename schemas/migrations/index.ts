@@ -9,7 +9,7 @@ import {
 } from './ddl.ts';
 import { controlPlaneTables, experimentBoundaryTables, goalsTable } from './control-plane.ts';
 import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
-import { eventRollups, sessionRollups } from './rollups.ts';
+import { additiveRollups, eventRollups, sessionRollups } from './rollups.ts';
 import { saltDayTables } from './salt-days.ts';
 
 /**
@@ -56,6 +56,7 @@ const migrations: readonly Migration[] = [
   { version: 7, name: 'redirect hosts and domain reservations', render: experimentBoundaryTables },
   { version: 8, name: 'dead letters', render: deadLettersTable },
   { version: 9, name: 'salt days and closed-salt-day visitors', render: saltDayTables },
+  { version: 10, name: 'additive rollups (no unique-visitor states)', render: additiveRollups },
 ];
 
 /** Name of the table that records applied migrations. */

@@ -30,7 +30,7 @@ describe('renderMigrations', () => {
 
   it('is idempotent SQL: every statement creates only if missing', () => {
     for (const sql of allSql(single)) {
-      expect(sql).toMatch(/^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = ))/);
+      expect(sql).toMatch(/^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |MODIFY QUERY SELECT|DROP COLUMN IF EXISTS visitors$))/);
     }
   });
 

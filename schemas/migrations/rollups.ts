@@ -1,4 +1,4 @@
-import { createMaterializedView, createShardedTable, type MigrationTarget } from './ddl.ts';
+import { createMaterializedView, createShardedTable, onCluster, qualified, storageName, type MigrationTarget } from './ddl.ts';
 
 /**
  * Rollups: AggregatingMergeTree tables fed by materialized views, per hour and per (UTC) day.
@@ -125,15 +125,14 @@ function rollupTable(t: MigrationTarget, name: string, columns: string, grain: G
   });
 }
 
-function eventRollupSelect(grain: Grain): (from: string) => string {
+function eventRollupSelect(grain: Grain, visitors: boolean): (from: string) => string {
   return (from) => `SELECT
   site,
   d.1 AS dim,
   ${bucketExpr(grain, 'timestamp')} AS bucket,
   d.2 AS value,
   countIf(name = 'pageview') AS pageviews,
-  count() AS events,
-  uniqExactState(visitor_id) AS visitors,
+  count() AS events,${visitors ? '\n  uniqExactState(visitor_id) AS visitors,' : ''}
   sum(ifNull(revenue_amount, 0)) AS revenue,
   countIf(revenue_amount IS NOT NULL) AS revenue_events
 FROM ${from}
@@ -141,7 +140,7 @@ ARRAY JOIN arrayFilter(x -> x.1 != 'page' OR name = 'pageview', ${fanOut(eventRo
 GROUP BY site, dim, bucket, value`;
 }
 
-function sessionRollupSelect(grain: Grain): (from: string) => string {
+function sessionRollupSelect(grain: Grain, visitors: boolean): (from: string) => string {
   // Sessions are bucketed by their start, as visits are counted where they begin.
   return (from) => `SELECT
   site,
@@ -152,8 +151,7 @@ function sessionRollupSelect(grain: Grain): (from: string) => string {
   sum(sign * is_bounce) AS bounces,
   sum(sign * duration) AS duration,
   sum(sign * pageviews) AS pageviews,
-  sum(sign * events) AS events,
-  uniqExactStateIf(visitor_id, sign > 0 AND d.1 != 'exit_page') AS visitors
+  sum(sign * events) AS events${visitors ? ",\n  uniqExactStateIf(visitor_id, sign > 0 AND d.1 != 'exit_page') AS visitors" : ''}
 FROM ${from}
 ARRAY JOIN ${fanOut(sessionRollupDimensions)} AS d
 GROUP BY site, dim, bucket, value`;
@@ -165,7 +163,7 @@ export function eventRollups(t: MigrationTarget): string[] {
     const name = grain === 'hour' ? 'rollup_hourly' : 'rollup_daily';
     return [
       ...rollupTable(t, name, eventRollupColumns(grain), grain),
-      createMaterializedView(t, { name: `${name}_mv`, source: 'events', target: name, select: eventRollupSelect(grain) }),
+      createMaterializedView(t, { name: `${name}_mv`, source: 'events', target: name, select: eventRollupSelect(grain, true) }),
     ];
   });
 }
@@ -180,8 +178,28 @@ export function sessionRollups(t: MigrationTarget): string[] {
         name: `${name}_mv`,
         source: 'sessions',
         target: name,
-        select: sessionRollupSelect(grain),
+        select: sessionRollupSelect(grain, true),
       }),
     ];
   });
+}
+
+/**
+ * Migration 10: the rollups become purely additive. Their views stop writing `uniqExactState`
+ * (unique visitors come from `salt_day_visitors` and the raw rows of open salt days), then the
+ * `visitors` columns are dropped. In that order, on a running install: once a view's query is
+ * replaced, inserts leave the column at its default (an empty state) until it is gone; the sums
+ * never stop. Re-running replaces the same query and drops nothing more.
+ */
+export function additiveRollups(t: MigrationTarget): string[] {
+  const out: string[] = [];
+  for (const [name, spec] of Object.entries(rollupTables)) {
+    const select = spec.source === 'events' ? eventRollupSelect(spec.grain, false) : sessionRollupSelect(spec.grain, false);
+    out.push(`ALTER TABLE ${qualified(t, `${name}_mv`)}${onCluster(t)} MODIFY QUERY ${select(qualified(t, storageName(t, spec.source)))}`);
+  }
+  for (const name of Object.keys(rollupTables)) {
+    out.push(`ALTER TABLE ${qualified(t, storageName(t, name))}${onCluster(t)} DROP COLUMN IF EXISTS visitors`);
+    if (t.cluster !== undefined) out.push(`ALTER TABLE ${qualified(t, name)}${onCluster(t)} DROP COLUMN IF EXISTS visitors`);
+  }
+  return out;
 }

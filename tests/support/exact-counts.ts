@@ -1,3 +1,4 @@
+import { storedVisitors } from '../../processor/salt-days.ts';
 import type { Store } from '../../store/store.ts';
 import { emptyCounts, GOALS, sortedCounts, type SiteCounts } from './wire-oracle.ts';
 
@@ -81,14 +82,17 @@ export async function rollupCounts(store: Store, grain: 'daily' | 'hourly'): Pro
   const sessions = grain === 'daily' ? 'sessions_daily' : 'sessions_hourly';
   const out: Record<string, SiteCounts> = {};
   const rows = await store.query<Row>(
-    `SELECT site, dim, value, sum(pageviews) AS pageviews, sum(events) AS events, uniqExactMerge(visitors) AS visitors,
-            toInt64(sum(revenue) * 100) AS revenue
+    `SELECT site, dim, value, sum(pageviews) AS pageviews, sum(events) AS events, toInt64(sum(revenue) * 100) AS revenue
      FROM ${events} WHERE dim IN ('', 'page', 'country', 'name') GROUP BY site, dim, value`,
   );
+  // Unique visitors are not in the rollups: the planner reads closed salt days and raw rows of open ones.
+  const sites = [...new Set(rows.map((r) => str(r['site'])))];
+  const stored = await storedVisitors(store, { sites, side: 'event', dims: ['', 'page', 'country', 'name'] });
+  const visitors = new Map(stored.map((v) => [JSON.stringify([v.site, v.dim, v.value]), v.visitors]));
   for (const r of rows) {
     const c = siteOf(out, str(r['site']));
     const value = str(r['value']);
-    const pv = { pageviews: num(r['pageviews']), visitors: num(r['visitors']) };
+    const pv = { pageviews: num(r['pageviews']), visitors: visitors.get(JSON.stringify([str(r['site']), str(r['dim']), value])) ?? 0 };
     switch (r['dim']) {
       case '':
         c.events = num(r['events']);
