@@ -8,7 +8,7 @@ import type { ApiDeps } from '../server.ts';
 import type { ApiReply, ApiRequest, ApiRouter } from '../http.ts';
 
 /**
- * The dashboard (SPEC section 8, `/`): a static page with plain ES modules that talks to the same
+ * The dashboard (`/`): a static page with plain ES modules that talks to the same
  * public API as any client (`POST /api/v2/query`, `GET /api/v1/sites`, the experiment routes), so
  * what it shows is what the API answers. The files are read once when the routes are registered
  * and served from memory with a strong ETag (revalidated on every load: `no-cache`), gzipped when

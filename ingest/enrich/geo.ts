@@ -5,7 +5,7 @@ import { isNonPublicIp, normalizeIp } from './ip.ts';
 
 /*
  * IP → country from a MaxMind-format database, read fully into memory once at start. Only the
- * country code is kept; the IP is forgotten by the caller right after (SPEC section 4).
+ * country code is kept; the IP is forgotten by the caller right after, and never stored anywhere.
  */
 
 /** Must be shown wherever the bundled DB-IP Lite data is used (its CC BY 4.0 licence). */
