@@ -19,10 +19,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 const assetsDir = join(here, '..', 'dashboard');
 const uplotDir = join(dirname(createRequire(import.meta.url).resolve('uplot/package.json')), 'dist');
 
+/** The page's ES modules, `app.js` first (the one index.html loads). */
+const modules = ['app', 'api', 'chart', 'config', 'dom', 'experiments', 'format', 'panels', 'state'];
+
 /** URL path → file and type. A fixed list: nothing a request carries ever names a file. */
 const files: readonly { path: string; file: string; type: string }[] = [
   { path: '/', file: join(assetsDir, 'index.html'), type: 'text/html; charset=utf-8' },
-  { path: '/dashboard/app.js', file: join(assetsDir, 'app.js'), type: 'text/javascript; charset=utf-8' },
+  ...modules.map((m) => ({ path: `/dashboard/${m}.js`, file: join(assetsDir, `${m}.js`), type: 'text/javascript; charset=utf-8' })),
   { path: '/dashboard/style.css', file: join(assetsDir, 'style.css'), type: 'text/css; charset=utf-8' },
   { path: '/dashboard/uplot.esm.js', file: join(uplotDir, 'uPlot.esm.js'), type: 'text/javascript; charset=utf-8' },
   { path: '/dashboard/uplot.min.css', file: join(uplotDir, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
