@@ -18,7 +18,7 @@ import { exportRoutes } from './routes/export.ts';
 import { reservationRoutes } from './routes/reservations.ts';
 
 /**
- * The reporting API, admin endpoints, tracker and dashboard (SPEC sections 8-9) as route modules
+ * The reporting API, admin endpoints, tracker and dashboard as route modules
  * on one uWebSockets.js app: `farol start` adds them to the collector's app (one port), `farol api`
  * serves them alone. Each module registers its routes; this file only lists them.
  */

@@ -4,7 +4,7 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 
 /**
  * The baseline for `npm run bench`: a bare uWebSockets.js endpoint doing only what any ingest
- * server must (SPEC section 10: the collector is held to ≥ 70% of this one's requests/s).
+ * server must (the collector is held to ≥ 70% of this one's requests/s).
  * `POST /api/event` (and `/api/batch`) read the whole body, copying each chunk as uWS requires,
  * and answer `202` with an empty body inside `res.cork`. No parsing, validation or storage.
  *

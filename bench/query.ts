@@ -10,7 +10,7 @@ import { ms, num, table } from './report.ts';
 import type { Check, Scenario, ScenarioContext } from './scenario.ts';
 
 /*
- * `query`: the dashboard's queries over 30 days of one site (SPEC section 10: p95 < 100 ms from
+ * `query`: the dashboard's queries over 30 days of one site (target: p95 < 100 ms from
  * the rollups, and ≥ 10× faster than the same query over the raw events).
  *
  * The data is generated inside ClickHouse (INSERT … SELECT FROM numbers(), deterministic hashes of

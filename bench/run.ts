@@ -11,7 +11,7 @@ import { ROOT } from './servers.ts';
 import { findWrk, WRK_INSTALL_HINT } from './wrk.ts';
 
 /**
- * `npm run bench -- <scenario> [options]`: the Node harness for SPEC section 10. Each load scenario
+ * `npm run bench -- <scenario> [options]`: the Node harness for the targets. Each load scenario
  * starts its servers as child processes on 127.0.0.1, drives them with wrk, prints a table with
  * ratios against a baseline measured in the same run (the machine may be shared, so absolute
  * numbers are noisy), and writes every number to JSON. `query` needs no wrk: it runs the reporting

@@ -30,7 +30,7 @@ Configuration comes from FAROL_* environment variables or the equivalent --flags
 type Command = (config: Config, args: string[]) => Promise<number>;
 
 // Each command loads only its own modules: the embedded engine alone adds ~150 MB of RSS, which
-// a collector that never opens it must not carry (SPEC section 10: collector RSS < 300 MB).
+// a collector that never opens it must not carry (the collector's RSS target is < 300 MB).
 const commands: Record<string, Command> = {
   start: async (config) => (await import('./start.ts')).runStart(config),
   collector: async (config) => (await import('../ingest/main.ts')).runCollector(config),

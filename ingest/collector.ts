@@ -13,7 +13,7 @@ import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 import { createRateLimiter, type IngestRates } from './rate-limit.ts';
 
 /**
- * The collector: uWebSockets.js routes for the ingest API (SPEC section 3). Each request runs
+ * The collector: uWebSockets.js routes for the Plausible-style ingest API. Each request runs
  * read → decode → validate → enrich → publish; a `202` goes out only once the hub made the events
  * durable. Every failure is a coded 4xx/5xx answer, never a crash.
  */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { isSecretVariable, REDACTED, redactCredentials } from './secrets.ts';
 
 /**
- * Configuration (SPEC section 2): environment variables and equivalent `--flags`, parsed once by
+ * Configuration: environment variables and equivalent `--flags`, parsed once by
  * this schema. A bad value names the variable and what is allowed.
  */
 
@@ -56,7 +56,6 @@ export const rateSchema = z.string().transform((s, ctx) => {
   }
   return { perSecond: perMinute ? amount / 60 : amount, burst };
 });
-export type RateSetting = z.output<typeof rateSchema>;
 
 const LOOPBACK_HOSTS = new Set(['localhost', '::1', '[::1]']);
 

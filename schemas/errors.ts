@@ -29,7 +29,7 @@ export const ingestErrors = {
 
 export type IngestErrorCode = keyof typeof ingestErrors;
 
-/** Errors of the reporting API, the admin endpoints and the tracker config (SPEC section 8). */
+/** Errors of the reporting API, the admin endpoints and the tracker config. */
 export const apiErrors = {
   API_UNAUTHORIZED: { status: 401, message: 'A valid API token is required (Authorization: Bearer <token>)' },
   API_FORBIDDEN: { status: 403, message: 'Your role does not allow this' },

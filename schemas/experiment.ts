@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { attributeNameProblem, attributeProblem, CONTROL, cssProblem, htmlProblem, redirectProblem, selectorProblem, urlProblem } from './experiment-safety.ts';
 
 /**
- * An A/B experiment's definition (SPEC section 9): what the tracker applies (variations with
+ * An A/B experiment's definition: what the tracker applies (variations with
  * their traffic weights and DOM changes, the pages it runs on) and what the results endpoint
  * measures (the goal, the control). Every string and array is bounded: definitions travel to
  * every visitor's browser in `GET /api/config/:domain`.
@@ -29,7 +29,6 @@ export const limits = {
 } as const;
 
 export const experimentStatuses = ['draft', 'running', 'stopped'] as const;
-export type ExperimentStatus = (typeof experimentStatuses)[number];
 
 export const experimentIdSchema = z.string().regex(ID_PATTERN, 'must be 1-100 letters, digits, _ . -');
 const variationKeySchema = z.string().regex(VARIATION_KEY_PATTERN, 'must be 1-100 letters, digits, _ . -');
@@ -197,7 +196,6 @@ export const experimentCreateSchema = z.strictObject({
   status: z.enum(experimentStatuses).optional(),
   ...editable,
 });
-export type ExperimentCreate = z.infer<typeof experimentCreateSchema>;
 
 /** `PATCH …/experiments/:id` body: any editable field, or the status; the merge is checked as a whole. */
 export const experimentPatchSchema = z.strictObject({
@@ -209,7 +207,6 @@ export const experimentPatchSchema = z.strictObject({
   // null removes the restriction (the experiment then runs on every page).
   pages: editable.pages.unwrap().nullable().optional(),
 });
-export type ExperimentPatch = z.infer<typeof experimentPatchSchema>;
 
 /** What the tracker receives per running experiment: nothing but what it needs to assign and apply. */
 export interface TrackerExperiment {

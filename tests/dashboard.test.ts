@@ -1,4 +1,4 @@
-import { access, constants, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ const TOKEN = 'farol-dashboard-test-owner-token-0123456789';
 const SITE = 'localhost';
 const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/', import.meta.url));
 const UPLOT_ESM = fileURLToPath(new URL('../node_modules/uplot/dist/uPlot.esm.js', import.meta.url));
+const DASHBOARD_DIR = fileURLToPath(new URL('../api/dashboard/', import.meta.url));
 
 /**
  * Experiments created through the API, and the visitors sent to each
@@ -265,6 +266,23 @@ describe('dashboard at / against farol start', () => {
     for (const path of ['/dashboard/app.js', '/dashboard/style.css', '/dashboard/uplot.min.css']) {
       expect((await fetch(`${url}${path}`)).status, path).toBe(200);
     }
+    // Every module of the page is served as it is on disk, and each one it imports or preloads too.
+    const modules = (await readdir(DASHBOARD_DIR)).filter((f) => f.endsWith('.js'));
+    expect(modules.length).toBeGreaterThan(1);
+    const linked = new Set<string>();
+    for (const m of modules) {
+      const source = await readFile(join(DASHBOARD_DIR, m), 'utf8');
+      const served = await fetch(`${url}/dashboard/${m}`);
+      expect(served.status, m).toBe(200);
+      expect(served.headers.get('content-type'), m).toBe('text/javascript; charset=utf-8');
+      expect(await served.text(), m).toBe(source);
+      for (const [, name] of source.matchAll(/from '\.\/([\w.-]+\.js)'/g)) linked.add(name!);
+    }
+    for (const [, name] of html.matchAll(/href="\/dashboard\/([\w.-]+\.js)"/g)) linked.add(name!);
+    expect(linked.size).toBeGreaterThan(1);
+    for (const name of linked) expect((await fetch(`${url}/dashboard/${name}`)).status, name).toBe(200);
+    // Type-checking files stay off the wire.
+    for (const path of ['/dashboard/tsconfig.json', '/dashboard/uplot.esm.d.ts']) expect((await fetch(`${url}${path}`)).status, path).toBe(404);
     expect((await fetch(`${url}/dashboard/../cli/main.ts`)).status).toBe(404);
     expect((await fetch(`${url}/dashboard/nope.js`)).status).toBe(404);
   });

@@ -11,7 +11,7 @@ import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type Wa
 import { KnownSet } from './known-set.ts';
 
 /**
- * The control plane over the Store (SPEC sections 7-8): accounts, sites, members, API tokens and
+ * The control plane over the Store: accounts, sites, members, API tokens and
  * goals, in the ReplacingMergeTree(updated_at, deleted) tables of schemas/migrations. A write is a
  * new row version; reads use FINAL and `deleted = 0`.
  *

@@ -1,7 +1,6 @@
 /**
- * Errors of the query engine. `API_BAD_QUERY` belongs in the service's error catalogue
- * (schemas/errors.ts) next to the ingest codes once the HTTP layer lands; it is kept here until
- * then so the engine has no dependency on code that does not exist yet.
+ * Errors of the query engine: `API_BAD_QUERY` (catalogued in schemas/errors.ts), naming the
+ * offending field.
  */
 
 /** A query the engine refuses: always a 400 that names the offending field. */

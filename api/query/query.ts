@@ -30,7 +30,7 @@ import {
 } from './time.ts';
 
 /**
- * The query engine of `POST /api/v2/query` (SPEC §8): validates a Plausible Stats API v2 query,
+ * The query engine of `POST /api/v2/query`: validates a Plausible Stats API v2 query,
  * plans it onto the rollups or the raw tables, runs it and shapes the response
  * `{results: [{metrics, dimensions, comparison?}], meta, query}`.
  */

@@ -95,8 +95,6 @@ export const queryBodySchema = z.strictObject({
     .optional(),
 });
 
-export type QueryBody = z.infer<typeof queryBodySchema>;
-
 /** One condition on one dimension. */
 export interface FilterLeaf {
   readonly kind: 'leaf';

@@ -19,7 +19,7 @@ import type { ApiRequest, ApiRouter } from '../http.ts';
 import type { ApiDeps } from '../server.ts';
 
 /**
- * Admin endpoints (SPEC section 8 roles), JSON with Bearer auth:
+ * Admin endpoints, JSON with Bearer auth, each checked against the caller's role and site scope:
  *
  * - sites: `GET|POST /api/v1/sites`, `GET|PATCH|DELETE /api/v1/sites/:domain`,
  *   goals `GET|POST /api/v1/sites/:domain/goals`, `DELETE /api/v1/sites/:domain/goals/:name`;

@@ -8,7 +8,7 @@ import type { ApiDeps } from '../server.ts';
 import type { ApiReply, ApiRequest, ApiRouter } from '../http.ts';
 
 /**
- * The dashboard (SPEC section 8, `/`): a static page with plain ES modules that talks to the same
+ * The dashboard (`/`): a static page with plain ES modules that talks to the same
  * public API as any client (`POST /api/v2/query`, `GET /api/v1/sites`, the experiment routes), so
  * what it shows is what the API answers. The files are read once when the routes are registered
  * and served from memory with a strong ETag (revalidated on every load: `no-cache`), gzipped when
@@ -19,10 +19,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 const assetsDir = join(here, '..', 'dashboard');
 const uplotDir = join(dirname(createRequire(import.meta.url).resolve('uplot/package.json')), 'dist');
 
+/** The page's ES modules, `app.js` first (the one index.html loads). */
+const modules = ['app', 'api', 'chart', 'config', 'dom', 'experiments', 'format', 'panels', 'state'];
+
 /** URL path → file and type. A fixed list: nothing a request carries ever names a file. */
 const files: readonly { path: string; file: string; type: string }[] = [
   { path: '/', file: join(assetsDir, 'index.html'), type: 'text/html; charset=utf-8' },
-  { path: '/dashboard/app.js', file: join(assetsDir, 'app.js'), type: 'text/javascript; charset=utf-8' },
+  ...modules.map((m) => ({ path: `/dashboard/${m}.js`, file: join(assetsDir, `${m}.js`), type: 'text/javascript; charset=utf-8' })),
   { path: '/dashboard/style.css', file: join(assetsDir, 'style.css'), type: 'text/css; charset=utf-8' },
   { path: '/dashboard/uplot.esm.js', file: join(uplotDir, 'uPlot.esm.js'), type: 'text/javascript; charset=utf-8' },
   { path: '/dashboard/uplot.min.css', file: join(uplotDir, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },

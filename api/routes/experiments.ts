@@ -20,7 +20,7 @@ import type { ApiRequest, ApiRouter } from '../http.ts';
 import type { RouteDeps } from '../server.ts';
 
 /**
- * Experiments (SPEC sections 8-9):
+ * Experiments:
  * - admin: `GET/POST /api/v1/sites/:domain/experiments`, `GET/PATCH/DELETE …/experiments/:id`
  *   (viewer reads, admin writes; a site out of scope and an absent one are the same 404);
  * - `GET /api/v2/experiments/:id/results?site_id=<domain>[&date_range=…]`;

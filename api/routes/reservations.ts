@@ -5,7 +5,7 @@ import type { ApiRouter, ApiRequest } from '../http.ts';
 import type { ApiDeps } from '../server.ts';
 
 /**
- * Reserved domains (SPEC section 9): a deleted site's domain stays reserved to its account for
+ * Reserved domains: a deleted site's domain stays reserved to its account for
  * FAROL_DOMAIN_RESERVATION_DAYS, so no other account receives the old tracker's beacons or serves
  * it experiments; the account may register it again at any time. An account-wide owner lists the
  * account's reservations and may end one early:

@@ -4,7 +4,7 @@ import { constants, gzipSync } from 'node:zlib';
 import type { ApiRequest, ApiRouter } from '../http.ts';
 
 /**
- * `GET /js/script.js` (SPEC section 9): the tracker (ingest/tracker/script.js), read once when the
+ * `GET /js/script.js`: the tracker (ingest/tracker/script.js), read once when the
  * route is registered and served from memory, gzipped when the client accepts it, with an ETag so
  * browsers revalidate cheaply after the hour of caching.
  */

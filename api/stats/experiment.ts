@@ -1,5 +1,5 @@
 /**
- * Experiment results (SPEC §8, `GET /api/v2/experiments/:id/results`): composes the fixed-horizon
+ * Experiment results (`GET /api/v2/experiments/:id/results`): composes the fixed-horizon
  * test, the Bayesian chance to beat control, the sample-ratio-mismatch check and the always-valid
  * sequential test into one validated, pure function `experimentResults(input) → output`.
  *

@@ -12,7 +12,7 @@ import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from '.
 import { eventRollups, sessionRollups } from './rollups.ts';
 
 /**
- * The ClickHouse schema as versioned migrations (SPEC section 7). Rendering is pure: the same
+ * The ClickHouse schema as versioned migrations. Rendering is pure: the same
  * SQL runs on embedded chDB and on a server; a cluster name adds ON CLUSTER and
  * Replicated/Distributed engines. Every statement is idempotent (IF NOT EXISTS), so a run that
  * stopped half-way is finished by the next one; `store/migrate.ts` applies and records them.
