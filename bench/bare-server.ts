@@ -1,4 +1,5 @@
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import uWS from 'uWebSockets.js';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 
@@ -52,8 +53,12 @@ export function createBareApp(): TemplatedApp {
 }
 
 function portArg(argv: string[]): number {
-  const i = argv.indexOf('--port');
-  const port = Number(i >= 0 ? argv[i + 1] : NaN);
+  let port = NaN;
+  try {
+    port = Number(parseArgs({ args: argv, options: { port: { type: 'string' } } }).values.port ?? NaN);
+  } catch {
+    // an unknown option or a missing value: the usage below
+  }
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     process.stderr.write('usage: node --import tsx bench/bare-server.ts --port <1-65535>\n');
     process.exit(2);

@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
-const BIN = fileURLToPath(new URL('../../cli/farol.js', import.meta.url));
+/** `farol` from the TypeScript sources through tsx (tests/farol-bin.test.ts runs the compiled bin). */
+const FAROL = ['--import', 'tsx', fileURLToPath(new URL('../../cli/run.ts', import.meta.url))];
 
 export interface FarolProcess {
   child: ChildProcess;
@@ -39,7 +40,7 @@ function metricsPortOf(line: string): number | undefined {
  * `farol api`, its API) listens. The process inherits nothing from the test's FAROL_* environment.
  */
 export function startFarol(command: string, env: Record<string, string>, timeoutMs = 90_000): Promise<FarolProcess> {
-  const child = spawn(process.execPath, [BIN, command], {
+  const child = spawn(process.execPath, [...FAROL, command], {
     env: childEnv({ FAROL_PORT: '0', FAROL_METRICS_PORT: '0', FAROL_LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -76,7 +77,7 @@ export function startFarol(command: string, env: Record<string, string>, timeout
 
 /** Runs `farol <args>` to completion and returns its exit code and output. */
 export function runFarol(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...FAROL, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -95,7 +96,7 @@ export interface FarolChild {
 
 /** `farol processor` as a child; resolves once it owns its consumer (it serves only `/metrics`). */
 export function startFarolProcessor(env: Record<string, string>, timeoutMs = 60_000): Promise<FarolChild> {
-  const child = spawn(process.execPath, [BIN, 'processor'], { env: childEnv({ FAROL_METRICS_PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...FAROL, 'processor'], { env: childEnv({ FAROL_METRICS_PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
   let metricsUrl = '';
   const output: string[] = [];
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
