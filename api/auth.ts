@@ -1,5 +1,5 @@
 import { ApiError } from '../schemas/errors.ts';
-import { accountAccess, siteAccess, type Need, type Principal, type Site } from './control/model.ts';
+import { accountAccess, siteAccess, type Need, type Principal, type Site } from '../control/model.ts';
 import { bearerToken, type ApiRequest } from './http.ts';
 
 /**

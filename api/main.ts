@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
-import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from './control/control-plane.ts';
+import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../control/control-plane.ts';
 import { listenApi } from './server.ts';
 
 /**

@@ -5,7 +5,7 @@ import type { Store } from '../store/store.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Registry } from '../lib/metrics.ts';
 import type { AccessLookup } from './auth.ts';
-import type { ControlPlane } from './control/control-plane.ts';
+import type { ControlPlane } from '../control/control-plane.ts';
 import { createRouter, type ApiRouter, type Router } from './http.ts';
 import { createAuthGuard } from './auth-guard.ts';
 import { queryLimitsOf, reportsOf, type Reports } from './query-limits.ts';

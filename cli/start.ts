@@ -8,7 +8,7 @@ import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts'
 import { untilSignal } from '../lib/signals.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../api/control/control-plane.ts';
+import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../control/control-plane.ts';
 import { bootstrapControl } from '../api/main.ts';
 import { registerApi } from '../api/server.ts';
 import { loadRegisteredSites, watchSites } from '../ingest/main.ts';

@@ -12,7 +12,7 @@ import { Registry } from '../lib/metrics.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane } from '../api/control/control-plane.ts';
+import { ControlPlane } from '../control/control-plane.ts';
 import { listenApi, type ApiServer } from '../api/server.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
 

@@ -1,6 +1,6 @@
 import { ApiError } from '../../schemas/errors.ts';
 import { asWriter, authenticate, authorizeAccount, authorizeSite, siteRequest } from '../auth.ts';
-import { ControlPlane, memberInputSchema, memberPatchSchema, parseInput, tokenInputSchema, type Goal, type Member, type TokenInfo } from '../control/control-plane.ts';
+import { ControlPlane, memberInputSchema, memberPatchSchema, parseInput, tokenInputSchema, type Goal, type Member, type TokenInfo } from '../../control/control-plane.ts';
 import {
   grantAccess,
   inScope,
@@ -14,7 +14,7 @@ import {
   type Principal,
   type Role,
   type Site,
-} from '../control/model.ts';
+} from '../../control/model.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
 import type { ApiDeps } from '../server.ts';
 

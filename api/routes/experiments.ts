@@ -11,7 +11,7 @@ import {
   type TrackerExperiment,
 } from '../../schemas/experiment.ts';
 import { authorizeSite, siteRequest } from '../auth.ts';
-import { domainSchema } from '../control/control-plane.ts';
+import { domainSchema } from '../../control/control-plane.ts';
 import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
 import { experimentRepository, type StoredExperiment } from '../experiments/repository.ts';
 import { experimentReport } from '../experiments/results.ts';

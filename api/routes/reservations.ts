@@ -1,6 +1,6 @@
 import { ApiError } from '../../schemas/errors.ts';
 import { authenticate, authorizeAccount } from '../auth.ts';
-import type { Reservation } from '../control/control-plane.ts';
+import type { Reservation } from '../../control/control-plane.ts';
 import type { ApiRouter, ApiRequest } from '../http.ts';
 import type { ApiDeps } from '../server.ts';
 

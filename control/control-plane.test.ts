@@ -2,13 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError } from '../../schemas/errors.ts';
-import { openChdbStore } from '../../store/chdb-store.ts';
-import { migrate } from '../../store/migrate.ts';
-import type { Store } from '../../store/store.ts';
-import { experimentSchema } from '../../schemas/experiment.ts';
-import { experimentRepository } from '../experiments/repository.ts';
-import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
+import { ApiError } from '../schemas/errors.ts';
+import { openChdbStore } from '../store/chdb-store.ts';
+import { migrate } from '../store/migrate.ts';
+import type { Store } from '../store/store.ts';
+import { experimentSchema } from '../schemas/experiment.ts';
+import { experimentRepository } from '../api/experiments/repository.ts';
+import { redirectHostsRepository } from '../api/experiments/redirect-hosts.ts';
 import { ControlPlane, hashToken, isIanaTimeZone } from './control-plane.ts';
 
 /** The control plane on embedded chDB: validation, tokens, caching and revocation, bootstrap. */

@@ -1,12 +1,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { Config } from '../../schemas/config.ts';
-import { ApiError } from '../../schemas/errors.ts';
-import type { Store } from '../../store/store.ts';
-import type { ApiControl } from '../server.ts';
-import { experimentRepository } from '../experiments/repository.ts';
-import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
+import type { Config } from '../schemas/config.ts';
+import { ApiError } from '../schemas/errors.ts';
+import type { Store } from '../store/store.ts';
+import type { ApiControl } from '../api/server.ts';
+import { experimentRepository } from '../api/experiments/repository.ts';
+import { redirectHostsRepository } from '../api/experiments/redirect-hosts.ts';
 import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
 import { KnownSet } from './known-set.ts';
 
