@@ -7,8 +7,8 @@ import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { Store } from '../store/store.ts';
 import { experimentSchema } from '../schemas/experiment.ts';
-import { experimentRepository } from '../api/experiments/repository.ts';
-import { redirectHostsRepository } from '../api/experiments/redirect-hosts.ts';
+import { experimentRepository } from './experiments.ts';
+import { redirectHostsRepository } from './redirect-hosts.ts';
 import { ControlPlane, hashToken, isIanaTimeZone } from './control-plane.ts';
 
 /** The control plane on embedded chDB: validation, tokens, caching and revocation, bootstrap. */

@@ -5,8 +5,8 @@ import type { Config } from '../schemas/config.ts';
 import { ApiError } from '../schemas/errors.ts';
 import type { Store } from '../store/store.ts';
 import type { ApiControl } from '../api/server.ts';
-import { experimentRepository } from '../api/experiments/repository.ts';
-import { redirectHostsRepository } from '../api/experiments/redirect-hosts.ts';
+import { experimentRepository } from './experiments.ts';
+import { redirectHostsRepository } from './redirect-hosts.ts';
 import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
 import { KnownSet } from './known-set.ts';
 
