@@ -96,6 +96,28 @@ describe('sites, members and goals', () => {
     expect(await code(cp.deleteSite('a1.test'))).toBe('404 API_NOT_FOUND domain');
   });
 
+  it('registeredSites: the collector’s read, live sites with the epoch of their registration', async () => {
+    let clock = Date.parse('2026-03-01T10:00:00.000Z');
+    const cp = new ControlPlane(store, { now: () => clock, reservationMs: 0 });
+    const acc = await cp.createAccount({ name: 'registrations' });
+    const first = await cp.addSite(acc.id, { domain: 'Epoch.test' });
+    clock += 1_000;
+    const other = await cp.addSite(acc.id, { domain: 'epoch-gone.test' });
+    const mine = async () => (await cp.registeredSites()).filter((s) => s.domain.startsWith('epoch')).sort((x, y) => x.domain.localeCompare(y.domain));
+    expect(await mine()).toEqual([
+      { domain: 'epoch-gone.test', epoch: Date.parse(other.createdAt) },
+      { domain: 'epoch.test', epoch: Date.parse(first.createdAt) },
+    ]);
+    expect(Date.parse(other.createdAt)).toBe(Date.parse('2026-03-01T10:00:01.000Z'));
+    await cp.deleteSite('epoch-gone.test');
+    await cp.deleteSite('epoch.test');
+    clock += 60_000;
+    const again = await cp.addSite(acc.id, { domain: 'epoch.test' });
+    // Registered again: a new epoch; deleted: gone.
+    expect(await mine()).toEqual([{ domain: 'epoch.test', epoch: Date.parse(again.createdAt) }]);
+    expect(Date.parse(again.createdAt)).toBe(Date.parse('2026-03-01T10:01:01.000Z'));
+  });
+
   it('deleting a site deletes its data, goals and experiments: registered again, it starts empty', async () => {
     const cp = new ControlPlane(store);
     const acc = await cp.createAccount({ name: 'deleting' });

@@ -16,7 +16,7 @@ import {
   type Site,
 } from '../../control/model.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
-import type { ApiDeps } from '../server.ts';
+import type { ApiDeps } from '../deps.ts';
 
 /**
  * Admin endpoints (SPEC section 8 roles), JSON with Bearer auth:

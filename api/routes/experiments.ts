@@ -17,7 +17,7 @@ import { experimentRepository, type StoredExperiment } from '../../control/exper
 import { experimentReport } from '../experiments/results.ts';
 import { dateRangeParam } from '../export/date-range.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
-import type { RouteDeps } from '../server.ts';
+import type { RouteDeps } from '../deps.ts';
 
 /**
  * Experiments (SPEC sections 8-9):
