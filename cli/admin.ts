@@ -91,10 +91,10 @@ export async function runAdmin(
     return v;
   };
 
-  const { openStoreForAdmin, DataDirLockedError } = await import('../api/main.ts');
+  const { openStoreForAdmin, DataDirLockedError, migrationTarget } = await import('../wiring/store.ts');
   let store: Store;
   try {
-    store = await openStoreForAdmin(config);
+    store = openStoreForAdmin(config);
   } catch (err) {
     if (!(err instanceof DataDirLockedError)) throw err;
     io.err(`farol ${group}: ${err.message}\n`);
@@ -102,7 +102,6 @@ export async function runAdmin(
   }
   try {
     const { migrate } = await import('../store/migrate.ts');
-    const { migrationTarget } = await import('../processor/main.ts');
     const { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } = await import('../control/control-plane.ts');
     await migrate(store, migrationTarget(config));
     // On a ClickHouse server processors may be running; on the embedded engine none can (this holds it).

@@ -68,7 +68,7 @@ function splitAdminFlags(args: string[]): { own: string[]; others: string[] } {
 }
 
 async function runMigrate(config: Config): Promise<number> {
-  const { migrationTarget, openConfiguredStore } = await import('../processor/main.ts');
+  const { migrationTarget, openConfiguredStore } = await import('../wiring/store.ts');
   const { migrate } = await import('../store/migrate.ts');
   const store = openConfiguredStore(config);
   try {
