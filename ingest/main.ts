@@ -16,7 +16,7 @@ import { parsePageUrl, parseReferrer } from './enrich/url.ts';
 import { classifyChannel } from './enrich/channel.ts';
 import { openSaltStore } from './enrich/salts.ts';
 import { createVisitorIdResolver } from './enrich/visitor-hash.ts';
-import { clientIp, isTrustedRemote } from './enrich/client-ip.ts';
+import { clientIp, isTrustedRemote } from '../lib/http/client-ip.ts';
 import { watchSites } from './site-watch.ts';
 
 /** The collector's wiring point: builds enrichment from config, opens the hub, listens. */
