@@ -17,7 +17,7 @@ export async function runApi(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'api' });
   let store: Store;
   try {
-    store = openStoreForAdmin(config);
+    store = await openStoreForAdmin(config);
   } catch (err) {
     if (!(err instanceof DataDirLockedError)) throw err;
     process.stderr.write(`farol api: ${err.message}\n`);

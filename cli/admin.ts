@@ -94,7 +94,7 @@ export async function runAdmin(
   const { openStoreForAdmin, DataDirLockedError, migrationTarget } = await import('../wiring/store.ts');
   let store: Store;
   try {
-    store = openStoreForAdmin(config);
+    store = await openStoreForAdmin(config);
   } catch (err) {
     if (!(err instanceof DataDirLockedError)) throw err;
     io.err(`farol ${group}: ${err.message}\n`);

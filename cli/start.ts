@@ -27,7 +27,7 @@ export async function runStart(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'farol' });
   if (!processorConfigOk(config, 'start')) return 2;
   const metrics = new Registry();
-  const store = openConfiguredStore(config);
+  const store = await openConfiguredStore(config);
   // 1 when the processor had to give up writing what it held (the hub keeps it for the next run).
   let code = 0;
   let metricsServer: MetricsServer | undefined;

@@ -155,9 +155,9 @@ async function collectorSites(
   const listed = configuredSites(config);
   if (config.FAROL_CLICKHOUSE_URL !== undefined) {
     // Loaded only here: a collector without a ClickHouse server needs neither.
-    const { openServerStore } = await import('../wiring/server-store.ts');
+    const { openConfiguredStore } = await import('../wiring/store.ts');
     const { ControlPlane, controlPlaneOptions } = await import('../control/control-plane.ts');
-    const store = openServerStore(config, config.FAROL_CLICKHOUSE_URL);
+    const store = await openConfiguredStore(config);
     const control: ControlReader = new ControlPlane(store, controlPlaneOptions(config));
     const watch = await watchSites({ load: () => control.registeredSites(), extra: listed, log });
     return {

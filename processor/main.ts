@@ -253,7 +253,7 @@ export async function runProcessor(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'processor' });
   if (!processorConfigOk(config, 'processor')) return 2;
   const metrics = new Registry();
-  const store = openConfiguredStore(config);
+  const store = await openConfiguredStore(config);
   let metricsServer: MetricsServer | undefined;
   try {
     metricsServer = await configuredMetrics(config, metrics, log);
