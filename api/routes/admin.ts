@@ -26,7 +26,7 @@ import type { ApiDeps } from '../deps.ts';
  * - members: `GET|POST /api/v1/members`, `PATCH|DELETE /api/v1/members/:id`;
  * - tokens: `GET|POST /api/v1/tokens`, `DELETE /api/v1/tokens/:prefix` (display prefix or hash).
  *
- * Who may do what is decided by api/control/model.ts (every role's site list honoured; nobody
+ * Who may do what is decided by control/model.ts (every role's site list honoured; nobody
  * hands out more than it holds); these routes only ask it. Every write runs under the account's
  * lock on a freshly read principal ({@link asWriter}). Anything outside the caller's scope is
  * answered exactly like something that does not exist (404, same body, nothing echoed).
