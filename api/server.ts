@@ -1,14 +1,9 @@
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp } from 'uWebSockets.js';
-import type { Config } from '../schemas/config.ts';
-import type { Store } from '../store/store.ts';
-import type { Logger } from '../lib/log.ts';
-import type { Registry } from '../lib/metrics.ts';
-import type { AccessLookup } from './auth.ts';
-import type { ControlPlane } from './control/control-plane.ts';
-import { createRouter, type ApiRouter, type Router } from './http.ts';
+import type { ApiDeps, RouteDeps, RouteModule } from './deps.ts';
+import { createRouter, type Router } from './http.ts';
 import { createAuthGuard } from './auth-guard.ts';
-import { queryLimitsOf, reportsOf, type Reports } from './query-limits.ts';
+import { queryLimitsOf, reportsOf } from './query-limits.ts';
 import { queryRoutes } from './routes/query.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
@@ -22,28 +17,6 @@ import { reservationRoutes } from './routes/reservations.ts';
  * on one uWebSockets.js app: `farol start` adds them to the collector's app (one port), `farol api`
  * serves them alone. Each module registers its routes; this file only lists them.
  */
-
-/** What the API routes need from the control plane (api/control). */
-export interface ApiControl extends AccessLookup {
-  /** Configured goal names of a site (undefined: none configured, every custom event is a goal). */
-  goals(domain: string): Promise<readonly string[] | undefined>;
-}
-
-export interface ApiDeps {
-  store: Store;
-  control: ControlPlane;
-  config: Config;
-  log: Logger;
-  metrics: Registry;
-  now: () => Date;
-}
-
-/** What route modules get: the process's dependencies, and the limits of ClickHouse reads made for a request. */
-export interface RouteDeps extends ApiDeps {
-  reports: Reports;
-}
-
-export type RouteModule = (r: ApiRouter, deps: RouteDeps) => void;
 
 const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes, reservationRoutes];
 

@@ -1,7 +1,7 @@
 import type { Config } from '../schemas/config.ts';
 import { ApiError } from '../schemas/errors.ts';
 import type { Store } from '../store/store.ts';
-import type { ControlPlane } from '../api/control/control-plane.ts';
+import type { ControlPlane } from '../control/control-plane.ts';
 
 /**
  * `farol sites|members|tokens|accounts …`: the operator's admin commands. They act on the
@@ -62,7 +62,7 @@ export async function runAdmin(
     return v;
   };
 
-  const { openStoreForAdmin, DataDirLockedError } = await import('../api/main.ts');
+  const { openStoreForAdmin, DataDirLockedError, migrationTarget } = await import('../wiring/store.ts');
   let store: Store;
   try {
     store = await openStoreForAdmin(config);
@@ -73,8 +73,7 @@ export async function runAdmin(
   }
   try {
     const { migrate } = await import('../store/migrate.ts');
-    const { migrationTarget } = await import('../processor/main.ts');
-    const { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } = await import('../api/control/control-plane.ts');
+    const { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } = await import('../control/control-plane.ts');
     await migrate(store, migrationTarget(config));
     // On a ClickHouse server processors may be running; on the embedded engine none can (this holds it).
     const control: ControlPlane = new ControlPlane(store, {

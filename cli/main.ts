@@ -49,9 +49,9 @@ function admin(group: string): Command {
 }
 
 async function runMigrate(config: Config): Promise<number> {
-  const { migrationTarget, openConfiguredStore } = await import('../processor/main.ts');
+  const { migrationTarget, openConfiguredStore } = await import('../wiring/store.ts');
   const { migrate } = await import('../store/migrate.ts');
-  const store = openConfiguredStore(config);
+  const store = await openConfiguredStore(config);
   try {
     const applied = await migrate(store, migrationTarget(config));
     process.stdout.write(applied.length ? `applied migrations ${applied.join(', ')}\n` : 'schema is up to date\n');

@@ -8,7 +8,8 @@ import { migrate } from '../store/migrate.ts';
 import { pollUntil, sleep } from '../tests/support/e2e.ts';
 import { startFarolProcessor, type FarolChild } from '../tests/support/farol-process.ts';
 import { rng } from '../tests/support/oracle.ts';
-import { LOCAL_PROCESSOR_GROUP, migrationTarget, processorStateDir } from './main.ts';
+import { migrationTarget } from '../wiring/store.ts';
+import { LOCAL_PROCESSOR_GROUP, processorStateDir } from './main.ts';
 import { publish, removeTempDirs, tempDir } from './testing/harness.ts';
 import { addPoisonConstraints, expectExact, mix } from './testing/poison.ts';
 

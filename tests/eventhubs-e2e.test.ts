@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane } from '../api/control/control-plane.ts';
+import { ControlPlane } from '../control/control-plane.ts';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
 import type { ClickHouseHttp } from './support/clickhouse-http.ts';

@@ -5,7 +5,7 @@ import { formatTimestamp } from '../../store/rows.ts';
 import type { Store } from '../../store/store.ts';
 import { rng } from '../../tests/support/oracle.ts';
 import { ApiQueryError } from '../query/errors.ts';
-import { experimentRepository } from './repository.ts';
+import { experimentRepository } from '../../control/experiments.ts';
 import { experimentReport, exposureCounts } from './results.ts';
 
 /**

@@ -11,13 +11,13 @@ import {
   type TrackerExperiment,
 } from '../../schemas/experiment.ts';
 import { authorizeSite, siteRequest } from '../auth.ts';
-import { domainSchema } from '../control/control-plane.ts';
-import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
-import { experimentRepository, type StoredExperiment } from '../experiments/repository.ts';
+import { domainSchema } from '../../control/control-plane.ts';
+import { redirectHostsRepository } from '../../control/redirect-hosts.ts';
+import { experimentRepository, type StoredExperiment } from '../../control/experiments.ts';
 import { experimentReport } from '../experiments/results.ts';
 import { dateRangeParam } from '../export/date-range.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
-import type { RouteDeps } from '../server.ts';
+import type { RouteDeps } from '../deps.ts';
 
 /**
  * Experiments:

@@ -3,7 +3,7 @@ import { dateRangeParam } from '../export/date-range.ts';
 import { buildExport } from '../export/export.ts';
 import type { ApiRouter } from '../http.ts';
 import type { QuerySite } from '../query/query.ts';
-import type { RouteDeps } from '../server.ts';
+import type { RouteDeps } from '../deps.ts';
 
 /**
  * `GET /api/v2/export?site_id=<domain>&date_range=30d`: a zip of CSV breakdowns

@@ -1,6 +1,6 @@
 import { runQuery } from '../query/query.ts';
 import { siteRequest } from '../auth.ts';
-import type { RouteDeps } from '../server.ts';
+import type { RouteDeps } from '../deps.ts';
 import type { ApiRouter } from '../http.ts';
 
 /** `POST /api/v2/query`: Plausible Stats API v2 queries for a site in scope. */

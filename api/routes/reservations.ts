@@ -1,8 +1,8 @@
 import { ApiError } from '../../schemas/errors.ts';
 import { authenticate, authorizeAccount } from '../auth.ts';
-import type { Reservation } from '../control/control-plane.ts';
+import type { Reservation } from '../../control/control-plane.ts';
 import type { ApiRouter, ApiRequest } from '../http.ts';
-import type { ApiDeps } from '../server.ts';
+import type { ApiDeps } from '../deps.ts';
 
 /**
  * Reserved domains: a deleted site's domain stays reserved to its account for

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import maxmind, { type CountryResponse, type Reader } from 'maxmind';
 import { LruMap } from '../../lib/lru.ts';
-import { isNonPublicIp, normalizeIp } from './ip.ts';
+import { isNonPublicIp, normalizeIp } from '../../lib/ip.ts';
 
 /*
  * IP → country from a MaxMind-format database, read fully into memory once at start. Only the

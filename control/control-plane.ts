@@ -1,14 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { Config } from '../../schemas/config.ts';
-import { ApiError } from '../../schemas/errors.ts';
-import type { Store } from '../../store/store.ts';
-import type { ApiControl } from '../server.ts';
-import { experimentRepository } from '../experiments/repository.ts';
-import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
+import type { Config } from '../schemas/config.ts';
+import { ApiError } from '../schemas/errors.ts';
+import type { Store } from '../store/store.ts';
+import { experimentRepository } from './experiments.ts';
+import { redirectHostsRepository } from './redirect-hosts.ts';
 import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
 import { KnownSet } from './known-set.ts';
+import type { ControlReader, SiteRegistration } from './reader.ts';
 
 /**
  * The control plane over the Store: accounts, sites, members, API tokens and
@@ -314,8 +314,8 @@ const SITE_COLUMNS = 'domain, account_id, timezone, respect_dnt, created_at';
 const MEMBER_COLUMNS = 'id, account_id, name, role, sites, created_at';
 const TOKEN_COLUMNS = 'hash, member_id, account_id, name, prefix, created_at';
 
-/** The control plane: {@link ApiControl} for the API plus the admin operations. */
-export class ControlPlane implements ApiControl {
+/** The control plane: its read side ({@link ControlReader}) for the API and the collector, plus the admin operations. */
+export class ControlPlane implements ControlReader {
   private readonly now: () => number;
   private readonly principals: TtlCache<Principal | null>;
   private readonly sitesCache: TtlCache<(Site & { createdAt: string }) | null>;
@@ -399,7 +399,7 @@ export class ControlPlane implements ApiControl {
   }
 
   // -------------------------------------------------------------------------------------------
-  // ApiControl
+  // ControlReader
 
   async authenticate(token: string): Promise<Principal | null> {
     if (token.length < 16 || token.length > 256) return null;
@@ -445,6 +445,14 @@ export class ControlPlane implements ApiControl {
     });
   }
 
+  /** Uncached: the collector keeps its own copy, reloaded every few seconds and after each local change. */
+  async registeredSites(): Promise<SiteRegistration[]> {
+    const rows = await this.store.query<{ domain: string; epoch: string | number }>(
+      'SELECT domain, toUnixTimestamp64Milli(created_at) AS epoch FROM sites FINAL WHERE deleted = 0',
+    );
+    return rows.map((r) => ({ domain: r.domain, epoch: Number(r.epoch) }));
+  }
+
   // -------------------------------------------------------------------------------------------
   // Accounts
 
@@ -475,7 +483,7 @@ export class ControlPlane implements ApiControl {
   // -------------------------------------------------------------------------------------------
   // Sites
 
-  /** Every live site domain (the collector's accepted set). */
+  /** Every live site domain (answers for unknown domains without a query). */
   async siteDomains(): Promise<string[]> {
     const rows = await this.store.query<{ domain: string }>('SELECT domain FROM sites FINAL WHERE deleted = 0');
     return rows.map((r) => r.domain);

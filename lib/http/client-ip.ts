@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import type { TrustProxy } from '../../schemas/config.ts';
-import { ipFamily, normalizeIp } from './ip.ts';
+import { ipFamily, normalizeIp } from '../ip.ts';
 
 /*
  * Which address is the visitor's. X-Forwarded-For is written by the client and by every proxy on
