@@ -2,7 +2,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { ApiError } from '../schemas/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
-import { bodyMemoryOf, endAnswer, parseJsonBody, readBody, type Answer } from '../ingest/body.ts';
+import { bodyMemoryOf, endAnswer, parseJsonBody, readBody, type Answer } from '../lib/http/body.ts';
 import { StoreError } from '../store/store.ts';
 import type { AuthGuard } from './auth-guard.ts';
 

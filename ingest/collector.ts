@@ -8,7 +8,7 @@ import { HubError } from '../hub/local-common.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { badStringInJson, badStringMessage, hasBadEscape } from '../schemas/unicode.ts';
-import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from './body.ts';
+import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 import { createRateLimiter, type IngestRates } from './rate-limit.ts';
 

@@ -1,6 +1,6 @@
 import type { HttpResponse } from 'uWebSockets.js';
-import { FarolError } from '../schemas/errors.ts';
-import { badStringInJson, badStringMessage, formatPath } from '../schemas/unicode.ts';
+import { FarolError } from '../../schemas/errors.ts';
+import { badStringInJson, badStringMessage, formatPath } from '../../schemas/unicode.ts';
 
 /**
  * Request bodies over uWebSockets.js: read with a size cap, a deadline and a memory budget shared
