@@ -5,6 +5,7 @@ import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { StoreError } from '../store/store.ts';
 import { createRouter } from './http.ts';
+import { ApiQueryError } from './query/errors.ts';
 import { call, SITE_A, startApiHarness, type ApiHarness } from './experiments/testing/api-harness.ts';
 import { sendBodyRaw } from '../tests/support/raw-http.ts';
 
@@ -39,6 +40,13 @@ describe('API router: errors, strings and oversize bodies', () => {
     r.get('/boom', () => {
       throw new TypeError("Cannot read properties of undefined (reading 'x')");
     });
+    r.get('/impostor', () => {
+      // Shaped like a coded error, but not one: mapped by class, never by the look of a code.
+      throw Object.assign(new Error('not a FarolError'), { code: 'API_FORBIDDEN', status: 403, field: 'x' });
+    });
+    r.get('/coded', () => {
+      throw new ApiQueryError('metrics[1]', 'is not a metric');
+    });
     r.get('/store-down', () => {
       throw new StoreError('ClickHouse request failed: connect ECONNREFUSED 127.0.0.1:8123', { retryable: true });
     });
@@ -61,6 +69,13 @@ describe('API router: errors, strings and oversize bodies', () => {
     expect(r.json.error?.code).toBe('API_INTERNAL');
     expect(r.retryAfter).toBeNull();
     expect(logLines.some((l) => l.includes('unexpected API error'))).toBe(true);
+  });
+
+  it('answers a coded error as coded, and anything merely shaped like one 500 API_INTERNAL', async () => {
+    const coded = await send(base, 'GET', '/coded');
+    expect([coded.status, coded.json.error]).toEqual([400, { code: 'API_BAD_QUERY', message: 'is not a metric', field: 'metrics[1]' }]);
+    const impostor = await send(base, 'GET', '/impostor');
+    expect([impostor.status, impostor.json.error?.code]).toEqual([500, 'API_INTERNAL']);
   });
 
   it.each([

@@ -1,6 +1,6 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
-import { FarolError, type IngestErrorCode } from '../schemas/errors.ts';
+import { FarolError, transportError, type IngestErrorCode } from '../schemas/errors.ts';
 import { MAX_BATCH_EVENTS, parseWireEvent, type WireEvent } from '../schemas/wire-event.ts';
 import type { HubProducer } from '../hub/hub.ts';
 import { HubError } from '../hub/local-common.ts';
@@ -182,7 +182,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       return;
     }
     log.error({ err, route: ctx.route.name }, 'unexpected ingest error');
-    sendError(ctx, new FarolError('ING_INTERNAL'));
+    sendError(ctx, transportError('ingest', 'internal', undefined, { cause: err }));
   }
 
   function fail(code: IngestErrorCode, message: string): FarolError {
@@ -227,9 +227,9 @@ export function createCollector(deps: CollectorDeps): Collector {
       await hub.publish(items);
     } catch (err) {
       // At its disk quota the hub refused the whole publish: nothing was written, a retry is safe.
-      if (err instanceof HubError && err.code === 'HUB_FULL') throw new FarolError('ING_HUB_FULL');
+      if (err instanceof HubError && err.code === 'HUB_FULL') throw new FarolError('ING_HUB_FULL', undefined, { cause: err });
       log.error({ err, events: events.length }, 'hub publish failed');
-      throw new FarolError('ING_HUB_UNAVAILABLE');
+      throw new FarolError('ING_HUB_UNAVAILABLE', undefined, { cause: err });
     }
     publishSeconds.observe((performance.now() - started) / 1000);
     acceptedEvents.inc(events.length);

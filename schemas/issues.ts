@@ -1,16 +1,30 @@
 import type { z } from 'zod';
-import { formatPath } from './unicode.ts';
 
 /**
  * One way to name the field a zod issue is about, for every error Farol answers (the ingest
  * events, the query body, the control plane's inputs, experiments): indices in brackets, keys
- * after dots (`filters[0][2]`, `variations[1].weight`, `props.plan`), a key that is not a plain
- * word bounded and quoted.
+ * after dots (`filters[0][2]`, `variations[1].weight`, `props.plan`), keys as sent (bodies are
+ * checked for lone surrogates and NUL before any schema sees them), a long one cut short.
  */
+
+const MAX_KEY = 100;
+
+/** The first MAX_KEY code units of `key`, one fewer rather than half a surrogate pair. */
+function cut(key: string): string {
+  const last = key.charCodeAt(MAX_KEY - 1);
+  return key.slice(0, last >= 0xd800 && last <= 0xdbff ? MAX_KEY - 1 : MAX_KEY);
+}
 
 /** `path` as a field name; `root` names the whole value (an empty path). */
 export function fieldName(path: readonly PropertyKey[], root = 'body'): string {
-  const out = formatPath(path.map((p) => (typeof p === 'symbol' ? String(p) : p)));
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else {
+      const key = String(part);
+      out += `${out === '' ? '' : '.'}${key.length > MAX_KEY ? `${cut(key)}…` : key}`;
+    }
+  }
   return out === '' ? root : out;
 }
 
