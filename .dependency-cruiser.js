@@ -18,11 +18,6 @@ const allowed = {
   // The composition root: opens what the configuration names. Only the process mains import it.
   wiring: ['schemas', 'lib', 'hub', 'store', 'control', 'ingest', 'processor', 'api'],
 };
-/**
- * Wrong-way imports that another change of issue #10 removes, by part: body reading moves from
- * ingest/ to lib/http/ (#10.1). Delete an entry once its import is gone.
- */
-const pending = { api: String.raw`^ingest/body\.ts$` };
 const parts = [...Object.keys(allowed), 'cli', 'bench', 'tests'];
 const testCode = String.raw`(^|/)[^/]+\.test\.ts$|^(tests|bench)/|(^|/)testing/`;
 /** The wiring point of each process: the only modules besides `cli/` that may import `wiring/`. */
@@ -44,7 +39,6 @@ export default {
       from: { path: `^${part}/`, pathNot: testCode },
       to: {
         path: `^(${parts.filter((p) => p !== part && !may.includes(p) && p !== 'wiring').join('|')})/`,
-        ...(pending[part] === undefined ? {} : { pathNot: pending[part] }),
       },
     })),
     {

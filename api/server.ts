@@ -1,6 +1,6 @@
-import uWS from 'uWebSockets.js';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ApiDeps, RouteDeps, RouteModule } from './deps.ts';
+import { httpServerOf } from '../lib/http/server.ts';
 import { createRouter, type Router } from './http.ts';
 import { createAuthGuard } from './auth-guard.ts';
 import { queryLimitsOf, reportsOf } from './query-limits.ts';
@@ -20,7 +20,7 @@ import { reservationRoutes } from './routes/reservations.ts';
 
 const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes, reservationRoutes];
 
-/** Registers every API route on `app`; returns the router (for drain and the 405 list). */
+/** Registers every API route on `app`'s HTTP layer; returns the router. */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
   const rate = deps.config.FAROL_RATE_AUTH;
   const authGuard = rate === null ? undefined : createAuthGuard({ rate, trust: deps.config.FAROL_TRUST_PROXY, metrics: deps.metrics });
@@ -36,33 +36,14 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-/** `farol api` without a collector: the API routes, health and a JSON 404 on one app (metrics: lib/metrics-server.ts). */
+/** `farol api` without a collector: the API routes and health on one app; 404/405 from the HTTP layer (metrics: lib/metrics-server.ts). */
 export async function listenApi(deps: ApiDeps): Promise<ApiServer> {
-  const app = uWS.App();
-  const router = registerApi(app, deps);
-  app.get('/healthz', (res) => {
+  const server = httpServerOf(undefined, { dialect: 'api' });
+  registerApi(server.app, deps);
+  server.route('get', '/healthz', 'api', (res) => {
     res.cork(() => res.writeHeader('Content-Type', 'application/json').end('{"status":"ok"}'));
   });
-  app.any('/*', (res, req) => {
-    const known = router.paths.has(req.getUrl());
-    res.onData(() => undefined);
-    res.cork(() =>
-      res
-        .writeStatus(known ? '405 Method Not Allowed' : '404 Not Found')
-        .writeHeader('Content-Type', 'application/json')
-        .end(JSON.stringify({ error: known ? { code: 'API_METHOD_NOT_ALLOWED', message: 'Method not allowed' } : { code: 'API_NOT_FOUND', message: 'Not found' } })),
-    );
-  });
-  const socket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
-    app.listen(deps.config.FAROL_HOST, deps.config.FAROL_PORT, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${deps.config.FAROL_HOST}:${deps.config.FAROL_PORT}`))));
-  });
-  const port = uWS.us_socket_local_port(socket);
+  const port = await server.listen(deps.config.FAROL_HOST, deps.config.FAROL_PORT);
   deps.log.info({ host: deps.config.FAROL_HOST, port }, 'api listening');
-  return {
-    port,
-    async stop() {
-      uWS.us_listen_socket_close(socket);
-      await router.idle();
-    },
-  };
+  return { port, stop: () => server.close() };
 }

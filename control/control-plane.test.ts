@@ -9,7 +9,7 @@ import type { Store } from '../store/store.ts';
 import { experimentSchema } from '../schemas/experiment.ts';
 import { experimentRepository } from './experiments.ts';
 import { redirectHostsRepository } from './redirect-hosts.ts';
-import { ControlPlane, hashToken, isIanaTimeZone } from './control-plane.ts';
+import { ControlPlane, hashToken } from './control-plane.ts';
 
 /** The control plane on embedded chDB: validation, tokens, caching and revocation, bootstrap. */
 
@@ -41,13 +41,6 @@ async function code(p: Promise<unknown>): Promise<string> {
 }
 
 describe('validation', () => {
-  it('knows IANA zones and rejects offsets and junk', () => {
-    expect(isIanaTimeZone('Europe/Lisbon')).toBe(true);
-    expect(isIanaTimeZone('UTC')).toBe(true);
-    expect(isIanaTimeZone('America/Argentina/Buenos_Aires')).toBe(true);
-    for (const bad of ['Mars/Olympus', '+01:00', '', 'Europe/Lisbon; DROP', 'utc/']) expect(isIanaTimeZone(bad)).toBe(false);
-  });
-
   it('normalizes domains to lower case and rejects what is not a hostname', async () => {
     const cp = new ControlPlane(store);
     const acc = await cp.createAccount({ name: 'validation' });
@@ -58,7 +51,8 @@ describe('validation', () => {
       expect(await code(cp.addSite(acc.id, { domain })), domain).toBe('400 API_BAD_REQUEST domain');
     }
     expect(await code(cp.addSite(acc.id, { domain: 'tz.com', timezone: 'Mars/Base' }))).toBe('400 API_BAD_REQUEST timezone');
-    expect(await code(cp.addSite(acc.id, { domain: 'tz.com', extra: 1 }))).toBe('400 API_BAD_REQUEST body');
+    // An unknown key is named itself, as the query engine and the experiment routes name it (one formatter).
+    expect(await code(cp.addSite(acc.id, { domain: 'tz.com', extra: 1 }))).toBe('400 API_BAD_REQUEST extra');
     expect(await code(cp.addSite(acc.id, { domain: 'shop.example.com' }))).toBe('409 API_CONFLICT domain');
     expect(await code(cp.addMember(acc.id, { name: 'x', role: 'root' }))).toBe('400 API_BAD_REQUEST role');
   });

@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { Config } from '../schemas/config.ts';
 import { ApiError } from '../schemas/errors.ts';
+import { firstIssue } from '../schemas/issues.ts';
+import { isTimeZone } from '../schemas/time-zone.ts';
 import type { Store } from '../store/store.ts';
 import { experimentRepository } from './experiments.ts';
 import { redirectHostsRepository } from './redirect-hosts.ts';
@@ -43,18 +45,6 @@ import type { ControlReader, SiteRegistration } from './reader.ts';
 // A DNS hostname: dot-separated labels of letters, digits and inner hyphens. `localhost` is one.
 const hostname = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
-/** Whether `tz` is an IANA time zone name the runtime knows (`UTC`, `Europe/Lisbon`). */
-export function isIanaTimeZone(tz: string): boolean {
-  // Offsets such as "+01:00" are accepted by some runtimes' Intl but are not zone names.
-  if (!/^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/.test(tz)) return false;
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export const domainSchema = z
   .string()
   .trim()
@@ -62,7 +52,7 @@ export const domainSchema = z
   .max(253)
   .regex(hostname, 'must be a hostname such as example.com (letters, digits, hyphens and dots)');
 
-export const timezoneSchema = z.string().max(64).refine(isIanaTimeZone, 'must be an IANA time zone such as Europe/Lisbon or UTC');
+export const timezoneSchema = z.string().max(64).refine(isTimeZone, 'must be an IANA time zone such as Europe/Lisbon or UTC');
 
 const nameSchema = z.string().trim().min(1).max(100);
 
@@ -105,10 +95,8 @@ export const accountInputSchema = z.strictObject({ name: nameSchema });
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what = 'body'): z.output<S> {
   const r = schema.safeParse(input);
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const path = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : what;
-  const message = issue?.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : (issue?.message ?? 'is invalid');
-  throw new ApiError('API_BAD_REQUEST', `${path}: ${message}`, path);
+  const { field, message } = firstIssue(r.error, what);
+  throw new ApiError('API_BAD_REQUEST', `${field}: ${message}`, field);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
 import { openConfiguredHub } from '../wiring/hub.ts';
-import { createCollector, type Collector, type MountedRoutes } from './collector.ts';
+import { createCollector, type Collector } from './collector.ts';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { EnrichDeps } from './pipeline.ts';
 import { createUaParser } from './enrich/user-agent.ts';
@@ -92,7 +92,7 @@ export async function startCollector(
     /** The epoch of a site's registration, stamped on its events (default: unknown, 0). */
     siteEpoch?: (domain: string) => number;
     /** More routes on the same app and port (the API in `farol start`), registered before listen. */
-    routes?: (app: TemplatedApp) => MountedRoutes;
+    routes?: (app: TemplatedApp) => unknown;
   },
 ): Promise<CollectorRuntime> {
   const enrichment = await openEnrichment(config, opts.now, opts.knownSite, opts.siteEpoch);

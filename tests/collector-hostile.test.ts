@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LINGER_MAX_BYTES } from '../ingest/body.ts';
+import { LINGER_MAX_BYTES } from '../lib/http/body.ts';
 import { createCollector, type Collector } from '../ingest/collector.ts';
 import { openEnrichment, type EnrichRuntime } from '../ingest/main.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';

@@ -5,7 +5,6 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acceptsGzip, etagMatches } from '../api/routes/dashboard.ts';
 import type { ExperimentResults } from '../api/stats/experiment.ts';
 import { geoCountries, pollUntil, sendAllOnce } from './support/e2e.ts';
 import { startFarol, type FarolProcess } from './support/farol-process.ts';
@@ -38,32 +37,6 @@ const EXPERIMENTS = [
 
 /** Page paths whose text is markup: they must show as text and never run. */
 const XSS_PATHS = ['/<img src=x onerror="window.__xss=1">', '/<script>window.__xss=2</script>'];
-
-describe('dashboard helpers', () => {
-  it.each([
-    [undefined, false],
-    ['"abc"', true],
-    ['W/"abc"', true],
-    ['"x", "abc"', true],
-    ['*', true],
-    ['"abcd"', false],
-    ['abc', false],
-  ])('If-None-Match %j matches "abc": %s', (header, expected) => {
-    expect(etagMatches(header, '"abc"')).toBe(expected);
-  });
-
-  it.each([
-    [undefined, false],
-    ['gzip', true],
-    ['gzip, deflate, br', true],
-    ['br;q=1.0, gzip;q=0.8', true],
-    ['gzip;q=0', false],
-    ['identity', false],
-    ['*', true],
-  ])('Accept-Encoding %j allows gzip: %s', (header, expected) => {
-    expect(acceptsGzip(header)).toBe(expected);
-  });
-});
 
 interface QueryAnswer {
   results: { dimensions: string[]; metrics: (number | null)[]; comparison?: { dimensions: (string | null)[]; metrics: (number | null)[]; change: (number | null)[] } }[];
