@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
-import { computeTruth } from '../tests/support/oracle.ts';
+import { computeTruth } from '../schemas/testing/oracle.ts';
 import {
   caughtUp,
   crashTestOptions,

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { HubRecord } from '../hub/hub.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
-import { computeTruth, generateTraffic, makeEvent } from '../tests/support/oracle.ts';
+import { computeTruth, generateTraffic, makeEvent } from '../schemas/testing/oracle.ts';
 import {
   createPartitionState,
   decodeEvent,

@@ -6,7 +6,7 @@ import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
-import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import { startProcessor, type ProcessorOptions } from './main.ts';
 import { openFileStateStore } from './state-store.ts';
 import {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
-import { computeTruth, generateTraffic, keepOnly } from '../tests/support/oracle.ts';
+import { computeTruth, generateTraffic, keepOnly } from '../schemas/testing/oracle.ts';
 import { loadRegistrations, watchSiteEpochs, type Registration, type SiteEpochs } from './site-epochs.ts';
 import {
   caughtUp,

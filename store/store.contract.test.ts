@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { latestVersion } from '../schemas/migrations/index.ts';
-import { startClickHouseHttp } from '../tests/support/clickhouse-http.ts';
+import { startClickHouseHttp } from './testing/clickhouse-http.ts';
 import { openChdbStore } from './chdb-store.ts';
 import { openHttpStore } from './http-store.ts';
 import { migrate } from './migrate.ts';

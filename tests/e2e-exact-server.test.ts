@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import { startClickHouseHttp, type ClickHouseHttp } from '../store/testing/clickhouse-http.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { rawCounts } from './support/exact-counts.ts';
 import { geoCountries, nearMidnightUtc, postBatch, sendAllOnce, sleep, waitForProcessor } from './support/e2e.ts';
 import { startFarol, type FarolProcess } from './support/farol-process.ts';
-import { rng } from './support/oracle.ts';
+import { rng } from '../schemas/testing/oracle.ts';
 import { computeWireTruth, generateWireTraffic, planBatches, type WireBatch, type WireTruth } from './support/wire-oracle.ts';
 
 /**

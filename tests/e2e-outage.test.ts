@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import { startClickHouseHttp, type ClickHouseHttp } from '../store/testing/clickhouse-http.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { fetchMetrics, geoCountries, nearMidnightUtc, pollUntil, postBatch, processorProgress, sleep, waitForProcessor } from './support/e2e.ts';
 import { startFarol, type FarolProcess } from './support/farol-process.ts';

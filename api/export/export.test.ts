@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestStore, removeTempDirs, writeThroughProcessor } from '../../processor/testing/harness.ts';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
 import type { Store } from '../../store/store.ts';
-import { generateTraffic, makeEvent } from '../../tests/support/oracle.ts';
+import { generateTraffic, makeEvent } from '../../schemas/testing/oracle.ts';
 import { ApiQueryError } from '../query/errors.ts';
 import { runQuery, type QuerySite } from '../query/query.ts';
 import { buildExport, type SiteExport } from './export.ts';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestStore, removeTempDirs, writeThroughProcessor } from '../../processor/testing/harness.ts';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
 import type { Store } from '../../store/store.ts';
-import { computeTruth, generateTraffic, type TrueSession } from '../../tests/support/oracle.ts';
+import { computeTruth, generateTraffic, type TrueSession } from '../../schemas/testing/oracle.ts';
 import { ApiQueryError } from './errors.ts';
 import { runQuery, type QueryResponse, type QuerySite, type RunOptions } from './query.ts';
 import type { Metric } from './schema.ts';

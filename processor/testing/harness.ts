@@ -10,7 +10,7 @@ import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
 import { openChdbStore } from '../../store/chdb-store.ts';
 import { migrate } from '../../store/migrate.ts';
 import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
-import { computeTruth, type Truth } from '../../tests/support/oracle.ts';
+import { computeTruth, type Truth } from '../../schemas/testing/oracle.ts';
 import { startProcessor, type ProcessorOptions, type ProcessorRuntime } from '../main.ts';
 import type { SiteEpochs } from '../site-epochs.ts';
 import { openFileStateStore } from '../state-store.ts';

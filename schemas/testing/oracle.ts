@@ -1,4 +1,4 @@
-import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
+import type { EnrichedEvent } from '../enriched-event.ts';
 
 /**
  * Synthetic traffic and the truth about it, computed the simple way (sort each visitor's events,
