@@ -14,7 +14,8 @@ import type { Azurite } from '../hub/testing/eventhubs/azurite.ts';
 import type { EventHubsBroker } from '../hub/testing/eventhubs/broker.ts';
 import { startEventHubsStack } from './support/eventhubs/stack.ts';
 import { startFarolProcessor, type FarolChild } from './support/farol-process.ts';
-import { computeTruth, generateTraffic, makeEvent } from '../schemas/testing/oracle.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 
 /**
  * Event Hubs mode: records a producer other than Farol's collector (or an older one) published to
