@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HubConsumer } from '../hub/hub.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
@@ -14,9 +14,8 @@ import {
   expectStoreMatchesTruth,
   FlakyStore,
   metricValue,
-  openTestStore,
+  processorTestFile,
   publish,
-  removeTempDirs,
   runProcessorOn,
   tempDir,
   waitFor,
@@ -44,16 +43,7 @@ const fast: Partial<ProcessorOptions> = {
   lagRefreshMs: 50,
 };
 
-let store: Store;
-
-beforeAll(async () => {
-  store = await openTestStore();
-});
-
-afterAll(async () => {
-  await store.close();
-  await removeTempDirs();
-});
+const { store } = processorTestFile();
 
 /** A processor on `hub` with the state in `stateDir`; `stop` drains it and closes its consumer. */
 function run(hub: LocalHub, stateDir: string, target: Store = store): Promise<RunningProcessor> {
