@@ -3,6 +3,7 @@ import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { Registry } from '../lib/metrics.ts';
 import { computeTruth } from '../schemas/testing/oracle.ts';
 import {
+  base,
   caughtUp,
   crashTestOptions,
   hubReader,
@@ -30,8 +31,6 @@ import { addPoisonConstraints, expectExact, mix, POISON_EXIT } from './testing/p
  */
 
 const PARTITIONS = 2;
-const HOUR = 3_600_000;
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 const fast = crashTestOptions;
 
 const { store, closeAfter } = processorTestFile({ prepare: addPoisonConstraints });

@@ -6,6 +6,7 @@ import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import { startProcessor } from './main.ts';
 import { openFileStateStore } from './state-store.ts';
 import {
+  base,
   caughtUp,
   crashTestOptions,
   expectStoreMatchesTruth,
@@ -27,8 +28,6 @@ import {
  */
 
 const PARTITIONS = 2;
-const HOUR = 3_600_000;
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 const options = crashTestOptions;
 
 const { store, closeAfter } = processorTestFile();

@@ -10,6 +10,7 @@ import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import { startProcessor, type ProcessorOptions } from './main.ts';
 import { openFileStateStore } from './state-store.ts';
 import {
+  base,
   caughtUp,
   expectStoreMatchesTruth,
   FlakyStore,
@@ -28,9 +29,6 @@ import {
  */
 
 const PARTITIONS = 4;
-const HOUR = 3_600_000;
-// Recent, so rows sit well inside the retention TTL; hour-aligned so rollup buckets are stable.
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 
 /** Small flushes and frequent snapshots, so a few thousand events cross many of each. */
 const fast: Partial<ProcessorOptions> = {

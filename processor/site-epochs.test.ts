@@ -4,9 +4,11 @@ import { silentLogger } from '../lib/log.ts';
 import { computeTruth, generateTraffic, keepOnly } from '../schemas/testing/oracle.ts';
 import { loadRegistrations, watchSiteEpochs, type Registration, type SiteEpochs } from './site-epochs.ts';
 import {
+  base,
   caughtUp,
   crashTestOptions,
   expectStoreMatchesTruth,
+  HOUR,
   hubReader,
   metricValue,
   processorTestFile,
@@ -19,9 +21,7 @@ import {
 
 /** Site registrations as the processor knows them, and how dropping a deleted one's events stays exact. */
 
-const HOUR = 3_600_000;
 const PARTITIONS = 1;
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 const E1 = base - 48 * HOUR;
 const E2 = base - 24 * HOUR;
 

@@ -20,6 +20,10 @@ import type { StateStore } from '../state-store.ts';
 
 export const database = 'farol_processor_test';
 
+export const HOUR = 3_600_000;
+/** Where the tests' traffic starts: recent, so rows sit well inside the retention TTL; hour-aligned so rollup buckets are stable. */
+export const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
+
 /** Temp directories, removed by `removeTempDirs`. */
 const temps: string[] = [];
 
