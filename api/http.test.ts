@@ -7,7 +7,7 @@ import { StoreError } from '../store/store.ts';
 import { createRouter } from './http.ts';
 import { ApiQueryError } from './query/errors.ts';
 import { call, SITE_A, startApiHarness, type ApiHarness } from './experiments/testing/api-harness.ts';
-import { sendBodyRaw } from '../tests/support/raw-http.ts';
+import { sendBodyRaw } from '../lib/testing/raw-http.ts';
 
 /**
  * The API router on a real port (issue #8): bodies and parameters whose strings are not

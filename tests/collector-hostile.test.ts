@@ -13,7 +13,7 @@ import { Registry } from '../lib/metrics.ts';
 import { loadConfig } from '../schemas/config.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
 import { metricValue, parseMetrics, pollUntil } from './support/e2e.ts';
-import { sendBodyRaw } from './support/raw-http.ts';
+import { sendBodyRaw } from '../lib/testing/raw-http.ts';
 
 /**
  * Hostile input on a real collector port (issue #8): strings that are not well-formed Unicode or

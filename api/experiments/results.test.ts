@@ -3,7 +3,7 @@ import { openTestStore, removeTempDirs } from '../../processor/testing/harness.t
 import type { Experiment, Goal } from '../../schemas/experiment.ts';
 import { formatTimestamp } from '../../store/rows.ts';
 import type { Store } from '../../store/store.ts';
-import { rng } from '../../tests/support/oracle.ts';
+import { rng } from '../../schemas/testing/oracle.ts';
 import { ApiQueryError } from '../query/errors.ts';
 import { experimentRepository } from '../../control/experiments.ts';
 import { experimentReport, exposureCounts } from './results.ts';

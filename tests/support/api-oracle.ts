@@ -1,4 +1,4 @@
-import { rng } from './oracle.ts';
+import { rng } from '../../schemas/testing/oracle.ts';
 import { GOALS, NON_INTERACTIVE, PAGES, type Origin, type WireBatch, type WireBatchEvent, type WireTraffic, type WireVisitor } from './wire-oracle.ts';
 
 /**

@@ -121,3 +121,53 @@ export function startFarolProcessor(env: Record<string, string>, timeoutMs = 60_
     });
   });
 }
+
+export interface Exiting {
+  name: string;
+  exited: Promise<number | string>;
+  output: readonly string[];
+}
+
+/**
+ * Waits for every child to exit, logging each exit as it happens. Past `timeoutMs`, fails naming
+ * the children still running, with the tail of each one's output: a drain that hangs says where.
+ */
+export async function exitCodes(children: readonly Exiting[], timeoutMs: number): Promise<Array<number | string>> {
+  const started = Date.now();
+  const codes = new Map<string, number | string>();
+  const all = Promise.all(
+    children.map(async (c) => {
+      const code = await c.exited;
+      codes.set(c.name, code);
+      console.log(`${c.name} exited (${code}) ${Date.now() - started} ms after SIGTERM`);
+      return code;
+    }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const stuck = children.filter((c) => !codes.has(c.name));
+      const report = stuck.map((c) => `--- ${c.name} did not exit; last output lines:\n${c.output.slice(-40).join('\n')}`);
+      reject(new Error(`${stuck.map((c) => c.name).join(', ')} did not exit within ${timeoutMs} ms of SIGTERM\n${report.join('\n')}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([all, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Structured log lines of a child with this message. */
+export function logLines(output: readonly string[], msg: string): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of output) {
+    if (!line.includes(`"msg":"${msg}"`)) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not JSON
+    }
+  }
+  return out;
+}
