@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTestStore, removeTempDirs } from '../../processor/testing/harness.ts';
+import { openTestStore, removeTempDirs } from '../../store/testing/store.ts';
 import type { Experiment, Goal } from '../../schemas/experiment.ts';
 import { formatTimestamp } from '../../store/rows.ts';
 import type { Store } from '../../store/store.ts';
@@ -138,7 +138,7 @@ function expected(evs: readonly Ev[], s: string, exp: string, keys: readonly str
 let store: Store;
 
 beforeAll(async () => {
-  store = await openTestStore();
+  store = await openTestStore('farol_results_test');
   await store.insert(
     'events',
     events.map((e) => row(e)),

@@ -1,16 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import type { HubConsumer } from '../../hub/hub.ts';
 import { openLocalHub, type LocalHub } from '../../hub/local-hub.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { Registry } from '../../lib/metrics.ts';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
-import { openChdbStore } from '../../store/chdb-store.ts';
-import { migrate } from '../../store/migrate.ts';
 import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
 import { computeTruth, type Truth } from '../../schemas/testing/oracle.ts';
+import { openTestStore as openStoreForTest, removeTempDirs, tempDir } from '../../store/testing/store.ts';
 import { startProcessor, type ProcessorOptions, type ProcessorRuntime } from '../main.ts';
 import type { SiteEpochs } from '../site-epochs.ts';
 import { openFileStateStore } from '../state-store.ts';
@@ -24,18 +20,7 @@ export const HOUR = 3_600_000;
 /** Where the tests' traffic starts: recent, so rows sit well inside the retention TTL; hour-aligned so rollup buckets are stable. */
 export const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 
-/** Temp directories, removed by `removeTempDirs`. */
-const temps: string[] = [];
-
-export async function tempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `farol-${prefix}-`));
-  temps.push(dir);
-  return dir;
-}
-
-export async function removeTempDirs(): Promise<void> {
-  await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-}
+export { removeTempDirs, tempDir };
 
 /** A processor started by {@link runProcessorOn}. */
 export interface RunningProcessor {
@@ -131,9 +116,7 @@ export async function runUntilCrash(opts: {
 
 /** Embedded chDB on a temp dir, migrated. One per test file: chDB binds one directory per process. */
 export async function openTestStore(): Promise<Store> {
-  const store = openChdbStore({ dataDir: await tempDir('processor-chdb'), database });
-  await migrate(store, { database, retentionDays: 395 });
-  return store;
+  return openStoreForTest(database);
 }
 
 /**
