@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTestStore, removeTempDirs, writeThroughProcessor } from '../../processor/testing/harness.ts';
-import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
-import type { Store } from '../../store/store.ts';
-import { computeTruth, generateTraffic, type TrueSession } from '../../schemas/testing/oracle.ts';
-import { ApiQueryError } from './errors.ts';
-import { runQuery, type QueryResponse, type QuerySite, type RunOptions } from './query.ts';
-import { metricNames, type Metric } from './schema.ts';
+import { openTestStore, removeTempDirs, writeThroughProcessor } from '../processor/testing/harness.ts';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import type { Store } from '../store/store.ts';
+import { computeTruth, generateTraffic, type TrueSession } from '../schemas/testing/oracle.ts';
+import { ApiQueryError } from '../api/query/errors.ts';
+import { runQuery, type QueryResponse, type QuerySite, type RunOptions } from '../api/query/query.ts';
+import { metricNames, type Metric } from '../api/query/schema.ts';
 
 /**
  * The query engine against real components: traffic goes through the local hub and the real
