@@ -69,6 +69,13 @@ export default {
       from: { pathNot: testCode },
       to: { path: '(^|/)testing/' },
     },
+    {
+      name: 'unit-tests-stay-in-their-part',
+      severity: 'error',
+      comment: 'A test beside the code imports production parts and <part>/testing/, never tests/ (integration tests live there).',
+      from: { path: String.raw`^(?!tests/|bench/)[^/]+/.*\.test\.ts$` },
+      to: { path: '^tests/' },
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

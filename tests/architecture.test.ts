@@ -36,6 +36,9 @@ const tree: Record<string, string[]> = {
   // Tests may import anything (but testing/ helpers and cli/ only from tests).
   'ingest/collector.test.ts': ['ingest/testing/fixture.ts', 'cli/start.ts', 'api/report.ts'],
   'tests/e2e.test.ts': ['cli/start.ts', 'processor/main.ts', 'ingest/testing/fixture.ts'],
+  'tests/support/traffic.ts': [],
+  // …except tests/ from a test beside the code: that is an integration test, it lives in tests/.
+  'hub/hub.test.ts': ['tests/support/traffic.ts', 'hub/hub.ts'],
   'bench/run.ts': ['cli/start.ts', 'wiring/hub.ts'],
 };
 
@@ -81,6 +84,7 @@ describe.concurrent('import arrows (.dependency-cruiser.js)', () => {
         'wiring-only-from-mains: ingest/collector.ts → wiring/hub.ts',
         'wiring-not-to-mains: wiring/hub.ts → processor/main.ts',
         'nothing-imports-cli: api/main.ts → cli/start.ts',
+        'unit-tests-stay-in-their-part: hub/hub.test.ts → tests/support/traffic.ts',
         'api-imports-only-schemas-lib-store-control: api/main.ts → cli/start.ts',
       ].sort(),
     );
