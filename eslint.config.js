@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'data/**', 'bench/results/**', 'bench/k6/**', 'api/static/**', 'ingest/tracker/**', 'cli/farol.js', 'eslint.config.js'] },
+  { ignores: ['node_modules/**', 'data/**', 'bench/results/**', 'bench/k6/**', 'api/static/**', 'ingest/tracker/**', 'cli/farol.js', 'eslint.config.js', 'dist/**', '.dist-*/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

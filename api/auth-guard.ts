@@ -2,7 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { TrustProxy } from '../schemas/config.ts';
 import type { Registry } from '../lib/metrics.ts';
 import { TokenBuckets, type Rate } from '../lib/token-bucket.ts';
-import { clientIp } from '../ingest/enrich/client-ip.ts';
+import { clientIp } from '../lib/http/client-ip.ts';
 
 /**
  * The failed-authentication limit of the API: a client whose requests with an `Authorization`

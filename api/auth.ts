@@ -1,5 +1,6 @@
 import { ApiError } from '../schemas/errors.ts';
-import { accountAccess, siteAccess, type Need, type Principal, type Site } from './control/model.ts';
+import { accountAccess, siteAccess, type Need, type Principal, type Site } from '../control/model.ts';
+import type { ControlReader } from '../control/reader.ts';
 import { bearerToken, type ApiRequest } from './http.ts';
 
 /**
@@ -8,13 +9,8 @@ import { bearerToken, type ApiRequest } from './http.ts';
  * `authorizeAccount`.
  */
 
-/** The part of the control plane access needs. */
-export interface AccessLookup {
-  /** The member behind a token, or null when unknown or revoked. */
-  authenticate(token: string): Promise<Principal | null>;
-  /** A site by domain, whatever its account (callers must check scope), or null. */
-  site(domain: string): Promise<Site | null>;
-}
+/** The part of the control plane's read side access needs. */
+export type AccessLookup = Pick<ControlReader, 'authenticate' | 'site'>;
 
 /** The principal of a request; 401 without a valid token. */
 export async function authenticate(control: AccessLookup, req: ApiRequest): Promise<Principal> {

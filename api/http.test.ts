@@ -1,11 +1,13 @@
+import { connect } from 'node:net';
 import uWS from 'uWebSockets.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { StoreError } from '../store/store.ts';
 import { createRouter } from './http.ts';
+import { ApiQueryError } from './query/errors.ts';
 import { call, SITE_A, startApiHarness, type ApiHarness } from './experiments/testing/api-harness.ts';
-import { sendBodyRaw } from '../tests/support/raw-http.ts';
+import { sendBodyRaw } from '../lib/testing/raw-http.ts';
 
 /**
  * The API router on a real port (issue #8): bodies and parameters whose strings are not
@@ -28,14 +30,22 @@ describe('API router: errors, strings and oversize bodies', () => {
   let base = '';
   let socket: uWS.us_listen_socket | undefined;
   const logLines: string[] = [];
+  const metrics = new Registry();
 
   beforeAll(async () => {
     const app = uWS.App();
-    const r = createRouter(app, { log: createLogger('debug', {}, (l) => logLines.push(l)), metrics: new Registry() });
+    const r = createRouter(app, { log: createLogger('debug', {}, (l) => logLines.push(l)), metrics, bodyTimeoutMs: 300 });
     r.post('/echo', (req) => ({ json: { body: req.body, query: Object.fromEntries(req.query) } }));
     r.get('/echo/:name', (req) => ({ json: { name: req.params['name'], query: Object.fromEntries(req.query) } }));
     r.get('/boom', () => {
       throw new TypeError("Cannot read properties of undefined (reading 'x')");
+    });
+    r.get('/impostor', () => {
+      // Shaped like a coded error, but not one: mapped by class, never by the look of a code.
+      throw Object.assign(new Error('not a FarolError'), { code: 'API_FORBIDDEN', status: 403, field: 'x' });
+    });
+    r.get('/coded', () => {
+      throw new ApiQueryError('metrics[1]', 'is not a metric');
     });
     r.get('/store-down', () => {
       throw new StoreError('ClickHouse request failed: connect ECONNREFUSED 127.0.0.1:8123', { retryable: true });
@@ -59,6 +69,13 @@ describe('API router: errors, strings and oversize bodies', () => {
     expect(r.json.error?.code).toBe('API_INTERNAL');
     expect(r.retryAfter).toBeNull();
     expect(logLines.some((l) => l.includes('unexpected API error'))).toBe(true);
+  });
+
+  it('answers a coded error as coded, and anything merely shaped like one 500 API_INTERNAL', async () => {
+    const coded = await send(base, 'GET', '/coded');
+    expect([coded.status, coded.json.error]).toEqual([400, { code: 'API_BAD_QUERY', message: 'is not a metric', field: 'metrics[1]' }]);
+    const impostor = await send(base, 'GET', '/impostor');
+    expect([impostor.status, impostor.json.error?.code]).toEqual([500, 'API_INTERNAL']);
   });
 
   it.each([
@@ -108,6 +125,46 @@ describe('API router: errors, strings and oversize bodies', () => {
     expect(out.sent).toBe(total);
     expect(out.reply).toMatch(/^HTTP\/1\.1 413 /);
     expect(out.reply).toContain('"code":"API_BODY_TOO_LARGE"');
+  });
+
+  it('answers a body that does not arrive in time 408 API_BODY_TIMEOUT, like the collector', async () => {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(base).port), '127.0.0.1', () => socket.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"a'));
+      let text = '';
+      socket.on('data', (d) => (text += d.toString('latin1')));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 408 /);
+    expect(reply).toContain('"code":"API_BODY_TIMEOUT"');
+  });
+
+  it.each([
+    ['GET', '/nope', 404, 'API_NOT_FOUND'],
+    ['POST', '/boom', 405, 'API_METHOD_NOT_ALLOWED'],
+    // A templated route with another method is 405 too (it was a 404 when `farol api` ran alone).
+    ['DELETE', '/echo/x', 405, 'API_METHOD_NOT_ALLOWED'],
+    ['PUT', '/echo', 405, 'API_METHOD_NOT_ALLOWED'],
+  ])('answers %s %s from the route table: %i %s', async (method, path, status, code) => {
+    const r = await send(base, method, path);
+    expect([r.status, r.json.error?.code]).toEqual([status, code]);
+  });
+
+  it('answers HEAD for every GET route: same status and headers, no body', async () => {
+    const res = await fetch(`${base}/echo/x?a=1`, { method: 'HEAD' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(Number(res.headers.get('content-length'))).toBeGreaterThan(0);
+    expect(await res.text()).toBe('');
+  });
+
+  it('times requests by route, the pattern rather than the URL', async () => {
+    await send(base, 'GET', '/echo/one');
+    await send(base, 'GET', '/echo/two');
+    const text = metrics.render();
+    expect(text).toMatch(/^farol_api_request_seconds_count\{route="GET \/echo\/:name"\} [2-9]\d*$/m);
+    expect(text).not.toContain('route="GET /echo/one"');
+    expect(text).toMatch(/^farol_api_requests_total\{route="GET \/echo\/:name",status="200"\} [2-9]\d*$/m);
   });
 });
 

@@ -1,13 +1,15 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { ApiError } from '../schemas/errors.ts';
+import { ApiError, FarolError, transportError } from '../schemas/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
-import { bodyMemoryOf, endAnswer, parseJsonBody, readBody, type Answer } from '../ingest/body.ts';
+import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
+import { httpServerOf, type HttpServer } from '../lib/http/server.ts';
+import { statusLine } from '../lib/http/status.ts';
 import { StoreError } from '../store/store.ts';
 import type { AuthGuard } from './auth-guard.ts';
 
 /**
- * A small JSON router over a uWebSockets.js app for the reporting API, the admin endpoints, the
+ * JSON routes on the HTTP layer (lib/http) for the reporting API, the admin endpoints, the
  * tracker and the dashboard. uWS hands a request over synchronously and forbids touching it after
  * the first await, so the router copies what handlers need (method, path params, query, a few
  * headers) and reads a JSON body first; handlers are plain async functions returning a reply.
@@ -51,38 +53,12 @@ export interface ApiRouter {
   put(path: string, handler: Handler, opts?: RouteOptions): void;
   patch(path: string, handler: Handler, opts?: RouteOptions): void;
   del(path: string, handler: Handler, opts?: RouteOptions): void;
-  /** Paths registered so far (the catch-all answers 405 rather than 404 for them). */
-  readonly paths: ReadonlySet<string>;
 }
 
 const COPIED_HEADERS = ['authorization', 'content-type', 'accept', 'accept-encoding', 'if-none-match', 'origin', 'cookie'] as const;
 const DEFAULT_MAX_BODY = 1 << 20;
 const BODY_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024;
-
-const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK',
-  201: '201 Created',
-  204: '204 No Content',
-  304: '304 Not Modified',
-  400: '400 Bad Request',
-  401: '401 Unauthorized',
-  403: '403 Forbidden',
-  404: '404 Not Found',
-  405: '405 Method Not Allowed',
-  408: '408 Request Timeout',
-  409: '409 Conflict',
-  413: '413 Payload Too Large',
-  415: '415 Unsupported Media Type',
-  422: '422 Unprocessable Content',
-  429: '429 Too Many Requests',
-  500: '500 Internal Server Error',
-  503: '503 Service Unavailable',
-};
-
-function statusLine(code: number): string {
-  return STATUS_TEXT[code] ?? `${code} Error`;
-}
 
 /** Turns a route pattern into uWS's form and the names of its parameters. */
 function paramNames(path: string): string[] {
@@ -92,24 +68,22 @@ function paramNames(path: string): string[] {
     .map((p) => p.slice(1));
 }
 
-/** Maps anything a handler throws to an ApiError; unknown errors are logged and become 500/503. */
-export function toApiError(err: unknown, log: Logger, route: string): ApiError {
-  if (err instanceof ApiError) return err;
-  // Engine errors that carry their own catalogue code and field (api/query, api/stats).
-  if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('API_')) {
-    const field = 'field' in err && typeof err.field === 'string' ? err.field : undefined;
-    const code = err.code as ConstructorParameters<typeof ApiError>[0];
-    return new ApiError(code, err.message, field);
-  }
+/**
+ * Maps anything a handler throws to a coded error: a {@link FarolError} (the query engine's, the
+ * experiment statistics', the control plane's) is answered as it is; a storage failure is logged
+ * and becomes 503, or 500 when retrying cannot cure it; anything else is a bug, logged, 500.
+ */
+export function toApiError(err: unknown, log: Logger, route: string): FarolError {
+  if (err instanceof FarolError) return err;
   if (err instanceof StoreError) {
     log.error({ err, route }, 'storage error');
     // The engine refusing our statement (a ClickHouse error code retrying cannot cure) is a bug,
     // not storage being down: 500, so nobody retries it as an outage.
-    if (err.code !== undefined && !err.retryable) return new ApiError('API_INTERNAL');
-    return new ApiError('API_UNAVAILABLE');
+    if (err.code !== undefined && !err.retryable) return new ApiError('API_INTERNAL', undefined, undefined, err);
+    return new ApiError('API_UNAVAILABLE', undefined, undefined, err);
   }
   log.error({ err, route }, 'unexpected API error');
-  return new ApiError('API_INTERNAL');
+  return transportError('api', 'internal', undefined, { cause: err });
 }
 
 export interface RouterDeps {
@@ -119,24 +93,24 @@ export interface RouterDeps {
   authGuard?: AuthGuard;
   /** Body bytes held in memory across all connections of the app (FAROL_MAX_BODY_MEMORY; 64 MiB). */
   maxBodyMemory?: number;
+  /** The whole body must arrive within this (default 10 s; a slow sender is answered 408). */
+  bodyTimeoutMs?: number;
 }
 
 export interface Router extends ApiRouter {
-  /** Requests being handled (drain waits for zero). */
-  inflight(): number;
-  /** Resolves once no request is in flight. */
-  idle(): Promise<void>;
+  /** The HTTP layer the routes are on (its in-flight counter is what drain waits for). */
+  readonly server: HttpServer;
 }
 
+/** JSON routes on `app`'s HTTP layer (made here, answering 404 in the API's vocabulary, when the app has none yet). */
 export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
   const { log, metrics } = deps;
+  const server = httpServerOf(app, { dialect: 'api' });
+  const { inflight } = server;
   const bodyMemory = bodyMemoryOf(app, deps.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY);
   const requests = metrics.counter('farol_api_requests_total', 'API requests by route and status');
   const seconds = metrics.histogram('farol_api_request_seconds', 'API request time by route', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]);
-  const paths = new Set<string>();
   const counters = new Map<string, CounterHandle>();
-  let inflight = 0;
-  let idleWaiters: Array<() => void> = [];
 
   function count(route: string, status: number): void {
     const key = `${route} ${status}`;
@@ -148,25 +122,18 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
     c.inc();
   }
 
-  function done(): void {
-    inflight--;
-    if (inflight === 0) {
-      const w = idleWaiters;
-      idleWaiters = [];
-      for (const f of w) f();
-    }
-  }
+  const done = (): void => inflight.end();
 
   function register(method: 'get' | 'head' | 'post' | 'put' | 'patch' | 'del', path: string, handler: Handler, opts: RouteOptions = {}): void {
-    paths.add(path);
     // Every GET route answers HEAD too: same status and headers, no body.
     if (method === 'get') register('head', path, handler, opts);
     const names = paramNames(path);
     const route = `${method === 'del' ? 'DELETE' : method.toUpperCase()} ${path}`;
     const withBody = method === 'post' || method === 'put' || method === 'patch';
     const limit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
-    app[method](path, (res: HttpResponse, req: HttpRequest) => {
-      inflight++;
+    const timing = seconds.labels({ route });
+    server.route(method, path, 'api', (res: HttpResponse, req: HttpRequest) => {
+      inflight.begin();
       const started = performance.now();
       let aborted = false;
       res.onAborted(() => {
@@ -210,7 +177,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         const status = out.status ?? 200;
         count(route, status);
         if (status === 401 && client !== undefined) guard?.failed(client);
-        seconds.observe((performance.now() - started) / 1000);
+        timing.observe((performance.now() - started) / 1000);
         if (aborted) return;
         aborted = true;
         res.cork(() => {
@@ -259,29 +226,22 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         return;
       }
       const contentLength = Number(req.getHeader('content-length') || '0');
-      const bodyOpts = { limit, timeoutMs: BODY_TIMEOUT_MS, contentLength, memory: bodyMemory, onAborted: () => (aborted = true) };
+      const bodyOpts = { dialect: 'api' as const, limit, timeoutMs: deps.bodyTimeoutMs ?? BODY_TIMEOUT_MS, contentLength, memory: bodyMemory, onAborted: () => (aborted = true) };
       readBody(res, bodyOpts, (result) => {
         if (!result.ok) {
-          const { error } = result;
-          const e =
-            error.code === 'ING_BODY_TOO_LARGE'
-              ? new ApiError('API_BODY_TOO_LARGE')
-              : error.code === 'ING_BODY_MEMORY_FULL'
-                ? new ApiError('API_BODY_MEMORY_FULL')
-                : new ApiError('API_BAD_REQUEST', error.message);
-          fail(e, result.answer);
+          fail(result.error, result.answer);
           done();
           return;
         }
+        // An empty body is no body (a POST without one); anything else must be JSON.
         if (result.body.length > 0) {
-          const parsed = parseJsonBody(result.body);
-          if (!parsed.ok) {
-            const f = parsed.failure;
-            fail(f.kind === 'string' ? new ApiError('API_BAD_REQUEST', f.message, f.field || 'body') : new ApiError('API_BAD_REQUEST', 'Body is not valid JSON', 'body'));
+          try {
+            request.body = decodeJson(result.body, 'api');
+          } catch (e) {
+            fail(e);
             done();
             return;
           }
-          request.body = parsed.value;
         }
         run();
       });
@@ -294,9 +254,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
     put: (p, h, o) => register('put', p, h, o),
     patch: (p, h, o) => register('patch', p, h, o),
     del: (p, h, o) => register('del', p, h, o),
-    paths,
-    inflight: () => inflight,
-    idle: () => (inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
+    server,
   };
 }
 

@@ -3,8 +3,8 @@ import { ApiError } from '../schemas/errors.ts';
 import { StoreError, withQuery, type QueryOptions, type QueryParams, type QuerySettings, type Store } from '../store/store.ts';
 
 /**
- * What one API request may cost ClickHouse (SPEC section 8: "every query runs with a time and
- * memory limit and a per-token concurrency limit"). Every route that reads ClickHouse on behalf
+ * What one API request may cost ClickHouse: every query runs with a time and memory limit, and
+ * each token with a concurrency limit (429 beyond it). Every route that reads ClickHouse on behalf
  * of a request (`POST /api/v2/query`, experiment results, export) reads through
  * {@link limitedStore} inside {@link TokenSlots.run}.
  */

@@ -1,14 +1,9 @@
-import uWS from 'uWebSockets.js';
 import type { TemplatedApp } from 'uWebSockets.js';
-import type { Config } from '../schemas/config.ts';
-import type { Store } from '../store/store.ts';
-import type { Logger } from '../lib/log.ts';
-import type { Registry } from '../lib/metrics.ts';
-import type { AccessLookup } from './auth.ts';
-import type { ControlPlane } from './control/control-plane.ts';
-import { createRouter, type ApiRouter, type Router } from './http.ts';
+import type { ApiDeps, RouteDeps, RouteModule } from './deps.ts';
+import { httpServerOf } from '../lib/http/server.ts';
+import { createRouter, type Router } from './http.ts';
 import { createAuthGuard } from './auth-guard.ts';
-import { queryLimitsOf, reportsOf, type Reports } from './query-limits.ts';
+import { queryLimitsOf, reportsOf } from './query-limits.ts';
 import { queryRoutes } from './routes/query.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
@@ -18,36 +13,14 @@ import { exportRoutes } from './routes/export.ts';
 import { reservationRoutes } from './routes/reservations.ts';
 
 /**
- * The reporting API, admin endpoints, tracker and dashboard (SPEC sections 8-9) as route modules
+ * The reporting API, admin endpoints, tracker and dashboard as route modules
  * on one uWebSockets.js app: `farol start` adds them to the collector's app (one port), `farol api`
  * serves them alone. Each module registers its routes; this file only lists them.
  */
 
-/** What the API routes need from the control plane (api/control). */
-export interface ApiControl extends AccessLookup {
-  /** Configured goal names of a site (undefined: none configured, every custom event is a goal). */
-  goals(domain: string): Promise<readonly string[] | undefined>;
-}
-
-export interface ApiDeps {
-  store: Store;
-  control: ControlPlane;
-  config: Config;
-  log: Logger;
-  metrics: Registry;
-  now: () => Date;
-}
-
-/** What route modules get: the process's dependencies, and the limits of ClickHouse reads made for a request. */
-export interface RouteDeps extends ApiDeps {
-  reports: Reports;
-}
-
-export type RouteModule = (r: ApiRouter, deps: RouteDeps) => void;
-
 const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes, reservationRoutes];
 
-/** Registers every API route on `app`; returns the router (for drain and the 405 list). */
+/** Registers every API route on `app`'s HTTP layer; returns the router. */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
   const rate = deps.config.FAROL_RATE_AUTH;
   const authGuard = rate === null ? undefined : createAuthGuard({ rate, trust: deps.config.FAROL_TRUST_PROXY, metrics: deps.metrics });
@@ -63,33 +36,14 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-/** `farol api` without a collector: the API routes, health and a JSON 404 on one app (metrics: lib/metrics-server.ts). */
+/** `farol api` without a collector: the API routes and health on one app; 404/405 from the HTTP layer (metrics: lib/metrics-server.ts). */
 export async function listenApi(deps: ApiDeps): Promise<ApiServer> {
-  const app = uWS.App();
-  const router = registerApi(app, deps);
-  app.get('/healthz', (res) => {
+  const server = httpServerOf(undefined, { dialect: 'api' });
+  registerApi(server.app, deps);
+  server.route('get', '/healthz', 'api', (res) => {
     res.cork(() => res.writeHeader('Content-Type', 'application/json').end('{"status":"ok"}'));
   });
-  app.any('/*', (res, req) => {
-    const known = router.paths.has(req.getUrl());
-    res.onData(() => undefined);
-    res.cork(() =>
-      res
-        .writeStatus(known ? '405 Method Not Allowed' : '404 Not Found')
-        .writeHeader('Content-Type', 'application/json')
-        .end(JSON.stringify({ error: known ? { code: 'API_METHOD_NOT_ALLOWED', message: 'Method not allowed' } : { code: 'API_NOT_FOUND', message: 'Not found' } })),
-    );
-  });
-  const socket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
-    app.listen(deps.config.FAROL_HOST, deps.config.FAROL_PORT, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${deps.config.FAROL_HOST}:${deps.config.FAROL_PORT}`))));
-  });
-  const port = uWS.us_socket_local_port(socket);
+  const port = await server.listen(deps.config.FAROL_HOST, deps.config.FAROL_PORT);
   deps.log.info({ host: deps.config.FAROL_HOST, port }, 'api listening');
-  return {
-    port,
-    async stop() {
-      uWS.us_listen_socket_close(socket);
-      await router.idle();
-    },
-  };
+  return { port, stop: () => server.close() };
 }

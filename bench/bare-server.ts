@@ -1,10 +1,11 @@
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import uWS from 'uWebSockets.js';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 
 /**
  * The baseline for `npm run bench`: a bare uWebSockets.js endpoint doing only what any ingest
- * server must (SPEC section 10: the collector is held to ≥ 70% of this one's requests/s).
+ * server must (the collector is held to ≥ 70% of this one's requests/s).
  * `POST /api/event` (and `/api/batch`) read the whole body, copying each chunk as uWS requires,
  * and answer `202` with an empty body inside `res.cork`. No parsing, validation or storage.
  *
@@ -52,8 +53,12 @@ export function createBareApp(): TemplatedApp {
 }
 
 function portArg(argv: string[]): number {
-  const i = argv.indexOf('--port');
-  const port = Number(i >= 0 ? argv[i + 1] : NaN);
+  let port = NaN;
+  try {
+    port = Number(parseArgs({ args: argv, options: { port: { type: 'string' } } }).values.port ?? NaN);
+  } catch {
+    // an unknown option or a missing value: the usage below
+  }
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     process.stderr.write('usage: node --import tsx bench/bare-server.ts --port <1-65535>\n');
     process.exit(2);

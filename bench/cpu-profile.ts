@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { findSourceMap } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 
 /**
  * Summarizes a V8 `.cpuprofile` (from `node --cpu-prof`): self time per function, self time per
@@ -235,15 +236,21 @@ export function formatProfileSummary(s: ProfileSummary): string {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = process.argv.slice(2);
-  const topAt = args.indexOf('--top');
-  const file = args.find((a, i) => !a.startsWith('--') && i !== topAt + 1);
-  if (!file) {
+  let file: string | undefined;
+  let top = 25;
+  try {
+    const { values, positionals } = parseArgs({ options: { top: { type: 'string' } }, allowPositionals: true });
+    [file] = positionals;
+    if (positionals.length > 1) file = undefined;
+    if (values.top !== undefined) top = Number(values.top);
+  } catch {
+    file = undefined; // an unknown option or a missing value: the usage below
+  }
+  if (!file || !Number.isInteger(top) || top < 1) {
     process.stderr.write('usage: node --import tsx bench/cpu-profile.ts <file.cpuprofile> [--top 25]\n');
     process.exit(2);
   }
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const top = topAt >= 0 ? Number(args[topAt + 1]) : 25;
   const locate = await createLocator(profile);
   process.stdout.write(`${formatProfileSummary(summarizeProfile(profile, { top, locate }))}\n`);
 }

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { machineInfo, table, writeJson } from './report.ts';
 import { DEFAULT_QUERY_OPTIONS, queryScenario, RANGES, ZONES, type QueryOptions, type RangeName, type ZoneName } from './query.ts';
 import type { BenchOptions, Check, Scenario } from './scenario.ts';
@@ -11,7 +12,7 @@ import { ROOT } from './servers.ts';
 import { findWrk, WRK_INSTALL_HINT } from './wrk.ts';
 
 /**
- * `npm run bench -- <scenario> [options]`: the Node harness for SPEC section 10. Each load scenario
+ * `npm run bench -- <scenario> [options]`: the Node harness for the targets. Each load scenario
  * starts its servers as child processes on 127.0.0.1, drives them with wrk, prints a table with
  * ratios against a baseline measured in the same run (the machine may be shared, so absolute
  * numbers are noisy), and writes every number to JSON. `query` needs no wrk: it runs the reporting
@@ -79,7 +80,24 @@ function positiveInt(flag: string, value: string | undefined, max: number): numb
   return n;
 }
 
-export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; opts: BenchOptions; query: QueryOptions } {
+/** The options, for node:util's parseArgs. */
+const OPTIONS = {
+  duration: { type: 'string' },
+  warmup: { type: 'string' },
+  connections: { type: 'string' },
+  threads: { type: 'string' },
+  json: { type: 'string' },
+  'cpu-prof': { type: 'boolean' },
+  strict: { type: 'boolean' },
+  events: { type: 'string' },
+  runs: { type: 'string' },
+  'data-dir': { type: 'string' },
+  zones: { type: 'string' },
+  ranges: { type: 'string' },
+  compare: { type: 'string' },
+} as const;
+
+export function parseCommandLine(argv: string[], stamp: string): { scenario: Scenario; opts: BenchOptions; query: QueryOptions } {
   let name: string | undefined;
   let durationS = 10;
   let warmupS = 2;
@@ -90,61 +108,69 @@ export function parseArgs(argv: string[], stamp: string): { scenario: Scenario; 
   let strict = false;
   const query: QueryOptions = { ...DEFAULT_QUERY_OPTIONS };
   const queryFlags: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    switch (flag) {
-      case '--duration':
-        durationS = positiveInt(flag, value(), 3600);
+  // Not strict: the messages below say what each option needs.
+  const { tokens } = parseArgs({ args: argv, options: OPTIONS, strict: false, allowPositionals: true, tokens: true });
+  for (const token of tokens) {
+    if (token.kind === 'option-terminator') continue;
+    if (token.kind === 'positional') {
+      if (name !== undefined) throw new UsageError(`one scenario at a time (got ${name} and ${token.value})`);
+      name = token.value;
+      continue;
+    }
+    const flag = token.rawName;
+    const { value } = token;
+    if (Object.hasOwn(OPTIONS, token.name) && OPTIONS[token.name as keyof typeof OPTIONS].type === 'boolean' && value !== undefined) {
+      throw new UsageError(`${flag} takes no value`);
+    }
+    switch (token.name) {
+      case 'duration':
+        durationS = positiveInt(flag, value, 3600);
         break;
-      case '--warmup':
-        warmupS = positiveInt(flag, value(), 600);
+      case 'warmup':
+        warmupS = positiveInt(flag, value, 600);
         break;
-      case '--connections':
-        connections = positiveInt(flag, value(), 10_000);
+      case 'connections':
+        connections = positiveInt(flag, value, 10_000);
         break;
-      case '--threads':
-        threads = positiveInt(flag, value(), 256);
+      case 'threads':
+        threads = positiveInt(flag, value, 256);
         break;
-      case '--json':
-        json = value();
+      case 'json':
+        json = value;
         if (!json) throw new UsageError('--json needs a path');
         break;
-      case '--cpu-prof':
+      case 'cpu-prof':
         cpuProf = true;
         break;
-      case '--strict':
+      case 'strict':
         strict = true;
         break;
-      case '--events':
-        query.events = positiveInt(flag, value(), 1_000_000_000);
+      case 'events':
+        query.events = positiveInt(flag, value, 1_000_000_000);
         queryFlags.push(flag);
         break;
-      case '--runs':
-        query.runs = positiveInt(flag, value(), 10_000);
+      case 'runs':
+        query.runs = positiveInt(flag, value, 10_000);
         queryFlags.push(flag);
         break;
-      case '--zones':
-        query.zones = listOf(flag, value(), Object.keys(ZONES) as ZoneName[]);
+      case 'zones':
+        query.zones = listOf(flag, value, Object.keys(ZONES) as ZoneName[]);
         queryFlags.push(flag);
         break;
-      case '--ranges':
-        query.ranges = listOf<RangeName>(flag, value(), RANGES);
+      case 'ranges':
+        query.ranges = listOf<RangeName>(flag, value, RANGES);
         queryFlags.push(flag);
         break;
-      case '--compare':
-        query.compare = pathArg(flag, value());
+      case 'compare':
+        query.compare = pathArg(flag, value);
         queryFlags.push(flag);
         break;
-      case '--data-dir':
-        query.dataDir = pathArg(flag, value());
+      case 'data-dir':
+        query.dataDir = pathArg(flag, value);
         queryFlags.push(flag);
         break;
       default:
-        if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
-        if (name !== undefined) throw new UsageError(`one scenario at a time (got ${name} and ${a})`);
-        name = a;
+        throw new UsageError(`unknown option ${flag}`);
     }
   }
   if (name === undefined) throw new UsageError('which scenario?');
@@ -170,9 +196,9 @@ async function main(argv: string[]): Promise<number> {
   }
   // Colons are not portable in file names: 2025-01-31T12-00-00Z.
   const stamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
-  let parsed: ReturnType<typeof parseArgs>;
+  let parsed: ReturnType<typeof parseCommandLine>;
   try {
-    parsed = parseArgs(argv, stamp);
+    parsed = parseCommandLine(argv, stamp);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`bench: ${err.message}\n\n${USAGE}\n`);

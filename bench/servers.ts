@@ -101,7 +101,11 @@ export interface CollectorStartOptions {
   command?: 'collector' | 'start';
 }
 
-/** Starts `node cli/farol.js collector` (or `start`) on a fresh temp data dir (removed when the server is killed). */
+/**
+ * Starts `farol collector` (or `start`) from the sources through tsx, as before the compiled build
+ * (bench/cpu-profile.ts maps tsx's source maps), on a fresh temp data dir (removed when the server
+ * is killed).
+ */
 export async function startCollector(opts: CollectorStartOptions = {}): Promise<Server & { dataDir: string; metricsUrl: string }> {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -119,7 +123,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     // A known owner token: `start` then prints none (a printed token would read as a logged problem).
     FAROL_BOOTSTRAP_TOKEN: 'farol_bench_owner_token_not_secret',
   });
-  const args = [...(opts.nodeArgs ?? []), join(ROOT, 'cli', 'farol.js'), opts.command ?? 'collector'];
+  const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
   const cleanup = (): void => rmSync(dataDir, { recursive: true, force: true });
   const server = await started('collector', port, child, cleanup);

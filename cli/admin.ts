@@ -1,7 +1,7 @@
 import type { Config } from '../schemas/config.ts';
 import { ApiError } from '../schemas/errors.ts';
 import type { Store } from '../store/store.ts';
-import type { ControlPlane } from '../api/control/control-plane.ts';
+import type { ControlPlane } from '../control/control-plane.ts';
 
 /**
  * `farol sites|members|tokens|accounts …`: the operator's admin commands. They act on the
@@ -26,55 +26,26 @@ export const ADMIN_USAGE = `admin commands (on the configured store; embedded: o
   farol accounts list
   (--account <id> acts on another account than the first)`;
 
-/** Flags of the admin commands; pulled out before the config flags (`--sites` is also FAROL_SITES). */
+/** Flags of the admin commands; they win over the config flags (`--sites` is also FAROL_SITES). */
 export const ADMIN_FLAGS = ['timezone', 'role', 'sites', 'member', 'name', 'account'] as const;
 
 type Flag = (typeof ADMIN_FLAGS)[number];
 
 class UsageError extends Error {}
 
-function parseArgs(args: string[]): { positional: string[]; flags: Partial<Record<Flag, string>> } {
-  const positional: string[] = [];
-  const flags: Partial<Record<Flag, string>> = {};
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] ?? '';
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
-    if (!m) {
-      positional.push(a);
-      continue;
-    }
-    const name = m[1] as Flag;
-    if (!ADMIN_FLAGS.includes(name)) throw new UsageError(`unknown flag --${m[1]}`);
-    let value = m[2];
-    if (value === undefined) {
-      value = args[++i];
-      if (value === undefined) throw new UsageError(`--${name} needs a value`);
-    }
-    flags[name] = value;
-  }
-  return { positional, flags };
-}
-
 function line(out: string[], ...cols: string[]): void {
   out.push(cols.join('  '));
 }
 
-/** Runs one admin command; returns the exit code. `write` receives stdout text. */
+/** Runs one admin command (its positional arguments and flags, read by cli/main.ts); returns the exit code. */
 export async function runAdmin(
   group: string,
   config: Config,
-  args: string[],
+  positional: string[],
+  flags: Partial<Record<Flag, string>>,
   io: { out: (s: string) => void; err: (s: string) => void } = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) },
 ): Promise<number> {
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs(args);
-  } catch (err) {
-    io.err(`farol ${group}: ${(err as Error).message}\n\n${ADMIN_USAGE}\n`);
-    return 2;
-  }
-  const [action, ...operands] = parsed.positional;
-  const { flags } = parsed;
+  const [action, ...operands] = positional;
   const known: Record<string, readonly string[]> = {
     sites: ['add', 'list', 'remove', 'release'],
     members: ['add', 'list', 'remove'],
@@ -91,7 +62,7 @@ export async function runAdmin(
     return v;
   };
 
-  const { openStoreForAdmin, DataDirLockedError } = await import('../api/main.ts');
+  const { openStoreForAdmin, DataDirLockedError, migrationTarget } = await import('../wiring/store.ts');
   let store: Store;
   try {
     store = await openStoreForAdmin(config);
@@ -102,8 +73,7 @@ export async function runAdmin(
   }
   try {
     const { migrate } = await import('../store/migrate.ts');
-    const { migrationTarget } = await import('../processor/main.ts');
-    const { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } = await import('../api/control/control-plane.ts');
+    const { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } = await import('../control/control-plane.ts');
     await migrate(store, migrationTarget(config));
     // On a ClickHouse server processors may be running; on the embedded engine none can (this holds it).
     const control: ControlPlane = new ControlPlane(store, {

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// The `farol` bin: loads tsx so the TypeScript sources run as they are, then hands over to cli/main.ts.
-import { register } from 'tsx/esm/api';
+// The `farol` bin (and `npm start`): runs the compiled JavaScript in dist/. dist/ is built on first
+// use and rebuilt whenever the sources differ from those it was built from (scripts/build.js keeps
+// a fingerprint of them), so a start never runs stale code. Development and the tests run the
+// TypeScript sources through tsx instead: `node --import tsx cli/run.ts <command>`.
+import { ensureBuilt } from '../scripts/build.js';
 
-register();
-const { main } = await import('./main.ts');
-process.exitCode = await main(process.argv.slice(2));
-// The command has finished (drained and closed what it opened). A handle something failed to
-// release (an SDK socket or timer) must not keep the process alive past that: name it and exit.
-setTimeout(() => {
-  process.stderr.write(`farol: still running 2 s after the command ended (open: ${process.getActiveResourcesInfo().join(', ')}); exiting\n`);
-  process.exit();
-}, 2_000).unref();
+try {
+  ensureBuilt();
+} catch (err) {
+  process.stderr.write(`farol: dist/ is missing or out of date and could not be built (${err instanceof Error ? err.message : String(err)}); run \`npm run build\` where the checkout is writable\n`);
+  process.exit(1);
+}
+await import('../dist/cli/run.js');

@@ -2,6 +2,7 @@ import { ConfigError, flagsToEnv, loadConfig, type Config } from '../schemas/con
 import { secretValues } from '../schemas/secrets.ts';
 import { createLogger, hideInLogs } from '../lib/log.ts';
 import { tightenDataDir } from '../lib/private-dir.ts';
+import { ADMIN_FLAGS } from './admin.ts';
 
 /**
  * The `farol` entry: parses the subcommand and configuration, then calls one `main`.
@@ -27,50 +28,30 @@ Configuration comes from FAROL_* environment variables or the equivalent --flags
   farol tokens create --member <id> [--name ci] | tokens list | tokens revoke <prefix>
   farol accounts add <name> | accounts list          (--account <id>: another account than the first)`;
 
-type Command = (config: Config, args: string[]) => Promise<number>;
+/** A command: its positional arguments, and its own flags' values (the admin commands'). */
+type Command = (config: Config, args: string[], flags: Record<string, string>) => Promise<number>;
+
+const ADMIN_GROUPS = ['sites', 'members', 'tokens', 'accounts'];
 
 // Each command loads only its own modules: the embedded engine alone adds ~150 MB of RSS, which
-// a collector that never opens it must not carry (SPEC section 10: collector RSS < 300 MB).
+// a collector that never opens it must not carry (the collector's RSS target is < 300 MB).
 const commands: Record<string, Command> = {
   start: async (config) => (await import('./start.ts')).runStart(config),
   collector: async (config) => (await import('../ingest/main.ts')).runCollector(config),
   processor: async (config) => (await import('../processor/main.ts')).runProcessor(config),
   api: async (config) => (await import('../api/main.ts')).runApi(config),
   migrate: runMigrate,
-  sites: admin('sites'),
-  members: admin('members'),
-  tokens: admin('tokens'),
-  accounts: admin('accounts'),
+  ...Object.fromEntries(ADMIN_GROUPS.map((group) => [group, admin(group)])),
 };
 
 function admin(group: string): Command {
-  return async (config, args) => (await import('./admin.ts')).runAdmin(group, config, args);
-}
-
-// The admin commands' own flags, kept out of the configuration flags (`--sites` would be FAROL_SITES).
-const ADMIN_GROUPS = new Set(['sites', 'members', 'tokens', 'accounts']);
-const ADMIN_FLAGS = new Set(['timezone', 'role', 'sites', 'member', 'name', 'account']);
-
-function splitAdminFlags(args: string[]): { own: string[]; others: string[] } {
-  const own: string[] = [];
-  const others: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] ?? '';
-    const m = /^--([a-z-]+)(=.*)?$/.exec(a);
-    if (m?.[1] !== undefined && ADMIN_FLAGS.has(m[1])) {
-      own.push(a);
-      if (m[2] === undefined && i + 1 < args.length) own.push(args[++i] ?? '');
-    } else {
-      others.push(a);
-    }
-  }
-  return { own, others };
+  return async (config, args, flags) => (await import('./admin.ts')).runAdmin(group, config, args, flags);
 }
 
 async function runMigrate(config: Config): Promise<number> {
-  const { migrationTarget, openConfiguredStore } = await import('../processor/main.ts');
+  const { migrationTarget, openConfiguredStore } = await import('../wiring/store.ts');
   const { migrate } = await import('../store/migrate.ts');
-  const store = openConfiguredStore(config);
+  const store = await openConfiguredStore(config);
   try {
     const applied = await migrate(store, migrationTarget(config));
     process.stdout.write(applied.length ? `applied migrations ${applied.join(', ')}\n` : 'schema is up to date\n');
@@ -95,18 +76,16 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return name ? 0 : 1;
   }
-  const command = commands[name];
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     process.stderr.write(`farol: unknown command "${name}"\n\n${USAGE}\n`);
     return 1;
   }
   let config: Config;
-  let args: string[];
+  let parsed: ReturnType<typeof flagsToEnv>;
   try {
-    const split = ADMIN_GROUPS.has(name) ? splitAdminFlags(rest) : { own: [], others: rest };
-    const flags = flagsToEnv(split.others);
-    args = [...flags.rest, ...split.own];
-    const env = { ...process.env, ...flags.env };
+    parsed = flagsToEnv(rest, ADMIN_GROUPS.includes(name) ? ADMIN_FLAGS : []);
+    const env = { ...process.env, ...parsed.env };
     // Before anything can fail and log: no log line may hold a configured secret.
     hideInLogs(secretValues(env));
     config = loadConfig(env);
@@ -122,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
     const dir = await tightenDataDir(config.FAROL_DATA_DIR);
     if (dir.changed.length > 0) log.warn({ paths: dir.changed }, 'took group and other permissions off the data dir');
     if (dir.refused.length > 0) log.warn({ paths: dir.refused }, 'the data dir is open to other users and this user cannot change that');
-    return await command(config, args);
+    return await command(config, parsed.rest, parsed.flags);
   } catch (err) {
     log.error({ err }, `farol ${name} failed`);
     return 1;

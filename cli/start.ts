@@ -1,6 +1,7 @@
 import type { Config } from '../schemas/config.ts';
-import { openConfiguredEventHubsProducer, openConfiguredLocalHub, startCollector } from '../ingest/main.ts';
-import { drainedFully, processorConfigOk, openConfiguredStore, migrationTarget, startEventHubsProcessor, startLocalProcessor } from '../processor/main.ts';
+import { startCollector } from '../ingest/main.ts';
+import { watchSites } from '../ingest/site-watch.ts';
+import { processorConfigOk, startEventHubsProcessor, startLocalProcessor } from '../processor/main.ts';
 import { migrate } from '../store/migrate.ts';
 import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
@@ -8,10 +9,12 @@ import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts'
 import { untilSignal } from '../lib/signals.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../api/control/control-plane.ts';
-import { bootstrapControl } from '../api/main.ts';
+import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../control/control-plane.ts';
 import { registerApi } from '../api/server.ts';
-import { loadRegisteredSites, watchSites } from '../ingest/main.ts';
+import { bootstrapControl } from '../wiring/control.ts';
+import { drainedFully } from '../wiring/drain.ts';
+import { openConfiguredEventHubsProducer, openConfiguredLocalHub } from '../wiring/hub.ts';
+import { migrationTarget, openConfiguredStore } from '../wiring/store.ts';
 
 /**
  * `farol start`: the all-in-one process: collector + hub + processor on the configured store
@@ -24,7 +27,7 @@ export async function runStart(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'farol' });
   if (!processorConfigOk(config, 'start')) return 2;
   const metrics = new Registry();
-  const store = openConfiguredStore(config);
+  const store = await openConfiguredStore(config);
   // 1 when the processor had to give up writing what it held (the hub keeps it for the next run).
   let code = 0;
   let metricsServer: MetricsServer | undefined;
@@ -85,7 +88,7 @@ async function startControl(config: Config, store: Store, log: Logger, metrics: 
     deleteGraceMs: config.FAROL_HUB === 'eventhubs' ? SITE_DELETE_GRACE_MS : 0,
   });
   await bootstrapControl(control, config, log);
-  const sites = await watchSites({ load: () => loadRegisteredSites(store), log });
+  const sites = await watchSites({ load: () => control.registeredSites(), log });
   control.onSitesChanged(() => sites.refresh());
   const deps = { store, control, config, log, metrics, now: () => new Date() };
   return {

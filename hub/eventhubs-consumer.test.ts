@@ -1,15 +1,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BlobCheckpointStore } from '@azure/eventhubs-checkpointstore-blob';
 import { ContainerClient } from '@azure/storage-blob';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/log.ts';
-import { startAzurite, type Azurite } from '../tests/support/eventhubs/azurite.ts';
-import { startEventHubsBroker, type EventHubsBroker } from '../tests/support/eventhubs/broker.ts';
-import { openEventHubsConsumer, type EventHubsConsumer } from './eventhubs-consumer.ts';
+import { startAzurite, type Azurite } from './testing/eventhubs/azurite.ts';
+import { startEventHubsBroker, type EventHubsBroker } from './testing/eventhubs/broker.ts';
+import { openTestConsumer } from './testing/eventhubs/clients.ts';
+import type { EventHubsConsumer } from './eventhubs-consumer.ts';
 import { openEventHubsProducer } from './eventhubs-producer.ts';
-import type { ConsumerHandlers, HubRecord } from './hub.ts';
+import { recorder } from './testing/recorder.ts';
 
 const PARTITIONS = 4;
 const dirs: string[] = [];
@@ -63,103 +63,14 @@ async function hubWith(count: number): Promise<{ broker: EventHubsBroker; hubNam
 }
 
 async function consumer(broker: EventHubsBroker, hubName: string): Promise<EventHubsConsumer> {
-  const c = await openEventHubsConsumer({
-    connectionString: broker.connectionString,
-    eventHubName: hubName,
-    consumerGroup: '$Default',
-    checkpointStore: new BlobCheckpointStore(container),
-    loadBalancing: { strategy: 'greedy', updateIntervalMs: 500, ownershipExpiryMs: 3_000 },
-    log: silentLogger,
-  });
+  const c = await openTestConsumer(broker, hubName, container);
   closers.push(() => c.close());
   return c;
 }
 
-/** Handlers that record what they see, checking the order of calls per partition. */
-function recorder(): ConsumerHandlers & {
-  records: Map<number, HubRecord[]>;
-  opened: Map<number, number[]>;
-  open: Set<number>;
-  closed: number[];
-  errors: string[];
-} {
-  const records = new Map<number, HubRecord[]>();
-  const opened = new Map<number, number[]>();
-  const open = new Set<number>();
-  const inFlight = new Set<number>();
-  const closed: number[] = [];
-  const errors: string[] = [];
-  return {
-    records,
-    opened,
-    open,
-    closed,
-    errors,
-    partitionOpened: async (p, start) => {
-      if (open.has(p)) errors.push(`partition ${p} opened twice`);
-      open.add(p);
-      opened.set(p, [...(opened.get(p) ?? []), start]);
-    },
-    processBatch: async (batch) => {
-      const p = batch.partition;
-      if (!open.has(p)) errors.push(`batch of partition ${p} before open`);
-      if (inFlight.has(p)) errors.push(`concurrent batches on partition ${p}`);
-      inFlight.add(p);
-      await new Promise((r) => setTimeout(r, 5));
-      const list = records.get(p) ?? [];
-      list.push(...batch.records);
-      records.set(p, list);
-      inFlight.delete(p);
-    },
-    partitionClosed: async (p) => {
-      if (inFlight.has(p)) errors.push(`partition ${p} closed during a batch`);
-      open.delete(p);
-      closed.push(p);
-    },
-  };
-}
 
-const total = (m: Map<number, HubRecord[]>): number => [...m.values()].reduce((n, l) => n + l.length, 0);
-
+/** What only the Event Hubs consumer does; what every hub does is in hub.contract.test.ts. */
 describe('Event Hubs consumer', () => {
-  it('delivers every partition in order from its checkpoint, checkpoints by sequence number, reports end offsets', async () => {
-    const { broker, hubName } = await hubWith(600);
-    const counts = broker.counts();
-    const first = await consumer(broker, hubName);
-    expect(first.partitionCount).toBe(PARTITIONS);
-    const seen = recorder();
-    const sub = first.subscribe(seen, { maxBatchSize: 50, maxWaitMs: 50 });
-    await until('everything delivered', () => total(seen.records) >= 600);
-    for (let p = 0; p < PARTITIONS; p++) {
-      expect(seen.opened.get(p)).toEqual([0]);
-      expect(seen.records.get(p)?.map((r) => r.offset)).toEqual(Array.from({ length: counts[p] ?? 0 }, (_, i) => i));
-      expect(await first.endOffset(p)).toBe(counts[p]);
-      expect(await first.getCheckpoint(p)).toBe(-1);
-    }
-    const r0 = seen.records.get(0)?.[0];
-    expect(JSON.parse(r0?.payload.toString() ?? '')).toMatchObject({ n: expect.any(Number) });
-    expect(Date.now() - (r0?.appendedAt ?? 0)).toBeLessThan(60_000);
-
-    // Checkpoint half of each partition, then a new processor resumes right after.
-    for (let p = 0; p < PARTITIONS; p++) await first.checkpoint(p, Math.floor((counts[p] ?? 0) / 2));
-    for (let p = 0; p < PARTITIONS; p++) expect(await first.getCheckpoint(p)).toBe(Math.floor((counts[p] ?? 0) / 2));
-    await sub.close();
-    expect(seen.closed.sort()).toEqual([0, 1, 2, 3]);
-    expect(seen.errors).toEqual([]);
-
-    const second = await consumer(broker, hubName);
-    const again = recorder();
-    second.subscribe(again, { maxBatchSize: 50, maxWaitMs: 50 });
-    const rest = counts.reduce((n, c) => n + (c - Math.floor(c / 2) - 1), 0);
-    await until('the rest delivered', () => total(again.records) >= rest);
-    for (let p = 0; p < PARTITIONS; p++) {
-      const half = Math.floor((counts[p] ?? 0) / 2);
-      expect(again.opened.get(p)).toEqual([half + 1]);
-      expect(again.records.get(p)?.[0]?.offset).toBe(half + 1);
-    }
-    expect(again.errors).toEqual([]);
-  });
-
   it('shares partitions between two processors and hands all of them to the one left', async () => {
     const { broker, hubName } = await hubWith(200);
     const a = recorder();

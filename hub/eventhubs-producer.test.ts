@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { earliestEventPosition, EventHubConsumerClient, type ReceivedEventData, type Subscription } from '@azure/event-hubs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/log.ts';
-import { startEventHubsBroker, type EventHubsBroker } from '../tests/support/eventhubs/broker.ts';
-import { partitionForKey } from '../tests/support/eventhubs/partition-key.ts';
+import { startEventHubsBroker, type EventHubsBroker } from './testing/eventhubs/broker.ts';
+import { partitionForKey } from './testing/eventhubs/partition-key.ts';
 import { eventHubsPartitionForKey, openEventHubsProducer, type EventHubsProducer, type EventHubsProducerOptions } from './eventhubs-producer.ts';
 
 const PARTITIONS = 4;

@@ -1,6 +1,7 @@
 /**
  * The hub: a partitioned, ordered, durable transport between collectors and processors.
- * Implementations: the local segment log (`local-hub.ts`) and Azure Event Hubs (later).
+ * Implementations: the local segment log (`local-hub.ts`) and Azure Event Hubs
+ * (`eventhubs-producer.ts`, `eventhubs-consumer.ts`).
  *
  * Offsets are per-partition sequence numbers starting at 0, dense and increasing, so a processor
  * can derive a deduplication token from (partition, first offset, last offset).

@@ -220,7 +220,7 @@ class LocalSubscription implements Subscription {
   active = true;
 
   constructor(
-    private readonly host: ConsumerHost,
+    host: ConsumerHost,
     checkpointOf: (partition: number) => number,
     handlers: ConsumerHandlers,
     options: SubscribeOptions,

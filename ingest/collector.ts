@@ -1,19 +1,20 @@
-import uWS from 'uWebSockets.js';
-import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
-import { FarolError, type IngestErrorCode } from '../schemas/errors.ts';
+import { FarolError, transportError, type IngestErrorCode } from '../schemas/errors.ts';
 import { MAX_BATCH_EVENTS, parseWireEvent, type WireEvent } from '../schemas/wire-event.ts';
 import type { HubProducer } from '../hub/hub.ts';
 import { HubError } from '../hub/local-common.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { badStringInJson, badStringMessage, hasBadEscape } from '../schemas/unicode.ts';
-import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from './body.ts';
+import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
+import { httpServerOf } from '../lib/http/server.ts';
+import { statusLine } from '../lib/http/status.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 import { createRateLimiter, type IngestRates } from './rate-limit.ts';
 
 /**
- * The collector: uWebSockets.js routes for the ingest API (SPEC section 3). Each request runs
+ * The collector: uWebSockets.js routes for the Plausible-style ingest API. Each request runs
  * read → decode → validate → enrich → publish; a `202` goes out only once the hub made the events
  * durable. Every failure is a coded 4xx/5xx answer, never a crash.
  */
@@ -40,18 +41,13 @@ export interface CollectorDeps {
   metrics: Registry;
 }
 
-/** Routes another module adds to the collector's app (the API in `farol start`). */
-export interface MountedRoutes {
-  /** Route patterns (`/api/v1/sites/:domain`): the catch-all answers 405, not 404, for them. */
-  readonly paths: ReadonlySet<string>;
-  /** Resolves once none of these routes has a request in flight (drain waits for it). */
-  idle?(): Promise<void>;
-}
-
 export interface Collector {
   app: TemplatedApp;
-  /** Adds routes to the app; call before `listen`. */
-  mount(register: (app: TemplatedApp) => MountedRoutes): void;
+  /**
+   * Adds routes to the app (the API in `farol start`), on the same HTTP layer: its route table
+   * answers their 404/405 and drain waits for their requests too. Call before `listen`.
+   */
+  mount(register: (app: TemplatedApp) => unknown): void;
   /** Listens on host:port (0 = any free port); resolves the bound port. */
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting, waits for in-flight requests to be answered. */
@@ -74,27 +70,8 @@ interface RequestCtx {
   ua: string;
 }
 
-const MOUNTED_METHOD_NOT_ALLOWED = JSON.stringify({ error: { code: 'API_METHOD_NOT_ALLOWED', message: 'Method not allowed' } });
 const CORS_HEADERS: ReadonlyArray<[string, string]> = [['Access-Control-Allow-Origin', '*']];
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
-const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK',
-  202: '202 Accepted',
-  204: '204 No Content',
-  400: '400 Bad Request',
-  404: '404 Not Found',
-  405: '405 Method Not Allowed',
-  408: '408 Request Timeout',
-  413: '413 Payload Too Large',
-  415: '415 Unsupported Media Type',
-  429: '429 Too Many Requests',
-  500: '500 Internal Server Error',
-  503: '503 Service Unavailable',
-};
-
-function statusLine(code: number): string {
-  return STATUS_TEXT[code] ?? `${code} Error`;
-}
 
 export function createCollector(deps: CollectorDeps): Collector {
   const { hub, log, metrics, limits } = deps;
@@ -108,18 +85,25 @@ export function createCollector(deps: CollectorDeps): Collector {
   const inflightGauge = metrics.gauge('farol_ingest_inflight_requests', 'Requests being processed');
   const rateLimiter = createRateLimiter(limits.rates ?? { client: null, site: null }, metrics);
 
-  let inflight = 0;
   let draining = false;
-  let listenSocket: us_listen_socket | null = null;
-  let drainWaiters: Array<() => void> = [];
-  inflightGauge.onCollect(() => inflightGauge.set(inflight));
-
   const acceptedEvents = accepted.labels();
   const droppedBots = dropped.labels({ reason: 'bot' });
   const rejectedByCode = new Map<string, CounterHandle>();
   const routes = new Map<string, Route>();
+  const other = route('other');
 
-  const app = uWS.App();
+  // Requests no route takes (404/405, the mounted API's included) are counted as route `other`.
+  const server = httpServerOf(undefined, {
+    dialect: 'ingest',
+    cors: true,
+    onUnrouted(error, dialect) {
+      countRequest(other, error.status);
+      if (dialect === 'ingest') countRejected(error.code);
+    },
+  });
+  const { app, inflight } = server;
+  // All requests of the app (in `farol start`, the API's too): what drain waits for.
+  inflightGauge.onCollect(() => inflightGauge.set(inflight.count));
   const bodyMemory = bodyMemoryOf(app, limits.maxBodyMemory);
   const bodyBytesGauge = metrics.gauge('farol_ingest_body_bytes_in_memory', 'Request body bytes held in memory, all connections (capped by FAROL_MAX_BODY_MEMORY)');
   bodyBytesGauge.onCollect(() => bodyBytesGauge.set(bodyMemory.bytes));
@@ -163,17 +147,12 @@ export function createCollector(deps: CollectorDeps): Collector {
     res.onAborted(() => {
       ctx.aborted = true;
     });
-    inflight++;
+    inflight.begin();
     return ctx;
   }
 
   function end(): void {
-    inflight--;
-    if (draining && inflight === 0) {
-      const waiters = drainWaiters;
-      drainWaiters = [];
-      for (const w of waiters) w();
-    }
+    inflight.end();
   }
 
   function send(ctx: RequestCtx, code: number, body: string | Buffer, contentType: string | null, answer: Answer = 'keep', retryAfterS?: number): void {
@@ -203,7 +182,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       return;
     }
     log.error({ err, route: ctx.route.name }, 'unexpected ingest error');
-    sendError(ctx, new FarolError('ING_INTERNAL'));
+    sendError(ctx, transportError('ingest', 'internal', undefined, { cause: err }));
   }
 
   function fail(code: IngestErrorCode, message: string): FarolError {
@@ -248,9 +227,9 @@ export function createCollector(deps: CollectorDeps): Collector {
       await hub.publish(items);
     } catch (err) {
       // At its disk quota the hub refused the whole publish: nothing was written, a retry is safe.
-      if (err instanceof HubError && err.code === 'HUB_FULL') throw new FarolError('ING_HUB_FULL');
+      if (err instanceof HubError && err.code === 'HUB_FULL') throw new FarolError('ING_HUB_FULL', undefined, { cause: err });
       log.error({ err, events: events.length }, 'hub publish failed');
-      throw new FarolError('ING_HUB_UNAVAILABLE');
+      throw new FarolError('ING_HUB_UNAVAILABLE', undefined, { cause: err });
     }
     publishSeconds.observe((performance.now() - started) / 1000);
     acceptedEvents.inc(events.length);
@@ -275,10 +254,10 @@ export function createCollector(deps: CollectorDeps): Collector {
   function postRoute(path: string, limit: number, toValues: (json: unknown) => unknown[], answer: (ctx: RequestCtx, n: number) => void): void {
     const r = route(path);
     const indexed = path === '/api/batch';
-    app.post(path, (res, req) => {
+    server.route('post', path, 'ingest', (res, req) => {
       const ctx = begin(res, req, r);
       const contentLength = Number(req.getHeader('content-length') || '0');
-      const opts = { limit, timeoutMs: limits.bodyTimeoutMs, contentLength, memory: bodyMemory, onAborted: () => (ctx.aborted = true) };
+      const opts = { dialect: 'ingest' as const, limit, timeoutMs: limits.bodyTimeoutMs, contentLength, memory: bodyMemory, onAborted: () => (ctx.aborted = true) };
       readBody(res, opts, (result) => {
         if (!result.ok) {
           sendError(ctx, result.error, result.answer);
@@ -287,7 +266,7 @@ export function createCollector(deps: CollectorDeps): Collector {
         }
         let values: unknown[];
         try {
-          values = toValues(decodeJson(result.body));
+          values = toValues(decodeJson(result.body, 'ingest'));
         } catch (e) {
           sendFailure(ctx, e);
           end();
@@ -315,7 +294,7 @@ export function createCollector(deps: CollectorDeps): Collector {
 
   function getRoute(path: string, answer: (ctx: RequestCtx) => void): void {
     const r = route(path);
-    app.get(path, (res, req) => {
+    server.route('get', path, 'ingest', (res, req) => {
       const ctx = begin(res, req, r);
       let value: unknown;
       try {
@@ -331,7 +310,7 @@ export function createCollector(deps: CollectorDeps): Collector {
   getRoute('/api/event', (ctx) => send(ctx, 202, '', null));
   getRoute('/e.gif', (ctx) => send(ctx, 200, PIXEL, 'image/gif'));
 
-  app.options('/*', (res) => {
+  server.route('options', '/*', 'ingest', (res) => {
     res.cork(() => {
       res.writeStatus('204 No Content');
       res.writeHeader('Access-Control-Allow-Origin', '*');
@@ -344,7 +323,7 @@ export function createCollector(deps: CollectorDeps): Collector {
 
   function simple(path: string, handler: () => { code: number; body: string; type: string }): void {
     const r = route(path);
-    app.get(path, (res, req) => {
+    server.route('get', path, 'ingest', (res, req) => {
       const ctx = begin(res, req, r);
       const out = handler();
       send(ctx, out.code, out.body, out.type);
@@ -358,60 +337,17 @@ export function createCollector(deps: CollectorDeps): Collector {
       : { code: 503, body: `{"status":"${draining ? 'draining' : 'hub unavailable'}"}`, type: 'application/json' },
   );
 
-  const mounted: MountedRoutes[] = [];
-  const other = route('other');
-  app.any('/*', (res, req) => {
-    const ctx = begin(res, req, other);
-    const url = req.getUrl();
-    // Drain any body so keep-alive connections stay usable.
-    res.onData(() => undefined);
-    if (mounted.some((m) => matchesAny(m.paths, url))) {
-      // A mounted (API) route with another method: answered in the API's own error vocabulary.
-      send(ctx, 405, MOUNTED_METHOD_NOT_ALLOWED, 'application/json');
-    } else {
-      const known = ['/api/event', '/api/batch', '/e.gif', '/healthz', '/readyz'].includes(url);
-      sendError(ctx, known ? new FarolError('ING_METHOD_NOT_ALLOWED') : new FarolError('ING_NOT_FOUND'));
-    }
-    end();
-  });
-
   return {
     app,
     mount(register) {
-      mounted.push(register(app));
+      register(app);
     },
-    listen(host, port) {
-      return new Promise((resolve, reject) => {
-        app.listen(host, port, (socket) => {
-          if (!socket) {
-            reject(new Error(`cannot listen on ${host}:${port}`));
-            return;
-          }
-          listenSocket = socket;
-          resolve(uWS.us_socket_local_port(socket));
-        });
-      });
-    },
+    listen: (host, port) => server.listen(host, port),
     async drain() {
       draining = true;
-      if (listenSocket) uWS.us_listen_socket_close(listenSocket);
-      listenSocket = null;
-      if (inflight > 0) await new Promise<void>((resolve) => drainWaiters.push(resolve));
-      for (const m of mounted) await m.idle?.();
+      await server.close();
     },
   };
-}
-
-/** Whether `url` matches one of the route patterns (`:name` segments match any one segment). */
-function matchesAny(patterns: ReadonlySet<string>, url: string): boolean {
-  if (patterns.has(url)) return true;
-  const parts = url.split('/');
-  for (const p of patterns) {
-    if (!p.includes(':')) continue;
-    const pp = p.split('/');
-    if (pp.length === parts.length && pp.every((seg, i) => seg.startsWith(':') ? parts[i] !== '' : seg === parts[i])) return true;
-  }
-  return false;
 }
 
 /**

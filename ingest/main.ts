@@ -1,16 +1,13 @@
 import { join } from 'node:path';
 import type { Config } from '../schemas/config.ts';
+import type { ControlReader } from '../control/reader.ts';
 import type { HubProducer } from '../hub/hub.ts';
-import { openEventHubsProducer, spoolDir, type EventHubsProducer } from '../hub/eventhubs-producer.ts';
-import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
-import { defaultQuota } from '../hub/local-dir.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics } from '../lib/metrics-server.ts';
-import { startReloading } from '../lib/reload.ts';
 import { untilSignal } from '../lib/signals.ts';
-import type { Store } from '../store/store.ts';
-import { createCollector, type Collector, type MountedRoutes } from './collector.ts';
+import { openConfiguredHub } from '../wiring/hub.ts';
+import { createCollector, type Collector } from './collector.ts';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { EnrichDeps } from './pipeline.ts';
 import { createUaParser } from './enrich/user-agent.ts';
@@ -19,7 +16,8 @@ import { parsePageUrl, parseReferrer } from './enrich/url.ts';
 import { classifyChannel } from './enrich/channel.ts';
 import { openSaltStore } from './enrich/salts.ts';
 import { createVisitorIdResolver } from './enrich/visitor-hash.ts';
-import { clientIp, isTrustedRemote } from './enrich/client-ip.ts';
+import { clientIp, isTrustedRemote } from '../lib/http/client-ip.ts';
+import { watchSites } from './site-watch.ts';
 
 /** The collector's wiring point: builds enrichment from config, opens the hub, listens. */
 
@@ -81,68 +79,6 @@ export interface CollectorRuntime {
   stop(): Promise<void>;
 }
 
-/** A registered site: its domain and the epoch of its registration (`created_at` in ms). */
-export interface SiteEntry {
-  domain: string;
-  epoch: number;
-}
-
-/** The set of domains the collector accepts, kept fresh from the sites table. */
-export interface SiteWatch {
-  has(domain: string): boolean;
-  /** The epoch of the domain's registration, stamped on its events; 0 when unknown. */
-  epoch(domain: string): number;
-  /** Reloads now (after a local site change); failures keep the last set. */
-  refresh(): Promise<void>;
-  stop(): void;
-}
-
-/** The live sites of the sites table, with their epochs. */
-export async function loadRegisteredSites(store: Store): Promise<SiteEntry[]> {
-  const rows = await store.query<{ domain: string; epoch: string | number }>(
-    'SELECT domain, toUnixTimestamp64Milli(created_at) AS epoch FROM sites FINAL WHERE deleted = 0',
-  );
-  return rows.map((r) => ({ domain: r.domain, epoch: Number(r.epoch) }));
-}
-
-/**
- * Polls `load` (the registered sites: domains, or domains with epochs) every `intervalMs`;
- * `extra` (FAROL_SITES) are accepted too. Until a first load succeeds (ClickHouse unreachable at
- * start) every domain is accepted, with a warning: refusing all traffic would lose it, the
- * processor stores it anyway.
- */
-export async function watchSites(opts: {
-  load: () => Promise<Iterable<string | SiteEntry>>;
-  extra?: readonly string[];
-  intervalMs?: number;
-  log: Logger;
-}): Promise<SiteWatch> {
-  const extra = new Set(opts.extra ?? []);
-  // Domain → epoch (0 when the loader does not know it).
-  let known: Map<string, number> | null = null;
-  let failing = false;
-  const reloader = startReloading(async () => {
-    try {
-      const entries = [...(await opts.load())].map((s) => (typeof s === 'string' ? { domain: s, epoch: 0 } : s));
-      known = new Map(entries.map((s) => [s.domain.toLowerCase(), s.epoch]));
-      if (failing) opts.log.info({ sites: known.size }, 'site list loaded again');
-      failing = false;
-    } catch (err) {
-      if (!failing) {
-        opts.log.warn({ err, acceptingAll: known === null }, 'cannot load the registered sites; keeping the last list');
-      }
-      failing = true;
-    }
-  }, opts.intervalMs ?? 5_000);
-  await reloader.refresh();
-  return {
-    has: (domain) => extra.has(domain) || known === null || known.has(domain),
-    epoch: (domain) => known?.get(domain) ?? 0,
-    refresh: () => reloader.refresh(),
-    stop: () => reloader.stop(),
-  };
-}
-
 /** Starts a collector publishing to `hub`, listening on the configured address. */
 export async function startCollector(
   config: Config,
@@ -156,7 +92,7 @@ export async function startCollector(
     /** The epoch of a site's registration, stamped on its events (default: unknown, 0). */
     siteEpoch?: (domain: string) => number;
     /** More routes on the same app and port (the API in `farol start`), registered before listen. */
-    routes?: (app: TemplatedApp) => MountedRoutes;
+    routes?: (app: TemplatedApp) => unknown;
   },
 ): Promise<CollectorRuntime> {
   const enrichment = await openEnrichment(config, opts.now, opts.knownSite, opts.siteEpoch);
@@ -188,54 +124,6 @@ export async function startCollector(
   };
 }
 
-/** Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention and quota. */
-export async function openConfiguredLocalHub(config: Config, log: Logger): Promise<LocalHub> {
-  const dir = join(config.FAROL_DATA_DIR, 'hub');
-  const maxBytes = config.FAROL_HUB_MAX_BYTES ?? (await defaultQuota(dir));
-  log.info({ maxBytes, fromEnv: config.FAROL_HUB_MAX_BYTES !== undefined }, 'hub quota');
-  return openLocalHub({
-    dir,
-    partitions: config.FAROL_HUB_PARTITIONS,
-    // The setting is a total; the hub applies its byte bound per partition.
-    retention: {
-      maxAgeMs: config.FAROL_HUB_RETENTION_HOURS * 3_600_000,
-      maxBytes: Math.ceil(config.FAROL_HUB_RETENTION_BYTES / config.FAROL_HUB_PARTITIONS),
-    },
-    maxBytes,
-    // Segments small enough next to the quota that consumed ones can be deleted to make room
-    // (only sealed segments are ever deleted).
-    segmentBytes: Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, Math.floor(maxBytes / (config.FAROL_HUB_PARTITIONS * 4)))),
-    log,
-  });
-}
-
-const MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
-const MIN_SEGMENT_BYTES = 4 * 1024;
-
-/**
- * Opens the Event Hubs producer (FAROL_HUB=eventhubs) with its spool under FAROL_DATA_DIR.
- * Event Hubs need not be reachable: publishes spool until it answers.
- */
-export function openConfiguredEventHubsProducer(config: Config, log: Logger): Promise<EventHubsProducer> {
-  const connectionString = config.FAROL_EVENTHUBS_CONNECTION_STRING;
-  const eventHubName = config.FAROL_EVENTHUBS_NAME;
-  // The config schema requires both with FAROL_HUB=eventhubs.
-  if (!connectionString || !eventHubName) throw new Error('FAROL_EVENTHUBS_CONNECTION_STRING and FAROL_EVENTHUBS_NAME are required');
-  return openEventHubsProducer({
-    connectionString,
-    eventHubName,
-    spoolDir: spoolDir(config.FAROL_DATA_DIR),
-    spoolMaxBytes: config.FAROL_SPOOL_MAX_BYTES,
-    sendTimeoutMs: config.FAROL_EVENTHUBS_SEND_TIMEOUT_MS,
-    log,
-  });
-}
-
-/** The configured hub's producer side: the local log or Event Hubs. */
-export function openConfiguredHub(config: Config, log: Logger): Promise<HubProducer> {
-  return config.FAROL_HUB === 'eventhubs' ? openConfiguredEventHubsProducer(config, log) : openConfiguredLocalHub(config, log);
-}
-
 /** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
 export async function runCollector(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
@@ -255,9 +143,10 @@ export async function runCollector(config: Config): Promise<number> {
 }
 
 /**
- * The standalone collector's accepted domains: the sites table of the ClickHouse server
- * (FAROL_CLICKHOUSE_URL) plus FAROL_SITES; else FAROL_SITES; else every domain (warned once).
- * The embedded engine is not opened here: its data dir belongs to `farol start`/`farol processor`.
+ * The standalone collector's accepted domains: the registered sites, read through the control
+ * plane on the ClickHouse server (FAROL_CLICKHOUSE_URL), plus FAROL_SITES; else FAROL_SITES; else
+ * every domain (warned once). The embedded engine is not opened here: its data dir belongs to
+ * `farol start`/`farol processor`.
  */
 async function collectorSites(
   config: Config,
@@ -265,15 +154,12 @@ async function collectorSites(
 ): Promise<{ has: (domain: string) => boolean; epoch: (domain: string) => number; close(): Promise<void> }> {
   const listed = configuredSites(config);
   if (config.FAROL_CLICKHOUSE_URL !== undefined) {
-    const { openHttpStore } = await import('../store/http-store.ts');
-    const store = openHttpStore({
-      url: config.FAROL_CLICKHOUSE_URL,
-      username: config.FAROL_CLICKHOUSE_USER,
-      password: config.FAROL_CLICKHOUSE_PASSWORD,
-      database: config.FAROL_CLICKHOUSE_DATABASE,
-      cluster: config.FAROL_CLICKHOUSE_CLUSTER,
-    });
-    const watch = await watchSites({ load: () => loadRegisteredSites(store), extra: listed, log });
+    // Loaded only here: a collector without a ClickHouse server needs neither.
+    const { openConfiguredStore } = await import('../wiring/store.ts');
+    const { ControlPlane, controlPlaneOptions } = await import('../control/control-plane.ts');
+    const store = await openConfiguredStore(config);
+    const control: ControlReader = new ControlPlane(store, controlPlaneOptions(config));
+    const watch = await watchSites({ load: () => control.registeredSites(), extra: listed, log });
     return {
       has: watch.has,
       epoch: watch.epoch,

@@ -4,7 +4,7 @@ import type { Registry } from '../lib/metrics.ts';
 import { TokenBuckets, type Rate } from '../lib/token-bucket.ts';
 
 /**
- * The collector's ingest rates (SPEC sections 2-3): per client and per site, in events. A client is
+ * The collector's ingest rates (429 + Retry-After): per client and per site, in events. A client is
  * a visitor of a site as the pipeline identifies it: the salted visitor id (site + visitor id, the
  * hub's partition key), never the IP. Checked after enrichment and before the hub, so a refused
  * request costs no disk. A request is all-or-nothing: it passes only if every bucket it touches

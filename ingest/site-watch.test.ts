@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/log.ts';
-import { watchSites } from './main.ts';
+import { watchSites } from './site-watch.ts';
 
 /** The collector's set of registered sites: a refresh sees every change made before it was asked. */
 describe('watchSites', () => {

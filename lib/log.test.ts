@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FarolError } from '../schemas/errors.ts';
 import { createLogger, hideInLogs } from './log.ts';
 
 const TOKEN = 'bootstrap-Xy7SECRET-0123456789';
@@ -46,5 +47,27 @@ describe('logger', () => {
     const { lines, log } = capture();
     log.info({ partition: 3, rows: 10, site: 'example.com' }, 'flushed');
     expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({ level: 'info', service: 'test', partition: 3, rows: 10, site: 'example.com', msg: 'flushed' });
+  });
+});
+
+describe('logged errors', () => {
+  it('keep the code, field and status of a coded error and the cause chain, scrubbed', () => {
+    const { lines, log } = capture();
+    const root = Object.assign(new Error('connect ECONNREFUSED https://farol:Xy7SECRETpw@ch:8443/'), { code: 'ECONNREFUSED' });
+    const err = new FarolError('API_UNAVAILABLE', undefined, { field: 'store', cause: root });
+    log.error({ err }, 'storage error');
+    const line = lines[0] ?? '';
+    expect(line).not.toContain('Xy7SECRET');
+    const logged = (JSON.parse(line) as { err: Record<string, unknown> }).err;
+    expect(logged).toMatchObject({ code: 'API_UNAVAILABLE', field: 'store', status: 503, name: 'FarolError', cause: { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED https://[redacted]@ch:8443/' } });
+  });
+
+  it('stop following causes after a few (a cycle ends)', () => {
+    const { lines, log } = capture();
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    (a as { cause?: unknown }).cause = b;
+    log.error({ err: a }, 'cycle');
+    expect(lines[0]?.match(/"message"/g)?.length).toBe(5);
   });
 });

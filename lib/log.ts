@@ -40,10 +40,28 @@ function scrub(text: string): string {
 
 const scrubStrings = (_key: string, value: unknown): unknown => (typeof value === 'string' ? scrub(value) : value);
 
+/** Causes followed at most (a cycle or a long chain stops here). */
+const MAX_CAUSES = 4;
+
+/**
+ * An error as a log field: message, name and stack, the catalogue `code` (and `field`, `status`)
+ * of a coded error or an SDK's own code, and its `cause` chain, each cause the same way.
+ */
+function errorField(err: Error, depth = 0): LogFields {
+  const out: LogFields = { message: err.message, name: err.name, stack: err.stack };
+  const e = err as Error & { code?: unknown; field?: unknown; status?: unknown };
+  if (typeof e.code === 'string' || typeof e.code === 'number') out['code'] = e.code;
+  if (typeof e.field === 'string') out['field'] = e.field;
+  if (typeof e.status === 'number') out['status'] = e.status;
+  const cause: unknown = err.cause;
+  if (cause !== undefined && depth < MAX_CAUSES) out['cause'] = cause instanceof Error ? errorField(cause, depth + 1) : String(cause);
+  return out;
+}
+
 function errorFields(fields: LogFields): LogFields {
   const err = fields['err'];
   if (!(err instanceof Error)) return fields;
-  return { ...fields, err: { message: err.message, name: err.name, stack: err.stack } };
+  return { ...fields, err: errorField(err) };
 }
 
 /** A logger writing JSON lines through `write` (stdout by default). */

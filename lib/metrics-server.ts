@@ -36,7 +36,7 @@ export async function listenMetrics(registry: Registry, host: string, port: numb
     close() {
       if (!open) return;
       open = false;
-      // Stops accepting; a scraper's keep-alive connection does not hold the process (farol.js
+      // Stops accepting; a scraper's keep-alive connection does not hold the process (cli/run.ts
       // exits shortly after its command ends).
       uWS.us_listen_socket_close(socket);
     },

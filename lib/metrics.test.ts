@@ -23,3 +23,30 @@ describe('Counter', () => {
     ]);
   });
 });
+
+describe('Histogram', () => {
+  it('keeps one series per label set, each with its own buckets, sum and count', () => {
+    const registry = new Registry();
+    const h = registry.histogram('farol_test_seconds', 'Test', [0.1, 1]);
+    expect(registry.render()).toContain('farol_test_seconds_bucket{le="+Inf"} 0');
+    const a = h.labels({ route: 'GET /a' });
+    a.observe(0.05);
+    a.observe(0.5);
+    h.labels({ route: 'POST /b' }).observe(5);
+    expect(registry.render().split('\n')).toEqual([
+      '# HELP farol_test_seconds Test',
+      '# TYPE farol_test_seconds histogram',
+      'farol_test_seconds_bucket{route="GET /a",le="0.1"} 1',
+      'farol_test_seconds_bucket{route="GET /a",le="1"} 2',
+      'farol_test_seconds_bucket{route="GET /a",le="+Inf"} 2',
+      'farol_test_seconds_sum{route="GET /a"} 0.55',
+      'farol_test_seconds_count{route="GET /a"} 2',
+      'farol_test_seconds_bucket{route="POST /b",le="0.1"} 0',
+      'farol_test_seconds_bucket{route="POST /b",le="1"} 0',
+      'farol_test_seconds_bucket{route="POST /b",le="+Inf"} 1',
+      'farol_test_seconds_sum{route="POST /b"} 5',
+      'farol_test_seconds_count{route="POST /b"} 1',
+      '',
+    ]);
+  });
+});

@@ -97,36 +97,76 @@ export class Gauge implements Metric {
   }
 }
 
+/** One label set of a histogram, resolved once; see {@link Histogram.labels}. */
+export interface HistogramHandle {
+  observe(value: number): void;
+}
+
+/** The buckets, sum and count of one label set. */
+interface Series {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
 export class Histogram implements Metric {
-  private readonly counts: number[];
-  private sum = 0;
-  private count = 0;
+  // Label key → series, in the order label sets were first observed (the render order).
+  private readonly series = new Map<string, Series>();
   constructor(
     readonly name: string,
     readonly help: string,
     readonly buckets: number[],
-  ) {
-    this.counts = buckets.map(() => 0);
-  }
+  ) {}
   observe(value: number): void {
-    this.sum += value;
-    this.count++;
-    for (let i = 0; i < this.buckets.length; i++) {
-      if (value <= (this.buckets[i] ?? Infinity)) {
-        this.counts[i] = (this.counts[i] ?? 0) + 1;
-        return;
-      }
-    }
+    this.add(this.seriesOf(''), value);
+  }
+  /** A handle on one label set (`{route}`), for hot paths; it appears in `/metrics` at its first observation. */
+  labels(labels?: Labels): HistogramHandle {
+    const key = labelKey(labels);
+    let s: Series | undefined;
+    return {
+      observe: (value) => {
+        s ??= this.seriesOf(key);
+        this.add(s, value);
+      },
+    };
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    let cumulative = 0;
-    for (let i = 0; i < this.buckets.length; i++) {
-      cumulative += this.counts[i] ?? 0;
-      lines.push(`${this.name}_bucket{le="${this.buckets[i]}"} ${cumulative}`);
+    // An unobserved, unlabelled histogram still shows its zero buckets, as before labels existed.
+    const all = this.series.size === 0 ? new Map([['', this.emptySeries()]]) : this.series;
+    for (const [key, s] of all) {
+      const inner = key === '' ? '' : `${key.slice(1, -1)},`;
+      const braces = key === '' ? '' : key;
+      let cumulative = 0;
+      for (let i = 0; i < this.buckets.length; i++) {
+        cumulative += s.counts[i] ?? 0;
+        lines.push(`${this.name}_bucket{${inner}le="${this.buckets[i]}"} ${cumulative}`);
+      }
+      lines.push(`${this.name}_bucket{${inner}le="+Inf"} ${s.count}`, `${this.name}_sum${braces} ${s.sum}`, `${this.name}_count${braces} ${s.count}`);
     }
-    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
     return lines.join('\n');
+  }
+  private emptySeries(): Series {
+    return { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+  }
+  private seriesOf(key: string): Series {
+    let s = this.series.get(key);
+    if (s === undefined) {
+      s = this.emptySeries();
+      this.series.set(key, s);
+    }
+    return s;
+  }
+  private add(s: Series, value: number): void {
+    s.sum += value;
+    s.count++;
+    for (let i = 0; i < this.buckets.length; i++) {
+      if (value <= (this.buckets[i] ?? Infinity)) {
+        s.counts[i] = (s.counts[i] ?? 0) + 1;
+        return;
+      }
+    }
   }
 }
 

@@ -2,8 +2,8 @@ import { chmod, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
- * The data dir holds salts, the hub log and every stored event: it is private to the service user
- * (SPEC section 11). Farol creates what it writes there with modes 0700/0600 (and the CLI runs
+ * The data dir holds salts, the hub log and every stored event: it is private to the service user.
+ * Farol creates what it writes there with modes 0700/0600 (and the CLI runs
  * with umask 077, which covers the embedded engine's own files); this fixes what an older version
  * or an operator left more open.
  */

@@ -4,8 +4,8 @@
  * `perSecond`. A request costing `n` tokens passes when the bucket holds `min(n, burst)` (so a
  * request larger than the burst passes on a full bucket and leaves it in debt), and is refused
  * otherwise with the seconds until it would pass. Keys are whatever the caller chooses; callers
- * must never use an IP address (SPEC section 4): the collector keys on the salted visitor id, the
- * API on a keyed hash that lives only in memory.
+ * must never use an IP address (no IP is kept in any form): the collector keys on the salted
+ * visitor id, the API on a keyed hash that lives only in memory.
  */
 
 /** A rate: tokens per second and the bucket size. */

@@ -7,8 +7,8 @@ import { openLocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import type { InsertOptions, Store } from '../store/store.ts';
-import { startAzurite, type Azurite } from '../tests/support/eventhubs/azurite.ts';
-import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
+import { startAzurite, type Azurite } from '../hub/testing/eventhubs/azurite.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
 import { processorMetrics } from './processor-metrics.ts';
 import { defaultProcessorOptions, Processor } from './processor.ts';
@@ -47,42 +47,14 @@ async function blobNames(prefix: string): Promise<string[]> {
   return names.sort();
 }
 
+/** What only the blob store promises; the rest of its contract is in state-store.contract.test.ts. */
 describe('blob state store', () => {
-  it('keeps snapshots and intents per partition, and replaces snapshots whole', async () => {
-    const prefix = freshPrefix();
-    const store = await open(prefix);
-    await store.acquire?.(0);
-    await store.acquire?.(1);
-    expect(await store.loadSnapshot(0)).toBeUndefined();
-    await store.saveSnapshot(0, Buffer.from('first'));
-    await store.saveSnapshot(1, Buffer.from('other'));
-    await store.saveSnapshot(0, Buffer.from('second'));
-    expect((await store.loadSnapshot(0))?.toString()).toBe('second');
-    expect((await store.loadSnapshot(1))?.toString()).toBe('other');
-    // One snapshot blob per partition: the replaced one is gone.
-    const names = await blobNames(prefix);
-    expect(names.filter((n) => n.includes('snapshot-'))).toHaveLength(2);
-    expect(names).toContain('incarnation');
-
-    // Writes need the partition acquired first.
+  it('refuses writes to a partition it has not acquired', async () => {
+    const store = await open(freshPrefix());
     await expect(store.appendIntent(2, 0, 99)).rejects.toBeInstanceOf(StateStoreError);
     await store.acquire?.(2);
     await store.appendIntent(2, 0, 99);
-    await store.appendIntent(2, 100, 180);
-    await store.appendIntent(2, 181, 200, [['gone.test', 1_700_000_000_000, true]]);
-    const again = await open(prefix);
-    expect(await again.readIntents(2)).toEqual([
-      { from: 0, to: 99 },
-      { from: 100, to: 180 },
-      { from: 181, to: 200, registrations: [['gone.test', 1_700_000_000_000, true]] },
-    ]);
-    await store.truncateIntents(2, 180);
-    await store.appendIntent(2, 201, 250);
-    expect(await (await open(prefix)).readIntents(2)).toEqual([
-      { from: 181, to: 200, registrations: [['gone.test', 1_700_000_000_000, true]] },
-      { from: 201, to: 250 },
-    ]);
-    expect(await store.readIntents(3)).toEqual([]);
+    expect(await store.readIntents(2)).toEqual([{ from: 0, to: 99 }]);
   });
 
   it('shares one incarnation between every processor of the prefix, even when they start together', async () => {

@@ -1,16 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { Registry } from '../lib/metrics.ts';
-import type { Store } from '../store/store.ts';
-import { computeTruth } from '../tests/support/oracle.ts';
+import { computeTruth } from '../schemas/testing/oracle.ts';
 import {
+  base,
   caughtUp,
   crashTestOptions,
   hubReader,
   metricValue,
-  openTestStore,
+  processorTestFile,
   publish,
-  removeTempDirs,
   runProcessorOn,
   runUntilCrash,
   tempDir,
@@ -32,23 +31,9 @@ import { addPoisonConstraints, expectExact, mix, POISON_EXIT } from './testing/p
  */
 
 const PARTITIONS = 2;
-const HOUR = 3_600_000;
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 const fast = crashTestOptions;
 
-let store: Store;
-const hubs: LocalHub[] = [];
-
-beforeAll(async () => {
-  store = await openTestStore();
-  await addPoisonConstraints(store);
-});
-
-afterAll(async () => {
-  await Promise.all(hubs.map((h) => h.close()));
-  await store.close();
-  await removeTempDirs();
-});
+const { store, closeAfter } = processorTestFile({ prepare: addPoisonConstraints });
 
 function processorOn(hub: LocalHub, stateDir: string, registry = new Registry()): Promise<RunningProcessor> {
   return runProcessorOn(hub, stateDir, { store, options: fast, registry });
@@ -59,7 +44,7 @@ describe('dead letters', () => {
     const m = mix('dl-unicode.test', 31, base, { unparseable: true, refused: false, exits: false });
     expect(m.unparseable.length).toBeGreaterThan(5);
     const hub = await openLocalHub({ dir: await tempDir('dl-hub'), partitions: PARTITIONS });
-    hubs.push(hub);
+    closeAfter(hub);
     const registry = new Registry();
     const p = await processorOn(hub, await tempDir('dl-state'), registry);
     await publish(hub, m.all.slice(0, 300));
@@ -81,7 +66,7 @@ describe('dead letters', () => {
     const m = mix('dl-split.test', 32, base, { unparseable: true, refused: true, exits: true });
     expect(Math.min(m.refused.length, m.good.filter((e) => e.pathname === POISON_EXIT).length)).toBeGreaterThan(3);
     const hub = await openLocalHub({ dir: await tempDir('dl-hub'), partitions: PARTITIONS });
-    hubs.push(hub);
+    closeAfter(hub);
     const registry = new Registry();
     const p = await processorOn(hub, await tempDir('dl-state'), registry);
     await publish(hub, m.all);
@@ -115,7 +100,7 @@ describe('dead letters', () => {
     const hubDir = await tempDir('dl-crash-hub');
     const stateDir = await tempDir('dl-crash-state');
     const writer = await openLocalHub({ dir: hubDir, partitions: PARTITIONS });
-    hubs.push(writer);
+    closeAfter(writer);
     const half = Math.floor(m.all.length / 2);
     await publish(writer, m.all.slice(0, half));
 
@@ -124,7 +109,7 @@ describe('dead letters', () => {
     await publish(writer, m.all.slice(half));
 
     const hub = await hubReader(hubDir, PARTITIONS);
-    hubs.push(hub);
+    closeAfter(hub);
     const p = await processorOn(hub, stateDir);
     await waitFor(() => caughtUp(p.processor.lag, PARTITIONS), 'the restarted processor to catch up', 180_000);
     await expectExact(store, m);

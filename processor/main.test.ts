@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openLocalHub } from '../hub/local-hub.ts';
 import { loadConfig } from '../schemas/config.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
-import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import { LOCAL_PROCESSOR_GROUP, processorStateDir, runProcessor } from './main.ts';
 import { expectStoreMatchesTruth, publish, removeTempDirs, tempDir, waitFor } from './testing/harness.ts';
 

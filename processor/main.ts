@@ -3,18 +3,18 @@ import { BlobCheckpointStore } from '@azure/eventhubs-checkpointstore-blob';
 import { ContainerClient } from '@azure/storage-blob';
 import { openEventHubsConsumer } from '../hub/eventhubs-consumer.ts';
 import type { ConsumerHandlers, HubConsumer } from '../hub/hub.ts';
-import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
+import type { LocalHub } from '../hub/local-hub.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
 import { within } from '../lib/within.ts';
 import { checkProcessorConfig, ConfigError, type Config } from '../schemas/config.ts';
-import type { MigrationTarget } from '../schemas/migrations/index.ts';
-import { openChdbStore } from '../store/chdb-store.ts';
-import { openHttpStore } from '../store/http-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { Store } from '../store/store.ts';
+import { boundedDrain, defaultDrainBounds, drainedFully, type DrainBounds } from '../wiring/drain.ts';
+import { openConfiguredLocalHubReadOnly } from '../wiring/hub.ts';
+import { migrationTarget, openConfiguredStore } from '../wiring/store.ts';
 import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
 import { processorMetrics } from './processor-metrics.ts';
 import { defaultProcessorOptions, Processor, type PartitionLag, type ProcessorOptions } from './processor.ts';
@@ -70,27 +70,6 @@ export interface ProcessorRuntime {
 
 /** Bound of {@link ProcessorRuntime.sitesChanged}'s wait for writes in flight. */
 const sitesChangedWaitMs = 10_000;
-
-/** Bounds of an Event Hubs processor's drain (SIGTERM must end the process in bounded time). */
-export interface DrainBounds {
-  /** Writing, snapshotting and checkpointing what is held; past it, the drain gives up writing (15 s). */
-  flushMs: number;
-  /** After giving up, how long the partitions get to close (5 s). */
-  abandonMs: number;
-  /** Each SDK and storage client close (5 s). */
-  closeMs: number;
-}
-
-export const defaultDrainBounds: DrainBounds = { flushMs: 15_000, abandonMs: 5_000, closeMs: 5_000 };
-
-/**
- * A drain that gave up writing what the processor held (ClickHouse unreachable or too slow):
- * nothing is lost — those events were not checkpointed and the hub hands them to the next owner —
- * but the process did not drain cleanly, so it exits non-zero.
- */
-export class DrainIncompleteError extends Error {
-  override readonly name = 'DrainIncompleteError';
-}
 
 /** Subscribes a processor to `consumer`: it writes every partition's records to `store`. */
 export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
@@ -161,68 +140,6 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
 /** `<FAROL_DATA_DIR>/processor/<group>`: snapshots and flush logs of the local hub's processor. */
 export function processorStateDir(dataDir: string, group: string): string {
   return join(dataDir, 'processor', group);
-}
-
-/** Where migrations go for this configuration. */
-export function migrationTarget(config: Config): MigrationTarget {
-  return {
-    database: config.FAROL_CLICKHOUSE_DATABASE,
-    cluster: config.FAROL_CLICKHOUSE_CLUSTER,
-    retentionDays: config.FAROL_RETENTION_DAYS,
-  };
-}
-
-/** The configured store: a ClickHouse server when FAROL_CLICKHOUSE_URL is set, else embedded chDB. */
-export function openConfiguredStore(config: Config): Store {
-  if (config.FAROL_CLICKHOUSE_URL === undefined) {
-    return openChdbStore({ dataDir: config.FAROL_DATA_DIR, database: config.FAROL_CLICKHOUSE_DATABASE });
-  }
-  return openHttpStore({
-    url: config.FAROL_CLICKHOUSE_URL,
-    username: config.FAROL_CLICKHOUSE_USER,
-    password: config.FAROL_CLICKHOUSE_PASSWORD,
-    database: config.FAROL_CLICKHOUSE_DATABASE,
-    cluster: config.FAROL_CLICKHOUSE_CLUSTER,
-  });
-}
-
-/**
- * Drains `runtime` in bounded time: its partitions get `flushMs` to write, snapshot and
- * checkpoint what they hold; past it the processor gives up writing (nothing further is
- * checkpointed: the hub keeps those events for the next run or owner) and gets `abandonMs` to
- * close. Then each of `closes` runs, bounded by `closeMs` (a hung client close is logged, not
- * waited for). Rejects with {@link DrainIncompleteError} when writes were given up.
- */
-async function boundedDrain(
-  runtime: ProcessorRuntime,
-  closing: Promise<void>,
-  closes: ReadonlyArray<readonly [string, () => Promise<void>]>,
-  bounds: DrainBounds,
-  log: Logger,
-): Promise<void> {
-  let incomplete: string | undefined;
-  if ((await within(closing, bounds.flushMs)) === 'timed out') {
-    const partitions = runtime.unclosedPartitions();
-    if (partitions.length === 0) {
-      // Every partition wrote and checkpointed what it held: only the consumer's close is slow.
-      log.warn({ ms: bounds.flushMs }, 'drain: the consumer did not close in time (everything was written); going on');
-    } else {
-      incomplete = `partitions ${partitions.join(', ')} did not finish writing and checkpointing in ${bounds.flushMs} ms`;
-      log.error({ ms: bounds.flushMs, partitions }, 'drain: writes did not finish in time; giving up without checkpointing them (the hub keeps those events)');
-      runtime.abandon(incomplete);
-      if ((await within(closing, bounds.abandonMs)) === 'timed out') {
-        log.error({ ms: bounds.abandonMs }, 'drain: the consumer did not close after giving up; going on');
-      }
-    }
-  }
-  for (const [what, close] of closes) {
-    try {
-      if ((await within(close(), bounds.closeMs)) === 'timed out') log.warn({ ms: bounds.closeMs }, `drain: ${what} did not finish in time; going on`);
-    } catch (err) {
-      log.warn({ err }, `drain: ${what} failed`);
-    }
-  }
-  if (incomplete !== undefined) throw new DrainIncompleteError(incomplete);
 }
 
 /**
@@ -342,7 +259,7 @@ export async function runProcessor(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'processor' });
   if (!processorConfigOk(config, 'processor')) return 2;
   const metrics = new Registry();
-  const store = openConfiguredStore(config);
+  const store = await openConfiguredStore(config);
   let metricsServer: MetricsServer | undefined;
   try {
     metricsServer = await configuredMetrics(config, metrics, log);
@@ -356,12 +273,7 @@ export async function runProcessor(config: Config): Promise<number> {
       log.info({}, 'stopped');
       return 0;
     }
-    const hub = await openLocalHub({
-      dir: join(config.FAROL_DATA_DIR, 'hub'),
-      partitions: config.FAROL_HUB_PARTITIONS,
-      readOnly: true,
-      log,
-    });
+    const hub = await openConfiguredLocalHubReadOnly(config, log);
     try {
       const processor = await startLocalProcessor(config, { hub, store, log, metrics });
       log.info({ partitions: hub.partitionCount, store: store.kind }, 'processor started');
@@ -377,21 +289,6 @@ export async function runProcessor(config: Config): Promise<number> {
   }
   log.info({}, 'stopped');
   return 0;
-}
-
-/**
- * Drains `processor`; false (logged) when it gave up writing what it held: the events stay in the
- * hub for the next run or owner, and the process should exit non-zero.
- */
-export async function drainedFully(processor: ProcessorRuntime, log: Logger): Promise<boolean> {
-  try {
-    await processor.drain();
-    return true;
-  } catch (err) {
-    if (!(err instanceof DrainIncompleteError)) throw err;
-    log.error({ err }, 'stopped without draining everything; the hub keeps the rest for the next run or owner');
-    return false;
-  }
 }
 
 /**

@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { HubRecord } from '../hub/hub.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
-import { computeTruth, generateTraffic, makeEvent } from '../tests/support/oracle.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import {
   createPartitionState,
   decodeEvent,

@@ -10,7 +10,7 @@ import { DAY_MS, eventRow, formatDay, formatTimestamp, type EventRow, type Sessi
  * a range from a snapshot and produce the same rows, byte for byte, with the same dedup token.
  */
 
-/** Bounds of the state; the defaults follow SPEC section 6. */
+/** Bounds of the state; the defaults are 30-minute sessions and a one-hour dedup window. */
 export interface StateLimits {
   /** Inactivity after which a visitor's next event starts a new session (30 min). */
   sessionTimeoutMs: number;

@@ -1,20 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
-import type { Store } from '../store/store.ts';
-import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import { startProcessor } from './main.ts';
 import { openFileStateStore } from './state-store.ts';
 import {
+  base,
   caughtUp,
   crashTestOptions,
   expectStoreMatchesTruth,
   hubReader,
   metricValue,
-  openTestStore,
+  processorTestFile,
   publish,
-  removeTempDirs,
+  runProcessorOn,
   runUntilCrash,
   tempDir,
   waitFor,
@@ -28,23 +28,9 @@ import {
  */
 
 const PARTITIONS = 2;
-const HOUR = 3_600_000;
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 const options = crashTestOptions;
 
-let store: Store;
-const writers: LocalHub[] = [];
-
-beforeAll(async () => {
-  store = await openTestStore();
-});
-
-afterAll(async () => {
-  // The frozen instances' read-only hubs are left as a killed process would leave them.
-  await Promise.all(writers.map((h) => h.close()));
-  await store.close();
-  await removeTempDirs();
-});
+const { store, closeAfter } = processorTestFile();
 
 const reader = (dir: string): Promise<LocalHub> => hubReader(dir, PARTITIONS);
 
@@ -65,7 +51,7 @@ describe('processor crash', () => {
     const hubDir = await tempDir('crash-hub');
     const stateDir = await tempDir('crash-state');
     const writer = await openLocalHub({ dir: hubDir, partitions: PARTITIONS });
-    writers.push(writer);
+    closeAfter(writer);
     const half = Math.floor(traffic.length / 2);
     await publish(writer, traffic.slice(0, half));
 
@@ -74,19 +60,13 @@ describe('processor crash', () => {
     await publish(writer, traffic.slice(half));
 
     // The restarted instance.
-    const hub = await reader(hubDir);
-    const consumer = await hub.openConsumer('processor');
-    const stateStore = await openFileStateStore(stateDir);
-    const registry = new Registry();
-    const processor = startProcessor({ consumer, store, stateStore, log: silentLogger, metrics: registry, options });
-    await waitFor(() => caughtUp(processor.lag, PARTITIONS), 'the restarted processor to catch up');
+    const restarted = await runProcessorOn(await reader(hubDir), stateDir, { store, options });
+    await waitFor(() => caughtUp(restarted.processor.lag, PARTITIONS), 'the restarted processor to catch up');
     await expectStoreMatchesTruth(store, [site], truth);
-    expect(metricValue(registry, 'farol_processor_flushes_total')).toBeGreaterThan(0);
+    expect(metricValue(restarted.registry, 'farol_processor_flushes_total')).toBeGreaterThan(0);
 
-    await processor.drain();
-    await consumer.close();
-    await stateStore.close();
-    await hub.close();
+    await restarted.stop();
+    await restarted.hub.close();
   });
 
   it('refuses to start when its state is behind the hub checkpoint', async () => {
@@ -99,7 +79,7 @@ describe('processor crash', () => {
       },
     };
     const writer = await openLocalHub({ dir: await tempDir('lost-hub'), partitions: PARTITIONS, log: hubLog, retryBackoffMs: 10 });
-    writers.push(writer);
+    closeAfter(writer);
     const traffic = generateTraffic({ sites: ['lost.test'], visitorsPerSite: 5, eventsPerVisitor: 10, start: base, seed: 12 });
     await publish(writer, traffic);
     const consumer = await writer.openConsumer('processor');

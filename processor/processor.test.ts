@@ -1,22 +1,22 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HubConsumer } from '../hub/hub.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import type { Store } from '../store/store.ts';
-import { computeTruth, generateTraffic } from '../tests/support/oracle.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import { startProcessor, type ProcessorOptions } from './main.ts';
 import { openFileStateStore } from './state-store.ts';
 import {
+  base,
   caughtUp,
   expectStoreMatchesTruth,
   FlakyStore,
   metricValue,
-  openTestStore,
+  processorTestFile,
   publish,
-  removeTempDirs,
   runProcessorOn,
   tempDir,
   waitFor,
@@ -29,9 +29,6 @@ import {
  */
 
 const PARTITIONS = 4;
-const HOUR = 3_600_000;
-// Recent, so rows sit well inside the retention TTL; hour-aligned so rollup buckets are stable.
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 
 /** Small flushes and frequent snapshots, so a few thousand events cross many of each. */
 const fast: Partial<ProcessorOptions> = {
@@ -44,16 +41,7 @@ const fast: Partial<ProcessorOptions> = {
   lagRefreshMs: 50,
 };
 
-let store: Store;
-
-beforeAll(async () => {
-  store = await openTestStore();
-});
-
-afterAll(async () => {
-  await store.close();
-  await removeTempDirs();
-});
+const { store } = processorTestFile();
 
 /** A processor on `hub` with the state in `stateDir`; `stop` drains it and closes its consumer. */
 function run(hub: LocalHub, stateDir: string, target: Store = store): Promise<RunningProcessor> {

@@ -4,7 +4,7 @@ import { ApiQueryError } from '../api/query/errors.ts';
 import { runQuery, type QuerySite } from '../api/query/query.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { StoreError, type Store } from '../store/store.ts';
-import { generateTraffic } from '../tests/support/oracle.ts';
+import { generateTraffic } from '../schemas/testing/oracle.ts';
 import { closeSaltDays, storedVisitors } from './salt-days.ts';
 import { openTestStore, removeTempDirs, waitFor, writeThroughProcessor } from './testing/harness.ts';
 

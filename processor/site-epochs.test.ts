@@ -1,18 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
+import { describe, expect, it } from 'vitest';
+import { openLocalHub } from '../hub/local-hub.ts';
 import { silentLogger } from '../lib/log.ts';
-import type { Store } from '../store/store.ts';
-import { computeTruth, generateTraffic, keepOnly } from '../tests/support/oracle.ts';
+import { computeTruth, generateTraffic, keepOnly } from '../schemas/testing/oracle.ts';
 import { loadRegistrations, watchSiteEpochs, type Registration, type SiteEpochs } from './site-epochs.ts';
 import {
+  base,
   caughtUp,
   crashTestOptions,
   expectStoreMatchesTruth,
+  HOUR,
   hubReader,
   metricValue,
-  openTestStore,
+  processorTestFile,
   publish,
-  removeTempDirs,
   runProcessorOn,
   runUntilCrash,
   tempDir,
@@ -21,24 +21,11 @@ import {
 
 /** Site registrations as the processor knows them, and how dropping a deleted one's events stays exact. */
 
-const HOUR = 3_600_000;
 const PARTITIONS = 1;
-const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 const E1 = base - 48 * HOUR;
 const E2 = base - 24 * HOUR;
 
-let store: Store;
-const hubs: LocalHub[] = [];
-
-beforeAll(async () => {
-  store = await openTestStore();
-});
-
-afterAll(async () => {
-  await Promise.all(hubs.map((h) => h.close()));
-  await store.close();
-  await removeTempDirs();
-});
+const { store, closeAfter } = processorTestFile();
 
 /** A fixed answer, for processors that must not learn anything new. */
 function knowing(latest: (site: string) => Registration | undefined): SiteEpochs {
@@ -98,7 +85,7 @@ describe('site epochs', () => {
     const hubDir = await tempDir('epochs-hub');
     const stateDir = await tempDir('epochs-state');
     const writer = await openLocalHub({ dir: hubDir, partitions: PARTITIONS });
-    hubs.push(writer);
+    closeAfter(writer);
     await publish(writer, all);
 
     // The first run takes every record as one range, drops E1's events (or not), and dies once
@@ -115,7 +102,7 @@ describe('site epochs', () => {
       siteEpochs: knowing(dead(before)),
     });
     const hub = await hubReader(hubDir, PARTITIONS);
-    hubs.push(hub);
+    closeAfter(hub);
     const { processor, registry, stop } = await runProcessorOn(hub, stateDir, { store, options: crashTestOptions, siteEpochs: knowing(dead(after)) });
     await waitFor(() => caughtUp(processor.lag, PARTITIONS), 'the restarted processor to catch up');
     // The replayed range keeps the first run's choice, whatever is known now.

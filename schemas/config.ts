@@ -1,9 +1,10 @@
 import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { isSecretVariable, REDACTED, redactCredentials } from './secrets.ts';
 
 /**
- * Configuration (SPEC section 2): environment variables and equivalent `--flags`, parsed once by
+ * Configuration: environment variables and equivalent `--flags`, parsed once by
  * this schema. A bad value names the variable and what is allowed.
  */
 
@@ -56,7 +57,6 @@ export const rateSchema = z.string().transform((s, ctx) => {
   }
   return { perSecond: perMinute ? amount / 60 : amount, burst };
 });
-export type RateSetting = z.output<typeof rateSchema>;
 
 const LOOPBACK_HOSTS = new Set(['localhost', '::1', '[::1]']);
 
@@ -169,31 +169,35 @@ export type Config = z.output<typeof configSchema>;
 
 export class ConfigError extends Error {}
 
-/** `--data-dir x` → FAROL_DATA_DIR=x; `--port=1` → FAROL_PORT=1. Returns the remaining args. */
-export function flagsToEnv(args: string[]): { env: Record<string, string>; rest: string[] } {
+/**
+ * Reads a command line with node:util's parseArgs: settings as flags (`--data-dir x` →
+ * FAROL_DATA_DIR=x, `--port=1` → FAROL_PORT=1), the command's own string flags (`own`, which win
+ * over a setting of the same name: an admin command's `--sites` is not FAROL_SITES), and the
+ * positional arguments (`rest`). An unknown flag, or a flag without its value, is a ConfigError.
+ */
+export function flagsToEnv(
+  args: string[],
+  own: readonly string[] = [],
+): { env: Record<string, string>; flags: Record<string, string>; rest: string[] } {
+  const settings = new Map(Object.keys(configSchema.shape).map((key) => [key.slice('FAROL_'.length).toLowerCase().replaceAll('_', '-'), key]));
+  for (const name of own) settings.delete(name);
+  const options = Object.fromEntries([...settings.keys(), ...own].map((name) => [name, { type: 'string' as const }]));
+  // Not strict: the messages below name the flag and its variable; a value is the next argument
+  // whatever it looks like (`--name --x` names it "--x"), as before parseArgs.
+  const { tokens } = parseArgs({ args, options, strict: false, allowPositionals: true, tokens: true });
   const env: Record<string, string> = {};
+  const flags: Record<string, string> = {};
   const rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] ?? '';
-    const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(arg);
-    if (!m?.[1]) {
-      rest.push(arg);
-      continue;
-    }
-    const key = `FAROL_${m[1].replaceAll('-', '_').toUpperCase()}`;
-    if (!(key in configSchema.shape)) {
-      rest.push(arg);
-      continue;
-    }
-    let value = m[2];
-    if (value === undefined) {
-      value = args[i + 1];
-      i++;
-      if (value === undefined) throw new ConfigError(`--${m[1]} (${key}) needs a value`);
-    }
-    env[key] = value;
+  for (const token of tokens) {
+    if (token.kind === 'positional') rest.push(token.value);
+    if (token.kind !== 'option') continue;
+    const key = settings.get(token.name);
+    if (key === undefined && !own.includes(token.name)) throw new ConfigError(`unknown flag ${token.rawName} (farol help lists them)`);
+    if (token.value === undefined) throw new ConfigError(`${token.rawName}${key === undefined ? '' : ` (${key})`} needs a value`);
+    if (key === undefined) flags[token.name] = token.value;
+    else env[key] = token.value;
   }
-  return { env, rest };
+  return { env, flags, rest };
 }
 
 /**

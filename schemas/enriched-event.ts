@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 /**
  * The enriched event: what the collector publishes to the hub and the processor stores.
- * It holds nothing that identifies a person: no IP, no raw User-Agent (SPEC section 4).
+ * It holds nothing that identifies a person: no IP, no raw User-Agent.
  */
 export const enrichedEventSchema = z.object({
   /** Schema version of this record. */

@@ -29,7 +29,7 @@ export const ingestErrors = {
 
 export type IngestErrorCode = keyof typeof ingestErrors;
 
-/** Errors of the reporting API, the admin endpoints and the tracker config (SPEC section 8). */
+/** Errors of the reporting API, the admin endpoints and the tracker config. */
 export const apiErrors = {
   API_UNAUTHORIZED: { status: 401, message: 'A valid API token is required (Authorization: Bearer <token>)' },
   API_FORBIDDEN: { status: 403, message: 'Your role does not allow this' },
@@ -51,25 +51,73 @@ export const apiErrors = {
   API_QUERY_TOO_LARGE: { status: 400, message: 'The query is too large to run; use fewer filters or filter values' },
   API_RATE_LIMITED: { status: 429, message: 'Too many failed authentications from this client; retry after the Retry-After seconds' },
   API_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
+  API_BODY_TIMEOUT: { status: 408, message: 'Body was not received in time' },
   API_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;
 
-/** A coded error of the API; `field` names the offending part of the request when there is one. */
-export class ApiError extends Error {
+export type ErrorCode = IngestErrorCode | ApiErrorCode;
+
+/** Every code of the catalogue, with its status and message template. */
+export const errorCatalogue: Readonly<Record<ErrorCode, { readonly status: number; readonly message: string }>> = { ...ingestErrors, ...apiErrors };
+
+/**
+ * The two vocabularies Farol answers in: the collector's (`ING_…`, what trackers read) and the
+ * API's (`API_…`, what dashboards and scripts read). A route belongs to one.
+ */
+export type Dialect = 'ingest' | 'api';
+
+/**
+ * Conditions of the transport itself (routing, body reading, JSON decoding) that every route can
+ * meet, and the code each vocabulary answers them with: one condition, one place, instead of an
+ * `ING_` and an `API_` twin mapped by hand. The API answers the decoding conditions with its
+ * generic `API_BAD_REQUEST` (naming the field), as it always has.
+ */
+export const transportErrors = {
+  notFound: { ingest: 'ING_NOT_FOUND', api: 'API_NOT_FOUND' },
+  methodNotAllowed: { ingest: 'ING_METHOD_NOT_ALLOWED', api: 'API_METHOD_NOT_ALLOWED' },
+  bodyTooLarge: { ingest: 'ING_BODY_TOO_LARGE', api: 'API_BODY_TOO_LARGE' },
+  bodyTimeout: { ingest: 'ING_BODY_TIMEOUT', api: 'API_BODY_TIMEOUT' },
+  bodyMemoryFull: { ingest: 'ING_BODY_MEMORY_FULL', api: 'API_BODY_MEMORY_FULL' },
+  emptyBody: { ingest: 'ING_EMPTY_BODY', api: 'API_BAD_REQUEST' },
+  badUtf8: { ingest: 'ING_BAD_UTF8', api: 'API_BAD_REQUEST' },
+  badJson: { ingest: 'ING_BAD_JSON', api: 'API_BAD_REQUEST' },
+  badString: { ingest: 'ING_BAD_STRING', api: 'API_BAD_REQUEST' },
+  internal: { ingest: 'ING_INTERNAL', api: 'API_INTERNAL' },
+} as const satisfies Record<string, Record<Dialect, ErrorCode>>;
+
+export type TransportCondition = keyof typeof transportErrors;
+
+export interface ErrorOptions {
+  /** The offending part of the request (`filters[0][2]`, `props.k`, `body`). */
+  field?: string | undefined;
+  /** What caused it (kept in logs, never sent to the client). */
+  cause?: unknown;
+}
+
+/**
+ * The coded error every part of Farol throws: a catalogue code, its HTTP status, the field at
+ * fault when there is one, and the cause. HTTP answers are made from it by `instanceof`; anything
+ * else thrown is a bug, answered 500 with the `…_INTERNAL` code of the route's vocabulary.
+ */
+export class FarolError extends Error {
   readonly status: number;
+  readonly field: string | undefined;
   /** Seconds to send as Retry-After (429 and 503 answers). */
   retryAfterS?: number;
   constructor(
-    readonly code: ApiErrorCode,
+    readonly code: ErrorCode,
     message?: string,
-    readonly field?: string,
+    opts: ErrorOptions = {},
   ) {
-    super(message ?? apiErrors[code].message);
-    this.status = apiErrors[code].status;
+    super(message ?? errorCatalogue[code].message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.status = errorCatalogue[code].status;
+    this.field = opts.field;
   }
 
+  /** The error as answered on the wire: `{error: {code, message, field?}}` (never the cause). */
   toJSON(): { error: { code: string; message: string; field?: string } } {
     const error: { code: string; message: string; field?: string } = { code: this.code, message: this.message };
     if (this.field !== undefined) error.field = this.field;
@@ -77,20 +125,15 @@ export class ApiError extends Error {
   }
 }
 
-/** A typed error carrying a catalogue code; `message` may be more specific than the template. */
-export class FarolError extends Error {
-  readonly status: number;
-  /** Seconds to send as Retry-After (429 and 503 answers). */
-  retryAfterS?: number;
-  constructor(
-    readonly code: IngestErrorCode,
-    message?: string,
-  ) {
-    super(message ?? ingestErrors[code].message);
-    this.status = ingestErrors[code].status;
-  }
+/** A transport condition as a coded error in `dialect`'s vocabulary. */
+export function transportError(dialect: Dialect, condition: TransportCondition, message?: string, opts?: ErrorOptions): FarolError {
+  return new FarolError(transportErrors[condition][dialect], message, opts);
+}
 
-  toJSON(): { error: { code: string; message: string } } {
-    return { error: { code: this.code, message: this.message } };
+/** A {@link FarolError} of the API's vocabulary: `field` names the offending part of the request. */
+export class ApiError extends FarolError {
+  declare readonly code: ApiErrorCode;
+  constructor(code: ApiErrorCode, message?: string, field?: string, cause?: unknown) {
+    super(code, message, { field, cause });
   }
 }

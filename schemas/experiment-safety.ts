@@ -1,5 +1,5 @@
 /**
- * What an experiment's DOM changes may do on a customer's page (SPEC section 9): nothing that runs
+ * What an experiment's DOM changes may do on a customer's page: nothing that runs
  * script. The definitions travel, public, to every visitor's browser (`GET /api/config/:domain`)
  * and an admin of one site writes them, so the server refuses anything outside these rules (a 400
  * naming the field), and the tracker (ingest/tracker/script.js) enforces the same allowlists again

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { allPayloads, attributePayloads, cssPayloads, htmlPayloads, offSiteRedirects, redirectPayloads, targetPayloads } from '../tests/support/xss-payloads.ts';
+import { allPayloads, attributePayloads, cssPayloads, htmlPayloads, offSiteRedirects, redirectPayloads, targetPayloads } from './testing/xss-payloads.ts';
 import { ALLOWED_ELEMENTS, decodeAttribute, htmlProblem, INERT_ATTRIBUTES, URL_ATTRIBUTES } from './experiment-safety.ts';
 import { experimentCreateSchema, experimentPatchSchema, experimentSchema, parseWith, redirectProblems, storedExperimentSchema, type Experiment } from './experiment.ts';
 

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { attributeNameProblem, attributeProblem, CONTROL, cssProblem, htmlProblem, redirectProblem, selectorProblem, urlProblem } from './experiment-safety.ts';
+import { fieldName, firstIssue } from './issues.ts';
 
 /**
- * An A/B experiment's definition (SPEC section 9): what the tracker applies (variations with
+ * An A/B experiment's definition: what the tracker applies (variations with
  * their traffic weights and DOM changes, the pages it runs on) and what the results endpoint
  * measures (the goal, the control). Every string and array is bounded: definitions travel to
  * every visitor's browser in `GET /api/config/:domain`.
@@ -29,7 +30,6 @@ export const limits = {
 } as const;
 
 export const experimentStatuses = ['draft', 'running', 'stopped'] as const;
-export type ExperimentStatus = (typeof experimentStatuses)[number];
 
 export const experimentIdSchema = z.string().regex(ID_PATTERN, 'must be 1-100 letters, digits, _ . -');
 const variationKeySchema = z.string().regex(VARIATION_KEY_PATTERN, 'must be 1-100 letters, digits, _ . -');
@@ -153,7 +153,7 @@ export function redirectProblems(e: Pick<Experiment, 'site' | 'variations'>, all
     for (const [j, c] of v.changes.entries()) {
       if (c.type !== 'redirect') continue;
       const message = redirectProblem(c.url, e.site, allowedHosts);
-      if (message !== undefined) return { field: fieldPath(['variations', i, 'changes', j, 'url']), message };
+      if (message !== undefined) return { field: fieldName(['variations', i, 'changes', j, 'url']), message };
     }
   }
   return undefined;
@@ -197,7 +197,6 @@ export const experimentCreateSchema = z.strictObject({
   status: z.enum(experimentStatuses).optional(),
   ...editable,
 });
-export type ExperimentCreate = z.infer<typeof experimentCreateSchema>;
 
 /** `PATCH …/experiments/:id` body: any editable field, or the status; the merge is checked as a whole. */
 export const experimentPatchSchema = z.strictObject({
@@ -209,7 +208,6 @@ export const experimentPatchSchema = z.strictObject({
   // null removes the restriction (the experiment then runs on every page).
   pages: editable.pages.unwrap().nullable().optional(),
 });
-export type ExperimentPatch = z.infer<typeof experimentPatchSchema>;
 
 /** What the tracker receives per running experiment: nothing but what it needs to assign and apply. */
 export interface TrackerExperiment {
@@ -218,28 +216,12 @@ export interface TrackerExperiment {
   pages?: string[];
 }
 
-/** Renders a zod path as `variations[1].weight`. */
-export function fieldPath(path: readonly PropertyKey[], root = 'body'): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out === '' ? root : out;
-}
-
 export type Parsed<T> = { ok: true; value: T } | { ok: false; field: string; message: string };
 
 /** Validates `value`; on failure names the first bad field (unknown keys included) and says why. */
 export function parseWith<S extends z.ZodType>(schema: S, value: unknown): Parsed<z.infer<S>> {
   const r = schema.safeParse(value);
   if (r.success) return { ok: true, value: r.data };
-  const issue = r.error.issues[0];
-  if (issue === undefined) return { ok: false, field: 'body', message: 'is invalid' };
-  const path: PropertyKey[] = [...issue.path];
-  if (issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined) {
-    path.push(issue.keys[0]);
-    return { ok: false, field: fieldPath(path), message: 'is not a known field' };
-  }
-  return { ok: false, field: fieldPath(path), message: issue.message };
+  const { field, message } = firstIssue(r.error);
+  return { ok: false, field, message };
 }

@@ -1,6 +1,6 @@
 /**
- * What counts as a secret in Farol's configuration and in text it prints (SPEC section 11: secrets
- * never appear in logs or error messages): the secret variables, whose values are never echoed,
+ * What counts as a secret in Farol's configuration and in text it prints (secrets never appear
+ * in logs or error messages): the secret variables, whose values are never echoed,
  * and credentials inside URLs and connection strings, which are cut out wherever text is logged.
  */
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { badStringMessage, findBadString, formatPath, hasBadEscape, isCleanString } from './unicode.ts';
-import { encodeJson, escapeChoices, hostileJson, Obj, type J } from '../tests/support/hostile-json.ts';
+import { encodeJson, escapeChoices, hostileJson, Obj, type J } from './testing/hostile-json.ts';
 
 function hasDuplicateKeys(v: J): boolean {
   if (v instanceof Obj) return new Set(v.entries.map(([k]) => k)).size < v.entries.length || v.entries.some(([, x]) => hasDuplicateKeys(x));

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { firstIssue } from './issues.ts';
 import { badStringInJson, badStringMessage } from './unicode.ts';
 
 /**
@@ -91,9 +92,9 @@ export interface WireEvent {
 
 export type WireResult = { ok: true; event: WireEvent } | { ok: false; code: 'ING_BAD_EVENT' | 'ING_TOO_MANY_PROPS' | 'ING_BAD_STRING'; message: string };
 
-function describe(issue: z.core.$ZodIssue): string {
-  const path = issue.path.map(String).join('.');
-  return path ? `${path}: ${issue.message}` : issue.message;
+function describe(error: z.ZodError): string {
+  const { field, message, hasPath } = firstIssue(error);
+  return hasPath ? `${field}: ${message}` : message;
 }
 
 /** Validates one decoded JSON value as a wire event and folds short names into long ones. */
@@ -116,7 +117,7 @@ export function parseWireEventBySchema(value: unknown): WireResult {
   if (!parsed.success) {
     const first = parsed.error.issues[0];
     const code = first?.code === 'custom' && first.params?.['code'] === 'ING_BAD_STRING' ? 'ING_BAD_STRING' : 'ING_BAD_EVENT';
-    return { ok: false, code, message: first ? describe(first) : 'invalid event' };
+    return { ok: false, code, message: first ? describe(parsed.error) : 'invalid event' };
   }
   return normalize(parsed.data);
 }

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { latestVersion } from '../schemas/migrations/index.ts';
-import { startClickHouseHttp } from '../tests/support/clickhouse-http.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
+import { startClickHouseHttp } from './testing/clickhouse-http.ts';
 import { openChdbStore } from './chdb-store.ts';
 import { openHttpStore } from './http-store.ts';
 import { migrate } from './migrate.ts';
@@ -57,43 +58,9 @@ const now = new Date();
 const monthStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
 const hour = 3_600_000;
 
-let nextId = 0;
-
-function event(overrides: Partial<EnrichedEvent> = {}): EnrichedEvent {
-  nextId += 1;
-  return {
-    v: 1,
-    id: `evt-${nextId}`,
-    clientId: false,
-    site: 'example.com',
-    ts: monthStart,
-    name: 'pageview',
-    hostname: 'example.com',
-    pathname: '/',
-    utmSource: '',
-    utmMedium: '',
-    utmCampaign: '',
-    utmContent: '',
-    utmTerm: '',
-    clickIds: [],
-    referrer: '',
-    source: '',
-    channel: 'Direct',
-    country: 'PT',
-    browser: 'Firefox',
-    browserVersion: '128',
-    os: 'Linux',
-    osVersion: '',
-    device: 'desktop',
-    screen: 'desktop',
-    visitorId: '1',
-    interactive: true,
-    props: {},
-    revenue: null,
-    exp: {},
-    ...overrides,
-  };
-}
+/** An event of this suite: on example.com, at the start of the month. */
+const event = (overrides: Partial<EnrichedEvent> = {}): EnrichedEvent =>
+  makeEvent({ site: 'example.com', hostname: 'example.com', ts: monthStart, ...overrides });
 
 /** A deterministic spread of events: visitors, pages, countries, goals with revenue, over hours. */
 function trafficFor(site: string, count: number): EnrichedEvent[] {

@@ -1,40 +1,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
 import { eventRow } from './rows.ts';
 import { commonColumns, engineErrorSummary, MAX_ENGINE_SUMMARY, storeErrorFromText, toCompactValues, toJsonCompactEachRow } from './store.ts';
 
-const event: EnrichedEvent = {
-  v: 1,
+const event: EnrichedEvent = makeEvent({
   id: 'e-1',
-  clientId: false,
   site: 'example.com',
-  ts: Date.UTC(2026, 0, 15, 12),
-  name: 'pageview',
   hostname: 'example.com',
-  pathname: '/',
-  utmSource: '',
-  utmMedium: '',
-  utmCampaign: '',
-  utmContent: '',
-  utmTerm: '',
   clickIds: ['gclid'],
-  referrer: '',
-  source: '',
-  channel: 'Direct',
-  country: 'PT',
-  browser: 'Firefox',
-  browserVersion: '128',
-  os: 'Linux',
-  osVersion: '',
-  device: 'desktop',
   screen: 'Desktop',
-  visitorId: '1',
-  interactive: true,
   props: { plan: 'pro' },
-  revenue: null,
-  exp: {},
-};
+});
 
 describe('commonColumns', () => {
   it('takes every column of the processor’s rows, so they travel as JSONCompactEachRow', () => {

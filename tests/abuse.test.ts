@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../schemas/config.ts';
-import { openConfiguredLocalHub, startCollector } from '../ingest/main.ts';
+import { startCollector } from '../ingest/main.ts';
+import { openConfiguredLocalHub } from '../wiring/hub.ts';
 import { defaultQuota } from '../hub/local-dir.ts';
 import type { LocalHub } from '../hub/local-hub.ts';
 import { createLogger, silentLogger } from '../lib/log.ts';
@@ -12,7 +13,7 @@ import { Registry } from '../lib/metrics.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane } from '../api/control/control-plane.ts';
+import { ControlPlane } from '../control/control-plane.ts';
 import { listenApi, type ApiServer } from '../api/server.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
 

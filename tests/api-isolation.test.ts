@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ControlPlane, Member } from '../api/control/control-plane.ts';
-import type { Role } from '../api/control/model.ts';
+import type { ControlPlane, Member } from '../control/control-plane.ts';
+import type { Role } from '../control/model.ts';
 import { callText, startApiOnChdb, type ApiOnChdb } from '../api/experiments/testing/api-harness.ts';
 
 /**

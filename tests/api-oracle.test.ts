@@ -22,7 +22,7 @@ import { planBatches } from './support/wire-oracle.ts';
  * local hub → processor → embedded ClickHouse), then every number `POST /api/v2/query` answers
  * over HTTP with the owner's Bearer token is compared with the truth computed from the traffic
  * that was sent (tests/support/api-oracle.ts): every metric, by every main dimension, with
- * filters, comparisons and pagination. api/query/query.test.ts covers date ranges, time zones and
+ * filters, comparisons and pagination. tests/query-engine.test.ts covers date ranges, time zones and
  * multi-day traffic in-process; this file covers the path through every component.
  *
  * Traffic goes out in two phases with a pause between them; a date-time range split in the pause

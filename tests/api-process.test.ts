@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import { startClickHouseHttp, type ClickHouseHttp } from '../store/testing/clickhouse-http.ts';
 import { runFarol, startFarol, type FarolProcess } from './support/farol-process.ts';
 
 /**

@@ -4,7 +4,7 @@ import { call, SITE_A, SITE_B, startApiHarness, type ApiHarness, type Reply } fr
 import { filterOperators, metricNames } from '../api/query/schema.ts';
 import { dateRangeShortcuts } from '../api/query/time.ts';
 import { eventRow } from '../store/rows.ts';
-import { makeEvent } from './support/oracle.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
 
 /**
  * Property tests of `POST /api/v2/query` on the real API over chDB (issue #8, finding 7): whatever

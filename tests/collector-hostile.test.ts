@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LINGER_MAX_BYTES } from '../ingest/body.ts';
+import { LINGER_MAX_BYTES } from '../lib/http/body.ts';
 import { createCollector, type Collector } from '../ingest/collector.ts';
 import { openEnrichment, type EnrichRuntime } from '../ingest/main.ts';
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
@@ -13,7 +13,7 @@ import { Registry } from '../lib/metrics.ts';
 import { loadConfig } from '../schemas/config.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
 import { metricValue, parseMetrics, pollUntil } from './support/e2e.ts';
-import { sendBodyRaw } from './support/raw-http.ts';
+import { sendBodyRaw } from '../lib/testing/raw-http.ts';
 
 /**
  * Hostile input on a real collector port (issue #8): strings that are not well-formed Unicode or

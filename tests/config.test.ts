@@ -52,6 +52,26 @@ describe('configuration', () => {
     expect(rest).toEqual(['extra']);
   });
 
+  it('reads a command’s own flags before the settings of the same name, and refuses unknown or valueless flags', () => {
+    const admin = flagsToEnv(['add', 'Ann', '--role', 'viewer', '--sites=a.example', '--port', '1', '--name', '--odd'], ['role', 'sites', 'name']);
+    expect(admin).toEqual({ env: { FAROL_PORT: '1' }, flags: { role: 'viewer', sites: 'a.example', name: '--odd' }, rest: ['add', 'Ann'] });
+    expect(flagsToEnv(['--sites', 'a.example']).env).toEqual({ FAROL_SITES: 'a.example' });
+    expect(() => flagsToEnv(['--data-dri', '/tmp/x'])).toThrow(/unknown flag --data-dri/);
+    expect(() => flagsToEnv(['-p', '1'])).toThrow(/unknown flag -p/);
+    expect(() => flagsToEnv(['--constructor', 'x'])).toThrow(/unknown flag --constructor/);
+    expect(() => flagsToEnv(['--port'])).toThrow(/--port \(FAROL_PORT\) needs a value/);
+    expect(() => flagsToEnv(['add', '--role'], ['role'])).toThrow(/^--role needs a value$/);
+  });
+
+  it('the CLI refuses an unknown flag (a typo must not fall back to a default) with exit 2', async () => {
+    const r = await runFarol(['collector', '--data-dri', '/tmp/nowhere'], {});
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown flag --data-dri');
+    const admin = await runFarol(['sites', 'list', '--timezon', 'UTC'], {});
+    expect(admin.code).toBe(2);
+    expect(admin.stderr).toContain('unknown flag --timezon');
+  });
+
   it('the CLI exits non-zero naming the bad variable', async () => {
     const r = await runFarol(['collector'], { FAROL_PORT: 'nope' });
     expect(r.code).toBe(2);

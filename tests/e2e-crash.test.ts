@@ -8,7 +8,7 @@ import type { Store } from '../store/store.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { fetchMetrics, geoCountries, nearMidnightUtc, pollUntil, postBatch, processorProgress, sleep, waitForProcessor } from './support/e2e.ts';
 import { startFarol, type FarolProcess } from './support/farol-process.ts';
-import { rng } from './support/oracle.ts';
+import { rng } from '../schemas/testing/oracle.ts';
 import { computeWireTruth, generateWireTraffic, planBatches, type WireBatch } from './support/wire-oracle.ts';
 
 /**

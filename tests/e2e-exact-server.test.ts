@@ -1,16 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openHttpStore } from '../store/http-store.ts';
-import type { Store } from '../store/store.ts';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import { describe, expect, it } from 'vitest';
+import { rng } from '../schemas/testing/oracle.ts';
+import { nearMidnightUtc, postBatch, sendAllOnce, sleep, waitForProcessor } from './support/e2e.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
 import { rawCounts } from './support/exact-counts.ts';
-import { geoCountries, nearMidnightUtc, postBatch, sendAllOnce, sleep, waitForProcessor } from './support/e2e.ts';
-import { startFarol, type FarolProcess } from './support/farol-process.ts';
-import { rng } from './support/oracle.ts';
-import { computeWireTruth, generateWireTraffic, planBatches, type WireBatch, type WireTruth } from './support/wire-oracle.ts';
+import { serverModeSuite } from './support/server-mode.ts';
+import type { WireBatch } from './support/wire-oracle.ts';
 
 /**
  * `farol start` on a ClickHouse server (FAROL_CLICKHOUSE_URL → a chDB-backed HTTP endpoint in a
@@ -23,53 +17,11 @@ const SITES = ['a.test', 'b.test', 'c.test'];
 const PARTITIONS = 4;
 
 describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over HTTP', () => {
-  let clickhouse: ClickHouseHttp | undefined;
-  const dirs: string[] = [];
-  const procs: FarolProcess[] = [];
-  const stores: Store[] = [];
-
-  beforeAll(async () => {
-    const chDir = await mkdtemp(join(tmpdir(), 'farol-e2e-ch-'));
-    dirs.push(chDir);
-    clickhouse = await startClickHouseHttp({ dataDir: chDir });
-  });
-
-  afterAll(async () => {
-    for (const p of procs) p.child.kill('SIGKILL');
-    for (const s of stores) await s.close();
-    await clickhouse?.stop();
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
-  });
-
-  /** A `farol start` on the endpoint with its own data dir and database, and a store to read it. */
-  async function startServerMode(database: string): Promise<{ proc: FarolProcess; store: Store }> {
-    if (clickhouse === undefined) throw new Error('no ClickHouse endpoint');
-    const dataDir = await mkdtemp(join(tmpdir(), `farol-e2e-${database}-`));
-    dirs.push(dataDir);
-    const proc = await startFarol('start', {
-      FAROL_DATA_DIR: dataDir,
-      FAROL_CLICKHOUSE_URL: clickhouse.url,
-      FAROL_CLICKHOUSE_DATABASE: database,
-      FAROL_TRUST_PROXY: '127.0.0.1/32',
-      FAROL_SITES: SITES.join(','),
-      FAROL_HUB_PARTITIONS: String(PARTITIONS),
-    });
-    procs.push(proc);
-    const store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database });
-    stores.push(store);
-    return { proc, store };
-  }
-
-  async function truthFor(seed: number, targetEvents: number, idPrefix: string): Promise<{ truth: WireTruth; plans: WireBatch[][] }> {
-    const traffic = generateWireTraffic({ seed, sites: SITES, targetEvents, idPrefix });
-    const countries = await geoCountries(traffic.ips);
-    const truth = computeWireTruth(traffic, (ip) => countries.get(ip) ?? '');
-    return { truth, plans: planBatches(traffic, { senders: 4, batchSize: 100, seed: seed + 1 }) };
-  }
+  const suite = serverModeSuite({ name: 'e2e', sites: SITES, partitions: PARTITIONS });
 
   it('20k events via /api/batch: raw counts, sessions and rollups equal the truth exactly', async () => {
-    const { truth, plans } = await truthFor(7_100, 20_000, 'srv');
-    const { proc, store } = await startServerMode('farol_oracle');
+    const { truth, plans } = await suite.traffic(7_100, 20_000, 'srv');
+    const { proc, store } = await suite.start('farol_oracle');
     const sent = await sendAllOnce(proc.url, plans);
     expect(sent.failures).toEqual([]);
     expect(sent.events).toBe(truth.totalEvents);
@@ -85,8 +37,8 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
   }, 180_000);
 
   it('a client resending whole batches (same ids) after lost 202s: every event counts once', async () => {
-    const { truth, plans } = await truthFor(7_200, 12_000, 'rty');
-    const { proc, store } = await startServerMode('farol_retry');
+    const { truth, plans } = await suite.traffic(7_200, 12_000, 'rty');
+    const { proc, store } = await suite.start('farol_retry');
     const failures: string[] = [];
     const stats = { batches: 0, sends: 0, lostAnswers: 0, immediateResends: 0, lateResends: 0 };
     const late: Promise<void>[] = [];

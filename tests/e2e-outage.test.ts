@@ -1,14 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openHttpStore } from '../store/http-store.ts';
-import type { Store } from '../store/store.ts';
-import { startClickHouseHttp, type ClickHouseHttp } from './support/clickhouse-http.ts';
+import { describe, expect, it } from 'vitest';
+import type { ClickHouseHttp } from '../store/testing/clickhouse-http.ts';
+import { fetchMetrics, nearMidnightUtc, pollUntil, postBatch, processorProgress, sleep, waitForProcessor } from './support/e2e.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
-import { fetchMetrics, geoCountries, nearMidnightUtc, pollUntil, postBatch, processorProgress, sleep, waitForProcessor } from './support/e2e.ts';
-import { startFarol, type FarolProcess } from './support/farol-process.ts';
-import { computeWireTruth, generateWireTraffic, planBatches, type WireBatch, type WireTruth } from './support/wire-oracle.ts';
+import { serverModeSuite, type ServerModeRun, type WirePlan } from './support/server-mode.ts';
 
 /**
  * ClickHouse goes away in the middle of a stream: the collector keeps answering 202 (a 202 only
@@ -23,49 +17,12 @@ const PARTITIONS = 4;
 const OUTAGE_MS = 8_000;
 
 describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
-  let clickhouse: ClickHouseHttp | undefined;
-  const procs: FarolProcess[] = [];
-  const stores: Store[] = [];
-  const dirs: string[] = [];
+  const suite = serverModeSuite({ name: 'e2e-outage', sites: SITES, partitions: PARTITIONS });
 
-  beforeAll(async () => {
-    const chDir = await mkdtemp(join(tmpdir(), 'farol-e2e-outage-ch-'));
-    dirs.push(chDir);
-    clickhouse = await startClickHouseHttp({ dataDir: chDir });
-  });
-
-  afterAll(async () => {
-    for (const p of procs) p.child.kill('SIGKILL');
-    for (const s of stores) await s.close();
-    await clickhouse?.stop();
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
-  });
-
-  /** Traffic and truth, a `farol start` on the endpoint (own data dir and database), a store to read it. */
-  async function setUp(
-    seed: number,
-    database: string,
-  ): Promise<{ ch: ClickHouseHttp; truth: WireTruth; plans: WireBatch[][]; totalBatches: number; proc: FarolProcess; store: Store; env: Record<string, string> }> {
-    if (clickhouse === undefined) throw new Error('no ClickHouse endpoint');
-    const traffic = generateWireTraffic({ seed, sites: SITES, targetEvents: 20_000, idPrefix: database });
-    const countries = await geoCountries(traffic.ips);
-    const truth = computeWireTruth(traffic, (ip) => countries.get(ip) ?? '');
-    const plans = planBatches(traffic, { senders: 4, batchSize: 100, seed: seed + 1 });
-    const dataDir = await mkdtemp(join(tmpdir(), `farol-e2e-${database}-`));
-    dirs.push(dataDir);
-    const env = {
-      FAROL_DATA_DIR: dataDir,
-      FAROL_CLICKHOUSE_URL: clickhouse.url,
-      FAROL_CLICKHOUSE_DATABASE: database,
-      FAROL_TRUST_PROXY: '127.0.0.1/32',
-      FAROL_SITES: SITES.join(','),
-      FAROL_HUB_PARTITIONS: String(PARTITIONS),
-    };
-    const proc = await startFarol('start', env);
-    procs.push(proc);
-    const store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database });
-    stores.push(store);
-    return { ch: clickhouse, truth, plans, totalBatches: plans.reduce((n, p) => n + p.length, 0), proc, store, env };
+  /** Traffic and truth, and a `farol start` on the endpoint (own data dir and database). */
+  async function setUp(seed: number, database: string): Promise<WirePlan & ServerModeRun & { ch: ClickHouseHttp }> {
+    const plan = await suite.traffic(seed, 20_000, database);
+    return { ...plan, ...(await suite.start(database)), ch: suite.clickhouse() };
   }
 
   it('ingest answers 202 throughout an 8 s outage; afterwards every event lands exactly once', async () => {
@@ -131,7 +88,8 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
   }, 180_000);
 
   it('SIGTERM while ClickHouse is down ends in bounded time (exit 1, nothing checkpointed past what was written); the next start lands everything once', async () => {
-    const { ch, truth, plans, totalBatches, proc, store, env } = await setUp(7_700, 'farol_drain_down');
+    const run = await setUp(7_700, 'farol_drain_down');
+    const { ch, truth, plans, totalBatches, proc, store } = run;
     // ClickHouse goes first, so the processor surely holds events it cannot write when SIGTERM comes.
     await ch.stop();
     const failures: string[] = [];
@@ -157,8 +115,7 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
     expect(proc.output.join('\n')).toContain('drain: writes did not finish in time');
 
     await ch.start();
-    const again = await startFarol('start', env);
-    procs.push(again);
+    const again = await suite.restart(run);
     // This run writes only what the first did not: wait for the table, not for its own counter.
     await pollUntil(
       async () => {

@@ -8,13 +8,14 @@ import { expectStoreMatchesTruth } from '../processor/testing/harness.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { openHttpStore } from '../store/http-store.ts';
 import type { Store } from '../store/store.ts';
-import type { ClickHouseHttp } from './support/clickhouse-http.ts';
+import type { ClickHouseHttp } from '../store/testing/clickhouse-http.ts';
 import { pollUntil } from './support/e2e.ts';
-import type { Azurite } from './support/eventhubs/azurite.ts';
-import type { EventHubsBroker } from './support/eventhubs/broker.ts';
+import type { Azurite } from '../hub/testing/eventhubs/azurite.ts';
+import type { EventHubsBroker } from '../hub/testing/eventhubs/broker.ts';
 import { startEventHubsStack } from './support/eventhubs/stack.ts';
 import { startFarolProcessor, type FarolChild } from './support/farol-process.ts';
-import { computeTruth, generateTraffic, makeEvent } from './support/oracle.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
+import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 
 /**
  * Event Hubs mode: records a producer other than Farol's collector (or an older one) published to

@@ -1,30 +1,10 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ControlPlane } from '../api/control/control-plane.ts';
-import { openHttpStore } from '../store/http-store.ts';
-import type { Store } from '../store/store.ts';
-import type { ClickHouseHttp } from './support/clickhouse-http.ts';
-import { geoCountries, nearMidnightUtc, postBatch, sleep } from './support/e2e.ts';
-import type { Azurite } from './support/eventhubs/azurite.ts';
-import type { EventHubsBroker } from './support/eventhubs/broker.ts';
-import { startEventHubsStack } from './support/eventhubs/stack.ts';
-import { expectExactCounts } from './support/exact-assert.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlane } from '../control/control-plane.ts';
+import { nearMidnightUtc, postBatch, sleep } from './support/e2e.ts';
+import { eventHubsSuite } from './support/eventhubs/suite.ts';
 import { rawCounts } from './support/exact-counts.ts';
-import { runFarol, startFarol, startFarolProcessor, type FarolChild, type FarolProcess } from './support/farol-process.ts';
-import {
-  BROWSER_UAS,
-  computeWireTruth,
-  generateWireTraffic,
-  planBatches,
-  type WireBatch,
-  type WireTraffic,
-  type WireTruth,
-  type WireVisitor,
-} from './support/wire-oracle.ts';
+import { exitCodes, logLines, runFarol, startFarol, startFarolProcessor, type FarolChild, type FarolProcess } from './support/farol-process.ts';
+import { BROWSER_UAS, generateWireTraffic, planBatches, type WireBatch, type WireTruth } from './support/wire-oracle.ts';
 
 /**
  * Farol on Event Hubs, every part a real process: two `farol collector`s publish to the Event
@@ -40,135 +20,39 @@ const PARTITIONS = 8;
 const DATABASE = 'farol_eh';
 const CONTAINER = 'farol-checkpoints';
 
-interface Exiting {
-  name: string;
-  exited: Promise<number | string>;
-  output: readonly string[];
-}
-
-/**
- * Waits for every child to exit, logging each exit as it happens. Past `timeoutMs`, fails naming
- * the children still running, with the tail of each one's output: a drain that hangs says where.
- */
-async function exitCodes(children: readonly Exiting[], timeoutMs: number): Promise<Array<number | string>> {
-  const started = Date.now();
-  const codes = new Map<string, number | string>();
-  const all = Promise.all(
-    children.map(async (c) => {
-      const code = await c.exited;
-      codes.set(c.name, code);
-      console.log(`${c.name} exited (${code}) ${Date.now() - started} ms after SIGTERM`);
-      return code;
-    }),
-  );
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const stuck = children.filter((c) => !codes.has(c.name));
-      const report = stuck.map((c) => `--- ${c.name} did not exit; last output lines:\n${c.output.slice(-40).join('\n')}`);
-      reject(new Error(`${stuck.map((c) => c.name).join(', ')} did not exit within ${timeoutMs} ms of SIGTERM\n${report.join('\n')}`));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([all, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Structured log lines of a child with this message. */
-function logLines(output: readonly string[], msg: string): Array<Record<string, unknown>> {
-  const out: Array<Record<string, unknown>> = [];
-  for (const line of output) {
-    if (!line.includes(`"msg":"${msg}"`)) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // not JSON
-    }
-  }
-  return out;
-}
-
 describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 processors, one ClickHouse', () => {
-  const dirs: string[] = [];
-  const children: ChildProcess[] = [];
-  let broker: EventHubsBroker | undefined;
-  let azurite: Azurite | undefined;
-  let clickhouse: ClickHouseHttp | undefined;
-  let store: Store | undefined;
+  const suite = eventHubsSuite({ name: 'farol-eh', hubName: HUB, partitions: PARTITIONS, database: DATABASE, container: CONTAINER });
   let collectors: FarolProcess[] = [];
   let processors: FarolChild[] = [];
-  /** Everything sent so far, and the countries of its IPs. */
-  const visitors: WireVisitor[] = [];
-  const countries = new Map<string, string>();
-  let baseEnv: Record<string, string> = {};
-
-  async function tempDir(prefix: string): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), prefix));
-    dirs.push(dir);
-    return dir;
-  }
 
   beforeAll(async () => {
-    const stack = await startEventHubsStack({ name: 'farol-eh', hubName: HUB, partitions: PARTITIONS, tempDir });
-    broker = stack.broker;
-    azurite = stack.azurite;
-    clickhouse = stack.clickhouse;
-    baseEnv = {
-      FAROL_HUB: 'eventhubs',
-      FAROL_EVENTHUBS_CONNECTION_STRING: broker.connectionString,
-      FAROL_EVENTHUBS_NAME: HUB,
-      FAROL_CHECKPOINT_CONNECTION_STRING: azurite.connectionString,
-      FAROL_CHECKPOINT_CONTAINER: CONTAINER,
-      FAROL_CLICKHOUSE_URL: clickhouse.url,
-      FAROL_CLICKHOUSE_DATABASE: DATABASE,
-      FAROL_LOG_LEVEL: 'info',
-    };
-    // Once, before the processors: three of them migrating at once would only repeat the work.
-    const migrated = await runFarol(['migrate'], { ...baseEnv, FAROL_DATA_DIR: await tempDir('farol-eh-migrate-') });
-    expect(migrated.code, migrated.stderr).toBe(0);
-    store = openHttpStore({ url: clickhouse.url, username: 'default', password: '', database: DATABASE });
+    const { store, storeEnv, processorEnv } = suite.deployment();
     // Collectors on a ClickHouse server accept the sites registered in it (polled from the sites table).
     const control = new ControlPlane(store);
     const account = await control.createAccount({ name: 'eventhubs-e2e' });
     for (const domain of ['one-a.test', 'one-b.test', 'one-c.test', 'two-a.test', 'two-b.test', 'three-a.test', 'three-b.test', 'full.test']) {
       await control.addSite(account.id, { domain });
     }
-
-    const processorEnv = {
-      ...baseEnv,
-      FAROL_EVENTHUBS_UPDATE_INTERVAL_MS: '1000',
-      FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS: '5000',
-    };
     processors = await Promise.all(
       [0, 1, 2].map(async (i) => {
-        const p = await startFarolProcessor({ ...processorEnv, FAROL_DATA_DIR: await tempDir(`farol-eh-processor-${i}-`) });
-        children.push(p.child);
+        const p = await startFarolProcessor({ ...processorEnv, FAROL_DATA_DIR: await suite.tempDir(`farol-eh-processor-${i}-`) });
+        suite.track(p.child);
         return p;
       }),
     );
     collectors = await Promise.all(
       [0, 1].map(async (i) => {
         const c = await startFarol('collector', {
-          ...baseEnv,
-          FAROL_DATA_DIR: await tempDir(`farol-eh-collector-${i}-`),
+          ...storeEnv,
+          FAROL_DATA_DIR: await suite.tempDir(`farol-eh-collector-${i}-`),
           FAROL_TRUST_PROXY: '127.0.0.1/32',
           FAROL_EVENTHUBS_SEND_TIMEOUT_MS: '2000',
         });
-        children.push(c.child);
+        suite.track(c.child);
         return c;
       }),
     );
   }, 120_000);
-
-  afterAll(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : null)));
-    await store?.close();
-    await Promise.all([broker?.stop(), azurite?.stop(), clickhouse?.stop()]);
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
-  }, 60_000);
 
   /** New traffic on its own sites; its truth is added to everything sent before. */
   async function addTraffic(
@@ -178,14 +62,11 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
     batchSize = 50,
   ): Promise<{ plans: WireBatch[][]; truth: WireTruth }> {
     const traffic = generateWireTraffic({ seed, sites, targetEvents, idPrefix: `eh${seed}` });
-    for (const [ip, country] of await geoCountries(traffic.ips)) countries.set(ip, country);
-    visitors.push(...traffic.visitors);
-    const all: WireTraffic = { visitors, events: visitors.reduce((n, v) => n + v.events.length, 0), ips: [...countries.keys()] };
     return {
       // Four senders; a visitor belongs to one sender, and a sender to one collector (each
       // collector has its own salts, so a visitor split between two would be two visitors).
       plans: planBatches(traffic, { senders: 4, batchSize, seed: seed + 1 }),
-      truth: computeWireTruth(all, (ip) => countries.get(ip) ?? ''),
+      truth: await suite.sent(traffic),
     };
   }
 
@@ -212,23 +93,8 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
     return failures;
   }
 
-  /** Waits until the raw counts equal the truth and stay equal, then checks everything exactly. */
-  async function expectEventually(truth: WireTruth, timeoutMs: number): Promise<void> {
-    if (store === undefined) throw new Error('no store');
-    const end = Date.now() + timeoutMs;
-    let matchedAt: number | undefined;
-    while (Date.now() < end) {
-      if (isDeepStrictEqual(await rawCounts(store), truth.sites)) {
-        matchedAt ??= Date.now();
-        // Still equal 3 s later: nothing (a late duplicate) was on its way.
-        if (Date.now() - matchedAt >= 3_000) break;
-      } else {
-        matchedAt = undefined;
-      }
-      await sleep(500);
-    }
-    await expectExactCounts(store, truth);
-  }
+  /** Everything sent so far lands, and stays so 3 s later: nothing (a late duplicate) was on its way. */
+  const expectEventually = (truth: WireTruth, timeoutMs: number): Promise<void> => suite.expectLanded(truth, { timeoutMs, stableMs: 3_000 });
 
   it('end to end: every event lands exactly once, counted per site from raw rows, sessions and rollups', async () => {
     const { plans, truth } = await addTraffic(9_100, ['one-a.test', 'one-b.test', 'one-c.test'], 3_000);
@@ -260,8 +126,7 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
   }, 150_000);
 
   it('Event Hubs down for 20 s under load: collectors spool and answer 202 throughout; afterwards every event lands once', async () => {
-    if (broker === undefined) throw new Error('no broker');
-    const b = broker;
+    const b = suite.deployment().broker;
     // Small batches, paced so that the stream runs before, during and after the outage.
     const { plans, truth } = await addTraffic(9_300, ['three-a.test', 'three-b.test'], 5_000, 25);
     const readyDuringOutage: number[] = [];
@@ -291,7 +156,7 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
   }, 180_000);
 
   it('SIGTERM drains every process cleanly (exit 0), and draining writes nothing twice', async () => {
-    if (store === undefined) throw new Error('no store');
+    const { store } = suite.deployment();
     let started = Date.now();
     const before = await rawCounts(store);
     // Under load the counts query alone can take seconds: the log tells it apart from a slow drain.
@@ -313,12 +178,12 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
   it('a collector whose spool is full answers 503 with Retry-After', async () => {
     // An event hub that does not exist: nothing is ever sent, everything spools.
     const c = await startFarol('collector', {
-      ...baseEnv,
+      ...suite.deployment().storeEnv,
       FAROL_EVENTHUBS_NAME: 'no-such-hub',
       FAROL_SPOOL_MAX_BYTES: '40000',
-      FAROL_DATA_DIR: await tempDir('farol-eh-full-'),
+      FAROL_DATA_DIR: await suite.tempDir('farol-eh-full-'),
     });
-    children.push(c.child);
+    suite.track(c.child);
     const body = JSON.stringify(Array.from({ length: 20 }, (_, i) => ({ n: 'pageview', u: `https://full.test/p${i}`, d: 'full.test' })));
     let refused: Response | undefined;
     for (let i = 0; i < 50 && refused === undefined; i++) {
@@ -334,7 +199,7 @@ describe.skipIf(nearMidnightUtc(10))('Farol on Event Hubs: 2 collectors, 3 proce
   });
 
   it('a processor without blob storage settings refuses to start, naming the variable', async () => {
-    const r = await runFarol(['processor'], { ...baseEnv, FAROL_CHECKPOINT_CONNECTION_STRING: '', FAROL_DATA_DIR: await tempDir('farol-eh-bad-') });
+    const r = await runFarol(['processor'], { ...suite.deployment().storeEnv, FAROL_CHECKPOINT_CONNECTION_STRING: '', FAROL_DATA_DIR: await suite.tempDir('farol-eh-bad-') });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('FAROL_CHECKPOINT_CONNECTION_STRING');
   });

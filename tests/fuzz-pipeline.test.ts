@@ -12,7 +12,7 @@ import { loadConfig } from '../schemas/config.ts';
 import { isCleanString } from '../schemas/unicode.ts';
 import type { Store } from '../store/store.ts';
 import { pollUntil } from './support/e2e.ts';
-import { encodeJson, escapeChoices, hostileJson, hostileString, nested, Obj, RawJson, type J } from './support/hostile-json.ts';
+import { encodeJson, escapeChoices, hostileJson, hostileString, nested, Obj, RawJson, type J } from '../schemas/testing/hostile-json.ts';
 
 /**
  * Property-based fuzzing of the whole ingest path (issue #8): arbitrary JSON — any Unicode with

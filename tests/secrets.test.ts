@@ -7,7 +7,7 @@ import { openLocalHub } from '../hub/local-hub.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
 import { fetchMetrics, metricValue, pollUntil } from './support/e2e.ts';
-import { makeEvent } from './support/oracle.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
 import { runFarol, startFarol, startFarolProcessor, type FarolProcess } from './support/farol-process.ts';
 
 /**

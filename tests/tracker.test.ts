@@ -15,7 +15,7 @@ import { changeProblem, type Change } from '../schemas/experiment.ts';
 import { Registry } from '../lib/metrics.ts';
 import { BOOTSTRAP_SITE, OWNER_TOKEN, startApiInstance, type ApiInstance } from './support/api-instance.ts';
 import { startTestCollector, type TestCollector } from './support/collector-harness.ts';
-import { allPayloads, PWNED, redirectPayloads } from './support/xss-payloads.ts';
+import { allPayloads, PWNED, redirectPayloads } from '../schemas/testing/xss-payloads.ts';
 
 /**
  * The tracker (ingest/tracker/script.js) in a real headless Chromium: pages and the script come

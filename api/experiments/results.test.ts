@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTestStore, removeTempDirs } from '../../processor/testing/harness.ts';
+import { openTestStore, removeTempDirs } from '../../store/testing/store.ts';
 import type { Experiment, Goal } from '../../schemas/experiment.ts';
 import { formatTimestamp } from '../../store/rows.ts';
 import type { Store } from '../../store/store.ts';
-import { rng } from '../../tests/support/oracle.ts';
+import { rng } from '../../schemas/testing/oracle.ts';
 import { ApiQueryError } from '../query/errors.ts';
-import { experimentRepository } from './repository.ts';
+import { experimentRepository } from '../../control/experiments.ts';
 import { experimentReport, exposureCounts } from './results.ts';
 
 /**
@@ -138,7 +138,7 @@ function expected(evs: readonly Ev[], s: string, exp: string, keys: readonly str
 let store: Store;
 
 beforeAll(async () => {
-  store = await openTestStore();
+  store = await openTestStore('farol_results_test');
   await store.insert(
     'events',
     events.map((e) => row(e)),

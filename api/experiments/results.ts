@@ -6,14 +6,14 @@ import { globToRegex } from '../query/sql.ts';
 import { experimentResults, type ExperimentResults } from '../stats/experiment.ts';
 
 /**
- * `GET /api/v2/experiments/:id/results` (SPEC section 8): counts from the raw events, statistics
+ * `GET /api/v2/experiments/:id/results`: counts from the raw events, statistics
  * from api/stats.
  *
  * How visitors are counted:
  * - An exposure is an event of the site carrying the experiment's id in `exp_ids` (the tracker
  *   attaches `exp` once the visitor is assigned and the variation applied). Only variation keys of
  *   the definition count; anything else in `exp` is ignored (the ingest API is public).
- * - A visitor is a distinct `visitor_id`. Visitor ids are hashed with a daily salt (SPEC section 4),
+ * - A visitor is a distinct `visitor_id`. Visitor ids are hashed with a salt that changes daily,
  *   so a visitor who comes back on another day is a new visitor with a new first exposure: over
  *   several days "visitors" overcount people, and a conversion on a later day than the exposure
  *   counts only if that day's id was exposed too (the tracker attaches `exp` to what it sends

@@ -6,7 +6,7 @@ import { toCsv, type Cell } from './csv.ts';
 import { fromEcho } from './date-range.ts';
 
 /**
- * `GET /api/v2/export` (SPEC section 8): a zip of CSVs of the main breakdowns, like Plausible's
+ * `GET /api/v2/export`: a zip of CSVs of the main breakdowns, like Plausible's
  * export. Every file is the answer of a Stats API v2 query run through `runQuery`, so its numbers
  * are the API's (and the dashboard's).
  */

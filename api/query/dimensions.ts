@@ -168,12 +168,3 @@ export function scopeOf(d: DimensionRef): Scope | 'time' {
       return 'event';
   }
 }
-
-/** Every dimension name Farol accepts, for error messages. */
-export const knownDimensions: readonly string[] = [
-  ...columnDimensionList.map((d) => d.name),
-  'event:goal',
-  'event:props:<key>',
-  'experiment:variation',
-  ...Object.keys(timeDimensions),
-];

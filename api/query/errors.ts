@@ -1,34 +1,15 @@
-/**
- * Errors of the query engine. `API_BAD_QUERY` belongs in the service's error catalogue
- * (schemas/errors.ts) next to the ingest codes once the HTTP layer lands; it is kept here until
- * then so the engine has no dependency on code that does not exist yet.
- */
+import { FarolError } from '../../schemas/errors.ts';
 
-/** A query the engine refuses: always a 400 that names the offending field. */
-export class ApiQueryError extends Error {
-  override readonly name = 'ApiQueryError';
-  readonly code = 'API_BAD_QUERY' as const;
-  readonly status = 400 as const;
+/** A query the engine refuses: `API_BAD_QUERY` (400), always naming the field at fault. */
+export class ApiQueryError extends FarolError {
+  declare readonly code: 'API_BAD_QUERY';
+  declare readonly field: string;
 
   constructor(
     /** The field at fault, as a path into the body: `metrics[1]`, `filters[0][2][1]`, `date_range`. */
-    readonly field: string,
+    field: string,
     message: string,
   ) {
-    super(message);
+    super('API_BAD_QUERY', message, { field });
   }
-
-  toJSON(): { error: { code: 'API_BAD_QUERY'; field: string; message: string } } {
-    return { error: { code: this.code, field: this.field, message: this.message } };
-  }
-}
-
-/** Renders a path (`['filters', 0, 2]`) the way errors name fields (`filters[0][2]`). */
-export function fieldName(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out === '' ? 'body' : out;
 }

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDimension } from './dimensions.ts';
 import { ApiQueryError } from './errors.ts';
-import { metricNames, parseQuery } from './schema.ts';
+import { filterOperators, metricNames, parseQuery } from './schema.ts';
 
 const base = { site_id: 'example.com', metrics: ['visitors'], date_range: '7d' };
 
@@ -115,7 +115,7 @@ describe('parseQuery', () => {
 
   it('accepts every well-formed filter tree and names the field of every malformed one (property)', () => {
     const dimension = fc.constantFrom('event:page', 'visit:source', 'visit:device', 'event:props:plan', 'experiment:variation', 'event:name');
-    const leaf = fc.tuple(fc.constantFrom('is', 'is_not', 'contains', 'contains_not', 'matches', 'matches_not'), dimension, fc.array(fc.string({ maxLength: 20 }), { minLength: 1, maxLength: 4 }));
+    const leaf = fc.tuple(fc.constantFrom(...filterOperators), dimension, fc.array(fc.string({ maxLength: 20 }), { minLength: 1, maxLength: 4 }));
     const tree = fc.letrec<{ node: unknown }>((tie) => ({
       node: fc.oneof(
         { depthSize: 'small', withCrossShrink: true },

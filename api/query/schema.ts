@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDimension, scopeOf, type DimensionRef } from './dimensions.ts';
-import { ApiQueryError, fieldName } from './errors.ts';
+import { fieldName, firstIssue } from '../../schemas/issues.ts';
+import { ApiQueryError } from './errors.ts';
 import { comparisonModes, dateRangeShortcuts, type ComparisonMode, type DateRangeShortcut } from './time.ts';
 
 /**
@@ -95,8 +96,6 @@ export const queryBodySchema = z.strictObject({
     .optional(),
 });
 
-export type QueryBody = z.infer<typeof queryBodySchema>;
-
 /** One condition on one dimension. */
 export interface FilterLeaf {
   readonly kind: 'leaf';
@@ -155,14 +154,8 @@ function fail(path: readonly PropertyKey[], message: string): never {
 export function parseQuery(body: unknown): ParsedQuery {
   const result = queryBodySchema.safeParse(body);
   if (!result.success) {
-    const issue = result.error.issues[0];
-    if (issue === undefined) fail([], 'invalid query');
-    const path: PropertyKey[] = [...issue.path];
-    if (issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined) {
-      path.push(issue.keys[0]);
-      fail(path, `unknown field ${fieldName(path)}`);
-    }
-    fail(path, issue.message);
+    const { field, message } = firstIssue(result.error);
+    throw new ApiQueryError(field, message);
   }
   const q = result.data;
 

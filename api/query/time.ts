@@ -10,23 +10,6 @@ const MINUTE = 60_000;
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 
-const supportedZones = new Set(Intl.supportedValuesOf('timeZone'));
-
-/**
- * True when `tz` is an IANA zone this runtime knows (Intl.supportedValuesOf, plus UTC and the
- * aliases it resolves to a listed zone, e.g. Asia/Kolkata → Asia/Calcutta on Node 20).
- */
-export function isSupportedTimeZone(tz: string): boolean {
-  if (tz.length === 0 || tz.length > 64) return false;
-  if (supportedZones.has(tz) || tz === 'UTC' || tz === 'Etc/UTC') return true;
-  try {
-    const resolved = new Intl.DateTimeFormat('en-US', { timeZone: tz }).resolvedOptions().timeZone;
-    return supportedZones.has(resolved) || resolved === 'UTC';
-  } catch {
-    return false;
-  }
-}
-
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
 function formatter(tz: string): Intl.DateTimeFormat {

@@ -1,6 +1,6 @@
 import { ApiError } from '../../schemas/errors.ts';
 import { asWriter, authenticate, authorizeAccount, authorizeSite, siteRequest } from '../auth.ts';
-import { ControlPlane, memberInputSchema, memberPatchSchema, parseInput, tokenInputSchema, type Goal, type Member, type TokenInfo } from '../control/control-plane.ts';
+import { ControlPlane, memberInputSchema, memberPatchSchema, parseInput, tokenInputSchema, type Goal, type Member, type TokenInfo } from '../../control/control-plane.ts';
 import {
   grantAccess,
   inScope,
@@ -14,19 +14,19 @@ import {
   type Principal,
   type Role,
   type Site,
-} from '../control/model.ts';
+} from '../../control/model.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
-import type { ApiDeps } from '../server.ts';
+import type { ApiDeps } from '../deps.ts';
 
 /**
- * Admin endpoints (SPEC section 8 roles), JSON with Bearer auth:
+ * Admin endpoints, JSON with Bearer auth, each checked against the caller's role and site scope:
  *
  * - sites: `GET|POST /api/v1/sites`, `GET|PATCH|DELETE /api/v1/sites/:domain`,
  *   goals `GET|POST /api/v1/sites/:domain/goals`, `DELETE /api/v1/sites/:domain/goals/:name`;
  * - members: `GET|POST /api/v1/members`, `PATCH|DELETE /api/v1/members/:id`;
  * - tokens: `GET|POST /api/v1/tokens`, `DELETE /api/v1/tokens/:prefix` (display prefix or hash).
  *
- * Who may do what is decided by api/control/model.ts (every role's site list honoured; nobody
+ * Who may do what is decided by control/model.ts (every role's site list honoured; nobody
  * hands out more than it holds); these routes only ask it. Every write runs under the account's
  * lock on a freshly read principal ({@link asWriter}). Anything outside the caller's scope is
  * answered exactly like something that does not exist (404, same body, nothing echoed).

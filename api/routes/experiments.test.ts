@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatTimestamp } from '../../store/rows.ts';
-import { allPayloads, offSiteRedirects } from '../../tests/support/xss-payloads.ts';
+import { allPayloads, offSiteRedirects } from '../../schemas/testing/xss-payloads.ts';
 import { call, SITE_A, SITE_A2, SITE_B, startApiHarness, type ApiHarness, type Reply } from '../experiments/testing/api-harness.ts';
 
 /**

@@ -11,16 +11,16 @@ import {
   type TrackerExperiment,
 } from '../../schemas/experiment.ts';
 import { authorizeSite, siteRequest } from '../auth.ts';
-import { domainSchema } from '../control/control-plane.ts';
-import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
-import { experimentRepository, type StoredExperiment } from '../experiments/repository.ts';
+import { domainSchema } from '../../control/control-plane.ts';
+import { redirectHostsRepository } from '../../control/redirect-hosts.ts';
+import { experimentRepository, type StoredExperiment } from '../../control/experiments.ts';
 import { experimentReport } from '../experiments/results.ts';
 import { dateRangeParam } from '../export/date-range.ts';
 import type { ApiRequest, ApiRouter } from '../http.ts';
-import type { RouteDeps } from '../server.ts';
+import type { RouteDeps } from '../deps.ts';
 
 /**
- * Experiments (SPEC sections 8-9):
+ * Experiments:
  * - admin: `GET/POST /api/v1/sites/:domain/experiments`, `GET/PATCH/DELETE …/experiments/:id`
  *   (viewer reads, admin writes; a site out of scope and an absent one are the same 404);
  * - `GET /api/v2/experiments/:id/results?site_id=<domain>[&date_range=…]`;

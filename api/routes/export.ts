@@ -3,10 +3,10 @@ import { dateRangeParam } from '../export/date-range.ts';
 import { buildExport } from '../export/export.ts';
 import type { ApiRouter } from '../http.ts';
 import type { QuerySite } from '../query/query.ts';
-import type { RouteDeps } from '../server.ts';
+import type { RouteDeps } from '../deps.ts';
 
 /**
- * `GET /api/v2/export?site_id=<domain>&date_range=30d` (SPEC section 8): a zip of CSV breakdowns
+ * `GET /api/v2/export?site_id=<domain>&date_range=30d`: a zip of CSV breakdowns
  * (api/export/export.ts) for a site the token may read. `date_range` takes the query API's forms
  * (`7d`, `month`, `2026-01-01,2026-01-31`, a JSON pair) and defaults to `30d`.
  */

@@ -1,9 +1,9 @@
 import { runQuery } from '../query/query.ts';
 import { siteRequest } from '../auth.ts';
-import type { RouteDeps } from '../server.ts';
+import type { RouteDeps } from '../deps.ts';
 import type { ApiRouter } from '../http.ts';
 
-/** `POST /api/v2/query` (SPEC section 8): Plausible Stats API v2 queries for a site in scope. */
+/** `POST /api/v2/query`: Plausible Stats API v2 queries for a site in scope. */
 export function queryRoutes(r: ApiRouter, deps: RouteDeps): void {
   r.post('/api/v2/query', async (req) => {
     const body = req.body;

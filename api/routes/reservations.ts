@@ -1,11 +1,11 @@
 import { ApiError } from '../../schemas/errors.ts';
 import { authenticate, authorizeAccount } from '../auth.ts';
-import type { Reservation } from '../control/control-plane.ts';
+import type { Reservation } from '../../control/control-plane.ts';
 import type { ApiRouter, ApiRequest } from '../http.ts';
-import type { ApiDeps } from '../server.ts';
+import type { ApiDeps } from '../deps.ts';
 
 /**
- * Reserved domains (SPEC section 9): a deleted site's domain stays reserved to its account for
+ * Reserved domains: a deleted site's domain stays reserved to its account for
  * FAROL_DOMAIN_RESERVATION_DAYS, so no other account receives the old tracker's beacons or serves
  * it experiments; the account may register it again at any time. An account-wide owner lists the
  * account's reservations and may end one early:

@@ -9,7 +9,7 @@ import {
   probabilityBBeatsAExact,
   probabilityBBeatsANormal,
 } from './bayes.ts';
-import { rng as mulberry32 } from '../../tests/support/oracle.ts';
+import { rng as mulberry32 } from '../../schemas/testing/oracle.ts';
 
 const arm = (exposures: number, conversions: number) => ({ exposures, conversions });
 

@@ -1,5 +1,5 @@
 /**
- * Experiment results (SPEC §8, `GET /api/v2/experiments/:id/results`): composes the fixed-horizon
+ * Experiment results (`GET /api/v2/experiments/:id/results`): composes the fixed-horizon
  * test, the Bayesian chance to beat control, the sample-ratio-mismatch check and the always-valid
  * sequential test into one validated, pure function `experimentResults(input) → output`.
  *
@@ -21,6 +21,8 @@
  */
 
 import { z } from 'zod';
+import { FarolError } from '../../schemas/errors.ts';
+import { firstIssue } from '../../schemas/issues.ts';
 import { chanceToBeatControl } from './bayes.ts';
 import {
   confidenceSequence,
@@ -206,38 +208,20 @@ export type ExperimentVerdict = z.infer<typeof experimentVerdictSchema>;
 export type SequentialVerdict = z.infer<typeof sequentialVerdictSchema>;
 
 /** Input rejected by validation; `field` is the path of the first bad field, e.g. `variations[1].conversions`. */
-export class StatsInputError extends Error {
-  readonly code = 'API_BAD_EXPERIMENT_INPUT';
-  readonly status = 400;
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(`${field} ${message}`);
-    this.name = 'StatsInputError';
+export class StatsInputError extends FarolError {
+  declare readonly code: 'API_BAD_EXPERIMENT_INPUT';
+  declare readonly field: string;
+  constructor(field: string, message: string) {
+    super('API_BAD_EXPERIMENT_INPUT', `${field} ${message}`, { field });
   }
-
-  toJSON(): { error: { code: string; message: string; field: string } } {
-    return { error: { code: this.code, message: this.message, field: this.field } };
-  }
-}
-
-/** Renders a zod path as `variations[1].conversions`. */
-function fieldName(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? String(part) : `.${String(part)}`;
-  }
-  return out === '' ? 'input' : out;
 }
 
 /** Validates and fills defaults; throws {@link StatsInputError} naming the first bad field. */
 export function parseExperimentInput(input: unknown): ParsedExperimentInput {
   const parsed = experimentInputSchema.safeParse(input);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new StatsInputError(fieldName(issue?.path ?? []), issue?.message ?? 'is invalid');
+    const { field, message } = firstIssue(parsed.error, 'input');
+    throw new StatsInputError(field, message);
   }
   return parsed.data;
 }

@@ -19,7 +19,7 @@ describe('normalCdf', () => {
   });
 
   // Lower tail Φ(x) for x ≤ 0, reference values from mpmath's ncdf at 50 significant digits,
-  // evaluated at the exact double x (covers all three of Cody's ranges and the deep tail).
+  // evaluated at the exact double x, down to the deep tail.
   const lowerTail: [number, number][] = [
     [-37, 5.7255712225245768227e-300],
     [-30, 4.9067139271481870595e-198],
@@ -41,12 +41,16 @@ describe('normalCdf', () => {
     [-0.3, 0.38208857781104736693],
   ];
 
-  it.each(lowerTail)('Φ(%d) is within 2e-15 relative of the 50-digit reference', (x, expected) => {
-    expect(relErr(normalCdf(x), expected)).toBeLessThan(2e-15);
+  // Φ(x) = ½·erfc(−x/√2): rounding x/√2 (relative ε) moves erfc by ~x²·ε relative in the tail,
+  // the precision @stdlib's formula allows (1.2e-13 measured at x = −30).
+  const tailTolerance = (x: number) => 2e-15 + x * x * Number.EPSILON;
+
+  it.each(lowerTail)('Φ(%d) is within 2e-15 + x²·ε relative of the 50-digit reference', (x, expected) => {
+    expect(relErr(normalCdf(x), expected)).toBeLessThan(tailTolerance(x));
   });
 
   it.each(lowerTail)('the upper tail 1 − Φ(%d) is as accurate: normalSf(−x) = Φ(x)', (x, expected) => {
-    expect(relErr(normalSf(-x), expected)).toBeLessThan(2e-15);
+    expect(relErr(normalSf(-x), expected)).toBeLessThan(tailTolerance(x));
   });
 
   it('is exactly ½ at 0 and saturates at ±∞; NaN propagates', () => {

@@ -9,7 +9,7 @@ import {
   type SequentialState,
 } from './sequential.ts';
 import { twoProportionZTest, type Arm } from './two-proportion.ts';
-import { rng as mulberry32 } from '../../tests/support/oracle.ts';
+import { rng as mulberry32 } from '../../schemas/testing/oracle.ts';
 
 const arm = (exposures: number, conversions: number): Arm => ({ exposures, conversions });
 

@@ -1,4 +1,4 @@
-// k6: POST /api/batch with 100 events per request at a constant arrival rate (SPEC section 10:
+// k6: POST /api/batch with 100 events per request at a constant arrival rate (target:
 // ≥ 250k events/s per collector core, i.e. RATE=2500 requests/s against one collector).
 //
 //   FAROL_URL=http://127.0.0.1:8080 RATE=2500 DURATION=60s k6 run bench/k6/batch.js

@@ -1,4 +1,4 @@
-// k6: one tracker beacon per request at a constant arrival rate (SPEC section 10).
+// k6: one tracker beacon per request at a constant arrival rate.
 //
 //   FAROL_URL=http://127.0.0.1:8080 RATE=5000 DURATION=60s k6 run bench/k6/collector.js
 //
@@ -6,8 +6,8 @@
 // 127.0.0.1/32 on one machine) so the X-Forwarded-For addresses count as
 // visitors' IPs (varied visitor ids and countries). Thresholds: < 0.1% failed requests and
 // p99 < 10 ms; run it at about half of the rate `npm run bench -- collector` measured, which is
-// where the SPEC sets the p99 target. `dropped_iterations` above 0 means the arrival rate was not
-// met (too few VUs, or the server fell behind).
+// where the p99 target applies. `dropped_iterations` above 0 means the arrival rate was not met
+// (too few VUs, or the server fell behind).
 import http from 'k6/http';
 import { check } from 'k6';
 import { SharedArray } from 'k6/data';

@@ -7,7 +7,7 @@ import { ROOT } from '../servers.ts';
 import { correctnessChecks, cpuCores, mainThreadLine, serverRow } from './common.ts';
 
 /*
- * `batch`: POST /api/batch with 100 events per request (SPEC section 10: ≥ 250k events/s per
+ * `batch`: POST /api/batch with 100 events per request (target: ≥ 250k events/s per
  * collector core). The bare uWS endpoint takes the same bodies as a reference for what the load
  * generator and loopback can carry; the target itself is absolute.
  */

@@ -7,7 +7,7 @@ import { measureBare, withCollector } from '../sessions.ts';
 import { ROOT, type Server } from '../servers.ts';
 
 /*
- * `collector`: one tracker beacon per request (SPEC section 10).
+ * `collector`: one tracker beacon per request.
  *   1. bare uWS endpoint: warm-up, measured run at full speed, killed.
  *   2. collector: warm-up, measured run at full speed; then a paced run at half the collector's
  *      measured rate for "p99 at half rate"; memory sampled throughout; /metrics checked.

@@ -7,7 +7,7 @@ import { serverRow } from './common.ts';
 
 /*
  * `e2e`: collector → local hub → processor → ClickHouse (embedded chDB) in one `farol start`
- * process, driven with /api/batch (100 events per request). SPEC section 10: sustained ≥ 50k
+ * process, driven with /api/batch (100 events per request). Target: sustained ≥ 50k
  * events/s with lag < 5 s on 2 cores. Reports the ingest rate, the rate rows reached ClickHouse
  * while wrk ran and until the processor caught up, and the largest lag seen.
  */

@@ -1,10 +1,11 @@
 import { createRequire } from 'node:module';
 import maxmind, { type CountryResponse, type Reader } from 'maxmind';
-import { isNonPublicIp, normalizeIp } from './ip.ts';
+import { LruMap } from '../../lib/lru.ts';
+import { isNonPublicIp, normalizeIp } from '../../lib/ip.ts';
 
 /*
  * IP → country from a MaxMind-format database, read fully into memory once at start. Only the
- * country code is kept; the IP is forgotten by the caller right after (SPEC section 4).
+ * country code is kept; the IP is forgotten by the caller right after, and never stored anywhere.
  */
 
 /** Must be shown wherever the bundled DB-IP Lite data is used (its CC BY 4.0 licence). */
@@ -39,8 +40,7 @@ export interface GeoOptions {
  */
 export async function openGeo(path?: string, opts: GeoOptions = {}): Promise<Geo> {
   let reader: Reader<CountryResponse> | null = await maxmind.open<CountryResponse>(path ?? bundledGeoDbPath());
-  const capacity = Math.max(0, Math.floor(opts.cacheSize ?? 50_000));
-  const cache = new Map<string, string>();
+  const cache = new LruMap<string, string>(opts.cacheSize ?? 50_000);
   const uncached = (r: Reader<CountryResponse>, ip: string): string => {
     const canonical = normalizeIp(ip);
     if (canonical === '' || isNonPublicIp(canonical)) return '';
@@ -49,19 +49,10 @@ export async function openGeo(path?: string, opts: GeoOptions = {}): Promise<Geo
   return {
     lookup(ip: string): string {
       if (reader === null) return '';
-      if (capacity === 0) return uncached(reader, ip);
+      if (cache.capacity === 0) return uncached(reader, ip);
       const hit = cache.get(ip);
-      if (hit !== undefined) {
-        // Most recently used last: eviction takes the first key.
-        cache.delete(ip);
-        cache.set(ip, hit);
-        return hit;
-      }
+      if (hit !== undefined) return hit;
       const country = uncached(reader, ip);
-      if (cache.size >= capacity) {
-        const oldest = cache.keys().next();
-        if (oldest.done !== true) cache.delete(oldest.value);
-      }
       cache.set(ip, country);
       return country;
     },

@@ -13,7 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /*
- * Daily visitor-id salts (SPEC section 4). Each UTC day gets 16 random bytes, created lazily by
+ * Daily visitor-id salts. Each UTC day gets 16 random bytes, created lazily by
  * the first event at or after 00:00 UTC; the salt of day D hashes new visitors during D and is
  * kept through D+1 as "previous" so a visitor spanning midnight keeps one id; at D+2 it is deleted
  * from disk and memory. A salt is never derived from a date or a secret: once its file is gone,

@@ -1,5 +1,5 @@
 /*
- * Page URL and referrer parsing. Only what SPEC section 4 lets us store survives: the hostname,
+ * Page URL and referrer parsing. Only what an event may store survives: the hostname,
  * the decoded path, the utm_* values and which ad click ids were present (never their values,
  * which identify a click and so a person).
  */

@@ -1,6 +1,7 @@
 import { isbot } from 'isbot';
 import UAParser from 'ua-parser-js';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
+import { LruMap } from '../../lib/lru.ts';
 
 /*
  * User-Agent → browser, OS, device and bot flag. Parsing costs ~10 µs and a site's traffic comes
@@ -38,23 +39,13 @@ const UA_MAX = 500;
 
 /** Creates a UA parser with its own bounded LRU cache. */
 export function createUaParser(opts: UaParserOptions): UaParser {
-  const capacity = Math.max(1, Math.floor(opts.cacheSize));
-  const cache = new Map<string, Readonly<UaInfo>>();
+  const cache = new LruMap<string, Readonly<UaInfo>>(Math.max(1, opts.cacheSize));
 
   function parse(rawUa: string): Readonly<UaInfo> {
     const ua = rawUa.length > UA_MAX ? rawUa.slice(0, UA_MAX) : rawUa;
     const hit = cache.get(ua);
-    if (hit !== undefined) {
-      // Re-inserting moves the key to the end of the Map's order, which is the LRU order.
-      cache.delete(ua);
-      cache.set(ua, hit);
-      return hit;
-    }
+    if (hit !== undefined) return hit;
     const info = Object.freeze(parseUncached(ua));
-    if (cache.size >= capacity) {
-      const oldest = cache.keys().next();
-      if (oldest.done !== true) cache.delete(oldest.value);
-    }
     cache.set(ua, info);
     return info;
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openSaltStore, type Salt, type SaltSource } from './salts.ts';
-import { createVisitorIdResolver, sipHash24, visitorHash, visitorIds } from './visitor-hash.ts';
+import { createVisitorIdResolver, sipHash24, visitorHash } from './visitor-hash.ts';
 
 // The reference vectors of the SipHash paper (key 00..0f, message 00..n-1 for n = 0..63), as the
 // little-endian output bytes; reproduced with `openssl mac -macopt hexkey:00…0f SIPHASH`.
@@ -99,8 +99,8 @@ describe('visitor ids over days', () => {
     const before = resolve();
     t = D0 + DAY + 10 * MIN; // 00:10 next day
     expect(resolve()).toBe(before);
-    const [current, previous] = visitorIds(salts, 'example.com', '203.0.113.9', UA);
-    expect(previous).toBe(before);
+    const current = visitorHash(salts.current(), 'example.com', '203.0.113.9', UA);
+    expect(visitorHash(salts.previous()!, 'example.com', '203.0.113.9', UA)).toBe(before);
     expect(current).not.toBe(before);
     t += 25 * MIN; // 00:35, still active
     expect(resolve()).toBe(before);
@@ -122,7 +122,7 @@ describe('visitor ids over days', () => {
     expect(visit()).toEqual(before);
     t += 31 * MIN; // a new visit under today's salt
     const after = visit();
-    expect(after).toEqual({ id: visitorIds(salts, 'example.com', '203.0.113.9', UA)[0], saltDay: d0 + 1 });
+    expect(after).toEqual({ id: visitorHash(salts.current(), 'example.com', '203.0.113.9', UA), saltDay: d0 + 1 });
     expect(resolver.resolve('example.com', '203.0.113.9', UA)).toBe(after.id);
   });
 
@@ -133,7 +133,7 @@ describe('visitor ids over days', () => {
     t = D0 + DAY + 5 * MIN; // 00:05
     const after = resolve();
     expect(after).not.toBe(before);
-    expect(after).toBe(visitorIds(salts, 'example.com', '203.0.113.9', UA)[0]);
+    expect(after).toBe(visitorHash(salts.current(), 'example.com', '203.0.113.9', UA));
   });
 
   it('deletes a salt after 48 hours and stops mapping to its ids', async () => {

@@ -1,3 +1,4 @@
+import { LruMap } from '../../lib/lru.ts';
 import { DAY_MS, type Salt, type SaltSource } from './salts.ts';
 
 /*
@@ -20,13 +21,6 @@ export function visitorHash(salt: Salt, site: string, ip: string, ua: string): s
   const length = encodeMessage(site, ip, ua);
   sipCore(scratch, length);
   return uint64Decimal(out[0]!, out[1]!);
-}
-
-/** The visitor's id under today's salt, then under yesterday's when that salt still exists. */
-export function visitorIds(salts: SaltSource, site: string, ip: string, ua: string): [string] | [string, string] {
-  const current = visitorHash(salts.current(), site, ip, ua);
-  const prev = salts.previous();
-  return prev === null ? [current] : [current, visitorHash(prev, site, ip, ua)];
 }
 
 /** A visitor id and the UTC day (days since the epoch) of the salt that produced it. */
@@ -64,17 +58,18 @@ export class VisitorIdResolver {
   private readonly salts: SaltSource;
   private readonly now: () => number;
   private readonly idleMs: number;
-  private readonly maxEntries: number;
   // id handed out → last seen (ms), in last-seen order.
-  private readonly recent = new Map<string, number>();
+  private readonly recent: LruMap<string, number>;
   // current-salt hash → the previous-salt id this visit keeps, in last-seen order.
-  private readonly carried = new Map<string, { id: string; lastSeen: number }>();
+  private readonly carried: LruMap<string, { id: string; lastSeen: number }>;
 
   constructor(opts: VisitorIdResolverOptions) {
     this.salts = opts.salts;
     this.now = opts.now ?? Date.now;
     this.idleMs = opts.idleMs ?? 30 * 60_000;
-    this.maxEntries = opts.maxEntries ?? 500_000;
+    const maxEntries = opts.maxEntries ?? 500_000;
+    this.recent = new LruMap(maxEntries);
+    this.carried = new LruMap(maxEntries);
   }
 
   /** Entries held in memory (both maps), for metrics and tests. */
@@ -98,13 +93,12 @@ export class VisitorIdResolver {
     const midnight = salt.day * DAY_MS;
 
     // Both maps are in last-seen order, so expiring is a look at their oldest entry.
-    if (this.recent.size > 0) this.expire(this.recent, t, seenAt);
+    if (this.recent.size > 0) this.recent.deleteOldestWhile((seen) => t - seen > this.idleMs);
     if (this.carried.size > 0) {
-      this.expire(this.carried, t, carriedSeenAt);
+      this.carried.deleteOldestWhile((visit) => t - visit.lastSeen > this.idleMs);
       const visit = this.carried.get(id);
       if (visit !== undefined) {
         visit.lastSeen = t;
-        this.touch(this.carried, id, visit);
         return { id: visit.id, saltDay: salt.day - 1 };
       }
     }
@@ -112,7 +106,7 @@ export class VisitorIdResolver {
       const continued = this.continueAcrossMidnight(id, site, ip, ua, t);
       if (continued !== null) return { id: continued, saltDay: salt.day - 1 };
     }
-    if (midnight + DAY_MS - t <= this.idleMs) this.touch(this.recent, id, t);
+    if (midnight + DAY_MS - t <= this.idleMs) this.recent.set(id, t);
     return { id, saltDay: salt.day };
   }
 
@@ -120,34 +114,11 @@ export class VisitorIdResolver {
     const prev = this.salts.previous();
     if (prev === null || this.recent.size === 0) return null;
     const prevId = visitorHash(prev, site, ip, ua);
-    const seen = this.recent.get(prevId);
-    if (seen === undefined) return null;
-    this.recent.delete(prevId);
-    this.touch(this.carried, id, { id: prevId, lastSeen: t });
+    if (!this.recent.delete(prevId)) return null;
+    this.carried.set(id, { id: prevId, lastSeen: t });
     return prevId;
   }
-
-  // Moves `key` to the newest end; evicts the oldest beyond `maxEntries`.
-  private touch<V>(map: Map<string, V>, key: string, value: V): void {
-    map.delete(key);
-    map.set(key, value);
-    if (map.size > this.maxEntries) {
-      const oldest = map.keys().next();
-      if (oldest.done !== true) map.delete(oldest.value);
-    }
-  }
-
-  // Drops idle entries from the oldest end; the maps are kept in last-seen order.
-  private expire<V>(map: Map<string, V>, t: number, lastSeen: (v: V) => number): void {
-    for (const [key, value] of map) {
-      if (t - lastSeen(value) <= this.idleMs) return;
-      map.delete(key);
-    }
-  }
 }
-
-const seenAt = (seen: number): number => seen;
-const carriedSeenAt = (visit: { lastSeen: number }): number => visit.lastSeen;
 
 /** Creates a {@link VisitorIdResolver}. */
 export function createVisitorIdResolver(opts: VisitorIdResolverOptions): VisitorIdResolver {

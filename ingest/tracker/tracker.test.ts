@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import { Linter } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { ALLOWED_ELEMENTS, attributeNameProblem, urlProblem } from '../../schemas/experiment-safety.ts';
-import { rng as prng } from '../../tests/support/oracle.ts';
+import { rng as prng } from '../../schemas/testing/oracle.ts';
 
 /**
  * The tracker's pure parts (variation hashing and bucketing, page globs), run from the real

@@ -1,16 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type { HubConsumer } from '../../hub/hub.ts';
 import { openLocalHub, type LocalHub } from '../../hub/local-hub.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { Registry } from '../../lib/metrics.ts';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
-import { openChdbStore } from '../../store/chdb-store.ts';
-import { migrate } from '../../store/migrate.ts';
 import { StoreError, type InsertOptions, type Store } from '../../store/store.ts';
-import { computeTruth, type Truth } from '../../tests/support/oracle.ts';
+import { computeTruth, type Truth } from '../../schemas/testing/oracle.ts';
+import { openTestStore as openStoreForTest, removeTempDirs, tempDir } from '../../store/testing/store.ts';
 import { startProcessor, type ProcessorOptions, type ProcessorRuntime } from '../main.ts';
 import { storedVisitors } from '../salt-days.ts';
 import type { SiteEpochs } from '../site-epochs.ts';
@@ -21,18 +17,11 @@ import type { StateStore } from '../state-store.ts';
 
 export const database = 'farol_processor_test';
 
-/** Temp directories, removed by `removeTempDirs`. */
-const temps: string[] = [];
+export const HOUR = 3_600_000;
+/** Where the tests' traffic starts: recent, so rows sit well inside the retention TTL; hour-aligned so rollup buckets are stable. */
+export const base = Math.floor(Date.now() / HOUR) * HOUR - 12 * HOUR;
 
-export async function tempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `farol-${prefix}-`));
-  temps.push(dir);
-  return dir;
-}
-
-export async function removeTempDirs(): Promise<void> {
-  await Promise.all(temps.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-}
+export { removeTempDirs, tempDir };
 
 /** A processor started by {@link runProcessorOn}. */
 export interface RunningProcessor {
@@ -128,9 +117,36 @@ export async function runUntilCrash(opts: {
 
 /** Embedded chDB on a temp dir, migrated. One per test file: chDB binds one directory per process. */
 export async function openTestStore(): Promise<Store> {
-  const store = openChdbStore({ dataDir: await tempDir('processor-chdb'), database });
-  await migrate(store, { database, retentionDays: 395 });
-  return store;
+  return openStoreForTest(database);
+}
+
+/**
+ * The set-up of a processor test file: one embedded chDB store, opened and migrated (then
+ * `prepare`d) before the file's first test; after its last, the hubs handed to `closeAfter`, the
+ * store and every temp dir are closed and removed. `store` stands for that store from the first
+ * test on.
+ */
+export function processorTestFile(opts: { prepare?: (store: Store) => Promise<void> } = {}): { store: Store; closeAfter(hub: LocalHub): void } {
+  let opened: Store | undefined;
+  const hubs: LocalHub[] = [];
+  beforeAll(async () => {
+    opened = await openTestStore();
+    await opts.prepare?.(opened);
+  });
+  afterAll(async () => {
+    // Hubs left open (a frozen instance's read-only view) are closed as a killed process's would be.
+    await Promise.all(hubs.splice(0).map((h) => h.close()));
+    await opened?.close();
+    await removeTempDirs();
+  });
+  const store = new Proxy({} as Store, {
+    get(_target, prop) {
+      if (opened === undefined) throw new Error('the test store is opened before the first test');
+      const value: unknown = Reflect.get(opened, prop, opened);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(opened) : value;
+    },
+  });
+  return { store, closeAfter: (hub) => void hubs.push(hub) };
 }
 
 /** Publishes events the way the collector does: keyed by site and visitor, JSON payloads. */

@@ -1,7 +1,8 @@
 import { expect } from 'vitest';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
 import type { Store } from '../../store/store.ts';
-import { computeTruth, generateTraffic, keepOnly, makeEvent, rng, type Truth } from '../../tests/support/oracle.ts';
+import { makeEvent } from '../../schemas/testing/events.ts';
+import { computeTruth, generateTraffic, keepOnly, rng, type Truth } from '../../schemas/testing/oracle.ts';
 import { expectStoreMatchesTruth } from './harness.ts';
 
 /**

@@ -9,7 +9,7 @@ import { createEverywhereTable, type MigrationTarget } from './ddl.ts';
  *
  * Not here, on purpose:
  * - salts: the visitor-hash salts live only on the collector's disk and are deleted after 48 h
- *   (SPEC section 4); a copy in ClickHouse would outlive them and let ids be linked back to IPs.
+ *   so that nobody can link an id back to an IP; a copy in ClickHouse would outlive them.
  * - processor checkpoints: they live with the hub (local log, or Azure Blob), next to the offsets
  *   they describe.
  */
@@ -32,7 +32,7 @@ export function controlPlaneTables(t: MigrationTarget): string[] {
     createEverywhereTable(t, {
       name: 'sites',
       // timezone: IANA name used for date ranges and day/week/month buckets.
-      // respect_dnt: drop events from browsers sending DNT or GPC (SPEC section 4).
+      // respect_dnt: drop events from browsers sending DNT or GPC.
       columns: `  domain String,
   account_id String,
   timezone String DEFAULT 'UTC',
@@ -43,7 +43,7 @@ ${audit}`,
     }),
     createEverywhereTable(t, {
       name: 'members',
-      // sites: the grant's scope, [] = the whole account (SPEC section 8 roles).
+      // sites: the grant's scope, [] = the whole account.
       columns: `  id String,
   account_id String,
   name String,
@@ -97,7 +97,7 @@ export function goalsTable(t: MigrationTarget): string[] {
 }
 
 /**
- * Migration 7: what keeps experiments from reaching beyond a site (SPEC section 9).
+ * Migration 7: what keeps experiments from reaching beyond a site.
  * - `redirect_hosts`: hosts an owner allows a site's experiments to redirect to, besides the
  *   site's own domain and its subdomains (one row per site, latest wins).
  * - `domain_reservations`: a deleted site's domain stays reserved to the account that held it

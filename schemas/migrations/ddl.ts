@@ -20,7 +20,7 @@ const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // they are rendered as quoted string literals rather than identifiers.
 const clusterName = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
-/** How many recent insert blocks a table remembers to drop a retried insert (SPEC section 6). */
+/** How many recent insert blocks a table remembers, to drop a retried insert. */
 export const dedupWindow = 10_000;
 
 /** Throws unless the target is safe to render; returns it for chaining. */

@@ -13,7 +13,7 @@ import { additiveRollups, eventRollups, sessionRollups } from './rollups.ts';
 import { saltDayTables } from './salt-days.ts';
 
 /**
- * The ClickHouse schema as versioned migrations (SPEC section 7). Rendering is pure: the same
+ * The ClickHouse schema as versioned migrations. Rendering is pure: the same
  * SQL runs on embedded chDB and on a server; a cluster name adds ON CLUSTER and
  * Replicated/Distributed engines. Every statement is idempotent (IF NOT EXISTS, or an update that sets the same values again), so a run that
  * stopped half-way is finished by the next one; `store/migrate.ts` applies and records them.

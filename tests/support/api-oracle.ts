@@ -1,10 +1,10 @@
-import { rng } from './oracle.ts';
+import { rng } from '../../schemas/testing/oracle.ts';
 import { GOALS, NON_INTERACTIVE, PAGES, type Origin, type WireBatch, type WireBatchEvent, type WireTraffic, type WireVisitor } from './wire-oracle.ts';
 
 /**
  * The reporting API's oracle at the wire level: seeded traffic sent through the real collector,
  * and the truth about every Stats API v2 metric, breakdown and filter computed here in plain
- * JavaScript from what was sent, with the semantics SPEC section 8 and Plausible document. The
+ * JavaScript from what was sent, with the semantics of Plausible's Stats API v2 docs. The
  * truth never reads ClickHouse and never calls the product's enrichment: browsers, systems,
  * devices and sources come from hand-written tables, countries from the caller's lookup.
  *

@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
-const BIN = fileURLToPath(new URL('../../cli/farol.js', import.meta.url));
+/** `farol` from the TypeScript sources through tsx (tests/farol-bin.test.ts runs the compiled bin). */
+const FAROL = ['--import', 'tsx', fileURLToPath(new URL('../../cli/run.ts', import.meta.url))];
 
 export interface FarolProcess {
   child: ChildProcess;
@@ -39,7 +40,7 @@ function metricsPortOf(line: string): number | undefined {
  * `farol api`, its API) listens. The process inherits nothing from the test's FAROL_* environment.
  */
 export function startFarol(command: string, env: Record<string, string>, timeoutMs = 90_000): Promise<FarolProcess> {
-  const child = spawn(process.execPath, [BIN, command], {
+  const child = spawn(process.execPath, [...FAROL, command], {
     env: childEnv({ FAROL_PORT: '0', FAROL_METRICS_PORT: '0', FAROL_LOG_LEVEL: 'info', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -76,7 +77,7 @@ export function startFarol(command: string, env: Record<string, string>, timeout
 
 /** Runs `farol <args>` to completion and returns its exit code and output. */
 export function runFarol(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...FAROL, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -95,7 +96,7 @@ export interface FarolChild {
 
 /** `farol processor` as a child; resolves once it owns its consumer (it serves only `/metrics`). */
 export function startFarolProcessor(env: Record<string, string>, timeoutMs = 60_000): Promise<FarolChild> {
-  const child = spawn(process.execPath, [BIN, 'processor'], { env: childEnv({ FAROL_METRICS_PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...FAROL, 'processor'], { env: childEnv({ FAROL_METRICS_PORT: '0', ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
   let metricsUrl = '';
   const output: string[] = [];
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
@@ -119,4 +120,54 @@ export function startFarolProcessor(env: Record<string, string>, timeoutMs = 60_
       reject(new Error(`farol processor exited (${code}) before starting:\n${output.join('\n')}`));
     });
   });
+}
+
+export interface Exiting {
+  name: string;
+  exited: Promise<number | string>;
+  output: readonly string[];
+}
+
+/**
+ * Waits for every child to exit, logging each exit as it happens. Past `timeoutMs`, fails naming
+ * the children still running, with the tail of each one's output: a drain that hangs says where.
+ */
+export async function exitCodes(children: readonly Exiting[], timeoutMs: number): Promise<Array<number | string>> {
+  const started = Date.now();
+  const codes = new Map<string, number | string>();
+  const all = Promise.all(
+    children.map(async (c) => {
+      const code = await c.exited;
+      codes.set(c.name, code);
+      console.log(`${c.name} exited (${code}) ${Date.now() - started} ms after SIGTERM`);
+      return code;
+    }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const stuck = children.filter((c) => !codes.has(c.name));
+      const report = stuck.map((c) => `--- ${c.name} did not exit; last output lines:\n${c.output.slice(-40).join('\n')}`);
+      reject(new Error(`${stuck.map((c) => c.name).join(', ')} did not exit within ${timeoutMs} ms of SIGTERM\n${report.join('\n')}`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([all, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Structured log lines of a child with this message. */
+export function logLines(output: readonly string[], msg: string): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of output) {
+    if (!line.includes(`"msg":"${msg}"`)) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not JSON
+    }
+  }
+  return out;
 }

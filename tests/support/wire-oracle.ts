@@ -1,4 +1,4 @@
-import { rng } from './oracle.ts';
+import { rng } from '../../schemas/testing/oracle.ts';
 
 /**
  * Wire-level synthetic traffic for end-to-end tests, and the truth about it computed the simple

@@ -7,7 +7,7 @@ import { loadConfig } from '../../../schemas/config.ts';
 import { openChdbStore } from '../../../store/chdb-store.ts';
 import { migrate } from '../../../store/migrate.ts';
 import type { Store } from '../../../store/store.ts';
-import { ControlPlane } from '../../control/control-plane.ts';
+import { ControlPlane } from '../../../control/control-plane.ts';
 import { listenApi, type ApiServer } from '../../server.ts';
 
 /**

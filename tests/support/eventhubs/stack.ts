@@ -1,6 +1,6 @@
-import { startClickHouseHttp, type ClickHouseHttp } from '../clickhouse-http.ts';
-import { startAzurite, type Azurite } from './azurite.ts';
-import { startEventHubsBroker, type EventHubsBroker } from './broker.ts';
+import { startClickHouseHttp, type ClickHouseHttp } from '../../../store/testing/clickhouse-http.ts';
+import { startAzurite, type Azurite } from '../../../hub/testing/eventhubs/azurite.ts';
+import { startEventHubsBroker, type EventHubsBroker } from '../../../hub/testing/eventhubs/broker.ts';
 
 /** What a Farol deployment on Event Hubs needs besides Farol: the hub, blob storage, ClickHouse. */
 export interface EventHubsStack {

@@ -1,6 +1,6 @@
-import { experimentSchema, parseWith, redirectProblems, storedExperimentSchema, type Experiment, type TrackerExperiment } from '../../schemas/experiment.ts';
-import { formatTimestamp } from '../../store/rows.ts';
-import type { Store } from '../../store/store.ts';
+import { experimentSchema, parseWith, redirectProblems, storedExperimentSchema, type Experiment, type TrackerExperiment } from '../schemas/experiment.ts';
+import { formatTimestamp } from '../store/rows.ts';
+import type { Store } from '../store/store.ts';
 
 /**
  * Experiment storage on the control-plane table `experiments` (schemas/migrations/control-plane.ts,

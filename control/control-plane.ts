@@ -1,17 +1,19 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { Config } from '../../schemas/config.ts';
-import { ApiError } from '../../schemas/errors.ts';
-import type { Store } from '../../store/store.ts';
-import type { ApiControl } from '../server.ts';
-import { experimentRepository } from '../experiments/repository.ts';
-import { redirectHostsRepository } from '../experiments/redirect-hosts.ts';
+import type { Config } from '../schemas/config.ts';
+import { ApiError } from '../schemas/errors.ts';
+import { firstIssue } from '../schemas/issues.ts';
+import { isTimeZone } from '../schemas/time-zone.ts';
+import type { Store } from '../store/store.ts';
+import { experimentRepository } from './experiments.ts';
+import { redirectHostsRepository } from './redirect-hosts.ts';
 import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
 import { KnownSet } from './known-set.ts';
+import type { ControlReader, SiteRegistration } from './reader.ts';
 
 /**
- * The control plane over the Store (SPEC sections 7-8): accounts, sites, members, API tokens and
+ * The control plane over the Store: accounts, sites, members, API tokens and
  * goals, in the ReplacingMergeTree(updated_at, deleted) tables of schemas/migrations. A write is a
  * new row version; reads use FINAL and `deleted = 0`.
  *
@@ -43,18 +45,6 @@ import { KnownSet } from './known-set.ts';
 // A DNS hostname: dot-separated labels of letters, digits and inner hyphens. `localhost` is one.
 const hostname = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
-/** Whether `tz` is an IANA time zone name the runtime knows (`UTC`, `Europe/Lisbon`). */
-export function isIanaTimeZone(tz: string): boolean {
-  // Offsets such as "+01:00" are accepted by some runtimes' Intl but are not zone names.
-  if (!/^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+)*$/.test(tz)) return false;
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export const domainSchema = z
   .string()
   .trim()
@@ -62,7 +52,7 @@ export const domainSchema = z
   .max(253)
   .regex(hostname, 'must be a hostname such as example.com (letters, digits, hyphens and dots)');
 
-export const timezoneSchema = z.string().max(64).refine(isIanaTimeZone, 'must be an IANA time zone such as Europe/Lisbon or UTC');
+export const timezoneSchema = z.string().max(64).refine(isTimeZone, 'must be an IANA time zone such as Europe/Lisbon or UTC');
 
 const nameSchema = z.string().trim().min(1).max(100);
 
@@ -105,10 +95,8 @@ export const accountInputSchema = z.strictObject({ name: nameSchema });
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, what = 'body'): z.output<S> {
   const r = schema.safeParse(input);
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const path = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : what;
-  const message = issue?.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : (issue?.message ?? 'is invalid');
-  throw new ApiError('API_BAD_REQUEST', `${path}: ${message}`, path);
+  const { field, message } = firstIssue(r.error, what);
+  throw new ApiError('API_BAD_REQUEST', `${field}: ${message}`, field);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,8 +312,8 @@ const SITE_COLUMNS = 'domain, account_id, timezone, respect_dnt, created_at';
 const MEMBER_COLUMNS = 'id, account_id, name, role, sites, created_at';
 const TOKEN_COLUMNS = 'hash, member_id, account_id, name, prefix, created_at';
 
-/** The control plane: {@link ApiControl} for the API plus the admin operations. */
-export class ControlPlane implements ApiControl {
+/** The control plane: its read side ({@link ControlReader}) for the API and the collector, plus the admin operations. */
+export class ControlPlane implements ControlReader {
   private readonly now: () => number;
   private readonly principals: TtlCache<Principal | null>;
   private readonly sitesCache: TtlCache<(Site & { createdAt: string }) | null>;
@@ -409,7 +397,7 @@ export class ControlPlane implements ApiControl {
   }
 
   // -------------------------------------------------------------------------------------------
-  // ApiControl
+  // ControlReader
 
   async authenticate(token: string): Promise<Principal | null> {
     if (token.length < 16 || token.length > 256) return null;
@@ -455,6 +443,14 @@ export class ControlPlane implements ApiControl {
     });
   }
 
+  /** Uncached: the collector keeps its own copy, reloaded every few seconds and after each local change. */
+  async registeredSites(): Promise<SiteRegistration[]> {
+    const rows = await this.store.query<{ domain: string; epoch: string | number }>(
+      'SELECT domain, toUnixTimestamp64Milli(created_at) AS epoch FROM sites FINAL WHERE deleted = 0',
+    );
+    return rows.map((r) => ({ domain: r.domain, epoch: Number(r.epoch) }));
+  }
+
   // -------------------------------------------------------------------------------------------
   // Accounts
 
@@ -485,7 +481,7 @@ export class ControlPlane implements ApiControl {
   // -------------------------------------------------------------------------------------------
   // Sites
 
-  /** Every live site domain (the collector's accepted set). */
+  /** Every live site domain (answers for unknown domains without a query). */
   async siteDomains(): Promise<string[]> {
     const rows = await this.store.query<{ domain: string }>('SELECT domain FROM sites FINAL WHERE deleted = 0');
     return rows.map((r) => r.domain);

@@ -1,4 +1,5 @@
-import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
+import type { EnrichedEvent } from '../enriched-event.ts';
+import { makeEvent } from './events.ts';
 
 /**
  * Synthetic traffic and the truth about it, computed the simple way (sort each visitor's events,
@@ -17,45 +18,6 @@ export function rng(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-let eventCounter = 0;
-
-/** An enriched event with plausible defaults. */
-export function makeEvent(overrides: Partial<EnrichedEvent> = {}): EnrichedEvent {
-  eventCounter++;
-  return {
-    v: 1,
-    id: `evt-${process.pid}-${eventCounter}`,
-    clientId: false,
-    site: 'example.test',
-    ts: Date.UTC(2026, 0, 15, 12),
-    name: 'pageview',
-    hostname: 'example.test',
-    pathname: '/',
-    utmSource: '',
-    utmMedium: '',
-    utmCampaign: '',
-    utmContent: '',
-    utmTerm: '',
-    clickIds: [],
-    referrer: '',
-    source: '',
-    channel: 'Direct',
-    country: 'PT',
-    browser: 'Firefox',
-    browserVersion: '128',
-    os: 'Linux',
-    osVersion: '',
-    device: 'desktop',
-    screen: 'desktop',
-    visitorId: '1',
-    interactive: true,
-    props: {},
-    revenue: null,
-    exp: {},
-    ...overrides,
   };
 }
 

@@ -5,12 +5,13 @@ import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { loadConfig } from '../schemas/config.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
-import { pollUntil, sleep } from '../tests/support/e2e.ts';
-import { startFarolProcessor, type FarolChild } from '../tests/support/farol-process.ts';
-import { rng } from '../tests/support/oracle.ts';
-import { LOCAL_PROCESSOR_GROUP, migrationTarget, processorStateDir } from './main.ts';
-import { publish, removeTempDirs, tempDir } from './testing/harness.ts';
-import { addPoisonConstraints, expectExact, mix } from './testing/poison.ts';
+import { pollUntil, sleep } from './support/e2e.ts';
+import { startFarolProcessor, type FarolChild } from './support/farol-process.ts';
+import { rng } from '../schemas/testing/oracle.ts';
+import { migrationTarget } from '../wiring/store.ts';
+import { LOCAL_PROCESSOR_GROUP, processorStateDir } from '../processor/main.ts';
+import { publish, removeTempDirs, tempDir } from '../processor/testing/harness.ts';
+import { addPoisonConstraints, expectExact, mix } from '../processor/testing/poison.ts';
 
 /**
  * `farol processor` as a child process, SIGKILLed while it sets records aside: right after a range's

@@ -1,6 +1,6 @@
 import type { HttpResponse } from 'uWebSockets.js';
-import { FarolError } from '../schemas/errors.ts';
-import { badStringInJson, badStringMessage, formatPath } from '../schemas/unicode.ts';
+import { transportError, type Dialect, type FarolError } from '../../schemas/errors.ts';
+import { badStringInJson, badStringMessage, formatPath } from '../../schemas/unicode.ts';
 
 /**
  * Request bodies over uWebSockets.js: read with a size cap, a deadline and a memory budget shared
@@ -68,6 +68,8 @@ export const LINGER_MAX_MS = 10_000;
 export type BodyResult = { ok: true; body: Buffer } | { ok: false; error: FarolError; answer: Answer };
 
 export interface BodyOptions {
+  /** The vocabulary of the refusals (the route's). */
+  dialect: Dialect;
   /** The cap of this route's body in bytes. */
   limit: number;
   /** The whole body must arrive within this (a slow sender is answered 408). */
@@ -89,7 +91,7 @@ export interface BodyOptions {
  * `done` returns, or at once when the body is refused or the client aborts.
  */
 export function readBody(res: HttpResponse, opts: BodyOptions, done: (result: BodyResult) => void): void {
-  const { limit, memory, contentLength } = opts;
+  const { limit, memory, contentLength, dialect } = opts;
   let state: 'reading' | 'done' | 'discarding' | 'aborted' = 'reading';
   let chunks: Buffer[] | null = null;
   let size = 0;
@@ -122,20 +124,20 @@ export function readBody(res: HttpResponse, opts: BodyOptions, done: (result: Bo
     clearTimeout(timer);
     opts.onAborted();
     // `done` is still called once, so the caller's request accounting ends; nothing can be written.
-    if (reading) done({ ok: false, error: new FarolError('ING_BODY_TIMEOUT', 'the client went away before sending the whole body'), answer: 'keep' });
+    if (reading) done({ ok: false, error: transportError(dialect, 'bodyTimeout', 'the client went away before sending the whole body'), answer: 'keep' });
   });
 
   if (contentLength > limit) {
     // Declared too large: answer without buffering a byte (after the handler returns, as uWS wants).
     queueMicrotask(() => {
       if (state !== 'reading') return;
-      const error = new FarolError('ING_BODY_TOO_LARGE', `body is ${contentLength} bytes, limit ${limit}`);
+      const error = transportError(dialect, 'bodyTooLarge', `body is ${contentLength} bytes, limit ${limit}`);
       refuse(error, contentLength <= LINGER_MAX_BYTES ? 'linger' : 'close');
     });
     return;
   }
   timer = setTimeout(() => {
-    if (state === 'reading') refuse(new FarolError('ING_BODY_TIMEOUT', `body not received within ${opts.timeoutMs} ms`), 'close');
+    if (state === 'reading') refuse(transportError(dialect, 'bodyTimeout', `body not received within ${opts.timeoutMs} ms`), 'close');
   }, opts.timeoutMs);
 
   res.onData((chunk, isLast) => {
@@ -151,11 +153,11 @@ export function readBody(res: HttpResponse, opts: BodyOptions, done: (result: Bo
     if (state !== 'reading') return;
     const n = chunk.byteLength;
     if (size + n > limit) {
-      refuse(new FarolError('ING_BODY_TOO_LARGE', `body exceeds ${limit} bytes`), isLast ? 'keep' : midBody());
+      refuse(transportError(dialect, 'bodyTooLarge', `body exceeds ${limit} bytes`), isLast ? 'keep' : midBody());
       return;
     }
     if (!memory.take(n)) {
-      refuse(new FarolError('ING_BODY_MEMORY_FULL'), isLast ? 'keep' : midBody());
+      refuse(transportError(dialect, 'bodyMemoryFull'), isLast ? 'keep' : midBody());
       return;
     }
     size += n;
@@ -192,46 +194,27 @@ export function endAnswer(res: HttpResponse, body: string | Buffer, answer: Answ
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** How a failure to decode a JSON body is reported: by the collector (ING_…) or the API. */
-export type JsonFailure = { kind: 'empty' } | { kind: 'utf8' } | { kind: 'json'; message: string } | { kind: 'string'; message: string; field: string };
-
 /**
- * Decodes UTF-8 strictly (a bad byte or an encoded surrogate is an error, not U+FFFD), parses JSON
- * and checks every string is well-formed Unicode without NUL (a `\ud800` or `\u0000` escape),
- * naming a refused string's place (`[3].props.k`, `filters[0][2]`).
+ * Decodes a JSON body: UTF-8 strictly (a bad byte or an encoded surrogate is an error, not
+ * U+FFFD), then JSON, then every string checked to be well-formed Unicode without NUL (a
+ * `\ud800` or `\u0000` escape), naming a refused string's place (`[3].props.k`,
+ * `filters[0][2]`). Failures are coded errors in `dialect`'s vocabulary.
  */
-export function parseJsonBody(body: Buffer): { ok: true; value: unknown } | { ok: false; failure: JsonFailure } {
-  if (body.length === 0) return { ok: false, failure: { kind: 'empty' } };
+export function decodeJson(body: Buffer, dialect: Dialect): unknown {
+  if (body.length === 0) throw transportError(dialect, 'emptyBody', undefined, { field: 'body' });
   let text: string;
   try {
     text = utf8.decode(body);
-  } catch {
-    return { ok: false, failure: { kind: 'utf8' } };
+  } catch (e) {
+    throw transportError(dialect, 'badUtf8', 'Body is not valid UTF-8', { field: 'body', cause: e });
   }
   let value: unknown;
   try {
     value = JSON.parse(text) as unknown;
   } catch (e) {
-    return { ok: false, failure: { kind: 'json', message: (e as Error).message } };
+    throw transportError(dialect, 'badJson', `body is not valid JSON: ${(e as Error).message}`, { field: 'body' });
   }
   const bad = badStringInJson(text, value);
-  if (bad !== undefined) return { ok: false, failure: { kind: 'string', message: badStringMessage(bad), field: formatPath(bad.path) } };
-  return { ok: true, value };
-}
-
-/** {@link parseJsonBody} for the collector: failures are coded ING_… errors. */
-export function decodeJson(body: Buffer): unknown {
-  const r = parseJsonBody(body);
-  if (r.ok) return r.value;
-  const f = r.failure;
-  switch (f.kind) {
-    case 'empty':
-      throw new FarolError('ING_EMPTY_BODY');
-    case 'utf8':
-      throw new FarolError('ING_BAD_UTF8');
-    case 'json':
-      throw new FarolError('ING_BAD_JSON', `body is not valid JSON: ${f.message}`);
-    case 'string':
-      throw new FarolError('ING_BAD_STRING', f.message);
-  }
+  if (bad !== undefined) throw transportError(dialect, 'badString', badStringMessage(bad), { field: formatPath(bad.path) || 'body' });
+  return value;
 }

@@ -1,5 +1,5 @@
-import { formatTimestamp } from '../../store/rows.ts';
-import type { Store } from '../../store/store.ts';
+import { formatTimestamp } from '../store/rows.ts';
+import type { Store } from '../store/store.ts';
 
 /**
  * Hosts an owner allows a site's experiments to redirect to, besides the site's own domain and

@@ -1,13 +1,14 @@
 import { strFromU8, unzipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTestStore, removeTempDirs, writeThroughProcessor } from '../../processor/testing/harness.ts';
-import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
-import type { Store } from '../../store/store.ts';
-import { generateTraffic, makeEvent } from '../../tests/support/oracle.ts';
-import { ApiQueryError } from '../query/errors.ts';
-import { runQuery, type QuerySite } from '../query/query.ts';
-import { buildExport, type SiteExport } from './export.ts';
-import { parseCsv } from './testing/parse-csv.ts';
+import { openTestStore, removeTempDirs, writeThroughProcessor } from '../processor/testing/harness.ts';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import type { Store } from '../store/store.ts';
+import { makeEvent } from '../schemas/testing/events.ts';
+import { generateTraffic } from '../schemas/testing/oracle.ts';
+import { ApiQueryError } from '../api/query/errors.ts';
+import { runQuery, type QuerySite } from '../api/query/query.ts';
+import { buildExport, type SiteExport } from '../api/export/export.ts';
+import { parseCsv } from '../api/export/testing/parse-csv.ts';
 
 /**
  * The export against real components: traffic through the local hub and the processor into chDB,

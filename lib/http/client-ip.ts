@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import type { TrustProxy } from '../../schemas/config.ts';
-import { ipFamily, normalizeIp } from './ip.ts';
+import { ipFamily, normalizeIp } from '../ip.ts';
 
 /*
  * Which address is the visitor's. X-Forwarded-For is written by the client and by every proxy on
@@ -35,9 +35,10 @@ export function clientIp(input: ClientIpInput): string {
 
 /**
  * Whether the socket peer is a trusted proxy, so a batch's per-event `ip` and `ua` may be believed
- * (SPEC section 3): only a peer inside the configured proxy CIDRs. A hop count never makes a peer
- * trusted: it says how many X-Forwarded-For entries to read, not who sent them, and a per-event
- * `ip` believed from anyone lets one request forge any number of visitors in any countries.
+ * (as X-Forwarded-For is): only a peer inside the configured proxy CIDRs. A hop count never makes a
+ * peer trusted: it says how many X-Forwarded-For entries to read, not who sent them, and a
+ * per-event `ip` believed from anyone lets one request forge any number of visitors in any
+ * countries.
  */
 export function isTrustedRemote(remote: string, trust: TrustProxy): boolean {
   if (trust.kind === 'hops') return false;

@@ -1,5 +1,5 @@
 /**
- * The control plane's model (SPEC sections 8 and 11): accounts own sites; members of an account
+ * The control plane's model: accounts own sites; members of an account
  * hold one role, account-wide (`sites: []`) or for a list of sites; an API token acts as its
  * member.
  *

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTestStore, removeTempDirs, writeThroughProcessor } from '../../processor/testing/harness.ts';
-import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
-import type { Store } from '../../store/store.ts';
-import { computeTruth, generateTraffic, type TrueSession } from '../../tests/support/oracle.ts';
-import { ApiQueryError } from './errors.ts';
-import { runQuery, type QueryResponse, type QuerySite, type RunOptions } from './query.ts';
-import type { Metric } from './schema.ts';
+import { openTestStore, removeTempDirs, writeThroughProcessor } from '../processor/testing/harness.ts';
+import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import type { Store } from '../store/store.ts';
+import { computeTruth, generateTraffic, type TrueSession } from '../schemas/testing/oracle.ts';
+import { ApiQueryError } from '../api/query/errors.ts';
+import { runQuery, type QueryResponse, type QuerySite, type RunOptions } from '../api/query/query.ts';
+import { metricNames, type Metric } from '../api/query/schema.ts';
 
 /**
  * The query engine against real components: traffic goes through the local hub and the real
@@ -357,20 +357,7 @@ async function rejection(p: Promise<unknown>): Promise<ApiQueryError> {
   throw new Error('expected the query to be rejected');
 }
 
-const allMetrics: Metric[] = [
-  'visitors',
-  'visits',
-  'pageviews',
-  'views_per_visit',
-  'bounce_rate',
-  'visit_duration',
-  'events',
-  'conversion_rate',
-  'group_conversion_rate',
-  'percentage',
-  'total_revenue',
-  'average_revenue',
-];
+const allMetrics: Metric[] = [...metricNames];
 const mainDimensions = [
   'event:page',
   'visit:source',

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TrustProxy } from '../../schemas/config.ts';
 import { clientIp, isTrustedRemote, parseForwardedEntry } from './client-ip.ts';
-import { normalizeIp } from './ip.ts';
+import { normalizeIp } from '../ip.ts';
 
 const hops = (n: number): TrustProxy => ({ kind: 'hops', hops: n });
 const cidrs = (...list: string[]): TrustProxy => ({ kind: 'cidrs', cidrs: list });

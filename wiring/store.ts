@@ -1,0 +1,55 @@
+import type { Config } from '../schemas/config.ts';
+import type { MigrationTarget } from '../schemas/migrations/index.ts';
+import { openHttpStore } from '../store/http-store.ts';
+import type { Store } from '../store/store.ts';
+
+/**
+ * The configured store: a ClickHouse server when FAROL_CLICKHOUSE_URL is set, else embedded chDB.
+ * The embedded engine is loaded only here, when it is the one: a process on a ClickHouse server
+ * (`farol api`, `farol processor`, the standalone collector) never maps chDB's library.
+ */
+export async function openConfiguredStore(config: Config): Promise<Store> {
+  if (config.FAROL_CLICKHOUSE_URL !== undefined) {
+    return openHttpStore({
+      url: config.FAROL_CLICKHOUSE_URL,
+      username: config.FAROL_CLICKHOUSE_USER,
+      password: config.FAROL_CLICKHOUSE_PASSWORD,
+      database: config.FAROL_CLICKHOUSE_DATABASE,
+      cluster: config.FAROL_CLICKHOUSE_CLUSTER,
+    });
+  }
+  const { openChdbStore } = await import('../store/chdb-store.ts');
+  return openChdbStore({ dataDir: config.FAROL_DATA_DIR, database: config.FAROL_CLICKHOUSE_DATABASE });
+}
+
+/** Where migrations go for this configuration. */
+export function migrationTarget(config: Config): MigrationTarget {
+  return {
+    database: config.FAROL_CLICKHOUSE_DATABASE,
+    cluster: config.FAROL_CLICKHOUSE_CLUSTER,
+    retentionDays: config.FAROL_RETENTION_DAYS,
+  };
+}
+
+/** Thrown when the embedded engine's data dir is held by another process. */
+export class DataDirLockedError extends Error {}
+
+/**
+ * {@link openConfiguredStore} for a process that shares the data dir with none (`farol api`, the
+ * admin commands): a data dir held by another process (a running `farol start`) is a
+ * {@link DataDirLockedError} saying what to do.
+ */
+export async function openStoreForAdmin(config: Config): Promise<Store> {
+  try {
+    return await openConfiguredStore(config);
+  } catch (err) {
+    const text = `${err instanceof Error ? err.message : String(err)} ${err instanceof Error && err.cause instanceof Error ? err.cause.message : ''}`;
+    if (config.FAROL_CLICKHOUSE_URL === undefined && ((err as { code?: unknown }).code === 'CHDB_CONNECTION' || /lock|Failed to create connection/i.test(text))) {
+      throw new DataDirLockedError(
+        `the data dir ${config.FAROL_DATA_DIR} is in use by another farol process (is \`farol start\` running?). ` +
+          'The embedded engine can be opened by one process only: stop it first, or use a ClickHouse server (FAROL_CLICKHOUSE_URL).',
+      );
+    }
+    throw err;
+  }
+}
