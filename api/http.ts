@@ -1,8 +1,10 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { DEFAULT_MAX_BODY_MEMORY } from '../schemas/config.ts';
 import { ApiError, FarolError, transportError } from '../schemas/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
+import { remoteAddress } from '../lib/http/client-ip.ts';
 import { httpServerOf, type HttpServer } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
 import { StoreError } from '../store/store.ts';
@@ -58,7 +60,6 @@ export interface ApiRouter {
 const COPIED_HEADERS = ['authorization', 'content-type', 'accept', 'accept-encoding', 'if-none-match', 'origin', 'cookie'] as const;
 const DEFAULT_MAX_BODY = 1 << 20;
 const BODY_TIMEOUT_MS = 10_000;
-const DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024;
 
 /** Turns a route pattern into uWS's form and the names of its parameters. */
 function paramNames(path: string): string[] {
@@ -161,7 +162,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
       const guard = deps.authGuard;
       const client =
         guard !== undefined && headers['authorization'] !== undefined
-          ? guard.clientKey(Buffer.from(res.getRemoteAddressAsText()).toString('latin1'), req.getHeader('x-forwarded-for'))
+          ? guard.clientKey(remoteAddress(res), req.getHeader('x-forwarded-for'))
           : undefined;
       const request = {
         method: method === 'del' ? 'DELETE' : method.toUpperCase(),

@@ -8,6 +8,7 @@ import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { badStringInJson, badStringMessage, hasBadEscape } from '../schemas/unicode.ts';
 import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
+import { remoteAddress } from '../lib/http/client-ip.ts';
 import { httpServerOf } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
@@ -348,34 +349,6 @@ export function createCollector(deps: CollectorDeps): Collector {
       await server.close();
     },
   };
-}
-
-/**
- * The socket peer's address as text. IPv4 peers of the dual-stack socket (nearly all) are written
- * as a dotted quad from the 16 binary bytes, which skips uWS's long IPv6 text and its parsing in
- * `normalizeIp`; anything else is uWS's text, as before.
- */
-function remoteAddress(res: HttpResponse): string {
-  const b = new Uint8Array(res.getRemoteAddress());
-  if (
-    b.length === 16 &&
-    b[10] === 0xff &&
-    b[11] === 0xff &&
-    b[0] === 0 &&
-    b[1] === 0 &&
-    b[2] === 0 &&
-    b[3] === 0 &&
-    b[4] === 0 &&
-    b[5] === 0 &&
-    b[6] === 0 &&
-    b[7] === 0 &&
-    b[8] === 0 &&
-    b[9] === 0
-  ) {
-    return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  }
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  return Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
 }
 
 const QUERY_JSON_FIELDS = new Set(['p', 'props', 'm', 'exp', '$', 'revenue']);

@@ -68,6 +68,9 @@ export function isLoopbackHost(host: string): boolean {
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 
+/** Body bytes held in memory across all connections when FAROL_MAX_BODY_MEMORY is not set (64 MiB). */
+export const DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024;
+
 export const configSchema = z.object({
   FAROL_PORT: port.default(8080),
   FAROL_HOST: z.string().min(1).default('127.0.0.1'),
@@ -125,7 +128,7 @@ export const configSchema = z.object({
   /** Failed API authentications per client (a keyed hash of its address, in memory only). */
   FAROL_RATE_AUTH: rateSchema.default({ perSecond: 20 / 60, burst: 20 }),
   /** Request body bytes held in memory across all connections; past it a request is answered 503. */
-  FAROL_MAX_BODY_MEMORY: positiveInt.default(64 * 1024 * 1024),
+  FAROL_MAX_BODY_MEMORY: positiveInt.default(DEFAULT_MAX_BODY_MEMORY),
   /** Comma list of site domains the collector accepts; unset accepts any (until sites exist). */
   FAROL_SITES: z.string().optional(),
   /** Days a deleted site's domain stays reserved to its account (0: free at once). */

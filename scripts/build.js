@@ -46,14 +46,17 @@ function walk(root, rel, out) {
 }
 
 /**
- * A hash of every input of the build (names and contents): the folders tsconfig.build.json
- * includes, the tsconfig files, and this script.
+ * A hash of every input of the build (names relative to `root`, and contents): the folders
+ * tsconfig.build.json includes, the tsconfig files, and this script.
  */
 export function sourceFingerprint(root = ROOT) {
   const { include } = JSON.parse(readFileSync(join(root, CONFIG), 'utf8'));
-  const files = [...include.flatMap((dir) => walk(root, dir, [])), 'tsconfig.json', CONFIG].sort().map((f) => join(root, f));
+  const files = [...include.flatMap((dir) => walk(root, dir, [])), 'tsconfig.json', CONFIG].sort();
   const hash = createHash('sha256');
-  for (const file of [...files, SELF]) hash.update(`${file}\0`).update(readFileSync(file)).update('\0');
+  // Names relative to the checkout: the same sources built elsewhere (a moved or copied checkout,
+  // a container's build stage) keep their fingerprint.
+  for (const file of files) hash.update(`${file}\0`).update(readFileSync(join(root, file))).update('\0');
+  hash.update('scripts/build.js\0').update(readFileSync(SELF));
   return hash.digest('hex');
 }
 

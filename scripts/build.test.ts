@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -51,6 +51,14 @@ describe('ensureBuilt', () => {
     expect(ensureBuilt(root)).toBe(true);
     expect(builtValue()).toBe(2);
     expect(isCurrent(root)).toBe(true);
+    // The same checkout copied elsewhere (a container's build stage, a moved install) is still current.
+    const copy = mkdtempSync(join(tmpdir(), 'farol-build-copy-'));
+    try {
+      cpSync(root, copy, { recursive: true });
+      expect(isCurrent(copy)).toBe(true);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   }, 90_000);
 
   it('treats a build without its fingerprint (interrupted) as stale, and keeps the last good build when tsc fails', () => {

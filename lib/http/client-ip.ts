@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import type { HttpResponse } from 'uWebSockets.js';
 import type { TrustProxy } from '../../schemas/config.ts';
 import { ipFamily, normalizeIp } from '../ip.ts';
 
@@ -144,4 +145,32 @@ function trustedSet(cidrs: readonly string[]): TrustedSet {
     compiled.set(cidrs, set);
   }
   return set;
+}
+
+/**
+ * The socket peer's address as text. IPv4 peers of the dual-stack socket (nearly all) are written
+ * as a dotted quad from the 16 binary bytes, which skips uWS's long IPv6 text and its parsing in
+ * `normalizeIp`; anything else is uWS's text, as before.
+ */
+export function remoteAddress(res: HttpResponse): string {
+  const b = new Uint8Array(res.getRemoteAddress());
+  if (
+    b.length === 16 &&
+    b[10] === 0xff &&
+    b[11] === 0xff &&
+    b[0] === 0 &&
+    b[1] === 0 &&
+    b[2] === 0 &&
+    b[3] === 0 &&
+    b[4] === 0 &&
+    b[5] === 0 &&
+    b[6] === 0 &&
+    b[7] === 0 &&
+    b[8] === 0 &&
+    b[9] === 0
+  ) {
+    return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  }
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  return Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
 }
