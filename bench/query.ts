@@ -435,7 +435,10 @@ const isoDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 async function closeDays(store: Store, ctx: ScenarioContext, now: Date): Promise<SeedReport['closing']> {
   if (!(await hasColumn(store, 'salt_day_closes', 'salt_day'))) return undefined;
   const t0 = Date.now();
-  const closed = await closeSaltDays(store, { now: now.getTime(), sites: [SITE.domain] });
+  // The same traffic is read as a site in each zone: the segments are computed for every zone (a
+  // kept data dir then serves any --zones).
+  const segmentZones = new Map([[SITE.domain, Object.values(ZONES)]]);
+  const closed = await closeSaltDays(store, { now: now.getTime(), sites: [SITE.domain], zones: segmentZones });
   const seconds = (Date.now() - t0) / 1000;
   ctx.progress(`closing job: ${num(closed.length)} salt days closed in ${seconds.toFixed(1)} s`);
   return { seconds, days: closed.length };

@@ -196,6 +196,7 @@ const SITE_DATA_TABLES = [
   'sessions_daily',
   'dead_letters',
   'salt_day_visitors',
+  'salt_day_segments',
   'salt_day_closes',
 ] as const;
 

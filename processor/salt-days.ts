@@ -40,6 +40,12 @@ export interface CloseSaltDaysOptions {
    * periodic run looks back a few weeks; the first run after an upgrade closes the whole history.
    */
   fromDay?: number;
+  /**
+   * The zones `salt_day_segments` is computed for, per site (default: each site's zone in the
+   * `sites` table, UTC for a site without a row). A closed salt day missing one of its site's
+   * zones is recomputed: a site that changes its zone gets its segments within one run.
+   */
+  zones?: ReadonlyMap<string, readonly string[]>;
   log?: Logger;
 }
 
@@ -64,6 +70,16 @@ interface Recorded {
   day: string;
   event_rows: string | number;
   session_rows: string | number;
+  zones: string[];
+}
+
+/** A (site, salt day) to compute. */
+interface Todo {
+  site: string;
+  saltDay: string;
+  eventRows: number;
+  sessionRows: number;
+  zones: readonly string[];
 }
 
 /** `YYYY-MM-DD` → UTC day number. */
@@ -94,24 +110,49 @@ FROM (
 GROUP BY dim, value, hours`;
 }
 
-const eventSideSql = perHours(
-  'event',
-  `SELECT visitor_id AS visitor, ${hourOfLife('timestamp')} AS h, name, pathname, hostname, country, device, browser, os
-   FROM events WHERE ${ofSaltDay('timestamp')}`,
-  `arrayFilter(x -> x.1 != 'page' OR name = 'pageview', ${fanOut(saltDayEventDimensions)})`,
-);
+/**
+ * Distinct visitors per (dim, value) on each run of the (up to three) local dates the salt day's
+ * life meets in zone `{tz}` (see `salt_day_segments`). `seg` is the local date's index: the
+ * number of local midnights between D 00:00 UTC and the row's time, at most 2 in every real zone
+ * (a 48-hour span holds three local midnights only if one falls in its first hour after a 23-hour
+ * day; the planner checks the zone's dates before reading a salt day's segments).
+ */
+function perSegments(side: 'event' | 'session', inner: string, arrayJoin: string): string {
+  const runs = [1, 2, 4, 3, 6].map((m) => `countIf(bitAnd(segs, ${m}) != 0)`);
+  return `INSERT INTO salt_day_segments (site, side, dim, salt_day, tz, gen, value, v1, v2, v4, v3, v6, v7)
+SELECT {site:String}, '${side}', dim, {day:Date}, {tz:String}, {gen:UInt64}, value, ${runs.join(', ')}, count()
+FROM (
+  SELECT d.1 AS dim, d.2 AS value, visitor, groupBitOr(bitShiftLeft(toUInt8(1), seg)) AS segs
+  FROM (${inner})
+  ARRAY JOIN ${arrayJoin} AS d
+  GROUP BY dim, value, visitor
+)
+GROUP BY dim, value`;
+}
+
+/** The local date index (0…2) of a time column in `{tz}`, counted from D 00:00 UTC's local date. */
+function segmentOf(column: string): string {
+  return `toUInt8(least(2, greatest(0, dateDiff('day', toDate(toTimeZone(toDateTime({day:Date}, 'UTC'), {tz:String})), toDate(toTimeZone(${column}, {tz:String}))))))`;
+}
+
+const eventInner = (time: string): string =>
+  `SELECT visitor_id AS visitor, ${time}, name, pathname, hostname, country, device, browser, os
+   FROM events WHERE ${ofSaltDay('timestamp')}`;
+const eventFanOut = `arrayFilter(x -> x.1 != 'page' OR name = 'pageview', ${fanOut(saltDayEventDimensions)})`;
+
+const eventSideSql = perHours('event', eventInner(`${hourOfLife('timestamp')} AS h`), eventFanOut);
+const eventSegmentsSql = perSegments('event', eventInner(`${segmentOf('timestamp')} AS seg`), eventFanOut);
 
 // A session counts once, in its latest state (the −1/+1 pairs of older states cancel), at the
 // hour its latest start falls in: the raw session side's reading of the same rows.
 const sessionColumns = Object.values(saltDaySessionDimensions);
-const sessionSideSql = perHours(
-  'session',
-  `SELECT argMax(visitor_id, version) AS visitor, ${hourOfLife('argMax(start, version)')} AS h,
+const sessionInner = (time: (start: string) => string): string =>
+  `SELECT argMax(visitor_id, version) AS visitor, ${time('argMax(start, version)')},
      ${sessionColumns.map((c) => `argMax(${c}, version) AS ${c}`).join(', ')}
    FROM sessions WHERE ${ofSaltDay('start')}
-   GROUP BY session_id HAVING sum(sign) > 0`,
-  fanOut(saltDaySessionDimensions),
-);
+   GROUP BY session_id HAVING sum(sign) > 0`;
+const sessionSideSql = perHours('session', sessionInner((start) => `${hourOfLife(start)} AS h`), fanOut(saltDaySessionDimensions));
+const sessionSegmentsSql = perSegments('session', sessionInner((start) => `${segmentOf(start)} AS seg`), fanOut(saltDaySessionDimensions));
 
 /**
  * Computes the exact unique visitors of every (site, salt day) that closed and is not up to date
@@ -139,18 +180,21 @@ export async function closeSaltDays(store: Store, opts: CloseSaltDaysOptions = {
     counts('events', 'timestamp'),
     counts('sessions', 'start'),
     store.query<Recorded>(
-      `SELECT site, toString(salt_day) AS day, argMax(event_rows, gen) AS event_rows, argMax(session_rows, gen) AS session_rows
+      `SELECT site, toString(salt_day) AS day, argMax(event_rows, gen) AS event_rows, argMax(session_rows, gen) AS session_rows,
+         argMax(zones, gen) AS zones
        FROM salt_day_closes WHERE salt_day >= {from:Date} AND salt_day <= {last:Date}${siteFilter}
        GROUP BY site, salt_day`,
       params,
     ),
   ]);
+  const zones = opts.zones ?? (await siteZones(store));
+  const zonesOf = (site: string): readonly string[] => zones.get(site) ?? ['UTC'];
   const key = (r: { site: string; day: string }): string => `${r.site}\n${r.day}`;
-  const todo = new Map<string, { site: string; saltDay: string; eventRows: number; sessionRows: number }>();
-  const entry = (r: Count): { site: string; saltDay: string; eventRows: number; sessionRows: number } => {
+  const todo = new Map<string, Todo>();
+  const entry = (r: Count): Todo => {
     let e = todo.get(key(r));
     if (e === undefined) {
-      e = { site: r.site, saltDay: r.day, eventRows: 0, sessionRows: 0 };
+      e = { site: r.site, saltDay: r.day, eventRows: 0, sessionRows: 0, zones: zonesOf(r.site) };
       todo.set(key(r), e);
     }
     return e;
@@ -169,13 +213,20 @@ export async function closeSaltDays(store: Store, opts: CloseSaltDaysOptions = {
   for (const [site, [from, to]] of spans) {
     for (let d = from + 1; d <= Math.max(to, lastClosed); d++) {
       const gap = { site, day: formatDay(d) };
-      if (!todo.has(key(gap)) && !done.has(key(gap))) todo.set(key(gap), { site, saltDay: gap.day, eventRows: 0, sessionRows: 0 });
+      // Recorded ones are looked at again below (a zone added since).
+      if (!todo.has(key(gap))) todo.set(key(gap), { site, saltDay: gap.day, eventRows: 0, sessionRows: 0, zones: zonesOf(site) });
     }
   }
   const closed: ClosedSaltDay[] = [];
   for (const [k, t] of [...todo].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const before = done.get(k);
-    if (before !== undefined && t.eventRows <= Number(before.event_rows) && t.sessionRows <= Number(before.session_rows)) continue;
+    if (
+      before !== undefined &&
+      t.eventRows <= Number(before.event_rows) &&
+      t.sessionRows <= Number(before.session_rows) &&
+      t.zones.every((z) => before.zones.includes(z))
+    )
+      continue;
     closed.push(await closeOne(store, t));
   }
   if (closed.length > 0) {
@@ -185,20 +236,29 @@ export async function closeSaltDays(store: Store, opts: CloseSaltDaysOptions = {
   return closed;
 }
 
+/** Each site's zone, from the control plane's `sites` table (its latest, undeleted row). */
+async function siteZones(store: Store): Promise<Map<string, string[]>> {
+  const rows = await store.query<{ domain: string; tz: string; deleted: number | string }>(
+    'SELECT domain, argMax(timezone, updated_at) AS tz, argMax(deleted, updated_at) AS deleted FROM sites GROUP BY domain',
+  );
+  return new Map(rows.filter((r) => Number(r.deleted) === 0).map((r) => [r.domain, [r.tz]]));
+}
+
 /** Computes one (site, salt day) under a new generation, then records it as complete. */
-async function closeOne(
-  store: Store,
-  t: { site: string; saltDay: string; eventRows: number; sessionRows: number },
-): Promise<ClosedSaltDay> {
+async function closeOne(store: Store, t: Todo): Promise<ClosedSaltDay> {
   const [row] = await store.query<{ gen: string }>('SELECT toString(toUnixTimestamp64Micro(now64(6))) AS gen');
   const gen = row?.gen;
   if (gen === undefined) throw new Error('the store did not tell the time');
   const params = { site: t.site, day: t.saltDay, gen };
   if (t.eventRows > 0) await store.exec(eventSideSql, params);
   if (t.sessionRows > 0) await store.exec(sessionSideSql, params);
+  for (const tz of t.zones) {
+    if (t.eventRows > 0) await store.exec(eventSegmentsSql, { ...params, tz });
+    if (t.sessionRows > 0) await store.exec(sessionSegmentsSql, { ...params, tz });
+  }
   // Last: until this row exists, readers keep the previous generation (or read raw).
   await store.insert('salt_day_closes', [
-    { site: t.site, salt_day: t.saltDay, gen, event_rows: t.eventRows, session_rows: t.sessionRows },
+    { site: t.site, salt_day: t.saltDay, gen, event_rows: t.eventRows, session_rows: t.sessionRows, zones: [...t.zones] },
   ]);
   return { site: t.site, saltDay: t.saltDay, gen, eventRows: t.eventRows, sessionRows: t.sessionRows };
 }
@@ -211,11 +271,15 @@ async function closeOne(
 async function dropOldGenerations(store: Store, closed: readonly ClosedSaltDay[]): Promise<void> {
   const sites = [...new Set(closed.map((c) => c.site))];
   const days = [...new Set(closed.map((c) => c.saltDay))];
+  for (const table of ['salt_day_visitors', 'salt_day_segments']) await dropOlder(store, table, sites, days);
+}
+
+async function dropOlder(store: Store, table: string, sites: string[], days: string[]): Promise<void> {
   await store.exec(
-    `ALTER TABLE salt_day_visitors DELETE
+    `ALTER TABLE ${table} DELETE
      WHERE site IN {sites:Array(String)} AND salt_day IN {days:Array(Date)}
        AND (site, salt_day, gen) IN (
-         SELECT v.site, v.salt_day, v.gen FROM (SELECT DISTINCT site, salt_day, gen FROM salt_day_visitors
+         SELECT v.site, v.salt_day, v.gen FROM (SELECT DISTINCT site, salt_day, gen FROM ${table}
            WHERE site IN {sites:Array(String)} AND salt_day IN {days:Array(Date)}) AS v
          INNER JOIN (SELECT site, salt_day, max(gen) AS latest FROM salt_day_closes
            WHERE site IN {sites:Array(String)} AND salt_day IN {days:Array(Date)} GROUP BY site, salt_day) AS c

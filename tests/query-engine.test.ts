@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeSaltDays } from '../processor/salt-days.ts';
 import { openTestStore, removeTempDirs, writeThroughProcessor } from '../processor/testing/harness.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import type { Store } from '../store/store.ts';
@@ -332,6 +333,12 @@ beforeAll(async () => {
     chunk: 120,
     options: { flushRecords: 300, flushIntervalMs: 30, snapshotIntervalMs: 100, hubBatchSize: 100, lagRefreshMs: 50 },
   });
+  // Closed salt days get their local-date segments in each site's registered zone.
+  await store.insert(
+    'sites',
+    [utcSite, nySite, indiaSite].map((s) => ({ domain: s.domain, account_id: 'acct', timezone: s.timezone })),
+  );
+  await closeSaltDays(store);
 }, 120_000);
 
 afterAll(async () => {
@@ -434,7 +441,7 @@ describe('every metric by every main dimension equals the truth, from rollups an
     const metrics: Metric[] = ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'visit_duration', 'events'];
     const r = await run(utcSite, { metrics, date_range: fourDays, dimensions: ['visit:country'] });
     expect(r.meta.source).toBe('rollup_daily');
-    expect(r.meta.tables).toEqual(['rollup_daily', 'salt_day_visitors', 'sessions_daily']);
+    expect(r.meta.tables).toEqual(['rollup_daily', 'salt_day_segments', 'sessions_daily']);
     for (const row of r.results) {
       const country = row.dimensions[0] ?? '';
       expect(row.metrics).toEqual(metrics.map((m) => truthOf(utcSite, fourDaysStart, fourDaysEnd, 'visit:country', m).get(country) ?? 0));
@@ -470,15 +477,16 @@ describe('planner', () => {
   };
 
   it('answers single-dimension breakdowns and time series from the rollups', async () => {
-    // Unique visitors of closed salt days come from salt_day_visitors, sums from the rollups.
-    expect(await source(utcSite, { metrics: ['visitors'], date_range: fourDays, dimensions: ['visit:country'] })).toEqual(['rollup_daily', ['salt_day_visitors']]);
+    // Unique visitors of closed salt days come from salt_day_segments (ranges of whole days), sums from the rollups.
+    expect(await source(utcSite, { metrics: ['visitors'], date_range: fourDays, dimensions: ['visit:country'] })).toEqual(['rollup_daily', ['salt_day_segments']]);
     expect(await source(utcSite, { metrics: ['visitors', 'bounce_rate'], date_range: fourDays, dimensions: ['visit:source'] })).toEqual([
       'rollup_daily',
-      ['salt_day_visitors', 'sessions_daily'],
+      ['salt_day_segments', 'sessions_daily'],
     ]);
     expect(
       await source(utcSite, { metrics: ['visitors', 'pageviews', 'visits', 'visit_duration'], date_range: fourDays, dimensions: ['time:day'] }),
-    ).toEqual(['rollup_daily', ['rollup_daily', 'salt_day_visitors', 'sessions_daily']]);
+    ).toEqual(['rollup_daily', ['rollup_daily', 'salt_day_segments', 'sessions_daily']]);
+    // Hourly buckets read the hour bitmaps of salt_day_visitors.
     expect(await source(utcSite, { metrics: ['visitors'], date_range: [date(1), date(1)], dimensions: ['time:hour'] })).toEqual([
       'rollup_hourly',
       ['salt_day_visitors'],
@@ -487,7 +495,7 @@ describe('planner', () => {
     for (const dim of ['visit:entry_page', 'visit:exit_page']) {
       expect(await source(utcSite, { metrics: ['visitors', 'visits'], date_range: fourDays, dimensions: [dim] })).toEqual([
         'rollup_daily',
-        ['salt_day_visitors', 'sessions_daily'],
+        ['salt_day_segments', 'sessions_daily'],
       ]);
     }
     // A filter on the breakdown dimension itself stays on the rollup.
@@ -497,8 +505,9 @@ describe('planner', () => {
     // Whole-hour zones use hourly buckets; half-hour zones go to the raw tables.
     expect(await source(nySite, { metrics: ['visitors'], date_range: [date(0), date(1)], dimensions: ['time:day'] })).toEqual([
       'rollup_hourly',
-      ['salt_day_visitors'],
+      ['salt_day_segments'],
     ]);
+
     expect((await source(indiaSite, { metrics: ['visitors'], date_range: [date(0), date(1)], dimensions: ['time:day'] }))[0]).toBe('raw');
   });
 

@@ -454,16 +454,18 @@ async function total(
  */
 async function closedSaltDays(store: Store, site: string, range: ResolvedRange): Promise<SaltDays> {
   const [first, last] = saltDaySpan(range.start, range.end);
-  const rows = await store.query<{ day: number | string; gen: string }>(
-    `SELECT toUInt32(salt_day) AS day, toString(max(gen)) AS gen FROM salt_day_closes
+  const rows = await store.query<{ day: number | string; gen: string; zones: string[] }>(
+    `SELECT toUInt32(salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones FROM salt_day_closes AS c
      WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day
      UNION ALL
-     SELECT toUInt32(0) AS day, toString(toUInt32(min(salt_day))) AS gen FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0`,
+     SELECT toUInt32(0) AS day, toString(toUInt32(min(salt_day))) AS gen, [] AS zones FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0`,
     { site, first: Math.max(0, first), last: Math.max(0, last) },
   );
-  const closed = new Map(rows.filter((r) => Number(r.day) !== 0).map((r) => [Number(r.day), r.gen]));
+  const days = rows.filter((r) => Number(r.day) !== 0);
+  const closed = new Map(days.map((r) => [Number(r.day), r.gen]));
+  const zones = new Map(days.map((r) => [Number(r.day), r.zones]));
   const firstClosed = rows.find((r) => Number(r.day) === 0)?.gen;
-  return { closed, first: firstClosed === undefined ? undefined : Number(firstClosed) };
+  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed) };
 }
 
 const CANNOT_COMPILE_REGEXP = 427;

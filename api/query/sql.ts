@@ -12,6 +12,7 @@ import {
   type Source,
 } from './planner.ts';
 import { leaves, type FilterLeaf, type FilterNode, type FilterOperator } from './schema.ts';
+import { addDays, daysBetween, localDate, startOfMonth, startOfWeek, type IsoDate } from './time.ts';
 
 /**
  * SQL for a {@link CoreQuery}, on the raw tables or the rollups. Identifiers come from the fixed
@@ -40,7 +41,17 @@ export const componentColumns = [
 ] as const;
 export type ComponentColumn = (typeof componentColumns)[number];
 
-type ParamType = 'String' | 'Array(String)' | 'Date' | 'Array(Date)' | "DateTime64(3, 'UTC')" | 'UInt32' | 'Int64' | 'Array(UInt64)';
+type ParamType =
+  | 'String'
+  | 'Array(String)'
+  | 'Date'
+  | 'Array(Date)'
+  | "DateTime64(3, 'UTC')"
+  | 'UInt32'
+  | 'Int64'
+  | 'Array(UInt64)'
+  | 'Array(UInt32)'
+  | 'Array(UInt8)';
 
 /** Collects bound parameters and the tables a statement reads. */
 export class SqlBuilder {
@@ -476,6 +487,8 @@ function rollupSide(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | '
 /** The salt days a site has closed: each (UTC day number) → its latest complete generation. */
 export interface SaltDays {
   readonly closed: ReadonlyMap<number, string>;
+  /** The zones each closed salt day's latest generation has `salt_day_segments` rows for. */
+  readonly zones: ReadonlyMap<number, readonly string[]>;
   /**
    * The site's first closed salt day: the closing job closes a site's days oldest first, so any
    * before it held no rows when it ran (late rows for them are read once the job closes them).
@@ -511,7 +524,11 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
   const open: number[] = [];
   for (let d = Math.max(first, saltDays?.first ?? first); d <= last; d++) (saltDays?.closed.has(d) === true ? closed : open).push(d);
   const branches: string[] = [];
-  if (closed.length > 0) branches.push(closedVisitors(b, q, site, side, closed, saltDays?.closed ?? new Map<number, string>()));
+  if (closed.length > 0) {
+    const gens = saltDays?.closed ?? new Map<number, string>();
+    const plan = segmentPlan(q, closed, saltDays?.zones);
+    branches.push(plan === undefined ? closedVisitors(b, q, site, side, closed, gens) : segmentVisitors(b, q, site, side, plan, gens));
+  }
   const intervals = openIntervals(open, q.range.start, q.range.end);
   if (intervals.length > 0) {
     const time = (ms: number): string => b.bind("DateTime64(3, 'UTC')", new Date(ms));
@@ -579,6 +596,90 @@ function closedVisitors(
   });
   const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
   return `SELECT ${[...dims, ...selectComponents({ [column]: 'toInt64(sum(visitors))' })].join(', ')} FROM salt_day_visitors WHERE ${where.join(' AND ')}${groupBy(q)}`;
+}
+
+/** One closed salt day's share of a range of local days: which of its local dates it covers, per time bucket. */
+interface SegmentShare {
+  readonly day: number;
+  /** Bucket label ('' without a time dimension) → bit set of the covered dates (bit k = L0 + k). */
+  readonly buckets: ReadonlyArray<readonly [string, number]>;
+}
+
+/**
+ * How `salt_day_segments` answers the closed salt days `days` for `q`, or undefined when it
+ * cannot: the range must be whole local days of the query's zone (a date-based range; hourly
+ * buckets read the hour bitmaps), every salt day must have rows for that zone, and its 48 hours
+ * must meet at most three local dates (every real zone; checked, not assumed).
+ */
+function segmentPlan(q: CoreQuery, days: readonly number[], zones: ReadonlyMap<number, readonly string[]> | undefined): SegmentShare[] | undefined {
+  if (!q.range.dateBased || zones === undefined) return undefined;
+  const time = q.dims.find((d): d is Extract<ResolvedDimension, { kind: 'time' }> => d.kind === 'time');
+  if (time?.grain === 'hour') return undefined;
+  const label = (date: IsoDate): string => {
+    switch (time?.grain) {
+      case undefined:
+        return '';
+      case 'week': {
+        const monday = startOfWeek(date);
+        return monday < q.range.firstDate ? q.range.firstDate : monday;
+      }
+      case 'month':
+        return startOfMonth(date);
+      default:
+        return date;
+    }
+  };
+  const shares: SegmentShare[] = [];
+  for (const day of days) {
+    if (zones.get(day)?.includes(q.tz) !== true) return undefined;
+    const l0 = localDate(q.tz, day * DAY_MS);
+    if (daysBetween(l0, localDate(q.tz, (day + 2) * DAY_MS - 1)) > 2) return undefined;
+    const buckets = new Map<string, number>();
+    for (let k = 0; k < 3; k++) {
+      const date = addDays(l0, k);
+      if (date < q.range.firstDate || date > q.range.lastDate) continue;
+      const key = label(date);
+      buckets.set(key, (buckets.get(key) ?? 0) | (1 << k));
+    }
+    if (buckets.size > 0) shares.push({ day, buckets: [...buckets] });
+  }
+  return shares;
+}
+
+/**
+ * Visitors of closed salt days from `salt_day_segments`: per salt day, the count of the run of
+ * local dates the range (or each time bucket) covers: one row per salt day and value.
+ */
+function segmentVisitors(
+  b: SqlBuilder,
+  q: CoreQuery,
+  site: string,
+  side: 'event' | 'session',
+  shares: readonly SegmentShare[],
+  gens: ReadonlyMap<number, string>,
+): string {
+  b.tables.add('salt_day_segments');
+  const { value, where } = rollupWhere(b, q, site, side);
+  where.push(
+    `side = '${side}'`,
+    `tz = ${b.bind('String', q.tz)}`,
+    `salt_day IN ${b.bind('Array(Date)', shares.map((s) => isoDay(s.day)))}`,
+    `gen IN ${b.bind('Array(UInt64)', shares.map((s) => Number(gens.get(s.day) ?? 0)))}`,
+  );
+  // Entries (salt day, bucket, covered dates), matched to each row by its salt day.
+  const entries = shares.flatMap((s) => s.buckets.map(([bucket, dates]) => ({ day: s.day, bucket, dates })));
+  const entryDays = b.bind('Array(UInt32)', entries.map((e) => e.day));
+  const pick = `arrayJoin(arrayFilter(i -> ${entryDays}[i] = toUInt32(salt_day), arrayEnumerate(${entryDays})))`;
+  const dates = `${b.bind('Array(UInt8)', entries.map((e) => e.dates))}[i]`;
+  const count = `multiIf(m = 7, v7, m = 3, v3, m = 6, v6, m = 1, v1, m = 2, v2, m = 4, v4, 0)`;
+  const dims = q.dims.map((d, i) => {
+    const expr = d.kind === 'time' ? `${b.bind('Array(String)', entries.map((e) => e.bucket))}[i]` : (value ?? "''");
+    return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
+  });
+  const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
+  // A value or bucket with no visitor in the dates covered is no row (as in raw answers).
+  return `SELECT ${[...dims, ...selectComponents({ [column]: 'toInt64(sum(n))' })].join(', ')}
+FROM (SELECT *, ${pick} AS i, ${dates} AS m, ${count} AS n FROM salt_day_segments WHERE ${where.join(' AND ')}) WHERE n > 0${groupBy(q)}`;
 }
 
 /**

@@ -21,6 +21,16 @@ import { eventRollupDimensions, sessionRollupDimensions } from './rollups.ts';
  * closing job (processor/salt-days.ts) once the salt day's life is over, under a generation `gen`;
  * `salt_day_closes` records the generations that are complete. Readers take the latest complete
  * generation of each (site, salt day): a job killed half-way leaves rows nobody reads.
+ *
+ * `salt_day_segments` is the same count cut along a site zone's local days instead of UTC hours:
+ * a salt day's 48 hours meet at most three local dates of any real zone (L0, the local date of
+ * D 00:00 UTC, then L0+1 and L0+2), and a range of whole local days meets a contiguous run of
+ * them. So one row per (site, side, dimension, value, salt day, zone) holds the visitors seen on
+ * each run: `v1`, `v2`, `v4` on L0, L0+1, L0+2 alone, `v3` on L0 or L0+1, `v6` on L0+1 or L0+2,
+ * `v7` on any (the column's number is the bit set of the dates). A dashboard range of local days
+ * reads one row per salt day and value, however many visitors there were; `salt_day_closes.zones`
+ * names the zones a generation has rows for (a site's zone when it closed; a zone change
+ * recomputes).
  */
 
 /**
@@ -85,12 +95,32 @@ export function saltDayTables(t: MigrationTarget): string[] {
       shardingKey: 'cityHash64(site, salt_day)',
     }),
     ...createShardedTable(t, {
+      name: 'salt_day_segments',
+      columns: `  site LowCardinality(String),
+  side LowCardinality(String),
+  dim LowCardinality(String),
+  salt_day Date,
+  tz LowCardinality(String),
+  gen UInt64,
+  value String,
+  v1 UInt64,
+  v2 UInt64,
+  v4 UInt64,
+  v3 UInt64,
+  v6 UInt64,
+  v7 UInt64`,
+      engine: { family: 'MergeTree' },
+      clauses: 'PARTITION BY toYYYYMM(salt_day)\nORDER BY (site, side, dim, salt_day, tz, gen, value)',
+      shardingKey: 'cityHash64(site, salt_day)',
+    }),
+    ...createShardedTable(t, {
       name: 'salt_day_closes',
       columns: `  site LowCardinality(String),
   salt_day Date,
   gen UInt64,
   event_rows UInt64,
   session_rows UInt64,
+  zones Array(String),
   closed_at DateTime64(3, 'UTC') DEFAULT now64(3)`,
       engine: { family: 'ReplacingMergeTree', args: ['gen'] },
       clauses: 'ORDER BY (site, salt_day)',
