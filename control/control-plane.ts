@@ -197,6 +197,7 @@ const SITE_DATA_TABLES = [
   'dead_letters',
   'salt_day_visitors',
   'salt_day_segments',
+  'salt_day_provisional',
   'salt_day_closes',
 ] as const;
 

@@ -79,7 +79,13 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
   const siteEpochs =
     opts.siteEpochs ?? watchSiteEpochs({ load: () => loadRegistrations(store), intervalMs: options.siteRefreshMs, log: opts.log });
   // Every processor runs it: it is idempotent and its generations make concurrent runs safe.
-  const closer = new SaltDayCloser({ store, log: opts.log, intervalMs: options.closeIntervalMs, lookbackDays: options.closeLookbackDays });
+  const closer = new SaltDayCloser({
+    store,
+    log: opts.log,
+    intervalMs: options.closeIntervalMs,
+    lookbackDays: options.closeLookbackDays,
+    provisional: { intervalMs: options.provisionalIntervalMs, sessionTimeoutMs: options.limits.sessionTimeoutMs },
+  });
   closer.start();
   const processor = new Processor({
     consumer: opts.consumer,

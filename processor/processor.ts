@@ -82,6 +82,8 @@ export interface ProcessorOptions {
   closeIntervalMs: number;
   /** How many days back that periodic check looks (35); the first check after a start looks at all. */
   closeLookbackDays: number;
+  /** How often today's and yesterday's salt days get provisional segments (300 s; 0: never). */
+  provisionalIntervalMs: number;
   /** Sessionization and dedup bounds. */
   limits: StateLimits;
 }
@@ -98,6 +100,7 @@ export const defaultProcessorOptions: ProcessorOptions = {
   lagRefreshMs: 1_000,
   siteRefreshMs: 2_000,
   closeIntervalMs: 60_000,
+  provisionalIntervalMs: 300_000,
   closeLookbackDays: 35,
   limits: defaultStateLimits,
 };

@@ -135,9 +135,9 @@ function segmentOf(column: string): string {
   return `toUInt8(least(2, greatest(0, dateDiff('day', toDate(toTimeZone(toDateTime({day:Date}, 'UTC'), {tz:String})), toDate(toTimeZone(${column}, {tz:String}))))))`;
 }
 
-const eventInner = (time: string): string =>
+const eventInner = (time: string, where = ''): string =>
   `SELECT visitor_id AS visitor, ${time}, name, pathname, hostname, country, device, browser, os
-   FROM events WHERE ${ofSaltDay('timestamp')}`;
+   FROM events WHERE ${ofSaltDay('timestamp')}${where}`;
 const eventFanOut = `arrayFilter(x -> x.1 != 'page' OR name = 'pageview', ${fanOut(saltDayEventDimensions)})`;
 
 const eventSideSql = perHours('event', eventInner(`${hourOfLife('timestamp')} AS h`), eventFanOut);
@@ -146,13 +146,24 @@ const eventSegmentsSql = perSegments('event', eventInner(`${segmentOf('timestamp
 // A session counts once, in its latest state (the −1/+1 pairs of older states cancel), at the
 // hour its latest start falls in: the raw session side's reading of the same rows.
 const sessionColumns = Object.values(saltDaySessionDimensions);
-const sessionInner = (time: (start: string) => string): string =>
+const sessionInner = (time: (start: string) => string, having = ''): string =>
   `SELECT argMax(visitor_id, version) AS visitor, ${time('argMax(start, version)')},
      ${sessionColumns.map((c) => `argMax(${c}, version) AS ${c}`).join(', ')}
    FROM sessions WHERE ${ofSaltDay('start')}
-   GROUP BY session_id HAVING sum(sign) > 0`;
+   GROUP BY session_id HAVING sum(sign) > 0${having}`;
 const sessionSideSql = perHours('session', sessionInner((start) => `${hourOfLife(start)} AS h`), fanOut(saltDaySessionDimensions));
 const sessionSegmentsSql = perSegments('session', sessionInner((start) => `${segmentOf(start)} AS seg`), fanOut(saltDaySessionDimensions));
+
+// The provisional view of an open salt day at watermark `{w}`: events before it, and sessions
+// whose latest event is before `{ws}` = w − the session timeout. Such a session is final: an event
+// can join it only within the timeout of its last one, so before w, and events before w are all
+// in once their count matches (the reader checks it, see {@link provisionOpenSaltDays}).
+const provisionalEventSql = perSegments('event', eventInner(`${segmentOf('timestamp')} AS seg`, " AND timestamp < {w:DateTime64(3, 'UTC')}"), eventFanOut);
+const provisionalSessionSql = perSegments(
+  'session',
+  sessionInner((start) => `${segmentOf(start)} AS seg`, " AND argMax(timestamp, version) < {ws:DateTime64(3, 'UTC')}"),
+  fanOut(saltDaySessionDimensions),
+);
 
 /**
  * Computes the exact unique visitors of every (site, salt day) that closed and is not up to date
@@ -289,6 +300,110 @@ async function dropOlder(store: Store, table: string, sites: string[], days: str
   );
 }
 
+/** How far behind `now` a provisional watermark is set: rows older than it are normally written. */
+export const PROVISIONAL_MARGIN_MS = 60_000;
+
+/** Options of {@link provisionOpenSaltDays}. */
+export interface ProvisionOptions {
+  now?: number;
+  sites?: readonly string[];
+  zones?: ReadonlyMap<string, readonly string[]>;
+  /** The processor's session timeout (ProcessorLimits.sessionTimeoutMs). */
+  sessionTimeoutMs: number;
+  /** Watermark = now − this (default {@link PROVISIONAL_MARGIN_MS}). */
+  marginMs?: number;
+  log?: Logger;
+}
+
+/** One provisional generation written. */
+export interface ProvisionedSaltDay {
+  site: string;
+  saltDay: string;
+  gen: string;
+  watermark: number;
+  eventRows: number;
+}
+
+/**
+ * Provisional segments of the open salt days (yesterday's and today's, whose ids can still get
+ * events): `salt_day_segments` rows under a new generation computed from the rows before a
+ * watermark W = now − margin (events before W; sessions whose latest event is before W − the
+ * session timeout, which no later event can change), recorded in `salt_day_provisional` with the
+ * number of events before W it saw. A reader uses them only while that count still holds (a late
+ * event before W makes it read the salt day raw until the next run), and adds, exactly, the
+ * visitors first seen since: for the few visitors with rows at or after W (sessions: latest event
+ * at or after W − timeout), their visitors over all their rows minus those over the rows the
+ * generation saw. A (site, salt day) is computed again when its count of events before the new W
+ * grew; older provisional generations are deleted. Idempotent and safe to run concurrently, like
+ * {@link closeSaltDays}.
+ */
+export async function provisionOpenSaltDays(store: Store, opts: ProvisionOptions): Promise<ProvisionedSaltDay[]> {
+  const now = opts.now ?? Date.now();
+  const w = now - (opts.marginMs ?? PROVISIONAL_MARGIN_MS);
+  const today = Math.floor(now / DAY_MS);
+  const siteFilter = opts.sites === undefined ? '' : ' AND site IN {sites:Array(String)}';
+  const params = { from: formatDay(today - 1), to: formatDay(today), w: new Date(w), sites: opts.sites ?? [] };
+  const [counts, recorded] = await Promise.all([
+    store.query<Count>(
+      `SELECT site, toString(salt_day) AS day, count() AS n FROM events
+       WHERE toDate(timestamp) >= {from:Date} AND toDate(timestamp) <= {to:Date} AND timestamp < {w:DateTime64(3, 'UTC')}
+         AND salt_day >= {from:Date} AND salt_day <= {to:Date}${siteFilter}
+       GROUP BY site, salt_day`,
+      params,
+    ),
+    store.query<{ site: string; day: string; event_rows: string | number; zones: string[] }>(
+      `SELECT site, toString(salt_day) AS day, argMax(event_rows, gen) AS event_rows, argMax(zones, gen) AS zones
+       FROM salt_day_provisional WHERE salt_day >= {from:Date} AND salt_day <= {to:Date}${siteFilter} GROUP BY site, salt_day`,
+      params,
+    ),
+  ]);
+  const zones = opts.zones ?? (await siteZones(store));
+  const done = new Map(recorded.map((r) => [`${r.site}\n${r.day}`, r]));
+  const made: ProvisionedSaltDay[] = [];
+  for (const c of counts) {
+    const siteZonesNow = zones.get(c.site) ?? ['UTC'];
+    const before = done.get(`${c.site}\n${c.day}`);
+    if (before !== undefined && Number(before.event_rows) === Number(c.n) && siteZonesNow.every((z) => before.zones.includes(z))) continue;
+    const [row] = await store.query<{ gen: string }>('SELECT toString(toUnixTimestamp64Micro(now64(6))) AS gen');
+    const gen = row?.gen;
+    if (gen === undefined) throw new Error('the store did not tell the time');
+    const base = { site: c.site, day: c.day, gen, w: new Date(w), ws: new Date(w - opts.sessionTimeoutMs) };
+    for (const tz of siteZonesNow) {
+      await store.exec(provisionalEventSql, { ...base, tz });
+      await store.exec(provisionalSessionSql, { ...base, tz });
+    }
+    await store.insert('salt_day_provisional', [
+      {
+        site: c.site,
+        salt_day: c.day,
+        gen,
+        watermark: dateTime(w),
+        session_watermark: dateTime(w - opts.sessionTimeoutMs),
+        event_rows: Number(c.n),
+        zones: [...siteZonesNow],
+      },
+    ]);
+    made.push({ site: c.site, saltDay: c.day, gen, watermark: w, eventRows: Number(c.n) });
+  }
+  if (made.length > 0) {
+    // Older provisional generations of these days, and of days closed since, are not read again.
+    await store.exec(
+      `ALTER TABLE salt_day_segments DELETE WHERE salt_day >= {from:Date} - 2 AND salt_day <= {to:Date}
+         AND (site, salt_day, gen) IN (
+           SELECT site, salt_day, gen FROM salt_day_provisional WHERE salt_day >= {from:Date} - 2 AND salt_day <= {to:Date}
+             AND (site, salt_day, gen) NOT IN (SELECT site, salt_day, max(gen) FROM salt_day_provisional GROUP BY site, salt_day))`,
+      params,
+    );
+    opts.log?.info({ provisional: made.length }, 'provisional salt days');
+  }
+  return made;
+}
+
+/** A DateTime64(3) value as ClickHouse reads it in a row. */
+function dateTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
+}
+
 /** Options of a {@link SaltDayCloser}. */
 export interface SaltDayCloserOptions {
   store: Store;
@@ -299,6 +414,8 @@ export interface SaltDayCloserOptions {
   lookbackDays: number;
   /** Delay between a write of late rows and their recomputation, gathering a burst of writes. */
   debounceMs?: number;
+  /** Provisional segments of the open salt days every `intervalMs` (0: none). */
+  provisional?: { intervalMs: number; sessionTimeoutMs: number };
   now?: () => number;
 }
 
@@ -312,6 +429,7 @@ export interface SaltDayCloserOptions {
 export class SaltDayCloser {
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
+  private provisionalTimer: NodeJS.Timeout | undefined;
   private soon: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   /** Late rows written and not yet recomputed: the earliest salt day, and the sites. */
@@ -328,6 +446,20 @@ export class SaltDayCloser {
       void this.run({ fromDay: Math.floor(this.now() / DAY_MS) - this.opts.lookbackDays });
     }, this.opts.intervalMs);
     this.timer.unref();
+    const provisional = this.opts.provisional;
+    if (provisional !== undefined && provisional.intervalMs > 0) {
+      this.provisionalTimer = setInterval(() => {
+        this.chain = this.chain.then(async () => {
+          if (this.stopped) return;
+          try {
+            await provisionOpenSaltDays(this.opts.store, { now: this.now(), sessionTimeoutMs: provisional.sessionTimeoutMs, log: this.opts.log });
+          } catch (err) {
+            this.opts.log.warn({ err }, 'provisional salt days failed; the next run repeats it');
+          }
+        });
+      }, provisional.intervalMs);
+      this.provisionalTimer.unref();
+    }
   }
 
   /** Told after rows were written: those of closed salt days are recomputed soon. */
@@ -364,6 +496,7 @@ export class SaltDayCloser {
   /** Stops the timers after recomputing what late rows are pending. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.provisionalTimer);
     await this.settled();
     this.stopped = true;
   }

@@ -11,7 +11,7 @@ import {
   type SourceDecision,
 } from './planner.ts';
 import { leaves, limits, parseQuery, type FilterLeaf, type FilterNode, type Metric, type OrderByEntry, type ParsedQuery } from './schema.ts';
-import { coreSelect, componentColumns, finalSelect, saltDaySpan, SqlBuilder, type ComponentColumn, type SaltDays } from './sql.ts';
+import { coreSelect, componentColumns, finalSelect, saltDaySpan, SqlBuilder, type ComponentColumn, type ProvisionalSaltDay, type SaltDays } from './sql.ts';
 import {
   autoGrain,
   comparisonRange,
@@ -465,7 +465,52 @@ async function closedSaltDays(store: Store, site: string, range: ResolvedRange):
   const closed = new Map(days.map((r) => [Number(r.day), r.gen]));
   const zones = new Map(days.map((r) => [Number(r.day), r.zones]));
   const firstClosed = rows.find((r) => Number(r.day) === 0)?.gen;
-  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed) };
+  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional: await provisionalSaltDays(store, site, first, last, closed) };
+}
+
+/**
+ * Provisional generations of the salt days in `[first, last]` not closed, kept only while the
+ * events before their watermark are still the ones they saw (a late event makes the day read raw).
+ */
+async function provisionalSaltDays(
+  store: Store,
+  site: string,
+  first: number,
+  last: number,
+  closed: ReadonlyMap<number, string>,
+): Promise<Map<number, ProvisionalSaltDay>> {
+  const open: number[] = [];
+  for (let d = Math.max(0, first); d <= last; d++) if (!closed.has(d)) open.push(d);
+  const out = new Map<number, ProvisionalSaltDay>();
+  // Only today's and yesterday's salt days can be open: a range of older days has none.
+  if (open.length === 0 || open.length > 3) return out;
+  const rows = await store.query<{ day: number | string; gen: string; w: string; ws: string; n: string | number; zones: string[] }>(
+    `SELECT toUInt32(salt_day) AS day, toString(max(p.gen)) AS gen, toString(toUnixTimestamp64Milli(argMax(p.watermark, p.gen))) AS w,
+       toString(toUnixTimestamp64Milli(argMax(p.session_watermark, p.gen))) AS ws, argMax(p.event_rows, p.gen) AS n, argMax(p.zones, p.gen) AS zones
+     FROM salt_day_provisional AS p WHERE site = {site:String} AND salt_day IN {days:Array(Date)} GROUP BY salt_day`,
+    { site, days: open.map((d) => new Date(d * 86_400_000).toISOString().slice(0, 10)) },
+  );
+  if (rows.length === 0) return out;
+  const checks = rows.map(
+    (r, i) =>
+      `countIf(salt_day = toDate({d${i}:UInt32}) AND toDate(timestamp) <= toDate({d${i}:UInt32}) + 1 AND timestamp < fromUnixTimestamp64Milli({w${i}:Int64}, 'UTC')) AS n${i}`,
+  );
+  const params: Record<string, unknown> = { site, days: rows.map((r) => Number(r.day)) };
+  rows.forEach((r, i) => {
+    params[`d${i}`] = Number(r.day);
+    params[`w${i}`] = Number(r.w);
+  });
+  const [counts] = await store.query<Record<string, string | number>>(
+    `SELECT ${checks.join(', ')} FROM events
+     WHERE site = {site:String} AND toDate(timestamp) >= toDate(arrayMin({days:Array(UInt32)})) AND toDate(timestamp) <= toDate(arrayMax({days:Array(UInt32)})) + 1
+       AND toUInt32(salt_day) IN {days:Array(UInt32)}`,
+    params,
+  );
+  rows.forEach((r, i) => {
+    if (Number(counts?.[`n${i}`]) !== Number(r.n)) return;
+    out.set(Number(r.day), { gen: r.gen, watermark: Number(r.w), sessionWatermark: Number(r.ws), zones: r.zones });
+  });
+  return out;
 }
 
 const CANNOT_COMPILE_REGEXP = 427;

@@ -305,6 +305,13 @@ function groupBy(q: CoreQuery): string {
 interface SaltDayNarrowing {
   saltDays: string;
   intervals: ReadonlyArray<readonly [string, string]>;
+  /** Only the visitors this sub-query returns (a provisional generation's tail). */
+  visitors?: string;
+  /**
+   * Only what a provisional generation saw (bound DateTime64): events before it; on the session
+   * side, sessions whose latest event is before it.
+   */
+  before?: string;
 }
 
 function narrowed(n: SaltDayNarrowing | undefined, alias: string, time: string): string[] {
@@ -312,7 +319,10 @@ function narrowed(n: SaltDayNarrowing | undefined, alias: string, time: string):
   const within = n.intervals.map(
     ([t0, t1]) => `(toDate(${alias}${time}) >= toDate(${t0}) AND toDate(${alias}${time}) <= toDate(${t1}) AND ${alias}${time} >= ${t0} AND ${alias}${time} < ${t1})`,
   );
-  return [`${alias}salt_day IN ${n.saltDays}`, `(${within.join(' OR ')})`];
+  const out = [`${alias}salt_day IN ${n.saltDays}`, `(${within.join(' OR ')})`];
+  if (n.visitors !== undefined) out.push(`${alias}visitor_id IN (${n.visitors})`);
+  if (n.before !== undefined && time === 'timestamp') out.push(`${alias}timestamp < ${n.before}`);
+  return out;
 }
 
 function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: SaltDayNarrowing): string {
@@ -381,7 +391,7 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
     '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start,' +
     ' sum(sign) AS s_n, sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
     `${attrs} FROM sessions WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}${narrow}` +
-    ' GROUP BY session_id HAVING s_n > 0) AS s';
+    ` GROUP BY session_id HAVING s_n > 0${narrowing?.before === undefined ? '' : ` AND argMax(timestamp, version) < ${narrowing.before}`}) AS s`;
   const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
   if (q.session.has('visitors')) computed.se_visitors = 'toInt64(uniqExact(s.s_visitor))';
@@ -484,11 +494,23 @@ function rollupSide(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | '
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${table} WHERE ${where.join(' AND ')}${groupBy(q)}${having}`;
 }
 
+/** A provisional generation of an open salt day: segments of the rows before its watermarks. */
+export interface ProvisionalSaltDay {
+  readonly gen: string;
+  /** Events before it (ms) are in the generation. */
+  readonly watermark: number;
+  /** Sessions whose latest event is before it (ms) are in the generation. */
+  readonly sessionWatermark: number;
+  readonly zones: readonly string[];
+}
+
 /** The salt days a site has closed: each (UTC day number) → its latest complete generation. */
 export interface SaltDays {
   readonly closed: ReadonlyMap<number, string>;
   /** The zones each closed salt day's latest generation has `salt_day_segments` rows for. */
   readonly zones: ReadonlyMap<number, readonly string[]>;
+  /** Open salt days with a provisional generation that still holds (see processor/salt-days.ts). */
+  readonly provisional?: ReadonlyMap<number, ProvisionalSaltDay>;
   /**
    * The site's first closed salt day: the closing job closes a site's days oldest first, so any
    * before it held no rows when it ran (late rows for them are read once the job closes them).
@@ -529,11 +551,24 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
     const plan = segmentPlan(q, closed, saltDays?.zones);
     branches.push(plan === undefined ? closedVisitors(b, q, site, side, closed, gens) : segmentVisitors(b, q, site, side, plan, gens));
   }
-  const intervals = openIntervals(open, q.range.start, q.range.end);
+  // Open salt days with a provisional generation: its segments, plus the visitors seen since.
+  const provisional = (saltDays?.provisional === undefined ? [] : open).flatMap((d) => {
+    const p = saltDays?.provisional?.get(d);
+    if (p === undefined || segmentPlan(q, [d], new Map([[d, p.zones]])) === undefined) return [];
+    return [{ day: d, p }];
+  });
+  if (provisional.length > 0) {
+    const plan = segmentPlan(q, provisional.map((x) => x.day), new Map(provisional.map((x) => [x.day, x.p.zones]))) ?? [];
+    const gens = new Map(provisional.map((x) => [x.day, x.p.gen]));
+    branches.push(segmentVisitors(b, q, site, side, plan, gens));
+    for (const { day, p } of provisional) branches.push(...tailBranches(b, q, site, side, day, p));
+  }
+  const rawOpen = open.filter((d) => !provisional.some((x) => x.day === d));
+  const intervals = openIntervals(rawOpen, q.range.start, q.range.end);
   if (intervals.length > 0) {
     const time = (ms: number): string => b.bind("DateTime64(3, 'UTC')", new Date(ms));
     const narrowing: SaltDayNarrowing = {
-      saltDays: b.bind('Array(Date)', open.map(isoDay)),
+      saltDays: b.bind('Array(Date)', rawOpen.map(isoDay)),
       intervals: intervals.map(([t0, t1]) => [time(t0), time(t1)] as const),
     };
     const only: CoreQuery = {
@@ -544,6 +579,41 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
     branches.push(side === 'event' ? eventSideRaw(b, only, site, narrowing) : sessionSideRaw(b, only, site, narrowing));
   }
   return branches;
+}
+
+/** `q` reduced to one side's visitors. */
+function visitorsOnly(q: CoreQuery, side: 'event' | 'session'): CoreQuery {
+  return {
+    ...q,
+    event: new Set<EventComponent>(side === 'event' ? ['visitors'] : []),
+    session: new Set<SessionComponent>(side === 'session' ? ['visitors'] : []),
+  };
+}
+
+/**
+ * The exact correction of a provisional generation of salt day `day`: for the visitors with rows
+ * it did not see (events at or after its watermark; sessions whose latest event is at or after its
+ * session watermark), their visitors over all their rows of the salt day in the range, minus
+ * their visitors over the rows it saw (which its segments counted). Few visitors: the sub-query
+ * picks them on the sort key's day, and the rest of their rows by id.
+ */
+function tailBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session', day: number, p: ProvisionalSaltDay): string[] {
+  const t0 = Math.max(q.range.start, day * DAY_MS);
+  const t1 = Math.min(q.range.end, (day + 2) * DAY_MS);
+  if (t0 >= t1) return [];
+  const time = (ms: number): string => b.bind("DateTime64(3, 'UTC')", new Date(ms));
+  const siteParam = b.bind('String', site);
+  const saltDay = b.bind('Date', isoDay(day));
+  const mark = time(side === 'event' ? p.watermark : p.sessionWatermark);
+  const tail =
+    side === 'event'
+      ? `SELECT visitor_id FROM events WHERE site = ${siteParam} AND salt_day = ${saltDay} AND toDate(timestamp) >= toDate(${mark}) AND toDate(timestamp) <= ${saltDay} + 1 AND timestamp >= ${mark}`
+      : `SELECT visitor_id FROM sessions WHERE site = ${siteParam} AND salt_day = ${saltDay} AND toDate(start) >= ${saltDay} AND toDate(start) <= ${saltDay} + 1 AND timestamp >= ${mark}`;
+  const base: SaltDayNarrowing = { saltDays: b.bind('Array(Date)', [isoDay(day)]), intervals: [[time(t0), time(t1)]], visitors: tail };
+  const only = visitorsOnly(q, side);
+  const read = (n: SaltDayNarrowing): string => (side === 'event' ? eventSideRaw(b, only, site, n) : sessionSideRaw(b, only, site, n));
+  const negated = `SELECT ${[...q.aliases, ...componentColumns.map((c) => `-${c} AS ${c}`)].join(', ')} FROM (${read({ ...base, before: mark })})`;
+  return [read(base), negated];
 }
 
 /** Where ids of the open salt days can be seen in `[start, end)`: their lives, merged, cut to the range. */

@@ -113,6 +113,22 @@ export function saltDayTables(t: MigrationTarget): string[] {
       clauses: 'PARTITION BY toYYYYMM(salt_day)\nORDER BY (site, side, dim, salt_day, tz, gen, value)',
       shardingKey: 'cityHash64(site, salt_day)',
     }),
+    // Provisional generations of open salt days (today's and yesterday's): segments of the rows
+    // before a watermark; readers add the visitors seen since (see processor/salt-days.ts).
+    ...createShardedTable(t, {
+      name: 'salt_day_provisional',
+      columns: `  site LowCardinality(String),
+  salt_day Date,
+  gen UInt64,
+  watermark DateTime64(3, 'UTC'),
+  session_watermark DateTime64(3, 'UTC'),
+  event_rows UInt64,
+  zones Array(String),
+  made_at DateTime64(3, 'UTC') DEFAULT now64(3)`,
+      engine: { family: 'ReplacingMergeTree', args: ['gen'] },
+      clauses: 'ORDER BY (site, salt_day)',
+      shardingKey: 'cityHash64(site, salt_day)',
+    }),
     ...createShardedTable(t, {
       name: 'salt_day_closes',
       columns: `  site LowCardinality(String),
