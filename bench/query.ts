@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runQuery, type QueryResponse, type QuerySite } from '../api/query/query.ts';
-import { closeSaltDays, storedVisitors } from '../processor/salt-days.ts';
+import { defaultStateLimits } from '../processor/partition-state.ts';
+import { closeSaltDays, provisionOpenSaltDays, storedVisitors } from '../processor/salt-days.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { QueryParams, Store } from '../store/store.ts';
@@ -439,6 +440,9 @@ async function closeDays(store: Store, ctx: ScenarioContext, now: Date): Promise
   // kept data dir then serves any --zones).
   const segmentZones = new Map([[SITE.domain, Object.values(ZONES)]]);
   const closed = await closeSaltDays(store, { now: now.getTime(), sites: [SITE.domain], zones: segmentZones });
+  // And the open ones (today's and yesterday's) get a provisional generation, as the processor
+  // makes every few minutes.
+  await provisionOpenSaltDays(store, { now: now.getTime(), sites: [SITE.domain], zones: segmentZones, sessionTimeoutMs: defaultStateLimits.sessionTimeoutMs });
   const seconds = (Date.now() - t0) / 1000;
   ctx.progress(`closing job: ${num(closed.length)} salt days closed in ${seconds.toFixed(1)} s`);
   return { seconds, days: closed.length };

@@ -468,6 +468,9 @@ async function closedSaltDays(store: Store, site: string, range: ResolvedRange):
   return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional: await provisionalSaltDays(store, site, first, last, closed) };
 }
 
+/** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */
+const TAIL_IDS = 5_000;
+
 /**
  * Provisional generations of the salt days in `[first, last]` not closed, kept only while the
  * events before their watermark are still the ones they saw (a late event makes the day read raw).
@@ -506,10 +509,41 @@ async function provisionalSaltDays(
        AND toUInt32(salt_day) IN {days:Array(UInt32)}`,
     params,
   );
-  rows.forEach((r, i) => {
-    if (Number(counts?.[`n${i}`]) !== Number(r.n)) return;
-    out.set(Number(r.day), { gen: r.gen, watermark: Number(r.w), sessionWatermark: Number(r.ws), zones: r.zones });
-  });
+  const valid = rows.filter((r, i) => Number(counts?.[`n${i}`]) === Number(r.n));
+  if (valid.length === 0) return out;
+  // The visitors seen since each watermark, usually few: bound by id, or (past TAIL_IDS) read by a
+  // sub-query in the answer itself.
+  const tails = async (table: 'events' | 'sessions', mark: 'w' | 'ws'): Promise<Map<number, string[] | undefined>> => {
+    const time = table === 'events' ? 'timestamp' : 'start';
+    const conditions = valid.map((_, i) => `(salt_day = toDate({d${i}:UInt32}) AND timestamp >= fromUnixTimestamp64Milli({m${i}:Int64}, 'UTC'))`);
+    const p: Record<string, unknown> = { site, days: valid.map((r) => Number(r.day)), limit: TAIL_IDS + 1 };
+    valid.forEach((r, i) => {
+      p[`d${i}`] = Number(r.day);
+      p[`m${i}`] = Number(r[mark]);
+    });
+    const found = await store.query<{ day: number | string; ids: string[] }>(
+      `SELECT toUInt32(salt_day) AS day, arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) AS ids FROM ${table}
+       WHERE site = {site:String} AND toDate(${time}) >= toDate(arrayMin({days:Array(UInt32)})) AND toDate(${time}) <= toDate(arrayMax({days:Array(UInt32)})) + 1
+         AND (${conditions.join(' OR ')}) GROUP BY salt_day`,
+      p,
+    );
+    const byDay = new Map(found.map((f) => [Number(f.day), f.ids.length > TAIL_IDS ? undefined : f.ids]));
+    return new Map(valid.map((r) => [Number(r.day), byDay.has(Number(r.day)) ? byDay.get(Number(r.day)) : []]));
+  };
+  const [eventTails, sessionTails] = await Promise.all([tails('events', 'w'), tails('sessions', 'ws')]);
+  for (const r of valid) {
+    const day = Number(r.day);
+    const eventTail = eventTails.get(day);
+    const sessionTail = sessionTails.get(day);
+    out.set(day, {
+      gen: r.gen,
+      watermark: Number(r.w),
+      sessionWatermark: Number(r.ws),
+      zones: r.zones,
+      ...(eventTail === undefined ? {} : { eventTail }),
+      ...(sessionTail === undefined ? {} : { sessionTail }),
+    });
+  }
   return out;
 }
 

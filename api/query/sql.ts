@@ -308,8 +308,8 @@ interface SaltDayNarrowing {
   /** Only the visitors this sub-query returns (a provisional generation's tail). */
   visitors?: string;
   /**
-   * Only what a provisional generation saw (bound DateTime64): events before it; on the session
-   * side, sessions whose latest event is before it.
+   * A provisional generation's watermark (bound DateTime64): visitors are counted over all rows
+   * minus over those it saw (events before it; sessions whose latest event is before it).
    */
   before?: string;
 }
@@ -320,8 +320,7 @@ function narrowed(n: SaltDayNarrowing | undefined, alias: string, time: string):
     ([t0, t1]) => `(toDate(${alias}${time}) >= toDate(${t0}) AND toDate(${alias}${time}) <= toDate(${t1}) AND ${alias}${time} >= ${t0} AND ${alias}${time} < ${t1})`,
   );
   const out = [`${alias}salt_day IN ${n.saltDays}`, `(${within.join(' OR ')})`];
-  if (n.visitors !== undefined) out.push(`${alias}visitor_id IN (${n.visitors})`);
-  if (n.before !== undefined && time === 'timestamp') out.push(`${alias}timestamp < ${n.before}`);
+  if (n.visitors !== undefined) out.push(n.visitors.startsWith('arrayMap') ? `has(${n.visitors}, ${alias}visitor_id)` : `${alias}visitor_id IN (${n.visitors})`);
   return out;
 }
 
@@ -330,7 +329,13 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: Sal
   const bounds = rangeBounds(b, q, site);
   const dims = q.dims.map((d, i) => `CAST(${eventDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
-  if (q.event.has('visitors')) computed.ev_visitors = 'toInt64(uniqExact(e.visitor_id))';
+  if (q.event.has('visitors')) {
+    // A provisional generation's tail: the visitors over all rows minus those over the rows it saw.
+    computed.ev_visitors =
+      narrowing?.before === undefined
+        ? 'toInt64(uniqExact(e.visitor_id))'
+        : `toInt64(uniqExact(e.visitor_id)) - toInt64(uniqExactIf(e.visitor_id, e.timestamp < ${narrowing.before}))`;
+  }
   if (q.event.has('pageviews')) computed.ev_pageviews = "toInt64(countIf(e.name = 'pageview'))";
   if (q.event.has('events')) computed.ev_events = 'toInt64(count())';
   if (q.event.has('visits')) computed.ev_visits = 'toInt64(uniqExact(e.session_id))';
@@ -388,13 +393,18 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
   // One row per session that starts in the range, in its latest state: the −1/+1 pairs of
   // earlier states cancel (a state whose start moved out of the range nets to zero).
   const collapsed =
-    '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start,' +
+    '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start, argMax(timestamp, version) AS s_latest,' +
     ' sum(sign) AS s_n, sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
     `${attrs} FROM sessions WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}${narrow}` +
-    ` GROUP BY session_id HAVING s_n > 0${narrowing?.before === undefined ? '' : ` AND argMax(timestamp, version) < ${narrowing.before}`}) AS s`;
+    ' GROUP BY session_id HAVING s_n > 0) AS s';
   const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
-  if (q.session.has('visitors')) computed.se_visitors = 'toInt64(uniqExact(s.s_visitor))';
+  if (q.session.has('visitors')) {
+    computed.se_visitors =
+      narrowing?.before === undefined
+        ? 'toInt64(uniqExact(s.s_visitor))'
+        : `toInt64(uniqExact(s.s_visitor)) - toInt64(uniqExactIf(s.s_visitor, s.s_latest < ${narrowing.before}))`;
+  }
   if (q.session.has('visits')) computed.se_visits = 'toInt64(count())';
   if (q.session.has('bounces')) {
     if (q.bouncePageLeaves.length > 0) {
@@ -501,6 +511,12 @@ export interface ProvisionalSaltDay {
   readonly watermark: number;
   /** Sessions whose latest event is before it (ms) are in the generation. */
   readonly sessionWatermark: number;
+  /**
+   * The visitor ids seen since (events at or after the watermark; sessions whose latest event is
+   * at or after the session watermark), when few enough to bind; undefined: read by a sub-query.
+   */
+  readonly eventTail?: readonly string[];
+  readonly sessionTail?: readonly string[];
   readonly zones: readonly string[];
 }
 
@@ -600,20 +616,25 @@ function visitorsOnly(q: CoreQuery, side: 'event' | 'session'): CoreQuery {
 function tailBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session', day: number, p: ProvisionalSaltDay): string[] {
   const t0 = Math.max(q.range.start, day * DAY_MS);
   const t1 = Math.min(q.range.end, (day + 2) * DAY_MS);
-  if (t0 >= t1) return [];
+  const ids = side === 'event' ? p.eventTail : p.sessionTail;
+  // No visitor seen since: the generation's segments are the whole answer.
+  if (t0 >= t1 || ids?.length === 0) return [];
   const time = (ms: number): string => b.bind("DateTime64(3, 'UTC')", new Date(ms));
-  const siteParam = b.bind('String', site);
-  const saltDay = b.bind('Date', isoDay(day));
   const mark = time(side === 'event' ? p.watermark : p.sessionWatermark);
-  const tail =
-    side === 'event'
-      ? `SELECT visitor_id FROM events WHERE site = ${siteParam} AND salt_day = ${saltDay} AND toDate(timestamp) >= toDate(${mark}) AND toDate(timestamp) <= ${saltDay} + 1 AND timestamp >= ${mark}`
-      : `SELECT visitor_id FROM sessions WHERE site = ${siteParam} AND salt_day = ${saltDay} AND toDate(start) >= ${saltDay} AND toDate(start) <= ${saltDay} + 1 AND timestamp >= ${mark}`;
-  const base: SaltDayNarrowing = { saltDays: b.bind('Array(Date)', [isoDay(day)]), intervals: [[time(t0), time(t1)]], visitors: tail };
+  let visitors: string;
+  // Ids as text: 64-bit, beyond a JavaScript number.
+  if (ids !== undefined) visitors = `arrayMap(x -> toUInt64(x), ${b.bind('Array(String)', ids)})`;
+  else {
+    const siteParam = b.bind('String', site);
+    const saltDay = b.bind('Date', isoDay(day));
+    visitors =
+      side === 'event'
+        ? `SELECT visitor_id FROM events WHERE site = ${siteParam} AND salt_day = ${saltDay} AND toDate(timestamp) >= toDate(${mark}) AND toDate(timestamp) <= ${saltDay} + 1 AND timestamp >= ${mark}`
+        : `SELECT visitor_id FROM sessions WHERE site = ${siteParam} AND salt_day = ${saltDay} AND toDate(start) >= ${saltDay} AND toDate(start) <= ${saltDay} + 1 AND timestamp >= ${mark}`;
+  }
+  const narrowing: SaltDayNarrowing = { saltDays: b.bind('Array(Date)', [isoDay(day)]), intervals: [[time(t0), time(t1)]], visitors, before: mark };
   const only = visitorsOnly(q, side);
-  const read = (n: SaltDayNarrowing): string => (side === 'event' ? eventSideRaw(b, only, site, n) : sessionSideRaw(b, only, site, n));
-  const negated = `SELECT ${[...q.aliases, ...componentColumns.map((c) => `-${c} AS ${c}`)].join(', ')} FROM (${read({ ...base, before: mark })})`;
-  return [read(base), negated];
+  return [side === 'event' ? eventSideRaw(b, only, site, narrowing) : sessionSideRaw(b, only, site, narrowing)];
 }
 
 /** Where ids of the open salt days can be seen in `[start, end)`: their lives, merged, cut to the range. */
