@@ -395,7 +395,9 @@ async function execute(
   tables: Set<string>,
 ): Promise<Executed> {
   const decision = chooseSource(shape.main, forceRaw);
-  const saltDays = forceRaw ? undefined : await closedSaltDays(store, site, shape.main.range);
+  // Salt days matter to rollup answers only (a totals read of a raw answer may still use them).
+  const needsSaltDays = !forceRaw && [shape.main, shape.groupTotals, shape.percentageTotal, shape.conversionTotal].some((c) => c !== undefined && chooseSource(c, false).source !== 'raw');
+  const saltDays = needsSaltDays ? await closedSaltDays(store, site, shape.main.range) : undefined;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
@@ -449,99 +451,87 @@ async function total(
 }
 
 /**
- * The site's closed salt days whose ids can appear in `range`, with their latest complete
- * generation: the rollups' unique visitors read them from `salt_day_visitors`, the rest raw.
+ * The site's salt days whose ids can appear in `range`: the closed ones with their latest
+ * complete generation (the rollups' unique visitors read them from `salt_day_segments` or
+ * `salt_day_visitors`), and the open ones' provisional generations that still hold. Two reads.
  */
 async function closedSaltDays(store: Store, site: string, range: ResolvedRange): Promise<SaltDays> {
   const [first, last] = saltDaySpan(range.start, range.end);
-  const rows = await store.query<{ day: number | string; gen: string; zones: string[] }>(
-    `SELECT toUInt32(salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones FROM salt_day_closes AS c
-     WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day
+  const rows = await store.query<{ kind: string; day: number | string; gen: string; zones: string[]; w: string; ws: string; n: string | number }>(
+    `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
+     FROM salt_day_closes AS c WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day
      UNION ALL
-     SELECT toUInt32(0) AS day, toString(toUInt32(min(salt_day))) AS gen, [] AS zones FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0`,
+     SELECT 'f' AS kind, toUInt32(0) AS day, toString(toUInt32(min(salt_day))) AS gen, [] AS zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
+     FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0
+     UNION ALL
+     SELECT 'p' AS kind, toUInt32(salt_day) AS day, toString(max(p.gen)) AS gen, argMax(p.zones, p.gen) AS zones,
+       toString(toUnixTimestamp64Milli(argMax(p.watermark, p.gen))) AS w, toString(toUnixTimestamp64Milli(argMax(p.session_watermark, p.gen))) AS ws,
+       argMax(p.event_rows, p.gen) AS n
+     FROM salt_day_provisional AS p WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day`,
     { site, first: Math.max(0, first), last: Math.max(0, last) },
   );
-  const days = rows.filter((r) => Number(r.day) !== 0);
+  const days = rows.filter((r) => r.kind === 'c');
   const closed = new Map(days.map((r) => [Number(r.day), r.gen]));
   const zones = new Map(days.map((r) => [Number(r.day), r.zones]));
-  const firstClosed = rows.find((r) => Number(r.day) === 0)?.gen;
-  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional: await provisionalSaltDays(store, site, first, last, closed) };
+  const firstClosed = rows.find((r) => r.kind === 'f')?.gen;
+  const open = rows.filter((r) => r.kind === 'p' && !closed.has(Number(r.day)));
+  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional: await holding(store, site, open) };
 }
 
 /** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */
 const TAIL_IDS = 5_000;
 
 /**
- * Provisional generations of the salt days in `[first, last]` not closed, kept only while the
- * events before their watermark are still the ones they saw (a late event makes the day read raw).
+ * The provisional generations that still hold — the events before their watermark are the ones
+ * they saw (a late event makes the day read raw) — with the ids of the visitors seen since
+ * (events at or after the watermark; sessions whose latest event is at or after the session
+ * watermark), usually few: bound by id, or past {@link TAIL_IDS} read by a sub-query in the
+ * answer. One read over the open salt days' rows.
  */
-async function provisionalSaltDays(
+async function holding(
   store: Store,
   site: string,
-  first: number,
-  last: number,
-  closed: ReadonlyMap<number, string>,
+  rows: ReadonlyArray<{ day: number | string; gen: string; zones: string[]; w: string; ws: string; n: string | number }>,
 ): Promise<Map<number, ProvisionalSaltDay>> {
-  const open: number[] = [];
-  for (let d = Math.max(0, first); d <= last; d++) if (!closed.has(d)) open.push(d);
   const out = new Map<number, ProvisionalSaltDay>();
-  // Only today's and yesterday's salt days can be open: a range of older days has none.
-  if (open.length === 0 || open.length > 3) return out;
-  const rows = await store.query<{ day: number | string; gen: string; w: string; ws: string; n: string | number; zones: string[] }>(
-    `SELECT toUInt32(salt_day) AS day, toString(max(p.gen)) AS gen, toString(toUnixTimestamp64Milli(argMax(p.watermark, p.gen))) AS w,
-       toString(toUnixTimestamp64Milli(argMax(p.session_watermark, p.gen))) AS ws, argMax(p.event_rows, p.gen) AS n, argMax(p.zones, p.gen) AS zones
-     FROM salt_day_provisional AS p WHERE site = {site:String} AND salt_day IN {days:Array(Date)} GROUP BY salt_day`,
-    { site, days: open.map((d) => new Date(d * 86_400_000).toISOString().slice(0, 10)) },
-  );
   if (rows.length === 0) return out;
-  const checks = rows.map(
-    (r, i) =>
-      `countIf(salt_day = toDate({d${i}:UInt32}) AND toDate(timestamp) <= toDate({d${i}:UInt32}) + 1 AND timestamp < fromUnixTimestamp64Milli({w${i}:Int64}, 'UTC')) AS n${i}`,
-  );
-  const params: Record<string, unknown> = { site, days: rows.map((r) => Number(r.day)) };
-  rows.forEach((r, i) => {
-    params[`d${i}`] = Number(r.day);
-    params[`w${i}`] = Number(r.w);
-  });
-  const [counts] = await store.query<Record<string, string | number>>(
-    `SELECT ${checks.join(', ')} FROM events
-     WHERE site = {site:String} AND toDate(timestamp) >= toDate(arrayMin({days:Array(UInt32)})) AND toDate(timestamp) <= toDate(arrayMax({days:Array(UInt32)})) + 1
-       AND toUInt32(salt_day) IN {days:Array(UInt32)}`,
+  const params = {
+    site,
+    days: rows.map((r) => Number(r.day)),
+    w: rows.map((r) => Number(r.w)),
+    ws: rows.map((r) => Number(r.ws)),
+    limit: TAIL_IDS + 1,
+  };
+  const mark = (m: 'w' | 'ws'): string => `fromUnixTimestamp64Milli(toInt64(transform(toUInt32(salt_day), {days:Array(UInt32)}, {${m}:Array(Int64)}, toInt64(0))), 'UTC')`;
+  const within = (time: string): string =>
+    `site = {site:String} AND toDate(${time}) >= toDate(arrayMin({days:Array(UInt32)})) AND toDate(${time}) <= toDate(arrayMax({days:Array(UInt32)})) + 1
+       AND toUInt32(salt_day) IN {days:Array(UInt32)}`;
+  const found = await store.query<{ side: string; day: number | string; n: string | number; ids: string[] }>(
+    `SELECT 'e' AS side, toUInt32(salt_day) AS day, countIf(timestamp < ${mark('w')}) AS n,
+       arrayMap(x -> toString(x), groupUniqArrayIf({limit:UInt32})(visitor_id, timestamp >= ${mark('w')})) AS ids
+     FROM events WHERE ${within('timestamp')} GROUP BY salt_day
+     UNION ALL
+     SELECT 's' AS side, toUInt32(salt_day) AS day, toUInt64(0) AS n, arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) AS ids
+     FROM sessions WHERE ${within('start')} AND timestamp >= ${mark('ws')} GROUP BY salt_day`,
     params,
   );
-  const valid = rows.filter((r, i) => Number(counts?.[`n${i}`]) === Number(r.n));
-  if (valid.length === 0) return out;
-  // The visitors seen since each watermark, usually few: bound by id, or (past TAIL_IDS) read by a
-  // sub-query in the answer itself.
-  const tails = async (table: 'events' | 'sessions', mark: 'w' | 'ws'): Promise<Map<number, string[] | undefined>> => {
-    const time = table === 'events' ? 'timestamp' : 'start';
-    const conditions = valid.map((_, i) => `(salt_day = toDate({d${i}:UInt32}) AND timestamp >= fromUnixTimestamp64Milli({m${i}:Int64}, 'UTC'))`);
-    const p: Record<string, unknown> = { site, days: valid.map((r) => Number(r.day)), limit: TAIL_IDS + 1 };
-    valid.forEach((r, i) => {
-      p[`d${i}`] = Number(r.day);
-      p[`m${i}`] = Number(r[mark]);
-    });
-    const found = await store.query<{ day: number | string; ids: string[] }>(
-      `SELECT toUInt32(salt_day) AS day, arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) AS ids FROM ${table}
-       WHERE site = {site:String} AND toDate(${time}) >= toDate(arrayMin({days:Array(UInt32)})) AND toDate(${time}) <= toDate(arrayMax({days:Array(UInt32)})) + 1
-         AND (${conditions.join(' OR ')}) GROUP BY salt_day`,
-      p,
-    );
-    const byDay = new Map(found.map((f) => [Number(f.day), f.ids.length > TAIL_IDS ? undefined : f.ids]));
-    return new Map(valid.map((r) => [Number(r.day), byDay.has(Number(r.day)) ? byDay.get(Number(r.day)) : []]));
+  const of = (side: string, day: number): { n: number; ids: string[] | undefined } => {
+    const f = found.find((x) => x.side === side && Number(x.day) === day);
+    if (f === undefined) return { n: 0, ids: [] };
+    return { n: Number(f.n), ids: f.ids.length > TAIL_IDS ? undefined : f.ids };
   };
-  const [eventTails, sessionTails] = await Promise.all([tails('events', 'w'), tails('sessions', 'ws')]);
-  for (const r of valid) {
+  for (const r of rows) {
     const day = Number(r.day);
-    const eventTail = eventTails.get(day);
-    const sessionTail = sessionTails.get(day);
+    const events = of('e', day);
+    if (events.n !== Number(r.n)) continue;
+    const sessions = of('s', day);
     out.set(day, {
       gen: r.gen,
       watermark: Number(r.w),
       sessionWatermark: Number(r.ws),
       zones: r.zones,
-      ...(eventTail === undefined ? {} : { eventTail }),
-      ...(sessionTail === undefined ? {} : { sessionTail }),
+      ...(events.ids === undefined ? {} : { eventTail: events.ids }),
+      ...(sessions.ids === undefined ? {} : { sessionTail: sessions.ids }),
     });
   }
   return out;
