@@ -450,91 +450,87 @@ async function total(
   return Number(row?.[core.event.size > 0 ? 'ev_visitors' : 'se_visitors'] ?? 0);
 }
 
+/** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */
+const TAIL_IDS = 5_000;
+
+interface LookupRow {
+  kind: string;
+  day: number | string;
+  gen: string;
+  zones: string[];
+  w: string;
+  ws: string;
+  n: string | number;
+  ids: string[];
+}
+
 /**
- * The site's salt days whose ids can appear in `range`: the closed ones with their latest
- * complete generation (the rollups' unique visitors read them from `salt_day_segments` or
- * `salt_day_visitors`), and the open ones' provisional generations that still hold. Two reads.
+ * The site's salt days whose ids can appear in `range`, in one read: the closed ones with their
+ * latest complete generation (the rollups' unique visitors read them from `salt_day_segments` or
+ * `salt_day_visitors`); the open ones' provisional generations, kept only while they hold — the
+ * events before their watermark are the ones they saw (a late event makes the day read raw) —
+ * with the ids of the visitors seen since (events at or after the watermark; sessions whose latest
+ * event is at or after the session watermark), usually few: bound by id, or past
+ * {@link TAIL_IDS} read by a sub-query in the answer.
  */
 async function closedSaltDays(store: Store, site: string, range: ResolvedRange): Promise<SaltDays> {
   const [first, last] = saltDaySpan(range.start, range.end);
-  const rows = await store.query<{ kind: string; day: number | string; gen: string; zones: string[]; w: string; ws: string; n: string | number }>(
-    `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
+  // Provisional generations of days not closed (a closed day's older provisional rows stay).
+  const prov = `SELECT salt_day, max(gen) AS pgen, argMax(zones, gen) AS pzones, argMax(watermark, gen) AS w, argMax(session_watermark, gen) AS ws,
+       argMax(event_rows, gen) AS n
+     FROM salt_day_provisional WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})
+       AND salt_day NOT IN (SELECT salt_day FROM salt_day_closes WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}))
+     GROUP BY salt_day`;
+  // Provisional generations exist for yesterday's and today's salt days only, and the span ends
+  // at most a day after today's (a zone behind UTC): their rows are read from two days before the
+  // span's last on.
+  const lo = 'toDate({last:UInt32}) - 2';
+  const rows = await store.query<LookupRow>(
+    `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones, '0' AS w, '0' AS ws,
+       toUInt64(0) AS n, emptyArrayString() AS ids
      FROM salt_day_closes AS c WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day
      UNION ALL
-     SELECT 'f' AS kind, toUInt32(0) AS day, toString(toUInt32(min(salt_day))) AS gen, [] AS zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
+     SELECT 'f', toUInt32(0), toString(toUInt32(min(salt_day))), [], '0', '0', toUInt64(0), emptyArrayString()
      FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0
      UNION ALL
-     SELECT 'p' AS kind, toUInt32(salt_day) AS day, toString(max(p.gen)) AS gen, argMax(p.zones, p.gen) AS zones,
-       toString(toUnixTimestamp64Milli(argMax(p.watermark, p.gen))) AS w, toString(toUnixTimestamp64Milli(argMax(p.session_watermark, p.gen))) AS ws,
-       argMax(p.event_rows, p.gen) AS n
-     FROM salt_day_provisional AS p WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day`,
-    { site, first: Math.max(0, first), last: Math.max(0, last) },
+     SELECT 'p', toUInt32(salt_day), toString(pgen), pzones, toString(toUnixTimestamp64Milli(w)), toString(toUnixTimestamp64Milli(ws)), n, emptyArrayString()
+     FROM (${prov})
+     UNION ALL
+     SELECT 'e', toUInt32(e.salt_day), '', [], '0', '0', countIf(e.timestamp < p.w), arrayMap(x -> toString(x), groupUniqArrayIf({limit:UInt32})(e.visitor_id, e.timestamp >= p.w))
+     FROM events AS e INNER JOIN (${prov}) AS p ON e.salt_day = p.salt_day
+     WHERE e.site = {site:String} AND toDate(e.timestamp) >= ${lo} AND toDate(e.timestamp) <= toDate({last:UInt32}) + 1 AND e.salt_day >= ${lo}
+     GROUP BY e.salt_day
+     UNION ALL
+     SELECT 's', toUInt32(x.salt_day), '', [], '0', '0', toUInt64(0), arrayMap(v -> toString(v), groupUniqArrayIf({limit:UInt32})(x.visitor_id, x.timestamp >= p.ws))
+     FROM sessions AS x INNER JOIN (${prov}) AS p ON x.salt_day = p.salt_day
+     WHERE x.site = {site:String} AND toDate(x.start) >= ${lo} AND toDate(x.start) <= toDate({last:UInt32}) + 1 AND x.salt_day >= ${lo}
+     GROUP BY x.salt_day`,
+    { site, first: Math.max(0, first), last: Math.max(2, last), limit: TAIL_IDS + 1 },
   );
   const days = rows.filter((r) => r.kind === 'c');
   const closed = new Map(days.map((r) => [Number(r.day), r.gen]));
   const zones = new Map(days.map((r) => [Number(r.day), r.zones]));
   const firstClosed = rows.find((r) => r.kind === 'f')?.gen;
-  const open = rows.filter((r) => r.kind === 'p' && !closed.has(Number(r.day)));
-  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional: await holding(store, site, open) };
-}
-
-/** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */
-const TAIL_IDS = 5_000;
-
-/**
- * The provisional generations that still hold — the events before their watermark are the ones
- * they saw (a late event makes the day read raw) — with the ids of the visitors seen since
- * (events at or after the watermark; sessions whose latest event is at or after the session
- * watermark), usually few: bound by id, or past {@link TAIL_IDS} read by a sub-query in the
- * answer. One read over the open salt days' rows.
- */
-async function holding(
-  store: Store,
-  site: string,
-  rows: ReadonlyArray<{ day: number | string; gen: string; zones: string[]; w: string; ws: string; n: string | number }>,
-): Promise<Map<number, ProvisionalSaltDay>> {
-  const out = new Map<number, ProvisionalSaltDay>();
-  if (rows.length === 0) return out;
-  const params = {
-    site,
-    days: rows.map((r) => Number(r.day)),
-    w: rows.map((r) => Number(r.w)),
-    ws: rows.map((r) => Number(r.ws)),
-    limit: TAIL_IDS + 1,
-  };
-  const mark = (m: 'w' | 'ws'): string => `fromUnixTimestamp64Milli(toInt64(transform(toUInt32(salt_day), {days:Array(UInt32)}, {${m}:Array(Int64)}, toInt64(0))), 'UTC')`;
-  const within = (time: string): string =>
-    `site = {site:String} AND toDate(${time}) >= toDate(arrayMin({days:Array(UInt32)})) AND toDate(${time}) <= toDate(arrayMax({days:Array(UInt32)})) + 1
-       AND toUInt32(salt_day) IN {days:Array(UInt32)}`;
-  const found = await store.query<{ side: string; day: number | string; n: string | number; ids: string[] }>(
-    `SELECT 'e' AS side, toUInt32(salt_day) AS day, countIf(timestamp < ${mark('w')}) AS n,
-       arrayMap(x -> toString(x), groupUniqArrayIf({limit:UInt32})(visitor_id, timestamp >= ${mark('w')})) AS ids
-     FROM events WHERE ${within('timestamp')} GROUP BY salt_day
-     UNION ALL
-     SELECT 's' AS side, toUInt32(salt_day) AS day, toUInt64(0) AS n, arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) AS ids
-     FROM sessions WHERE ${within('start')} AND timestamp >= ${mark('ws')} GROUP BY salt_day`,
-    params,
-  );
-  const of = (side: string, day: number): { n: number; ids: string[] | undefined } => {
-    const f = found.find((x) => x.side === side && Number(x.day) === day);
-    if (f === undefined) return { n: 0, ids: [] };
-    return { n: Number(f.n), ids: f.ids.length > TAIL_IDS ? undefined : f.ids };
-  };
+  const provisional = new Map<number, ProvisionalSaltDay>();
+  const of = (kind: string, day: number): LookupRow | undefined => rows.find((x) => x.kind === kind && Number(x.day) === day);
+  const tail = (r: LookupRow | undefined): string[] | undefined => (r === undefined ? [] : r.ids.length > TAIL_IDS ? undefined : r.ids);
   for (const r of rows) {
+    if (r.kind !== 'p') continue;
     const day = Number(r.day);
     const events = of('e', day);
-    if (events.n !== Number(r.n)) continue;
-    const sessions = of('s', day);
-    out.set(day, {
+    if (Number(events?.n ?? 0) !== Number(r.n)) continue;
+    const eventTail = tail(events);
+    const sessionTail = tail(of('s', day));
+    provisional.set(day, {
       gen: r.gen,
       watermark: Number(r.w),
       sessionWatermark: Number(r.ws),
       zones: r.zones,
-      ...(events.ids === undefined ? {} : { eventTail: events.ids }),
-      ...(sessions.ids === undefined ? {} : { sessionTail: sessions.ids }),
+      ...(eventTail === undefined ? {} : { eventTail }),
+      ...(sessionTail === undefined ? {} : { sessionTail }),
     });
   }
-  return out;
+  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional };
 }
 
 const CANNOT_COMPILE_REGEXP = 427;
