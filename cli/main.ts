@@ -16,6 +16,7 @@ commands:
   processor   consumes the hub, sessionizes, writes ClickHouse
   api         reporting API + dashboard alone (start serves them too)
   migrate     applies the ClickHouse schema (idempotent, versioned)
+  demo        loads 30 days of demo traffic for demo.example.com (idempotent; while start is stopped)
   sites, members, tokens, accounts
               admin: add sites, grant roles, issue API tokens (printed once); see below
   help        this text
@@ -41,6 +42,7 @@ const commands: Record<string, Command> = {
   processor: async (config) => (await import('../processor/main.ts')).runProcessor(config),
   api: async (config) => (await import('../api/main.ts')).runApi(config),
   migrate: runMigrate,
+  demo: async (config) => (await import('./demo.ts')).runDemo(config),
   ...Object.fromEntries(ADMIN_GROUPS.map((group) => [group, admin(group)])),
 };
 
