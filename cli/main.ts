@@ -46,6 +46,9 @@ const commands: Record<string, Command> = {
   ...Object.fromEntries(ADMIN_GROUPS.map((group) => [group, admin(group)])),
 };
 
+/** The commands `farol` knows (the deploy kit's validation checks its files name only these). */
+export const commandNames = (): string[] => Object.keys(commands);
+
 function admin(group: string): Command {
   return async (config, args, flags) => (await import('./admin.ts')).runAdmin(group, config, args, flags);
 }
