@@ -63,7 +63,13 @@ export async function runDemo(config: Config, io: Io = defaultIo): Promise<numbe
     const control = new ControlPlane(store, { ...controlPlaneOptions(config), cacheTtlMs: 0, deleteGraceMs: 0 });
     // Before the first `farol start`: account and owner exist after this; start prints the owner's token.
     const boot = await control.bootstrap({ issueToken: false });
-    const site = (await control.site(DEMO_SITE)) ?? (await control.addSite(boot.accountId, { domain: DEMO_SITE, timezone: 'UTC' }));
+    const existing = await control.site(DEMO_SITE);
+    // An operator's command, yet never one to mix invented traffic into a site that has real events.
+    if (existing !== null && (await foreignEvents(store)) > 0) {
+      io.err(`farol demo: ${DEMO_SITE} is registered and holds events the demo did not write; it is left alone\n`);
+      return 1;
+    }
+    const site = existing ?? (await control.addSite(boot.accountId, { domain: DEMO_SITE, timezone: 'UTC' }));
     const goals = new Set((await control.listGoals(DEMO_SITE)).map((g) => g.name));
     for (const name of GOALS) if (!goals.has(name)) await control.addGoal(DEMO_SITE, { name });
     const firstDayMs = await ensureExperiment(store, started);
@@ -98,6 +104,12 @@ export async function runDemo(config: Config, io: Io = defaultIo): Promise<numbe
   } finally {
     await store.close();
   }
+}
+
+/** Events of the demo site that are not the demo's (ids it never writes). */
+async function foreignEvents(store: Store): Promise<number> {
+  const rows = await store.query<{ n: string }>("SELECT count() AS n FROM events WHERE site = {site:String} AND NOT startsWith(event_id, 'demo-')", { site: DEMO_SITE });
+  return Number(rows[0]?.n ?? 0);
 }
 
 /**

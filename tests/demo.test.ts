@@ -171,4 +171,28 @@ describe('farol demo, then the dashboard', () => {
     await mkdir(join(SCREENSHOT, '..'), { recursive: true });
     await p.screenshot({ path: SCREENSHOT, fullPage: true });
   }, 120_000);
+
+  it('leaves the site alone once it holds events the demo did not write', async () => {
+    const running = proc as FarolProcess;
+    const res = await fetch(`${running.url}/api/event`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0' },
+      body: JSON.stringify({ n: 'pageview', u: `https://${SITE}/a-real-visit`, d: SITE }),
+    });
+    expect(res.status).toBe(202);
+    const stored = (first as DemoRun).stored;
+    await pollUntil(
+      async () => {
+        const r = (await api('/api/v2/query', { site_id: SITE, metrics: ['events'], date_range: '30d' })) as { results: { metrics: number[] }[] };
+        return r.results[0]?.metrics[0] === stored + 1 ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 200, describe: () => 'the real event never showed' },
+    );
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toBe(0);
+    const third = await demo(dataDir);
+    expect(third.code).toBe(1);
+    expect(third.stderr).toContain('holds events the demo did not write');
+    expect(third.token).toBe('');
+  }, 90_000);
 });
