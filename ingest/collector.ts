@@ -9,7 +9,7 @@ import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { badStringInJson, badStringMessage, hasBadEscape } from '../schemas/unicode.ts';
 import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
 import { remoteAddress } from '../lib/http/client-ip.ts';
-import { httpServerOf } from '../lib/http/server.ts';
+import { httpServerOf, type TlsFiles } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 import { createRateLimiter, type IngestRates } from './rate-limit.ts';
@@ -40,6 +40,8 @@ export interface CollectorDeps {
   limits: CollectorLimits;
   log: Logger;
   metrics: Registry;
+  /** Serve HTTPS with these files (checked by the caller). */
+  tls?: TlsFiles;
 }
 
 export interface Collector {
@@ -53,6 +55,8 @@ export interface Collector {
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting, waits for in-flight requests to be answered. */
   drain(): Promise<void>;
+  /** TLS: serves new connections with the certificate files as they are now (see HttpServer.reloadTls). */
+  reloadTls(): void;
 }
 
 /** A route's name and its request counters by status, resolved once per status. */
@@ -101,6 +105,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       countRequest(other, error.status);
       if (dialect === 'ingest') countRejected(error.code);
     },
+    ...(deps.tls === undefined ? {} : { tls: deps.tls }),
   });
   const { app, inflight } = server;
   // All requests of the app (in `farol start`, the API's too): what drain waits for.
@@ -348,6 +353,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       draining = true;
       await server.close();
     },
+    reloadTls: () => server.reloadTls(),
   };
 }
 

@@ -17,6 +17,8 @@ import { classifyChannel } from './enrich/channel.ts';
 import { openSaltStore } from './enrich/salts.ts';
 import { createVisitorIdResolver } from './enrich/visitor-hash.ts';
 import { clientIp, isTrustedRemote } from '../lib/http/client-ip.ts';
+import type { TlsFiles } from '../lib/http/server.ts';
+import { configuredTls, reloadTlsOnSighup } from '../lib/http/tls.ts';
 import { watchSites } from './site-watch.ts';
 
 /** The collector's wiring point: builds enrichment from config, opens the hub, listens. */
@@ -93,6 +95,8 @@ export async function startCollector(
     siteEpoch?: (domain: string) => number;
     /** More routes on the same app and port (the API in `farol start`), registered before listen. */
     routes?: (app: TemplatedApp) => unknown;
+    /** Serve HTTPS (checked files, see lib/http/tls.ts); SIGHUP then reloads them. */
+    tls?: TlsFiles;
   },
 ): Promise<CollectorRuntime> {
   const enrichment = await openEnrichment(config, opts.now, opts.knownSite, opts.siteEpoch);
@@ -110,14 +114,17 @@ export async function startCollector(
     },
     log: opts.log,
     metrics: opts.metrics,
+    ...(opts.tls === undefined ? {} : { tls: opts.tls }),
   });
   if (opts.routes) collector.mount(opts.routes);
   const port = await collector.listen(config.FAROL_HOST, config.FAROL_PORT);
-  opts.log.info({ host: config.FAROL_HOST, port }, 'collector listening');
+  opts.log.info({ host: config.FAROL_HOST, port, tls: opts.tls !== undefined }, 'collector listening');
+  const unhook = opts.tls === undefined ? () => undefined : reloadTlsOnSighup(opts.tls, [() => collector.reloadTls()], opts.log);
   return {
     port,
     collector,
     async stop() {
+      unhook();
       await collector.drain();
       await enrichment.close();
     },
@@ -126,12 +133,13 @@ export async function startCollector(
 
 /** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
 export async function runCollector(config: Config): Promise<number> {
+  const tls = configuredTls(config);
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
   const metricsServer = await configuredMetrics(config, metrics, log);
   const hub = await openConfiguredHub(config, log);
   const sites = await collectorSites(config, log);
-  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch });
+  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch, ...(tls === undefined ? {} : { tls }) });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'draining');
   await runtime.stop();
