@@ -37,6 +37,8 @@ export interface CollectorDeps {
   clientIp(remote: string, xff: string): string;
   /** Whether the socket peer is a trusted proxy (then per-event `ip`/`ua` are honoured). */
   trustedRemote(remote: string): boolean;
+  /** Whether today's visitor salt is held (shared salts; /readyz is 503 while not). */
+  saltsReady?: () => boolean;
   limits: CollectorLimits;
   log: Logger;
   metrics: Registry;
@@ -337,11 +339,12 @@ export function createCollector(deps: CollectorDeps): Collector {
     });
   }
   simple('/healthz', () => ({ code: 200, body: '{"status":"ok"}', type: 'application/json' }));
-  simple('/readyz', () =>
-    hub.isReady() && !draining
+  simple('/readyz', () => {
+    const saltless = deps.saltsReady !== undefined && !deps.saltsReady();
+    return hub.isReady() && !draining && !saltless
       ? { code: 200, body: '{"status":"ready"}', type: 'application/json' }
-      : { code: 503, body: `{"status":"${draining ? 'draining' : 'hub unavailable'}"}`, type: 'application/json' },
-  );
+      : { code: 503, body: `{"status":"${draining ? 'draining' : saltless ? 'salt unavailable' : 'hub unavailable'}"}`, type: 'application/json' };
+  });
 
   return {
     app,
