@@ -28,13 +28,18 @@ export interface EnrichRuntime {
   deps: EnrichDeps;
   /** Whether today's salt is held (false only with shared salts whose storage is unreachable). */
   saltsReady(): boolean;
+  /** Fetches what shared salts are due now (their timer does it anyway; tests with a moved clock call it). */
+  refreshSalts(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** The salts of the visitor hash, and how to keep them fresh. */
 interface SaltRuntime {
   source: SaltSource;
+  /** Whether several collectors share the salts (the midnight carry-over is then off). */
+  shared: boolean;
   ready(): boolean;
+  refresh(): Promise<void>;
   close(): void;
 }
 
@@ -48,7 +53,7 @@ async function openSalts(config: Config, now: () => number, log: Logger, storage
     const salts = await openSaltStore({ dir: join(config.FAROL_DATA_DIR, 'salts'), now });
     const rotation = setInterval(() => void salts.rotate(), 60_000);
     rotation.unref();
-    return { source: salts, ready: () => true, close: () => clearInterval(rotation) };
+    return { source: salts, shared: false, ready: () => true, refresh: async () => undefined, close: () => clearInterval(rotation) };
   }
   const shared = new SharedSaltStore({ storage: storage ?? (await blobSalts(config)), log, now });
   // Bounded: storage down at start leaves the collector up but not ready, refusing events (503).
@@ -57,7 +62,9 @@ async function openSalts(config: Config, now: () => number, log: Logger, storage
   const stop = refreshSharedSalts(shared, { now });
   return {
     source: shared,
+    shared: true,
     ready: () => shared.ready(),
+    refresh: async () => void (await shared.refresh()),
     close: () => {
       stop();
       shared.close();
@@ -102,12 +109,13 @@ export async function openEnrichment(
 ): Promise<EnrichRuntime> {
   const salts = await openSalts(config, now, opts.log ?? silentLogger, opts.saltStorage);
   const geo = await openGeo(config.FAROL_GEOIP_DB);
-  const visitors = createVisitorIdResolver({ salts: salts.source, now });
+  const visitors = createVisitorIdResolver({ salts: salts.source, now, carryOver: !salts.shared });
   const parseUa = createUaParser({ cacheSize: 10_000 });
   const listed = configuredSites(config);
   const sites = listed.length > 0 ? new Set(listed) : null;
   return {
     saltsReady: salts.ready,
+    refreshSalts: salts.refresh,
     deps: {
       parseUa,
       country: (ip) => geo.lookup(ip),
@@ -129,6 +137,8 @@ export async function openEnrichment(
 export interface CollectorRuntime {
   port: number;
   collector: Collector;
+  /** See {@link EnrichRuntime.refreshSalts}. */
+  refreshSalts(): Promise<void>;
   /** Drains in-flight requests and releases enrichment resources (not the hub: its owner closes it). */
   stop(): Promise<void>;
 }
@@ -181,6 +191,7 @@ export async function startCollector(
   return {
     port,
     collector,
+    refreshSalts: enrichment.refreshSalts,
     async stop() {
       unhook();
       await collector.drain();

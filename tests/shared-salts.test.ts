@@ -125,6 +125,30 @@ describe('shared daily salts', () => {
         expect(existsSync(join(c.dataDir, 'salts')) ? readdirSync(join(c.dataDir, 'salts')) : []).toEqual([]);
       }
 
+      // Midnight: a visit seen by one collector before it gets the new day's id on both after it (a
+      // per-collector carry-over would keep the old id on that one only: two ids on the new day).
+      const visit = (url: string | undefined) =>
+        fetch(`${url}/api/batch`, {
+          method: 'POST',
+          body: JSON.stringify([{ n: 'pageview', u: 'https://one.test/late', d: 'one.test', ip: '203.0.113.77', ua: 'Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0' }]),
+          headers: { 'content-type': 'application/json' },
+        }).then((r) => r.status);
+      const idsSince = async (from: number): Promise<string[]> => {
+        const out: string[] = [];
+        for (const c of collectors) for (const e of await readHubEvents(join(c.dataDir, 'hub'), 2)) if (e.pathname === '/late' && e.ts >= from) out.push(e.visitorId);
+        return out;
+      };
+      clock = (DAY + 1) * DAY_MS - 10 * 60_000;
+      // The refresh timers run on the real clock: run them now, as they would in the last hour.
+      for (const c of collectors) await c.runtime.refreshSalts();
+      expect(await visit(collectors[0]?.url)).toBe(202);
+      const before = new Set(await idsSince(0));
+      clock = (DAY + 1) * DAY_MS + 5 * 60_000;
+      expect([await visit(collectors[0]?.url), await visit(collectors[1]?.url), await visit(collectors[0]?.url)]).toEqual([202, 202, 202]);
+      const after = new Set(await idsSince(clock));
+      expect([before.size, after.size]).toEqual([1, 1]);
+      expect([...after][0]).not.toBe([...before][0]);
+
       // Storage down, and a day nobody fetched a salt for: refused, not ready, never a private salt.
       await azurite?.stop();
       clock = (DAY + 2) * DAY_MS + 10 * 60_000;
