@@ -179,10 +179,11 @@ describe('shared daily salts', () => {
     await c.createIfNotExists();
     const prefix = 'farol-salts/unit/hub';
     let down = false;
+    let reads = 0;
     const real = blobSaltStorage(c, prefix);
     // Storage that can be switched off: the outage at midnight, without restarting Azurite.
     const storage = {
-      read: (d: number) => (down ? Promise.reject(new Error('storage down')) : real.read(d)),
+      read: (d: number) => (reads++, down ? Promise.reject(new Error('storage down')) : real.read(d)),
       create: (d: number, b: Buffer) => (down ? Promise.reject(new Error('storage down')) : real.create(d, b)),
       days: () => (down ? Promise.reject(new Error('storage down')) : real.days()),
       delete: (d: number) => (down ? Promise.reject(new Error('storage down')) : real.delete(d)),
@@ -211,12 +212,17 @@ describe('shared daily salts', () => {
     clock = (DAY + 2) * DAY_MS + 1;
     await a.refresh();
     expect(a.ready()).toBe(false);
+    const readsBefore = reads;
     expect(() => a.current()).toThrow(FarolError);
     try {
       a.current();
     } catch (err) {
       expect((err as FarolError).code).toBe('ING_SALT_UNAVAILABLE');
     }
+    // The miss started a refresh at once (not waiting for the timer), one for both misses; it
+    // fails while storage is down.
+    expect(reads).toBeGreaterThan(readsBefore);
+    expect(await a.refresh()).toEqual({ ok: false, deleted: 0 });
     // Back: the day's salt is created, and DAY's (48 h old) is deleted from the container and
     // forgotten in memory.
     down = false;
