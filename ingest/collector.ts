@@ -113,6 +113,11 @@ export function createCollector(deps: CollectorDeps): Collector {
   // All requests of the app (in `farol start`, the API's too): what drain waits for.
   inflightGauge.onCollect(() => inflightGauge.set(inflight.count));
   const bodyMemory = bodyMemoryOf(app, limits.maxBodyMemory);
+  if (deps.saltsReady !== undefined) {
+    const saltsReady = deps.saltsReady;
+    const saltGauge = metrics.gauge('farol_ingest_salt_ready', "1 while today's shared visitor salt is held, 0 while events are refused for want of it (Event Hubs mode)");
+    saltGauge.onCollect(() => saltGauge.set(saltsReady() ? 1 : 0));
+  }
   const bodyBytesGauge = metrics.gauge('farol_ingest_body_bytes_in_memory', 'Request body bytes held in memory, all connections (capped by FAROL_MAX_BODY_MEMORY)');
   bodyBytesGauge.onCollect(() => bodyBytesGauge.set(bodyMemory.bytes));
 

@@ -46,7 +46,7 @@ function container(): ContainerClient {
 
 async function saltBlobs(): Promise<string[]> {
   const names: string[] = [];
-  for await (const b of container().listBlobsFlat({ prefix: 'farol-salts/' })) names.push(b.name);
+  for await (const b of container().listBlobsFlat({ prefix: `${saltBlobPrefix(EVENTHUBS, HUB)}/` })) names.push(b.name);
   return names.sort();
 }
 
@@ -60,118 +60,6 @@ afterAll(async () => {
 });
 
 describe('shared daily salts', () => {
-  it('two collectors behind a round-robin sender give every oracle visitor exactly one id', async () => {
-    let clock = DAY * DAY_MS + 12 * 3_600_000;
-    const now = (): number => clock;
-    const log = createLogger('silent');
-    const collectors: Array<{ runtime: CollectorRuntime; hub: LocalHub; dataDir: string; url: string }> = [];
-    for (let i = 0; i < 2; i++) {
-      const dataDir = await tempDir(`farol-salts-collector-${i}-`);
-      const config = loadConfig({
-        FAROL_DATA_DIR: dataDir,
-        FAROL_PORT: '0',
-        FAROL_HUB: 'eventhubs',
-        FAROL_EVENTHUBS_CONNECTION_STRING: EVENTHUBS,
-        FAROL_EVENTHUBS_NAME: HUB,
-        FAROL_CHECKPOINT_CONNECTION_STRING: azurite?.connectionString,
-        FAROL_CHECKPOINT_CONTAINER: CONTAINER,
-        FAROL_TRUST_PROXY: '127.0.0.1/32',
-        FAROL_SITES: SITES.join(','),
-        FAROL_RATE_CLIENT: 'off',
-      });
-      // The events land in a local log per collector, to be read back; the salts follow FAROL_HUB.
-      const hub = await openLocalHub({ dir: join(dataDir, 'hub'), partitions: 2 });
-      const runtime = await startCollector(config, { hub, log, metrics: new Registry(), now });
-      collectors.push({ runtime, hub, dataDir, url: `http://127.0.0.1:${runtime.port}` });
-    }
-    try {
-      // Both started at once on an empty container: one salt blob for the day, whoever won.
-      expect(await saltBlobs()).toEqual([`${saltBlobPrefix(EVENTHUBS, HUB)}/salt-2026-12-06`]);
-
-      const traffic = generateWireTraffic({ seed: 1313, sites: SITES, targetEvents: 1500, idPrefix: 'salt' });
-      const [batches] = planBatches(traffic, { senders: 1, batchSize: 7, seed: 7 });
-      let sent = 0;
-      for (const [i, b] of (batches ?? []).entries()) {
-        const target = collectors[i % 2];
-        const r = await fetch(`${target?.url}/api/batch`, { method: 'POST', body: b.body, headers: { 'content-type': 'application/json' } });
-        expect([r.status, await r.text()]).toEqual([202, `{"accepted":${b.events.length}}`]);
-        sent += b.events.length;
-      }
-      expect(sent).toBe(traffic.events);
-
-      const visitorOf = new Map<string, string>();
-      for (const v of traffic.visitors) for (const e of v.events) visitorOf.set(e.id, `${v.site}|${v.ip}|${v.ua}`);
-      const idsOf = new Map<string, Set<string>>();
-      const servedBy = new Map<string, Set<number>>();
-      for (const [i, c] of collectors.entries()) {
-        for (const e of await readHubEvents(join(c.dataDir, 'hub'), 2)) {
-          const visitor = visitorOf.get(e.id);
-          expect(visitor, e.id).toBeDefined();
-          idsOf.set(visitor ?? '', (idsOf.get(visitor ?? '') ?? new Set()).add(e.visitorId));
-          servedBy.set(visitor ?? '', (servedBy.get(visitor ?? '') ?? new Set()).add(i));
-        }
-      }
-      const distinctVisitors = new Set(visitorOf.values());
-      expect(idsOf.size).toBe(distinctVisitors.size);
-      // The sender really spread visitors over both collectors.
-      expect([...servedBy.values()].filter((s) => s.size === 2).length).toBeGreaterThan(distinctVisitors.size / 2);
-      const split = [...idsOf.entries()].filter(([, ids]) => ids.size !== 1);
-      expect(split).toEqual([]);
-      const allIds = new Set([...idsOf.values()].map((ids) => [...ids][0]));
-      expect(allIds.size).toBe(distinctVisitors.size);
-
-      // Held in memory only: nothing under either data dir names a salt.
-      for (const c of collectors) {
-        expect(existsSync(join(c.dataDir, 'salts')) ? readdirSync(join(c.dataDir, 'salts')) : []).toEqual([]);
-      }
-
-      // Midnight: a visit seen by one collector before it gets the new day's id on both after it (a
-      // per-collector carry-over would keep the old id on that one only: two ids on the new day).
-      const visit = (url: string | undefined) =>
-        fetch(`${url}/api/batch`, {
-          method: 'POST',
-          body: JSON.stringify([{ n: 'pageview', u: 'https://one.test/late', d: 'one.test', ip: '203.0.113.77', ua: 'Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0' }]),
-          headers: { 'content-type': 'application/json' },
-        }).then((r) => r.status);
-      const idsSince = async (from: number): Promise<string[]> => {
-        const out: string[] = [];
-        for (const c of collectors) for (const e of await readHubEvents(join(c.dataDir, 'hub'), 2)) if (e.pathname === '/late' && e.ts >= from) out.push(e.visitorId);
-        return out;
-      };
-      clock = (DAY + 1) * DAY_MS - 10 * 60_000;
-      // The refresh timers run on the real clock: run them now, as they would in the last hour.
-      for (const c of collectors) await c.runtime.refreshSalts();
-      expect(await visit(collectors[0]?.url)).toBe(202);
-      const before = new Set(await idsSince(0));
-      clock = (DAY + 1) * DAY_MS + 5 * 60_000;
-      expect([await visit(collectors[0]?.url), await visit(collectors[1]?.url), await visit(collectors[0]?.url)]).toEqual([202, 202, 202]);
-      const after = new Set(await idsSince(clock));
-      expect([before.size, after.size]).toEqual([1, 1]);
-      expect([...after][0]).not.toBe([...before][0]);
-
-      // Storage down, and a day nobody fetched a salt for: refused, not ready, never a private salt.
-      await azurite?.stop();
-      clock = (DAY + 2) * DAY_MS + 10 * 60_000;
-      const c0 = collectors[0];
-      const refused = await fetch(`${c0?.url}/api/event`, {
-        method: 'POST',
-        body: JSON.stringify({ n: 'pageview', u: 'https://one.test/', d: 'one.test' }),
-        headers: { 'content-type': 'text/plain', 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0' },
-      });
-      expect([refused.status, refused.headers.get('retry-after'), ((await refused.json()) as { error: { code: string } }).error.code]).toEqual([503, '5', 'ING_SALT_UNAVAILABLE']);
-      const ready = await fetch(`${c0?.url}/readyz`);
-      expect([ready.status, await ready.text()]).toEqual([503, '{"status":"salt unavailable"}']);
-      expect(existsSync(join(c0?.dataDir ?? '', 'salts')) ? readdirSync(join(c0?.dataDir ?? '', 'salts')) : []).toEqual([]);
-    } finally {
-      for (const c of collectors) {
-        await c.runtime.stop();
-        await c.hub.close();
-      }
-      // The rest of the file needs storage again.
-      azurite = await startAzurite({ dataDir: await tempDir('farol-salts-azurite-2-') });
-    }
-  }, 120_000);
-
   it('fetches the next day ahead, switches both collectors at midnight, deletes a salt 48 h after its day began, and fails closed', async () => {
     let clock = DAY * DAY_MS + 22 * 3_600_000;
     const now = (): number => clock;
@@ -236,4 +124,119 @@ describe('shared daily salts', () => {
     a.close();
     b.close();
   }, 60_000);
+
+  it('two collectors behind a round-robin sender give every oracle visitor exactly one id', async () => {
+    let clock = DAY * DAY_MS + 12 * 3_600_000;
+    const now = (): number => clock;
+    const log = createLogger('silent');
+    const collectors: Array<{ runtime: CollectorRuntime; hub: LocalHub; dataDir: string; url: string }> = [];
+    const metrics: Registry[] = [];
+    for (let i = 0; i < 2; i++) {
+      const dataDir = await tempDir(`farol-salts-collector-${i}-`);
+      const config = loadConfig({
+        FAROL_DATA_DIR: dataDir,
+        FAROL_PORT: '0',
+        FAROL_HUB: 'eventhubs',
+        FAROL_EVENTHUBS_CONNECTION_STRING: EVENTHUBS,
+        FAROL_EVENTHUBS_NAME: HUB,
+        FAROL_CHECKPOINT_CONNECTION_STRING: azurite?.connectionString,
+        FAROL_CHECKPOINT_CONTAINER: CONTAINER,
+        FAROL_TRUST_PROXY: '127.0.0.1/32',
+        FAROL_SITES: SITES.join(','),
+        FAROL_RATE_CLIENT: 'off',
+      });
+      // The events land in a local log per collector, to be read back; the salts follow FAROL_HUB.
+      const hub = await openLocalHub({ dir: join(dataDir, 'hub'), partitions: 2 });
+      metrics.push(new Registry());
+      const runtime = await startCollector(config, { hub, log, metrics: metrics[i] ?? new Registry(), now });
+      collectors.push({ runtime, hub, dataDir, url: `http://127.0.0.1:${runtime.port}` });
+    }
+    try {
+      // Both started at once on an empty container: one salt blob for the day, whoever won.
+      expect(await saltBlobs()).toEqual([`${saltBlobPrefix(EVENTHUBS, HUB)}/salt-2026-12-06`]);
+      expect(metrics[1]?.render()).toContain('farol_ingest_salt_ready 1');
+
+      const traffic = generateWireTraffic({ seed: 1313, sites: SITES, targetEvents: 1500, idPrefix: 'salt' });
+      const [batches] = planBatches(traffic, { senders: 1, batchSize: 7, seed: 7 });
+      let sent = 0;
+      for (const [i, b] of (batches ?? []).entries()) {
+        const target = collectors[i % 2];
+        const r = await fetch(`${target?.url}/api/batch`, { method: 'POST', body: b.body, headers: { 'content-type': 'application/json' } });
+        expect([r.status, await r.text()]).toEqual([202, `{"accepted":${b.events.length}}`]);
+        sent += b.events.length;
+      }
+      expect(sent).toBe(traffic.events);
+
+      const visitorOf = new Map<string, string>();
+      for (const v of traffic.visitors) for (const e of v.events) visitorOf.set(e.id, `${v.site}|${v.ip}|${v.ua}`);
+      const idsOf = new Map<string, Set<string>>();
+      const servedBy = new Map<string, Set<number>>();
+      for (const [i, c] of collectors.entries()) {
+        for (const e of await readHubEvents(join(c.dataDir, 'hub'), 2)) {
+          const visitor = visitorOf.get(e.id);
+          expect(visitor, e.id).toBeDefined();
+          idsOf.set(visitor ?? '', (idsOf.get(visitor ?? '') ?? new Set()).add(e.visitorId));
+          servedBy.set(visitor ?? '', (servedBy.get(visitor ?? '') ?? new Set()).add(i));
+        }
+      }
+      const distinctVisitors = new Set(visitorOf.values());
+      expect(idsOf.size).toBe(distinctVisitors.size);
+      // The sender really spread visitors over both collectors.
+      expect([...servedBy.values()].filter((s) => s.size === 2).length).toBeGreaterThan(distinctVisitors.size / 2);
+      const split = [...idsOf.entries()].filter(([, ids]) => ids.size !== 1);
+      expect(split).toEqual([]);
+      const allIds = new Set([...idsOf.values()].map((ids) => [...ids][0]));
+      expect(allIds.size).toBe(distinctVisitors.size);
+
+      // Held in memory only: nothing under either data dir names a salt.
+      for (const c of collectors) {
+        expect(existsSync(join(c.dataDir, 'salts')) ? readdirSync(join(c.dataDir, 'salts')) : []).toEqual([]);
+      }
+
+      // Midnight: a visit seen by one collector before it gets the new day's id on both after it (a
+      // per-collector carry-over would keep the old id on that one only: two ids on the new day).
+      const visit = (url: string | undefined) =>
+        fetch(`${url}/api/batch`, {
+          method: 'POST',
+          body: JSON.stringify([{ n: 'pageview', u: 'https://one.test/late', d: 'one.test', ip: '203.0.113.77', ua: 'Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0' }]),
+          headers: { 'content-type': 'application/json' },
+        }).then((r) => r.status);
+      const idsSince = async (from: number): Promise<string[]> => {
+        const out: string[] = [];
+        for (const c of collectors) for (const e of await readHubEvents(join(c.dataDir, 'hub'), 2)) if (e.pathname === '/late' && e.ts >= from) out.push(e.visitorId);
+        return out;
+      };
+      clock = (DAY + 1) * DAY_MS - 10 * 60_000;
+      // The refresh timers run on the real clock: run them now, as they would in the last hour.
+      for (const c of collectors) await c.runtime.refreshSalts();
+      expect(await visit(collectors[0]?.url)).toBe(202);
+      const before = new Set(await idsSince(0));
+      clock = (DAY + 1) * DAY_MS + 5 * 60_000;
+      expect([await visit(collectors[0]?.url), await visit(collectors[1]?.url), await visit(collectors[0]?.url)]).toEqual([202, 202, 202]);
+      const after = new Set(await idsSince(clock));
+      expect([before.size, after.size]).toEqual([1, 1]);
+      expect([...after][0]).not.toBe([...before][0]);
+
+      // Storage down (last test of the file), and a day nobody fetched a salt for: refused, not
+      // ready, never a private salt.
+      await azurite?.stop();
+      clock = (DAY + 2) * DAY_MS + 10 * 60_000;
+      const c0 = collectors[0];
+      const refused = await fetch(`${c0?.url}/api/event`, {
+        method: 'POST',
+        body: JSON.stringify({ n: 'pageview', u: 'https://one.test/', d: 'one.test' }),
+        headers: { 'content-type': 'text/plain', 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0' },
+      });
+      expect([refused.status, refused.headers.get('retry-after'), ((await refused.json()) as { error: { code: string } }).error.code]).toEqual([503, '5', 'ING_SALT_UNAVAILABLE']);
+      const ready = await fetch(`${c0?.url}/readyz`);
+      expect([ready.status, await ready.text()]).toEqual([503, '{"status":"salt unavailable"}']);
+      expect(metrics[0]?.render()).toContain('farol_ingest_salt_ready 0');
+      expect(existsSync(join(c0?.dataDir ?? '', 'salts')) ? readdirSync(join(c0?.dataDir ?? '', 'salts')) : []).toEqual([]);
+    } finally {
+      for (const c of collectors) {
+        await c.runtime.stop();
+        await c.hub.close();
+      }
+    }
+  }, 120_000);
 });
