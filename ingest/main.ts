@@ -72,7 +72,9 @@ async function openSalts(config: Config, now: () => number, log: Logger, storage
   };
 }
 
-async function blobSalts(config: Config): Promise<SaltStorage> {
+/** Event Hubs collectors share salts through the checkpoint storage: throws ConfigError when it is not configured. */
+export function checkSharedSaltConfig(config: Config): string | undefined {
+  if (config.FAROL_HUB !== 'eventhubs') return undefined;
   const storage = config.FAROL_CHECKPOINT_CONNECTION_STRING;
   if (!storage) {
     throw new ConfigError(
@@ -80,6 +82,11 @@ async function blobSalts(config: Config): Promise<SaltStorage> {
         '(an Azure Storage connection string: collectors share the daily visitor salt there, so one visitor is one visitor on every collector)',
     );
   }
+  return storage;
+}
+
+async function blobSalts(config: Config): Promise<SaltStorage> {
+  const storage = checkSharedSaltConfig(config) ?? '';
   const { ContainerClient } = await import('@azure/storage-blob');
   const container = new ContainerClient(storage, config.FAROL_CHECKPOINT_CONTAINER, {
     retryOptions: { maxTries: 3, tryTimeoutInMs: 5_000, retryDelayInMs: 200, maxRetryDelayInMs: 1_000 },
@@ -203,6 +210,7 @@ export async function startCollector(
 /** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
 export async function runCollector(config: Config): Promise<number> {
   const tls = configuredTls(config);
+  checkSharedSaltConfig(config);
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
   const metricsServer = await configuredMetrics(config, metrics, log);

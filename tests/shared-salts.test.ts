@@ -14,6 +14,7 @@ import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { FarolError } from '../schemas/errors.ts';
 import { readHubEvents } from './support/collector-harness.ts';
+import { runFarol } from './support/farol-process.ts';
 import { generateWireTraffic, planBatches } from './support/wire-oracle.ts';
 
 /**
@@ -60,6 +61,17 @@ afterAll(async () => {
 });
 
 describe('shared daily salts', () => {
+  it('a collector on Event Hubs without the checkpoint storage refuses to start, naming the variable', async () => {
+    const r = await runFarol(['collector'], {
+      FAROL_HUB: 'eventhubs',
+      FAROL_EVENTHUBS_CONNECTION_STRING: EVENTHUBS,
+      FAROL_EVENTHUBS_NAME: HUB,
+      FAROL_DATA_DIR: await tempDir('farol-salts-nostorage-'),
+      FAROL_PORT: '0',
+    });
+    expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('FAROL_CHECKPOINT_CONNECTION_STRING: required when FAROL_HUB=eventhubs') as unknown]);
+  }, 60_000);
+
   it('fetches the next day ahead, switches both collectors at midnight, deletes a salt 48 h after its day began, and fails closed', async () => {
     let clock = DAY * DAY_MS + 22 * 3_600_000;
     const now = (): number => clock;
