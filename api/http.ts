@@ -7,6 +7,7 @@ import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../l
 import { remoteAddress } from '../lib/http/client-ip.ts';
 import { httpServerOf, type HttpServer } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
+import { HSTS } from '../lib/http/tls.ts';
 import { StoreError } from '../store/store.ts';
 import type { AuthGuard } from './auth-guard.ts';
 
@@ -107,7 +108,7 @@ export interface Router extends ApiRouter {
 export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
   const { log, metrics } = deps;
   const server = httpServerOf(app, { dialect: 'api' });
-  const { inflight } = server;
+  const { inflight, secure } = server;
   const bodyMemory = bodyMemoryOf(app, deps.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY);
   const requests = metrics.counter('farol_api_requests_total', 'API requests by route and status');
   const seconds = metrics.histogram('farol_api_request_seconds', 'API request time by route', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]);
@@ -184,6 +185,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         res.cork(() => {
           res.writeStatus(statusLine(status));
           if (opts.cors) res.writeHeader('Access-Control-Allow-Origin', '*');
+          if (secure) res.writeHeader('Strict-Transport-Security', HSTS);
           let body: string | Buffer = '';
           let type = out.contentType;
           if (out.body !== undefined) body = out.body;

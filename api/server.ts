@@ -1,6 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ApiDeps, RouteDeps, RouteModule } from './deps.ts';
-import { httpServerOf } from '../lib/http/server.ts';
+import { httpServerOf, type TlsFiles } from '../lib/http/server.ts';
+import { reloadTlsOnSighup } from '../lib/http/tls.ts';
 import { createRouter, type Router } from './http.ts';
 import { createAuthGuard } from './auth-guard.ts';
 import { queryLimitsOf, reportsOf } from './query-limits.ts';
@@ -37,13 +38,20 @@ export interface ApiServer {
 }
 
 /** `farol api` without a collector: the API routes and health on one app; 404/405 from the HTTP layer (metrics: lib/metrics-server.ts). */
-export async function listenApi(deps: ApiDeps): Promise<ApiServer> {
-  const server = httpServerOf(undefined, { dialect: 'api' });
+export async function listenApi(deps: ApiDeps, tls?: TlsFiles): Promise<ApiServer> {
+  const server = httpServerOf(undefined, { dialect: 'api', ...(tls === undefined ? {} : { tls }) });
   registerApi(server.app, deps);
   server.route('get', '/healthz', 'api', (res) => {
     res.cork(() => res.writeHeader('Content-Type', 'application/json').end('{"status":"ok"}'));
   });
   const port = await server.listen(deps.config.FAROL_HOST, deps.config.FAROL_PORT);
-  deps.log.info({ host: deps.config.FAROL_HOST, port }, 'api listening');
-  return { port, stop: () => server.close() };
+  deps.log.info({ host: deps.config.FAROL_HOST, port, tls: tls !== undefined }, 'api listening');
+  const unhook = tls === undefined ? () => undefined : reloadTlsOnSighup(tls, [() => server.reloadTls()], deps.log);
+  return {
+    port,
+    stop: () => {
+      unhook();
+      return server.close();
+    },
+  };
 }

@@ -108,6 +108,11 @@ export async function main(argv: string[]): Promise<number> {
     if (dir.refused.length > 0) log.warn({ paths: dir.refused }, 'the data dir is open to other users and this user cannot change that');
     return await command(config, parsed.rest, parsed.flags);
   } catch (err) {
+    // A setting found bad only when a command reads what it names (FAROL_TLS_CERT's file).
+    if (err instanceof ConfigError) {
+      process.stderr.write(`farol ${name}: ${err.message}\n`);
+      return 2;
+    }
     log.error({ err }, `farol ${name} failed`);
     return 1;
   }

@@ -7,6 +7,7 @@ import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
+import { configuredTls } from '../lib/http/tls.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
 import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../control/control-plane.ts';
@@ -26,6 +27,9 @@ import { migrationTarget, openConfiguredStore } from '../wiring/store.ts';
 export async function runStart(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'farol' });
   if (!processorConfigOk(config, 'start')) return 2;
+  // Checked before anything opens: a bad certificate is exit 2 naming the variable.
+  const tls = configuredTls(config);
+  const tlsOpt = tls === undefined ? {} : { tls };
   const metrics = new Registry();
   const store = await openConfiguredStore(config);
   // 1 when the processor had to give up writing what it held (the hub keeps it for the next run).
@@ -43,7 +47,7 @@ export async function runStart(config: Config): Promise<number> {
       try {
         const hub = await openConfiguredEventHubsProducer(config, log);
         try {
-          const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
+          const collector = await startCollector(config, { hub, log, metrics, ...api.collector, ...tlsOpt });
           const signal = await untilSignal();
           log.info({ signal }, 'draining');
           await collector.stop();
@@ -58,7 +62,7 @@ export async function runStart(config: Config): Promise<number> {
       try {
         const processor = await startLocalProcessor(config, { hub, store, log, metrics });
         api.control.onSitesChanged(() => processor.sitesChanged());
-        const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
+        const collector = await startCollector(config, { hub, log, metrics, ...api.collector, ...tlsOpt });
         const signal = await untilSignal();
         log.info({ signal }, 'draining');
         await collector.stop();

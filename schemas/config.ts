@@ -141,7 +141,15 @@ export const configSchema = z.object({
   FAROL_API_QUERIES_PER_TOKEN: positiveInt.max(1000).default(4),
   /** Further requests of one token that wait for a slot (at most the query timeout); past them 429. */
   FAROL_API_QUERY_QUEUE_PER_TOKEN: z.coerce.number().int().min(0).max(10_000).default(16),
+  /** PEM certificate (chain) file: serve HTTPS directly; re-read on SIGHUP. Set with FAROL_TLS_KEY. */
+  FAROL_TLS_CERT: z.string().optional(),
+  /** PEM private key file of FAROL_TLS_CERT (unencrypted; keep it readable by the service user only). */
+  FAROL_TLS_KEY: z.string().optional(),
 }).superRefine((c, ctx) => {
+  if ((c.FAROL_TLS_CERT === undefined) !== (c.FAROL_TLS_KEY === undefined)) {
+    const missing = c.FAROL_TLS_CERT === undefined ? 'FAROL_TLS_CERT' : 'FAROL_TLS_KEY';
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'FAROL_TLS_CERT and FAROL_TLS_KEY are set together (both or neither)' });
+  }
   if (c.FAROL_HUB === 'eventhubs') {
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
       if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when FAROL_HUB=eventhubs' });

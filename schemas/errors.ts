@@ -23,6 +23,8 @@ export const ingestErrors = {
   ING_HUB_FULL: { status: 503, message: 'The hub is at its disk quota; retry later' },
   ING_BAD_STRING: { status: 400, message: 'A string is not well-formed Unicode or holds NUL' },
   ING_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
+  // Event Hubs mode: the day's shared salt could not be read from blob storage (never minted locally).
+  ING_SALT_UNAVAILABLE: { status: 503, message: "Today's visitor salt is not available yet, retry later" },
   // A bug, not a dependency being down: clients and metrics must see the difference.
   ING_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;

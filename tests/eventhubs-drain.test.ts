@@ -23,6 +23,8 @@ describe.skipIf(nearMidnightUtc(10))('Event Hubs processor drain with ClickHouse
     // No ClickHouse for the collector: it accepts the sites of FAROL_SITES.
     collector = await startFarol('collector', {
       ...suite.deployment().hubEnv,
+      // The daily salt is shared through the checkpoint storage (required on Event Hubs).
+      FAROL_CHECKPOINT_CONNECTION_STRING: suite.deployment().azurite.connectionString,
       FAROL_SITES: SITE,
       FAROL_TRUST_PROXY: '127.0.0.1/32',
       FAROL_DATA_DIR: await suite.tempDir('farol-drain-collector-'),
