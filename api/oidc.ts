@@ -96,21 +96,27 @@ export function oidcClient(settings: OidcSettings, now: () => number = Date.now)
       if (f === undefined || f.expires <= now()) throw new ApiError('API_OIDC_FAILED', 'This sign-in was not started in this browser, or took too long; start again');
       const config = await configuration();
       let claims: client.IDToken | undefined;
+      let profile: Record<string, unknown> = {};
       try {
         const tokens = await client.authorizationCodeGrant(config, callbackUrl, { pkceCodeVerifier: f.verifier, expectedState: f.state, expectedNonce: f.nonce, idTokenExpected: true });
         claims = tokens.claims();
+        // A provider that keeps the email out of the ID token (oidc-provider's default; some
+        // Entra set-ups) answers it at the userinfo endpoint, checked to be the same subject.
+        if (claims !== undefined && claims.email === undefined) profile = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
       } catch (err) {
         // The library's message names the failed check (state, nonce, signature…), never a token.
         throw new ApiError('API_OIDC_FAILED', undefined, undefined, err);
       }
       if (claims === undefined) throw new ApiError('API_OIDC_FAILED');
-      const email = typeof claims.email === 'string' ? claims.email.trim().toLowerCase() : undefined;
-      const name = typeof claims.name === 'string' ? claims.name.trim().slice(0, 100) : undefined;
+      const from = claims.email === undefined ? profile : claims;
+      const email = typeof from.email === 'string' ? from.email.trim().toLowerCase() : undefined;
+      const rawName = claims.name ?? profile.name;
+      const name = typeof rawName === 'string' ? rawName.trim().slice(0, 100) : undefined;
       return {
         issuer: claims.iss,
         subject: claims.sub,
         ...(email !== undefined && email !== '' && email.length <= 254 ? { email } : {}),
-        emailVerified: claims.email_verified === true,
+        emailVerified: from.email_verified === true,
         ...(name !== undefined && name !== '' ? { name } : {}),
       };
     },
