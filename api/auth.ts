@@ -102,6 +102,11 @@ export interface WriteLookup extends AccessLookup {
   reauthenticate(p: Principal): Promise<Principal | null>;
 }
 
+/** Records a write that succeeded in the audit trail: who, from which session or token, the route, its target, the body's fields but secrets. */
+export async function recordWrite(control: { readonly people: Pick<People, 'audit'> }, req: ApiRequest, p: Principal): Promise<void> {
+  await control.people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: req.route ?? req.method, target: auditTarget(req), detail: auditDetail(req.body) });
+}
+
 /**
  * Runs a control-plane write as the request's principal: under the account's lock, and with the
  * grant read again inside it, so a member demoted or revoked by a write that went first (the
@@ -115,7 +120,7 @@ export async function asWriter<T>(control: WriteLookup, req: ApiRequest, fn: (p:
     const p = await control.reauthenticate(cached);
     if (p === null) throw new ApiError('API_UNAUTHORIZED', 'Token is unknown or revoked');
     const out = await fn(p);
-    await control.people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: req.route ?? req.method, target: auditTarget(req), detail: auditDetail(req.body) });
+    await recordWrite(control, req, p);
     return out;
   });
 }

@@ -303,6 +303,8 @@ describe('password reset', () => {
 describe('audit trail', () => {
   it('records who did what from which session or token, is for account-wide owners, and holds no secret', async () => {
     const s = await signIn('owner@a.test', PASSWORD);
+    // Experiment routes are recorded too.
+    expect((await req('PUT', '/api/v1/sites/a1.test/redirect-hosts', { cookie: s.cookie, csrf: s.csrf, body: { redirect_hosts: ['shop.example'] } })).status).toBe(200);
     expect((await req('POST', '/api/v1/sites/a1.test/goals', { cookie: s.cookie, csrf: s.csrf, body: { name: 'Signup' } })).status).toBe(201);
     expect(code(await req('GET', '/api/v1/audit', { token: siteAdminToken }))).toBe('403 API_FORBIDDEN');
     const trail = await req('GET', '/api/v1/audit?limit=1000', { cookie: s.cookie });
@@ -311,7 +313,7 @@ describe('audit trail', () => {
     const sessionId = String((await req('GET', '/api/v1/auth/session', { cookie: s.cookie })).json.via_id);
     expect(entries[0]).toMatchObject({ actor: owner.id, via: 'session', via_id: sessionId, action: 'POST /api/v1/sites/:domain/goals', target: 'domain=a1.test', detail: { name: 'Signup' } });
     const actions = new Set(entries.map((e) => e.action));
-    for (const a of ['signin.password', 'signin.failed', 'signin.invitation', 'invitation.claim', 'POST /api/v1/invitations', 'password.reset', 'signout', 'signout.all', 'totp.enable', 'DELETE /api/v1/members/:id']) {
+    for (const a of ['signin.password', 'signin.failed', 'signin.invitation', 'invitation.claim', 'POST /api/v1/invitations', 'password.reset', 'signout', 'signout.all', 'totp.enable', 'DELETE /api/v1/members/:id', 'PUT /api/v1/sites/:domain/redirect-hosts']) {
       expect(actions, a).toContain(a);
     }
     expect(entries.some((e) => e.via === 'token' && /^tok:[0-9a-f]{12}$/.test(String(e.via_id)))).toBe(true);
