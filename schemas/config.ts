@@ -144,8 +144,8 @@ export const configSchema = z.object({
   // ---- sign-in (#14) ----
   /** The URL people open (scheme, host, port, no path): OpenID Connect's redirect URI; an https one marks cookies Secure. */
   FAROL_PUBLIC_URL: z
-    .url({ protocol: /^https?$/ })
-    .refine((u) => { const p = new URL(u).pathname; return p === '/' || p === ''; }, 'must have no path (e.g. https://stats.example.com)')
+    .string()
+    .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol) && new URL(u).pathname === '/' && new URL(u).search === '', 'must be an http(s) URL with no path (e.g. https://stats.example.com)')
     .transform((u) => new URL(u).origin)
     .optional(),
   /** OpenID Connect issuer URL (its /.well-known/openid-configuration is read at start). */
