@@ -421,7 +421,9 @@ export class ControlPlane implements ControlReader {
   /** The member behind a browser session's cookie secret, or null when unknown, signed out or expired. */
   async authenticateSession(secret: string): Promise<Principal | null> {
     if (!isSecretShaped(secret)) return null;
-    return this.people.principal(hashSecret(secret), async (id) => this.grantOf(id));
+    const hash = hashSecret(secret);
+    // Cached like a token's principal: a sign-out or a member change here clears it at once.
+    return this.principals.get(`session:${hash}`, async () => this.people.principal(hash, async (id) => this.grantOf(id)));
   }
 
   /** The principal behind the same token or session as stored now (no cache): what a write is authorized on. */

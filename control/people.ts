@@ -406,8 +406,11 @@ export class People {
     const t = this.host.now();
     if (r === null || this.expired(r, t)) return null;
     if (t - msOf(r.last_seen_at) >= TOUCH_EVERY_MS) {
+      // Straight to the store, dropping only this session's cached row: a write through the host
+      // would clear every cache of the control plane once a minute per active session.
       const s = this.host.stamp();
-      await this.host.write('browser_sessions', { ...r, last_seen_at: s.text, updated_at: s.text, deleted: 0 });
+      await this.store.insert('browser_sessions', [{ ...r, last_seen_at: s.text, updated_at: s.text, deleted: 0 }]);
+      this.sessionCache.delete(hash);
     }
     return toSession(r);
   }
@@ -565,6 +568,8 @@ export class People {
 
   /** Deletes records older than `retentionDays` (the API runs it at start and daily; a replicated table passes it on). */
   async pruneAudit(retentionDays: number): Promise<void> {
-    await this.store.exec("ALTER TABLE audit_log DELETE WHERE at < {since:DateTime64(3, 'UTC')}", { since: chTime(this.host.now() - retentionDays * 86_400_000) });
+    await this.store.exec("ALTER TABLE audit_log DELETE WHERE at < {since:DateTime64(3, 'UTC')} SETTINGS mutations_sync = 2", {
+      since: chTime(this.host.now() - retentionDays * 86_400_000),
+    });
   }
 }

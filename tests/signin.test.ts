@@ -323,6 +323,18 @@ describe('audit trail', () => {
     expect(text).not.toMatch(/\b(?:\d{1,3}\.){3}\d{1,3}\b/);
   });
 
+  it('keeps records for the retention only', async () => {
+    const all = await control.people.auditTrail(account, 3650, 10_000);
+    const oldest = Math.min(...all.map((e) => Date.parse(e.at)));
+    // Everything recorded before the invitations expired (8 days back) is older than 2 days now.
+    expect(clock - oldest).toBeGreaterThan(2 * 86_400_000);
+    await control.people.pruneAudit(2);
+    const kept = await control.people.auditTrail(account, 3650, 10_000);
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.length).toBeLessThan(all.length);
+    expect(kept.every((e) => clock - Date.parse(e.at) <= 2 * 86_400_000)).toBe(true);
+  });
+
   it('leaves no password, session id, TOTP secret or token in the logs or any error answer', () => {
     const everything = [...logLines, ...bodies].join('\n');
     expect(secrets.size).toBeGreaterThan(10);
