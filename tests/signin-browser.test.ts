@@ -83,6 +83,7 @@ describe('dashboard sign-in', () => {
     await page.click('#team-button');
     await page.waitForSelector('#team-members tr[data-member]');
     expect(await page.textContent('#team-members')).toContain('Invitee');
+    expect(await page.isVisible('#team-audit-section')).toBe(false);
 
     await page.click('#sign-out');
     await page.waitForSelector('#login:not([hidden])');
@@ -106,8 +107,11 @@ describe('dashboard sign-in', () => {
     await page.click('#password-form button[type=submit]');
     await until(page, 'ready');
     expect(await page.textContent('#whoami')).toBe('owner@a.test (owner)');
-    // A state-changing request from the page carries the session's CSRF token: creating a token works.
+    // The owner reads the audit trail on the team page; the invited admin above did not see it.
     await page.click('#team-button');
+    await page.waitForSelector('#team-audit tr[data-action="signin.password"]');
+    expect(await page.textContent('#team-audit')).toContain('signin.failed');
+    // A state-changing request from the page carries the session's CSRF token: creating a token works.
     await page.fill('#token-name', 'from the browser');
     await page.click('#token-form button[type=submit]');
     await page.waitForSelector('#token-out:not([hidden])');

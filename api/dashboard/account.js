@@ -2,7 +2,7 @@
 /* global location, history */
 // People in the dashboard: sign-in (identity provider, password with an optional code, the links
 // of invitations and password resets), the session, sign-out, and the team page (members,
-// invitations, API tokens for machines). Everything goes through the same public API as any client.
+// invitations, API tokens for machines, the audit trail for owners). Everything goes through the same public API as any client.
 
 import { ApiFailure, api, messageOf } from './api.js';
 import { $, field, h, replace } from './dom.js';
@@ -124,12 +124,28 @@ function teamError(message) {
 /** Renders the team page: members, open invitations and API tokens the signed-in member sees. */
 export async function renderTeam() {
   teamError('');
-  /** @type {[any, any, any]} */
-  const [members, invitations, tokens] = await Promise.all([
+  /** @type {[any, any, any, any]} */
+  const [members, invitations, tokens, audit] = await Promise.all([
     api('GET', '/api/v1/members').catch(() => ({ members: [] })),
     api('GET', '/api/v1/invitations').catch(() => ({ invitations: [] })),
     api('GET', '/api/v1/tokens').catch(() => ({ tokens: [] })),
+    // Account-wide owners only: anyone else is answered 403 and sees no section.
+    api('GET', '/api/v1/audit?limit=100').catch(() => null),
   ]);
+  $('team-audit-section').hidden = audit === null;
+  if (audit !== null) {
+    replace(
+      $('team-audit'),
+      h(
+        'table',
+        { class: 'team-table' },
+        h('tr', null, h('th', null, 'When'), h('th', null, 'Who'), h('th', null, 'From'), h('th', null, 'What'), h('th', null, 'Target')),
+        (audit.entries ?? []).map((/** @type {any} */ e) =>
+          h('tr', { dataset: { action: e.action } }, h('td', null, String(e.at).replace('T', ' ').slice(0, 19)), h('td', null, e.actor), h('td', null, `${e.via} ${e.via_id}`), h('td', null, e.action), h('td', null, e.target)),
+        ),
+      ),
+    );
+  }
   /** @param {unknown} sites */
   const scope = (sites) => (Array.isArray(sites) && sites.length > 0 ? sites.join(', ') : 'every site');
   replace(
