@@ -12,6 +12,8 @@ import { trackerRoutes } from './routes/tracker.ts';
 import { experimentRoutes } from './routes/experiments.ts';
 import { exportRoutes } from './routes/export.ts';
 import { reservationRoutes } from './routes/reservations.ts';
+import { signinRoutes } from './routes/signin.ts';
+import { teamRoutes } from './routes/team.ts';
 
 /**
  * The reporting API, admin endpoints, tracker and dashboard as route modules
@@ -19,7 +21,7 @@ import { reservationRoutes } from './routes/reservations.ts';
  * serves them alone. Each module registers its routes; this file only lists them.
  */
 
-const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes, reservationRoutes];
+const modules: readonly RouteModule[] = [queryRoutes, adminRoutes, dashboardRoutes, trackerRoutes, experimentRoutes, exportRoutes, reservationRoutes, signinRoutes, teamRoutes];
 
 /** Registers every API route on `app`'s HTTP layer; returns the router. */
 export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
@@ -28,6 +30,12 @@ export function registerApi(app: TemplatedApp, deps: ApiDeps): Router {
   const router = createRouter(app, { log: deps.log, metrics: deps.metrics, maxBodyMemory: deps.config.FAROL_MAX_BODY_MEMORY, ...(authGuard ? { authGuard } : {}) });
   const routeDeps: RouteDeps = { ...deps, reports: reportsOf(deps.store, queryLimitsOf(deps.config)) };
   for (const m of modules) m(router, routeDeps);
+  // The audit trail keeps FAROL_AUDIT_RETENTION_DAYS: pruned a minute after start, then daily.
+  const prune = (): void => {
+    deps.control.people.pruneAudit(deps.config.FAROL_AUDIT_RETENTION_DAYS).catch((err: unknown) => deps.log.warn({ err }, 'audit trail prune failed'));
+    setTimeout(prune, 86_400_000).unref();
+  };
+  setTimeout(prune, 60_000).unref();
   return router;
 }
 

@@ -26,6 +26,7 @@ Configuration comes from FAROL_* environment variables or the equivalent --flags
 
   farol sites add <domain> [--timezone Europe/Lisbon] | sites list | sites remove <domain>
   farol members add <name> --role owner|admin|viewer [--sites a.com,b.com] | members list | members remove <id>
+  farol members reset <id> [--email you@example.com]   a one-time password link (an owner locked out)
   farol tokens create --member <id> [--name ci] | tokens list | tokens revoke <prefix>
   farol accounts add <name> | accounts list          (--account <id>: another account than the first)`;
 
