@@ -16,6 +16,8 @@ commands:
   processor   consumes the hub, sessionizes, writes ClickHouse
   api         reporting API + dashboard alone (start serves them too)
   migrate     applies the ClickHouse schema (idempotent, versioned)
+  backup <dir>   consistent backup of the embedded store (of a running start too; salts never)
+  restore <dir>  restores a backup into an empty data dir (FAROL_DATA_DIR)
   sites, members, tokens, accounts
               admin: add sites, grant roles, issue API tokens (printed once); see below
   help        this text
@@ -41,6 +43,8 @@ const commands: Record<string, Command> = {
   processor: async (config) => (await import('../processor/main.ts')).runProcessor(config),
   api: async (config) => (await import('../api/main.ts')).runApi(config),
   migrate: runMigrate,
+  backup: async (config, args) => (await import('./backup.ts')).runBackup(config, args),
+  restore: async (config, args) => (await import('./backup.ts')).runRestore(config, args),
   ...Object.fromEntries(ADMIN_GROUPS.map((group) => [group, admin(group)])),
 };
 

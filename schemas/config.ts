@@ -141,6 +141,10 @@ export const configSchema = z.object({
   FAROL_API_QUERIES_PER_TOKEN: positiveInt.max(1000).default(4),
   /** Further requests of one token that wait for a slot (at most the query timeout); past them 429. */
   FAROL_API_QUERY_QUEUE_PER_TOKEN: z.coerce.number().int().min(0).max(10_000).default(16),
+  /** Daily backups of the embedded store go in a folder per backup here (`farol backup`); unset: none. */
+  FAROL_BACKUP_DIR: z.string().min(1).optional(),
+  /** How many of the newest complete daily backups are kept in FAROL_BACKUP_DIR. */
+  FAROL_BACKUP_KEEP: positiveInt.max(1000).default(7),
 }).superRefine((c, ctx) => {
   if (c.FAROL_HUB === 'eventhubs') {
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
