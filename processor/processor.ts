@@ -183,10 +183,10 @@ export class Processor implements ConsumerHandlers {
 
   /**
    * Quiets every owned partition at a range boundary, for a consistent copy of the store (`farol
-   * backup`): each one writes what it buffered, snapshots and checkpoints, then writes nothing
-   * more until `released` resolves (records keep arriving in its buffer meanwhile). Resolves with
-   * the offset each partition has written and checkpointed up to, once all are quiet. A partition
-   * opened after the call is not held (the local hub opens them all at start).
+   * backup`): each one writes what it had buffered, then writes nothing more until `released`
+   * resolves (records keep arriving in its buffer meanwhile). Resolves with the offset each
+   * partition has written up to, once all are quiet. A partition opened after the call is not
+   * held (the local hub opens them all at start).
    */
   async hold(released: Promise<void>): Promise<Map<number, number>> {
     const held = await Promise.all([...this.workers].map(async ([p, w]) => [p, await w.hold(released)] as const));
@@ -365,10 +365,11 @@ class PartitionWorker {
   hold(released: Promise<void>): Promise<number> {
     return new Promise((resolve, reject) => {
       this.exclusive(async () => {
-        // A failed partition writes nothing more: the store holds what it wrote, as it stays.
-        if (this.failure === undefined) {
-          await this.flushDue(true);
-          await this.snapshot();
+        // What arrived before the hold is written first; records arriving meanwhile are not
+        // chased (under load that would never end). A failed partition writes nothing more.
+        const target = this.buffer.at(-1)?.offset ?? this.flushed;
+        for (let p = this.take(true); this.failure === undefined && p !== undefined; p = this.flushed < target ? this.take(true) : undefined) {
+          await this.flush(p);
         }
         resolve(this.flushed);
         await released;
