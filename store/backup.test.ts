@@ -8,6 +8,7 @@ import {
   BackupError,
   MANIFEST,
   pruneScheduledBackups,
+  runScheduledBackup,
   scheduledBackupName,
   verifyBackup,
   type BackupManifest,
@@ -122,6 +123,42 @@ describe('the daily schedule', () => {
     expect(deleted.sort()).toEqual(['farol-20261201T030000Z', 'farol-20261202T030000Z', 'farol-20261205T030000Z']);
     expect((await readdir(root)).sort()).toEqual(['farol-20261203T030000Z', 'farol-20261204T030000Z', 'my-own-backup', 'notes']);
     expect(await pruneScheduledBackups(join(root, 'missing'), 2)).toEqual([]);
+  });
+});
+
+describe('one check of the daily schedule', () => {
+  it('takes a backup when due, then keeps the newest; takes none when the newest is recent', async () => {
+    const root = join(await tempRoot(), 'daily');
+    const taken: string[] = [];
+    let checkAt = new Date('2026-12-01T03:00:00Z');
+    const backup = async (target: string): Promise<void> => {
+      taken.push(target);
+      await fakeBackup(target, { 'a.bin': target }, { createdAt: checkAt.toISOString() });
+    };
+    for (let day = 0; day < 4; day++) {
+      checkAt = new Date(Date.parse('2026-12-01T03:00:00Z') + day * 86_400_000);
+      const run = await runScheduledBackup({ root, keep: 2, now: checkAt, backup });
+      expect(run.taken).toBe(scheduledBackupName(checkAt));
+      // An hour later: not due.
+      expect(await runScheduledBackup({ root, keep: 2, now: new Date(checkAt.getTime() + 3_600_000), backup })).toEqual({ deleted: [] });
+    }
+    expect(taken).toHaveLength(4);
+    expect((await readdir(root)).sort()).toEqual(['farol-20261203T030000Z', 'farol-20261204T030000Z']);
+  });
+
+  it('a failed backup is reported, and what it left is deleted', async () => {
+    const root = join(await tempRoot(), 'daily');
+    const run = await runScheduledBackup({
+      root,
+      keep: 2,
+      now: new Date('2026-12-06T03:00:00Z'),
+      backup: async (target) => {
+        await mkdir(join(target, 'clickhouse'), { recursive: true });
+        throw new BackupError('disk full');
+      },
+    });
+    expect(run).toMatchObject({ failed: expect.any(BackupError), deleted: ['farol-20261206T030000Z'] });
+    expect(await readdir(root)).toEqual([]);
   });
 });
 

@@ -385,3 +385,39 @@ export async function pruneScheduledBackups(root: string, keep: number): Promise
 export function backupDue(newest: Date | undefined, now: Date): boolean {
   return newest === undefined || now.getTime() - newest.getTime() >= 23 * 3_600_000;
 }
+
+/** What one check of the daily schedule did. */
+export interface ScheduledRun {
+  /** The backup taken, when one was due and it was written. */
+  taken?: string;
+  /** Why the due backup failed. */
+  failed?: unknown;
+  /** Backups deleted (beyond `keep`, or cut short). */
+  deleted: string[];
+}
+
+/**
+ * One check of the daily schedule in `root`: when a backup is due, takes it with `backup` into a
+ * new `farol-<time>` folder; then (taken or failed) deletes all but the `keep` newest complete
+ * backups and those cut short. Never runs two at once: the caller checks one at a time.
+ */
+export async function runScheduledBackup(opts: {
+  root: string;
+  keep: number;
+  now: Date;
+  backup: (target: string) => Promise<unknown>;
+}): Promise<ScheduledRun> {
+  const run: ScheduledRun = { deleted: [] };
+  const { complete } = await listScheduledBackups(opts.root);
+  if (!backupDue(complete[0]?.createdAt, opts.now)) return run;
+  try {
+    await mkdir(opts.root, { recursive: true, mode: PRIVATE_DIR_MODE });
+    const name = scheduledBackupName(opts.now);
+    await opts.backup(join(opts.root, name));
+    run.taken = name;
+  } catch (err) {
+    run.failed = err;
+  }
+  run.deleted = await pruneScheduledBackups(opts.root, opts.keep);
+  return run;
+}

@@ -1,21 +1,11 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../schemas/config.ts';
 import type { Logger } from '../lib/log.ts';
-import { PRIVATE_DIR_MODE } from '../lib/private-dir.ts';
 import { within } from '../lib/within.ts';
-import {
-  backupDue,
-  BackupError,
-  createBackup,
-  listScheduledBackups,
-  pruneScheduledBackups,
-  scheduledBackupName,
-  type BackupManifest,
-  type Quiet,
-} from '../store/backup.ts';
+import { BackupError, createBackup, runScheduledBackup, type BackupManifest, type Quiet } from '../store/backup.ts';
 import type { Store } from '../store/store.ts';
 import type { WriteGate } from '../store/write-gate.ts';
 
@@ -154,18 +144,16 @@ export async function startBackupService(deps: BackupServiceDeps): Promise<Backu
     const tick = async (): Promise<void> => {
       if (running !== undefined || stop.signal.aborted) return;
       try {
-        const { complete } = await listScheduledBackups(root);
-        if (!backupDue(complete[0]?.createdAt, now())) return;
-        await mkdir(root, { recursive: true, mode: PRIVATE_DIR_MODE });
-        await backup(join(root, scheduledBackupName(now())), stop.signal);
+        const run = await runScheduledBackup({
+          root,
+          keep: config.FAROL_BACKUP_KEEP,
+          now: now(),
+          backup: (target) => backup(target, stop.signal),
+        });
+        if (run.failed !== undefined) log.error({ err: run.failed }, 'daily backup failed');
+        if (run.deleted.length > 0) log.info({ deleted: run.deleted }, 'old backups deleted');
       } catch (err) {
-        log.error({ err }, 'daily backup failed');
-      }
-      try {
-        const deleted = await pruneScheduledBackups(root, config.FAROL_BACKUP_KEEP);
-        if (deleted.length > 0) log.info({ deleted }, 'old backups deleted');
-      } catch (err) {
-        log.error({ err }, 'deleting old backups failed');
+        log.error({ err, root }, 'daily backups: the folder cannot be read or cleaned');
       }
     };
     const first = setTimeout(() => {
