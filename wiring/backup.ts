@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Config } from '../schemas/config.ts';
 import type { Logger } from '../lib/log.ts';
 import { within } from '../lib/within.ts';
-import { BackupError, createBackup, runScheduledBackup, type BackupManifest, type Quiet } from '../store/backup.ts';
+import { BackupError, createBackup, runScheduledBackup, stagingPath, type BackupManifest, type Quiet } from '../store/backup.ts';
 import type { Store } from '../store/store.ts';
 import type { WriteGate } from '../store/write-gate.ts';
 
@@ -91,6 +91,10 @@ export async function startBackupService(deps: BackupServiceDeps): Promise<Backu
   const now = deps.now ?? (() => new Date());
   const stop = new AbortController();
   let running: Promise<BackupManifest> | undefined;
+  // A copy the engine staged for a backup this instance's predecessor did not finish (killed):
+  // a whole database's worth of disk, of no use now.
+  const staging = stagingPath(config.FAROL_DATA_DIR);
+  if (staging !== undefined) await rm(staging, { recursive: true, force: true });
 
   const quiesce = async (): Promise<Quiet> => {
     let letGo!: () => void;
