@@ -63,8 +63,8 @@ const manifestSchema = z.object({
   /** The newest migration applied to the backed-up database. */
   schemaVersion: z.number().int().nonnegative(),
   /**
-   * Per hub partition, the last offset written to the store (and checkpointed) at the backup
-   * point, when a running processor was held; null for a backup of a stopped instance.
+   * Per hub partition, the last offset written to the store at the backup point, when a running
+   * processor was held; null for a backup of a stopped instance.
    */
   point: z.array(z.object({ partition: z.number().int().nonnegative(), offset: z.number().int().min(-1) })).nullable(),
   /** Tables left out (their names say salt). */
@@ -330,6 +330,10 @@ export async function restoreBackup(opts: RestoreOptions): Promise<BackupManifes
     const as = manifest.database === opts.target.database ? '' : ` AS ${opts.target.database}`;
     await store.exec(`RESTORE DATABASE ${manifest.database}${as} FROM File('${join(from, ENGINE_FOLDER)}')`, undefined, { withoutDatabase: true });
     await migrate(store, opts.target);
+  } catch (err) {
+    await store.close();
+    await rm(building, { recursive: true, force: true });
+    throw err;
   } finally {
     await store.close();
   }
