@@ -106,12 +106,14 @@ export async function startBackupService(deps: BackupServiceDeps): Promise<Backu
       }
       const offsets = await held;
       const reopen = await deps.gate.close();
+      const heldAt = Date.now();
       const point = [...offsets].sort(([a], [b]) => a - b).map(([partition, offset]) => ({ partition, offset }));
       return {
         point: deps.processor === undefined ? null : point,
         release: () => {
           reopen();
           letGo();
+          log.info({ ms: Date.now() - heldAt }, 'backup: writes held for the engine copy, now resumed');
         },
       };
     } catch (err) {
