@@ -143,7 +143,7 @@ describe.skipIf(nearMidnightUtc(5))('farol backup / restore of a live embedded i
     await waitForProcessor(source.metricsUrl, { partitions: PARTITIONS, eventRows: aEvents + loadSent, timeoutMs: 30_000 });
     sourceAnswers = await answers(source.url, dashboardQueries('a.test'));
     expect(sourceAnswers.every((x) => (x as { status: number }).status === 200)).toBe(true);
-  }, 90_000);
+  }, 120_000);
 
   it('a backup whose writer is SIGKILLed midway, a tampered backup and a non-empty data dir are refused', async () => {
     const src = source as FarolProcess;
@@ -189,7 +189,7 @@ describe.skipIf(nearMidnightUtc(5))('farol backup / restore of a live embedded i
     expect(intoUsed).toMatchObject({ code: 1, stderr: expect.stringMatching(/is not empty/) });
     expect(existsSync(join(root, 'r-cut', 'clickhouse'))).toBe(false);
     expect(existsSync(join(root, 'r-tampered', 'clickhouse'))).toBe(false);
-  }, 90_000);
+  }, 120_000);
 
   it('restores into a fresh data dir: the dashboard answers as the source did; the store holds the exact hub prefix, consistent', async () => {
     const dataDir = join(root, 'restored');
@@ -212,7 +212,7 @@ describe.skipIf(nearMidnightUtc(5))('farol backup / restore of a live embedded i
     expect(await rollupCounts(store, 'daily')).toEqual(raw);
     expect(await rollupCounts(store, 'hourly')).toEqual(raw);
     expect(Object.values(await rowsContaining(store, [...ips])).every((n) => n === 0)).toBe(true);
-  }, 90_000);
+  }, 120_000);
 
   it('the backup holds no salt and no client IP', async () => {
     const saltDir = join(root, 'src', 'salts');
