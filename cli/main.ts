@@ -17,6 +17,8 @@ commands:
   api         reporting API + dashboard alone (start serves them too)
   migrate     applies the ClickHouse schema (idempotent, versioned)
   demo        loads 30 days of demo traffic for demo.example.com (idempotent; while start is stopped)
+  backup <dir>   consistent backup of the embedded store (of a running start too; salts never)
+  restore <dir>  restores a backup into an empty data dir (FAROL_DATA_DIR)
   sites, members, tokens, accounts
               admin: add sites, grant roles, issue API tokens (printed once); see below
   help        this text
@@ -44,6 +46,8 @@ const commands: Record<string, Command> = {
   api: async (config) => (await import('../api/main.ts')).runApi(config),
   migrate: runMigrate,
   demo: async (config) => (await import('./demo.ts')).runDemo(config),
+  backup: async (config, args) => (await import('./backup.ts')).runBackup(config, args),
+  restore: async (config, args) => (await import('./backup.ts')).runRestore(config, args),
   ...Object.fromEntries(ADMIN_GROUPS.map((group) => [group, admin(group)])),
 };
 

@@ -59,6 +59,8 @@ export interface ProcessorRuntime {
   unclosedPartitions(): number[];
   /** Ingestion lag per owned partition (for the API; `/metrics` has the same as gauges). */
   lag(): Promise<PartitionLag[]>;
+  /** Quiets every partition until `released` resolves; see `Processor.hold`. */
+  hold(released: Promise<void>): Promise<Map<number, number>>;
   /**
    * After a site was registered, changed or deleted by this process: reloads the registrations,
    * then waits (at most `sitesChangedWaitMs`, 10 s) for the writes started before, so that a
@@ -122,6 +124,7 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
     abandon: (reason) => processor.abandon(reason),
     unclosedPartitions: () => [...unclosed].sort((a, b) => a - b),
     lag: () => processor.lag(),
+    hold: (released) => processor.hold(released),
     async sitesChanged() {
       await siteEpochs.refresh();
       if ((await within(processor.settled(), sitesChangedWaitMs)) === 'timed out') {
@@ -175,6 +178,7 @@ function runProcessorOn(
     abandon: (reason) => runtime.abandon(reason),
     unclosedPartitions: () => runtime.unclosedPartitions(),
     lag: () => runtime.lag(),
+    hold: (released) => runtime.hold(released),
     sitesChanged: () => runtime.sitesChanged(),
   };
 }

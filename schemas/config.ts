@@ -164,6 +164,10 @@ export const configSchema = z.object({
   FAROL_RATE_SIGNIN: rateSchema.default({ perSecond: 1 / 60, burst: 10 }),
   /** Days the audit trail keeps a record. */
   FAROL_AUDIT_RETENTION_DAYS: positiveInt.max(3650).default(365),
+  /** Daily backups of the embedded store go in a folder per backup here (`farol backup`); unset: none. */
+  FAROL_BACKUP_DIR: z.string().min(1).optional(),
+  /** How many of the newest complete daily backups are kept in FAROL_BACKUP_DIR. */
+  FAROL_BACKUP_KEEP: positiveInt.max(1000).default(7),
 }).superRefine((c, ctx) => {
   if ((c.FAROL_TLS_CERT === undefined) !== (c.FAROL_TLS_KEY === undefined)) {
     const missing = c.FAROL_TLS_CERT === undefined ? 'FAROL_TLS_CERT' : 'FAROL_TLS_KEY';

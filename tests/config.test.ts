@@ -13,6 +13,7 @@ describe('configuration', () => {
     expect(c.FAROL_RETENTION_DAYS).toBe(395);
     expect(c.FAROL_CLICKHOUSE_DATABASE).toBe('farol');
     expect([c.FAROL_API_QUERY_TIMEOUT_MS, c.FAROL_API_QUERY_MAX_MEMORY_BYTES, c.FAROL_API_QUERIES_PER_TOKEN, c.FAROL_API_QUERY_QUEUE_PER_TOKEN]).toEqual([10_000, 1024 ** 3, 4, 16]);
+    expect([c.FAROL_BACKUP_DIR, c.FAROL_BACKUP_KEEP]).toEqual([undefined, 7]);
   });
 
   it.each([
@@ -41,6 +42,8 @@ describe('configuration', () => {
     ['FAROL_SESSION_MAX_HOURS', '1.5'],
     ['FAROL_RATE_SIGNIN', 'lots'],
     ['FAROL_AUDIT_RETENTION_DAYS', '0'],
+    ['FAROL_BACKUP_KEEP', '0'],
+    ['FAROL_BACKUP_KEEP', 'all'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
   });
