@@ -141,6 +141,10 @@ export const configSchema = z.object({
   FAROL_API_QUERIES_PER_TOKEN: positiveInt.max(1000).default(4),
   /** Further requests of one token that wait for a slot (at most the query timeout); past them 429. */
   FAROL_API_QUERY_QUEUE_PER_TOKEN: z.coerce.number().int().min(0).max(10_000).default(16),
+  /** Longest wait between retries of a failed ClickHouse write (the wait doubles from 100 ms up to it). */
+  FAROL_PROCESSOR_RETRY_MAX_MS: positiveInt.min(100).max(600_000).default(30_000),
+  /** On SIGTERM, how long a processor's partitions get to write and checkpoint what they hold before giving up (exit 1). */
+  FAROL_DRAIN_TIMEOUT_MS: positiveInt.min(100).max(600_000).default(15_000),
 }).superRefine((c, ctx) => {
   if (c.FAROL_HUB === 'eventhubs') {
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
