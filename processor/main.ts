@@ -145,19 +145,21 @@ export function processorStateDir(dataDir: string, group: string): string {
  * {@link boundedDrain}); the hub and the store stay open for their owner to close.
  */
 function runProcessorOn(
+  config: Config,
   consumer: HubConsumer,
   stateStore: StateStore,
   consumerName: string,
   deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
 ): ProcessorRuntime {
-  const bounds: DrainBounds = { ...defaultDrainBounds, ...deps.drain };
+  // The configured retry cap and drain bound (FAROL_PROCESSOR_RETRY_MAX_MS, FAROL_DRAIN_TIMEOUT_MS); the caller's overrides win.
+  const bounds: DrainBounds = { ...defaultDrainBounds, flushMs: config.FAROL_DRAIN_TIMEOUT_MS, ...deps.drain };
   const runtime = startProcessor({
     consumer,
     store: deps.store,
     stateStore,
     log: deps.log,
     metrics: deps.metrics,
-    ...(deps.options === undefined ? {} : { options: deps.options }),
+    options: { retryMaxMs: config.FAROL_PROCESSOR_RETRY_MAX_MS, ...deps.options },
   });
   let stopping: Promise<void> | undefined;
   return {
@@ -200,7 +202,7 @@ export async function startLocalProcessor(
     await consumer.close();
     throw err;
   }
-  return runProcessorOn(consumer, stateStore, 'the hub consumer', deps);
+  return runProcessorOn(config, consumer, stateStore, 'the hub consumer', deps);
 }
 
 /**
@@ -245,7 +247,7 @@ export async function startEventHubsProcessor(
     await consumer.close();
     throw err;
   }
-  return { ...runProcessorOn(consumer, stateStore, 'the Event Hubs client', deps), partitionCount: consumer.partitionCount };
+  return { ...runProcessorOn(config, consumer, stateStore, 'the Event Hubs client', deps), partitionCount: consumer.partitionCount };
 }
 
 /**

@@ -168,6 +168,10 @@ export const configSchema = z.object({
   FAROL_BACKUP_DIR: z.string().min(1).optional(),
   /** How many of the newest complete daily backups are kept in FAROL_BACKUP_DIR. */
   FAROL_BACKUP_KEEP: positiveInt.max(1000).default(7),
+  /** Longest wait between retries of a failed ClickHouse write (the wait doubles from 100 ms up to it). */
+  FAROL_PROCESSOR_RETRY_MAX_MS: positiveInt.min(100).max(600_000).default(30_000),
+  /** On SIGTERM, how long a processor's partitions get to write and checkpoint what they hold before giving up (exit 1). */
+  FAROL_DRAIN_TIMEOUT_MS: positiveInt.min(100).max(600_000).default(15_000),
 }).superRefine((c, ctx) => {
   if ((c.FAROL_TLS_CERT === undefined) !== (c.FAROL_TLS_KEY === undefined)) {
     const missing = c.FAROL_TLS_CERT === undefined ? 'FAROL_TLS_CERT' : 'FAROL_TLS_KEY';

@@ -14,6 +14,7 @@ describe('configuration', () => {
     expect(c.FAROL_CLICKHOUSE_DATABASE).toBe('farol');
     expect([c.FAROL_API_QUERY_TIMEOUT_MS, c.FAROL_API_QUERY_MAX_MEMORY_BYTES, c.FAROL_API_QUERIES_PER_TOKEN, c.FAROL_API_QUERY_QUEUE_PER_TOKEN]).toEqual([10_000, 1024 ** 3, 4, 16]);
     expect([c.FAROL_BACKUP_DIR, c.FAROL_BACKUP_KEEP]).toEqual([undefined, 7]);
+    expect([c.FAROL_PROCESSOR_RETRY_MAX_MS, c.FAROL_DRAIN_TIMEOUT_MS]).toEqual([30_000, 15_000]);
   });
 
   it.each([
@@ -44,6 +45,10 @@ describe('configuration', () => {
     ['FAROL_AUDIT_RETENTION_DAYS', '0'],
     ['FAROL_BACKUP_KEEP', '0'],
     ['FAROL_BACKUP_KEEP', 'all'],
+    ['FAROL_PROCESSOR_RETRY_MAX_MS', '0'],
+    ['FAROL_PROCESSOR_RETRY_MAX_MS', '1e308'],
+    ['FAROL_DRAIN_TIMEOUT_MS', '-5'],
+    ['FAROL_DRAIN_TIMEOUT_MS', 'soon'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
   });
