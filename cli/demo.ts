@@ -92,7 +92,7 @@ export async function runDemo(config: Config, io: Io = defaultIo): Promise<numbe
       `demo site ${DEMO_SITE}: ${loaded.added === 0 ? 'already loaded, nothing added' : `${loaded.added.toLocaleString('en-US')} events added`} ` +
         `(${loaded.stored.toLocaleString('en-US')} stored, 30 days) in ${((Date.now() - started) / 1000).toFixed(1)} s\n\n` +
         `start Farol (npm start, or farol start) and open the dashboard:\n  ${url}\n` +
-        `sign in with this viewer token for ${DEMO_SITE} (shown once):\n  ${token}\n`,
+        `sign in with this viewer token for ${DEMO_SITE} (shown once; the sign-in page's "Developer option"):\n  ${token}\n`,
     );
     return 0;
   } catch (err) {

@@ -107,6 +107,8 @@ describe('farol demo, then the dashboard', () => {
     const p = page as Page;
     await p.goto(`${(proc as FarolProcess).url}/?site=${SITE}`);
     await p.waitForSelector('#login:not([hidden])');
+    // The token box is the developer option (people sign in: tests/signin-browser.test.ts).
+    await p.click('#dev-token summary');
     await p.fill('#token-input', (first as DemoRun).token);
     await p.click('#login-form button[type=submit]');
     await ready();
