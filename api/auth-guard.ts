@@ -27,16 +27,22 @@ export interface AuthGuard {
   failed(client: string): void;
 }
 
-export function createAuthGuard(opts: { rate: Rate; trust: TrustProxy; metrics: Registry; now?: () => number; maxClients?: number }): AuthGuard {
+/**
+ * A client's key: a keyed hash of its address (per FAROL_TRUST_PROXY; an IPv6 one by its /64)
+ * under a random key of this keyer, kept in memory only. Also sign-in's per-client throttle.
+ */
+export function clientKeyer(trust: TrustProxy): (remote: string, xff: string) => string {
   const key = randomBytes(32);
+  return (remote, xff) => createHmac('sha256', key).update(networkOf(clientIp({ remote, xff, trust }))).digest('base64url').slice(0, 22);
+}
+
+export function createAuthGuard(opts: { rate: Rate; trust: TrustProxy; metrics: Registry; now?: () => number; maxClients?: number }): AuthGuard {
+  const clientKey = clientKeyer(opts.trust);
   const buckets = new TokenBuckets(opts.rate, { maxKeys: opts.maxClients ?? 100_000, ...(opts.now ? { now: opts.now } : {}) });
   const failures = opts.metrics.counter('farol_api_auth_failures_total', 'API requests with an Authorization header answered 401');
   const limited = opts.metrics.counter('farol_api_auth_limited_total', 'API requests refused with 429 after too many failed authentications');
   return {
-    clientKey(remote, xff) {
-      const ip = clientIp({ remote, xff, trust: opts.trust });
-      return createHmac('sha256', key).update(networkOf(ip)).digest('base64url').slice(0, 22);
-    },
+    clientKey,
     blocked(client) {
       const wait = buckets.wait(client);
       if (wait > 0) limited.inc();

@@ -7,6 +7,7 @@ import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../l
 import { remoteAddress } from '../lib/http/client-ip.ts';
 import { httpServerOf, type HttpServer } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
+import { HSTS } from '../lib/http/tls.ts';
 import { StoreError } from '../store/store.ts';
 import type { AuthGuard } from './auth-guard.ts';
 
@@ -29,6 +30,10 @@ export interface ApiRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** The decoded JSON body for POST/PUT/PATCH (undefined when empty); undefined for other methods. */
   readonly body: unknown;
+  /** The route's pattern (`DELETE /api/v1/members/:id`): what the audit trail records as the action. */
+  readonly route?: string;
+  /** The client's key (a keyed hash of its address, never the address) on routes that ask for it ({@link RouteOptions.clientKey}). */
+  readonly client?: string;
 }
 
 export interface ApiReply {
@@ -37,7 +42,8 @@ export interface ApiReply {
   json?: unknown;
   body?: string | Buffer;
   contentType?: string;
-  headers?: Readonly<Record<string, string>>;
+  /** Response headers; a list writes the header once per value (several `Set-Cookie`). */
+  headers?: Readonly<Record<string, string | readonly string[]>>;
 }
 
 export type Handler = (req: ApiRequest) => Promise<ApiReply> | ApiReply;
@@ -47,6 +53,8 @@ export interface RouteOptions {
   maxBodyBytes?: number;
   /** Answer CORS for any origin (the tracker's public routes). */
   cors?: boolean;
+  /** Key the request's client (sign-in throttling): called before any await with the peer address and X-Forwarded-For; the result is `ApiRequest.client`. */
+  clientKey?: (remote: string, xff: string) => string;
 }
 
 export interface ApiRouter {
@@ -57,7 +65,7 @@ export interface ApiRouter {
   del(path: string, handler: Handler, opts?: RouteOptions): void;
 }
 
-const COPIED_HEADERS = ['authorization', 'content-type', 'accept', 'accept-encoding', 'if-none-match', 'origin', 'cookie'] as const;
+const COPIED_HEADERS = ['authorization', 'content-type', 'accept', 'accept-encoding', 'if-none-match', 'origin', 'cookie', 'x-csrf-token'] as const;
 const DEFAULT_MAX_BODY = 1 << 20;
 const BODY_TIMEOUT_MS = 10_000;
 
@@ -107,7 +115,7 @@ export interface Router extends ApiRouter {
 export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
   const { log, metrics } = deps;
   const server = httpServerOf(app, { dialect: 'api' });
-  const { inflight } = server;
+  const { inflight, secure } = server;
   const bodyMemory = bodyMemoryOf(app, deps.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY);
   const requests = metrics.counter('farol_api_requests_total', 'API requests by route and status');
   const seconds = metrics.histogram('farol_api_request_seconds', 'API request time by route', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]);
@@ -165,6 +173,8 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
           ? guard.clientKey(remoteAddress(res), req.getHeader('x-forwarded-for'))
           : undefined;
       const request = {
+        route,
+        ...(opts.clientKey ? { client: opts.clientKey(remoteAddress(res), req.getHeader('x-forwarded-for')) } : {}),
         method: method === 'del' ? 'DELETE' : method.toUpperCase(),
         url: req.getUrl(),
         params,
@@ -184,6 +194,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
         res.cork(() => {
           res.writeStatus(statusLine(status));
           if (opts.cors) res.writeHeader('Access-Control-Allow-Origin', '*');
+          if (secure) res.writeHeader('Strict-Transport-Security', HSTS);
           let body: string | Buffer = '';
           let type = out.contentType;
           if (out.body !== undefined) body = out.body;
@@ -192,7 +203,7 @@ export function createRouter(app: TemplatedApp, deps: RouterDeps): Router {
             type ??= 'application/json';
           }
           if (type) res.writeHeader('Content-Type', type);
-          for (const [k, v] of Object.entries(out.headers ?? {})) res.writeHeader(k, v);
+          for (const [k, v] of Object.entries(out.headers ?? {})) for (const one of typeof v === 'string' ? [v] : v) res.writeHeader(k, one);
           if (method === 'head') res.endWithoutBody(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
           else endAnswer(res, body, answer);
         });

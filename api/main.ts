@@ -9,12 +9,15 @@ import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../cont
 import { bootstrapControl } from '../wiring/control.ts';
 import { DataDirLockedError, migrationTarget, openStoreForAdmin } from '../wiring/store.ts';
 import { listenApi } from './server.ts';
+import { configuredTls } from '../lib/http/tls.ts';
 
 /** The API's wiring point: `farol api`, the reporting API and dashboard alone on FAROL_PORT. */
 
 /** `farol api`: the reporting API and dashboard on FAROL_PORT, until SIGTERM. */
 export async function runApi(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'api' });
+  // Checked before the store opens: a bad certificate is exit 2 naming the variable.
+  const tls = configuredTls(config);
   let store: Store;
   try {
     store = await openStoreForAdmin(config);
@@ -32,7 +35,7 @@ export async function runApi(config: Config): Promise<number> {
     // Processors run in other processes: a deleted site's data goes once they know.
     const control = new ControlPlane(store, { ...controlPlaneOptions(config), deleteGraceMs: SITE_DELETE_GRACE_MS });
     await bootstrapControl(control, config, log);
-    const server = await listenApi({ store, control, config, log, metrics, now: () => new Date() });
+    const server = await listenApi({ store, control, config, log, metrics, now: () => new Date() }, tls);
     const signal = await untilSignal();
     log.info({ signal }, 'draining');
     await server.stop();

@@ -10,6 +10,7 @@ import { migrate } from '../store/migrate.ts';
 import type { QueryParams, Store } from '../store/store.ts';
 import { ms, num, table } from './report.ts';
 import type { Check, Scenario, ScenarioContext } from './scenario.ts';
+import { ACQUISITION, CAMPAIGNS, COUNTRIES, CUSTOM_EVENTS, GOALS, NAMED_PAGES, PATHS, PLANS, REFERRAL_DOMAINS, TERMS } from '../cli/demo-traffic.ts';
 
 /*
  * `query`: the dashboard's queries over one site (issue #9: at 10M events over 30 days, p95 < 50 ms
@@ -90,60 +91,14 @@ const VISITOR_POOL_FACTOR = 0.8;
 const SITE: QuerySite = {
   domain: 'example.com',
   timezone: 'UTC',
-  goals: ['Signup', 'Purchase', 'Outbound Link: Click', 'File Download', 'Visit /pricing'],
+  goals: GOALS,
 };
 
 // ---------------------------------------------------------------------------------------------
-// Generation. Only constants of this file reach the SQL text; sizes, seed and times are bound.
+// Generation. Only constants (this file's and the shared distributions) reach the SQL text; sizes, seed and times are bound.
 
-const NAMED_PAGES = [
-  '/', '/pricing', '/features', '/blog', '/docs', '/about', '/signup', '/login', '/contact', '/docs/getting-started',
-  '/integrations', '/changelog', '/careers', '/customers', '/security', '/privacy', '/terms', '/docs/api', '/blog/launch', '/status',
-];
-/** Distinct paths: ranks 1…N drawn with density ∝ 1/rank. */
-const PATHS = 3000;
-const REFERRAL_DOMAINS = 500;
-
-// ~150 countries, roughly by traffic: drawn with density ∝ 1/rank.
-const COUNTRIES = (
-  'US DE GB IN FR CA BR NL ES IT PL AU JP SE CH RU TR MX ID KR BE AT UA CZ DK NO FI PT IE IL ' +
-  'AR CO CL PE VN TH MY SG PH PK BD NG ZA EG KE MA TN DZ GH RO HU GR BG RS HR SI SK LT LV EE BY ' +
-  'KZ UZ GE AM AZ IR IQ SA AE QA KW BH OM JO LB CY MT LU IS NZ TW HK CN MN NP LK MM KH LA EC VE ' +
-  'UY PY BO CR PA GT HN SV NI DO CU JM TT PR ET TZ UG RW CM CI SN ZM ZW MZ AO NA BW MU MG SD LY ' +
-  'AL MK BA ME MD XK AF KG TJ TM BN FJ PG BT MV BB BS BZ GY SR HT LR SL GN ML BF NE TD'
-).split(' ');
-
-/** Acquisition: how a session arrived (weights in ‰). Index 14 is the long tail of referral sites. */
-const ACQUISITION: { weight: number; source: string; referrer: string; channel: string; utmSource: string; utmMedium: string; click: string }[] = [
-  { weight: 330, source: '', referrer: '', channel: 'Direct', utmSource: '', utmMedium: '', click: '' },
-  { weight: 300, source: 'Google', referrer: 'https://www.google.com/', channel: 'Organic Search', utmSource: '', utmMedium: '', click: '' },
-  { weight: 30, source: 'Bing', referrer: 'https://www.bing.com/', channel: 'Organic Search', utmSource: '', utmMedium: '', click: '' },
-  { weight: 20, source: 'DuckDuckGo', referrer: 'https://duckduckgo.com/', channel: 'Organic Search', utmSource: '', utmMedium: '', click: '' },
-  { weight: 30, source: 'Facebook', referrer: 'https://www.facebook.com/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
-  { weight: 25, source: 'Reddit', referrer: 'https://www.reddit.com/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
-  { weight: 15, source: 'X', referrer: 'https://t.co/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
-  { weight: 15, source: 'LinkedIn', referrer: 'https://www.linkedin.com/', channel: 'Organic Social', utmSource: '', utmMedium: '', click: '' },
-  { weight: 20, source: 'Hacker News', referrer: 'https://news.ycombinator.com/', channel: 'Referral', utmSource: '', utmMedium: '', click: '' },
-  { weight: 20, source: 'ChatGPT', referrer: 'https://chatgpt.com/', channel: 'AI Assistants', utmSource: '', utmMedium: '', click: '' },
-  { weight: 40, source: 'newsletter', referrer: '', channel: 'Email', utmSource: 'newsletter', utmMedium: 'email', click: '' },
-  { weight: 45, source: 'Google', referrer: 'https://www.google.com/', channel: 'Paid Search', utmSource: 'google', utmMedium: 'cpc', click: 'gclid' },
-  { weight: 30, source: 'Facebook', referrer: 'https://www.facebook.com/', channel: 'Paid Social', utmSource: 'facebook', utmMedium: 'paid_social', click: 'fbclid' },
-  { weight: 80, source: '', referrer: '', channel: 'Referral', utmSource: '', utmMedium: '', click: '' },
-];
+// The distributions are shared with `farol demo` (cli/demo-traffic.ts).
 const LONG_TAIL = ACQUISITION.length;
-
-/** Custom events, with weights in %, placed after a session's pageviews. */
-const CUSTOM_EVENTS = [
-  { name: 'Outbound Link: Click', weight: 35 },
-  { name: 'File Download', weight: 15 },
-  { name: 'Signup', weight: 25 },
-  { name: 'Purchase', weight: 10 },
-  { name: '404', weight: 15 },
-];
-
-const CAMPAIGNS = ['spring-sale', 'black-friday', 'launch-week', 'retargeting', 'brand'];
-const TERMS = ['web analytics', 'privacy analytics', 'google analytics alternative', 'ab testing', 'cookieless analytics'];
-const PLANS = ['free', 'pro', 'team'];
 
 function strings(values: readonly string[]): string {
   return `[${values.map((v) => `'${v.replace(/[\\']/g, (c) => `\\${c}`)}'`).join(', ')}]`;
@@ -222,7 +177,7 @@ FROM numbers({s0:UInt64}, {sn:UInt64})`;
 const eventDraw = (k: number): string => `(cityHash64({seed:UInt64}, x_s, i, ${k}) / ${U64})`;
 
 /**
- * Events as the processor writes them. `saltDay`: the schema has the `salt_day` column (migration 9),
+ * Events as the processor writes them. `saltDay`: the schema has the `salt_day` column (migration 10),
  * written as the collector stamps it.
  */
 function insertEventsSql(saltDay: boolean): string {
@@ -479,14 +434,14 @@ async function one(store: Store, sql: string): Promise<Record<string, string>> {
 /**
  * Whole-dataset totals of the raw tables against the day and hour rollups (`dim = ''`); visitors
  * against the closed salt days plus the raw rows of the open ones (processor/salt-days.ts
- * `storedVisitors`), as unique states left the rollups (migration 10).
+ * `storedVisitors`), as unique states left the rollups (migration 11).
  */
 async function rollupTotals(store: Store): Promise<TotalsRow[]> {
   const rawEvents = await one(
     store,
     "SELECT countIf(name = 'pageview') AS pageviews, count() AS events, uniqExact(visitor_id) AS visitors FROM events WHERE site = {site:String}",
   );
-  // Unique visitors left the rollups (migration 10): closed salt days plus raw rows of open ones.
+  // Unique visitors left the rollups (migration 11): closed salt days plus raw rows of open ones.
   const stored = async (side: 'event' | 'session'): Promise<string> =>
     String((await storedVisitors(store, { sites: [SITE.domain], side, dims: [''] }))[0]?.visitors ?? 0);
   const [eventVisitors, sessionVisitors] = [await stored('event'), await stored('session')];
@@ -828,7 +783,7 @@ export function queryScenario(o: QueryOptions): Scenario {
             `reusing the dataset in ${dataDir} (${num(dataset.events)} events over ${DAYS} days from ${isoDay(dataset.baseMs)}, history from ${isoDay(dataset.historyStartMs)})`,
           );
           const rows = await describeData(store, dataset.baseMs);
-          // Idempotent: closes only what the kept data has not closed yet (seeded before migration 9, say).
+          // Idempotent: closes only what the kept data has not closed yet (seeded before migration 10, say).
           const closing = await closeDays(store, ctx, new Date(dataset.baseMs + DAYS * DAY_MS - 1000));
           seedReport = { dataset, seconds: 0, reused: true, rows: { events: rows['event_rows'] ?? 0, sessions: rows['session_rows'] ?? 0 }, closing };
         } else {

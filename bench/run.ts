@@ -47,6 +47,7 @@ options:
   --threads <n>       wrk threads (default 1)
   --json <path>       result file (default bench/results/<scenario>-<timestamp>.json)
   --cpu-prof          run the collector under node --cpu-prof and summarize the measured run
+  --tls               collector scenario: plain vs HTTPS collector in one run (req/s, events per CPU-second)
   --strict            exit 3 when a performance target is missed, not only on correctness failures
 
 query options:
@@ -88,6 +89,7 @@ const OPTIONS = {
   threads: { type: 'string' },
   json: { type: 'string' },
   'cpu-prof': { type: 'boolean' },
+  tls: { type: 'boolean' },
   strict: { type: 'boolean' },
   events: { type: 'string' },
   runs: { type: 'string' },
@@ -105,6 +107,7 @@ export function parseCommandLine(argv: string[], stamp: string): { scenario: Sce
   let threads = 1;
   let json: string | undefined;
   let cpuProf = false;
+  let tls = false;
   let strict = false;
   const query: QueryOptions = { ...DEFAULT_QUERY_OPTIONS };
   const queryFlags: string[] = [];
@@ -142,6 +145,9 @@ export function parseCommandLine(argv: string[], stamp: string): { scenario: Sce
       case 'cpu-prof':
         cpuProf = true;
         break;
+      case 'tls':
+        tls = true;
+        break;
       case 'strict':
         strict = true;
         break;
@@ -176,10 +182,11 @@ export function parseCommandLine(argv: string[], stamp: string): { scenario: Sce
   if (name === undefined) throw new UsageError('which scenario?');
   let scenario = SCENARIOS[name];
   if (!scenario) throw new UsageError(`unknown scenario "${name}"`);
+  if (tls && name !== 'collector') throw new UsageError('--tls applies to the collector scenario only');
   if (name === 'query') scenario = queryScenario(query);
   else if (queryFlags.length > 0) throw new UsageError(`${queryFlags[0]} applies to the query scenario only`);
   const jsonPath = json ? (isAbsolute(json) ? json : resolve(process.cwd(), json)) : join(ROOT, 'bench', 'results', `${name}-${stamp}.json`);
-  return { scenario, opts: { durationS, warmupS, connections, threads, jsonPath, cpuProf, strict }, query };
+  return { scenario, opts: { durationS, warmupS, connections, threads, jsonPath, cpuProf, strict, tls }, query };
 }
 
 function formatChecks(checks: Check[]): string {

@@ -17,6 +17,8 @@ export interface BenchOptions {
   cpuProf: boolean;
   /** Exit non-zero when a performance target is missed (correctness failures always do). */
   strict: boolean;
+  /** Collector scenario: measure the plain and the HTTPS collector instead (bench/scenarios/collector-tls.ts). */
+  tls?: boolean;
 }
 
 export interface Check {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnTracked, type Child } from './children.ts';
+import { httpsRequest, makeTestCert } from '../lib/testing/tls.ts';
 
 /* The servers under test, each a single-threaded child process on 127.0.0.1. */
 
@@ -43,15 +44,17 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** Polls `GET /healthz` until it answers 200; fails early if the child exits. */
-export async function waitHealthy(url: string, child: Child, timeoutMs: number): Promise<void> {
+/** Polls `GET /healthz` until it answers 200 (over HTTPS trusting `ca` when given); fails early if the child exits. */
+export async function waitHealthy(url: string, child: Child, timeoutMs: number, ca?: Buffer): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.done) throw new Error(`server exited (${String(await child.exited)}) before it was healthy:\n${child.output.join('\n')}`);
     try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return;
+      const status =
+        ca === undefined
+          ? await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) }).then(async (res) => (await res.arrayBuffer(), res.status))
+          : (await httpsRequest({ port: Number(new URL(url).port), path: '/healthz', ca })).status;
+      if (status === 200) return;
     } catch {
       // not listening yet
     }
@@ -60,8 +63,8 @@ export async function waitHealthy(url: string, child: Child, timeoutMs: number):
   throw new Error(`server at ${url} not healthy within ${timeoutMs} ms:\n${child.output.join('\n')}`);
 }
 
-async function started(name: string, port: number, child: Child, cleanup: () => void): Promise<Server> {
-  const url = `http://${HOST}:${port}`;
+async function started(name: string, port: number, child: Child, cleanup: () => void, ca?: Buffer): Promise<Server> {
+  const url = `${ca === undefined ? 'http' : 'https'}://${HOST}:${port}`;
   const server: Server = {
     name,
     url,
@@ -78,7 +81,7 @@ async function started(name: string, port: number, child: Child, cleanup: () => 
     },
   };
   try {
-    await waitHealthy(url, child, 60_000);
+    await waitHealthy(url, child, 60_000, ca);
   } catch (err) {
     await server.kill();
     throw err;
@@ -99,6 +102,8 @@ export interface CollectorStartOptions {
   nodeArgs?: string[];
   /** `collector` (ingest only, the default) or `start` (all-in-one: + processor + chDB). */
   command?: 'collector' | 'start';
+  /** Serve HTTPS with a self-signed certificate made in the data dir. */
+  tls?: boolean;
 }
 
 /**
@@ -110,7 +115,9 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const port = await freePort();
   const metricsPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'farol-bench-'));
+  const cert = opts.tls ? makeTestCert(dataDir, 'bench') : undefined;
   const env = cleanEnv({
+    ...(cert === undefined ? {} : { FAROL_TLS_CERT: cert.cert, FAROL_TLS_KEY: cert.key }),
     FAROL_HOST: HOST,
     FAROL_PORT: String(port),
     FAROL_METRICS_HOST: HOST,
@@ -126,7 +133,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
   const cleanup = (): void => rmSync(dataDir, { recursive: true, force: true });
-  const server = await started('collector', port, child, cleanup);
+  const server = await started(opts.tls ? 'collector (TLS)' : 'collector', port, child, cleanup, cert?.pem);
   return { ...server, dataDir, metricsUrl: `http://${HOST}:${metricsPort}` };
 }
 

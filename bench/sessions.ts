@@ -50,12 +50,13 @@ export async function withCollector<T>(
   ctx: ScenarioContext,
   body: (server: Server, marks: SessionMarks) => Promise<T>,
   command: 'collector' | 'start' = 'collector',
+  tls = false,
 ): Promise<CollectorSession<T>> {
   const profDir = ctx.opts.cpuProf ? mkdtempSync(join(tmpdir(), 'farol-bench-prof-')) : null;
   const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=250'] : [];
   let server: Awaited<ReturnType<typeof startCollector>>;
   try {
-    server = await startCollector({ nodeArgs, command });
+    server = await startCollector({ nodeArgs, command, tls });
   } catch (err) {
     if (profDir) rmSync(profDir, { recursive: true, force: true });
     throw err;

@@ -19,6 +19,8 @@ export const ADMIN_USAGE = `admin commands (on the configured store; embedded: o
   farol members add <name> --role owner|admin|viewer [--sites a.com,b.com]   (no --sites: every site)
   farol members list
   farol members remove <id>
+  farol members reset <id> [--email you@example.com]  prints a one-time sign-in link that sets a new password
+                                                     (and clears the second factor): an owner locked out
   farol tokens create --member <id> [--name ci]      prints the token once
   farol tokens list
   farol tokens revoke <prefix>
@@ -27,7 +29,7 @@ export const ADMIN_USAGE = `admin commands (on the configured store; embedded: o
   (--account <id> acts on another account than the first)`;
 
 /** Flags of the admin commands; they win over the config flags (`--sites` is also FAROL_SITES). */
-export const ADMIN_FLAGS = ['timezone', 'role', 'sites', 'member', 'name', 'account'] as const;
+export const ADMIN_FLAGS = ['timezone', 'role', 'sites', 'member', 'name', 'account', 'email'] as const;
 
 type Flag = (typeof ADMIN_FLAGS)[number];
 
@@ -48,7 +50,7 @@ export async function runAdmin(
   const [action, ...operands] = positional;
   const known: Record<string, readonly string[]> = {
     sites: ['add', 'list', 'remove', 'release'],
-    members: ['add', 'list', 'remove'],
+    members: ['add', 'list', 'remove', 'reset'],
     tokens: ['create', 'list', 'revoke'],
     accounts: ['add', 'list'],
   };
@@ -129,6 +131,22 @@ export async function runAdmin(
         line(out, `removed member ${m.id} and revoked its tokens`);
         break;
       }
+      case 'members reset': {
+        const m = await control.member(need(0, 'id'));
+        if (m === null || m.accountId !== accountId) throw new ApiError('API_NOT_FOUND', 'Member not found');
+        const { emailSchema } = await import('../control/people.ts');
+        const identity = await control.people.identity(m.id);
+        if (flags.email !== undefined) {
+          const email = emailSchema.safeParse(flags.email);
+          if (!email.success) throw new UsageError('--email must be an email address');
+          await control.people.setIdentity(m.id, m.accountId, { email: email.data });
+        } else if ((identity?.email ?? '') === '') throw new UsageError(`member ${m.id} has no email to sign in with: add --email`);
+        const { secret, expiresAt } = await control.people.resetLink(m.id, m.accountId);
+        const base = config.FAROL_PUBLIC_URL ?? `http://${config.FAROL_HOST}:${config.FAROL_PORT}`;
+        line(out, `one-time link for ${m.id} (${m.role}), valid until ${expiresAt}; open it to set a new password:`);
+        line(out, `${base}/#reset=${secret}`);
+        break;
+      }
       case 'tokens create': {
         if (flags.member === undefined) throw new UsageError('tokens create needs --member <id>');
         const m = await control.member(flags.member);
@@ -155,6 +173,11 @@ export async function runAdmin(
       case 'accounts list':
         for (const a of await control.accounts()) line(out, a.id, a.name, a.createdAt);
         break;
+    }
+    if (!key.endsWith(' list')) {
+      // A token named by itself (tokens revoke) is recorded by its display prefix only.
+      const target = operands.map((o) => (o.length > 40 ? `${o.slice(0, 12)}…` : o)).join(' ');
+      await control.people.audit(accountId, { actor: 'operator', via: 'cli', viaId: '', action: `cli ${key}`, target, detail: { ...(flags.role ? { role: flags.role } : {}), ...(flags.sites ? { sites: flags.sites } : {}) } });
     }
     io.out(out.length === 0 ? '' : `${out.join('\n')}\n`);
     return 0;

@@ -16,6 +16,9 @@ commands:
   processor   consumes the hub, sessionizes, writes ClickHouse
   api         reporting API + dashboard alone (start serves them too)
   migrate     applies the ClickHouse schema (idempotent, versioned)
+  demo        loads 30 days of demo traffic for demo.example.com (idempotent; while start is stopped)
+  backup <dir>   consistent backup of the embedded store (of a running start too; salts never)
+  restore <dir>  restores a backup into an empty data dir (FAROL_DATA_DIR)
   sites, members, tokens, accounts
               admin: add sites, grant roles, issue API tokens (printed once); see below
   help        this text
@@ -25,6 +28,7 @@ Configuration comes from FAROL_* environment variables or the equivalent --flags
 
   farol sites add <domain> [--timezone Europe/Lisbon] | sites list | sites remove <domain>
   farol members add <name> --role owner|admin|viewer [--sites a.com,b.com] | members list | members remove <id>
+  farol members reset <id> [--email you@example.com]   a one-time password link (an owner locked out)
   farol tokens create --member <id> [--name ci] | tokens list | tokens revoke <prefix>
   farol accounts add <name> | accounts list          (--account <id>: another account than the first)`;
 
@@ -41,8 +45,14 @@ const commands: Record<string, Command> = {
   processor: async (config) => (await import('../processor/main.ts')).runProcessor(config),
   api: async (config) => (await import('../api/main.ts')).runApi(config),
   migrate: runMigrate,
+  demo: async (config) => (await import('./demo.ts')).runDemo(config),
+  backup: async (config, args) => (await import('./backup.ts')).runBackup(config, args),
+  restore: async (config, args) => (await import('./backup.ts')).runRestore(config, args),
   ...Object.fromEntries(ADMIN_GROUPS.map((group) => [group, admin(group)])),
 };
+
+/** The commands `farol` knows (the deploy kit's validation checks its files name only these). */
+export const commandNames = (): string[] => Object.keys(commands);
 
 function admin(group: string): Command {
   return async (config, args, flags) => (await import('./admin.ts')).runAdmin(group, config, args, flags);
@@ -103,6 +113,11 @@ export async function main(argv: string[]): Promise<number> {
     if (dir.refused.length > 0) log.warn({ paths: dir.refused }, 'the data dir is open to other users and this user cannot change that');
     return await command(config, parsed.rest, parsed.flags);
   } catch (err) {
+    // A setting found bad only when a command reads what it names (FAROL_TLS_CERT's file).
+    if (err instanceof ConfigError) {
+      process.stderr.write(`farol ${name}: ${err.message}\n`);
+      return 2;
+    }
     log.error({ err }, `farol ${name} failed`);
     return 1;
   }

@@ -7,6 +7,7 @@ import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
+import { configuredTls } from '../lib/http/tls.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
 import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../control/control-plane.ts';
@@ -15,6 +16,8 @@ import { bootstrapControl } from '../wiring/control.ts';
 import { drainedFully } from '../wiring/drain.ts';
 import { openConfiguredEventHubsProducer, openConfiguredLocalHub } from '../wiring/hub.ts';
 import { migrationTarget, openConfiguredStore } from '../wiring/store.ts';
+import { startBackupService, type BackupService } from '../wiring/backup.ts';
+import { gatedWrites } from '../store/write-gate.ts';
 
 /**
  * `farol start`: the all-in-one process: collector + hub + processor on the configured store
@@ -26,8 +29,20 @@ import { migrationTarget, openConfiguredStore } from '../wiring/store.ts';
 export async function runStart(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'farol' });
   if (!processorConfigOk(config, 'start')) return 2;
+  // Checked before anything opens: a bad certificate is exit 2 naming the variable.
+  const tls = configuredTls(config);
+  const tlsOpt = tls === undefined ? {} : { tls };
   const metrics = new Registry();
-  const store = await openConfiguredStore(config);
+  // The embedded engine is backed up through this process (`farol backup`, the daily schedule):
+  // everything else writes through the gate the backup closes.
+  const embedded = config.FAROL_CLICKHOUSE_URL === undefined;
+  const engine = await openConfiguredStore(config, { backups: embedded });
+  const gate = gatedWrites(engine);
+  const store = gate.store;
+  let backups: BackupService | undefined;
+  const serveBackups = async (processor: BackupServiceProcessor): Promise<void> => {
+    if (embedded) backups = await startBackupService({ config, store: engine, gate, processor, log });
+  };
   // 1 when the processor had to give up writing what it held (the hub keeps it for the next run).
   let code = 0;
   let metricsServer: MetricsServer | undefined;
@@ -41,16 +56,19 @@ export async function runStart(config: Config): Promise<number> {
       // A site deleted here: the processor learns it before the deletion's mutations run.
       api.control.onSitesChanged(() => processor.sitesChanged());
       try {
+        await serveBackups(processor);
         const hub = await openConfiguredEventHubsProducer(config, log);
         try {
-          const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
+          const collector = await startCollector(config, { hub, log, metrics, ...api.collector, ...tlsOpt });
           const signal = await untilSignal();
           log.info({ signal }, 'draining');
+          await backups?.close();
           await collector.stop();
         } finally {
           await hub.close();
         }
       } finally {
+        await backups?.close();
         if (!(await drainedFully(processor, log))) code = 1;
       }
     } else {
@@ -58,12 +76,15 @@ export async function runStart(config: Config): Promise<number> {
       try {
         const processor = await startLocalProcessor(config, { hub, store, log, metrics });
         api.control.onSitesChanged(() => processor.sitesChanged());
-        const collector = await startCollector(config, { hub, log, metrics, ...api.collector });
+        await serveBackups(processor);
+        const collector = await startCollector(config, { hub, log, metrics, ...api.collector, ...tlsOpt });
         const signal = await untilSignal();
         log.info({ signal }, 'draining');
+        await backups?.close();
         await collector.stop();
         if (!(await drainedFully(processor, log))) code = 1;
       } finally {
+        await backups?.close();
         await hub.close();
       }
     }
@@ -74,6 +95,8 @@ export async function runStart(config: Config): Promise<number> {
   log.info({ code }, 'stopped');
   return code;
 }
+
+type BackupServiceProcessor = Parameters<typeof startBackupService>[0]['processor'];
 
 /**
  * The control plane of `farol start`: bootstrap, the registered sites the collector accepts

@@ -10,6 +10,7 @@ import { experimentRepository } from './experiments.ts';
 import { redirectHostsRepository } from './redirect-hosts.ts';
 import { keepsWayIn, roles, wayIn, type Principal, type Role, type Site, type WayIn } from './model.ts';
 import { KnownSet } from './known-set.ts';
+import { DEFAULT_SESSION_POLICY, hashSecret, isSecretShaped, People, type SessionPolicy } from './people.ts';
 import type { ControlReader, SiteRegistration } from './reader.ts';
 
 /**
@@ -162,11 +163,17 @@ export interface ControlPlaneOptions {
    * {@link SITE_DELETE_GRACE_MS}.
    */
   deleteGraceMs?: number;
+  /** Browser sessions' idle and absolute lifetimes (FAROL_SESSION_IDLE_MINUTES, FAROL_SESSION_MAX_HOURS). */
+  sessionPolicy?: SessionPolicy;
 }
 
 /** The control plane's options from the configuration. */
 export function controlPlaneOptions(config: Config): ControlPlaneOptions {
-  return { cluster: config.FAROL_CLICKHOUSE_CLUSTER, reservationMs: config.FAROL_DOMAIN_RESERVATION_DAYS * 86_400_000 };
+  return {
+    cluster: config.FAROL_CLICKHOUSE_CLUSTER,
+    reservationMs: config.FAROL_DOMAIN_RESERVATION_DAYS * 86_400_000,
+    sessionPolicy: { idleMs: config.FAROL_SESSION_IDLE_MINUTES * 60_000, absoluteMs: config.FAROL_SESSION_MAX_HOURS * 3_600_000 },
+  };
 }
 
 /** A deleted site's domain, reserved to the account that held it. */
@@ -332,6 +339,8 @@ export class ControlPlane implements ControlReader {
   private readonly held = new AsyncLocalStorage<ReadonlySet<string>>();
   private readonly reservationMs: number;
   private readonly deleteGraceMs: number;
+  /** People who sign in: identities, browser sessions, invitations, reset links, the audit trail. */
+  readonly people: People;
 
   constructor(
     private readonly store: Store,
@@ -347,6 +356,17 @@ export class ControlPlane implements ControlReader {
     this.goalsCache = new TtlCache(ttl, this.now);
     this.knownTokens = new KnownSet(async () => (await store.query<{ hash: string }>('SELECT hash FROM tokens FINAL WHERE deleted = 0')).map((r) => r.hash), ttl, this.now);
     this.knownSites = new KnownSet(() => this.siteDomains(), ttl, this.now);
+    this.people = new People(
+      store,
+      { now: () => this.now(), stamp: () => this.stamp(), write: async (table, row) => this.write(table, row), serial: async (a, fn) => this.serial(a, fn) },
+      opts.sessionPolicy ?? DEFAULT_SESSION_POLICY,
+      ttl,
+    );
+  }
+
+  /** The control plane's clock (epoch ms): TOTP codes and expiries are checked against it. */
+  clock(): number {
+    return this.now();
   }
 
   /** Calls `listener` after every local change to the sites (the collector refreshes its set). */
@@ -362,6 +382,8 @@ export class ControlPlane implements ControlReader {
     this.goalsCache.clear();
     this.knownTokens.invalidate();
     this.knownSites.invalidate();
+    // Undefined while the constructor runs.
+    (this.people as People | undefined)?.invalidate();
   }
 
   /**
@@ -408,9 +430,23 @@ export class ControlPlane implements ControlReader {
     return this.principals.get(hash, async () => this.principalOf(hash));
   }
 
-  /** The principal behind `p`'s token as stored now (no cache): what a write is authorized on. */
+  /** The member behind a browser session's cookie secret, or null when unknown, signed out or expired. */
+  async authenticateSession(secret: string): Promise<Principal | null> {
+    if (!isSecretShaped(secret)) return null;
+    const hash = hashSecret(secret);
+    // Cached like a token's principal: a sign-out or a member change here clears it at once.
+    return this.principals.get(`session:${hash}`, async () => this.people.principal(hash, async (id) => this.grantOf(id)));
+  }
+
+  /** The principal behind the same token or session as stored now (no cache): what a write is authorized on. */
   async reauthenticate(p: Principal): Promise<Principal | null> {
+    if (p.session !== undefined) return this.people.principal(p.tokenHash, async (id) => this.grantOf(id), false);
     return this.principalOf(p.tokenHash);
+  }
+
+  private async grantOf(memberId: string): Promise<{ accountId: string; role: Role; sites: readonly string[] } | null> {
+    const m = await this.memberRow(memberId);
+    return m === null ? null : { accountId: m.account_id, role: m.role as Role, sites: m.sites };
   }
 
   private async principalOf(hash: string): Promise<Principal | null> {

@@ -26,15 +26,20 @@
 export const roles = ['owner', 'admin', 'viewer'] as const;
 export type Role = (typeof roles)[number];
 
-/** What a request acts as: the member behind the bearer token. */
+/** What a request acts as: the member behind the bearer token or the browser session. */
 export interface Principal {
   readonly accountId: string;
   readonly memberId: string;
   readonly role: Role;
   /** The grant's scope: [] = every site of the account. */
   readonly sites: readonly string[];
-  /** The token's hash (hex SHA-256), e.g. to revoke "this token". */
+  /**
+   * The credential's hash (hex SHA-256): the token's, e.g. to revoke "this token", or for a
+   * browser session its cookie secret's (a key for per-credential limits either way).
+   */
   readonly tokenHash: string;
+  /** Set when the request came with a browser session: the session's public id (`ses_…`). */
+  readonly session?: string;
 }
 
 export interface Site {

@@ -8,6 +8,8 @@ import type { Principal, Site } from './model.ts';
 export interface ControlReader {
   /** The member behind a token, or null when unknown or revoked. */
   authenticate(token: string): Promise<Principal | null>;
+  /** The member behind a browser session's cookie secret, or null when unknown, signed out or expired. */
+  authenticateSession(secret: string): Promise<Principal | null>;
   /** A site by domain, whatever its account (callers must check scope), or null. */
   site(domain: string): Promise<Site | null>;
   /** Configured goal names of a site (undefined: none configured, every custom event is a goal). */

@@ -9,7 +9,7 @@ import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { badStringInJson, badStringMessage, hasBadEscape } from '../schemas/unicode.ts';
 import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
 import { remoteAddress } from '../lib/http/client-ip.ts';
-import { httpServerOf } from '../lib/http/server.ts';
+import { httpServerOf, type TlsFiles } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
 import { createRateLimiter, type IngestRates } from './rate-limit.ts';
@@ -37,9 +37,13 @@ export interface CollectorDeps {
   clientIp(remote: string, xff: string): string;
   /** Whether the socket peer is a trusted proxy (then per-event `ip`/`ua` are honoured). */
   trustedRemote(remote: string): boolean;
+  /** Whether today's visitor salt is held (shared salts; /readyz is 503 while not). */
+  saltsReady?: () => boolean;
   limits: CollectorLimits;
   log: Logger;
   metrics: Registry;
+  /** Serve HTTPS with these files (checked by the caller). */
+  tls?: TlsFiles;
 }
 
 export interface Collector {
@@ -53,6 +57,8 @@ export interface Collector {
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting, waits for in-flight requests to be answered. */
   drain(): Promise<void>;
+  /** TLS: serves new connections with the certificate files as they are now (see HttpServer.reloadTls). */
+  reloadTls(): void;
 }
 
 /** A route's name and its request counters by status, resolved once per status. */
@@ -101,11 +107,17 @@ export function createCollector(deps: CollectorDeps): Collector {
       countRequest(other, error.status);
       if (dialect === 'ingest') countRejected(error.code);
     },
+    ...(deps.tls === undefined ? {} : { tls: deps.tls }),
   });
   const { app, inflight } = server;
   // All requests of the app (in `farol start`, the API's too): what drain waits for.
   inflightGauge.onCollect(() => inflightGauge.set(inflight.count));
   const bodyMemory = bodyMemoryOf(app, limits.maxBodyMemory);
+  if (deps.saltsReady !== undefined) {
+    const saltsReady = deps.saltsReady;
+    const saltGauge = metrics.gauge('farol_ingest_salt_ready', "1 while today's shared visitor salt is held, 0 while events are refused for want of it (Event Hubs mode)");
+    saltGauge.onCollect(() => saltGauge.set(saltsReady() ? 1 : 0));
+  }
   const bodyBytesGauge = metrics.gauge('farol_ingest_body_bytes_in_memory', 'Request body bytes held in memory, all connections (capped by FAROL_MAX_BODY_MEMORY)');
   bodyBytesGauge.onCollect(() => bodyBytesGauge.set(bodyMemory.bytes));
 
@@ -332,11 +344,12 @@ export function createCollector(deps: CollectorDeps): Collector {
     });
   }
   simple('/healthz', () => ({ code: 200, body: '{"status":"ok"}', type: 'application/json' }));
-  simple('/readyz', () =>
-    hub.isReady() && !draining
+  simple('/readyz', () => {
+    const saltless = deps.saltsReady !== undefined && !deps.saltsReady();
+    return hub.isReady() && !draining && !saltless
       ? { code: 200, body: '{"status":"ready"}', type: 'application/json' }
-      : { code: 503, body: `{"status":"${draining ? 'draining' : 'hub unavailable'}"}`, type: 'application/json' },
-  );
+      : { code: 503, body: `{"status":"${draining ? 'draining' : saltless ? 'salt unavailable' : 'hub unavailable'}"}`, type: 'application/json' };
+  });
 
   return {
     app,
@@ -348,6 +361,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       draining = true;
       await server.close();
     },
+    reloadTls: () => server.reloadTls(),
   };
 }
 

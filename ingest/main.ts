@@ -1,8 +1,7 @@
 import { join } from 'node:path';
-import type { Config } from '../schemas/config.ts';
 import type { ControlReader } from '../control/reader.ts';
 import type { HubProducer } from '../hub/hub.ts';
-import { createLogger, type Logger } from '../lib/log.ts';
+import { createLogger, silentLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
@@ -14,16 +13,85 @@ import { createUaParser } from './enrich/user-agent.ts';
 import { openGeo } from './enrich/geo.ts';
 import { parsePageUrl, parseReferrer } from './enrich/url.ts';
 import { classifyChannel } from './enrich/channel.ts';
-import { openSaltStore } from './enrich/salts.ts';
+import { openSaltStore, type SaltSource } from './enrich/salts.ts';
+import { blobSaltStorage, refreshSharedSalts, saltBlobPrefix, SharedSaltStore, type SaltStorage } from './enrich/shared-salts.ts';
+import { ConfigError, type Config } from '../schemas/config.ts';
 import { createVisitorIdResolver } from './enrich/visitor-hash.ts';
 import { clientIp, isTrustedRemote } from '../lib/http/client-ip.ts';
+import type { TlsFiles } from '../lib/http/server.ts';
+import { configuredTls, reloadTlsOnSighup } from '../lib/http/tls.ts';
 import { watchSites } from './site-watch.ts';
 
 /** The collector's wiring point: builds enrichment from config, opens the hub, listens. */
 
 export interface EnrichRuntime {
   deps: EnrichDeps;
+  /** Whether today's salt is held (false only with shared salts whose storage is unreachable). */
+  saltsReady(): boolean;
+  /** Fetches what shared salts are due now (their timer does it anyway; tests with a moved clock call it). */
+  refreshSalts(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The salts of the visitor hash, and how to keep them fresh. */
+interface SaltRuntime {
+  source: SaltSource;
+  /** Whether several collectors share the salts (the midnight carry-over is then off). */
+  shared: boolean;
+  ready(): boolean;
+  refresh(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Local hub: salts in `FAROL_DATA_DIR/salts` (one process per data dir). Event Hubs: salts shared
+ * by every collector through the checkpoint storage account, in memory only (shared-salts.ts);
+ * FAROL_CHECKPOINT_CONNECTION_STRING is then required. `storage` replaces the blob container (tests).
+ */
+async function openSalts(config: Config, now: () => number, log: Logger, storage?: SaltStorage): Promise<SaltRuntime> {
+  if (config.FAROL_HUB !== 'eventhubs' && storage === undefined) {
+    const salts = await openSaltStore({ dir: join(config.FAROL_DATA_DIR, 'salts'), now });
+    const rotation = setInterval(() => void salts.rotate(), 60_000);
+    rotation.unref();
+    return { source: salts, shared: false, ready: () => true, refresh: async () => undefined, close: () => clearInterval(rotation) };
+  }
+  const shared = new SharedSaltStore({ storage: storage ?? (await blobSalts(config)), log, now });
+  // Bounded: storage down at start leaves the collector up but not ready, refusing events (503).
+  const first = await Promise.race([shared.refresh(), new Promise<null>((r) => setTimeout(() => r(null), 10_000).unref())]);
+  if (first === null || !shared.ready()) log.warn({}, 'shared salt not available at start: events are refused (503) until it is');
+  const stop = refreshSharedSalts(shared, { now });
+  return {
+    source: shared,
+    shared: true,
+    ready: () => shared.ready(),
+    refresh: async () => void (await shared.refresh()),
+    close: () => {
+      stop();
+      shared.close();
+    },
+  };
+}
+
+/** Event Hubs collectors share salts through the checkpoint storage: throws ConfigError when it is not configured. */
+export function checkSharedSaltConfig(config: Config): string | undefined {
+  if (config.FAROL_HUB !== 'eventhubs') return undefined;
+  const storage = config.FAROL_CHECKPOINT_CONNECTION_STRING;
+  if (!storage) {
+    throw new ConfigError(
+      'invalid configuration:\n  FAROL_CHECKPOINT_CONNECTION_STRING: required when FAROL_HUB=eventhubs ' +
+        '(an Azure Storage connection string: collectors share the daily visitor salt there, so one visitor is one visitor on every collector)',
+    );
+  }
+  return storage;
+}
+
+async function blobSalts(config: Config): Promise<SaltStorage> {
+  const storage = checkSharedSaltConfig(config) ?? '';
+  const { ContainerClient } = await import('@azure/storage-blob');
+  const container = new ContainerClient(storage, config.FAROL_CHECKPOINT_CONTAINER, {
+    retryOptions: { maxTries: 3, tryTimeoutInMs: 5_000, retryDelayInMs: 200, maxRetryDelayInMs: 1_000 },
+  });
+  return blobSaltStorage(container, saltBlobPrefix(config.FAROL_EVENTHUBS_CONNECTION_STRING ?? '', config.FAROL_EVENTHUBS_NAME ?? ''));
 }
 
 /** FAROL_SITES as a list of lower-case domains ([] when unset). */
@@ -44,16 +112,17 @@ export async function openEnrichment(
   now: () => number = Date.now,
   knownSite?: (domain: string) => boolean,
   siteEpoch?: (domain: string) => number,
+  opts: { log?: Logger; saltStorage?: SaltStorage } = {},
 ): Promise<EnrichRuntime> {
+  const salts = await openSalts(config, now, opts.log ?? silentLogger, opts.saltStorage);
   const geo = await openGeo(config.FAROL_GEOIP_DB);
-  const salts = await openSaltStore({ dir: join(config.FAROL_DATA_DIR, 'salts'), now });
-  const visitors = createVisitorIdResolver({ salts, now });
+  const visitors = createVisitorIdResolver({ salts: salts.source, now, carryOver: !salts.shared });
   const parseUa = createUaParser({ cacheSize: 10_000 });
   const listed = configuredSites(config);
   const sites = listed.length > 0 ? new Set(listed) : null;
-  const rotation = setInterval(() => void salts.rotate(), 60_000);
-  rotation.unref();
   return {
+    saltsReady: salts.ready,
+    refreshSalts: salts.refresh,
     deps: {
       parseUa,
       country: (ip) => geo.lookup(ip),
@@ -66,7 +135,7 @@ export async function openEnrichment(
       now,
     },
     async close() {
-      clearInterval(rotation);
+      salts.close();
       geo.close();
     },
   };
@@ -75,6 +144,8 @@ export async function openEnrichment(
 export interface CollectorRuntime {
   port: number;
   collector: Collector;
+  /** See {@link EnrichRuntime.refreshSalts}. */
+  refreshSalts(): Promise<void>;
   /** Drains in-flight requests and releases enrichment resources (not the hub: its owner closes it). */
   stop(): Promise<void>;
 }
@@ -93,14 +164,22 @@ export async function startCollector(
     siteEpoch?: (domain: string) => number;
     /** More routes on the same app and port (the API in `farol start`), registered before listen. */
     routes?: (app: TemplatedApp) => unknown;
+    /** Serve HTTPS (checked files, see lib/http/tls.ts); SIGHUP then reloads them. */
+    tls?: TlsFiles;
+    /** Shared salts in this storage instead of the configured one (tests). */
+    saltStorage?: SaltStorage;
   },
 ): Promise<CollectorRuntime> {
-  const enrichment = await openEnrichment(config, opts.now, opts.knownSite, opts.siteEpoch);
+  const enrichment = await openEnrichment(config, opts.now, opts.knownSite, opts.siteEpoch, {
+    log: opts.log,
+    ...(opts.saltStorage === undefined ? {} : { saltStorage: opts.saltStorage }),
+  });
   const collector = createCollector({
     hub: opts.hub,
     enrich: enrichment.deps,
     clientIp: (remote, xff) => clientIp({ remote, xff, trust: config.FAROL_TRUST_PROXY }),
     trustedRemote: (remote) => isTrustedRemote(remote, config.FAROL_TRUST_PROXY),
+    saltsReady: enrichment.saltsReady,
     limits: {
       maxBodyBytes: config.FAROL_MAX_BODY_BYTES,
       maxBatchBytes: config.FAROL_MAX_BATCH_BYTES,
@@ -110,14 +189,18 @@ export async function startCollector(
     },
     log: opts.log,
     metrics: opts.metrics,
+    ...(opts.tls === undefined ? {} : { tls: opts.tls }),
   });
   if (opts.routes) collector.mount(opts.routes);
   const port = await collector.listen(config.FAROL_HOST, config.FAROL_PORT);
-  opts.log.info({ host: config.FAROL_HOST, port }, 'collector listening');
+  opts.log.info({ host: config.FAROL_HOST, port, tls: opts.tls !== undefined }, 'collector listening');
+  const unhook = opts.tls === undefined ? () => undefined : reloadTlsOnSighup(opts.tls, [() => collector.reloadTls()], opts.log);
   return {
     port,
     collector,
+    refreshSalts: enrichment.refreshSalts,
     async stop() {
+      unhook();
       await collector.drain();
       await enrichment.close();
     },
@@ -126,12 +209,14 @@ export async function startCollector(
 
 /** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
 export async function runCollector(config: Config): Promise<number> {
+  const tls = configuredTls(config);
+  checkSharedSaltConfig(config);
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
   const metricsServer = await configuredMetrics(config, metrics, log);
   const hub = await openConfiguredHub(config, log);
   const sites = await collectorSites(config, log);
-  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch });
+  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch, ...(tls === undefined ? {} : { tls }) });
   const sig = await untilSignal();
   log.info({ signal: sig }, 'draining');
   await runtime.stop();

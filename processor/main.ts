@@ -60,6 +60,8 @@ export interface ProcessorRuntime {
   unclosedPartitions(): number[];
   /** Ingestion lag per owned partition (for the API; `/metrics` has the same as gauges). */
   lag(): Promise<PartitionLag[]>;
+  /** Quiets every partition until `released` resolves; see `Processor.hold`. */
+  hold(released: Promise<void>): Promise<Map<number, number>>;
   /**
    * After a site was registered, changed or deleted by this process: reloads the registrations,
    * then waits (at most `sitesChangedWaitMs`, 10 s) for the writes started before, so that a
@@ -134,6 +136,7 @@ export function startProcessor(opts: StartProcessorOptions): ProcessorRuntime {
     abandon: (reason) => processor.abandon(reason),
     unclosedPartitions: () => [...unclosed].sort((a, b) => a - b),
     lag: () => processor.lag(),
+    hold: (released) => processor.hold(released),
     async sitesChanged() {
       await siteEpochs.refresh();
       if ((await within(processor.settled(), sitesChangedWaitMs)) === 'timed out') {
@@ -154,19 +157,21 @@ export function processorStateDir(dataDir: string, group: string): string {
  * {@link boundedDrain}); the hub and the store stay open for their owner to close.
  */
 function runProcessorOn(
+  config: Config,
   consumer: HubConsumer,
   stateStore: StateStore,
   consumerName: string,
   deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
 ): ProcessorRuntime {
-  const bounds: DrainBounds = { ...defaultDrainBounds, ...deps.drain };
+  // The configured retry cap and drain bound (FAROL_PROCESSOR_RETRY_MAX_MS, FAROL_DRAIN_TIMEOUT_MS); the caller's overrides win.
+  const bounds: DrainBounds = { ...defaultDrainBounds, flushMs: config.FAROL_DRAIN_TIMEOUT_MS, ...deps.drain };
   const runtime = startProcessor({
     consumer,
     store: deps.store,
     stateStore,
     log: deps.log,
     metrics: deps.metrics,
-    ...(deps.options === undefined ? {} : { options: deps.options }),
+    options: { retryMaxMs: config.FAROL_PROCESSOR_RETRY_MAX_MS, ...deps.options },
   });
   let stopping: Promise<void> | undefined;
   return {
@@ -187,6 +192,7 @@ function runProcessorOn(
     abandon: (reason) => runtime.abandon(reason),
     unclosedPartitions: () => runtime.unclosedPartitions(),
     lag: () => runtime.lag(),
+    hold: (released) => runtime.hold(released),
     sitesChanged: () => runtime.sitesChanged(),
   };
 }
@@ -208,7 +214,7 @@ export async function startLocalProcessor(
     await consumer.close();
     throw err;
   }
-  return runProcessorOn(consumer, stateStore, 'the hub consumer', deps);
+  return runProcessorOn(config, consumer, stateStore, 'the hub consumer', deps);
 }
 
 /**
@@ -253,7 +259,7 @@ export async function startEventHubsProcessor(
     await consumer.close();
     throw err;
   }
-  return { ...runProcessorOn(consumer, stateStore, 'the Event Hubs client', deps), partitionCount: consumer.partitionCount };
+  return { ...runProcessorOn(config, consumer, stateStore, 'the Event Hubs client', deps), partitionCount: consumer.partitionCount };
 }
 
 /**

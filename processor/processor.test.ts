@@ -88,6 +88,38 @@ describe('processor', () => {
     await hub.close();
   });
 
+  it('holds every partition at a range boundary for a backup: what had arrived is written, then nothing until released', async () => {
+    const sites = ['hold.test'];
+    const traffic = generateTraffic({ sites, visitorsPerSite: 20, eventsPerVisitor: 20, start: base, seed: 7 });
+    const half = Math.floor(traffic.length / 2);
+    const hub = await openLocalHub({ dir: await tempDir('hub'), partitions: PARTITIONS });
+    const p = await run(hub, await tempDir('state'));
+    const rows = async (): Promise<number> => Number((await store.query<{ n: string }>("SELECT count() AS n FROM events WHERE site = 'hold.test'"))[0]?.n);
+    await publish(hub, traffic.slice(0, half));
+    await waitFor(() => caughtUp(p.processor.lag, PARTITIONS), 'the first half');
+
+    let release!: () => void;
+    const held = await p.processor.hold(new Promise<void>((r) => (release = r)));
+    expect([...held].sort(([a], [b]) => a - b)).toEqual((await endOffsets(hub)).map((end, partition) => [partition, end - 1]));
+    const atHold = await rows();
+    expect(atHold).toBe(computeTruth(traffic.slice(0, half)).stored.length);
+    await publish(hub, traffic.slice(half));
+    // Proving an absence takes time: every partition given records holds them a second (flushes
+    // are due after 30 ms), and none is written.
+    const waiting = async (): Promise<boolean> => {
+      const lag = await p.processor.lag();
+      return lag.reduce((n, l) => n + l.events, 0) === traffic.length - half && lag.every((l) => l.events === 0 || l.seconds >= 1);
+    };
+    await waitFor(waiting, 'the second half waiting a second');
+    expect(await rows()).toBe(atHold);
+
+    release();
+    await waitFor(() => caughtUp(p.processor.lag, PARTITIONS), 'the second half written');
+    await expectStoreMatchesTruth(store, sites, computeTruth(traffic));
+    await p.stop();
+    await hub.close();
+  });
+
   it('continues visitors’ sessions across a drain and a restart', async () => {
     const sites = ['restart.test'];
     const traffic = generateTraffic({ sites, visitorsPerSite: 30, eventsPerVisitor: 40, start: base, seed: 2 });

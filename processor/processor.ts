@@ -193,6 +193,18 @@ export class Processor implements ConsumerHandlers {
     return workers.map((w) => w.lag(now)).sort((a, b) => a.partition - b.partition);
   }
 
+  /**
+   * Quiets every owned partition at a range boundary, for a consistent copy of the store (`farol
+   * backup`): each one writes what it had buffered, then writes nothing more until `released`
+   * resolves (records keep arriving in its buffer meanwhile). Resolves with the offset each
+   * partition has written up to, once all are quiet. A partition opened after the call is not
+   * held (the local hub opens them all at start).
+   */
+  async hold(released: Promise<void>): Promise<Map<number, number>> {
+    const held = await Promise.all([...this.workers].map(async ([p, w]) => [p, await w.hold(released)] as const));
+    return new Map(held);
+  }
+
   /** Resolves once every write each partition had started or queued has ended (written or failed). */
   async settled(): Promise<void> {
     await Promise.all([...this.workers.values()].map((w) => w.settled()));
@@ -359,6 +371,25 @@ class PartitionWorker {
   abandon(err: DrainAbandonedError): void {
     this.abandoned ??= err;
     this.wake.abort();
+  }
+
+  /** See {@link Processor.hold}. */
+  hold(released: Promise<void>): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.exclusive(async () => {
+        // What arrived before the hold is written first; records arriving meanwhile are not
+        // chased (under load that would never end). A failed partition writes nothing more.
+        const target = this.buffer.at(-1)?.offset ?? this.flushed;
+        for (let p = this.take(true); this.failure === undefined && p !== undefined; p = this.flushed < target ? this.take(true) : undefined) {
+          await this.flush(p);
+        }
+        resolve(this.flushed);
+        await released;
+      }).catch((err: unknown) => {
+        this.fail(err);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      });
+    });
   }
 
   /** See {@link Processor.settled}. */

@@ -141,7 +141,42 @@ export const configSchema = z.object({
   FAROL_API_QUERIES_PER_TOKEN: positiveInt.max(1000).default(4),
   /** Further requests of one token that wait for a slot (at most the query timeout); past them 429. */
   FAROL_API_QUERY_QUEUE_PER_TOKEN: z.coerce.number().int().min(0).max(10_000).default(16),
+  /** PEM certificate (chain) file: serve HTTPS directly; re-read on SIGHUP. Set with FAROL_TLS_KEY. */
+  FAROL_TLS_CERT: z.string().optional(),
+  /** PEM private key file of FAROL_TLS_CERT (unencrypted; keep it readable by the service user only). */
+  FAROL_TLS_KEY: z.string().optional(),
+  // ---- sign-in (#14) ----
+  /** The URL people open (scheme, host, port, no path): OpenID Connect's redirect URI; an https one marks cookies Secure. */
+  FAROL_PUBLIC_URL: z
+    .string()
+    .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol) && new URL(u).pathname === '/' && new URL(u).search === '', 'must be an http(s) URL with no path (e.g. https://stats.example.com)')
+    .transform((u) => new URL(u).origin)
+    .optional(),
+  /** OpenID Connect issuer URL (its /.well-known/openid-configuration is read at start). */
+  FAROL_OIDC_ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+  FAROL_OIDC_CLIENT_ID: z.string().min(1).max(512).optional(),
+  FAROL_OIDC_CLIENT_SECRET: z.string().min(1).max(4096).optional(),
+  /** A browser session ends after this long without a request. */
+  FAROL_SESSION_IDLE_MINUTES: positiveInt.max(60 * 24 * 30).default(60 * 12),
+  /** A browser session ends this long after sign-in, however active. */
+  FAROL_SESSION_MAX_HOURS: positiveInt.max(24 * 90).default(24 * 7),
+  /** Failed sign-ins per account and per client (a keyed hash of its address, in memory only). */
+  FAROL_RATE_SIGNIN: rateSchema.default({ perSecond: 1 / 60, burst: 10 }),
+  /** Days the audit trail keeps a record. */
+  FAROL_AUDIT_RETENTION_DAYS: positiveInt.max(3650).default(365),
+  /** Daily backups of the embedded store go in a folder per backup here (`farol backup`); unset: none. */
+  FAROL_BACKUP_DIR: z.string().min(1).optional(),
+  /** How many of the newest complete daily backups are kept in FAROL_BACKUP_DIR. */
+  FAROL_BACKUP_KEEP: positiveInt.max(1000).default(7),
+  /** Longest wait between retries of a failed ClickHouse write (the wait doubles from 100 ms up to it). */
+  FAROL_PROCESSOR_RETRY_MAX_MS: positiveInt.min(100).max(600_000).default(30_000),
+  /** On SIGTERM, how long a processor's partitions get to write and checkpoint what they hold before giving up (exit 1). */
+  FAROL_DRAIN_TIMEOUT_MS: positiveInt.min(100).max(600_000).default(15_000),
 }).superRefine((c, ctx) => {
+  if ((c.FAROL_TLS_CERT === undefined) !== (c.FAROL_TLS_KEY === undefined)) {
+    const missing = c.FAROL_TLS_CERT === undefined ? 'FAROL_TLS_CERT' : 'FAROL_TLS_KEY';
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'FAROL_TLS_CERT and FAROL_TLS_KEY are set together (both or neither)' });
+  }
   if (c.FAROL_HUB === 'eventhubs') {
     for (const key of ['FAROL_EVENTHUBS_CONNECTION_STRING', 'FAROL_EVENTHUBS_NAME'] as const) {
       if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when FAROL_HUB=eventhubs' });
@@ -155,6 +190,14 @@ export const configSchema = z.object({
       path: ['FAROL_TRUST_PROXY'],
       message: `a hop count trusts X-Forwarded-For from any peer, and FAROL_HOST=${c.FAROL_HOST} is reachable by others: list the proxies' addresses instead (e.g. FAROL_TRUST_PROXY=10.0.0.0/8) or listen on 127.0.0.1`,
     });
+  }
+  const oidc = ['FAROL_OIDC_ISSUER', 'FAROL_OIDC_CLIENT_ID', 'FAROL_OIDC_CLIENT_SECRET'] as const;
+  if (oidc.some((k) => c[k] !== undefined)) {
+    for (const key of oidc) if (c[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'required with the other FAROL_OIDC_ settings' });
+    if (c.FAROL_PUBLIC_URL === undefined) ctx.addIssue({ code: 'custom', path: ['FAROL_PUBLIC_URL'], message: 'required with FAROL_OIDC_ISSUER (the redirect URI is FAROL_PUBLIC_URL/api/v1/auth/oidc/callback)' });
+  }
+  if (c.FAROL_SESSION_IDLE_MINUTES > c.FAROL_SESSION_MAX_HOURS * 60) {
+    ctx.addIssue({ code: 'custom', path: ['FAROL_SESSION_IDLE_MINUTES'], message: 'must not exceed FAROL_SESSION_MAX_HOURS' });
   }
   if (c.FAROL_MAX_BODY_MEMORY < Math.max(c.FAROL_MAX_BODY_BYTES, c.FAROL_MAX_BATCH_BYTES)) {
     ctx.addIssue({ code: 'custom', path: ['FAROL_MAX_BODY_MEMORY'], message: 'must be at least FAROL_MAX_BODY_BYTES and FAROL_MAX_BATCH_BYTES (one largest body must fit)' });

@@ -23,6 +23,8 @@ export const ingestErrors = {
   ING_HUB_FULL: { status: 503, message: 'The hub is at its disk quota; retry later' },
   ING_BAD_STRING: { status: 400, message: 'A string is not well-formed Unicode or holds NUL' },
   ING_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
+  // Event Hubs mode: the day's shared salt could not be read from blob storage (never minted locally).
+  ING_SALT_UNAVAILABLE: { status: 503, message: "Today's visitor salt is not available yet, retry later" },
   // A bug, not a dependency being down: clients and metrics must see the difference.
   ING_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
@@ -53,6 +55,15 @@ export const apiErrors = {
   API_BODY_MEMORY_FULL: { status: 503, message: 'Too many request bodies in memory, retry later' },
   API_BODY_TIMEOUT: { status: 408, message: 'Body was not received in time' },
   API_INTERNAL: { status: 500, message: 'Internal error' },
+  // Sign-in (#14). One answer for "no such email" and "wrong password".
+  API_SIGNIN_FAILED: { status: 401, message: 'Email or password is wrong' },
+  API_TOTP_REQUIRED: { status: 401, message: 'A code from your authenticator app is required' },
+  API_SIGNIN_THROTTLED: { status: 429, message: 'Too many failed sign-ins; retry after the Retry-After seconds' },
+  API_CSRF: { status: 403, message: 'A request signed in by cookie must carry the X-CSRF-Token header of its session' },
+  API_LINK_INVALID: { status: 400, message: 'This link is unknown, used or expired' },
+  API_NOT_INVITED: { status: 403, message: 'No member signs in with this identity, and no open invitation is for its verified email' },
+  API_OIDC_FAILED: { status: 400, message: 'Sign-in with the identity provider failed; start again' },
+  API_OIDC_OFF: { status: 404, message: 'Sign-in with an identity provider is not configured' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;

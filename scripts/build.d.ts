@@ -2,6 +2,8 @@
 
 /** The checkout. */
 export const ROOT: string;
+/** The build's inputs besides scripts/build.js, relative to `root`, sorted (what the fingerprint hashes). */
+export function buildInputs(root?: string): string[];
 /** A hash of every input of the build under `root` (default: the checkout). */
 export function sourceFingerprint(root?: string): string;
 /** Compiles `root` into `root/dist` (tsc, assets, fingerprint last). Throws when tsc fails. */

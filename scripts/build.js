@@ -45,13 +45,18 @@ function walk(root, rel, out) {
   return out;
 }
 
+/** The build's inputs besides this script, relative to `root`, sorted: the folders tsconfig.build.json includes and the tsconfig files. */
+export function buildInputs(root = ROOT) {
+  const { include } = JSON.parse(readFileSync(join(root, CONFIG), 'utf8'));
+  return [...include.flatMap((dir) => walk(root, dir, [])), 'tsconfig.json', CONFIG].sort();
+}
+
 /**
  * A hash of every input of the build (names relative to `root`, and contents): the folders
  * tsconfig.build.json includes, the tsconfig files, and this script.
  */
 export function sourceFingerprint(root = ROOT) {
-  const { include } = JSON.parse(readFileSync(join(root, CONFIG), 'utf8'));
-  const files = [...include.flatMap((dir) => walk(root, dir, [])), 'tsconfig.json', CONFIG].sort();
+  const files = buildInputs(root);
   const hash = createHash('sha256');
   // Names relative to the checkout: the same sources built elsewhere (a moved or copied checkout,
   // a container's build stage) keep their fingerprint.

@@ -37,6 +37,13 @@ export interface ChdbStoreOptions {
   database: string;
   /** Connections opened at most (default 4). */
   connections?: number;
+  /** The engine's folder in `dataDir` (default `clickhouse`; `farol restore` builds another, then renames it). */
+  folder?: string;
+  /**
+   * The one directory `BACKUP … TO File(…)` and `RESTORE … FROM File(…)` may use (ClickHouse's
+   * `backups.allowed_path`); unset: neither can run.
+   */
+  backupsPath?: string;
 }
 
 // Matches a ClickHouse server's defaults where chDB's differ, so both stores answer alike:
@@ -70,13 +77,14 @@ class ConnectionPool {
   constructor(
     private readonly path: string,
     private readonly max: number,
+    private readonly args: readonly string[],
   ) {
     // Opened now so a directory held by another engine fails at open, not at the first call.
     this.idle.push(this.open());
   }
 
   private open(): Connection {
-    const c = { session: new Session(this.path, { connectionArgs: engineArgs }), inDatabase: false };
+    const c = { session: new Session(this.path, { connectionArgs: [...this.args] }), inDatabase: false };
     this.all.push(c);
     return c;
   }
@@ -140,8 +148,9 @@ class ChdbStore implements Store {
     readonly database: string,
     path: string,
     connections: number,
+    args: readonly string[],
   ) {
-    this.pool = new ConnectionPool(path, connections);
+    this.pool = new ConnectionPool(path, connections, args);
   }
 
   /** Runs `fn` on a connection, with the store's database selected unless told otherwise. */
@@ -232,7 +241,12 @@ export function openChdbStore(opts: ChdbStoreOptions): Store {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.database)) {
     throw new StoreError(`database "${opts.database}" must be a plain identifier`, { retryable: false });
   }
-  const path = join(opts.dataDir, 'clickhouse');
+  const path = join(opts.dataDir, opts.folder ?? 'clickhouse');
   mkdirSync(path, { recursive: true, mode: PRIVATE_DIR_MODE });
-  return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? 4));
+  // An engine setting on the command line: a path with a quote or a space would not survive it.
+  if (opts.backupsPath !== undefined && !/^\/[\w./-]*$/.test(opts.backupsPath)) {
+    throw new StoreError(`backups path "${opts.backupsPath}" must be absolute, of letters, digits, '_', '-', '.' and '/'`, { retryable: false });
+  }
+  const args = opts.backupsPath === undefined ? engineArgs : [...engineArgs, `--backups.allowed_path=${opts.backupsPath}`];
+  return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? 4), args);
 }

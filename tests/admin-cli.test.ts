@@ -148,8 +148,27 @@ describe('farol admin commands', () => {
     const again = await farol('tokens', 'revoke', viewerToken.slice(0, 12));
     expect(again.code).toBe(1);
 
+    // An owner locked out (#14): the operator prints a one-time link while farol is stopped.
+    const ownerId = /(mem_\S+) {2}owner {2}owner/.exec((await farol('members', 'list')).stdout)?.[1] ?? '';
+    const noEmail = await farol('members', 'reset', ownerId);
+    expect(noEmail.code).toBe(2);
+    expect(noEmail.stderr).toContain('--email');
+    const reset = await farol('members', 'reset', ownerId, '--email', 'Owner@Example.com');
+    expect(reset.code, reset.stderr).toBe(0);
+    const resetSecret = /\/#reset=([A-Za-z0-9_-]{43})$/m.exec(reset.stdout)?.[1] ?? '';
+    expect(resetSecret).not.toBe('');
+
     const p = await start();
     try {
+      const useLink = async (): Promise<Response> =>
+        fetch(`${p.url}/api/v1/auth/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: resetSecret, password: 'the owner is back in' }) });
+      const used = await useLink();
+      expect(used.status).toBe(200);
+      expect(used.headers.getSetCookie()[0]).toMatch(/^farol_session=/);
+      expect((await useLink()).status).toBe(400);
+      const signIn = await fetch(`${p.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'owner@example.com', password: 'the owner is back in' }) });
+      expect(signIn.status).toBe(200);
+      expect(p.output.join('\n')).not.toContain(resetSecret);
       expect(tokenLines(p)).toHaveLength(0);
       expect(p.output.join('\n')).not.toContain(ownerToken);
       const res = await fetch(`${p.url}/api/v1/sites`, { headers: { authorization: `Bearer ${viewerToken}` } });

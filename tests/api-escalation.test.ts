@@ -202,7 +202,11 @@ function sameGrant(m: Member | null, g: Grant): boolean {
   return m !== null && m.role === g.role && [...m.sites].sort().join(',') === [...g.sites].sort().join(',');
 }
 
-describe('member and token actions: principal × action × target', () => {
+// The table's cases run a few at a time (vitest's maxConcurrency): each acts on a target of its own
+// (a fresh member, or a fresh twin for `self`; `foreign` is never changed), the principals are never
+// targets, and the untouched keeper keeps the account-wide owner rule out of the way, so no case can
+// change another's expected answer. The file is bound by chDB's per-query latency, not by CPU.
+describe.concurrent('member and token actions: principal × action × target', () => {
   const table = ROLES.flatMap((role) =>
     (['wide', 'a1'] as const).flatMap((scope) => actions.flatMap((action) => TARGETS.map((target) => ({ role, scope, action, target })))),
   );
@@ -240,7 +244,7 @@ describe('member and token actions: principal × action × target', () => {
   });
 });
 
-describe('creating members: principal × grant', () => {
+describe.concurrent('creating members: principal × grant', () => {
   const GRANTS: Array<{ name: string; sites: string[] }> = [
     { name: 'a1 (inside)', sites: [A1] },
     { name: 'a2 (outside)', sites: [A2] },

@@ -13,6 +13,8 @@ describe('configuration', () => {
     expect(c.FAROL_RETENTION_DAYS).toBe(395);
     expect(c.FAROL_CLICKHOUSE_DATABASE).toBe('farol');
     expect([c.FAROL_API_QUERY_TIMEOUT_MS, c.FAROL_API_QUERY_MAX_MEMORY_BYTES, c.FAROL_API_QUERIES_PER_TOKEN, c.FAROL_API_QUERY_QUEUE_PER_TOKEN]).toEqual([10_000, 1024 ** 3, 4, 16]);
+    expect([c.FAROL_BACKUP_DIR, c.FAROL_BACKUP_KEEP]).toEqual([undefined, 7]);
+    expect([c.FAROL_PROCESSOR_RETRY_MAX_MS, c.FAROL_DRAIN_TIMEOUT_MS]).toEqual([30_000, 15_000]);
   });
 
   it.each([
@@ -33,8 +35,38 @@ describe('configuration', () => {
     ['FAROL_API_QUERY_MAX_MEMORY_BYTES', '1024'],
     ['FAROL_API_QUERIES_PER_TOKEN', '0'],
     ['FAROL_API_QUERY_QUEUE_PER_TOKEN', '-1'],
+    ['FAROL_PUBLIC_URL', 'stats.example.com'],
+    ['FAROL_PUBLIC_URL', 'https://stats.example.com/farol'],
+    ['FAROL_PUBLIC_URL', 'ftp://stats.example.com'],
+    ['FAROL_OIDC_ISSUER', 'not a url'],
+    ['FAROL_SESSION_IDLE_MINUTES', '0'],
+    ['FAROL_SESSION_MAX_HOURS', '1.5'],
+    ['FAROL_RATE_SIGNIN', 'lots'],
+    ['FAROL_AUDIT_RETENTION_DAYS', '0'],
+    ['FAROL_BACKUP_KEEP', '0'],
+    ['FAROL_BACKUP_KEEP', 'all'],
+    ['FAROL_PROCESSOR_RETRY_MAX_MS', '0'],
+    ['FAROL_PROCESSOR_RETRY_MAX_MS', '1e308'],
+    ['FAROL_DRAIN_TIMEOUT_MS', '-5'],
+    ['FAROL_DRAIN_TIMEOUT_MS', 'soon'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
+  });
+
+  it('takes the sign-in settings together: the OpenID Connect trio and FAROL_PUBLIC_URL; an idle time within the lifetime', () => {
+    const oidc = { FAROL_OIDC_ISSUER: 'https://id.example.com', FAROL_OIDC_CLIENT_ID: 'farol', FAROL_OIDC_CLIENT_SECRET: 's3cret-value-here' };
+    expect(() => loadConfig({ FAROL_OIDC_ISSUER: oidc.FAROL_OIDC_ISSUER, FAROL_PUBLIC_URL: 'https://stats.example.com' })).toThrow(/FAROL_OIDC_CLIENT_ID/);
+    expect(() => loadConfig(oidc)).toThrow(/FAROL_PUBLIC_URL/);
+    expect(loadConfig({ ...oidc, FAROL_PUBLIC_URL: 'https://Stats.example.com/' }).FAROL_PUBLIC_URL).toBe('https://stats.example.com');
+    expect(() => loadConfig({ FAROL_SESSION_IDLE_MINUTES: '600', FAROL_SESSION_MAX_HOURS: '2' })).toThrow(/FAROL_SESSION_IDLE_MINUTES/);
+    let message = '';
+    try {
+      loadConfig({ ...oidc, FAROL_OIDC_CLIENT_SECRET: 'x'.repeat(5000) });
+    } catch (err) {
+      message = String(err);
+    }
+    expect(message).toContain('FAROL_OIDC_CLIENT_SECRET');
+    expect(message).not.toContain('xxxxxxxx');
   });
 
   it('requires the Event Hubs settings when FAROL_HUB=eventhubs', () => {

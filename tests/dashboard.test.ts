@@ -265,6 +265,8 @@ describe('dashboard at / against farol start', () => {
     const t = truth as SiteCounts;
     await p.goto(`${(proc as FarolProcess).url}/`);
     await p.waitForSelector('#login:not([hidden])');
+    // The token box is the developer option (people sign in: tests/signin-browser.test.ts).
+    await p.click('#dev-token summary');
     await p.fill('#token-input', TOKEN);
     await p.click('#login-form button[type=submit]');
     await ready();

@@ -9,8 +9,8 @@ import { isCurrent, ROOT } from '../scripts/build.js';
 /**
  * Production runs compiled JavaScript: the `farol` bin (cli/farol.js, also `npm start`) builds
  * dist/ when it is missing or was built from other sources, then runs dist/cli/run.js. The other
- * tests run the sources through tsx; this one runs what production runs (scripts/build.test.ts
- * tests the build itself).
+ * tests start dist/cli/run.js directly (tests/support/farol-process.ts); this one runs the bin as
+ * production does (scripts/build.test.ts tests the build itself).
  */
 
 describe('the compiled farol bin', () => {

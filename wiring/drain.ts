@@ -17,7 +17,7 @@ export interface Abandonable {
 
 /** Bounds of an Event Hubs processor's drain (SIGTERM must end the process in bounded time). */
 export interface DrainBounds {
-  /** Writing, snapshotting and checkpointing what is held; past it, the drain gives up writing (15 s). */
+  /** Writing, snapshotting and checkpointing what is held; past it, the drain gives up writing (15 s; FAROL_DRAIN_TIMEOUT_MS). */
   flushMs: number;
   /** After giving up, how long the partitions get to close (5 s). */
   abandonMs: number;

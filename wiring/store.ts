@@ -8,7 +8,7 @@ import type { Store } from '../store/store.ts';
  * The embedded engine is loaded only here, when it is the one: a process on a ClickHouse server
  * (`farol api`, `farol processor`, the standalone collector) never maps chDB's library.
  */
-export async function openConfiguredStore(config: Config): Promise<Store> {
+export async function openConfiguredStore(config: Config, opts: { backups?: boolean } = {}): Promise<Store> {
   if (config.FAROL_CLICKHOUSE_URL !== undefined) {
     return openHttpStore({
       url: config.FAROL_CLICKHOUSE_URL,
@@ -19,7 +19,14 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
     });
   }
   const { openChdbStore } = await import('../store/chdb-store.ts');
-  return openChdbStore({ dataDir: config.FAROL_DATA_DIR, database: config.FAROL_CLICKHOUSE_DATABASE });
+  // `farol backup`: the engine may write backups to its staging folder (none where the data dir's
+  // path cannot be given to it; createBackup then says why).
+  const backupsPath = opts.backups === true ? (await import('../store/backup.ts')).stagingPath(config.FAROL_DATA_DIR) : undefined;
+  return openChdbStore({
+    dataDir: config.FAROL_DATA_DIR,
+    database: config.FAROL_CLICKHOUSE_DATABASE,
+    ...(backupsPath === undefined ? {} : { backupsPath }),
+  });
 }
 
 /** Where migrations go for this configuration. */
@@ -39,9 +46,9 @@ export class DataDirLockedError extends Error {}
  * admin commands): a data dir held by another process (a running `farol start`) is a
  * {@link DataDirLockedError} saying what to do.
  */
-export async function openStoreForAdmin(config: Config): Promise<Store> {
+export async function openStoreForAdmin(config: Config, opts: { backups?: boolean } = {}): Promise<Store> {
   try {
-    return await openConfiguredStore(config);
+    return await openConfiguredStore(config, opts);
   } catch (err) {
     const text = `${err instanceof Error ? err.message : String(err)} ${err instanceof Error && err.cause instanceof Error ? err.cause.message : ''}`;
     if (config.FAROL_CLICKHOUSE_URL === undefined && ((err as { code?: unknown }).code === 'CHDB_CONNECTION' || /lock|Failed to create connection/i.test(text))) {

@@ -19,7 +19,7 @@ export class ApiFailure extends Error {
 }
 
 /**
- * Calls the API with the token; resolves to the JSON answer, rejects with an {@link ApiFailure}.
+ * Calls the API with the token or the session cookie; resolves to the JSON answer, rejects with an {@link ApiFailure}.
  * @param {string} method
  * @param {string} path
  * @param {unknown} [body]
@@ -27,7 +27,11 @@ export class ApiFailure extends Error {
  */
 export async function api(method, path, body) {
   /** @type {{ method: string, headers: Record<string, string>, body?: string }} */
-  const init = { method, headers: { authorization: `Bearer ${state.token}`, accept: 'application/json' } };
+  const init = { method, headers: { accept: 'application/json' } };
+  // An API token (the developer option) goes in the header; otherwise the session cookie signs
+  // the request, and anything that may change state carries the session's CSRF token.
+  if (state.token) init.headers.authorization = `Bearer ${state.token}`;
+  else if (method !== 'GET' && state.csrf) init.headers['x-csrf-token'] = state.csrf;
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);

@@ -4,6 +4,7 @@
 // the experiment routes). Every number on the page is a number the API answered, only formatted.
 // This module wires the page: sign-in, the controls, and rendering every part on a change.
 
+import { bindSignIn, bindTeam, currentSession, endSession, renderTeam, showWaysIn } from './account.js';
 import { ApiFailure, api, idle, track } from './api.js';
 import { destroyChart, renderChart, resizeChart } from './chart.js';
 import { PANELS, TOKEN_KEY } from './config.js';
@@ -18,7 +19,7 @@ const hooks = { refresh, reportError };
 /** @param {unknown} err */
 function reportError(err) {
   if (err instanceof ApiFailure && err.status === 401) {
-    signOut('The token was refused. Paste a valid API token.');
+    signOut(state.session ? 'Signed out, or the session expired: sign in again.' : 'The token was refused. Paste a valid API token.');
     return;
   }
   if (!(err instanceof ApiFailure)) console.error(err);
@@ -92,12 +93,13 @@ async function loadSites() {
 function showLogin(message) {
   $('dashboard').hidden = true;
   $('controls').hidden = true;
+  $('team').hidden = true;
   $('login').hidden = false;
+  void showWaysIn();
   const e = $('login-error');
   e.textContent = message ?? '';
   e.hidden = !message;
   document.body.dataset.state = 'login';
-  $('token-input').focus();
 }
 
 /** @param {string} [message] */
@@ -109,10 +111,16 @@ function signOut(message) {
 }
 
 async function start() {
+  let me = null;
   if (!state.token) {
-    showLogin();
-    return;
+    me = await currentSession();
+    if (me === null) {
+      showLogin();
+      return;
+    }
   }
+  $('whoami').textContent = me === null ? 'API token' : `${me.email ?? me.member?.name ?? ''} (${me.member?.role ?? ''})`;
+  $('team-button').hidden = me !== null && me.member?.role === 'viewer';
   document.body.dataset.state = 'loading';
   try {
     await loadSites();
@@ -141,7 +149,16 @@ function bind() {
     tokenInput.value = '';
     void start().catch(reportError);
   });
-  $('sign-out').addEventListener('click', () => signOut());
+  $('sign-out').addEventListener('click', () => {
+    void endSession().then(() => signOut());
+  });
+  $('team-button').addEventListener('click', () => {
+    const team = $('team');
+    team.hidden = !team.hidden;
+    if (!team.hidden) void renderTeam();
+  });
+  bindSignIn(() => void start().catch(reportError));
+  bindTeam();
   field('site-select').addEventListener('change', () => {
     state.site = field('site-select').value;
     state.filters = [];

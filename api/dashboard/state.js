@@ -16,6 +16,8 @@ import { COMPARES, DEFAULT_PERIOD, PANELS, PERIODS, TOKEN_KEY, TOP_METRICS } fro
  * @property {[string, string][]} filters [dimension, value] pairs, each an `is` filter.
  * @property {Record<string, string>} tabs The chosen tab of each panel that is not on its first.
  * @property {string[] | undefined} sites The sites the token may list; undefined: typed by hand.
+ * @property {string} csrf The browser session's CSRF token ('' when signed in by API token or not at all).
+ * @property {boolean} session Whether a browser session (cookie) signs the requests.
  */
 
 /** @type {State} */
@@ -30,6 +32,8 @@ export const state = {
   filters: [],
   tabs: {},
   sites: undefined,
+  csrf: '',
+  session: false,
 };
 
 export function readUrl() {

@@ -18,7 +18,7 @@ const assetsDir = join(here, '..', 'dashboard');
 const uplotDir = join(dirname(createRequire(import.meta.url).resolve('uplot/package.json')), 'dist');
 
 /** The page's ES modules, `app.js` first (the one index.html loads). */
-const modules = ['app', 'api', 'chart', 'config', 'dom', 'experiments', 'format', 'panels', 'state'];
+const modules = ['app', 'account', 'api', 'chart', 'config', 'dom', 'experiments', 'format', 'panels', 'state'];
 
 /** URL path → file and type. A fixed list: nothing a request carries ever names a file. */
 const files: readonly { path: string; file: string; type: string }[] = [

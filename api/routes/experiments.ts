@@ -10,7 +10,7 @@ import {
   type Experiment,
   type TrackerExperiment,
 } from '../../schemas/experiment.ts';
-import { authorizeSite, siteRequest } from '../auth.ts';
+import { authorizeSite, recordWrite, siteRequest } from '../auth.ts';
 import { domainSchema } from '../../control/control-plane.ts';
 import { redirectHostsRepository } from '../../control/redirect-hosts.ts';
 import { experimentRepository, type StoredExperiment } from '../../control/experiments.ts';
@@ -83,7 +83,7 @@ export function experimentRoutes(r: ApiRouter, deps: RouteDeps): void {
   r.post(
     '/api/v1/sites/:domain/experiments',
     async (req) => {
-      const { site: s } = await site(req, 'admin');
+      const { principal, site: s } = await site(req, 'admin');
       const input = parsed(parseWith(experimentCreateSchema, req.body ?? {}));
       if (input.status === 'stopped') throw new ApiError('API_BAD_REQUEST', 'status of a new experiment is draft or running', 'status');
       const id = input.id ?? `exp_${randomBytes(9).toString('base64url')}`;
@@ -93,6 +93,7 @@ export function experimentRoutes(r: ApiRouter, deps: RouteDeps): void {
       if (candidate['status'] === 'running') candidate['started_at'] = deps.now().toISOString();
       const stored = await repo.put(await checked(candidate));
       written(s.domain);
+      await recordWrite(deps.control, req, principal);
       return { status: 201, json: view(stored) };
     },
     { maxBodyBytes: BODY_LIMIT },
@@ -106,7 +107,7 @@ export function experimentRoutes(r: ApiRouter, deps: RouteDeps): void {
   r.patch(
     '/api/v1/sites/:domain/experiments/:id',
     async (req) => {
-      const { site: s } = await site(req, 'admin');
+      const { principal, site: s } = await site(req, 'admin');
       const current = await existing(s.domain, req.params['id']);
       const patch = parsed(parseWith(experimentPatchSchema, req.body ?? {}));
       const { status, pages, ...rest } = patch;
@@ -129,16 +130,18 @@ export function experimentRoutes(r: ApiRouter, deps: RouteDeps): void {
       }
       const stored = await repo.put(await checked(next), current.created_at);
       written(s.domain);
+      await recordWrite(deps.control, req, principal);
       return { json: view(stored) };
     },
     { maxBodyBytes: BODY_LIMIT },
   );
 
   r.del('/api/v1/sites/:domain/experiments/:id', async (req) => {
-    const { site: s } = await site(req, 'admin');
+    const { principal, site: s } = await site(req, 'admin');
     const id = req.params['id'];
     if (id === undefined || !(await repo.remove(s.domain, id))) throw notFound();
     written(s.domain);
+    await recordWrite(deps.control, req, principal);
     return { status: 204 };
   });
 
@@ -164,6 +167,7 @@ export function experimentRoutes(r: ApiRouter, deps: RouteDeps): void {
     const body = parsed(parseWith(redirectHostsBody, req.body ?? {}));
     const hosts = await redirects.set(s.domain, body.redirect_hosts);
     written(s.domain);
+    await recordWrite(deps.control, req, principal);
     return { json: { redirect_hosts: hosts } };
   });
 

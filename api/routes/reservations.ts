@@ -1,5 +1,5 @@
 import { ApiError } from '../../schemas/errors.ts';
-import { authenticate, authorizeAccount } from '../auth.ts';
+import { authenticate, authorizeAccount, recordWrite } from '../auth.ts';
 import type { Reservation } from '../../control/control-plane.ts';
 import type { ApiRouter, ApiRequest } from '../http.ts';
 import type { ApiDeps } from '../deps.ts';
@@ -34,6 +34,7 @@ export function reservationRoutes(r: ApiRouter, deps: ApiDeps): void {
   r.del('/api/v1/reservations/:domain', async (req) => {
     const p = await owner(req);
     await deps.control.releaseReservation((req.params['domain'] ?? '').toLowerCase(), p.accountId);
+    await recordWrite(deps.control, req, p);
     return { status: 204 };
   });
 }

@@ -5,6 +5,7 @@ import { loadPhase, readIngestCounters, type LoadPhase, type Scenario, type Scen
 import { correctnessChecks, mainThreadLine, serverRow } from './common.ts';
 import { measureBare, withCollector } from '../sessions.ts';
 import { ROOT, type Server } from '../servers.ts';
+import { collectorTlsRun } from './collector-tls.ts';
 
 /*
  * `collector`: one tracker beacon per request.
@@ -56,6 +57,7 @@ export const collectorScenario: Scenario = {
   name: 'collector',
   summary: 'one beacon per request: bare uWS baseline vs the collector, p99 at half rate, RSS',
   async run(ctx) {
+    if (ctx.opts.tls) return collectorTlsRun(ctx);
     const bare = await measureBare(ctx, SCRIPT);
 
     const session = await withCollector(ctx, async (server, marks) => {

@@ -37,6 +37,14 @@ export interface VisitorIdResolverOptions {
   idleMs?: number;
   /** Bound on each of the two in-memory maps (default 500,000 visitors). */
   maxEntries?: number;
+  /**
+   * Keep a visit spanning midnight under its previous-salt id (default true). Off with salts
+   * shared by several collectors: the memory of who was active before midnight is per process,
+   * so behind a round-robin balancer one collector would carry a visitor's old id while another
+   * hands out the new one, and the visitor would count twice on the new day. Off, every collector
+   * switches every visitor at 00:00 UTC alike.
+   */
+  carryOver?: boolean;
 }
 
 /**
@@ -52,12 +60,14 @@ export interface VisitorIdResolverOptions {
  *  - A visit spanning two midnights (more than a day without a 30-minute pause) is split: by then
  *    the older salt is deleted.
  * Outside those windows the per-event cost is one hash and one lookup in a usually empty map.
- * The state is per process: two collectors behind a balancer each keep their own.
+ * The state is per process: two collectors behind a balancer each keep their own, so with salts
+ * shared by several collectors the carry-over is off (see `carryOver`).
  */
 export class VisitorIdResolver {
   private readonly salts: SaltSource;
   private readonly now: () => number;
   private readonly idleMs: number;
+  private readonly carryOver: boolean;
   // id handed out → last seen (ms), in last-seen order.
   private readonly recent: LruMap<string, number>;
   // current-salt hash → the previous-salt id this visit keeps, in last-seen order.
@@ -67,6 +77,7 @@ export class VisitorIdResolver {
     this.salts = opts.salts;
     this.now = opts.now ?? Date.now;
     this.idleMs = opts.idleMs ?? 30 * 60_000;
+    this.carryOver = opts.carryOver ?? true;
     const maxEntries = opts.maxEntries ?? 500_000;
     this.recent = new LruMap(maxEntries);
     this.carried = new LruMap(maxEntries);
@@ -90,6 +101,7 @@ export class VisitorIdResolver {
     const t = this.now();
     const salt = this.salts.current();
     const id = visitorHash(salt, site, ip, ua);
+    if (!this.carryOver) return { id, saltDay: salt.day };
     const midnight = salt.day * DAY_MS;
 
     // Both maps are in last-seen order, so expiring is a look at their oldest entry.

@@ -48,11 +48,22 @@ export interface HttpServerOptions {
   cors?: boolean;
   /** Told of every request no route took, after its answer (metrics). */
   onUnrouted?(error: FarolError, dialect: Dialect): void;
+  /** Serve HTTPS with this certificate and key (PEM files, checked by lib/http/tls.ts first). */
+  tls?: TlsFiles;
+}
+
+/** PEM files of a certificate (chain) and its private key. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
 }
 
 export interface HttpServer {
+  /** The app routes are added to (the first one: with TLS a reload serves the same routes from a new app). */
   readonly app: TemplatedApp;
   readonly inflight: Inflight;
+  /** Whether it serves HTTPS (the API then sends HSTS). */
+  readonly secure: boolean;
   /** Registers `handler` on uWS as it is and records the route for 404/405. Before `listen`. */
   route(method: Method, pattern: string, dialect: Dialect, handler: RawHandler): void;
   /** The vocabulary of the routes owning `url` (with any method), or undefined when none does. */
@@ -61,6 +72,13 @@ export interface HttpServer {
   listen(host: string, port: number): Promise<number>;
   /** Stops accepting connections; resolves once no request is in flight. */
   close(): Promise<void>;
+  /**
+   * TLS only, after `listen`: loads the certificate files again into a new SSL app serving the
+   * same routes, starts it on the same port, then stops the old listener. New connections get
+   * the new certificate; open ones (keep-alive, requests in flight) stay on the old app until
+   * they close. Throws (and keeps serving the old certificate) when the files do not load.
+   */
+  reloadTls(): void;
 }
 
 // One layer per uWS app: the collector and the API routes `farol start` mounts on its app share
@@ -71,16 +89,25 @@ const servers = new WeakMap<TemplatedApp, HttpServer>();
 export function httpServerOf(app: TemplatedApp | undefined, opts: HttpServerOptions): HttpServer {
   const existing = app === undefined ? undefined : servers.get(app);
   if (existing !== undefined) return existing;
-  const server = createHttpServer(app ?? uWS.App(), opts);
+  const server = createHttpServer(app, opts);
   servers.set(server.app, server);
   return server;
 }
 
-function createHttpServer(app: TemplatedApp, opts: HttpServerOptions): HttpServer {
+function createHttpServer(given: TemplatedApp | undefined, opts: HttpServerOptions): HttpServer {
+  const tls = opts.tls;
+  const makeApp = (): TemplatedApp => (tls === undefined ? uWS.App() : uWS.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key }));
+  const first = given ?? makeApp();
+  let current = first;
+  // Every registration, so a TLS reload can serve the same routes from a new app.
+  const registered: Array<{ method: Method | 'any'; pattern: string; handler: RawHandler }> = [];
+  // Apps replaced by a reload: kept referenced while their connections may still be open.
+  const retired: TemplatedApp[] = [];
   const inflight = new Inflight();
   const exact = new Map<string, Dialect>();
   const templated: Array<{ parts: string[]; dialect: Dialect }> = [];
   let socket: us_listen_socket | null = null;
+  let bound: { host: string; port: number } | null = null;
 
   function dialectOf(url: string): Dialect | undefined {
     const hit = exact.get(url);
@@ -93,7 +120,12 @@ function createHttpServer(app: TemplatedApp, opts: HttpServerOptions): HttpServe
     return undefined;
   }
 
-  app.any('/*', (res, req) => {
+  function add(method: Method | 'any', pattern: string, handler: RawHandler): void {
+    registered.push({ method, pattern, handler });
+    current[method](pattern, handler);
+  }
+
+  add('any', '/*', (res, req) => {
     const url = req.getUrl();
     const owner = dialectOf(url);
     const error = owner === undefined ? transportError(opts.dialect, 'notFound') : transportError(owner, 'methodNotAllowed');
@@ -107,9 +139,19 @@ function createHttpServer(app: TemplatedApp, opts: HttpServerOptions): HttpServe
     opts.onUnrouted?.(error, owner ?? opts.dialect);
   });
 
+  // uWS listens synchronously: the callback has run when listen returns.
+  function listenOn(app: TemplatedApp, host: string, port: number): us_listen_socket | null {
+    let s: us_listen_socket | null = null;
+    app.listen(host, port, (ls) => {
+      s = ls || null;
+    });
+    return s;
+  }
+
   return {
-    app,
+    app: first,
     inflight,
+    secure: tls !== undefined,
     dialectOf,
     route(method, pattern, dialect, handler) {
       // A wildcard (the collector's OPTIONS preflight) owns no path: other methods stay 404.
@@ -117,24 +159,40 @@ function createHttpServer(app: TemplatedApp, opts: HttpServerOptions): HttpServe
         if (pattern.includes(':')) templated.push({ parts: pattern.split('/'), dialect });
         else exact.set(pattern, dialect);
       }
-      app[method](pattern, handler);
+      add(method, pattern, handler);
     },
     listen(host, port) {
-      return new Promise((resolve, reject) => {
-        app.listen(host, port, (s) => {
-          if (!s) {
-            reject(new Error(`cannot listen on ${host}:${port}`));
-            return;
-          }
-          socket = s;
-          resolve(uWS.us_socket_local_port(s));
-        });
-      });
+      let s = listenOn(current, host, port);
+      // uSockets shares a port (SO_REUSEPORT) only when it was bound by number: a TLS reload
+      // starts its new listener beside the old one, so "any free port" is resolved first.
+      if (s !== null && tls !== undefined && port === 0) {
+        const chosen = uWS.us_socket_local_port(s);
+        uWS.us_listen_socket_close(s);
+        s = listenOn(current, host, chosen);
+      }
+      if (s === null) return Promise.reject(new Error(`cannot listen on ${host}:${port}`));
+      socket = s;
+      bound = { host, port: uWS.us_socket_local_port(s) };
+      return Promise.resolve(bound.port);
     },
     async close() {
       if (socket) uWS.us_listen_socket_close(socket);
       socket = null;
       await inflight.idle();
+    },
+    reloadTls() {
+      if (tls === undefined) throw new Error('not serving TLS');
+      if (socket === null || bound === null) throw new Error('not listening');
+      // Throws "App construction failed" when the files do not load (or the key does not match).
+      const next = makeApp();
+      for (const r of registered) next[r.method](r.pattern, r.handler);
+      const s = listenOn(next, bound.host, bound.port);
+      if (s === null) throw new Error(`cannot listen again on ${bound.host}:${bound.port}`);
+      // Only now: until the new listener is up, the old one keeps accepting.
+      uWS.us_listen_socket_close(socket);
+      socket = s;
+      retired.push(current);
+      current = next;
     },
   };
 }

@@ -120,3 +120,84 @@ export function experimentBoundaryTables(t: MigrationTarget): string[] {
     }),
   ];
 }
+
+/**
+ * Migration 9 (#14): people sign in.
+ * - `identities`: how a member signs in, one row per member: an email (lower-case) with an
+ *   Argon2id password hash (PHC string) and an optional TOTP secret, and/or an OpenID Connect
+ *   identity (issuer + subject).
+ * - `browser_sessions`: `hash` is the SHA-256 of the cookie's random id (never stored itself);
+ *   `id` is a public name for the audit trail and listings. Revoked = deleted.
+ * - `invitations`: `hash` of the single-use link's secret; claimed or withdrawn = deleted.
+ * - `reset_links`: one-time password-reset links, by the hash of their secret; used = deleted.
+ * - `audit_log`: append-only, who (member, or `operator` for the CLI) did what from which session
+ *   or token (their public id / display prefix), never an address or a secret; rows older than
+ *   FAROL_AUDIT_RETENTION_DAYS are deleted by the API (control/people.ts `pruneAudit`).
+ */
+export function signInTables(t: MigrationTarget): string[] {
+  return [
+    createEverywhereTable(t, {
+      name: 'identities',
+      columns: `  member_id String,
+  account_id String,
+  email String,
+  password_hash String,
+  totp_secret String,
+  oidc_issuer String,
+  oidc_subject String,
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY member_id',
+    }),
+    createEverywhereTable(t, {
+      name: 'browser_sessions',
+      columns: `  hash String,
+  id String,
+  member_id String,
+  account_id String,
+  method LowCardinality(String),
+  expires_at DateTime64(3, 'UTC'),
+  last_seen_at DateTime64(3, 'UTC'),
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY hash',
+    }),
+    createEverywhereTable(t, {
+      name: 'invitations',
+      columns: `  id String,
+  hash String,
+  account_id String,
+  email String,
+  role LowCardinality(String),
+  sites Array(String),
+  invited_by String,
+  expires_at DateTime64(3, 'UTC'),
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY id',
+    }),
+    createEverywhereTable(t, {
+      name: 'reset_links',
+      columns: `  hash String,
+  member_id String,
+  account_id String,
+  expires_at DateTime64(3, 'UTC'),
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY hash',
+    }),
+    createEverywhereTable(t, {
+      name: 'audit_log',
+      columns: `  at DateTime64(3, 'UTC'),
+  account_id String,
+  actor String,
+  via LowCardinality(String),
+  via_id String,
+  action LowCardinality(String),
+  target String,
+  detail String`,
+      engine: { family: 'MergeTree' },
+      clauses: 'ORDER BY (account_id, at)',
+    }),
+  ];
+}

@@ -41,7 +41,13 @@ export interface ServerModeSuite {
 }
 
 /** Registers the file's `beforeAll`/`afterAll`; call it inside the `describe`. */
-export function serverModeSuite(opts: { name: string; sites: readonly string[]; partitions: number }): ServerModeSuite {
+export function serverModeSuite(opts: {
+  name: string;
+  sites: readonly string[];
+  partitions: number;
+  /** More settings of every `farol start` (e.g. shorter retry and drain bounds). */
+  env?: Record<string, string>;
+}): ServerModeSuite {
   let clickhouse: ClickHouseHttp | undefined;
   const dirs: string[] = [];
   const procs: FarolProcess[] = [];
@@ -80,6 +86,7 @@ export function serverModeSuite(opts: { name: string; sites: readonly string[]; 
         FAROL_TRUST_PROXY: '127.0.0.1/32',
         FAROL_SITES: opts.sites.join(','),
         FAROL_HUB_PARTITIONS: String(opts.partitions),
+        ...opts.env,
       };
       const proc = await startFarol('start', env);
       procs.push(proc);

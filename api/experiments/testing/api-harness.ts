@@ -7,7 +7,8 @@ import { loadConfig } from '../../../schemas/config.ts';
 import { openChdbStore } from '../../../store/chdb-store.ts';
 import { migrate } from '../../../store/migrate.ts';
 import type { Store } from '../../../store/store.ts';
-import { ControlPlane } from '../../../control/control-plane.ts';
+import { ControlPlane, type ControlPlaneOptions } from '../../../control/control-plane.ts';
+import type { Logger } from '../../../lib/log.ts';
 import { listenApi, type ApiServer } from '../../server.ts';
 
 /**
@@ -60,17 +61,21 @@ export async function startApiOnChdb(opts: {
   wrapStore?: (store: Store) => Store;
   /** Extra configuration (`FAROL_API_…` limits). */
   env?: Record<string, string>;
+  /** More control-plane options (a clock, session lifetimes). */
+  control?: ControlPlaneOptions;
+  /** The API's logger (default: silent). */
+  log?: Logger;
 }): Promise<ApiOnChdb> {
   const dir = await mkdtemp(join(tmpdir(), 'farol-routes-'));
   const store = openChdbStore({ dataDir: dir, database: opts.database });
   let server: ApiServer | undefined;
   try {
     await migrate(store, { database: opts.database, retentionDays: 395 });
-    const control = new ControlPlane(store, { cacheTtlMs: opts.cacheTtlMs ?? 0 });
+    const control = new ControlPlane(store, { cacheTtlMs: opts.cacheTtlMs ?? 0, ...opts.control });
     await opts.seed?.(control);
     const config = loadConfig({ FAROL_DATA_DIR: dir, FAROL_PORT: '0', FAROL_HOST: '127.0.0.1', ...opts.env });
     const routeStore = opts.wrapStore?.(store) ?? store;
-    server = await listenApi({ store: routeStore, control, config, log: silentLogger, metrics: new Registry(), now: opts.now ?? (() => new Date()) });
+    server = await listenApi({ store: routeStore, control, config, log: opts.log ?? silentLogger, metrics: new Registry(), now: opts.now ?? (() => new Date()) });
     const s = server;
     return {
       url: `http://127.0.0.1:${s.port}`,

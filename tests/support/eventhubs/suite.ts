@@ -25,7 +25,10 @@ export interface EventHubsDeployment extends EventHubsStack {
   hubEnv: Record<string, string>;
   /** The hub, blob checkpoints and ClickHouse: what a `farol processor` needs (and a collector reading the sites table). */
   storeEnv: Record<string, string>;
-  /** `storeEnv` with the quick ownership timings processors of these tests use (1 s updates, 5 s expiry). */
+  /**
+   * `storeEnv` with the quick timings processors of these tests use: ownership (1 s updates, 5 s
+   * expiry) and at most 1 s between retries of a failed ClickHouse write (30 s by default).
+   */
   processorEnv: Record<string, string>;
 }
 
@@ -90,7 +93,12 @@ export function eventHubsSuite(opts: { name: string; hubName: string; partitions
       store,
       hubEnv,
       storeEnv,
-      processorEnv: { ...storeEnv, FAROL_EVENTHUBS_UPDATE_INTERVAL_MS: '1000', FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS: '5000' },
+      processorEnv: {
+        ...storeEnv,
+        FAROL_EVENTHUBS_UPDATE_INTERVAL_MS: '1000',
+        FAROL_EVENTHUBS_OWNERSHIP_EXPIRY_MS: '5000',
+        FAROL_PROCESSOR_RETRY_MAX_MS: '1000',
+      },
     };
   }, 120_000);
 

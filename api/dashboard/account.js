@@ -1,0 +1,223 @@
+// @ts-check
+/* global location, history */
+// People in the dashboard: sign-in (identity provider, password with an optional code, the links
+// of invitations and password resets), the session, sign-out, and the team page (members,
+// invitations, API tokens for machines, the audit trail for owners). Everything goes through the same public API as any client.
+
+import { ApiFailure, api, messageOf } from './api.js';
+import { $, field, h, replace } from './dom.js';
+import { state } from './state.js';
+
+/**
+ * The browser session, if the cookie holds a live one: its member (and CSRF token) or null.
+ * @returns {Promise<any>}
+ */
+export async function currentSession() {
+  try {
+    const me = await api('GET', '/api/v1/auth/session');
+    state.csrf = typeof me?.csrf === 'string' ? me.csrf : '';
+    state.session = true;
+    return me;
+  } catch (err) {
+    if (err instanceof ApiFailure && err.status === 401) return null;
+    throw err;
+  }
+}
+
+/** Shows the ways in the server offers (the provider button only when one is configured). */
+export async function showWaysIn() {
+  try {
+    const cfg = await api('GET', '/api/v1/auth/config');
+    $('oidc-signin').hidden = cfg?.oidc !== true;
+  } catch {
+    $('oidc-signin').hidden = true;
+  }
+}
+
+/** @param {string} message */
+function loginError(message) {
+  const e = $('login-error');
+  e.textContent = message;
+  e.hidden = message === '';
+}
+
+/**
+ * The one-time link in the URL's fragment (`#invite=…`, `#reset=…`), removed from the address bar.
+ * @returns {{ kind: 'invite' | 'reset', token: string } | null}
+ */
+function linkInUrl() {
+  const m = /^#(invite|reset)=([A-Za-z0-9_-]{43})$/.exec(location.hash);
+  if (m === null) return null;
+  history.replaceState(history.state, '', location.pathname + location.search);
+  return { kind: /** @type {'invite' | 'reset'} */ (m[1]), token: /** @type {string} */ (m[2]) };
+}
+
+/**
+ * Binds the sign-in forms; `signedIn` runs once a session exists.
+ * @param {() => void} signedIn
+ */
+export function bindSignIn(signedIn) {
+  const link = linkInUrl();
+  if (link !== null) {
+    $('password-form').hidden = true;
+    $('link-form').hidden = false;
+    $('link-title').textContent = link.kind === 'invite' ? 'You are invited: choose your name and a password.' : 'Choose a new password.';
+    $('link-name').hidden = link.kind !== 'invite';
+    $('link-name-label').hidden = link.kind !== 'invite';
+  }
+  $('link-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (link === null) return;
+    const password = field('link-password').value;
+    const body = link.kind === 'invite' ? { token: link.token, name: field('link-name').value.trim(), password } : { token: link.token, password };
+    api('POST', link.kind === 'invite' ? '/api/v1/auth/invitation' : '/api/v1/auth/reset', body).then(
+      (r) => {
+        state.csrf = String(r?.csrf ?? '');
+        state.session = true;
+        field('link-password').value = '';
+        $('link-form').hidden = true;
+        $('password-form').hidden = false;
+        signedIn();
+      },
+      (err) => loginError(messageOf(err)),
+    );
+  });
+  $('password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const totp = field('totp-input').value.trim();
+    const body = { email: field('email-input').value.trim(), password: field('password-input').value, ...(totp ? { totp } : {}) };
+    api('POST', '/api/v1/auth/password', body).then(
+      (r) => {
+        state.csrf = String(r?.csrf ?? '');
+        state.session = true;
+        field('password-input').value = '';
+        field('totp-input').value = '';
+        loginError('');
+        signedIn();
+      },
+      (err) => {
+        if (err instanceof ApiFailure && err.code === 'API_TOTP_REQUIRED') {
+          $('totp-input').hidden = false;
+          $('totp-label').hidden = false;
+          $('totp-input').focus();
+        }
+        loginError(messageOf(err));
+      },
+    );
+  });
+}
+
+/** Ends the browser session (the cookie is cleared by the server). */
+export async function endSession() {
+  if (state.session) await api('POST', '/api/v1/auth/signout').catch(() => undefined);
+  state.session = false;
+  state.csrf = '';
+}
+
+/** @param {string} message */
+function teamError(message) {
+  const e = $('team-error');
+  e.textContent = message;
+  e.hidden = message === '';
+}
+
+/** Renders the team page: members, open invitations and API tokens the signed-in member sees. */
+export async function renderTeam() {
+  teamError('');
+  /** @type {[any, any, any, any]} */
+  const [members, invitations, tokens, audit] = await Promise.all([
+    api('GET', '/api/v1/members').catch(() => ({ members: [] })),
+    api('GET', '/api/v1/invitations').catch(() => ({ invitations: [] })),
+    api('GET', '/api/v1/tokens').catch(() => ({ tokens: [] })),
+    // Account-wide owners only: anyone else is answered 403 and sees no section.
+    api('GET', '/api/v1/audit?limit=100').catch(() => null),
+  ]);
+  $('team-audit-section').hidden = audit === null;
+  if (audit !== null) {
+    replace(
+      $('team-audit'),
+      h(
+        'table',
+        { class: 'team-table' },
+        h('tr', null, h('th', null, 'When'), h('th', null, 'Who'), h('th', null, 'From'), h('th', null, 'What'), h('th', null, 'Target')),
+        (audit.entries ?? []).map((/** @type {any} */ e) =>
+          h('tr', { dataset: { action: e.action } }, h('td', null, String(e.at).replace('T', ' ').slice(0, 19)), h('td', null, e.actor), h('td', null, `${e.via} ${e.via_id}`), h('td', null, e.action), h('td', null, e.target)),
+        ),
+      ),
+    );
+  }
+  /** @param {unknown} sites */
+  const scope = (sites) => (Array.isArray(sites) && sites.length > 0 ? sites.join(', ') : 'every site');
+  replace(
+    $('team-members'),
+    h(
+      'table',
+      { class: 'team-table' },
+      h('tr', null, h('th', null, 'Member'), h('th', null, 'Role'), h('th', null, 'Sites')),
+      (members.members ?? []).map((/** @type {any} */ m) => h('tr', { dataset: { member: m.id } }, h('td', null, m.name), h('td', null, m.role), h('td', null, scope(m.sites)))),
+    ),
+  );
+  replace(
+    $('team-invitations'),
+    (invitations.invitations ?? []).map((/** @type {any} */ i) =>
+      h(
+        'div',
+        { class: 'team-row', dataset: { invitation: i.id } },
+        `${i.email} · ${i.role} · ${scope(i.sites)} · until ${String(i.expires_at).slice(0, 10)} `,
+        h('button', { type: 'button', class: 'link', onclick: () => void act(() => api('DELETE', `/api/v1/invitations/${encodeURIComponent(i.id)}`)) }, 'Withdraw'),
+      ),
+    ),
+  );
+  replace(
+    $('team-tokens'),
+    (tokens.tokens ?? []).map((/** @type {any} */ t) =>
+      h(
+        'div',
+        { class: 'team-row', dataset: { token: t.prefix } },
+        `${t.prefix}… · ${t.name} · ${t.member_id} `,
+        h('button', { type: 'button', class: 'link', onclick: () => void act(() => api('DELETE', `/api/v1/tokens/${encodeURIComponent(t.prefix)}`)) }, 'Revoke'),
+      ),
+    ),
+  );
+}
+
+/**
+ * Runs a team action, then renders the page again.
+ * @param {() => Promise<unknown>} fn
+ */
+async function act(fn) {
+  try {
+    await fn();
+    await renderTeam();
+  } catch (err) {
+    teamError(messageOf(err));
+  }
+}
+
+/** Binds the team page's forms. */
+export function bindTeam() {
+  $('invite-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const sites = field('invite-sites')
+      .value.split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    void act(async () => {
+      const r = await api('POST', '/api/v1/invitations', { email: field('invite-email').value.trim(), role: field('invite-role').value, sites });
+      const out = $('invite-link');
+      out.textContent = `Send this link (shown once): ${String(r?.link ?? '')}`;
+      out.hidden = false;
+      field('invite-email').value = '';
+    });
+  });
+  $('token-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void act(async () => {
+      const r = await api('POST', '/api/v1/tokens', { name: field('token-name').value.trim() });
+      const out = $('token-out');
+      out.textContent = `New token (shown once, store it now): ${String(r?.token ?? '')}`;
+      out.hidden = false;
+      field('token-name').value = '';
+    });
+  });
+}

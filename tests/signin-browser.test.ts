@@ -1,0 +1,121 @@
+import { access, constants } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { startApiOnChdb, type ApiOnChdb } from '../api/experiments/testing/api-harness.ts';
+import { hashPassword } from '../control/people.ts';
+import { freePort, startIdp, type TestIdp } from './support/oidc-idp.ts';
+import { pollUntil } from './support/e2e.ts';
+
+/**
+ * The dashboard's sign-in in headless Chromium (Debian's; never downloaded) against a real
+ * OpenID Connect provider (`oidc-provider` on a loopback port) and the real API: an invited
+ * person clicks the provider button, comes back signed in with the invitation's role and site
+ * list applied, sees the team page, and signs out (the session is then refused). Then a password
+ * sign-in through the form.
+ */
+
+const CHROMIUM = '/usr/bin/chromium';
+let api: ApiOnChdb;
+let idp: TestIdp;
+let browser: Browser;
+let ownerToken = '';
+
+beforeAll(async () => {
+  await access(CHROMIUM, constants.X_OK);
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  idp = await startIdp(`${publicUrl}/api/v1/auth/oidc/callback`);
+  api = await startApiOnChdb({
+    database: 'farol_signin_browser_test',
+    env: { FAROL_PORT: String(port), FAROL_PUBLIC_URL: publicUrl, FAROL_OIDC_ISSUER: idp.issuer, FAROL_OIDC_CLIENT_ID: idp.clientId, FAROL_OIDC_CLIENT_SECRET: idp.clientSecret },
+    seed: async (c) => {
+      const account = (await c.createAccount({ name: 'A' })).id;
+      await c.addSite(account, { domain: 'a1.test' });
+      await c.addSite(account, { domain: 'a2.test' });
+      const owner = await c.addMember(account, { name: 'owner', role: 'owner' });
+      ownerToken = (await c.issueToken(owner.id)).token;
+      await c.people.setIdentity(owner.id, account, { email: 'owner@a.test', passwordHash: await hashPassword('the owner password') });
+    },
+  });
+  idp.users.set('invitee-sub', { email: 'invitee@a.test', email_verified: true, name: 'Invitee' });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new', '--disable-gpu', '--disable-dev-shm-usage'] });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await api?.close();
+  await idp?.close();
+});
+
+/** Waits until the page says `state` (polled from here: the page's CSP forbids eval'd waits). */
+async function until(page: Page, state: string): Promise<void> {
+  await pollUntil(async () => ((await page.evaluate('document.body.dataset.state')) === state ? true : undefined), {
+    timeoutMs: 20_000,
+    intervalMs: 50,
+    describe: () => `the dashboard never reached "${state}"`,
+  });
+}
+
+describe('dashboard sign-in', () => {
+  it('signs an invited person in through the identity provider, with the invitation’s role and sites, and out again', async () => {
+    const invited = await fetch(`${api.url}/api/v1/invitations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ownerToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'invitee@a.test', role: 'admin', sites: ['a2.test'] }),
+    });
+    expect(invited.status).toBe(201);
+    idp.nextLogin = 'invitee-sub';
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${api.url}/`);
+    await page.waitForSelector('#oidc-signin:not([hidden])');
+    // The token box is a developer option, folded away.
+    expect(await page.isVisible('#token-input')).toBe(false);
+    await page.click('#oidc-signin');
+    await page.waitForURL(`${api.url}/`);
+    await until(page, 'ready');
+    expect(await page.textContent('#whoami')).toBe('invitee@a.test (admin)');
+    expect(await page.$$eval('#site-select option', (os) => os.map((o) => o.getAttribute('value')))).toEqual(['a2.test']);
+    const cookie = (await context.cookies()).find((c) => c.name === 'farol_session');
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Lax', secure: false, path: '/' });
+    expect(await page.evaluate('document.cookie')).not.toContain('farol_session');
+
+    await page.click('#team-button');
+    await page.waitForSelector('#team-members tr[data-member]');
+    expect(await page.textContent('#team-members')).toContain('Invitee');
+    expect(await page.isVisible('#team-audit-section')).toBe(false);
+
+    await page.click('#sign-out');
+    await page.waitForSelector('#login:not([hidden])');
+    const after = await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie: `farol_session=${cookie?.value ?? ''}` } });
+    expect(after.status).toBe(401);
+    expect((await context.cookies()).some((c) => c.name === 'farol_session')).toBe(false);
+    await context.close();
+  });
+
+  it('signs in with a password through the form', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${api.url}/`);
+    await page.waitForSelector('#password-form');
+    await page.fill('#email-input', 'owner@a.test');
+    await page.fill('#password-input', 'not the password');
+    await page.click('#password-form button[type=submit]');
+    await page.waitForSelector('#login-error:not([hidden])');
+    expect(await page.textContent('#login-error')).toBe('Email or password is wrong');
+    await page.fill('#password-input', 'the owner password');
+    await page.click('#password-form button[type=submit]');
+    await until(page, 'ready');
+    expect(await page.textContent('#whoami')).toBe('owner@a.test (owner)');
+    // The owner reads the audit trail on the team page; the invited admin above did not see it.
+    await page.click('#team-button');
+    await page.waitForSelector('#team-audit tr[data-action="signin.password"]');
+    expect(await page.textContent('#team-audit')).toContain('signin.failed');
+    // A state-changing request from the page carries the session's CSRF token: creating a token works.
+    await page.fill('#token-name', 'from the browser');
+    await page.click('#token-form button[type=submit]');
+    await page.waitForSelector('#token-out:not([hidden])');
+    expect(await page.textContent('#token-out')).toMatch(/farol_[A-Za-z0-9_-]{43}/);
+    await context.close();
+  });
+});
