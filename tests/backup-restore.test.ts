@@ -153,7 +153,11 @@ describe.skipIf(nearMidnightUtc(5))('farol backup / restore of a live embedded i
       const client = runFarol(['backup', dir], env(join(root, 'src')));
       // The copy to the target starts once the engine's own backup is staged; stop the writer
       // then, look (no manifest yet: midway), and kill it while it cannot move.
-      await pollUntil(async () => (existsSync(join(dir, 'clickhouse')) ? true : undefined), { timeoutMs: 30_000, intervalMs: 2, describe: () => 'copy started' });
+      // Midway = some files copied: a folder made and still empty is not a half backup yet.
+      await pollUntil(
+        async () => (existsSync(join(dir, MANIFEST)) || (existsSync(join(dir, 'clickhouse')) && (await filesUnder(join(dir, 'clickhouse'))).length > 0) ? true : undefined),
+        { timeoutMs: 30_000, intervalMs: 2, describe: () => 'copy started' },
+      );
       src.child.kill('SIGSTOP');
       if (existsSync(join(dir, MANIFEST))) {
         src.child.kill('SIGCONT');
