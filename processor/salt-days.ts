@@ -329,12 +329,13 @@ export interface ProvisionedSaltDay {
  * events): `salt_day_segments` rows under a new generation computed from the rows before a
  * watermark W = now − margin (events before W; sessions whose latest event is before W − the
  * session timeout, which no later event can change), recorded in `salt_day_provisional` with the
- * number of events before W it saw. A reader uses them only while that count still holds (a late
- * event before W makes it read the salt day raw until the next run), and adds, exactly, the
+ * number of events of any salt day in [the day's 00:00 UTC, W) when it ran (a count readers check
+ * on the sort key's days and the timestamp alone). A reader uses them only while that count still
+ * holds (a late event before W makes it read the salt day raw until the next run), and adds, exactly, the
  * visitors first seen since: for the few visitors with rows at or after W (sessions: latest event
  * at or after W − timeout), their visitors over all their rows minus those over the rows the
- * generation saw. A (site, salt day) is computed again when its count of events before the new W
- * grew; older provisional generations are deleted. Idempotent and safe to run concurrently, like
+ * generation saw. A (site, salt day) with events of its own is computed again when that count at
+ * the new W differs; older provisional generations are deleted. Idempotent and safe to run concurrently, like
  * {@link closeSaltDays}.
  */
 export async function provisionOpenSaltDays(store: Store, opts: ProvisionOptions): Promise<ProvisionedSaltDay[]> {
@@ -343,12 +344,15 @@ export async function provisionOpenSaltDays(store: Store, opts: ProvisionOptions
   const today = Math.floor(now / DAY_MS);
   const siteFilter = opts.sites === undefined ? '' : ' AND site IN {sites:Array(String)}';
   const params = { from: formatDay(today - 1), to: formatDay(today), w: new Date(w), sites: opts.sites ?? [] };
-  const [counts, recorded] = await Promise.all([
-    store.query<Count>(
-      `SELECT site, toString(salt_day) AS day, count() AS n FROM events
-       WHERE toDate(timestamp) >= {from:Date} AND toDate(timestamp) <= {to:Date} AND timestamp < {w:DateTime64(3, 'UTC')}
-         AND salt_day >= {from:Date} AND salt_day <= {to:Date}${siteFilter}
-       GROUP BY site, salt_day`,
+  // Per site and open day d: the events of any salt day in [d 00:00 UTC, W). A late event of d's
+  // salt day before W raises it (one of d − 1's too: a harmless recomputation), and it reads the
+  // sort key's days and the timestamp only, so readers check it cheaply (api/query/query.ts).
+  const [windows, recorded] = await Promise.all([
+    store.query<{ site: string; n_from: string | number; n_to: string | number; own_from: string | number; own_to: string | number }>(
+      `SELECT site, count() AS n_from, countIf(toDate(timestamp) >= {to:Date}) AS n_to,
+         countIf(salt_day = {from:Date}) AS own_from, countIf(salt_day = {to:Date}) AS own_to FROM events
+       WHERE toDate(timestamp) >= {from:Date} AND toDate(timestamp) <= {to:Date} AND timestamp < {w:DateTime64(3, 'UTC')}${siteFilter}
+       GROUP BY site`,
       params,
     ),
     store.query<{ site: string; day: string; event_rows: string | number; zones: string[] }>(
@@ -357,6 +361,13 @@ export async function provisionOpenSaltDays(store: Store, opts: ProvisionOptions
       params,
     ),
   ]);
+  const counts = windows
+    .flatMap((r) => [
+      { site: r.site, day: params.from, n: r.n_from, own: r.own_from },
+      { site: r.site, day: params.to, n: r.n_to, own: r.own_to },
+    ])
+    // A salt day with no event of its own yet has nothing to provision.
+    .filter((c) => Number(c.own) > 0);
   const zones = opts.zones ?? (await siteZones(store));
   const done = new Map(recorded.map((r) => [`${r.site}\n${r.day}`, r]));
   const made: ProvisionedSaltDay[] = [];

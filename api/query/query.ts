@@ -461,74 +461,80 @@ interface LookupRow {
   w: string;
   ws: string;
   n: string | number;
-  ids: string[];
 }
 
 /**
- * The site's salt days whose ids can appear in `range`, in one read: the closed ones with their
- * latest complete generation (the rollups' unique visitors read them from `salt_day_segments` or
- * `salt_day_visitors`); the open ones' provisional generations, kept only while they hold — the
- * events before their watermark are the ones they saw (a late event makes the day read raw) —
- * with the ids of the visitors seen since (events at or after the watermark; sessions whose latest
- * event is at or after the session watermark), usually few: bound by id, or past
- * {@link TAIL_IDS} read by a sub-query in the answer.
+ * The site's salt days whose ids can appear in `range`, in two small reads: the closed ones with
+ * their latest complete generation (the rollups' unique visitors read them from
+ * `salt_day_segments` or `salt_day_visitors`); the open ones' provisional generations, kept only
+ * while they hold — the events in [their day, their watermark) are as many as when they were made
+ * (a late event makes the day read raw) — with the ids of the visitors seen since (events at or
+ * after the watermark; sessions whose latest event is at or after the session watermark), usually
+ * few: bound by id, or past {@link TAIL_IDS} read by a sub-query in the answer.
  */
 async function closedSaltDays(store: Store, site: string, range: ResolvedRange): Promise<SaltDays> {
   const [first, last] = saltDaySpan(range.start, range.end);
-  // Provisional generations of days not closed (a closed day's older provisional rows stay).
-  const prov = `SELECT salt_day, max(gen) AS pgen, argMax(zones, gen) AS pzones, argMax(watermark, gen) AS w, argMax(session_watermark, gen) AS ws,
-       argMax(event_rows, gen) AS n
-     FROM salt_day_provisional WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})
-       AND salt_day NOT IN (SELECT salt_day FROM salt_day_closes WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}))
-     GROUP BY salt_day`;
-  // Provisional generations exist for yesterday's and today's salt days only, and the span ends
-  // at most a day after today's (a zone behind UTC): their rows are read from two days before the
-  // span's last on.
-  const lo = 'toDate({last:UInt32}) - 2';
-  const rows = await store.query<LookupRow>(
-    `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones, '0' AS w, '0' AS ws,
-       toUInt64(0) AS n, emptyArrayString() AS ids
+  // The small tables first: closes, the site's first closed day, and the provisional generations
+  // of the days not closed (a closed day's older provisional rows stay).
+  const meta = await store.query<LookupRow>(
+    `SELECT 'c' AS kind, toUInt32(c.salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
      FROM salt_day_closes AS c WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day
      UNION ALL
-     SELECT 'f', toUInt32(0), toString(toUInt32(min(salt_day))), [], '0', '0', toUInt64(0), emptyArrayString()
+     SELECT 'f', toUInt32(0), toString(toUInt32(min(salt_day))), [], '0', '0', toUInt64(0)
      FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0
      UNION ALL
-     SELECT 'p', toUInt32(salt_day), toString(pgen), pzones, toString(toUnixTimestamp64Milli(w)), toString(toUnixTimestamp64Milli(ws)), n, emptyArrayString()
-     FROM (${prov})
-     UNION ALL
-     SELECT 'e', toUInt32(e.salt_day), '', [], '0', '0', countIf(e.timestamp < p.w), arrayMap(x -> toString(x), groupUniqArrayIf({limit:UInt32})(e.visitor_id, e.timestamp >= p.w))
-     FROM events AS e INNER JOIN (${prov}) AS p ON e.salt_day = p.salt_day
-     WHERE e.site = {site:String} AND toDate(e.timestamp) >= ${lo} AND toDate(e.timestamp) <= toDate({last:UInt32}) + 1 AND e.salt_day >= ${lo}
-     GROUP BY e.salt_day
-     UNION ALL
-     SELECT 's', toUInt32(x.salt_day), '', [], '0', '0', toUInt64(0), arrayMap(v -> toString(v), groupUniqArrayIf({limit:UInt32})(x.visitor_id, x.timestamp >= p.ws))
-     FROM sessions AS x INNER JOIN (${prov}) AS p ON x.salt_day = p.salt_day
-     WHERE x.site = {site:String} AND toDate(x.start) >= ${lo} AND toDate(x.start) <= toDate({last:UInt32}) + 1 AND x.salt_day >= ${lo}
-     GROUP BY x.salt_day`,
-    { site, first: Math.max(0, first), last: Math.max(2, last), limit: TAIL_IDS + 1 },
+     SELECT 'p', toUInt32(p.salt_day), toString(max(p.gen)), argMax(p.zones, p.gen), toString(toUnixTimestamp64Milli(argMax(p.watermark, p.gen))),
+       toString(toUnixTimestamp64Milli(argMax(p.session_watermark, p.gen))), argMax(p.event_rows, p.gen)
+     FROM salt_day_provisional AS p WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})
+       AND salt_day NOT IN (SELECT salt_day FROM salt_day_closes WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}))
+     GROUP BY salt_day`,
+    { site, first: Math.max(0, first), last: Math.max(0, last) },
   );
-  const days = rows.filter((r) => r.kind === 'c');
+  const days = meta.filter((r) => r.kind === 'c');
   const closed = new Map(days.map((r) => [Number(r.day), r.gen]));
   const zones = new Map(days.map((r) => [Number(r.day), r.zones]));
-  const firstClosed = rows.find((r) => r.kind === 'f')?.gen;
+  const firstClosed = meta.find((r) => r.kind === 'f')?.gen;
   const provisional = new Map<number, ProvisionalSaltDay>();
-  const of = (kind: string, day: number): LookupRow | undefined => rows.find((x) => x.kind === kind && Number(x.day) === day);
-  const tail = (r: LookupRow | undefined): string[] | undefined => (r === undefined ? [] : r.ids.length > TAIL_IDS ? undefined : r.ids);
-  for (const r of rows) {
-    if (r.kind !== 'p') continue;
-    const day = Number(r.day);
-    const events = of('e', day);
-    if (Number(events?.n ?? 0) !== Number(r.n)) continue;
-    const eventTail = tail(events);
-    const sessionTail = tail(of('s', day));
-    provisional.set(day, {
-      gen: r.gen,
-      watermark: Number(r.w),
-      sessionWatermark: Number(r.ws),
-      zones: r.zones,
-      ...(eventTail === undefined ? {} : { eventTail }),
-      ...(sessionTail === undefined ? {} : { sessionTail }),
+  const candidates = meta.filter((r) => r.kind === 'p');
+  if (candidates.length > 0) {
+    // Per provisional generation, in one read: the events in [its day 00:00 UTC, its watermark)
+    // (the sort key's days and the timestamp only: a late event there makes the day read raw), and
+    // the ids of the visitors seen since on each side (few: read after the timestamp filter).
+    const params: Record<string, unknown> = { site, limit: TAIL_IDS + 1 };
+    const parts = candidates.flatMap((r, i) => {
+      const day = Number(r.day);
+      params[`d${i}`] = day;
+      params[`w${i}`] = new Date(Number(r.w));
+      params[`ws${i}`] = new Date(Number(r.ws));
+      const d = `toDate({d${i}:UInt32})`;
+      const w = `{w${i}:DateTime64(3, 'UTC')}`;
+      const ws = `{ws${i}:DateTime64(3, 'UTC')}`;
+      return [
+        `SELECT 'n' AS kind, {d${i}:UInt32} AS day, count() AS n, emptyArrayString() AS ids FROM events
+         WHERE site = {site:String} AND toDate(timestamp) >= ${d} AND toDate(timestamp) <= toDate(${w}) AND timestamp < ${w}`,
+        `SELECT 'e', {d${i}:UInt32}, toUInt64(0), arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) FROM events
+         WHERE site = {site:String} AND toDate(timestamp) >= toDate(${w}) AND toDate(timestamp) <= ${d} + 1 AND timestamp >= ${w} AND salt_day = ${d}`,
+        `SELECT 's', {d${i}:UInt32}, toUInt64(0), arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) FROM sessions
+         WHERE site = {site:String} AND toDate(start) >= ${d} AND toDate(start) <= ${d} + 1 AND timestamp >= ${ws} AND salt_day = ${d}`,
+      ];
     });
+    const checks = await store.query<{ kind: string; day: number | string; n: string | number; ids: string[] }>(parts.join('\nUNION ALL\n'), params);
+    const of = (kind: string, day: number) => checks.find((x) => x.kind === kind && Number(x.day) === day);
+    const tail = (ids: string[] | undefined): string[] | undefined => (ids === undefined ? [] : ids.length > TAIL_IDS ? undefined : ids);
+    for (const r of candidates) {
+      const day = Number(r.day);
+      if (Number(of('n', day)?.n ?? -1) !== Number(r.n)) continue;
+      const eventTail = tail(of('e', day)?.ids);
+      const sessionTail = tail(of('s', day)?.ids);
+      provisional.set(day, {
+        gen: r.gen,
+        watermark: Number(r.w),
+        sessionWatermark: Number(r.ws),
+        zones: r.zones,
+        ...(eventTail === undefined ? {} : { eventTail }),
+        ...(sessionTail === undefined ? {} : { sessionTail }),
+      });
+    }
   }
   return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional };
 }

@@ -760,8 +760,11 @@ function segmentVisitors(
   // Entries (salt day, bucket, covered dates), matched to each row by its salt day.
   const entries = shares.flatMap((s) => s.buckets.map(([bucket, dates]) => ({ day: s.day, bucket, dates })));
   const entryDays = b.bind('Array(UInt32)', entries.map((e) => e.day));
-  const pick = `arrayJoin(arrayFilter(i -> ${entryDays}[i] = toUInt32(salt_day), arrayEnumerate(${entryDays})))`;
-  const dates = `${b.bind('Array(UInt8)', entries.map((e) => e.dates))}[i]`;
+  const entryDates = b.bind('Array(UInt8)', entries.map((e) => e.dates));
+  // One bucket per salt day (no time dimension, or one bucket each): a lookup, no row copies.
+  const single = entries.length === shares.length;
+  const pick = single ? `indexOf(${entryDays}, toUInt32(salt_day))` : `arrayJoin(arrayFilter(i -> ${entryDays}[i] = toUInt32(salt_day), arrayEnumerate(${entryDays})))`;
+  const dates = `${entryDates}[i]`;
   const count = `multiIf(m = 7, v7, m = 3, v3, m = 6, v6, m = 1, v1, m = 2, v2, m = 4, v4, 0)`;
   const dims = q.dims.map((d, i) => {
     const expr = d.kind === 'time' ? `${b.bind('Array(String)', entries.map((e) => e.bucket))}[i]` : (value ?? "''");

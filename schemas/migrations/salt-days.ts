@@ -110,11 +110,12 @@ export function saltDayTables(t: MigrationTarget): string[] {
   v6 UInt64,
   v7 UInt64`,
       engine: { family: 'MergeTree' },
-      clauses: 'PARTITION BY toYYYYMM(salt_day)\nORDER BY (site, side, dim, salt_day, tz, gen, value)',
+      clauses: 'PARTITION BY toYYYYMM(salt_day)\nORDER BY (site, side, dim, tz, salt_day, gen, value)',
       shardingKey: 'cityHash64(site, salt_day)',
     }),
     // Provisional generations of open salt days (today's and yesterday's): segments of the rows
     // before a watermark; readers add the visitors seen since (see processor/salt-days.ts).
+    // `event_rows`: the events of any salt day in [salt_day 00:00 UTC, watermark) when it was made.
     ...createShardedTable(t, {
       name: 'salt_day_provisional',
       columns: `  site LowCardinality(String),
