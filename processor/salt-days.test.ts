@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiQueryError } from '../api/query/errors.ts';
-import { runQuery, type QuerySite } from '../api/query/query.ts';
+import { runQuery, type QuerySite, type RunOptions } from '../api/query/query.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { StoreError, type Store } from '../store/store.ts';
 import { generateTraffic } from '../schemas/testing/oracle.ts';
@@ -94,11 +94,12 @@ const dimensions = [
 /** The tables the last auto answer of {@link autoEqualsRaw} read. */
 let lastTables: readonly string[] = [];
 
-async function autoEqualsRaw(site: QuerySite, body: Record<string, unknown>): Promise<string> {
+async function autoEqualsRaw(site: QuerySite, body: Record<string, unknown>, options: RunOptions = { rawOpenRows: 0 }): Promise<string> {
   const now = new Date();
   let auto: Awaited<ReturnType<typeof runQuery>>;
   try {
-    auto = await runQuery(store, site, { site_id: site.domain, ...body }, now);
+    // Small test data: ranges of open salt days would read raw by the cost rule, unless told not to.
+    auto = await runQuery(store, site, { site_id: site.domain, ...body }, now, options);
   } catch (err) {
     // A combination the API refuses (a session metric by an event dimension): not this test's.
     if (err instanceof ApiQueryError) return 'refused';
@@ -257,6 +258,21 @@ describe('open salt days (today and yesterday)', () => {
     expect((await provision(at + 2 * HOUR)).some((m) => m.saltDay === dayIso(today))).toBe(true);
     expect(await check()).toBe(all);
   }, 240_000);
+
+  it('read a range of open salt days raw when they hold few events, once a lookup has counted them', async () => {
+    await provision(at);
+    const site = sites[0] as QuerySite;
+    const todayOnly = { metrics: ['visitors', 'pageviews'], date_range: [dayIso(today), dayIso(today)], dimensions: ['event:page'] };
+    // An answer through the lookups counts the open days' events (a few hundred here); then the
+    // default threshold sends such ranges raw.
+    await autoEqualsRaw(site, todayOnly);
+    expect(lastTables).toContain('salt_day_segments');
+    expect(await autoEqualsRaw(site, todayOnly, {})).toBe('raw');
+    expect(lastTables).not.toContain('salt_day_segments');
+    // Not when the threshold is below the count, and never for a range with closed salt days.
+    expect(await autoEqualsRaw(site, todayOnly, { rawOpenRows: 1 })).not.toBe('raw');
+    expect(await autoEqualsRaw(site, { ...todayOnly, date_range: [dayIso(today - 6), dayIso(today)] }, {})).not.toBe('raw');
+  }, 120_000);
 
   it('read raw while a late event before the watermark is not in the generation, then provision again', async () => {
     await provision(at);
