@@ -521,28 +521,26 @@ interface LookupRow {
  */
 async function closedSaltDays(store: Store, site: string, range: ResolvedRange, nowMs: number): Promise<SaltDays> {
   const [first, last] = saltDaySpan(range.start, range.end);
-  // The small tables first: closes, the site's first closed day, and the provisional generations
-  // of the days not closed (a closed day's older provisional rows stay).
+  // The small tables first: the site's closes (all of them: one row per salt day, and the first
+  // closed day is their least), and the provisional generations of the range's days.
   const meta = await store.query<LookupRow>(
     `SELECT 'c' AS kind, toUInt32(c.salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
-     FROM salt_day_closes AS c WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}) GROUP BY salt_day
-     UNION ALL
-     SELECT 'f', toUInt32(0), toString(toUInt32(min(salt_day))), [], '0', '0', toUInt64(0)
-     FROM salt_day_closes WHERE site = {site:String} HAVING count() > 0
+     FROM salt_day_closes AS c WHERE site = {site:String} GROUP BY salt_day
      UNION ALL
      SELECT 'p', toUInt32(p.salt_day), toString(max(p.gen)), argMax(p.zones, p.gen), toString(toUnixTimestamp64Milli(argMax(p.watermark, p.gen))),
        toString(toUnixTimestamp64Milli(argMax(p.session_watermark, p.gen))), argMax(p.event_rows, p.gen)
      FROM salt_day_provisional AS p WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})
-       AND salt_day NOT IN (SELECT salt_day FROM salt_day_closes WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32}))
      GROUP BY salt_day`,
     { site, first: Math.max(0, first), last: Math.max(0, last) },
   );
-  const days = meta.filter((r) => r.kind === 'c');
+  const closes = meta.filter((r) => r.kind === 'c');
+  const firstClosed = closes.length === 0 ? undefined : Math.min(...closes.map((r) => Number(r.day)));
+  const days = closes.filter((r) => Number(r.day) >= first && Number(r.day) <= last);
   const closed = new Map(days.map((r) => [Number(r.day), r.gen]));
   const zones = new Map(days.map((r) => [Number(r.day), r.zones]));
-  const firstClosed = meta.find((r) => r.kind === 'f')?.gen;
   const provisional = new Map<number, ProvisionalSaltDay>();
-  const candidates = meta.filter((r) => r.kind === 'p');
+  // A closed day's older provisional rows may stay: the close wins.
+  const candidates = meta.filter((r) => r.kind === 'p' && !closed.has(Number(r.day)));
   if (candidates.length > 0) {
     // Per provisional generation, in one read: the events in [its day 00:00 UTC, its watermark)
     // (the sort key's days and the timestamp only: a late event there makes the day read raw), and
@@ -584,7 +582,7 @@ async function closedSaltDays(store: Store, site: string, range: ResolvedRange, 
       });
     }
   }
-  return { closed, zones, first: firstClosed === undefined ? undefined : Number(firstClosed), provisional };
+  return { closed, zones, first: firstClosed, provisional };
 }
 
 const CANNOT_COMPILE_REGEXP = 427;
