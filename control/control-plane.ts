@@ -303,6 +303,11 @@ class TtlCache<V> {
   clear(): void {
     this.entries.clear();
   }
+
+  /** Forgets the answers `which` picks. */
+  drop(which: (value: V) => boolean): void {
+    for (const [k, e] of this.entries) if (which(e.value)) this.entries.delete(k);
+  }
 }
 
 const SITE_COLUMNS = 'domain, account_id, timezone, respect_dnt, created_at';
@@ -405,7 +410,35 @@ export class ControlPlane implements ControlReader {
 
   private async write(table: string, row: Record<string, unknown>): Promise<void> {
     await this.store.insert(table, [row]);
-    this.invalidate();
+    this.invalidateFor(table, typeof row.account_id === 'string' ? row.account_id : undefined);
+  }
+
+  /**
+   * Forgets the cached answers a written row can change. A member, token or session row belongs to
+   * one account: it changes the principals of that account only (and may make an unknown
+   * credential known, so the cached "nobody" answers go too); the other accounts' principals stay
+   * cached, so one busy account's writes do not send every other request back to the store.
+   * Identities, invitations and reset links are never cached. Anything else forgets everything.
+   */
+  private invalidateFor(table: string, accountId: string | undefined): void {
+    const principalsOf = (): void => this.principals.drop((p) => p === null || p.accountId === accountId);
+    if (accountId === undefined) return this.invalidate();
+    switch (table) {
+      case 'members':
+        return principalsOf();
+      case 'tokens':
+        this.knownTokens.invalidate();
+        return principalsOf();
+      case 'browser_sessions':
+        this.people.invalidate();
+        return principalsOf();
+      case 'identities':
+      case 'invitations':
+      case 'reset_links':
+        return;
+      default:
+        return this.invalidate();
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -691,6 +724,27 @@ export class ControlPlane implements ControlReader {
     });
   }
 
+  /**
+   * Adds several members to an account in one write (one insert, however many): what a seed or an
+   * import uses. Every input is validated first; one bad input adds none.
+   */
+  async addMembers(accountId: string, inputs: readonly unknown[]): Promise<Member[]> {
+    const vs = inputs.map((input) => parseInput(memberInputSchema, input));
+    return this.serial(accountId, async () => {
+      const own = new Set((await this.sites(accountId)).map((s) => s.domain));
+      const rows = vs.map((v) => {
+        if (v.sites.some((d) => !own.has(d))) throw new ApiError('API_NOT_FOUND', 'Site not found', 'sites');
+        const s = this.stamp();
+        return { id: newId('mem'), account_id: accountId, name: v.name, role: v.role, sites: [...new Set(v.sites)].sort(), created_at: s.text, updated_at: s.text, deleted: 0 };
+      });
+      if (rows.length > 0) {
+        await this.store.insert('members', rows);
+        this.invalidateFor('members', accountId);
+      }
+      return rows.map(toMember);
+    });
+  }
+
   /** Changes a member's name or grant. The last account-wide owner (or the last one with a token) cannot be demoted. */
   async updateMember(id: string, input: unknown): Promise<Member> {
     const patch = parseInput(memberPatchSchema, input);
@@ -726,6 +780,8 @@ export class ControlPlane implements ControlReader {
   private async underLock<R extends { account_id: string }, T>(load: () => Promise<R | null>, missing: ApiError, fn: (row: R) => Promise<T>): Promise<T> {
     const first = await load();
     if (first === null) throw missing;
+    // Already under this account's lock (a route's write): the row was read under it.
+    if (this.held.getStore()?.has(first.account_id) === true) return fn(first);
     return this.serial(first.account_id, async () => {
       const row = await load();
       if (row === null) throw missing;
