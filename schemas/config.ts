@@ -162,6 +162,17 @@ export const configSchema = z.object({
   FAROL_SESSION_MAX_HOURS: positiveInt.max(24 * 90).default(24 * 7),
   /** Failed sign-ins per account and per client (a keyed hash of its address, in memory only). */
   FAROL_RATE_SIGNIN: rateSchema.default({ perSecond: 1 / 60, burst: 10 }),
+  /**
+   * Mail server for password-reset links (`smtp://user:password@host:587` with STARTTLS when the
+   * server offers it, or `smtps://…:465`); unset: reset links are printed by `farol members reset`.
+   */
+  FAROL_SMTP_URL: z
+    .string()
+    .max(2048)
+    .refine((u) => URL.canParse(u) && /^smtps?:$/.test(new URL(u).protocol) && new URL(u).hostname !== '', 'must be an smtp:// or smtps:// URL with a host (e.g. smtps://user:password@mail.example.com)')
+    .optional(),
+  /** The sender of reset mail: an address (`stats@example.com`). Required with FAROL_SMTP_URL. */
+  FAROL_SMTP_FROM: z.string().trim().max(254).pipe(z.email()).optional(),
   /** Days the audit trail keeps a record. */
   FAROL_AUDIT_RETENTION_DAYS: positiveInt.max(3650).default(365),
   /** Daily backups of the embedded store go in a folder per backup here (`farol backup`); unset: none. */
@@ -195,6 +206,13 @@ export const configSchema = z.object({
   if (oidc.some((k) => c[k] !== undefined)) {
     for (const key of oidc) if (c[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'required with the other FAROL_OIDC_ settings' });
     if (c.FAROL_PUBLIC_URL === undefined) ctx.addIssue({ code: 'custom', path: ['FAROL_PUBLIC_URL'], message: 'required with FAROL_OIDC_ISSUER (the redirect URI is FAROL_PUBLIC_URL/api/v1/auth/oidc/callback)' });
+  }
+  if ((c.FAROL_SMTP_URL === undefined) !== (c.FAROL_SMTP_FROM === undefined)) {
+    const missing = c.FAROL_SMTP_URL === undefined ? 'FAROL_SMTP_URL' : 'FAROL_SMTP_FROM';
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'FAROL_SMTP_URL and FAROL_SMTP_FROM are set together (both or neither)' });
+  }
+  if (c.FAROL_SMTP_URL !== undefined && c.FAROL_PUBLIC_URL === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['FAROL_PUBLIC_URL'], message: 'required with FAROL_SMTP_URL (a mailed reset link is FAROL_PUBLIC_URL/#reset=…)' });
   }
   if (c.FAROL_SESSION_IDLE_MINUTES > c.FAROL_SESSION_MAX_HOURS * 60) {
     ctx.addIssue({ code: 'custom', path: ['FAROL_SESSION_IDLE_MINUTES'], message: 'must not exceed FAROL_SESSION_MAX_HOURS' });

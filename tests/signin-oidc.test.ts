@@ -120,7 +120,7 @@ afterAll(async () => {
 
 describe('OpenID Connect sign-in', () => {
   it('says it is on', async () => {
-    expect(await (await fetch(`${api.url}/api/v1/auth/config`)).json()).toEqual({ password: true, oidc: true });
+    expect(await (await fetch(`${api.url}/api/v1/auth/config`)).json()).toEqual({ password: true, oidc: true, reset_mail: false });
   });
 
   it('sends PKCE (S256), state and nonce to the provider', async () => {

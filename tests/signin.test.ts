@@ -111,6 +111,11 @@ describe('password sign-in', () => {
     expect(me.json).toMatchObject({ member: { id: owner.id, role: 'owner' }, email: 'owner@a.test', via: 'session', csrf: ok.csrf });
   });
 
+  it('without FAROL_SMTP_URL has no reset mail: the link is given by an owner or the CLI', async () => {
+    expect((await req('GET', '/api/v1/auth/config')).json).toMatchObject({ password: true, reset_mail: false });
+    expect(code(await req('POST', '/api/v1/auth/forgot', { body: { email: 'owner@a.test' }, client: newClient() }))).toBe('404 API_RESET_MAIL_OFF');
+  });
+
   it('refuses a sign-in body that is not JSON (another site cannot post it from a form)', async () => {
     const r = await fetch(`${api.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ email: 'owner@a.test', password: PASSWORD }) });
     expect(r.status).toBe(400);
