@@ -5,6 +5,7 @@ import { startApiOnChdb, type ApiOnChdb } from '../api/experiments/testing/api-h
 import { hashPassword } from '../control/people.ts';
 import { freePort, startIdp, type TestIdp } from './support/oidc-idp.ts';
 import { pollUntil } from './support/e2e.ts';
+import { bodyOf, startSmtp, type TestSmtp } from './support/smtp.ts';
 
 /**
  * The dashboard's sign-in in headless Chromium (Debian's; never downloaded) against a real
@@ -19,15 +20,17 @@ let api: ApiOnChdb;
 let idp: TestIdp;
 let browser: Browser;
 let ownerToken = '';
+let smtp: TestSmtp;
 
 beforeAll(async () => {
   await access(CHROMIUM, constants.X_OK);
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   idp = await startIdp(`${publicUrl}/api/v1/auth/oidc/callback`);
+  smtp = await startSmtp('farol', 'browser-smtp-pass');
   api = await startApiOnChdb({
     database: 'farol_signin_browser_test',
-    env: { FAROL_PORT: String(port), FAROL_PUBLIC_URL: publicUrl, FAROL_OIDC_ISSUER: idp.issuer, FAROL_OIDC_CLIENT_ID: idp.clientId, FAROL_OIDC_CLIENT_SECRET: idp.clientSecret },
+    env: { FAROL_PORT: String(port), FAROL_PUBLIC_URL: publicUrl, FAROL_OIDC_ISSUER: idp.issuer, FAROL_OIDC_CLIENT_ID: idp.clientId, FAROL_OIDC_CLIENT_SECRET: idp.clientSecret, FAROL_SMTP_URL: smtp.url, FAROL_SMTP_FROM: 'stats@farol.test' },
     seed: async (c) => {
       const account = (await c.createAccount({ name: 'A' })).id;
       await c.addSite(account, { domain: 'a1.test' });
@@ -45,6 +48,7 @@ afterAll(async () => {
   await browser?.close();
   await api?.close();
   await idp?.close();
+  await smtp?.close();
 });
 
 /** Waits until the page says `state` (polled from here: the page's CSP forbids eval'd waits). */
@@ -117,5 +121,34 @@ describe('dashboard sign-in', () => {
     await page.waitForSelector('#token-out:not([hidden])');
     expect(await page.textContent('#token-out')).toMatch(/farol_[A-Za-z0-9_-]{43}/);
     await context.close();
+  });
+
+  it('mails a reset link from "Forgot password?" and sets a new password through it', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${api.url}/`);
+    await page.waitForSelector('#forgot-open:not([hidden])');
+    await page.fill('#email-input', 'owner@a.test');
+    await page.click('#forgot-open');
+    expect(await page.inputValue('#forgot-email')).toBe('owner@a.test');
+    await page.click('#forgot-form button[type=submit]');
+    await page.waitForSelector('#forgot-done:not([hidden])');
+    expect(await page.textContent('#forgot-done')).toMatch(/link to choose a new password is on its way/);
+    const link = /http:\/\/127\.0\.0\.1:\d+\/#reset=[A-Za-z0-9_-]{43}/.exec(bodyOf((await smtp.mailTo('owner@a.test')).raw))?.[0];
+    expect(link).toBeDefined();
+    // Opened from the mail: a page of its own.
+    const opened = await context.newPage();
+    await opened.goto(link ?? '');
+    await opened.waitForSelector('#link-form:not([hidden])');
+    expect(await opened.textContent('#link-title')).toBe('Choose a new password.');
+    // The link leaves the address bar at once.
+    expect(opened.url()).toBe(`${api.url}/`);
+    await opened.fill('#link-password', 'a password from the mail');
+    await opened.click('#link-form button[type=submit]');
+    await until(opened, 'ready');
+    expect(await opened.textContent('#whoami')).toBe('owner@a.test (owner)');
+    await context.close();
+    const again = await fetch(`${api.url}/api/v1/auth/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: link?.split('reset=')[1], password: 'one more new password' }) });
+    expect(again.status).toBe(400);
   });
 });

@@ -1,12 +1,11 @@
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SMTPServer } from 'smtp-server';
 import { createLogger } from '../lib/log.ts';
 import type { ControlPlane } from '../control/control-plane.ts';
 import { hashPassword } from '../control/people.ts';
 import { startApiOnChdb, type ApiOnChdb } from '../api/experiments/testing/api-harness.ts';
 import { pollUntil } from './support/e2e.ts';
 import { runFarol } from './support/farol-process.ts';
+import { bodyOf, startSmtp, type Received, type TestSmtp } from './support/smtp.ts';
 
 /**
  * Password reset by mail (#14) against a real SMTP server (`smtp-server` in-process on 127.0.0.1,
@@ -23,15 +22,7 @@ const SMTP_PASS = 'smtp-pass-Zq81xT4w';
 const PASSWORD = 'the first password of all';
 const PUBLIC_URL = 'http://stats.test:8080';
 
-interface Received {
-  from: string;
-  to: string[];
-  raw: string;
-}
-
-let smtp: SMTPServer;
-let smtpPort = 0;
-const inbox: Received[] = [];
+let smtp: TestSmtp;
 let api: ApiOnChdb;
 let control: ControlPlane;
 let clock = Date.parse('2026-12-06T12:00:00Z');
@@ -55,22 +46,7 @@ async function req(method: string, path: string, body?: unknown, client = newCli
 
 const code = (r: { status: number; json: Record<string, unknown> }): string => `${r.status} ${String((r.json.error as { code?: string } | undefined)?.code ?? '')}`.trim();
 
-/** A message's body with quoted-printable soft breaks and escapes undone (nodemailer's text encoding). */
-function bodyOf(raw: string): string {
-  const at = raw.indexOf('\r\n\r\n');
-  const body = raw.slice(at + 4);
-  return /content-transfer-encoding:\s*quoted-printable/i.test(raw.slice(0, at))
-    ? body.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)))
-    : body;
-}
-
-/** Waits for the next mail to `to` (mails already taken are not seen again). */
-const taken = new Set<Received>();
-async function mailTo(to: string): Promise<Received> {
-  const m = await pollUntil(async () => inbox.find((x) => !taken.has(x) && x.to.includes(to)), { timeoutMs: 20_000, describe: () => `a mail to ${to}` });
-  taken.add(m);
-  return m;
-}
+const mailTo = async (to: string): Promise<Received> => smtp.mailTo(to);
 
 function linkIn(m: Received): string {
   const link = /http:\/\/stats\.test:8080\/#reset=([A-Za-z0-9_-]{43})/.exec(bodyOf(m.raw));
@@ -87,32 +63,12 @@ async function addPerson(email: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  smtp = new SMTPServer({
-    secure: false,
-    disabledCommands: ['STARTTLS'],
-    allowInsecureAuth: true,
-    authMethods: ['PLAIN', 'LOGIN'],
-    logger: false,
-    onAuth(auth, _session, cb) {
-      if (auth.username === SMTP_USER && auth.password === SMTP_PASS) cb(null, { user: auth.username });
-      else cb(new Error('Invalid username or password'));
-    },
-    onData(stream, session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        inbox.push({ from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address, to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-  smtpPort = (smtp.server.address() as AddressInfo).port;
+  smtp = await startSmtp(SMTP_USER, SMTP_PASS);
   api = await startApiOnChdb({
     database: 'farol_signin_mail_test',
     cacheTtlMs: 5_000,
     env: {
-      FAROL_SMTP_URL: `smtp://${SMTP_USER}:${SMTP_PASS}@127.0.0.1:${smtpPort}`,
+      FAROL_SMTP_URL: smtp.url,
       FAROL_SMTP_FROM: 'stats@farol.test',
       FAROL_PUBLIC_URL: PUBLIC_URL,
       FAROL_RATE_SIGNIN: '3/min,3',
@@ -129,7 +85,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await api?.close();
-  await new Promise<void>((resolve) => (smtp === undefined ? resolve() : smtp.close(() => resolve())));
+  await smtp?.close();
 });
 
 describe('password reset by mail', () => {
@@ -167,7 +123,7 @@ describe('password reset by mail', () => {
     // one's (the same lookup, then a link, then the SMTP conversation): once the known mail is
     // in, the unknown request has finished, without a mail.
     linkIn(await mailTo('known@a.test'));
-    expect(inbox.filter((m) => m.to.includes('nobody@a.test'))).toEqual([]);
+    expect(smtp.inbox.filter((m) => m.to.includes('nobody@a.test'))).toEqual([]);
     // A removed member's email is unknown too.
     const gone = await addPerson('gone@a.test');
     await control.removeMember(gone);
@@ -198,7 +154,7 @@ describe('password reset by mail', () => {
 
   it('logs a mail server outage clearly, without the credentials, and keeps serving', async () => {
     await addPerson('outage@a.test');
-    await new Promise<void>((resolve) => smtp.close(() => resolve()));
+    await smtp.close();
     const before = logLines.length;
     expect((await req('POST', '/api/v1/auth/forgot', { email: 'outage@a.test' })).status).toBe(202);
     const line = await pollUntil(async () => logLines.slice(before).find((l) => l.includes('reset mail not sent')), { timeoutMs: 20_000, describe: () => 'the outage logged' });

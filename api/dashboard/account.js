@@ -29,9 +29,41 @@ export async function showWaysIn() {
   try {
     const cfg = await api('GET', '/api/v1/auth/config');
     $('oidc-signin').hidden = cfg?.oidc !== true;
+    // "Forgot password?" only when the server mails reset links (FAROL_SMTP_URL).
+    $('forgot-open').hidden = cfg?.reset_mail !== true;
   } catch {
     $('oidc-signin').hidden = true;
+    $('forgot-open').hidden = true;
   }
+}
+
+/** Binds the "forgot password" form: asks for a reset link by mail; the answer is the same for any email. */
+function bindForgot() {
+  /** @param {boolean} open */
+  const show = (open) => {
+    $('password-form').hidden = open;
+    $('forgot-form').hidden = !open;
+    $('forgot-done').hidden = true;
+    loginError('');
+  };
+  $('forgot-open').addEventListener('click', () => {
+    field('forgot-email').value = field('email-input').value.trim();
+    show(true);
+    $('forgot-email').focus();
+  });
+  $('forgot-back').addEventListener('click', () => show(false));
+  $('forgot-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    api('POST', '/api/v1/auth/forgot', { email: field('forgot-email').value.trim() }).then(
+      (r) => {
+        const done = $('forgot-done');
+        done.textContent = String(r?.message ?? 'If a member signs in with this email, a link is on its way.');
+        done.hidden = false;
+        loginError('');
+      },
+      (err) => loginError(messageOf(err)),
+    );
+  });
 }
 
 /** @param {string} message */
@@ -57,6 +89,7 @@ function linkInUrl() {
  * @param {() => void} signedIn
  */
 export function bindSignIn(signedIn) {
+  bindForgot();
   const link = linkInUrl();
   if (link !== null) {
     $('password-form').hidden = true;
