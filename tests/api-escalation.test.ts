@@ -495,10 +495,11 @@ describe('sessions: cookies, bearer tokens and CSRF', () => {
 /** Two account-wide owners with a token each (and, by session, signed in), in a fresh account. */
 async function twoOwners(cp: ControlPlane, kind: Kind = 'token'): Promise<{ account: string; a: Member; b: Member; ca: Cred; cb: Cred }> {
   const account = (await cp.createAccount({ name: uniq('race') })).id;
-  const a = await cp.addMember(account, { name: 'a', role: 'owner' });
-  const b = await cp.addMember(account, { name: 'b', role: 'owner' });
-  const ta = (await cp.issueToken(a.id)).token;
-  const tb = (await cp.issueToken(b.id)).token;
+  const [a, b] = (await cp.addMembers(account, [
+    { name: 'a', role: 'owner' },
+    { name: 'b', role: 'owner' },
+  ])) as [Member, Member];
+  const [ta, tb] = (await Promise.all([a, b].map(async (m) => (await cp.issueToken(m.id)).token))) as [string, string];
   if (kind === 'token') return { account, a, b, ca: { kind, secret: ta, csrf: '' }, cb: { kind, secret: tb, csrf: '' } };
   const [ca, cb] = await Promise.all([sessionOf(a), sessionOf(b)]);
   return { account, a, b, ca, cb };
