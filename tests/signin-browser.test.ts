@@ -97,7 +97,7 @@ describe('dashboard sign-in', () => {
     await context.close();
   });
 
-  it('signs in with a password through the form', async () => {
+  it('signs in with a password through the form; the person signs out another session, changes the password, and signs out everywhere', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(`${api.url}/`);
@@ -120,6 +120,36 @@ describe('dashboard sign-in', () => {
     await page.click('#token-form button[type=submit]');
     await page.waitForSelector('#token-out:not([hidden])');
     expect(await page.textContent('#token-out')).toMatch(/farol_[A-Za-z0-9_-]{43}/);
+
+    // The person's own sessions: this browser, and another one signed in elsewhere, signed out from here.
+    const elsewhere = await fetch(`${api.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'owner@a.test', password: 'the owner password' }) });
+    const otherCookie = (elsewhere.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
+    const otherId = String(((await elsewhere.json()) as { session?: string }).session);
+    // The team page is open: closed and opened again, it lists the new session.
+    await page.click('#team-button');
+    await page.click('#team-button');
+    await page.waitForSelector(`#me-sessions [data-session="${otherId}"]`);
+    expect(await page.$$eval('#me-sessions [data-current="true"]', (els) => els.length)).toBe(1);
+    await page.click(`#me-sessions [data-session="${otherId}"] button`);
+    await page.waitForSelector(`#me-sessions [data-session="${otherId}"]`, { state: 'detached' });
+    expect((await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie: otherCookie } })).status).toBe(401);
+    // Changing the password needs the current one.
+    await page.fill('#me-current', 'not the owner password');
+    await page.fill('#me-new', 'the owner password, changed');
+    await page.click('#me-password-form button[type=submit]');
+    await page.waitForSelector('#team-error:not([hidden])');
+    await page.fill('#me-current', 'the owner password');
+    await page.fill('#me-new', 'the owner password, changed');
+    await page.click('#me-password-form button[type=submit]');
+    await page.waitForSelector('#me-done:not([hidden])');
+    const signIn = async (password: string): Promise<number> =>
+      (await fetch(`${api.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'owner@a.test', password }) })).status;
+    expect([await signIn('the owner password'), await signIn('the owner password, changed')]).toEqual([401, 200]);
+    // Sign out everywhere: this browser is back at the sign-in page, its cookie refused.
+    const mine = (await context.cookies()).find((c) => c.name === 'farol_session')?.value ?? '';
+    await page.click('#signout-all');
+    await page.waitForSelector('#login:not([hidden])');
+    expect((await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie: `farol_session=${mine}` } })).status).toBe(401);
     await context.close();
   });
 

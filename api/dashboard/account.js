@@ -157,14 +157,27 @@ function teamError(message) {
 /** Renders the team page: members, open invitations and API tokens the signed-in member sees. */
 export async function renderTeam() {
   teamError('');
-  /** @type {[any, any, any, any]} */
-  const [members, invitations, tokens, audit] = await Promise.all([
+  /** @type {[any, any, any, any, any]} */
+  const [members, invitations, tokens, audit, mine] = await Promise.all([
     api('GET', '/api/v1/members').catch(() => ({ members: [] })),
     api('GET', '/api/v1/invitations').catch(() => ({ invitations: [] })),
     api('GET', '/api/v1/tokens').catch(() => ({ tokens: [] })),
     // Account-wide owners only: anyone else is answered 403 and sees no section.
     api('GET', '/api/v1/audit?limit=100').catch(() => null),
+    api('GET', '/api/v1/me/sessions').catch(() => ({ sessions: [] })),
   ]);
+  // The signed-in person's own browser sessions: each but this one can be signed out here.
+  replace(
+    $('me-sessions'),
+    (mine.sessions ?? []).map((/** @type {any} */ s) =>
+      h(
+        'div',
+        { class: 'team-row', dataset: { session: s.id, current: String(s.current === true) } },
+        `${s.current === true ? 'this browser' : s.method} · since ${String(s.created_at).replace('T', ' ').slice(0, 16)} · last seen ${String(s.last_seen_at).replace('T', ' ').slice(0, 16)} `,
+        s.current === true ? null : h('button', { type: 'button', class: 'link', onclick: () => void act(() => api('DELETE', `/api/v1/me/sessions/${encodeURIComponent(s.id)}`)) }, 'Sign out'),
+      ),
+    ),
+  );
   $('team-audit-section').hidden = audit === null;
   if (audit !== null) {
     replace(
@@ -242,6 +255,24 @@ export function bindTeam() {
       out.hidden = false;
       field('invite-email').value = '';
     });
+  });
+  $('me-password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void act(async () => {
+      await api('POST', '/api/v1/me/password', { current: field('me-current').value, password: field('me-new').value });
+      field('me-current').value = '';
+      field('me-new').value = '';
+      const done = $('me-done');
+      done.textContent = 'Password changed.';
+      done.hidden = false;
+    });
+  });
+  $('signout-all').addEventListener('click', () => {
+    // Every session of this person ends, this one too: back to the sign-in page.
+    api('POST', '/api/v1/auth/signout-all').then(
+      () => location.reload(),
+      (err) => teamError(messageOf(err)),
+    );
   });
   $('token-form').addEventListener('submit', (e) => {
     e.preventDefault();
