@@ -159,6 +159,13 @@ describe('password sign-in', () => {
     expect((await signIn('tf@a.test', PASSWORD, { totp: now() })).res.status).toBe(200);
     // A wrong password with the right code is still the one answer for a wrong password.
     expect(code((await signIn('tf@a.test', 'wrong password here', { totp: now() })).res)).toBe('401 API_SIGNIN_FAILED');
+    // Turning it off takes a current code (a session alone, an unlocked laptop, is not enough).
+    expect(code(await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, csrf: s.csrf, body: { code: wrongCode } }))).toBe('400 API_BAD_REQUEST');
+    expect(code(await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, body: { code: now() } }))).toBe('403 API_CSRF');
+    expect((await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, csrf: s.csrf, body: { code: now() } })).status).toBe(204);
+    // (Signing in again would meet this account's throttle after the three failures above.)
+    expect((await req('GET', '/api/v1/auth/session', { cookie: s.cookie })).json).toMatchObject({ totp: false });
+    expect(code(await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, csrf: s.csrf, body: { code: now() } }))).toBe('400 API_BAD_REQUEST');
   });
 });
 
@@ -318,7 +325,7 @@ describe('audit trail', () => {
     const sessionId = String((await req('GET', '/api/v1/auth/session', { cookie: s.cookie })).json.via_id);
     expect(entries[0]).toMatchObject({ actor: owner.id, via: 'session', via_id: sessionId, action: 'POST /api/v1/sites/:domain/goals', target: 'domain=a1.test', detail: { name: 'Signup' } });
     const actions = new Set(entries.map((e) => e.action));
-    for (const a of ['signin.password', 'signin.failed', 'signin.invitation', 'invitation.claim', 'POST /api/v1/invitations', 'password.reset', 'signout', 'signout.all', 'totp.enable', 'DELETE /api/v1/members/:id', 'PUT /api/v1/sites/:domain/redirect-hosts']) {
+    for (const a of ['signin.password', 'signin.failed', 'signin.invitation', 'invitation.claim', 'POST /api/v1/invitations', 'password.reset', 'signout', 'signout.all', 'totp.enable', 'totp.disable', 'DELETE /api/v1/members/:id', 'PUT /api/v1/sites/:domain/redirect-hosts']) {
       expect(actions, a).toContain(a);
     }
     expect(entries.some((e) => e.via === 'token' && /^tok:[0-9a-f]{12}$/.test(String(e.via_id)))).toBe(true);

@@ -47,7 +47,8 @@ import type { ApiDeps } from '../deps.ts';
  * - `POST /api/v1/auth/signout` (this session), `POST /api/v1/auth/signout-all` (every session of
  *   the member); `GET /api/v1/me/sessions`, `DELETE /api/v1/me/sessions/:id`.
  * - `POST /api/v1/me/password` `{current, password}`; `GET /api/v1/me/totp` (a new secret) and
- *   `POST /api/v1/me/totp` `{secret, code}` to turn the second factor on.
+ *   `POST /api/v1/me/totp` `{secret, code}` to turn the second factor on; `POST /api/v1/me/totp/off`
+ *   `{code}` (a current code) to turn it off.
  *
  * The sign-in POSTs need `Content-Type: application/json`, which a cross-site form cannot send:
  * another site cannot sign a browser in to an account of its choosing.
@@ -57,6 +58,7 @@ const passwordLogin = z.strictObject({ email: emailSchema, password: z.string().
 const acceptInput = z.strictObject({ token: z.string().max(64), name: z.string().trim().min(1).max(100), password: passwordSchema });
 const resetInput = z.strictObject({ token: z.string().max(64), password: passwordSchema });
 const changePassword = z.strictObject({ current: z.string().max(1024).default(''), password: passwordSchema });
+const totpOffInput = z.strictObject({ code: totpCodeSchema });
 const forgotInput = z.strictObject({ email: emailSchema });
 const totpInput = z.strictObject({ secret: z.string().regex(/^[A-Z2-7]{32}$/, 'must be the secret GET /api/v1/me/totp gave'), code: totpCodeSchema });
 
@@ -358,6 +360,18 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
     if (!totpValid(v.secret, v.code, control.clock())) throw new ApiError('API_BAD_REQUEST', 'The code does not match the secret', 'code');
     await people.setIdentity(p.memberId, p.accountId, { totpSecret: v.secret });
     await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.enable', target: `member=${p.memberId}` });
+    return { status: 204 };
+  });
+
+  r.post('/api/v1/me/totp/off', async (req) => {
+    const p = await authenticate(control, req);
+    const v = parseInput(totpOffInput, req.body ?? {});
+    const id = await people.identity(p.memberId);
+    if (id === null || id.totpSecret === '') throw new ApiError('API_BAD_REQUEST', 'The second factor is not on', 'code');
+    // Who holds a session but not the authenticator (an unlocked laptop) cannot turn it off.
+    if (!totpValid(id.totpSecret, v.code, control.clock())) throw new ApiError('API_BAD_REQUEST', 'The code does not match', 'code');
+    await people.setIdentity(p.memberId, p.accountId, { totpSecret: '' });
+    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.disable', target: `member=${p.memberId}` });
     return { status: 204 };
   });
 
