@@ -1,6 +1,7 @@
 import { access, constants } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { Secret, TOTP } from 'otpauth';
 import { startApiOnChdb, type ApiOnChdb } from '../api/experiments/testing/api-harness.ts';
 import { hashPassword } from '../control/people.ts';
 import { freePort, startIdp, type TestIdp } from './support/oidc-idp.ts';
@@ -97,7 +98,7 @@ describe('dashboard sign-in', () => {
     await context.close();
   });
 
-  it('signs in with a password through the form; the person signs out another session, changes the password, and signs out everywhere', async () => {
+  it('signs in with a password through the form; the person signs out another session, changes the password, turns two-factor sign-in on and off, and signs out everywhere', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(`${api.url}/`);
@@ -145,6 +146,20 @@ describe('dashboard sign-in', () => {
     const signIn = async (password: string): Promise<number> =>
       (await fetch(`${api.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'owner@a.test', password }) })).status;
     expect([await signIn('the owner password'), await signIn('the owner password, changed')]).toEqual([401, 200]);
+    // Two-factor sign-in: turned on with the key the page shows and a code from it, then off with a code.
+    await page.waitForSelector('#totp-start:not([hidden])');
+    expect(await page.textContent('#totp-state')).toBe('Two-factor sign-in is off.');
+    await page.click('#totp-start');
+    await page.waitForSelector('#totp-enrol:not([hidden])');
+    const totp = new TOTP({ secret: Secret.fromBase32(String(await page.textContent('#totp-secret'))), digits: 6, period: 30, algorithm: 'SHA1' });
+    await page.fill('#totp-code', totp.generate());
+    await page.click('#totp-submit');
+    await pollUntil(async () => ((await page.textContent('#totp-state')) === 'Two-factor sign-in is on.' ? true : undefined), { timeoutMs: 20_000, describe: () => 'two-factor never on' });
+    expect(await signIn('the owner password, changed')).toBe(401);
+    await page.fill('#totp-code', totp.generate());
+    await page.click('#totp-submit');
+    await pollUntil(async () => ((await page.textContent('#totp-state')) === 'Two-factor sign-in is off.' ? true : undefined), { timeoutMs: 20_000, describe: () => 'two-factor never off' });
+    expect(await signIn('the owner password, changed')).toBe(200);
     // Sign out everywhere: this browser is back at the sign-in page, its cookie refused.
     const mine = (await context.cookies()).find((c) => c.name === 'farol_session')?.value ?? '';
     await page.click('#signout-all');

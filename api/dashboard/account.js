@@ -157,15 +157,17 @@ function teamError(message) {
 /** Renders the team page: members, open invitations and API tokens the signed-in member sees. */
 export async function renderTeam() {
   teamError('');
-  /** @type {[any, any, any, any, any]} */
-  const [members, invitations, tokens, audit, mine] = await Promise.all([
+  /** @type {[any, any, any, any, any, any]} */
+  const [members, invitations, tokens, audit, mine, me] = await Promise.all([
     api('GET', '/api/v1/members').catch(() => ({ members: [] })),
     api('GET', '/api/v1/invitations').catch(() => ({ invitations: [] })),
     api('GET', '/api/v1/tokens').catch(() => ({ tokens: [] })),
     // Account-wide owners only: anyone else is answered 403 and sees no section.
     api('GET', '/api/v1/audit?limit=100').catch(() => null),
     api('GET', '/api/v1/me/sessions').catch(() => ({ sessions: [] })),
+    api('GET', '/api/v1/auth/session').catch(() => null),
   ]);
+  renderTotp(me?.totp === true);
   // The signed-in person's own browser sessions: each but this one can be signed out here.
   replace(
     $('me-sessions'),
@@ -227,14 +229,32 @@ export async function renderTeam() {
   );
 }
 
+/** The secret being enrolled (from GET /api/v1/me/totp), until its first code is confirmed. */
+let pendingTotp = '';
+
 /**
- * Runs a team action, then renders the page again.
- * @param {() => Promise<unknown>} fn
+ * The second factor's part of "You": on (a code turns it off) or off (a button starts enrolling).
+ * @param {boolean} on
  */
-async function act(fn) {
+function renderTotp(on) {
+  pendingTotp = '';
+  $('totp-state').textContent = on ? 'Two-factor sign-in is on.' : 'Two-factor sign-in is off.';
+  $('totp-start').hidden = on;
+  $('totp-enrol').hidden = true;
+  $('totp-form').hidden = !on;
+  $('totp-form').dataset.mode = on ? 'off' : 'on';
+  $('totp-submit').textContent = on ? 'Turn off' : 'Confirm';
+}
+
+/**
+ * Runs a team action, then renders the page again (unless `rerender` is false).
+ * @param {() => Promise<unknown>} fn
+ * @param {boolean} [rerender]
+ */
+async function act(fn, rerender = true) {
   try {
     await fn();
-    await renderTeam();
+    if (rerender) await renderTeam();
   } catch (err) {
     teamError(messageOf(err));
   }
@@ -266,6 +286,22 @@ export function bindTeam() {
       done.textContent = 'Password changed.';
       done.hidden = false;
     });
+  });
+  $('totp-start').addEventListener('click', () => {
+    void act(async () => {
+      const t = await api('GET', '/api/v1/me/totp');
+      pendingTotp = String(t?.secret ?? '');
+      $('totp-secret').textContent = pendingTotp;
+      $('totp-enrol').hidden = false;
+      $('totp-form').hidden = false;
+      $('totp-start').hidden = true;
+    }, false);
+  });
+  $('totp-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const code = field('totp-code').value.trim();
+    field('totp-code').value = '';
+    void act(() => ($('totp-form').dataset.mode === 'off' ? api('POST', '/api/v1/me/totp/off', { code }) : api('POST', '/api/v1/me/totp', { secret: pendingTotp, code })));
   });
   $('signout-all').addEventListener('click', () => {
     // Every session of this person ends, this one too: back to the sign-in page.
