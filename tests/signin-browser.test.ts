@@ -90,7 +90,12 @@ describe('dashboard sign-in', () => {
     expect(await page.textContent('#team-members')).toContain('Invitee');
     expect(await page.isVisible('#team-audit-section')).toBe(false);
 
+    // Signed in at the provider: signing out sends the browser there to sign out too.
     await page.click('#sign-out');
+    await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+    // The provider asks to confirm (no ID token hint is sent), then sends the browser back to the dashboard.
+    await page.click('button[type=submit][value=yes], button[autofocus], form button');
+    await page.waitForURL(`${api.url}/`);
     await page.waitForSelector('#login:not([hidden])');
     const after = await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie: `farol_session=${cookie?.value ?? ''}` } });
     expect(after.status).toBe(401);

@@ -142,9 +142,11 @@ export function bindSignIn(signedIn) {
 
 /** Ends the browser session (the cookie is cleared by the server). */
 export async function endSession() {
-  if (state.session) await api('POST', '/api/v1/auth/signout').catch(() => undefined);
+  const out = state.session ? await api('POST', '/api/v1/auth/signout').catch(() => undefined) : undefined;
   state.session = false;
   state.csrf = '';
+  // Signed in through the identity provider: sign out there too (it sends the browser back here).
+  if (typeof out?.end_session_url === 'string' && /^https?:\/\//.test(out.end_session_url)) location.assign(out.end_session_url);
 }
 
 /** @param {string} message */

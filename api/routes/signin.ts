@@ -44,7 +44,9 @@ import type { ApiDeps } from '../deps.ts';
  *   (FAROL_RATE_SIGNIN, every request counts: each may send a mail). A mail server outage is
  *   logged (`reset mail not sent`, its reason without the URL's credentials) and counted.
  * - `GET /api/v1/auth/session`: who the request acts as, and the session's CSRF token.
- * - `POST /api/v1/auth/signout` (this session), `POST /api/v1/auth/signout-all` (every session of
+ * - `POST /api/v1/auth/signout` (this session; for a session begun at an identity provider that
+ *   advertises `end_session_endpoint`, the answer's `end_session_url` signs out there too:
+ *   RP-initiated logout), `POST /api/v1/auth/signout-all` (every session of
  *   the member); `GET /api/v1/me/sessions`, `DELETE /api/v1/me/sessions/:id`.
  * - `POST /api/v1/me/password` `{current, password}`; `GET /api/v1/me/totp` (a new secret) and
  *   `POST /api/v1/me/totp` `{secret, code}` to turn the second factor on; `POST /api/v1/me/totp/off`
@@ -280,9 +282,13 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
   r.post('/api/v1/auth/signout', async (req) => {
     const p = await authenticate(control, req);
     if (p.session === undefined) throw new ApiError('API_BAD_REQUEST', 'Only a browser session signs out; revoke a token instead', 'authorization');
+    const method = (await people.sessions(p.memberId)).find((s) => s.id === p.session)?.method ?? '';
     await people.revokeSession(p.memberId, p.session);
     await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'signout', target: `session=${p.session}` });
-    return { status: 204, headers: { 'Set-Cookie': clearSessionCookie(secure) } };
+    // Signed in through the identity provider: the dashboard sends the browser there to sign out too.
+    const end = method.startsWith('oidc') && oidc !== undefined && config.FAROL_PUBLIC_URL !== undefined ? await oidc.endSessionUrl(`${config.FAROL_PUBLIC_URL}/`) : undefined;
+    const headers = { 'Set-Cookie': clearSessionCookie(secure), 'Cache-Control': 'no-store' };
+    return end === undefined ? { status: 204, headers } : { json: { end_session_url: end }, headers };
   });
 
   r.post('/api/v1/auth/signout-all', async (req) => {
