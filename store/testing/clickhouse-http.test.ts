@@ -120,8 +120,12 @@ describe('ClickHouse HTTP test endpoint', () => {
     // A SET statement without a session lasts for its own request, as on a server.
     expect((await fetch(server.url, { method: 'POST', body: 'SET max_block_size = 555' })).status).toBe(200);
     expect(await setting('max_block_size')).toBe(initial);
-    // A failed statement does not spoil the connection.
+    // A failed statement or insert does not spoil the connection.
     expect((await fetch(server.url, { method: 'POST', body: 'SELECT throwIf(1)' })).status).not.toBe(200);
+    expect(await setting('max_block_size')).toBe(initial);
+    const badInsert = await fetch(`${server.url}/?query=${encodeURIComponent('INSERT INTO t FORMAT JSONEachRow')}`, { method: 'POST', body: '{"id": "not a number"}\n' });
+    expect(badInsert.status).not.toBe(200);
+    await badInsert.arrayBuffer();
     expect(await setting('max_block_size')).toBe(initial);
     // Nor does a database chosen by one request stay for the next.
     await client().command({ query: 'CREATE DATABASE IF NOT EXISTS leak' });
