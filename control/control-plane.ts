@@ -159,8 +159,8 @@ export interface ControlPlaneOptions {
   reservationMs?: number;
   /**
    * How long deleting a site waits, between marking it deleted and deleting its data, for
-   * processors in other processes to learn of it (default 0: none run elsewhere); see
-   * {@link SITE_DELETE_GRACE_MS}.
+   * processors in other processes to learn of it (default 0: none run elsewhere);
+   * FAROL_SITE_DELETE_GRACE_MS (schemas/config.ts) where they may.
    */
   deleteGraceMs?: number;
   /** Browser sessions' idle and absolute lifetimes (FAROL_SESSION_IDLE_MINUTES, FAROL_SESSION_MAX_HOURS). */
@@ -183,15 +183,6 @@ export interface Reservation {
   /** ISO 8601: when another account may register the domain. */
   readonly until: string;
 }
-
-/**
- * The wait of a site deletion when processors run in other processes: longer than their reload of
- * the site registrations (processor/processor.ts `siteRefreshMs`, 2 s) plus a write they began
- * before it, so that they drop the deleted registration's events before its data is deleted; and
- * longer than a standalone collector's reload of the sites (5 s), so that none still stamps the
- * old registration when the domain can be registered again.
- */
-export const SITE_DELETE_GRACE_MS = 6_000;
 
 /** Tables holding a site's analytics: raw events and sessions, and every rollup. */
 const SITE_DATA_TABLES = ['events', 'sessions', 'rollup_hourly', 'rollup_daily', 'sessions_hourly', 'sessions_daily', 'dead_letters'] as const;
