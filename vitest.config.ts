@@ -11,14 +11,15 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  */
 const SLOW_FIRST = [
   'tests/eventhubs-e2e.test.ts',
-  'tests/e2e-outage.test.ts',
   'tests/api-escalation.test.ts',
+  'tests/e2e-outage.test.ts',
+  'tests/admin-cli.test.ts',
+  'tests/demo.test.ts',
   'tests/e2e-crash.test.ts',
-  'tests/site-reregister.test.ts',
   'tests/e2e-exact-server.test.ts',
   'tests/api-process.test.ts',
+  'tests/site-reregister.test.ts',
   'tests/secrets.test.ts',
-  'tests/admin-cli.test.ts',
   'tests/tracker.test.ts',
   'tests/api-query-limits.test.ts',
   'tests/query-engine.test.ts',

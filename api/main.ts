@@ -5,7 +5,7 @@ import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
-import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../control/control-plane.ts';
+import { ControlPlane, controlPlaneOptions } from '../control/control-plane.ts';
 import { bootstrapControl } from '../wiring/control.ts';
 import { DataDirLockedError, migrationTarget, openStoreForAdmin } from '../wiring/store.ts';
 import { listenApi } from './server.ts';
@@ -33,7 +33,7 @@ export async function runApi(config: Config): Promise<number> {
     const applied = await migrate(store, migrationTarget(config));
     if (applied.length > 0) log.info({ versions: applied }, 'migrations applied');
     // Processors run in other processes: a deleted site's data goes once they know.
-    const control = new ControlPlane(store, { ...controlPlaneOptions(config), deleteGraceMs: SITE_DELETE_GRACE_MS });
+    const control = new ControlPlane(store, { ...controlPlaneOptions(config), deleteGraceMs: config.FAROL_SITE_DELETE_GRACE_MS });
     await bootstrapControl(control, config, log);
     const server = await listenApi({ store, control, config, log, metrics, now: () => new Date() }, tls);
     const signal = await untilSignal();

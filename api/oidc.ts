@@ -50,6 +50,12 @@ export interface OidcClient {
   start(): Promise<{ url: string; flow: string }>;
   /** Finishes one: the callback URL as received and the flow cookie. Throws API_OIDC_FAILED on any failed check. */
   finish(callbackUrl: URL, flow: string | undefined): Promise<OidcIdentity>;
+  /**
+   * Where to send the browser to sign out at the provider too (RP-initiated logout), coming back
+   * to `postLogout`; undefined when the provider advertises no `end_session_endpoint` or cannot
+   * be reached.
+   */
+  endSessionUrl(postLogout: string): Promise<string | undefined>;
 }
 
 export function oidcClient(settings: OidcSettings, now: () => number = Date.now): OidcClient {
@@ -72,6 +78,11 @@ export function oidcClient(settings: OidcSettings, now: () => number = Date.now)
     while (flows.size >= MAX_FLOWS) flows.delete(flows.keys().next().value as string);
   };
   return {
+    async endSessionUrl(postLogout) {
+      const config = await configuration().catch(() => undefined);
+      if (config?.serverMetadata().end_session_endpoint === undefined) return undefined;
+      return client.buildEndSessionUrl(config, { client_id: settings.clientId, post_logout_redirect_uri: postLogout }).href;
+    },
     async start() {
       const config = await configuration();
       const t = now();

@@ -75,13 +75,13 @@ export async function runAdmin(
   }
   try {
     const { migrate } = await import('../store/migrate.ts');
-    const { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } = await import('../control/control-plane.ts');
+    const { ControlPlane, controlPlaneOptions } = await import('../control/control-plane.ts');
     await migrate(store, migrationTarget(config));
     // On a ClickHouse server processors may be running; on the embedded engine none can (this holds it).
     const control: ControlPlane = new ControlPlane(store, {
       ...controlPlaneOptions(config),
       cacheTtlMs: 0,
-      deleteGraceMs: config.FAROL_CLICKHOUSE_URL === undefined ? 0 : SITE_DELETE_GRACE_MS,
+      deleteGraceMs: config.FAROL_CLICKHOUSE_URL === undefined ? 0 : config.FAROL_SITE_DELETE_GRACE_MS,
     });
     // Creates the default account and its owner if this runs before the first start; the owner's
     // token is left to `farol start`, which prints it.

@@ -10,7 +10,7 @@ import { untilSignal } from '../lib/signals.ts';
 import { configuredTls } from '../lib/http/tls.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Store } from '../store/store.ts';
-import { ControlPlane, controlPlaneOptions, SITE_DELETE_GRACE_MS } from '../control/control-plane.ts';
+import { ControlPlane, controlPlaneOptions } from '../control/control-plane.ts';
 import { registerApi } from '../api/server.ts';
 import { bootstrapControl } from '../wiring/control.ts';
 import { drainedFully } from '../wiring/drain.ts';
@@ -108,10 +108,10 @@ async function startControl(config: Config, store: Store, log: Logger, metrics: 
   // Event Hubs others may run elsewhere.
   const control = new ControlPlane(store, {
     ...controlPlaneOptions(config),
-    deleteGraceMs: config.FAROL_HUB === 'eventhubs' ? SITE_DELETE_GRACE_MS : 0,
+    deleteGraceMs: config.FAROL_HUB === 'eventhubs' ? config.FAROL_SITE_DELETE_GRACE_MS : 0,
   });
   await bootstrapControl(control, config, log);
-  const sites = await watchSites({ load: () => control.registeredSites(), log });
+  const sites = await watchSites({ load: () => control.registeredSites(), intervalMs: config.FAROL_SITES_REFRESH_MS, log });
   control.onSitesChanged(() => sites.refresh());
   const deps = { store, control, config, log, metrics, now: () => new Date() };
   return {

@@ -159,8 +159,8 @@ export interface ControlPlaneOptions {
   reservationMs?: number;
   /**
    * How long deleting a site waits, between marking it deleted and deleting its data, for
-   * processors in other processes to learn of it (default 0: none run elsewhere); see
-   * {@link SITE_DELETE_GRACE_MS}.
+   * processors in other processes to learn of it (default 0: none run elsewhere);
+   * FAROL_SITE_DELETE_GRACE_MS (schemas/config.ts) where they may.
    */
   deleteGraceMs?: number;
   /** Browser sessions' idle and absolute lifetimes (FAROL_SESSION_IDLE_MINUTES, FAROL_SESSION_MAX_HOURS). */
@@ -183,15 +183,6 @@ export interface Reservation {
   /** ISO 8601: when another account may register the domain. */
   readonly until: string;
 }
-
-/**
- * The wait of a site deletion when processors run in other processes: longer than their reload of
- * the site registrations (processor/processor.ts `siteRefreshMs`, 2 s) plus a write they began
- * before it, so that they drop the deleted registration's events before its data is deleted; and
- * longer than a standalone collector's reload of the sites (5 s), so that none still stamps the
- * old registration when the domain can be registered again.
- */
-export const SITE_DELETE_GRACE_MS = 6_000;
 
 /** Tables holding a site's analytics: raw events and sessions, every rollup, closed salt days. */
 const SITE_DATA_TABLES = [
@@ -315,6 +306,11 @@ class TtlCache<V> {
   clear(): void {
     this.entries.clear();
   }
+
+  /** Forgets the answers `which` picks. */
+  drop(which: (value: V) => boolean): void {
+    for (const [k, e] of this.entries) if (which(e.value)) this.entries.delete(k);
+  }
 }
 
 const SITE_COLUMNS = 'domain, account_id, timezone, respect_dnt, created_at';
@@ -417,7 +413,35 @@ export class ControlPlane implements ControlReader {
 
   private async write(table: string, row: Record<string, unknown>): Promise<void> {
     await this.store.insert(table, [row]);
-    this.invalidate();
+    this.invalidateFor(table, typeof row.account_id === 'string' ? row.account_id : undefined);
+  }
+
+  /**
+   * Forgets the cached answers a written row can change. A member, token or session row belongs to
+   * one account: it changes the principals of that account only (and may make an unknown
+   * credential known, so the cached "nobody" answers go too); the other accounts' principals stay
+   * cached, so one busy account's writes do not send every other request back to the store.
+   * Identities, invitations and reset links are never cached. Anything else forgets everything.
+   */
+  private invalidateFor(table: string, accountId: string | undefined): void {
+    const principalsOf = (): void => this.principals.drop((p) => p === null || p.accountId === accountId);
+    if (accountId === undefined) return this.invalidate();
+    switch (table) {
+      case 'members':
+        return principalsOf();
+      case 'tokens':
+        this.knownTokens.invalidate();
+        return principalsOf();
+      case 'browser_sessions':
+        this.people.invalidate();
+        return principalsOf();
+      case 'identities':
+      case 'invitations':
+      case 'reset_links':
+        return;
+      default:
+        return this.invalidate();
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -451,10 +475,10 @@ export class ControlPlane implements ControlReader {
 
   private async principalOf(hash: string): Promise<Principal | null> {
     const rows = await this.store.query<{ member_id: string; account_id: string; role: string; sites: string[] }>(
-      `SELECT m.id AS member_id, m.account_id AS account_id, m.role AS role, m.sites AS sites
-       FROM (SELECT member_id, account_id FROM tokens FINAL WHERE hash = {hash:String} AND deleted = 0) AS t
-       INNER JOIN (SELECT id, account_id, role, sites FROM members FINAL WHERE deleted = 0) AS m
-         ON m.id = t.member_id AND m.account_id = t.account_id
+      // The token's live member of the token's account, looked up by the members' key (a join
+      // would read every member).
+      `SELECT id AS member_id, account_id, role, sites FROM members FINAL
+       WHERE (id, account_id) IN (SELECT member_id, account_id FROM tokens FINAL WHERE hash = {hash:String} AND deleted = 0) AND deleted = 0
        LIMIT 1`,
       { hash },
     );
@@ -703,6 +727,27 @@ export class ControlPlane implements ControlReader {
     });
   }
 
+  /**
+   * Adds several members to an account in one write (one insert, however many): what a seed or an
+   * import uses. Every input is validated first; one bad input adds none.
+   */
+  async addMembers(accountId: string, inputs: readonly unknown[]): Promise<Member[]> {
+    const vs = inputs.map((input) => parseInput(memberInputSchema, input));
+    return this.serial(accountId, async () => {
+      const own = new Set((await this.sites(accountId)).map((s) => s.domain));
+      const rows = vs.map((v) => {
+        if (v.sites.some((d) => !own.has(d))) throw new ApiError('API_NOT_FOUND', 'Site not found', 'sites');
+        const s = this.stamp();
+        return { id: newId('mem'), account_id: accountId, name: v.name, role: v.role, sites: [...new Set(v.sites)].sort(), created_at: s.text, updated_at: s.text, deleted: 0 };
+      });
+      if (rows.length > 0) {
+        await this.store.insert('members', rows);
+        this.invalidateFor('members', accountId);
+      }
+      return rows.map(toMember);
+    });
+  }
+
   /** Changes a member's name or grant. The last account-wide owner (or the last one with a token) cannot be demoted. */
   async updateMember(id: string, input: unknown): Promise<Member> {
     const patch = parseInput(memberPatchSchema, input);
@@ -738,6 +783,8 @@ export class ControlPlane implements ControlReader {
   private async underLock<R extends { account_id: string }, T>(load: () => Promise<R | null>, missing: ApiError, fn: (row: R) => Promise<T>): Promise<T> {
     const first = await load();
     if (first === null) throw missing;
+    // Already under this account's lock (a route's write): the row was read under it.
+    if (this.held.getStore()?.has(first.account_id) === true) return fn(first);
     return this.serial(first.account_id, async () => {
       const row = await load();
       if (row === null) throw missing;

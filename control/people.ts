@@ -297,8 +297,10 @@ export class People {
   /** The live identity with this email (of a live member), or null. */
   async identityByEmail(email: string): Promise<Identity | null> {
     const rows = await this.store.query<IdentityRow>(
+      // Live members among those the email's identities name, by the members' key (not every member).
       `SELECT ${IDENTITY_COLUMNS} FROM identities FINAL
-       WHERE email = {e:String} AND deleted = 0 AND member_id IN (SELECT id FROM members FINAL WHERE deleted = 0)
+       WHERE email = {e:String} AND deleted = 0
+         AND member_id IN (SELECT id FROM members FINAL WHERE id IN (SELECT member_id FROM identities FINAL WHERE email = {e:String} AND deleted = 0) AND deleted = 0)
        ORDER BY created_at LIMIT 1`,
       { e: email },
     );

@@ -244,7 +244,7 @@ async function collectorSites(
     const { ControlPlane, controlPlaneOptions } = await import('../control/control-plane.ts');
     const store = await openConfiguredStore(config);
     const control: ControlReader = new ControlPlane(store, controlPlaneOptions(config));
-    const watch = await watchSites({ load: () => control.registeredSites(), extra: listed, log });
+    const watch = await watchSites({ load: () => control.registeredSites(), extra: listed, intervalMs: config.FAROL_SITES_REFRESH_MS, log });
     return {
       has: watch.has,
       epoch: watch.epoch,

@@ -1,6 +1,7 @@
 import type { ConsumerHandlers, HubConsumer, HubRecord, PartitionBatch } from '../hub/hub.ts';
 import type { Logger } from '../lib/log.ts';
 import { abortableSleep } from '../lib/within.ts';
+import { PROCESSOR_SITE_REFRESH_MS } from '../schemas/config.ts';
 import { StoreError, type Store } from '../store/store.ts';
 import { deadLetterRow, sanitizedDeadLetter, type DeadLetterRow } from './dead-letters.ts';
 import {
@@ -98,7 +99,7 @@ export const defaultProcessorOptions: ProcessorOptions = {
   hubBatchSize: 5_000,
   hubMaxWaitMs: 50,
   lagRefreshMs: 1_000,
-  siteRefreshMs: 2_000,
+  siteRefreshMs: PROCESSOR_SITE_REFRESH_MS,
   closeIntervalMs: 60_000,
   provisionalIntervalMs: 300_000,
   closeLookbackDays: 35,

@@ -68,6 +68,11 @@ export function isLoopbackHost(host: string): boolean {
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 
+/** How often a processor reloads the site registrations (processor/processor.ts). */
+export const PROCESSOR_SITE_REFRESH_MS = 2_000;
+/** What FAROL_SITE_DELETE_GRACE_MS allows past the longest reload: a write begun just before it. */
+const SITE_DELETE_MARGIN_MS = 1_000;
+
 /** Body bytes held in memory across all connections when FAROL_MAX_BODY_MEMORY is not set (64 MiB). */
 export const DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024;
 
@@ -162,6 +167,17 @@ export const configSchema = z.object({
   FAROL_SESSION_MAX_HOURS: positiveInt.max(24 * 90).default(24 * 7),
   /** Failed sign-ins per account and per client (a keyed hash of its address, in memory only). */
   FAROL_RATE_SIGNIN: rateSchema.default({ perSecond: 1 / 60, burst: 10 }),
+  /**
+   * Mail server for password-reset links (`smtp://user:password@host:587` with STARTTLS when the
+   * server offers it, or `smtps://…:465`); unset: reset links are printed by `farol members reset`.
+   */
+  FAROL_SMTP_URL: z
+    .string()
+    .max(2048)
+    .refine((u) => URL.canParse(u) && /^smtps?:$/.test(new URL(u).protocol) && new URL(u).hostname !== '', 'must be an smtp:// or smtps:// URL with a host (e.g. smtps://user:password@mail.example.com)')
+    .optional(),
+  /** The sender of reset mail: an address (`stats@example.com`). Required with FAROL_SMTP_URL. */
+  FAROL_SMTP_FROM: z.string().trim().max(254).pipe(z.email()).optional(),
   /** Days the audit trail keeps a record. */
   FAROL_AUDIT_RETENTION_DAYS: positiveInt.max(3650).default(365),
   /** Daily backups of the embedded store go in a folder per backup here (`farol backup`); unset: none. */
@@ -172,6 +188,15 @@ export const configSchema = z.object({
   FAROL_PROCESSOR_RETRY_MAX_MS: positiveInt.min(100).max(600_000).default(30_000),
   /** On SIGTERM, how long a processor's partitions get to write and checkpoint what they hold before giving up (exit 1). */
   FAROL_DRAIN_TIMEOUT_MS: positiveInt.min(100).max(600_000).default(15_000),
+  /** How often a collector reloads the registered sites from the store (a local change through `farol start`'s API reloads at once). */
+  FAROL_SITES_REFRESH_MS: positiveInt.min(100).max(600_000).default(5_000),
+  /**
+   * When processors or collectors may run in other processes, how long deleting a site waits
+   * between marking it deleted and deleting its data: longer than their reloads (processors'
+   * registrations every 2 s, plus a write begun before; collectors' sites every
+   * FAROL_SITES_REFRESH_MS), so that none still writes or stamps the old registration.
+   */
+  FAROL_SITE_DELETE_GRACE_MS: positiveInt.max(600_000).default(6_000),
 }).superRefine((c, ctx) => {
   if ((c.FAROL_TLS_CERT === undefined) !== (c.FAROL_TLS_KEY === undefined)) {
     const missing = c.FAROL_TLS_CERT === undefined ? 'FAROL_TLS_CERT' : 'FAROL_TLS_KEY';
@@ -195,6 +220,20 @@ export const configSchema = z.object({
   if (oidc.some((k) => c[k] !== undefined)) {
     for (const key of oidc) if (c[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'required with the other FAROL_OIDC_ settings' });
     if (c.FAROL_PUBLIC_URL === undefined) ctx.addIssue({ code: 'custom', path: ['FAROL_PUBLIC_URL'], message: 'required with FAROL_OIDC_ISSUER (the redirect URI is FAROL_PUBLIC_URL/api/v1/auth/oidc/callback)' });
+  }
+  if ((c.FAROL_SMTP_URL === undefined) !== (c.FAROL_SMTP_FROM === undefined)) {
+    const missing = c.FAROL_SMTP_URL === undefined ? 'FAROL_SMTP_URL' : 'FAROL_SMTP_FROM';
+    ctx.addIssue({ code: 'custom', path: [missing], message: 'FAROL_SMTP_URL and FAROL_SMTP_FROM are set together (both or neither)' });
+  }
+  if (c.FAROL_SMTP_URL !== undefined && c.FAROL_PUBLIC_URL === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['FAROL_PUBLIC_URL'], message: 'required with FAROL_SMTP_URL (a mailed reset link is FAROL_PUBLIC_URL/#reset=…)' });
+  }
+  if (c.FAROL_SITE_DELETE_GRACE_MS < Math.max(c.FAROL_SITES_REFRESH_MS, PROCESSOR_SITE_REFRESH_MS) + SITE_DELETE_MARGIN_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['FAROL_SITE_DELETE_GRACE_MS'],
+      message: `must be at least ${SITE_DELETE_MARGIN_MS} ms longer than FAROL_SITES_REFRESH_MS (${c.FAROL_SITES_REFRESH_MS}) and the processors' ${PROCESSOR_SITE_REFRESH_MS} ms reload of the sites`,
+    });
   }
   if (c.FAROL_SESSION_IDLE_MINUTES > c.FAROL_SESSION_MAX_HOURS * 60) {
     ctx.addIssue({ code: 'custom', path: ['FAROL_SESSION_IDLE_MINUTES'], message: 'must not exceed FAROL_SESSION_MAX_HOURS' });

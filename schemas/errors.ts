@@ -64,6 +64,7 @@ export const apiErrors = {
   API_NOT_INVITED: { status: 403, message: 'No member signs in with this identity, and no open invitation is for its verified email' },
   API_OIDC_FAILED: { status: 400, message: 'Sign-in with the identity provider failed; start again' },
   API_OIDC_OFF: { status: 404, message: 'Sign-in with an identity provider is not configured' },
+  API_RESET_MAIL_OFF: { status: 404, message: 'Password reset by mail is not configured (FAROL_SMTP_URL); ask an owner for a reset link' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof apiErrors;

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startClickHouseHttp, type ClickHouseHttp } from '../store/testing/clickhouse-http.ts';
 import { runFarol, startFarol, type FarolProcess } from './support/farol-process.ts';
 
@@ -17,7 +17,8 @@ import { runFarol, startFarol, type FarolProcess } from './support/farol-process
 const TOKEN = 'farol_api_process_test_token_0123456789';
 const dirs: string[] = [];
 const procs: FarolProcess[] = [];
-const clickhouses: ClickHouseHttp[] = [];
+/** One ClickHouse server for the file (each test has its own database on it), like a deployment's. */
+let clickhouse: ClickHouseHttp;
 
 async function tempDir(prefix: string): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix));
@@ -25,16 +26,18 @@ async function tempDir(prefix: string): Promise<string> {
   return d;
 }
 
+beforeAll(async () => {
+  clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-ch-') });
+});
+
 afterAll(async () => {
   for (const p of procs) p.child.kill('SIGKILL');
-  for (const c of clickhouses) await c.stop();
+  await clickhouse?.stop();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
 describe('farol api', () => {
   it('serves the API and dashboard beside a farol start on one ClickHouse server, and drains on SIGTERM', async () => {
-    const clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-ch-') });
-    clickhouses.push(clickhouse);
     const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_proc', FAROL_BOOTSTRAP_TOKEN: TOKEN };
     const start = await startFarol('start', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-start-'), FAROL_TRUST_PROXY: '127.0.0.1/32' });
     procs.push(start);
@@ -107,8 +110,6 @@ describe('farol api', () => {
   }, 240_000);
 
   it('two farol api processes on one ClickHouse server: two owners demoting each other at once always leave one', async () => {
-    const clickhouse = await startClickHouseHttp({ dataDir: await tempDir('farol-api-race-ch-') });
-    clickhouses.push(clickhouse);
     const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_race', FAROL_BOOTSTRAP_TOKEN: TOKEN };
     const one = await startFarol('api', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-race-1-') });
     procs.push(one);

@@ -15,6 +15,7 @@ describe('configuration', () => {
     expect([c.FAROL_API_QUERY_TIMEOUT_MS, c.FAROL_API_QUERY_MAX_MEMORY_BYTES, c.FAROL_API_QUERIES_PER_TOKEN, c.FAROL_API_QUERY_QUEUE_PER_TOKEN]).toEqual([10_000, 1024 ** 3, 4, 16]);
     expect([c.FAROL_BACKUP_DIR, c.FAROL_BACKUP_KEEP]).toEqual([undefined, 7]);
     expect([c.FAROL_PROCESSOR_RETRY_MAX_MS, c.FAROL_DRAIN_TIMEOUT_MS]).toEqual([30_000, 15_000]);
+    expect([c.FAROL_SITES_REFRESH_MS, c.FAROL_SITE_DELETE_GRACE_MS]).toEqual([5_000, 6_000]);
   });
 
   it.each([
@@ -49,6 +50,11 @@ describe('configuration', () => {
     ['FAROL_PROCESSOR_RETRY_MAX_MS', '1e308'],
     ['FAROL_DRAIN_TIMEOUT_MS', '-5'],
     ['FAROL_DRAIN_TIMEOUT_MS', 'soon'],
+    ['FAROL_SITES_REFRESH_MS', '50'],
+    ['FAROL_SITES_REFRESH_MS', 'often'],
+    ['FAROL_SITE_DELETE_GRACE_MS', '0'],
+    ['FAROL_SITE_DELETE_GRACE_MS', '2999'],
+    ['FAROL_SITE_DELETE_GRACE_MS', '1e308'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
   });
@@ -67,6 +73,14 @@ describe('configuration', () => {
     }
     expect(message).toContain('FAROL_OIDC_CLIENT_SECRET');
     expect(message).not.toContain('xxxxxxxx');
+  });
+
+  it('keeps a site deletion waiting longer than the collectors and processors take to learn of it', () => {
+    // The processors reload every 2 s, the collectors every FAROL_SITES_REFRESH_MS; 1 s more for a write begun before.
+    expect(loadConfig({ FAROL_SITES_REFRESH_MS: '500', FAROL_SITE_DELETE_GRACE_MS: '3000' }).FAROL_SITE_DELETE_GRACE_MS).toBe(3_000);
+    expect(() => loadConfig({ FAROL_SITES_REFRESH_MS: '500', FAROL_SITE_DELETE_GRACE_MS: '2999' })).toThrow(/FAROL_SITE_DELETE_GRACE_MS/);
+    expect(() => loadConfig({ FAROL_SITES_REFRESH_MS: '10000' })).toThrow(/FAROL_SITE_DELETE_GRACE_MS.*FAROL_SITES_REFRESH_MS \(10000\)/s);
+    expect(loadConfig({ FAROL_SITES_REFRESH_MS: '10000', FAROL_SITE_DELETE_GRACE_MS: '11000' }).FAROL_SITES_REFRESH_MS).toBe(10_000);
   });
 
   it('requires the Event Hubs settings when FAROL_HUB=eventhubs', () => {

@@ -67,11 +67,14 @@ describe('farol demo, then the dashboard', () => {
     } catch {
       throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); this test never downloads a browser`);
     }
+    // The browser starts while the demo loads (kept in `browser` at once, so afterAll closes it whatever fails).
+    const launching = chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new', '--disable-gpu', '--disable-dev-shm-usage'] });
+    void launching.then((b) => (browser = b), () => undefined);
     dataDir = await mkdtemp(join(tmpdir(), 'farol-demo-'));
     first = await demo(dataDir);
     second = await demo(dataDir);
     proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_HUB_PARTITIONS: '4' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new', '--disable-gpu', '--disable-dev-shm-usage'] });
+    browser = await launching;
     page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
     page.on('pageerror', (err) => pageErrors.push(err.message));
   }, 240_000);

@@ -20,8 +20,8 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
   const suite = serverModeSuite({ name: 'e2e', sites: SITES, partitions: PARTITIONS });
 
   it('20k events via /api/batch: raw counts, sessions and rollups equal the truth exactly', async () => {
-    const { truth, plans } = await suite.traffic(7_100, 20_000, 'srv');
-    const { proc, store } = await suite.start('farol_oracle');
+    // The traffic is computed while the child process starts.
+    const [{ truth, plans }, { proc, store }] = await Promise.all([suite.traffic(7_100, 20_000, 'srv'), suite.start('farol_oracle')]);
     const sent = await sendAllOnce(proc.url, plans);
     expect(sent.failures).toEqual([]);
     expect(sent.events).toBe(truth.totalEvents);
@@ -37,8 +37,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
   }, 180_000);
 
   it('a client resending whole batches (same ids) after lost 202s: every event counts once', async () => {
-    const { truth, plans } = await suite.traffic(7_200, 12_000, 'rty');
-    const { proc, store } = await suite.start('farol_retry');
+    const [{ truth, plans }, { proc, store }] = await Promise.all([suite.traffic(7_200, 12_000, 'rty'), suite.start('farol_retry')]);
     const failures: string[] = [];
     const stats = { batches: 0, sends: 0, lostAnswers: 0, immediateResends: 0, lateResends: 0 };
     const late: Promise<void>[] = [];

@@ -33,8 +33,9 @@ describe.skipIf(nearMidnightUtc(10))('ClickHouse outage during ingest', () => {
 
   /** Traffic and truth, and a `farol start` on the endpoint (own data dir and database). */
   async function setUp(seed: number, database: string): Promise<WirePlan & ServerModeRun & { ch: ClickHouseHttp }> {
-    const plan = await suite.traffic(seed, 20_000, database);
-    return { ...plan, ...(await suite.start(database)), ch: suite.clickhouse() };
+    // The traffic is computed here while the child process starts.
+    const [plan, run] = await Promise.all([suite.traffic(seed, 20_000, database), suite.start(database)]);
+    return { ...plan, ...run, ch: suite.clickhouse() };
   }
 
   it('ingest answers 202 throughout an 8 s outage; afterwards every event lands exactly once', async () => {

@@ -1,10 +1,12 @@
 import { access, constants } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { Secret, TOTP } from 'otpauth';
 import { startApiOnChdb, type ApiOnChdb } from '../api/experiments/testing/api-harness.ts';
 import { hashPassword } from '../control/people.ts';
 import { freePort, startIdp, type TestIdp } from './support/oidc-idp.ts';
 import { pollUntil } from './support/e2e.ts';
+import { bodyOf, startSmtp, type TestSmtp } from './support/smtp.ts';
 
 /**
  * The dashboard's sign-in in headless Chromium (Debian's; never downloaded) against a real
@@ -19,15 +21,17 @@ let api: ApiOnChdb;
 let idp: TestIdp;
 let browser: Browser;
 let ownerToken = '';
+let smtp: TestSmtp;
 
 beforeAll(async () => {
   await access(CHROMIUM, constants.X_OK);
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   idp = await startIdp(`${publicUrl}/api/v1/auth/oidc/callback`);
+  smtp = await startSmtp('farol', 'browser-smtp-pass');
   api = await startApiOnChdb({
     database: 'farol_signin_browser_test',
-    env: { FAROL_PORT: String(port), FAROL_PUBLIC_URL: publicUrl, FAROL_OIDC_ISSUER: idp.issuer, FAROL_OIDC_CLIENT_ID: idp.clientId, FAROL_OIDC_CLIENT_SECRET: idp.clientSecret },
+    env: { FAROL_PORT: String(port), FAROL_PUBLIC_URL: publicUrl, FAROL_OIDC_ISSUER: idp.issuer, FAROL_OIDC_CLIENT_ID: idp.clientId, FAROL_OIDC_CLIENT_SECRET: idp.clientSecret, FAROL_SMTP_URL: smtp.url, FAROL_SMTP_FROM: 'stats@farol.test' },
     seed: async (c) => {
       const account = (await c.createAccount({ name: 'A' })).id;
       await c.addSite(account, { domain: 'a1.test' });
@@ -45,6 +49,7 @@ afterAll(async () => {
   await browser?.close();
   await api?.close();
   await idp?.close();
+  await smtp?.close();
 });
 
 /** Waits until the page says `state` (polled from here: the page's CSP forbids eval'd waits). */
@@ -85,7 +90,12 @@ describe('dashboard sign-in', () => {
     expect(await page.textContent('#team-members')).toContain('Invitee');
     expect(await page.isVisible('#team-audit-section')).toBe(false);
 
+    // Signed in at the provider: signing out sends the browser there to sign out too.
     await page.click('#sign-out');
+    await page.waitForURL((u) => u.href.startsWith(idp.issuer));
+    // The provider asks to confirm (no ID token hint is sent), then sends the browser back to the dashboard.
+    await page.click('button[type=submit][value=yes], button[autofocus], form button');
+    await page.waitForURL(`${api.url}/`);
     await page.waitForSelector('#login:not([hidden])');
     const after = await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie: `farol_session=${cookie?.value ?? ''}` } });
     expect(after.status).toBe(401);
@@ -93,7 +103,7 @@ describe('dashboard sign-in', () => {
     await context.close();
   });
 
-  it('signs in with a password through the form', async () => {
+  it('signs in with a password through the form; the person signs out another session, changes the password, turns two-factor sign-in on and off, and signs out everywhere', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(`${api.url}/`);
@@ -116,6 +126,79 @@ describe('dashboard sign-in', () => {
     await page.click('#token-form button[type=submit]');
     await page.waitForSelector('#token-out:not([hidden])');
     expect(await page.textContent('#token-out')).toMatch(/farol_[A-Za-z0-9_-]{43}/);
+
+    // The person's own sessions: this browser, and another one signed in elsewhere, signed out from here.
+    const elsewhere = await fetch(`${api.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'owner@a.test', password: 'the owner password' }) });
+    const otherCookie = (elsewhere.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
+    const otherId = String(((await elsewhere.json()) as { session?: string }).session);
+    // The team page is open: closed and opened again, it lists the new session.
+    await page.click('#team-button');
+    await page.click('#team-button');
+    await page.waitForSelector(`#me-sessions [data-session="${otherId}"]`);
+    expect(await page.$$eval('#me-sessions [data-current="true"]', (els) => els.length)).toBe(1);
+    await page.click(`#me-sessions [data-session="${otherId}"] button`);
+    await page.waitForSelector(`#me-sessions [data-session="${otherId}"]`, { state: 'detached' });
+    expect((await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie: otherCookie } })).status).toBe(401);
+    // Changing the password needs the current one.
+    await page.fill('#me-current', 'not the owner password');
+    await page.fill('#me-new', 'the owner password, changed');
+    await page.click('#me-password-form button[type=submit]');
+    await page.waitForSelector('#team-error:not([hidden])');
+    await page.fill('#me-current', 'the owner password');
+    await page.fill('#me-new', 'the owner password, changed');
+    await page.click('#me-password-form button[type=submit]');
+    await page.waitForSelector('#me-done:not([hidden])');
+    const signIn = async (password: string): Promise<number> =>
+      (await fetch(`${api.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'owner@a.test', password }) })).status;
+    expect([await signIn('the owner password'), await signIn('the owner password, changed')]).toEqual([401, 200]);
+    // Two-factor sign-in: turned on with the key the page shows and a code from it, then off with a code.
+    await page.waitForSelector('#totp-start:not([hidden])');
+    expect(await page.textContent('#totp-state')).toBe('Two-factor sign-in is off.');
+    await page.click('#totp-start');
+    await page.waitForSelector('#totp-enrol:not([hidden])');
+    const totp = new TOTP({ secret: Secret.fromBase32(String(await page.textContent('#totp-secret'))), digits: 6, period: 30, algorithm: 'SHA1' });
+    await page.fill('#totp-code', totp.generate());
+    await page.click('#totp-submit');
+    await pollUntil(async () => ((await page.textContent('#totp-state')) === 'Two-factor sign-in is on.' ? true : undefined), { timeoutMs: 20_000, describe: () => 'two-factor never on' });
+    expect(await signIn('the owner password, changed')).toBe(401);
+    await page.fill('#totp-code', totp.generate());
+    await page.click('#totp-submit');
+    await pollUntil(async () => ((await page.textContent('#totp-state')) === 'Two-factor sign-in is off.' ? true : undefined), { timeoutMs: 20_000, describe: () => 'two-factor never off' });
+    expect(await signIn('the owner password, changed')).toBe(200);
+    // Sign out everywhere: this browser is back at the sign-in page, its cookie refused.
+    const mine = (await context.cookies()).find((c) => c.name === 'farol_session')?.value ?? '';
+    await page.click('#signout-all');
+    await page.waitForSelector('#login:not([hidden])');
+    expect((await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie: `farol_session=${mine}` } })).status).toBe(401);
     await context.close();
+  });
+
+  it('mails a reset link from "Forgot password?" and sets a new password through it', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${api.url}/`);
+    await page.waitForSelector('#forgot-open:not([hidden])');
+    await page.fill('#email-input', 'owner@a.test');
+    await page.click('#forgot-open');
+    expect(await page.inputValue('#forgot-email')).toBe('owner@a.test');
+    await page.click('#forgot-form button[type=submit]');
+    await page.waitForSelector('#forgot-done:not([hidden])');
+    expect(await page.textContent('#forgot-done')).toMatch(/link to choose a new password is on its way/);
+    const link = /http:\/\/127\.0\.0\.1:\d+\/#reset=[A-Za-z0-9_-]{43}/.exec(bodyOf((await smtp.mailTo('owner@a.test')).raw))?.[0];
+    expect(link).toBeDefined();
+    // Opened from the mail: a page of its own.
+    const opened = await context.newPage();
+    await opened.goto(link ?? '');
+    await opened.waitForSelector('#link-form:not([hidden])');
+    expect(await opened.textContent('#link-title')).toBe('Choose a new password.');
+    // The link leaves the address bar at once.
+    expect(opened.url()).toBe(`${api.url}/`);
+    await opened.fill('#link-password', 'a password from the mail');
+    await opened.click('#link-form button[type=submit]');
+    await until(opened, 'ready');
+    expect(await opened.textContent('#whoami')).toBe('owner@a.test (owner)');
+    await context.close();
+    const again = await fetch(`${api.url}/api/v1/auth/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: link?.split('reset=')[1], password: 'one more new password' }) });
+    expect(again.status).toBe(400);
   });
 });

@@ -120,7 +120,7 @@ afterAll(async () => {
 
 describe('OpenID Connect sign-in', () => {
   it('says it is on', async () => {
-    expect(await (await fetch(`${api.url}/api/v1/auth/config`)).json()).toEqual({ password: true, oidc: true });
+    expect(await (await fetch(`${api.url}/api/v1/auth/config`)).json()).toEqual({ password: true, oidc: true, reset_mail: false });
   });
 
   it('sends PKCE (S256), state and nonce to the provider', async () => {
@@ -140,6 +140,21 @@ describe('OpenID Connect sign-in', () => {
     idp.users.set('owner-sub', { email: 'renamed@a.test', email_verified: true });
     const again = await signIn('owner-sub');
     expect((await asSession(again.jar, '/api/v1/auth/session')).json).toMatchObject({ member: { id: owner.id } });
+  });
+
+  it('signs out at the provider too (RP-initiated logout) a session begun there', async () => {
+    const s = await signIn('owner-sub');
+    const csrf = String((await asSession(s.jar, '/api/v1/auth/session')).json.csrf);
+    const cookie = cookieHeader(s.jar, new URL(api.url));
+    const out = await fetch(`${api.url}/api/v1/auth/signout`, { method: 'POST', headers: { cookie, 'x-csrf-token': csrf } });
+    expect(out.status).toBe(200);
+    const end = new URL(String(((await out.json()) as { end_session_url?: string }).end_session_url));
+    const advertised = ((await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as { end_session_endpoint?: string }).end_session_endpoint;
+    expect(advertised).toBeDefined();
+    expect(`${end.origin}${end.pathname}`).toBe(advertised);
+    expect(end.searchParams.get('client_id')).toBe(idp.clientId);
+    expect(end.searchParams.get('post_logout_redirect_uri')).toBe(`${api.url}/`);
+    expect((await fetch(`${api.url}/api/v1/auth/session`, { headers: { cookie } })).status).toBe(401);
   });
 
   it('claims an invitation on the first sign-in of its verified email: role and sites applied, once', async () => {

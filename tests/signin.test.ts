@@ -111,6 +111,11 @@ describe('password sign-in', () => {
     expect(me.json).toMatchObject({ member: { id: owner.id, role: 'owner' }, email: 'owner@a.test', via: 'session', csrf: ok.csrf });
   });
 
+  it('without FAROL_SMTP_URL has no reset mail: the link is given by an owner or the CLI', async () => {
+    expect((await req('GET', '/api/v1/auth/config')).json).toMatchObject({ password: true, reset_mail: false });
+    expect(code(await req('POST', '/api/v1/auth/forgot', { body: { email: 'owner@a.test' }, client: newClient() }))).toBe('404 API_RESET_MAIL_OFF');
+  });
+
   it('refuses a sign-in body that is not JSON (another site cannot post it from a form)', async () => {
     const r = await fetch(`${api.url}/api/v1/auth/password`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ email: 'owner@a.test', password: PASSWORD }) });
     expect(r.status).toBe(400);
@@ -154,6 +159,13 @@ describe('password sign-in', () => {
     expect((await signIn('tf@a.test', PASSWORD, { totp: now() })).res.status).toBe(200);
     // A wrong password with the right code is still the one answer for a wrong password.
     expect(code((await signIn('tf@a.test', 'wrong password here', { totp: now() })).res)).toBe('401 API_SIGNIN_FAILED');
+    // Turning it off takes a current code (a session alone, an unlocked laptop, is not enough).
+    expect(code(await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, csrf: s.csrf, body: { code: wrongCode } }))).toBe('400 API_BAD_REQUEST');
+    expect(code(await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, body: { code: now() } }))).toBe('403 API_CSRF');
+    expect((await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, csrf: s.csrf, body: { code: now() } })).status).toBe(204);
+    // (Signing in again would meet this account's throttle after the three failures above.)
+    expect((await req('GET', '/api/v1/auth/session', { cookie: s.cookie })).json).toMatchObject({ totp: false });
+    expect(code(await req('POST', '/api/v1/me/totp/off', { cookie: s.cookie, csrf: s.csrf, body: { code: now() } }))).toBe('400 API_BAD_REQUEST');
   });
 });
 
@@ -313,7 +325,7 @@ describe('audit trail', () => {
     const sessionId = String((await req('GET', '/api/v1/auth/session', { cookie: s.cookie })).json.via_id);
     expect(entries[0]).toMatchObject({ actor: owner.id, via: 'session', via_id: sessionId, action: 'POST /api/v1/sites/:domain/goals', target: 'domain=a1.test', detail: { name: 'Signup' } });
     const actions = new Set(entries.map((e) => e.action));
-    for (const a of ['signin.password', 'signin.failed', 'signin.invitation', 'invitation.claim', 'POST /api/v1/invitations', 'password.reset', 'signout', 'signout.all', 'totp.enable', 'DELETE /api/v1/members/:id', 'PUT /api/v1/sites/:domain/redirect-hosts']) {
+    for (const a of ['signin.password', 'signin.failed', 'signin.invitation', 'invitation.claim', 'POST /api/v1/invitations', 'password.reset', 'signout', 'signout.all', 'totp.enable', 'totp.disable', 'DELETE /api/v1/members/:id', 'PUT /api/v1/sites/:domain/redirect-hosts']) {
       expect(actions, a).toContain(a);
     }
     expect(entries.some((e) => e.via === 'token' && /^tok:[0-9a-f]{12}$/.test(String(e.via_id)))).toBe(true);

@@ -29,9 +29,41 @@ export async function showWaysIn() {
   try {
     const cfg = await api('GET', '/api/v1/auth/config');
     $('oidc-signin').hidden = cfg?.oidc !== true;
+    // "Forgot password?" only when the server mails reset links (FAROL_SMTP_URL).
+    $('forgot-open').hidden = cfg?.reset_mail !== true;
   } catch {
     $('oidc-signin').hidden = true;
+    $('forgot-open').hidden = true;
   }
+}
+
+/** Binds the "forgot password" form: asks for a reset link by mail; the answer is the same for any email. */
+function bindForgot() {
+  /** @param {boolean} open */
+  const show = (open) => {
+    $('password-form').hidden = open;
+    $('forgot-form').hidden = !open;
+    $('forgot-done').hidden = true;
+    loginError('');
+  };
+  $('forgot-open').addEventListener('click', () => {
+    field('forgot-email').value = field('email-input').value.trim();
+    show(true);
+    $('forgot-email').focus();
+  });
+  $('forgot-back').addEventListener('click', () => show(false));
+  $('forgot-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    api('POST', '/api/v1/auth/forgot', { email: field('forgot-email').value.trim() }).then(
+      (r) => {
+        const done = $('forgot-done');
+        done.textContent = String(r?.message ?? 'If a member signs in with this email, a link is on its way.');
+        done.hidden = false;
+        loginError('');
+      },
+      (err) => loginError(messageOf(err)),
+    );
+  });
 }
 
 /** @param {string} message */
@@ -57,6 +89,7 @@ function linkInUrl() {
  * @param {() => void} signedIn
  */
 export function bindSignIn(signedIn) {
+  bindForgot();
   const link = linkInUrl();
   if (link !== null) {
     $('password-form').hidden = true;
@@ -109,9 +142,11 @@ export function bindSignIn(signedIn) {
 
 /** Ends the browser session (the cookie is cleared by the server). */
 export async function endSession() {
-  if (state.session) await api('POST', '/api/v1/auth/signout').catch(() => undefined);
+  const out = state.session ? await api('POST', '/api/v1/auth/signout').catch(() => undefined) : undefined;
   state.session = false;
   state.csrf = '';
+  // Signed in through the identity provider: sign out there too (it sends the browser back here).
+  if (typeof out?.end_session_url === 'string' && /^https?:\/\//.test(out.end_session_url)) location.assign(out.end_session_url);
 }
 
 /** @param {string} message */
@@ -124,14 +159,29 @@ function teamError(message) {
 /** Renders the team page: members, open invitations and API tokens the signed-in member sees. */
 export async function renderTeam() {
   teamError('');
-  /** @type {[any, any, any, any]} */
-  const [members, invitations, tokens, audit] = await Promise.all([
+  /** @type {[any, any, any, any, any, any]} */
+  const [members, invitations, tokens, audit, mine, me] = await Promise.all([
     api('GET', '/api/v1/members').catch(() => ({ members: [] })),
     api('GET', '/api/v1/invitations').catch(() => ({ invitations: [] })),
     api('GET', '/api/v1/tokens').catch(() => ({ tokens: [] })),
     // Account-wide owners only: anyone else is answered 403 and sees no section.
     api('GET', '/api/v1/audit?limit=100').catch(() => null),
+    api('GET', '/api/v1/me/sessions').catch(() => ({ sessions: [] })),
+    api('GET', '/api/v1/auth/session').catch(() => null),
   ]);
+  renderTotp(me?.totp === true);
+  // The signed-in person's own browser sessions: each but this one can be signed out here.
+  replace(
+    $('me-sessions'),
+    (mine.sessions ?? []).map((/** @type {any} */ s) =>
+      h(
+        'div',
+        { class: 'team-row', dataset: { session: s.id, current: String(s.current === true) } },
+        `${s.current === true ? 'this browser' : s.method} · since ${String(s.created_at).replace('T', ' ').slice(0, 16)} · last seen ${String(s.last_seen_at).replace('T', ' ').slice(0, 16)} `,
+        s.current === true ? null : h('button', { type: 'button', class: 'link', onclick: () => void act(() => api('DELETE', `/api/v1/me/sessions/${encodeURIComponent(s.id)}`)) }, 'Sign out'),
+      ),
+    ),
+  );
   $('team-audit-section').hidden = audit === null;
   if (audit !== null) {
     replace(
@@ -181,14 +231,32 @@ export async function renderTeam() {
   );
 }
 
+/** The secret being enrolled (from GET /api/v1/me/totp), until its first code is confirmed. */
+let pendingTotp = '';
+
 /**
- * Runs a team action, then renders the page again.
- * @param {() => Promise<unknown>} fn
+ * The second factor's part of "You": on (a code turns it off) or off (a button starts enrolling).
+ * @param {boolean} on
  */
-async function act(fn) {
+function renderTotp(on) {
+  pendingTotp = '';
+  $('totp-state').textContent = on ? 'Two-factor sign-in is on.' : 'Two-factor sign-in is off.';
+  $('totp-start').hidden = on;
+  $('totp-enrol').hidden = true;
+  $('totp-form').hidden = !on;
+  $('totp-form').dataset.mode = on ? 'off' : 'on';
+  $('totp-submit').textContent = on ? 'Turn off' : 'Confirm';
+}
+
+/**
+ * Runs a team action, then renders the page again (unless `rerender` is false).
+ * @param {() => Promise<unknown>} fn
+ * @param {boolean} [rerender]
+ */
+async function act(fn, rerender = true) {
   try {
     await fn();
-    await renderTeam();
+    if (rerender) await renderTeam();
   } catch (err) {
     teamError(messageOf(err));
   }
@@ -209,6 +277,40 @@ export function bindTeam() {
       out.hidden = false;
       field('invite-email').value = '';
     });
+  });
+  $('me-password-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    void act(async () => {
+      await api('POST', '/api/v1/me/password', { current: field('me-current').value, password: field('me-new').value });
+      field('me-current').value = '';
+      field('me-new').value = '';
+      const done = $('me-done');
+      done.textContent = 'Password changed.';
+      done.hidden = false;
+    });
+  });
+  $('totp-start').addEventListener('click', () => {
+    void act(async () => {
+      const t = await api('GET', '/api/v1/me/totp');
+      pendingTotp = String(t?.secret ?? '');
+      $('totp-secret').textContent = pendingTotp;
+      $('totp-enrol').hidden = false;
+      $('totp-form').hidden = false;
+      $('totp-start').hidden = true;
+    }, false);
+  });
+  $('totp-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const code = field('totp-code').value.trim();
+    field('totp-code').value = '';
+    void act(() => ($('totp-form').dataset.mode === 'off' ? api('POST', '/api/v1/me/totp/off', { code }) : api('POST', '/api/v1/me/totp', { secret: pendingTotp, code })));
+  });
+  $('signout-all').addEventListener('click', () => {
+    // Every session of this person ends, this one too: back to the sign-in page.
+    api('POST', '/api/v1/auth/signout-all').then(
+      () => location.reload(),
+      (err) => teamError(messageOf(err)),
+    );
   });
   $('token-form').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -19,6 +19,8 @@ import { authenticate, credentialOf } from '../auth.ts';
 import { clientKeyer } from '../auth-guard.ts';
 import { clearSessionCookie, flowCookie, parseCookies, secureCookies, sessionCookie, sessionSecretOf } from '../auth-cookies.ts';
 import { FLOW_COOKIE, FLOW_TTL_MS, oidcClient, type OidcClient } from '../oidc.ts';
+import { smtpMailer, type Mailer } from '../mail.ts';
+import { linkTo } from './team.ts';
 import type { ApiReply, ApiRequest, ApiRouter } from '../http.ts';
 import type { ApiDeps } from '../deps.ts';
 
@@ -35,11 +37,20 @@ import type { ApiDeps } from '../deps.ts';
  *   with that email by password).
  * - `POST /api/v1/auth/invitation` `{token, name, password}`: accepts an invitation by its link
  *   with a password; `POST /api/v1/auth/reset` `{token, password}`: a one-time reset link.
+ * - `POST /api/v1/auth/forgot` `{email}` (with FAROL_SMTP_URL): mails a one-time reset link to the
+ *   member that signs in with this email. The answer (202) is the same whether or not one does,
+ *   and is given before any lookup: the lookup, the link and the mail happen after it, so neither
+ *   the answer nor its timing tells whether the email exists. Throttled per email and per client
+ *   (FAROL_RATE_SIGNIN, every request counts: each may send a mail). A mail server outage is
+ *   logged (`reset mail not sent`, its reason without the URL's credentials) and counted.
  * - `GET /api/v1/auth/session`: who the request acts as, and the session's CSRF token.
- * - `POST /api/v1/auth/signout` (this session), `POST /api/v1/auth/signout-all` (every session of
+ * - `POST /api/v1/auth/signout` (this session; for a session begun at an identity provider that
+ *   advertises `end_session_endpoint`, the answer's `end_session_url` signs out there too:
+ *   RP-initiated logout), `POST /api/v1/auth/signout-all` (every session of
  *   the member); `GET /api/v1/me/sessions`, `DELETE /api/v1/me/sessions/:id`.
  * - `POST /api/v1/me/password` `{current, password}`; `GET /api/v1/me/totp` (a new secret) and
- *   `POST /api/v1/me/totp` `{secret, code}` to turn the second factor on.
+ *   `POST /api/v1/me/totp` `{secret, code}` to turn the second factor on; `POST /api/v1/me/totp/off`
+ *   `{code}` (a current code) to turn it off.
  *
  * The sign-in POSTs need `Content-Type: application/json`, which a cross-site form cannot send:
  * another site cannot sign a browser in to an account of its choosing.
@@ -49,6 +60,8 @@ const passwordLogin = z.strictObject({ email: emailSchema, password: z.string().
 const acceptInput = z.strictObject({ token: z.string().max(64), name: z.string().trim().min(1).max(100), password: passwordSchema });
 const resetInput = z.strictObject({ token: z.string().max(64), password: passwordSchema });
 const changePassword = z.strictObject({ current: z.string().max(1024).default(''), password: passwordSchema });
+const totpOffInput = z.strictObject({ code: totpCodeSchema });
+const forgotInput = z.strictObject({ email: emailSchema });
 const totpInput = z.strictObject({ secret: z.string().regex(/^[A-Z2-7]{32}$/, 'must be the secret GET /api/v1/me/totp gave'), code: totpCodeSchema });
 
 function requireJson(req: ApiRequest): void {
@@ -79,6 +92,12 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
   const maxAgeS = config.FAROL_SESSION_MAX_HOURS * 3600;
   const oidc = configuredOidc(deps);
   const signins = deps.metrics.counter('farol_signins_total', 'Sign-ins by method and outcome');
+  const mailer: Mailer | undefined =
+    config.FAROL_SMTP_URL === undefined || config.FAROL_SMTP_FROM === undefined ? undefined : smtpMailer(config.FAROL_SMTP_URL, config.FAROL_SMTP_FROM);
+  const resetMails = deps.metrics.counter('farol_reset_mails_total', 'Password-reset mails by outcome (sent, failed)');
+  // Forgot-password requests have budgets of their own: asking for mail must not lock a person's sign-in.
+  const forgotAccounts = rate === null ? undefined : new TokenBuckets(rate);
+  const forgotClients = rate === null ? undefined : new TokenBuckets(rate);
 
   /** An in-memory key of an email for the per-account throttle (the email itself is not kept). */
   const accountKey = (email: string): string => createHash('sha256').update(email).digest('base64url').slice(0, 22);
@@ -121,7 +140,50 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
     return m;
   }
 
-  r.get('/api/v1/auth/config', () => ({ json: { password: true, oidc: oidc !== undefined } }));
+  r.get('/api/v1/auth/config', () => ({ json: { password: true, oidc: oidc !== undefined, reset_mail: mailer !== undefined } }));
+
+  /** Mails a reset link to the member that signs in with `email`, if one does (after the request was answered). */
+  async function mailResetLink(m: Mailer, email: string): Promise<void> {
+    const id = await people.identityByEmail(email);
+    if (id === null || (await control.member(id.memberId)) === null) return;
+    const { secret, expiresAt } = await people.resetLink(id.memberId, id.accountId);
+    const link = linkTo(config.FAROL_PUBLIC_URL, `reset=${secret}`);
+    try {
+      await m.send({
+        to: id.email,
+        subject: 'Choose a new Farol password',
+        text: `Someone asked to choose a new password for ${id.email} on ${config.FAROL_PUBLIC_URL ?? 'Farol'}.\n\nOpen this link to choose one (it works once, until ${expiresAt}):\n\n${link}\n\nIf it was not you, ignore this mail: your password stays as it is.\n`,
+      });
+    } catch (err) {
+      resetMails.labels({ outcome: 'failed' }).inc();
+      // The MailError's message carries no credential; the member id says whose mail it was.
+      deps.log.error({ member: id.memberId, reason: err instanceof Error ? err.message : String(err), code: (err as { code?: string }).code ?? null }, 'reset mail not sent');
+      return;
+    }
+    resetMails.labels({ outcome: 'sent' }).inc();
+    await people.audit(id.accountId, { actor: id.memberId, via: 'signin', viaId: '', action: 'password.reset.mail', target: `member=${id.memberId}` });
+  }
+
+  r.post(
+    '/api/v1/auth/forgot',
+    async (req) => {
+      if (mailer === undefined) throw new ApiError('API_RESET_MAIL_OFF');
+      requireJson(req);
+      const v = parseInput(forgotInput, req.body ?? {});
+      const key = accountKey(v.email);
+      const wait = Math.max(forgotAccounts?.wait(key) ?? 0, req.client === undefined ? 0 : (forgotClients?.wait(req.client) ?? 0));
+      if (wait > 0) {
+        const e = new ApiError('API_SIGNIN_THROTTLED', 'Too many requests for reset mail; retry after the Retry-After seconds');
+        e.retryAfterS = wait;
+        throw e;
+      }
+      forgotAccounts?.spend(key);
+      if (req.client !== undefined) forgotClients?.spend(req.client);
+      mailResetLink(mailer, v.email).catch((err: unknown) => deps.log.error({ err }, 'reset mail not sent'));
+      return { status: 202, json: { message: 'If a member signs in with this email, a link to choose a new password is on its way.' }, headers: { 'Cache-Control': 'no-store' } };
+    },
+    { clientKey: keyer },
+  );
 
   r.post(
     '/api/v1/auth/password',
@@ -220,9 +282,13 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
   r.post('/api/v1/auth/signout', async (req) => {
     const p = await authenticate(control, req);
     if (p.session === undefined) throw new ApiError('API_BAD_REQUEST', 'Only a browser session signs out; revoke a token instead', 'authorization');
+    const method = (await people.sessions(p.memberId)).find((s) => s.id === p.session)?.method ?? '';
     await people.revokeSession(p.memberId, p.session);
     await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'signout', target: `session=${p.session}` });
-    return { status: 204, headers: { 'Set-Cookie': clearSessionCookie(secure) } };
+    // Signed in through the identity provider: the dashboard sends the browser there to sign out too.
+    const end = method.startsWith('oidc') && oidc !== undefined && config.FAROL_PUBLIC_URL !== undefined ? await oidc.endSessionUrl(`${config.FAROL_PUBLIC_URL}/`) : undefined;
+    const headers = { 'Set-Cookie': clearSessionCookie(secure), 'Cache-Control': 'no-store' };
+    return end === undefined ? { status: 204, headers } : { json: { end_session_url: end }, headers };
   });
 
   r.post('/api/v1/auth/signout-all', async (req) => {
@@ -300,6 +366,18 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
     if (!totpValid(v.secret, v.code, control.clock())) throw new ApiError('API_BAD_REQUEST', 'The code does not match the secret', 'code');
     await people.setIdentity(p.memberId, p.accountId, { totpSecret: v.secret });
     await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.enable', target: `member=${p.memberId}` });
+    return { status: 204 };
+  });
+
+  r.post('/api/v1/me/totp/off', async (req) => {
+    const p = await authenticate(control, req);
+    const v = parseInput(totpOffInput, req.body ?? {});
+    const id = await people.identity(p.memberId);
+    if (id === null || id.totpSecret === '') throw new ApiError('API_BAD_REQUEST', 'The second factor is not on', 'code');
+    // Who holds a session but not the authenticator (an unlocked laptop) cannot turn it off.
+    if (!totpValid(id.totpSecret, v.code, control.clock())) throw new ApiError('API_BAD_REQUEST', 'The code does not match', 'code');
+    await people.setIdentity(p.memberId, p.accountId, { totpSecret: '' });
+    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.disable', target: `member=${p.memberId}` });
     return { status: 204 };
   });
 

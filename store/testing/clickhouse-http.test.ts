@@ -104,6 +104,35 @@ describe('ClickHouse HTTP test endpoint', () => {
     expect(await result.json()).toEqual([{ n: '2' }]);
   });
 
+  it('leaves nothing of a request on the connection the next one without a session uses', async () => {
+    const setting = async (name: string, settings: Record<string, string> = {}): Promise<string> => {
+      const q = new URLSearchParams({ query: `SELECT getSetting('${name}')`, ...settings });
+      const res = await fetch(`${server.url}/?${q.toString()}`);
+      expect(res.status).toBe(200);
+      return (await res.text()).trim();
+    };
+    const initial = await setting('max_block_size');
+    // A URL setting holds for its request only, and the engine's own defaults come back after it.
+    expect(await setting('max_block_size', { max_block_size: '777' })).toBe('777');
+    expect(await setting('max_block_size')).toBe(initial);
+    expect(await setting('output_format_json_quote_64bit_integers', { output_format_json_quote_64bit_integers: '0' })).toBe('false');
+    expect(await setting('output_format_json_quote_64bit_integers')).toBe('true');
+    // A SET statement without a session lasts for its own request, as on a server.
+    expect((await fetch(server.url, { method: 'POST', body: 'SET max_block_size = 555' })).status).toBe(200);
+    expect(await setting('max_block_size')).toBe(initial);
+    // A failed statement or insert does not spoil the connection.
+    expect((await fetch(server.url, { method: 'POST', body: 'SELECT throwIf(1)' })).status).not.toBe(200);
+    expect(await setting('max_block_size')).toBe(initial);
+    const badInsert = await fetch(`${server.url}/?query=${encodeURIComponent('INSERT INTO t FORMAT JSONEachRow')}`, { method: 'POST', body: '{"id": "not a number"}\n' });
+    expect(badInsert.status).not.toBe(200);
+    await badInsert.arrayBuffer();
+    expect(await setting('max_block_size')).toBe(initial);
+    // Nor does a database chosen by one request stay for the next.
+    await client().command({ query: 'CREATE DATABASE IF NOT EXISTS leak' });
+    expect((await fetch(`${server.url}/?database=leak&query=${encodeURIComponent('SELECT currentDatabase()')}`).then((r) => r.text())).trim()).toBe('leak');
+    expect((await fetch(`${server.url}/?query=${encodeURIComponent('SELECT currentDatabase()')}`).then((r) => r.text())).trim()).toBe('default');
+  });
+
   it('selects the database per request', async () => {
     const c = client();
     await c.command({ query: 'CREATE DATABASE IF NOT EXISTS other' });

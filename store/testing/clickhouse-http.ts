@@ -89,7 +89,8 @@ function loadNative(): NativeChdb {
 }
 
 // Server defaults where chDB's differ: quoted 64-bit integers in JSON, synchronous inserts.
-const engineArgs = ['--output_format_json_quote_64bit_integers=1', '--async_insert=0'];
+const engineDefaults: Record<string, string> = { output_format_json_quote_64bit_integers: '1', async_insert: '0' };
+const engineArgs = Object.entries(engineDefaults).map(([name, value]) => `--${name}=${value}`);
 
 interface Request {
   sql: string;
@@ -131,10 +132,15 @@ class Engine {
   }
 
   private async execute(req: Request): Promise<Outcome> {
-    // A fresh connection per request keeps SETs and USE from leaking into the next request; a
-    // session_id keeps its connection (and its temporary tables and SETs) like a server session.
+    // A session_id keeps its connection (and its temporary tables and SETs) like a server
+    // session. Other requests share one connection: opening a connection per request cost about
+    // as much as a small query itself, and the serial queue made every client wait for it. What
+    // a request could leave on a shared connection is reset: the database is chosen per request,
+    // URL settings are set back to their defaults after it, and a statement that changes the
+    // connection itself (SET, USE, a temporary table) gets a connection of its own, as before.
     const named = req.sessionId === undefined ? undefined : this.session(req.sessionId);
-    const session = named ?? new Session(this.path, { connectionArgs: engineArgs });
+    const own = named === undefined && changesConnection(req.sql) ? new Session(this.path, { connectionArgs: engineArgs }) : undefined;
+    const session = named ?? own ?? this.shared();
     try {
       await this.native.QueryAsyncConnection(session.connection, `USE ${checkIdentifier(req.database)}`, 'TSV');
       const names = Object.keys(req.settings);
@@ -142,14 +148,22 @@ class Engine {
       try {
         return await this.statement(session, req);
       } finally {
-        // URL settings last one request, also in a named session.
-        if (named !== undefined && names.length > 0) {
-          await this.native.QueryAsyncConnection(session.connection, `SET ${names.map((n) => `${n} = DEFAULT`).join(', ')}`, 'TSV');
+        // URL settings last one request, also on a named or the shared connection.
+        if (own === undefined && names.length > 0) {
+          await this.native.QueryAsyncConnection(session.connection, resetStatement(names), 'TSV');
         }
       }
     } finally {
-      if (named === undefined) session.close();
+      own?.close();
     }
+  }
+
+  private sharedSession: Session | undefined;
+
+  /** The connection of requests without a session_id (see {@link execute}). */
+  private shared(): Session {
+    this.sharedSession ??= new Session(this.path, { connectionArgs: engineArgs });
+    return this.sharedSession;
   }
 
   private async statement(session: Session, req: Request): Promise<Outcome> {
@@ -179,6 +193,8 @@ class Engine {
     await this.tail;
     for (const s of this.named.values()) s.close();
     this.named.clear();
+    this.sharedSession?.close();
+    this.sharedSession = undefined;
     await drainPending();
   }
 }
@@ -201,6 +217,16 @@ function summary(n: {
     result_bytes: String(n.resultBytes ?? 0),
     elapsed_ns: String(process.hrtime.bigint() - n.start),
   };
+}
+
+/** `SET` of the named settings back to what a connection starts with (the engine's arguments, else the default). */
+function resetStatement(names: readonly string[]): string {
+  return `SET ${names.map((n) => (Object.hasOwn(engineDefaults, n) ? `${n} = ${engineDefaults[n]}` : `${n} = DEFAULT`)).join(', ')}`;
+}
+
+/** Whether a statement changes its connection beyond itself: SET, USE, or a temporary table. */
+function changesConnection(sql: string): boolean {
+  return /^\s*(?:SET\b|USE\b|(?:CREATE|DROP)\s+(?:OR\s+REPLACE\s+)?TEMPORARY\b)/i.test(sql);
 }
 
 const identifierRe = /^[A-Za-z_][A-Za-z0-9_]*$/;

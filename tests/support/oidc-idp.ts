@@ -49,7 +49,7 @@ export async function startIdp(redirectUri: string): Promise<TestIdp> {
     close: async () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
   const provider = new Provider(issuer, {
-    clients: [{ client_id: idp.clientId, client_secret: idp.clientSecret, redirect_uris: [redirectUri], grant_types: ['authorization_code'], response_types: ['code'] }],
+    clients: [{ client_id: idp.clientId, client_secret: idp.clientSecret, redirect_uris: [redirectUri], post_logout_redirect_uris: [`${new URL(redirectUri).origin}/`], grant_types: ['authorization_code'], response_types: ['code'] }],
     findAccount: (_ctx: unknown, id: string) => {
       const u = idp.users.get(id);
       return u === undefined ? undefined : { accountId: id, claims: () => ({ sub: id, ...u }) };
