@@ -462,7 +462,7 @@ export class People {
       `SELECT ${SESSION_COLUMNS} FROM browser_sessions FINAL WHERE member_id IN {m:Array(String)} AND id = {id:String} AND deleted = 0`,
       { m: members, id },
     );
-    for (const r of rows) await this.host.write('browser_sessions', { ...r, updated_at: this.host.stamp().text, deleted: 1 });
+    for (const r of rows) await this.endSession(r);
     return rows.length > 0;
   }
 
@@ -481,16 +481,26 @@ export class People {
 
   private async revokeSessionsOn(members: readonly string[]): Promise<number> {
     const rows = await this.sessionRowsOn(members);
-    for (const r of rows) await this.host.write('browser_sessions', { ...r, updated_at: this.host.stamp().text, deleted: 1 });
+    for (const r of rows) await this.endSession(r);
     return rows.length;
+  }
+
+  /**
+   * Ends a session. Under the session's own lock, as {@link moveSession}: a move that read the
+   * row before a sign-out cannot write it back alive after it.
+   */
+  private async endSession(r: SessionRow): Promise<void> {
+    await this.host.serial(`session:${r.hash}`, async () => this.host.write('browser_sessions', { ...r, updated_at: this.host.stamp().text, deleted: 1 }));
   }
 
   /** Moves a session (by its secret's hash) to another member: it then acts as that member. */
   async moveSession(hash: string, to: { memberId: string; accountId: string }): Promise<void> {
-    const r = await this.sessionRow(hash, false);
-    if (r === null) return;
-    await this.host.write('browser_sessions', { ...r, member_id: to.memberId, account_id: to.accountId, updated_at: this.host.stamp().text, deleted: 0 });
-    this.host.forget(r.account_id);
+    await this.host.serial(`session:${hash}`, async () => {
+      const r = await this.sessionRow(hash, false);
+      if (r === null) return;
+      await this.host.write('browser_sessions', { ...r, member_id: to.memberId, account_id: to.accountId, updated_at: this.host.stamp().text, deleted: 0 });
+      this.host.forget(r.account_id);
+    });
   }
 
   // ---- memberships linked to a person -------------------------------------------------------
@@ -554,7 +564,7 @@ export class People {
       if (mine !== undefined) await drop(person, mine);
       const back = await home(person);
       for (const r of await this.sessionRowsOn([memberId])) {
-        if (back === null) await this.host.write('browser_sessions', { ...r, updated_at: this.host.stamp().text, deleted: 1 });
+        if (back === null) await this.endSession(r);
         else await this.moveSession(r.hash, { memberId: person, accountId: back.accountId });
       }
     } else {

@@ -234,7 +234,7 @@ describe('dashboard sign-in', () => {
     await page.waitForSelector('#join:not([hidden])');
     await page.click('#join-accept');
     const sites = async (): Promise<string> => (await page.$$eval('#site-select option', (os) => os.map((o) => o.getAttribute('value')))).join(',');
-    const shows = async (want: string, whoami: string): Promise<void> =>
+    const shows = async (want: string, whoami: string): Promise<unknown> =>
       pollUntil(async () => ((await sites()) === want && (await page.textContent('#whoami')) === whoami ? true : undefined), { timeoutMs: 20_000, intervalMs: 50, describe: () => `never showed ${want}` });
     // Joined and switched into Beta: a viewer of its sites, the menu listing both accounts, Beta marked.
     await shows('b1.test', 'multi@a.test (viewer)');
