@@ -7,7 +7,7 @@ import {
   storageName,
   type MigrationTarget,
 } from './ddl.ts';
-import { controlPlaneTables, experimentBoundaryTables, goalsTable, signInTables } from './control-plane.ts';
+import { controlPlaneTables, experimentBoundaryTables, goalsTable, personLinksTable, signInTables } from './control-plane.ts';
 import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
 import { eventRollups, sessionRollups } from './rollups.ts';
 
@@ -54,6 +54,7 @@ const migrations: readonly Migration[] = [
   { version: 7, name: 'redirect hosts and domain reservations', render: experimentBoundaryTables },
   { version: 8, name: 'dead letters', render: deadLettersTable },
   { version: 9, name: 'sign-in: identities, sessions, invitations, audit', render: signInTables },
+  { version: 10, name: 'sign-in: memberships linked to a person', render: personLinksTable },
 ];
 
 /** Name of the table that records applied migrations. */
