@@ -177,7 +177,7 @@ FROM numbers({s0:UInt64}, {sn:UInt64})`;
 const eventDraw = (k: number): string => `(cityHash64({seed:UInt64}, x_s, i, ${k}) / ${U64})`;
 
 /**
- * Events as the processor writes them. `saltDay`: the schema has the `salt_day` column (migration 10),
+ * Events as the processor writes them. `saltDay`: the schema has the `salt_day` column (migration 11),
  * written as the collector stamps it.
  */
 function insertEventsSql(saltDay: boolean): string {
@@ -434,14 +434,14 @@ async function one(store: Store, sql: string): Promise<Record<string, string>> {
 /**
  * Whole-dataset totals of the raw tables against the day and hour rollups (`dim = ''`); visitors
  * against the closed salt days plus the raw rows of the open ones (processor/salt-days.ts
- * `storedVisitors`), as unique states left the rollups (migration 11).
+ * `storedVisitors`), as unique states left the rollups (migration 12).
  */
 async function rollupTotals(store: Store): Promise<TotalsRow[]> {
   const rawEvents = await one(
     store,
     "SELECT countIf(name = 'pageview') AS pageviews, count() AS events, uniqExact(visitor_id) AS visitors FROM events WHERE site = {site:String}",
   );
-  // Unique visitors left the rollups (migration 11): closed salt days plus raw rows of open ones.
+  // Unique visitors left the rollups (migration 12): closed salt days plus raw rows of open ones.
   const stored = async (side: 'event' | 'session'): Promise<string> =>
     String((await storedVisitors(store, { sites: [SITE.domain], side, dims: [''] }))[0]?.visitors ?? 0);
   const [eventVisitors, sessionVisitors] = [await stored('event'), await stored('session')];
@@ -783,7 +783,7 @@ export function queryScenario(o: QueryOptions): Scenario {
             `reusing the dataset in ${dataDir} (${num(dataset.events)} events over ${DAYS} days from ${isoDay(dataset.baseMs)}, history from ${isoDay(dataset.historyStartMs)})`,
           );
           const rows = await describeData(store, dataset.baseMs);
-          // Idempotent: closes only what the kept data has not closed yet (seeded before migration 10, say).
+          // Idempotent: closes only what the kept data has not closed yet (seeded before migration 11, say).
           const closing = await closeDays(store, ctx, new Date(dataset.baseMs + DAYS * DAY_MS - 1000));
           seedReport = { dataset, seconds: 0, reused: true, rows: { events: rows['event_rows'] ?? 0, sessions: rows['session_rows'] ?? 0 }, closing };
         } else {

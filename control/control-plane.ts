@@ -354,7 +354,7 @@ export class ControlPlane implements ControlReader {
     this.knownSites = new KnownSet(() => this.siteDomains(), ttl, this.now);
     this.people = new People(
       store,
-      { now: () => this.now(), stamp: () => this.stamp(), write: async (table, row) => this.write(table, row), serial: async (a, fn) => this.serial(a, fn) },
+      { now: () => this.now(), stamp: () => this.stamp(), write: async (table, row) => this.write(table, row), serial: async (a, fn) => this.serial(a, fn), forget: (a) => this.invalidateFor('browser_sessions', a) },
       opts.sessionPolicy ?? DEFAULT_SESSION_POLICY,
       ttl,
     );
@@ -776,6 +776,14 @@ export class ControlPlane implements ControlReader {
       // A removed member's tokens no longer authenticate (the lookup joins live members); they
       // are revoked after the check above, so an undone removal leaves them working.
       for (const t of await this.tokens(cur.account_id)) if (t.memberId === id) await this.revokeToken(t.hash);
+      // The person it was (#14's switcher): its link goes; sessions on it move home or end.
+      const dropped = await this.people.memberRemoved(id, async (person) => {
+        const home = await this.memberRow(person);
+        return home === null ? null : { accountId: home.account_id };
+      });
+      for (const l of dropped) {
+        await this.people.audit(l.accountId, { actor: l.memberId, via: 'signin', viaId: '', action: 'membership.unlink', target: `member=${l.memberId}` });
+      }
     });
   }
 

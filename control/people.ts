@@ -29,6 +29,8 @@ export interface PeopleHost {
   /** Inserts a row version and clears the caches. */
   write(table: string, row: Record<string, unknown>): Promise<void>;
   serial<T>(accountId: string, fn: () => Promise<T>): Promise<T>;
+  /** Forgets the cached principals of an account (a session moved out of it). */
+  forget(accountId: string): void;
 }
 
 export interface SessionPolicy {
@@ -184,6 +186,14 @@ export interface Invitation {
   readonly expiresAt: string;
 }
 
+/** A membership of a person: its home member (whose identity signs in) or one linked to it. */
+export interface Membership {
+  readonly memberId: string;
+  readonly accountId: string;
+  /** Whether this is the member whose identity signs in. */
+  readonly home: boolean;
+}
+
 export interface AuditEntry {
   readonly at: string;
   /** A member id, or `operator` (the CLI). */
@@ -326,6 +336,9 @@ export class People {
    */
   async setIdentity(memberId: string, accountId: string, change: Partial<Omit<Identity, 'memberId' | 'accountId'>>): Promise<Identity> {
     const cur = await this.identity(memberId);
+    // A membership linked to a person signs in only as that person: an identity of its own would
+    // let its account's owners sign in as it and reach the person's other accounts.
+    if (cur === null && (await this.linkState(memberId)) === 'linked') throw new ApiError('API_CONFLICT', 'This member signs in as a person of another account', 'id');
     if (change.email !== undefined && change.email !== '' && change.email !== cur?.email) {
       const other = await this.identityByEmail(change.email);
       if (other !== null && other.memberId !== memberId) throw new ApiError('API_CONFLICT', 'Another member signs in with this email', 'email');
@@ -417,40 +430,149 @@ export class People {
     return toSession(r);
   }
 
-  /** The principal of a session (by its secret's hash): its member's grant now (a removed member's sessions end with it). */
+  /**
+   * The principal of a session (by its secret's hash): its member's grant now (a removed member's
+   * sessions end with it). A session switched to a linked membership acts as that member while
+   * the link lives (an unlinked one ends even if the member stays).
+   */
   async principal(hash: string, memberGrant: (memberId: string) => Promise<{ accountId: string; role: Role; sites: readonly string[] } | null>, cached = true): Promise<Principal | null> {
     const s = await this.sessionByHash(hash, cached);
     if (s === null) return null;
     const g = await memberGrant(s.memberId);
     if (g === null || g.accountId !== s.accountId) return null;
+    if ((await this.linkState(s.memberId)) === 'unlinked') return null;
     return { accountId: s.accountId, memberId: s.memberId, role: g.role, sites: g.sites, tokenHash: hash, session: s.id };
   }
 
-  /** A member's live sessions, newest first. */
+  /** The live sessions of a member's person (on any of its memberships), newest first. */
   async sessions(memberId: string): Promise<SessionInfo[]> {
+    const members = await this.personMembers(await this.personOf(memberId));
     const rows = await this.store.query<SessionRow>(
-      `SELECT ${SESSION_COLUMNS} FROM browser_sessions FINAL WHERE member_id = {m:String} AND deleted = 0 ORDER BY created_at DESC`,
-      { m: memberId },
+      `SELECT ${SESSION_COLUMNS} FROM browser_sessions FINAL WHERE member_id IN {m:Array(String)} AND deleted = 0 ORDER BY created_at DESC`,
+      { m: members },
     );
     const t = this.host.now();
     return rows.filter((r) => !this.expired(r, t)).map(toSession);
   }
 
-  /** Ends one session by its public id (of `memberId`); false when there was none. */
+  /** Ends one session by its public id (of `memberId`'s person); false when there was none. */
   async revokeSession(memberId: string, id: string): Promise<boolean> {
+    const members = await this.personMembers(await this.personOf(memberId));
     const rows = await this.store.query<SessionRow>(
-      `SELECT ${SESSION_COLUMNS} FROM browser_sessions FINAL WHERE member_id = {m:String} AND id = {id:String} AND deleted = 0`,
-      { m: memberId, id },
+      `SELECT ${SESSION_COLUMNS} FROM browser_sessions FINAL WHERE member_id IN {m:Array(String)} AND id = {id:String} AND deleted = 0`,
+      { m: members, id },
     );
-    for (const r of rows) await this.host.write('browser_sessions', { ...r, updated_at: this.host.stamp().text, deleted: 1 });
+    for (const r of rows) await this.endSession(r);
     return rows.length > 0;
   }
 
-  /** Ends every session of a member (sign out everywhere; a password reset); returns how many. */
+  /**
+   * Ends every session of a member's person, on whichever membership each is (sign out
+   * everywhere; a password reset); returns how many.
+   */
   async revokeSessions(memberId: string): Promise<number> {
-    const rows = await this.store.query<SessionRow>(`SELECT ${SESSION_COLUMNS} FROM browser_sessions FINAL WHERE member_id = {m:String} AND deleted = 0`, { m: memberId });
-    for (const r of rows) await this.host.write('browser_sessions', { ...r, updated_at: this.host.stamp().text, deleted: 1 });
+    return this.revokeSessionsOn(await this.personMembers(await this.personOf(memberId)));
+  }
+
+  private async sessionRowsOn(members: readonly string[]): Promise<SessionRow[]> {
+    if (members.length === 0) return [];
+    return this.store.query<SessionRow>(`SELECT ${SESSION_COLUMNS} FROM browser_sessions FINAL WHERE member_id IN {m:Array(String)} AND deleted = 0`, { m: [...members] });
+  }
+
+  private async revokeSessionsOn(members: readonly string[]): Promise<number> {
+    const rows = await this.sessionRowsOn(members);
+    for (const r of rows) await this.endSession(r);
     return rows.length;
+  }
+
+  /**
+   * Ends a session. Under the session's own lock, as {@link moveSession}: a move that read the
+   * row before a sign-out cannot write it back alive after it.
+   */
+  private async endSession(r: SessionRow): Promise<void> {
+    await this.host.serial(`session:${r.hash}`, async () => this.host.write('browser_sessions', { ...r, updated_at: this.host.stamp().text, deleted: 1 }));
+  }
+
+  /** Moves a session (by its secret's hash) to another member: it then acts as that member. */
+  async moveSession(hash: string, to: { memberId: string; accountId: string }): Promise<void> {
+    await this.host.serial(`session:${hash}`, async () => {
+      const r = await this.sessionRow(hash, false);
+      if (r === null) return;
+      await this.host.write('browser_sessions', { ...r, member_id: to.memberId, account_id: to.accountId, updated_at: this.host.stamp().text, deleted: 0 });
+      this.host.forget(r.account_id);
+    });
+  }
+
+  // ---- memberships linked to a person -------------------------------------------------------
+
+  /**
+   * The person a member is: the home member its live link names, else the member itself. Only
+   * {@link link} makes a link — an invitee's own action — never a matching email.
+   */
+  async personOf(memberId: string): Promise<string> {
+    const rows = await this.store.query<{ person_id: string }>('SELECT person_id FROM person_links FINAL WHERE member_id = {m:String} AND deleted = 0 LIMIT 1', { m: memberId });
+    return rows[0]?.person_id ?? memberId;
+  }
+
+  /** A member's link now: `none` (never linked: a home member), `linked`, or `unlinked` (its link was dropped). */
+  private async linkState(memberId: string): Promise<'none' | 'linked' | 'unlinked'> {
+    // Not FINAL: a deleted link's row must still be seen (FINAL drops it).
+    const rows = await this.store.query<{ d: number }>(
+      'SELECT argMax(deleted, updated_at) AS d FROM person_links WHERE member_id = {m:String} GROUP BY person_id',
+      { m: memberId },
+    );
+    if (rows.length === 0) return 'none';
+    return rows.some((r) => Number(r.d) === 0) ? 'linked' : 'unlinked';
+  }
+
+  /** The member ids of a person: its home member first, then the linked ones (live or not: callers check). */
+  async personMembers(personId: string): Promise<string[]> {
+    return [personId, ...(await this.links(personId)).map((l) => l.memberId)];
+  }
+
+  /** A person's live links, oldest first. */
+  async links(personId: string): Promise<Membership[]> {
+    const rows = await this.store.query<{ member_id: string; account_id: string }>(
+      'SELECT member_id, account_id FROM person_links FINAL WHERE person_id = {p:String} AND deleted = 0 ORDER BY created_at, member_id LIMIT 1000',
+      { p: personId },
+    );
+    return rows.map((r) => ({ memberId: r.member_id, accountId: r.account_id, home: false }));
+  }
+
+  /** Links a member (just made from an invitation the person accepted while signed in) to a person. */
+  async link(personId: string, member: { memberId: string; accountId: string }): Promise<void> {
+    const s = this.host.stamp();
+    await this.host.write('person_links', { person_id: personId, member_id: member.memberId, account_id: member.accountId, created_at: s.text, updated_at: s.text, deleted: 0 });
+  }
+
+  /**
+   * After a member was removed: its link goes, and the sessions on it move back to its person's
+   * home membership (`homeLive` says whether that one still is) or end. A removed home member's
+   * person can no longer sign in: every link of it goes and the sessions on them end.
+   * Returns the dropped links, for the audit trail.
+   */
+  async memberRemoved(memberId: string, home: (personId: string) => Promise<{ accountId: string } | null>): Promise<Array<{ personId: string; memberId: string; accountId: string }>> {
+    const dropped: Array<{ personId: string; memberId: string; accountId: string }> = [];
+    const drop = async (personId: string, l: { memberId: string; accountId: string }): Promise<void> => {
+      const s = this.host.stamp();
+      await this.host.write('person_links', { person_id: personId, member_id: l.memberId, account_id: l.accountId, created_at: s.text, updated_at: s.text, deleted: 1 });
+      dropped.push({ personId, ...l });
+    };
+    const person = await this.personOf(memberId);
+    if (person !== memberId) {
+      const mine = (await this.links(person)).find((l) => l.memberId === memberId);
+      if (mine !== undefined) await drop(person, mine);
+      const back = await home(person);
+      for (const r of await this.sessionRowsOn([memberId])) {
+        if (back === null) await this.endSession(r);
+        else await this.moveSession(r.hash, { memberId: person, accountId: back.accountId });
+      }
+    } else {
+      const linked = await this.links(memberId);
+      for (const l of linked) await drop(memberId, l);
+      await this.revokeSessionsOn([memberId, ...linked.map((l) => l.memberId)]);
+    }
+    return dropped;
   }
 
   // ---- invitations --------------------------------------------------------------------------

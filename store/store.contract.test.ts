@@ -341,7 +341,7 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
       ['/b', 1],
       ['/c', 1],
     ]);
-    // Unique visitors left the rollups (migration 11): processor/salt-days.test.ts checks them,
+    // Unique visitors left the rollups (migration 12): processor/salt-days.test.ts checks them,
     // by exit and entry page too.
   });
 

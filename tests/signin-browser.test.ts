@@ -13,7 +13,8 @@ import { bodyOf, startSmtp, type TestSmtp } from './support/smtp.ts';
  * OpenID Connect provider (`oidc-provider` on a loopback port) and the real API: an invited
  * person clicks the provider button, comes back signed in with the invitation's role and site
  * list applied, sees the team page, and signs out (the session is then refused). Then a password
- * sign-in through the form.
+ * sign-in through the form; a person in two accounts joins the second from its invitation link
+ * and switches between them in the header.
  */
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -22,6 +23,9 @@ let idp: TestIdp;
 let browser: Browser;
 let ownerToken = '';
 let smtp: TestSmtp;
+let accountA = '';
+let accountB = '';
+let ownerBToken = '';
 
 beforeAll(async () => {
   await access(CHROMIUM, constants.X_OK);
@@ -34,11 +38,18 @@ beforeAll(async () => {
     env: { FAROL_PORT: String(port), FAROL_PUBLIC_URL: publicUrl, FAROL_OIDC_ISSUER: idp.issuer, FAROL_OIDC_CLIENT_ID: idp.clientId, FAROL_OIDC_CLIENT_SECRET: idp.clientSecret, FAROL_SMTP_URL: smtp.url, FAROL_SMTP_FROM: 'stats@farol.test' },
     seed: async (c) => {
       const account = (await c.createAccount({ name: 'A' })).id;
+      accountA = account;
       await c.addSite(account, { domain: 'a1.test' });
       await c.addSite(account, { domain: 'a2.test' });
       const owner = await c.addMember(account, { name: 'owner', role: 'owner' });
       ownerToken = (await c.issueToken(owner.id)).token;
       await c.people.setIdentity(owner.id, account, { email: 'owner@a.test', passwordHash: await hashPassword('the owner password') });
+      // A person of account A (admin of a1.test) whom account Beta invites.
+      const multi = await c.addMember(account, { name: 'multi', role: 'admin', sites: ['a1.test'] });
+      await c.people.setIdentity(multi.id, account, { email: 'multi@a.test', passwordHash: await hashPassword('the multi password') });
+      accountB = (await c.createAccount({ name: 'Beta' })).id;
+      await c.addSite(accountB, { domain: 'b1.test' });
+      ownerBToken = (await c.issueToken((await c.addMember(accountB, { name: 'owner B', role: 'owner' })).id)).token;
     },
   });
   idp.users.set('invitee-sub', { email: 'invitee@a.test', email_verified: true, name: 'Invitee' });
@@ -200,5 +211,43 @@ describe('dashboard sign-in', () => {
     await context.close();
     const again = await fetch(`${api.url}/api/v1/auth/reset`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: link?.split('reset=')[1], password: 'one more new password' }) });
     expect(again.status).toBe(400);
+  });
+
+  it('lets a person signed in join a second account from its invitation link and switch between the two in the header', async () => {
+    const invited = await fetch(`${api.url}/api/v1/invitations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ownerBToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'multi+beta@a.test', role: 'viewer', sites: [] }),
+    });
+    const link = String(((await invited.json()) as { link?: string }).link);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(link);
+    await page.waitForSelector('#link-form:not([hidden])');
+    // Already a Farol person: sign in first, then join as yourself (no second password).
+    await page.click('#link-signin');
+    await page.fill('#email-input', 'multi@a.test');
+    await page.fill('#password-input', 'the multi password');
+    await page.click('#password-form button[type=submit]');
+    await until(page, 'ready');
+    expect(await page.isVisible('#account-control')).toBe(false);
+    await page.waitForSelector('#join:not([hidden])');
+    await page.click('#join-accept');
+    const sites = async (): Promise<string> => (await page.$$eval('#site-select option', (os) => os.map((o) => o.getAttribute('value')))).join(',');
+    const shows = async (want: string, whoami: string): Promise<unknown> =>
+      pollUntil(async () => ((await sites()) === want && (await page.textContent('#whoami')) === whoami ? true : undefined), { timeoutMs: 20_000, intervalMs: 50, describe: () => `never showed ${want}` });
+    // Joined and switched into Beta: a viewer of its sites, the menu listing both accounts, Beta marked.
+    await shows('b1.test', 'multi@a.test (viewer)');
+    await page.waitForSelector('#account-control:not([hidden])');
+    expect(await page.isVisible('#join')).toBe(false);
+    expect(await page.$$eval('#account-select option', (os) => os.map((o) => o.textContent))).toEqual(['A (admin)', 'Beta (viewer)']);
+    expect(await page.inputValue('#account-select')).toBe(accountB);
+    expect(await page.isVisible('#team-button')).toBe(false);
+    // Back to A from the menu: its data again, as its admin of a1.test.
+    await page.selectOption('#account-select', accountA);
+    await shows('a1.test', 'multi@a.test (admin)');
+    expect(await page.inputValue('#account-select')).toBe(accountA);
+    expect(await page.isVisible('#team-button')).toBe(true);
+    await context.close();
   });
 });

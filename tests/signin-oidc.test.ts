@@ -218,4 +218,28 @@ describe('OpenID Connect sign-in', () => {
     expect((await fetch(cb2, { redirect: 'manual', headers: { cookie: flow } })).status).toBe(302);
     expect((await fetch(cb2, { redirect: 'manual', headers: { cookie: flow } })).status).toBe(400);
   });
+
+  it('an identity that signs in again sees every membership linked to it (joined while signed in, never by email)', async () => {
+    const beta = (await control.createAccount({ name: 'Beta' })).id;
+    const betaOwner = (await control.issueToken((await control.addMember(beta, { name: 'owner B', role: 'owner' })).id)).token;
+    const invited = await fetch(`${api.url}/api/v1/invitations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${betaOwner}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'owner@beta.test', role: 'viewer' }),
+    });
+    const secret = String(((await invited.json()) as { link?: string }).link).split('invite=')[1] ?? '';
+    const first = await signIn('owner-sub');
+    const csrf = String((await asSession(first.jar, '/api/v1/auth/session')).json.csrf);
+    const url = new URL(`${api.url}/api/v1/me/memberships`);
+    const joined = await fetch(url, { method: 'POST', headers: { cookie: cookieHeader(first.jar, url), 'x-csrf-token': csrf, 'content-type': 'application/json' }, body: JSON.stringify({ token: secret }) });
+    expect(joined.status).toBe(201);
+    // A new sign-in through the provider (another browser): both memberships, home current.
+    const again = await signIn('owner-sub');
+    const list = (await asSession(again.jar, '/api/v1/me/memberships')).json.memberships as Array<{ account_id: string; current: boolean }>;
+    expect(list.map((m) => [m.account_id, m.current])).toEqual([
+      [account, true],
+      [beta, false],
+    ]);
+  });
 });
+

@@ -84,6 +84,69 @@ function linkInUrl() {
   return { kind: /** @type {'invite' | 'reset'} */ (m[1]), token: /** @type {string} */ (m[2]) };
 }
 
+/** The one-time link the page was opened with, until used or dismissed. */
+/** @type {{ kind: 'invite' | 'reset', token: string } | null} */
+let openLink = null;
+
+/**
+ * The account switcher in the header: the person's memberships, the current one selected; shown
+ * only to a person in more than one account (a token is one member of one account).
+ * @param {boolean} session
+ */
+export async function renderAccounts(session) {
+  const control = $('account-control');
+  /** @type {any[]} */
+  const list = session ? ((await api('GET', '/api/v1/me/memberships').catch(() => null))?.memberships ?? []) : [];
+  control.hidden = list.length < 2;
+  replace(
+    $('account-select'),
+    list.map((/** @type {any} */ m) => h('option', { value: String(m.account_id), selected: m.current === true }, `${String(m.account_name)} (${String(m.role)})`)),
+  );
+  // A signed-in person opened an invitation link: offer to join as themselves.
+  $('join').hidden = !(session && openLink?.kind === 'invite');
+}
+
+/**
+ * Binds the account switcher and the "join as yourself" offer; `switched` reloads the dashboard
+ * (after a refused switch too: the menu shows the account the session is in).
+ * @param {() => void} switched
+ * @param {(err: unknown) => void} failed
+ */
+export function bindAccounts(switched, failed) {
+  const select = field('account-select');
+  select.addEventListener('change', () => {
+    api('POST', '/api/v1/auth/switch', { account_id: select.value }).then(switched, (err) => {
+      failed(err);
+      switched();
+    });
+  });
+  $('join-dismiss').addEventListener('click', () => {
+    openLink = null;
+    $('join').hidden = true;
+  });
+  $('join-accept').addEventListener('click', () => {
+    const token = openLink?.token ?? '';
+    api('POST', '/api/v1/me/memberships', { token })
+      .then(async (r) => {
+        openLink = null;
+        $('join').hidden = true;
+        // Straight into the account joined.
+        await api('POST', '/api/v1/auth/switch', { account_id: String(r?.membership?.account_id ?? '') });
+        switched();
+      })
+      .catch((err) => reportTo($('join-error'), messageOf(err)));
+  });
+}
+
+/**
+ * @param {HTMLElement} el
+ * @param {string} message
+ */
+function reportTo(el, message) {
+  el.textContent = message;
+  el.hidden = message === '';
+}
+
 /**
  * Binds the sign-in forms; `signedIn` runs once a session exists.
  * @param {() => void} signedIn
@@ -91,6 +154,7 @@ function linkInUrl() {
 export function bindSignIn(signedIn) {
   bindForgot();
   const link = linkInUrl();
+  openLink = link;
   if (link !== null) {
     $('password-form').hidden = true;
     $('link-form').hidden = false;
@@ -98,6 +162,12 @@ export function bindSignIn(signedIn) {
     $('link-name').hidden = link.kind !== 'invite';
     $('link-name-label').hidden = link.kind !== 'invite';
   }
+  $('link-signin').hidden = link?.kind !== 'invite';
+  $('link-signin').addEventListener('click', () => {
+    // The invitation is kept: once signed in, the person is offered to join as themselves.
+    $('link-form').hidden = true;
+    $('password-form').hidden = false;
+  });
   $('link-form').addEventListener('submit', (e) => {
     e.preventDefault();
     if (link === null) return;
@@ -108,6 +178,7 @@ export function bindSignIn(signedIn) {
         state.csrf = String(r?.csrf ?? '');
         state.session = true;
         field('link-password').value = '';
+        openLink = null;
         $('link-form').hidden = true;
         $('password-form').hidden = false;
         signedIn();

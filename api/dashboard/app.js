@@ -4,7 +4,7 @@
 // the experiment routes). Every number on the page is a number the API answered, only formatted.
 // This module wires the page: sign-in, the controls, and rendering every part on a change.
 
-import { bindSignIn, bindTeam, currentSession, endSession, renderTeam, showWaysIn } from './account.js';
+import { bindAccounts, bindSignIn, bindTeam, currentSession, endSession, renderAccounts, renderTeam, showWaysIn } from './account.js';
 import { ApiFailure, api, idle, track } from './api.js';
 import { destroyChart, renderChart, resizeChart } from './chart.js';
 import { PANELS, TOKEN_KEY } from './config.js';
@@ -94,6 +94,7 @@ function showLogin(message) {
   $('dashboard').hidden = true;
   $('controls').hidden = true;
   $('team').hidden = true;
+  $('join').hidden = true;
   $('login').hidden = false;
   void showWaysIn();
   const e = $('login-error');
@@ -121,6 +122,7 @@ async function start() {
   }
   $('whoami').textContent = me === null ? 'API token' : `${me.email ?? me.member?.name ?? ''} (${me.member?.role ?? ''})`;
   $('team-button').hidden = me !== null && me.member?.role === 'viewer';
+  await renderAccounts(me !== null);
   document.body.dataset.state = 'loading';
   try {
     await loadSites();
@@ -159,6 +161,12 @@ function bind() {
   });
   bindSignIn(() => void start().catch(reportError));
   bindTeam();
+  // Another account chosen (or joined): everything is reloaded as that membership.
+  bindAccounts(() => {
+    $('team').hidden = true;
+    state.filters = [];
+    void start().catch(reportError);
+  }, reportError);
   field('site-select').addEventListener('change', () => {
     state.site = field('site-select').value;
     state.filters = [];

@@ -13,6 +13,7 @@ import {
   totpCodeSchema,
   totpValid,
   verifyPassword,
+  type Identity,
   type Invitation,
 } from '../../control/people.ts';
 import { authenticate, credentialOf } from '../auth.ts';
@@ -52,6 +53,12 @@ import type { ApiDeps } from '../deps.ts';
  *   `POST /api/v1/me/totp` `{secret, code}` to turn the second factor on; `POST /api/v1/me/totp/off`
  *   `{code}` (a current code) to turn it off.
  *
+ * - Several accounts (the switcher): `POST /api/v1/me/memberships` `{token}` accepts an invitation
+ *   as the signed-in person (a browser session): the new member is linked to the person, never by
+ *   email. `GET /api/v1/me/memberships` lists the person's memberships (a token: its own only);
+ *   `POST /api/v1/auth/switch` `{account_id}` moves this session to the person's membership of
+ *   that account: every request then acts as that member. Any other id is the same 404.
+ *
  * The sign-in POSTs need `Content-Type: application/json`, which a cross-site form cannot send:
  * another site cannot sign a browser in to an account of its choosing.
  */
@@ -62,6 +69,8 @@ const resetInput = z.strictObject({ token: z.string().max(64), password: passwor
 const changePassword = z.strictObject({ current: z.string().max(1024).default(''), password: passwordSchema });
 const totpOffInput = z.strictObject({ code: totpCodeSchema });
 const forgotInput = z.strictObject({ email: emailSchema });
+const joinInput = z.strictObject({ token: z.string().max(64) });
+const switchInput = z.strictObject({ account_id: z.string().max(64) });
 const totpInput = z.strictObject({ secret: z.string().regex(/^[A-Z2-7]{32}$/, 'must be the secret GET /api/v1/me/totp gave'), code: totpCodeSchema });
 
 function requireJson(req: ApiRequest): void {
@@ -138,6 +147,15 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
     const m = await control.addMember(inv.accountId, { name, role: inv.role, sites: [...inv.sites] });
     await people.audit(inv.accountId, { actor: m.id, via: 'signin', viaId: inv.id, action: 'invitation.claim', target: `invitation=${inv.id}`, detail: { role: inv.role, sites: inv.sites } });
     return m;
+  }
+
+  /**
+   * The identity a request's credentials stand for: a session's person's (a session switched to
+   * another account still is that person), a token's own member's (a token of a linked member
+   * stands for that member only: its account's owners may hold it).
+   */
+  async function identityOf(p: Principal): Promise<Identity | null> {
+    return people.identity(p.session === undefined ? p.memberId : await people.personOf(p.memberId));
   }
 
   r.get('/api/v1/auth/config', () => ({ json: { password: true, oidc: oidc !== undefined, reset_mail: mailer !== undefined } }));
@@ -222,7 +240,7 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
       const key = `link:${req.client ?? ''}`;
       throttled(key, req.client);
       const m = await people.claim({ secret: v.token }, async (inv) => {
-        if ((await people.identityByEmail(inv.email)) !== null) throw new ApiError('API_CONFLICT', 'A member already signs in with this email', 'email');
+        if ((await people.identityByEmail(inv.email)) !== null) throw new ApiError('API_CONFLICT', 'A member already signs in with this email: sign in, then accept the invitation', 'email');
         const member = await memberFor(inv, v.name);
         await people.setIdentity(member.id, member.accountId, { email: inv.email, passwordHash: await hashPassword(v.password) });
         return member;
@@ -263,7 +281,7 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
     const p = await authenticate(control, req);
     const m = await control.member(p.memberId);
     if (m === null) throw new ApiError('API_UNAUTHORIZED');
-    const id = await people.identity(p.memberId);
+    const id = await identityOf(p);
     const secret = p.session === undefined ? undefined : sessionSecretOf(req.headers.cookie);
     return {
       json: {
@@ -296,6 +314,91 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
     const n = await people.revokeSessions(p.memberId);
     await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'signout.all', target: `member=${p.memberId}`, detail: { sessions: n } });
     return { json: { revoked: n }, headers: { 'Set-Cookie': clearSessionCookie(secure) } };
+  });
+
+  // ---- several accounts: memberships linked to the person ----------------------------------------
+
+  /** The live memberships of the person a session acts for, home first; [] for none. */
+  async function membershipsOf(memberId: string): Promise<Array<{ member: Member; home: boolean }>> {
+    const person = await people.personOf(memberId);
+    const out: Array<{ member: Member; home: boolean }> = [];
+    for (const id of await people.personMembers(person)) {
+      const m = await control.member(id);
+      if (m !== null) out.push({ member: m, home: id === person });
+    }
+    return out;
+  }
+
+  function sessionOnly(p: Principal): string {
+    if (p.session === undefined) throw new ApiError('API_BAD_REQUEST', 'A token belongs to one member of one account; sign in to switch', 'authorization');
+    return p.session;
+  }
+
+  r.get('/api/v1/me/memberships', async (req) => {
+    const p = await authenticate(control, req);
+    const list = p.session === undefined ? [{ member: await control.member(p.memberId), home: true }].filter((x): x is { member: Member; home: boolean } => x.member !== null) : await membershipsOf(p.memberId);
+    const names = new Map<string, string>();
+    for (const { member } of list) if (!names.has(member.accountId)) names.set(member.accountId, (await control.account(member.accountId))?.name ?? member.accountId);
+    return {
+      json: {
+        memberships: list.map(({ member, home }) => ({
+          account_id: member.accountId,
+          account_name: names.get(member.accountId) ?? member.accountId,
+          member_id: member.id,
+          role: member.role,
+          sites: member.sites,
+          home,
+          current: member.id === p.memberId,
+        })),
+      },
+      headers: { 'Cache-Control': 'no-store' },
+    };
+  });
+
+  r.post(
+    '/api/v1/me/memberships',
+    async (req) => {
+      requireJson(req);
+      const p = await authenticate(control, req);
+      const viaId = sessionOnly(p);
+      const v = parseInput(joinInput, req.body ?? {});
+      const key = `link:${req.client ?? ''}`;
+      throttled(key, req.client);
+      const person = await people.personOf(p.memberId);
+      const home = await control.member(person);
+      if (home === null) throw new ApiError('API_UNAUTHORIZED');
+      const m = await people.claim({ secret: v.token }, async (inv) => {
+        // One membership per account: a person already in it keeps the one they have.
+        if ((await membershipsOf(person)).some((x) => x.member.accountId === inv.accountId)) throw new ApiError('API_CONFLICT', 'You are already a member of this account', 'token');
+        const member = await memberFor(inv, home.name);
+        await people.link(person, { memberId: member.id, accountId: member.accountId });
+        // Recorded in the account joined; no id of the person's other accounts goes there.
+        await people.audit(inv.accountId, { actor: member.id, via: 'session', viaId, action: 'membership.link', target: `member=${member.id}`, detail: { invitation: inv.id, role: inv.role } });
+        return member;
+      });
+      if (m === null) {
+        failed(key, req.client);
+        throw new ApiError('API_LINK_INVALID');
+      }
+      const name = (await control.account(m.accountId))?.name ?? m.accountId;
+      return { status: 201, json: { membership: { account_id: m.accountId, account_name: name, member_id: m.id, role: m.role, sites: m.sites, home: false, current: false } } };
+    },
+    { clientKey: keyer },
+  );
+
+  r.post('/api/v1/auth/switch', async (req) => {
+    requireJson(req);
+    const p = await authenticate(control, req);
+    const viaId = sessionOnly(p);
+    const v = parseInput(switchInput, req.body ?? {});
+    // Another tenant's account, an unknown one and one the person left: the same answer.
+    const to = (await membershipsOf(p.memberId)).find((x) => x.member.accountId === v.account_id)?.member;
+    if (to === undefined) throw new ApiError('API_NOT_FOUND', 'Account not found', 'account_id');
+    if (to.id !== p.memberId) {
+      await people.moveSession(p.tokenHash, { memberId: to.id, accountId: to.accountId });
+      await people.audit(to.accountId, { actor: to.id, via: 'session', viaId, action: 'session.switch', target: `member=${to.id}`, });
+    }
+    return { json: { account_id: to.accountId, member: memberJson(to) }, headers: { 'Cache-Control': 'no-store' } };
   });
 
   // ---- OpenID Connect -------------------------------------------------------------------------
@@ -343,41 +446,41 @@ export function signinRoutes(r: ApiRouter, deps: ApiDeps): void {
   r.post('/api/v1/me/password', async (req) => {
     const p = await authenticate(control, req);
     const v = parseInput(changePassword, req.body ?? {});
-    const id = await people.identity(p.memberId);
+    const id = await identityOf(p);
     if (id === null || id.email === '') throw new ApiError('API_BAD_REQUEST', 'This member has no email to sign in with; ask for a reset link', 'email');
     // Who holds a session but not the password (an unlocked laptop) cannot change it.
     if (id.passwordHash !== '' && !(await verifyPassword(id.passwordHash, v.current))) throw new ApiError('API_SIGNIN_FAILED', 'The current password is wrong', 'current');
-    await people.setIdentity(p.memberId, p.accountId, { passwordHash: await hashPassword(v.password) });
-    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'password.change', target: `member=${p.memberId}` });
+    await people.setIdentity(id.memberId, id.accountId, { passwordHash: await hashPassword(v.password) });
+    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'password.change', target: `member=${id.memberId}` });
     return { status: 204 };
   });
 
   r.get('/api/v1/me/totp', async (req) => {
     const p = await authenticate(control, req);
-    const id = await people.identity(p.memberId);
+    const id = await identityOf(p);
     return { json: newTotp(id?.email || p.memberId), headers: { 'Cache-Control': 'no-store' } };
   });
 
   r.post('/api/v1/me/totp', async (req) => {
     const p = await authenticate(control, req);
     const v = parseInput(totpInput, req.body ?? {});
-    const id = await people.identity(p.memberId);
+    const id = await identityOf(p);
     if (id === null || id.passwordHash === '') throw new ApiError('API_BAD_REQUEST', 'A second factor goes with a password; set one first', 'secret');
     if (!totpValid(v.secret, v.code, control.clock())) throw new ApiError('API_BAD_REQUEST', 'The code does not match the secret', 'code');
-    await people.setIdentity(p.memberId, p.accountId, { totpSecret: v.secret });
-    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.enable', target: `member=${p.memberId}` });
+    await people.setIdentity(id.memberId, id.accountId, { totpSecret: v.secret });
+    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.enable', target: `member=${id.memberId}` });
     return { status: 204 };
   });
 
   r.post('/api/v1/me/totp/off', async (req) => {
     const p = await authenticate(control, req);
     const v = parseInput(totpOffInput, req.body ?? {});
-    const id = await people.identity(p.memberId);
+    const id = await identityOf(p);
     if (id === null || id.totpSecret === '') throw new ApiError('API_BAD_REQUEST', 'The second factor is not on', 'code');
     // Who holds a session but not the authenticator (an unlocked laptop) cannot turn it off.
     if (!totpValid(id.totpSecret, v.code, control.clock())) throw new ApiError('API_BAD_REQUEST', 'The code does not match', 'code');
-    await people.setIdentity(p.memberId, p.accountId, { totpSecret: '' });
-    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.disable', target: `member=${p.memberId}` });
+    await people.setIdentity(id.memberId, id.accountId, { totpSecret: '' });
+    await people.audit(p.accountId, { actor: p.memberId, ...credentialOf(p), action: 'totp.disable', target: `member=${id.memberId}` });
     return { status: 204 };
   });
 

@@ -15,7 +15,8 @@ import type { ApiDeps } from '../deps.ts';
  *   withdraw the invitations whose grant their own covers. The link (its secret) is answered
  *   once, on creation.
  * - `POST /api/v1/members/:id/reset-link` `{email?}`: a one-time password-reset link for a member
- *   the caller manages (`email` gives a member without one an email to sign in with).
+ *   the caller manages (`email` gives a member without one an email to sign in with); not for a
+ *   person with memberships in other accounts, nor for a member linked to such a person (409).
  * - `GET /api/v1/audit?limit=`: the account's audit trail, for account-wide owners.
  */
 
@@ -54,7 +55,13 @@ export function teamRoutes(r: ApiRouter, deps: ApiDeps): void {
       // The sites must be the account's (like a member's grant).
       const own = new Set((await control.sites(p.accountId)).map((s) => s.domain));
       if (v.sites.some((d) => !own.has(d))) throw new ApiError('API_NOT_FOUND', 'Site not found', 'sites');
-      if ((await people.identityByEmail(v.email)) !== null) throw new ApiError('API_CONFLICT', 'A member already signs in with this email', 'email');
+      // Someone who signs in with this email is invited like anyone else (they accept it signed in,
+      // as themselves: #14's switcher); only a person already in this account is a conflict, so
+      // the answer tells nothing about other accounts.
+      const known = await people.identityByEmail(v.email);
+      if (known !== null && (known.accountId === p.accountId || (await people.links(known.memberId)).some((l) => l.accountId === p.accountId))) {
+        throw new ApiError('API_CONFLICT', 'A member already signs in with this email', 'email');
+      }
       const { invitation, secret } = await people.invite(p.accountId, p.memberId, { email: v.email, role: v.role, sites: [...new Set(v.sites)].sort() });
       return { status: 201, json: { invitation: invitationJson(invitation), link: linkTo(config.FAROL_PUBLIC_URL, `invite=${secret}`) }, headers: { 'Cache-Control': 'no-store' } };
     }),
@@ -77,6 +84,9 @@ export function teamRoutes(r: ApiRouter, deps: ApiDeps): void {
       if (!seesMember(p, m)) throw new ApiError('API_NOT_FOUND', 'Member not found', 'id');
       check(memberAccess(p, m), 'Member', 'id');
       const v = parseInput(resetInput, req.body ?? {});
+      // A person with memberships in other accounts resets their own password ("forgot"): a link
+      // made here would let this account's owners sign in as them there.
+      if (m.id !== p.memberId && (await people.links(m.id)).length > 0) throw new ApiError('API_CONFLICT', 'This person is also a member of other accounts: they reset their own password', 'id');
       const id = await people.identity(m.id);
       if (v.email !== undefined && v.email !== id?.email) await people.setIdentity(m.id, m.accountId, { email: v.email });
       else if ((id?.email ?? '') === '') throw new ApiError('API_BAD_REQUEST', 'This member has no email yet: give one', 'email');

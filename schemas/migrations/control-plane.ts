@@ -201,3 +201,24 @@ ${audit}`,
     }),
   ];
 }
+
+/**
+ * Memberships linked to a person (#14's account switcher): `person_id` is the member whose
+ * identity signs in (its home membership), `member_id` another account's member the same person
+ * became by accepting that account's invitation while signed in. Only that action writes a link
+ * (never a matching email); removing either member deletes it. A browser session switched to a
+ * linked membership acts as that member (its `browser_sessions` row names it).
+ */
+export function personLinksTable(t: MigrationTarget): string[] {
+  return [
+    createEverywhereTable(t, {
+      name: 'person_links',
+      columns: `  person_id String,
+  member_id String,
+  account_id String,
+${audit}`,
+      engine: replacing,
+      clauses: 'ORDER BY (person_id, member_id)',
+    }),
+  ];
+}

@@ -7,7 +7,7 @@ import {
   storageName,
   type MigrationTarget,
 } from './ddl.ts';
-import { controlPlaneTables, experimentBoundaryTables, goalsTable, signInTables } from './control-plane.ts';
+import { controlPlaneTables, experimentBoundaryTables, goalsTable, personLinksTable, signInTables } from './control-plane.ts';
 import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
 import { additiveRollups, eventRollups, sessionRollups } from './rollups.ts';
 import { saltDayTables } from './salt-days.ts';
@@ -56,8 +56,9 @@ const migrations: readonly Migration[] = [
   { version: 7, name: 'redirect hosts and domain reservations', render: experimentBoundaryTables },
   { version: 8, name: 'dead letters', render: deadLettersTable },
   { version: 9, name: 'sign-in: identities, sessions, invitations, audit', render: signInTables },
-  { version: 10, name: 'salt days and closed-salt-day visitors', render: saltDayTables },
-  { version: 11, name: 'additive rollups (no unique-visitor states)', render: additiveRollups },
+  { version: 10, name: 'sign-in: memberships linked to a person', render: personLinksTable },
+  { version: 11, name: 'salt days and closed-salt-day visitors', render: saltDayTables },
+  { version: 12, name: 'additive rollups (no unique-visitor states)', render: additiveRollups },
 ];
 
 /** Name of the table that records applied migrations. */

@@ -185,7 +185,7 @@ export function sessionRollups(t: MigrationTarget): string[] {
 }
 
 /**
- * Migration 11: the rollups become purely additive. Their views stop writing `uniqExactState`
+ * Migration 12: the rollups become purely additive. Their views stop writing `uniqExactState`
  * (unique visitors come from `salt_day_visitors` and the raw rows of open salt days), then the
  * `visitors` columns are dropped. In that order, on a running install: once a view's query is
  * replaced, inserts leave the column at its default (an empty state) until it is gone; the sums

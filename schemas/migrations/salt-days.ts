@@ -2,7 +2,7 @@ import { createShardedTable, onCluster, qualified, storageName, type MigrationTa
 import { eventRollupDimensions, sessionRollupDimensions } from './rollups.ts';
 
 /**
- * Migration 10: the salt day, and the exact unique-visitor tables of closed salt days.
+ * Migration 11: the salt day, and the exact unique-visitor tables of closed salt days.
  *
  * A visitor id is the hash of day D's salt: handed out during UTC day D, carried into D+1 by a
  * visit that spans midnight, and never again (the salt is deleted at D+2 00:00 UTC). So ids of
@@ -72,7 +72,7 @@ function backfill(t: MigrationTarget, table: 'events' | 'sessions', from: string
   );
 }
 
-/** Migration 10: `salt_day` on the raw tables (back-filled), and the closed-salt-day tables. */
+/** Migration 11: `salt_day` on the raw tables (back-filled), and the closed-salt-day tables. */
 export function saltDayTables(t: MigrationTarget): string[] {
   return [
     ...saltDayColumns(t, 'events', 'timestamp'),
