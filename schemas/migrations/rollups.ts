@@ -187,15 +187,20 @@ export function sessionRollups(t: MigrationTarget): string[] {
 /**
  * Migration 12: the rollups become purely additive. Their views stop writing `uniqExactState`
  * (unique visitors come from `salt_day_visitors` and the raw rows of open salt days), then the
- * `visitors` columns are dropped. In that order, on a running install: once a view's query is
- * replaced, inserts leave the column at its default (an empty state) until it is gone; the sums
- * never stop. Re-running replaces the same query and drops nothing more.
+ * `visitors` columns are dropped. Each view is dropped and created again with its new query, not
+ * altered: after `ALTER … MODIFY QUERY` (chDB 3.4), a retried insert that the source table drops as
+ * a duplicate still reached the view's table (tests/eventhubs-drain.test.ts: rollups above raw after
+ * a replay), so the views would no longer be exact. Between the drop and the create an insert would
+ * miss the view: stop processors of the old version while this migration runs (`farol migrate`
+ * before rolling them; `farol start` migrates before it processes). Re-running creates the same
+ * views and drops nothing more.
  */
 export function additiveRollups(t: MigrationTarget): string[] {
   const out: string[] = [];
   for (const [name, spec] of Object.entries(rollupTables)) {
     const select = spec.source === 'events' ? eventRollupSelect(spec.grain, false) : sessionRollupSelect(spec.grain, false);
-    out.push(`ALTER TABLE ${qualified(t, `${name}_mv`)}${onCluster(t)} MODIFY QUERY ${select(qualified(t, storageName(t, spec.source)))}`);
+    out.push(`DROP VIEW IF EXISTS ${qualified(t, `${name}_mv`)}${onCluster(t)}`);
+    out.push(createMaterializedView(t, { name: `${name}_mv`, source: spec.source, target: name, select }));
   }
   for (const name of Object.keys(rollupTables)) {
     out.push(`ALTER TABLE ${qualified(t, storageName(t, name))}${onCluster(t)} DROP COLUMN IF EXISTS visitors`);
