@@ -59,11 +59,11 @@ export interface RunOptions {
 
 /**
  * Below this many events in the open salt days (the last two UTC days), reading them raw costs
- * less than the salt-day lookups and provisional segments (measured with `npm run bench --
- * query`: at 1M events a day range answered raw in ~15 ms against ~50 through the lookups; at
- * 10M, ~660k open events, the lookups win).
+ * less than the salt-day lookups and provisional segments (`npm run bench -- query`, quiet 2-core
+ * machine: a day range answered raw in 11–27 ms at 1M events (66k open) against ~50 through the
+ * lookups, and in 23–60 ms at 10M (660k open) against 46–77).
  */
-export const RAW_OPEN_ROWS = 200_000;
+export const RAW_OPEN_ROWS = 2_000_000;
 
 export type MetricValue = number | null;
 
