@@ -1,3 +1,4 @@
+import { DAY_MS } from '../../store/rows.ts';
 import { StoreError, type Store } from '../../store/store.ts';
 import { canonicalTimeZone } from '../../schemas/time-zone.ts';
 import { ApiQueryError } from './errors.ts';
@@ -421,7 +422,6 @@ function noteOpenRows(site: string, rows: number, nowMs: number): void {
   openRows.set(site, { rows, atMs: nowMs });
 }
 
-const DAY_MS = 86_400_000;
 
 interface Page {
   limit: number;
