@@ -562,23 +562,23 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
   const open: number[] = [];
   for (let d = Math.max(first, saltDays?.first ?? first); d <= last; d++) (saltDays?.closed.has(d) === true ? closed : open).push(d);
   const branches: string[] = [];
-  if (closed.length > 0) {
-    const gens = saltDays?.closed ?? new Map<number, string>();
-    const plan = segmentPlan(q, closed, saltDays?.zones);
-    branches.push(plan === undefined ? closedVisitors(b, q, site, side, closed, gens) : segmentVisitors(b, q, site, side, plan, gens));
-  }
   // Open salt days with a provisional generation: its segments, plus the visitors seen since.
   const provisional = (saltDays?.provisional === undefined ? [] : open).flatMap((d) => {
     const p = saltDays?.provisional?.get(d);
     if (p === undefined || segmentPlan(q, [d], new Map([[d, p.zones]])) === undefined) return [];
     return [{ day: d, p }];
   });
-  if (provisional.length > 0) {
-    const plan = segmentPlan(q, provisional.map((x) => x.day), new Map(provisional.map((x) => [x.day, x.p.zones]))) ?? [];
-    const gens = new Map(provisional.map((x) => [x.day, x.p.gen]));
-    branches.push(segmentVisitors(b, q, site, side, plan, gens));
-    for (const { day, p } of provisional) branches.push(...tailBranches(b, q, site, side, day, p));
+  const closedGens = saltDays?.closed ?? new Map<number, string>();
+  const closedPlan = closed.length === 0 ? [] : segmentPlan(q, closed, saltDays?.zones);
+  const provisionalPlan = segmentPlan(q, provisional.map((x) => x.day), new Map(provisional.map((x) => [x.day, x.p.zones]))) ?? [];
+  if (closedPlan === undefined) branches.push(closedVisitors(b, q, site, side, closed, closedGens));
+  // Closed and provisional generations live in the same table: one read for both.
+  const shares = [...(closedPlan ?? []), ...provisionalPlan];
+  if (shares.length > 0) {
+    const gens = new Map([...closedGens, ...provisional.map((x) => [x.day, x.p.gen] as const)]);
+    branches.push(segmentVisitors(b, q, site, side, shares, gens));
   }
+  for (const { day, p } of provisional) branches.push(...tailBranches(b, q, site, side, day, p));
   const rawOpen = open.filter((d) => !provisional.some((x) => x.day === d));
   const intervals = openIntervals(rawOpen, q.range.start, q.range.end);
   if (intervals.length > 0) {
@@ -737,6 +737,12 @@ function segmentPlan(q: CoreQuery, days: readonly number[], zones: ReadonlyMap<n
   return shares;
 }
 
+/** The `salt_day_segments` column of a run of local dates (bit k = L0 + k): runs are contiguous. */
+function segmentColumn(dates: number): string {
+  if (![1, 2, 4, 3, 6, 7].includes(dates)) throw new Error(`no segment column for dates ${dates}`);
+  return `v${dates}`;
+}
+
 /**
  * Visitors of closed salt days from `salt_day_segments`: per salt day, the count of the run of
  * local dates the range (or each time bucket) covers: one row per salt day and value.
@@ -757,23 +763,42 @@ function segmentVisitors(
     `salt_day IN ${b.bind('Array(Date)', shares.map((s) => isoDay(s.day)))}`,
     `gen IN ${b.bind('Array(UInt64)', shares.map((s) => Number(gens.get(s.day) ?? 0)))}`,
   );
+  const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
   // Entries (salt day, bucket, covered dates), matched to each row by its salt day.
   const entries = shares.flatMap((s) => s.buckets.map(([bucket, dates]) => ({ day: s.day, bucket, dates })));
+  if (entries.length === shares.length) {
+    // One bucket per salt day (no time dimension, or one bucket each): each row's count is one of
+    // its columns, chosen by its salt day. Most days of a range share the same covered dates (all
+    // three): those take the plain column, the few others are named (a 30-day read is then a
+    // plain sum, about twice as fast as a per-row lookup).
+    const byDates = new Map<number, number[]>();
+    for (const e of entries) byDates.set(e.dates, [...(byDates.get(e.dates) ?? []), e.day]);
+    const groups = [...byDates].sort((x, y) => y[1].length - x[1].length || x[0] - y[0]);
+    const [common] = groups[0] ?? [7];
+    const named = groups.slice(1).flatMap(([dates, days]) => [`salt_day IN ${b.bind('Array(Date)', days.map(isoDay))}`, segmentColumn(dates)]);
+    const count = named.length === 0 ? segmentColumn(common) : `multiIf(${named.join(', ')}, ${segmentColumn(common)})`;
+    const buckets = new Map(entries.map((e) => [e.day, e.bucket]));
+    const bucketOf = (): string => {
+      const labels = [...new Set(buckets.values())];
+      if (labels.length === 1) return b.bind('String', labels[0] ?? '');
+      const pairs = [...buckets].flatMap(([day, label]) => [`salt_day = ${b.bind('Date', isoDay(day))}`, b.bind('String', label)]);
+      return `multiIf(${pairs.join(', ')}, '')`;
+    };
+    const dims = q.dims.map((d, i) => `CAST(${d.kind === 'time' ? bucketOf() : (value ?? "''")} AS String) AS ${q.aliases[i] ?? ''}`);
+    // A value or bucket with no visitor in the dates covered is no row (as in raw answers).
+    return `SELECT ${[...dims, ...selectComponents({ [column]: `toInt64(sum(${count}))` })].join(', ')} FROM salt_day_segments WHERE ${where.join(' AND ')}${groupBy(q)} HAVING ${column} > 0`;
+  }
   const entryDays = b.bind('Array(UInt32)', entries.map((e) => e.day));
   const entryDates = b.bind('Array(UInt8)', entries.map((e) => e.dates));
-  // One bucket per salt day (no time dimension, or one bucket each): a lookup, no row copies.
-  const single = entries.length === shares.length;
-  const pick = single ? `indexOf(${entryDays}, toUInt32(salt_day))` : `arrayJoin(arrayFilter(i -> ${entryDays}[i] = toUInt32(salt_day), arrayEnumerate(${entryDays})))`;
-  const dates = `${entryDates}[i]`;
+  // Several buckets per salt day (a time dimension): one row copy per bucket of its salt day.
+  const pick = `arrayJoin(arrayFilter(i -> ${entryDays}[i] = toUInt32(salt_day), arrayEnumerate(${entryDays})))`;
   const count = `multiIf(m = 7, v7, m = 3, v3, m = 6, v6, m = 1, v1, m = 2, v2, m = 4, v4, 0)`;
   const dims = q.dims.map((d, i) => {
     const expr = d.kind === 'time' ? `${b.bind('Array(String)', entries.map((e) => e.bucket))}[i]` : (value ?? "''");
     return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
   });
-  const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
-  // A value or bucket with no visitor in the dates covered is no row (as in raw answers).
   return `SELECT ${[...dims, ...selectComponents({ [column]: 'toInt64(sum(n))' })].join(', ')}
-FROM (SELECT *, ${pick} AS i, ${dates} AS m, ${count} AS n FROM salt_day_segments WHERE ${where.join(' AND ')}) WHERE n > 0${groupBy(q)}`;
+FROM (SELECT *, ${pick} AS i, ${entryDates}[i] AS m, ${count} AS n FROM salt_day_segments WHERE ${where.join(' AND ')}) WHERE n > 0${groupBy(q)}`;
 }
 
 /**
