@@ -444,7 +444,10 @@ async function execute(
   const decision = cheapRaw ? { source: 'raw' as const, reason: 'the range meets only salt days not closed yet, with few events: raw rows cost less' } : chooseSource(shape.main, forceRaw);
   // Salt days matter to rollup answers only (a totals read of a raw answer may still use them).
   const needsSaltDays = !forceRaw && [shape.main, shape.groupTotals, shape.percentageTotal, shape.conversionTotal].some((c) => c !== undefined && chooseSource(c, false).source !== 'raw');
-  const saltDays = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs) : undefined;
+  const cores = [shape.main, shape.groupTotals, shape.percentageTotal, shape.conversionTotal].filter((c) => c !== undefined);
+  // The open days' tails are read for the sides whose visitors the answer counts.
+  const sides = { event: cores.some((c) => c.event.has('visitors')), session: cores.some((c) => c.session.has('visitors')) };
+  const saltDays = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
@@ -519,20 +522,33 @@ interface LookupRow {
  * after the watermark; sessions whose latest event is at or after the session watermark), usually
  * few: bound by id, or past {@link TAIL_IDS} read by a sub-query in the answer.
  */
-async function closedSaltDays(store: Store, site: string, range: ResolvedRange, nowMs: number): Promise<SaltDays> {
+async function closedSaltDays(
+  store: Store,
+  site: string,
+  range: ResolvedRange,
+  nowMs: number,
+  sides: { event: boolean; session: boolean },
+): Promise<SaltDays> {
   const [first, last] = saltDaySpan(range.start, range.end);
   // The small tables first: the site's closes (all of them: one row per salt day, and the first
   // closed day is their least), and the provisional generations of the range's days.
-  const meta = await store.query<LookupRow>(
-    `SELECT 'c' AS kind, toUInt32(c.salt_day) AS day, toString(max(c.gen)) AS gen, argMax(c.zones, c.gen) AS zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
-     FROM salt_day_closes AS c WHERE site = {site:String} GROUP BY salt_day
+  // Rows as stored, the latest generation of each day picked here: a GROUP BY over these small
+  // tables cost twice the read.
+  const stored = await store.query<LookupRow>(
+    `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(gen) AS gen, zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
+     FROM salt_day_closes WHERE site = {site:String}
      UNION ALL
-     SELECT 'p', toUInt32(p.salt_day), toString(max(p.gen)), argMax(p.zones, p.gen), toString(toUnixTimestamp64Milli(argMax(p.watermark, p.gen))),
-       toString(toUnixTimestamp64Milli(argMax(p.session_watermark, p.gen))), argMax(p.event_rows, p.gen)
-     FROM salt_day_provisional AS p WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})
-     GROUP BY salt_day`,
+     SELECT 'p', toUInt32(salt_day), toString(gen), zones, toString(toUnixTimestamp64Milli(watermark)), toString(toUnixTimestamp64Milli(session_watermark)), event_rows
+     FROM salt_day_provisional WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})`,
     { site, first: Math.max(0, first), last: Math.max(0, last) },
   );
+  const latest = new Map<string, LookupRow>();
+  for (const r of stored) {
+    const key = `${r.kind}${Number(r.day)}`;
+    const seen = latest.get(key);
+    if (seen === undefined || BigInt(r.gen) > BigInt(seen.gen)) latest.set(key, r);
+  }
+  const meta = [...latest.values()];
   const closes = meta.filter((r) => r.kind === 'c');
   const firstClosed = closes.length === 0 ? undefined : Math.min(...closes.map((r) => Number(r.day)));
   const days = closes.filter((r) => Number(r.day) >= first && Number(r.day) <= last);
@@ -546,23 +562,46 @@ async function closedSaltDays(store: Store, site: string, range: ResolvedRange, 
     // (the sort key's days and the timestamp only: a late event there makes the day read raw), and
     // the ids of the visitors seen since on each side (few: read after the timestamp filter).
     const params: Record<string, unknown> = { site, limit: TAIL_IDS + 1 };
-    const parts = candidates.flatMap((r, i) => {
-      const day = Number(r.day);
-      params[`d${i}`] = day;
-      params[`w${i}`] = new Date(Number(r.w));
-      params[`ws${i}`] = new Date(Number(r.ws));
-      const d = `toDate({d${i}:UInt32})`;
-      const w = `{w${i}:DateTime64(3, 'UTC')}`;
-      const ws = `{ws${i}:DateTime64(3, 'UTC')}`;
-      return [
-        `SELECT 'n' AS kind, {d${i}:UInt32} AS day, count() AS n, emptyArrayString() AS ids FROM events
-         WHERE site = {site:String} AND toDate(timestamp) >= ${d} AND toDate(timestamp) <= toDate(${w}) AND timestamp < ${w}`,
-        `SELECT 'e', {d${i}:UInt32}, toUInt64(0), arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) FROM events
-         WHERE site = {site:String} AND toDate(timestamp) >= toDate(${w}) AND toDate(timestamp) <= ${d} + 1 AND timestamp >= ${w} AND salt_day = ${d}`,
-        `SELECT 's', {d${i}:UInt32}, toUInt64(0), arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) FROM sessions
-         WHERE site = {site:String} AND toDate(start) >= ${d} AND toDate(start) <= ${d} + 1 AND timestamp >= ${ws} AND salt_day = ${d}`,
-      ];
+    const bind = (name: string, value: unknown, type: string): string => {
+      params[name] = value;
+      return `{${name}:${type}}`;
+    };
+    const days = candidates.map((r, i) => ({
+      day: bind(`d${i}`, Number(r.day), 'UInt32'),
+      w: bind(`w${i}`, new Date(Number(r.w)), "DateTime64(3, 'UTC')"),
+      ws: bind(`ws${i}`, new Date(Number(r.ws)), "DateTime64(3, 'UTC')"),
+    }));
+    // Each generation's events in [its day 00:00 UTC, its watermark): the sort key's days and the
+    // timestamp alone, which ClickHouse answers from the primary key (a part per generation).
+    const counts = days.map(
+      ({ day, w }) => `SELECT 'n' AS kind, ${day} AS day, count() AS n, emptyArrayString() AS ids FROM events
+         WHERE site = {site:String} AND toDate(timestamp) >= toDate(${day}) AND toDate(timestamp) <= toDate(${w}) AND timestamp < ${w}`,
+    );
+    // The visitors seen since, every generation in one read per side (a statement's parts cost
+    // more than their rows here): rows after the earliest watermark, each kept against its own.
+    const since = (mark: 'w' | 'ws'): { from: string; own: string; days: string } => ({
+      from: days.length === 1 ? (days[0]?.[mark] ?? '') : `least(${days.map((d) => d[mark]).join(', ')})`,
+      own: days.length === 1 ? (days[0]?.[mark] ?? '') : `multiIf(${days.map((d) => `salt_day = toDate(${d.day}), ${d[mark]}`).join(', ')}, toDateTime64(0, 3, 'UTC'))`,
+      days: `(${days.map((d) => `toDate(${d.day})`).join(', ')})`,
     });
+    const tails: string[] = [];
+    if (sides.event) {
+      const e = since('w');
+      tails.push(`SELECT 'e', toUInt32(salt_day), toUInt64(0), arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) FROM events
+         WHERE site = {site:String} AND toDate(timestamp) >= toDate(${e.from}) AND timestamp >= ${e.from} AND salt_day IN ${e.days} AND timestamp >= ${e.own}
+         GROUP BY salt_day`);
+    }
+    if (sides.session) {
+      const s = since('ws');
+      // A session of salt day d starts on d or d + 1.
+      const lo = bind('dmin', Math.min(...candidates.map((r) => Number(r.day))), 'UInt32');
+      const hi = bind('dmax', Math.max(...candidates.map((r) => Number(r.day))), 'UInt32');
+      tails.push(`SELECT 's', toUInt32(salt_day), toUInt64(0), arrayMap(x -> toString(x), groupUniqArray({limit:UInt32})(visitor_id)) FROM sessions
+         WHERE site = {site:String} AND toDate(start) >= toDate(${lo}) AND toDate(start) <= toDate(${hi}) + 1
+           AND timestamp >= ${s.from} AND salt_day IN ${s.days} AND timestamp >= ${s.own}
+         GROUP BY salt_day`);
+    }
+    const parts = [...counts, ...tails];
     const checks = await store.query<{ kind: string; day: number | string; n: string | number; ids: string[] }>(parts.join('\nUNION ALL\n'), params);
     const of = (kind: string, day: number) => checks.find((x) => x.kind === kind && Number(x.day) === day);
     const tail = (ids: string[] | undefined): string[] | undefined => (ids === undefined ? [] : ids.length > TAIL_IDS ? undefined : ids);
@@ -570,8 +609,9 @@ async function closedSaltDays(store: Store, site: string, range: ResolvedRange, 
     for (const r of candidates) {
       const day = Number(r.day);
       if (Number(of('n', day)?.n ?? -1) !== Number(r.n)) continue;
-      const eventTail = tail(of('e', day)?.ids);
-      const sessionTail = tail(of('s', day)?.ids);
+      // A side not read is bound by a sub-query, should an answer need it after all.
+      const eventTail = sides.event ? tail(of('e', day)?.ids) : undefined;
+      const sessionTail = sides.session ? tail(of('s', day)?.ids) : undefined;
       provisional.set(day, {
         gen: r.gen,
         watermark: Number(r.w),
