@@ -89,6 +89,9 @@ const dimensions = [
   'visit:exit_page',
   'time:day',
   'time:hour',
+  // A salt day in one bucket or in two (its dates across a week's or a month's end).
+  'time:week',
+  'time:month',
 ];
 
 /** The tables the last auto answer of {@link autoEqualsRaw} read. */
