@@ -8,6 +8,7 @@ import type { BenchOptions, Check, Scenario } from './scenario.ts';
 import { batchScenario } from './scenarios/batch.ts';
 import { collectorScenario } from './scenarios/collector.ts';
 import { e2eScenario } from './scenarios/e2e.ts';
+import { processorScenario } from './scenarios/processor.ts';
 import { ROOT } from './servers.ts';
 import { findWrk, WRK_INSTALL_HINT } from './wrk.ts';
 
@@ -27,6 +28,7 @@ const SCENARIOS: Record<string, Scenario> = {
   collector: collectorScenario,
   batch: batchScenario,
   e2e: e2eScenario,
+  processor: processorScenario,
   query: queryScenario(DEFAULT_QUERY_OPTIONS),
 };
 

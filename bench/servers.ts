@@ -104,6 +104,8 @@ export interface CollectorStartOptions {
   command?: 'collector' | 'start';
   /** Serve HTTPS with a self-signed certificate made in the data dir. */
   tls?: boolean;
+  /** Run on this data dir, kept when the server is killed (default: a fresh temp dir, removed). */
+  dataDir?: string;
 }
 
 /**
@@ -114,7 +116,7 @@ export interface CollectorStartOptions {
 export async function startCollector(opts: CollectorStartOptions = {}): Promise<Server & { dataDir: string; metricsUrl: string }> {
   const port = await freePort();
   const metricsPort = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'farol-bench-'));
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'farol-bench-'));
   const cert = opts.tls ? makeTestCert(dataDir, 'bench') : undefined;
   const env = cleanEnv({
     ...(cert === undefined ? {} : { FAROL_TLS_CERT: cert.cert, FAROL_TLS_KEY: cert.key }),
@@ -132,7 +134,9 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   });
   const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
-  const cleanup = (): void => rmSync(dataDir, { recursive: true, force: true });
+  const cleanup = (): void => {
+    if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+  };
   const server = await started(opts.tls ? 'collector (TLS)' : 'collector', port, child, cleanup, cert?.pem);
   return { ...server, dataDir, metricsUrl: `http://${HOST}:${metricsPort}` };
 }
