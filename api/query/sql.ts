@@ -839,6 +839,12 @@ export interface FinalOptions {
 
 /** The main statement: core sums, optional group totals, order, page and row count. */
 export function finalSelect(b: SqlBuilder, q: CoreQuery, core: string, o: FinalOptions): string {
+  const order = o.orderBy.length === 0 ? '' : ` ORDER BY ${o.orderBy.join(', ')}`;
+  const page = ` LIMIT ${b.bind('UInt32', o.limit)} OFFSET ${b.bind('UInt32', o.offset)}`;
+  // Nothing to join or count: the core select (one SELECT, grouped) takes the order and the page
+  // itself, a layer less to plan. Its columns are the dimensions and every component; readers
+  // take a missing `g_visitors` as 0.
+  if (o.groupTotals === undefined && !o.totalRows) return `${core}${order}${page}`;
   const columns = [...q.aliases.map((a) => `m.${a} AS ${a}`), ...componentColumns.map((c) => `m.${c} AS ${c}`)];
   let from = `(${core}) AS m`;
   if (o.groupTotals !== undefined) {
@@ -852,6 +858,5 @@ export function finalSelect(b: SqlBuilder, q: CoreQuery, core: string, o: FinalO
     columns.push('toInt64(0) AS g_visitors');
   }
   if (o.totalRows) columns.push('count() OVER () AS total_rows');
-  const order = o.orderBy.length === 0 ? '' : ` ORDER BY ${o.orderBy.join(', ')}`;
-  return `SELECT ${columns.join(', ')} FROM ${from}${order} LIMIT ${b.bind('UInt32', o.limit)} OFFSET ${b.bind('UInt32', o.offset)}`;
+  return `SELECT ${columns.join(', ')} FROM ${from}${order}${page}`;
 }
