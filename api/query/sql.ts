@@ -237,14 +237,20 @@ function eventLeaf(b: SqlBuilder, q: CoreQuery, leaf: FilterLeaf): string {
   }
 }
 
-/** A leaf on a collapsed session row: event dimensions become "had such an event in the range". */
-function sessionLeaf(b: SqlBuilder, q: CoreQuery, bounds: Bounds, leaf: FilterLeaf): string {
+/**
+ * A leaf on a session: event dimensions become "had such an event in the range". `at` says what
+ * it reads: a collapsed session (`s`, its latest state), or one raw state row of `sessions` (see
+ * {@link sessionSideRaw} for why a condition on each state row is exact).
+ */
+function sessionLeaf(b: SqlBuilder, q: CoreQuery, bounds: Bounds, leaf: FilterLeaf, at: 'collapsed' | 'row'): string {
   const d = leaf.dimension;
+  const prefix = at === 'collapsed' ? 's.s_' : '';
   if (d.kind === 'column' && (d.def.scope !== 'event' || (q.pageAsEntry && d.name === 'event:page'))) {
-    return scalarCondition(b, labelled(b, `s.s_${sessionColumnOf(d)}`, d.def), leaf);
+    return scalarCondition(b, labelled(b, `${prefix}${sessionColumnOf(d)}`, d.def), leaf);
   }
   const inner = eventLeaf(b, q, leaf);
-  return `s.session_id IN (SELECT session_id FROM events AS e WHERE e.site = ${bounds.site} AND ${eventDays(bounds)} AND e.timestamp >= ${bounds.t0} AND e.timestamp < ${bounds.t1} AND ${inner})`;
+  const id = at === 'collapsed' ? 's.session_id' : 'session_id';
+  return `${id} IN (SELECT session_id FROM events AS e WHERE e.site = ${bounds.site} AND ${eventDays(bounds)} AND e.timestamp >= ${bounds.t0} AND e.timestamp < ${bounds.t1} AND ${inner})`;
 }
 
 /**
@@ -275,6 +281,50 @@ function readsJoinedSession(node: FilterNode): boolean {
 
 function allFilters(q: CoreQuery): FilterNode[] {
   return [...q.filters, ...q.restrictions];
+}
+
+/** Whether every leaf of a filter reads a session-scoped dimension: the event row plays no part in it. */
+function readsOnlyJoinedSession(node: FilterNode): boolean {
+  return [...leaves([node])].every(({ leaf }) => leaf.dimension.kind === 'column' && leaf.dimension.def.scope === 'session');
+}
+
+/** Filters split at their ANDs, so that each conjunct can be placed where it is cheapest. */
+function conjuncts(nodes: readonly FilterNode[]): FilterNode[] {
+  return nodes.flatMap((n) => (n.kind === 'and' ? conjuncts(n.children) : [n]));
+}
+
+const isAscii = (v: string): boolean => [...v].every((c) => c.charCodeAt(0) < 0x80);
+
+/**
+ * A session-scoped filter's value on a session the event side's join does not find (ClickHouse's
+ * LEFT JOIN gives it empty columns, which read as the dimension's empty label), when it is known
+ * for sure: undefined for patterns, and for case folding beyond ASCII, which only ClickHouse
+ * decides. The labels are ASCII, so a value that is not cannot equal or be inside one byte-wise.
+ */
+function onEmptySession(node: FilterNode): boolean | undefined {
+  switch (node.kind) {
+    case 'leaf': {
+      const d = node.dimension;
+      const x = d.kind === 'column' ? (d.def.emptyLabel ?? '') : '';
+      if (node.op === 'matches' || node.op === 'matches_not' || !isAscii(x)) return undefined;
+      if (!node.caseSensitive && !node.values.every(isAscii)) return undefined;
+      const fold = (v: string): string => (node.caseSensitive ? v : v.toLowerCase());
+      const positive =
+        node.op === 'is' || node.op === 'is_not' ? node.values.some((v) => fold(v) === fold(x)) : node.values.some((v) => fold(x).includes(fold(v)));
+      return node.op.endsWith('_not') ? !positive : positive;
+    }
+    case 'not': {
+      const v = onEmptySession(node.child);
+      return v === undefined ? undefined : !v;
+    }
+    case 'and':
+    case 'or': {
+      const vs = node.children.map(onEmptySession);
+      const decisive = node.kind === 'and' ? false : true;
+      if (vs.includes(decisive)) return decisive;
+      return vs.every((v) => v === !decisive) ? !decisive : undefined;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,7 +374,30 @@ function narrowed(n: SaltDayNarrowing | undefined, alias: string, time: string):
   return out;
 }
 
-function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: SaltDayNarrowing): string {
+/**
+ * How the raw sides place their filters. `pushed`, what queries run: each filter goes where it
+ * reads the fewest rows (below). `reference`: the plain formulation (every session of the range
+ * collapsed, then filtered), kept as the oracle the exactness tests compare `pushed` with.
+ */
+export type RawFormulation = 'pushed' | 'reference';
+
+/**
+ * Sessions of the event side: those an event in the range can belong to, on the sort key. A
+ * session with events in the range started before its end and ended (its latest state's
+ * timestamp) after its start; older states may be cut off, argMax still finds the latest. It
+ * started at most a day before the range's first UTC day: a session belongs to one visitor id, an
+ * id lives on its salt day and the next only (the salt is deleted after), and an event's
+ * timestamp is the collector's clock that picked the salt. So only the range's days and the one
+ * before are read, not the site's whole history.
+ */
+function eventSessionsWhere(bounds: Bounds): string {
+  return (
+    `site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) - 1 AND toDate(start) <= toDate(${bounds.t1})` +
+    ` AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}`
+  );
+}
+
+function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: SaltDayNarrowing, formulation: RawFormulation = 'pushed'): string {
   b.tables.add('events');
   const bounds = rangeBounds(b, q, site);
   const dims = q.dims.map((d, i) => `CAST(${eventDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
@@ -346,56 +419,82 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: Sal
   const where = [`e.site = ${bounds.site}`, eventDays(bounds), `e.timestamp >= ${bounds.t0}`, `e.timestamp < ${bounds.t1}`];
   where.push(...narrowed(narrowing, 'e.', 'timestamp'));
   if (q.pageviewsOnly) where.push("e.name = 'pageview'");
-  // The conditions on the event row alone (no joined session attribute), for the join below.
-  const onEvent = [...where];
-  let filtersOnEvent = 0;
-  for (const f of allFilters(q)) {
-    const condition = compile(f, (l) => eventLeaf(b, q, l));
-    where.push(condition);
-    if (!readsJoinedSession(f)) {
-      onEvent.push(condition);
-      filtersOnEvent++;
-    }
+
+  // Filters on the event row alone, on the session's attributes alone, and on both.
+  const onRow: FilterNode[] = [];
+  const onSession: FilterNode[] = [];
+  const onBoth: FilterNode[] = [];
+  for (const f of formulation === 'pushed' ? conjuncts(allFilters(q)) : allFilters(q)) {
+    if (!readsJoinedSession(f)) onRow.push(f);
+    else if (formulation === 'pushed' && readsOnlyJoinedSession(f)) onSession.push(f);
+    else onBoth.push(f);
   }
+  // The conditions on the event row alone, which also bound the sessions joined below.
+  where.push(...onRow.map((f) => compile(f, (l) => eventLeaf(b, q, l))));
+  const onEvent = [...where];
+  const rowOf = (f: FilterNode): string => compile(f, (l) => sessionLeaf(b, q, bounds, l, 'row'));
 
   const joinColumns = sessionColumnsFor(q, 'event');
+  const dimsJoin = q.dims.some((d) => d.kind === 'column' && d.def.scope === 'session');
+  // Whether each attribute filter is false on a session the join would not find.
+  const falseOnMissing = onSession.map((f) => onEmptySession(f) === false);
   let join = '';
-  if (joinColumns.size > 0) {
+  if (!dimsJoin && onBoth.length === 0 && onSession.length > 0 && falseOnMissing.every(Boolean)) {
+    // Only filters read the session (a page breakdown for one source): no join, the event keeps
+    // to the sessions whose latest state passes them. Its session missing, the joined row would
+    // have failed them too.
+    b.tables.add('sessions');
+    where.push(`e.session_id IN (SELECT session_id FROM sessions PREWHERE ${onSession.map(rowOf).join(' AND ')} WHERE ${eventSessionsWhere(bounds)} GROUP BY session_id HAVING sum(sign) > 0)`);
+  } else if (joinColumns.size > 0) {
     b.tables.add('sessions');
     const attrs = [...joinColumns].map((c) => `argMax(${c}, version) AS s_${c}`).join(', ');
     // A filtered breakdown (a page, a goal, a country) needs the sessions of the few events that
     // pass its filters, not every session of the range: the session ids of the events that pass
     // the event-row conditions (a superset of the rows the WHERE keeps) bound the aggregation.
-    // Without a filter on the event row that set is every session, so it is left out.
-    const ofEvents =
-      filtersOnEvent === 0 ? '' : ` AND session_id IN (SELECT e.session_id FROM events AS e WHERE ${onEvent.join(' AND ')})`;
-    // A session with events in the range started before its end and ended (its latest state's
-    // timestamp) after its start; older states may be cut off, argMax still finds the latest.
-    // It started at most a day before the range's first UTC day: a session belongs to one visitor
-    // id, an id lives on its salt day and the next only (the salt is deleted after), and an
-    // event's timestamp is the collector's clock that picked the salt. So only the range's days
-    // and the one before are read on the sort key, not the site's whole history.
-    join =
-      ` LEFT JOIN (SELECT session_id, ${attrs} FROM sessions` +
-      ` WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) - 1 AND toDate(start) <= toDate(${bounds.t1})` +
-      ` AND start < ${bounds.t1} AND timestamp >= ${bounds.t0}${ofEvents}` +
-      ' GROUP BY session_id HAVING sum(sign) > 0) AS s ON e.session_id = s.session_id';
+    // Without a filter on the event row that set is every session, so it is left out. Attribute
+    // filters false on a missing session narrow it too: an event whose session they drop fails
+    // them on the empty joined row as it did on its session's.
+    const narrow: string[] = [];
+    if (onRow.length > 0) narrow.push(`session_id IN (SELECT e.session_id FROM events AS e WHERE ${onEvent.join(' AND ')})`);
+    onSession.forEach((f, i) => {
+      if (falseOnMissing[i] === true) narrow.push(rowOf(f));
+    });
+    const prewhere = narrow.length === 0 ? '' : ` PREWHERE ${narrow.join(' AND ')}`;
+    join = ` LEFT JOIN (SELECT session_id, ${attrs} FROM sessions${prewhere} WHERE ${eventSessionsWhere(bounds)} GROUP BY session_id HAVING sum(sign) > 0) AS s ON e.session_id = s.session_id`;
+    where.push(...[...onSession, ...onBoth].map((f) => compile(f, (l) => eventLeaf(b, q, l))));
   }
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM events AS e${join} WHERE ${where.join(' AND ')}${groupBy(q)}`;
 }
 
-function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: SaltDayNarrowing): string {
+/**
+ * The session side: one row per session that starts in the range, in its latest state, from its
+ * state rows (a +1 row per version; a −1 copy of each state but the latest, with its version).
+ *
+ * Filters are applied to each state row, before the collapse (`pushed`), which is exact: a state's
+ * −1 and +1 rows are equal but for the sign, so a condition keeps or drops both; the pairs of
+ * older states cancel in every sum whether kept or not, and the latest state's lone +1 row is kept
+ * exactly when it passes. So a session whose latest state fails nets to zero rows (dropped by
+ * `s_n > 0`, as a state whose start moved out of the range is), and one whose latest state passes
+ * keeps its sums and its argMax of the latest version. Event leaves read the session id only, the
+ * same on every row. The aggregation then holds the sessions that pass, not every session of the
+ * range.
+ */
+function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: SaltDayNarrowing, formulation: RawFormulation = 'pushed'): string {
   b.tables.add('sessions');
   const bounds = rangeBounds(b, q, site);
   const narrow = narrowed(narrowing, '', 'start').map((w) => ` AND ${w}`).join('');
   const columns = sessionColumnsFor(q, 'session');
   const attrs = [...columns].map((c) => `, argMax(${c}, version) AS s_${c}`).join('');
-  // One row per session that starts in the range, in its latest state: the −1/+1 pairs of
-  // earlier states cancel (a state whose start moved out of the range nets to zero).
+  const at = formulation === 'pushed' ? 'row' : 'collapsed';
+  const filters = allFilters(q).map((f) => compile(f, (l) => sessionLeaf(b, q, bounds, l, at)));
+  if (filters.some((w) => w.includes('FROM events'))) b.tables.add('events');
+  const prewhere = at === 'row' && filters.length > 0 ? ` PREWHERE ${filters.join(' AND ')}` : '';
+  const where = at === 'collapsed' && filters.length > 0 ? ` WHERE ${filters.join(' AND ')}` : '';
+  // The −1/+1 pairs of earlier states cancel (a state whose start moved out of the range nets to zero).
   const collapsed =
     '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start, argMax(timestamp, version) AS s_latest,' +
     ' sum(sign) AS s_n, sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
-    `${attrs} FROM sessions WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}${narrow}` +
+    `${attrs} FROM sessions${prewhere} WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}${narrow}` +
     ' GROUP BY session_id HAVING s_n > 0) AS s';
   const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
@@ -418,10 +517,15 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
   }
   if (q.session.has('duration')) computed.se_duration = 'toInt64(sum(s.s_duration))';
   if (q.session.has('pageviews')) computed.se_pageviews = 'toInt64(sum(s.s_pageviews))';
-  const where = allFilters(q).map((f) => compile(f, (l) => sessionLeaf(b, q, bounds, l)));
-  if (where.some((w) => w.includes('FROM events'))) b.tables.add('events');
-  const whereSql = where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`;
-  return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${collapsed}${whereSql}${groupBy(q)}`;
+  return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${collapsed}${where}${groupBy(q)}`;
+}
+
+/** The raw sides of `q` (the branches {@link coreSelect} sums), in either formulation: for the exactness tests. */
+export function rawSides(b: SqlBuilder, q: CoreQuery, site: string, formulation: RawFormulation): string[] {
+  const sides: string[] = [];
+  if (q.event.size > 0) sides.push(eventSideRaw(b, q, site, undefined, formulation));
+  if (q.session.size > 0) sides.push(sessionSideRaw(b, q, site, undefined, formulation));
+  return sides;
 }
 
 // ---------------------------------------------------------------------------------------------

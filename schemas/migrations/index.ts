@@ -8,7 +8,7 @@ import {
   type MigrationTarget,
 } from './ddl.ts';
 import { controlPlaneTables, experimentBoundaryTables, goalsTable, personLinksTable, signInTables } from './control-plane.ts';
-import { deadLettersTable, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
+import { deadLettersTable, eventsByPage, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
 import { additiveRollups, eventRollups, sessionRollups } from './rollups.ts';
 import { saltDayTables } from './salt-days.ts';
 
@@ -59,6 +59,7 @@ const migrations: readonly Migration[] = [
   { version: 10, name: 'sign-in: memberships linked to a person', render: personLinksTable },
   { version: 11, name: 'salt days and closed-salt-day visitors', render: saltDayTables },
   { version: 12, name: 'additive rollups (no unique-visitor states)', render: additiveRollups },
+  { version: 13, name: 'events by page (projection for page filters)', render: eventsByPage },
 ];
 
 /** Name of the table that records applied migrations. */

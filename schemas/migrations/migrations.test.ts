@@ -30,8 +30,11 @@ describe('renderMigrations', () => {
 
   it('is idempotent SQL: every statement creates only if missing', () => {
     for (const sql of allSql(single)) {
-      // Migration 12 drops each rollup view to create it again with its additive query.
-      expect(sql).toMatch(/^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$))/);
+      // Migration 12 drops each rollup view to create it again with its additive query; 13
+      // materializes a projection, which builds the same parts again when run twice.
+      expect(sql).toMatch(
+        /^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$|ADD PROJECTION IF NOT EXISTS |MATERIALIZE PROJECTION by_page$))/,
+      );
     }
   });
 
@@ -172,6 +175,14 @@ describe('cluster', () => {
       "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/tokens', '{shard}-{replica}', updated_at, deleted)",
     );
     expect(sql.some((s) => s.includes('farol.tokens_local'))).toBe(false);
+  });
+
+  it('adds the page projection to the local events table, which holds the rows', () => {
+    const projection = renderMigrations(cluster).find((m) => m.version === 13)?.statements ?? [];
+    expect(projection).toEqual([
+      "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' ADD PROJECTION IF NOT EXISTS by_page (SELECT site, timestamp, name, pathname, session_id, visitor_id ORDER BY site, pathname, timestamp)",
+      "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' MATERIALIZE PROJECTION by_page",
+    ]);
   });
 
   it('alters the TTL of the local tables', () => {

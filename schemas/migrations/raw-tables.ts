@@ -1,4 +1,4 @@
-import { createShardedTable, retentionTtl, type MigrationTarget } from './ddl.ts';
+import { createShardedTable, onCluster, qualified, retentionTtl, storageName, type MigrationTarget } from './ddl.ts';
 
 /**
  * Raw tables: `events` (one row per stored event) and `sessions` (collapsing session states).
@@ -137,4 +137,22 @@ export function deadLettersTable(t: MigrationTarget): string[] {
     // Deterministic, so a retried insert sends each row to the shard that has its dedup token.
     shardingKey: 'cityHash64(site, hub_partition, hub_offset)',
   });
+}
+
+/**
+ * Migration 13, projection `by_page` of `events`: the columns a page filter reads (site, time,
+ * name, page, session and visitor ids), ordered by site and page. A filtered breakdown for one
+ * page (the dashboard's click on a page row) then reads that page's granules, not the page column
+ * of every event of the range: popular pages are in every granule of `events`' own order, and a
+ * `session_id IN (events of the page)` sub-query reads it once per side. ClickHouse keeps it
+ * exact: maintained on every insert, merge, TTL and ALTER … DELETE, and a part without it (older
+ * than the projection until MATERIALIZE reaches it) is read from its columns. MATERIALIZE builds it
+ * for existing parts in the background, so the migration does not wait on a large table.
+ */
+export function eventsByPage(t: MigrationTarget): string[] {
+  const events = `${qualified(t, storageName(t, 'events'))}${onCluster(t)}`;
+  return [
+    `ALTER TABLE ${events} ADD PROJECTION IF NOT EXISTS by_page (SELECT site, timestamp, name, pathname, session_id, visitor_id ORDER BY site, pathname, timestamp)`,
+    `ALTER TABLE ${events} MATERIALIZE PROJECTION by_page`,
+  ];
 }
