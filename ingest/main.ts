@@ -19,7 +19,7 @@ import { ConfigError, type Config } from '../schemas/config.ts';
 import { createVisitorIdResolver } from './enrich/visitor-hash.ts';
 import { clientIp, isTrustedRemote } from '../lib/http/client-ip.ts';
 import type { TlsFiles } from '../lib/http/server.ts';
-import { configuredTls, tlsReloader } from '../lib/http/tls.ts';
+import { configuredTls, reloadTlsOnSighup } from '../lib/http/tls.ts';
 import { watchSites } from './site-watch.ts';
 
 /** The collector's wiring point: builds enrichment from config, opens the hub, listens. */
@@ -146,8 +146,6 @@ export interface CollectorRuntime {
   collector: Collector;
   /** See {@link EnrichRuntime.refreshSalts}. */
   refreshSalts(): Promise<void>;
-  /** TLS: loads the certificate files again (what SIGHUP does; see lib/http/tls.ts). */
-  reloadTls(): void;
   /** Drains in-flight requests and releases enrichment resources (not the hub: its owner closes it). */
   stop(): Promise<void>;
 }
@@ -168,8 +166,6 @@ export async function startCollector(
     routes?: (app: TemplatedApp) => unknown;
     /** Serve HTTPS (checked files, see lib/http/tls.ts); SIGHUP then reloads them. */
     tls?: TlsFiles;
-    /** False where signals are not delivered (a worker thread): the owner calls `reloadTls` instead (default true). */
-    sighup?: boolean;
     /** Shared salts in this storage instead of the configured one (tests). */
     saltStorage?: SaltStorage;
   },
@@ -198,17 +194,11 @@ export async function startCollector(
   if (opts.routes) collector.mount(opts.routes);
   const port = await collector.listen(config.FAROL_HOST, config.FAROL_PORT);
   opts.log.info({ host: config.FAROL_HOST, port, tls: opts.tls !== undefined }, 'collector listening');
-  const reloadTls = opts.tls === undefined ? () => undefined : tlsReloader(opts.tls, [() => collector.reloadTls()], opts.log);
-  let unhook = (): void => undefined;
-  if (opts.tls !== undefined && opts.sighup !== false) {
-    process.on('SIGHUP', reloadTls);
-    unhook = () => void process.off('SIGHUP', reloadTls);
-  }
+  const unhook = opts.tls === undefined ? () => undefined : reloadTlsOnSighup(opts.tls, [() => collector.reloadTls()], opts.log);
   return {
     port,
     collector,
     refreshSalts: enrichment.refreshSalts,
-    reloadTls,
     async stop() {
       unhook();
       await collector.drain();

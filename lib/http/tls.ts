@@ -63,12 +63,13 @@ export function checkTlsFiles(files: TlsFiles, fail: (message: string) => Error 
 }
 
 /**
- * Re-reads the certificate files and reloads each server in `reloaders` with them: each starts a
- * listener with the new files beside the old one, then stops the old one; open connections keep
- * their certificate until they close. A failed reload is logged and the old certificate stays.
+ * Re-reads the certificate on SIGHUP (certbot and cert-manager renew in place, then signal):
+ * each server in `reloaders` starts a listener with the new files beside the old one, then stops
+ * the old one; open connections keep their certificate until they close. A failed reload is
+ * logged and the old certificate stays. Returns a function that removes the handler.
  */
-export function tlsReloader(files: TlsFiles, reloaders: ReadonlyArray<() => void>, log: Logger): () => void {
-  return () => {
+export function reloadTlsOnSighup(files: TlsFiles, reloaders: ReadonlyArray<() => void>, log: Logger): () => void {
+  const handler = (): void => {
     try {
       const info = checkTlsFiles(files);
       for (const reload of reloaders) reload();
@@ -77,14 +78,6 @@ export function tlsReloader(files: TlsFiles, reloaders: ReadonlyArray<() => void
       log.error({ err: err instanceof Error ? err.message : String(err) }, 'tls certificate reload failed; still serving the previous certificate');
     }
   };
-}
-
-/**
- * Re-reads the certificate on SIGHUP (certbot and cert-manager renew in place, then signal), see
- * {@link tlsReloader}. Returns a function that removes the handler.
- */
-export function reloadTlsOnSighup(files: TlsFiles, reloaders: ReadonlyArray<() => void>, log: Logger): () => void {
-  const handler = tlsReloader(files, reloaders, log);
   process.on('SIGHUP', handler);
   return () => process.off('SIGHUP', handler);
 }
