@@ -60,7 +60,8 @@ function newWorker(workerData: ProcessorThreadData): Worker {
 
 /** Starts the processor thread and resolves once its processor runs; rejects with the thread's error when it cannot start. */
 export async function startProcessorThread(config: Config, deps: ProcessorThreadDeps): Promise<ProcessorThread> {
-  const data: ProcessorThreadData = { config, store: { kind: deps.store.kind, database: deps.store.database }, appends: deps.appends };
+  const store = { kind: deps.store.kind, database: deps.store.database, encoded: deps.store.insertEncoded !== undefined };
+  const data: ProcessorThreadData = { config, store, appends: deps.appends };
   const worker = newWorker(data);
   const rpc = rpcEndpoint(worker, storeHandlers(deps.store));
   let draining: Promise<boolean> | undefined;

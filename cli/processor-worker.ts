@@ -22,7 +22,8 @@ import { rpcEndpoint, storeOverRpc } from '../wiring/thread-rpc.ts';
 /** What the main thread hands this one (structured clone of the parsed configuration). */
 export interface ProcessorThreadData {
   config: Config;
-  store: { kind: Store['kind']; database: string };
+  /** `encoded`: the store takes `insertEncoded` (the rows are encoded on this thread). */
+  store: { kind: Store['kind']; database: string; encoded: boolean };
   /** The hub's appends, published by the main thread's writing hub (`sharedAppends`). */
   appends: SharedArrayBuffer;
 }
@@ -64,7 +65,7 @@ async function run(): Promise<void> {
         return fully;
       })()),
   });
-  const store = storeOverRpc(rpc, data.store.kind, data.store.database);
+  const store = storeOverRpc(rpc, data.store.kind, data.store.database, data.store.encoded);
   const hub = await openConfiguredLocalHubReadOnly(config, log, data.appends);
   const processor = await startLocalProcessor(config, { hub, store, log, metrics });
   port.postMessage({ processor: 'started' } satisfies ProcessorStarted);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { StoreError, type Store } from '../store/store.ts';
+import { commonColumns, StoreError, toJsonCompactEachRow, type Store } from '../store/store.ts';
 
 /**
  * Calls between the threads of one process (`farol start`: the ingest thread and the main thread,
@@ -138,7 +138,14 @@ export function rpcEndpoint(port: RpcPort, handlers: RpcHandlers): RpcEndpoint {
 
 /** The methods that serve `store` to another thread (see {@link storeOverRpc}). */
 export function storeHandlers(store: Store): RpcHandlers {
+  const encoded = store.insertEncoded?.bind(store);
   return {
+    ...(encoded === undefined
+      ? {}
+      : {
+          'store.insertEncoded': (table: string, columns: [string, ...string[]], text: string, opts?: Parameters<Store['insert']>[2]) =>
+            encoded(table, columns, text, opts),
+        }),
     'store.exec': (sql: string, params?: Parameters<Store['exec']>[1], opts?: Parameters<Store['exec']>[2]) => store.exec(sql, params, opts),
     'store.query': (sql: string, params?: Parameters<Store['query']>[1], opts?: Parameters<Store['query']>[2]) => store.query(sql, params, opts),
     'store.insert': (table: string, rows: Parameters<Store['insert']>[1], opts?: Parameters<Store['insert']>[2]) => store.insert(table, rows, opts),
@@ -148,15 +155,24 @@ export function storeHandlers(store: Store): RpcHandlers {
 
 /**
  * A {@link Store} whose calls run on the thread that owns the engine (its {@link storeHandlers}).
- * `close` closes nothing there: the owner closes the engine.
+ * `close` closes nothing there: the owner closes the engine. With `encoded` (the owner's store
+ * has `insertEncoded`), inserts are encoded here and travel as one string: the owner's thread
+ * neither copies row objects nor builds the text.
  */
-export function storeOverRpc(rpc: RpcEndpoint, kind: Store['kind'], database: string): Store {
+export function storeOverRpc(rpc: RpcEndpoint, kind: Store['kind'], database: string, encoded: boolean): Store {
+  const insert = async (table: string, rows: Parameters<Store['insert']>[1], opts?: Parameters<Store['insert']>[2]): Promise<void> => {
+    if (rows.length === 0) return;
+    const columns = encoded ? commonColumns(rows) : undefined;
+    const text = columns === undefined ? undefined : toJsonCompactEachRow(rows, columns);
+    if (columns !== undefined && text !== undefined) await rpc.call('store.insertEncoded', table, columns, text, opts);
+    else await rpc.call('store.insert', table, rows, opts);
+  };
   return {
     kind,
     database,
     exec: (sql, params, opts) => rpc.call<undefined>('store.exec', sql, params, opts).then(() => undefined),
     query: <T>(sql: string, params?: Parameters<Store['query']>[1], opts?: Parameters<Store['query']>[2]) => rpc.call<T[]>('store.query', sql, params, opts),
-    insert: (table, rows, opts) => rpc.call<undefined>('store.insert', table, rows, opts).then(() => undefined),
+    insert,
     ping: () => rpc.call<boolean>('store.ping').catch(() => false),
     close: async () => undefined,
   };
