@@ -65,6 +65,7 @@ export async function startProcessorThread(config: Config, deps: ProcessorThread
   const worker = newWorker(data);
   const rpc = rpcEndpoint(worker, storeHandlers(deps.store));
   let draining: Promise<boolean> | undefined;
+  let exited = false;
   let reportDeath!: (err: Error) => void;
   const died = new Promise<Error>((resolve) => (reportDeath = resolve));
   let failure: Error | undefined;
@@ -73,6 +74,7 @@ export async function startProcessorThread(config: Config, deps: ProcessorThread
   });
   const ended = new Promise<void>((resolve) => {
     worker.once('exit', (code) => {
+      exited = true;
       rpc.close('the processor thread ended');
       if (draining === undefined) reportDeath(failure ?? new Error(`the processor thread exited with code ${code}`));
       resolve();
@@ -108,6 +110,8 @@ export async function startProcessorThread(config: Config, deps: ProcessorThread
     },
     drain() {
       draining ??= (async () => {
+        // Dead already (reported through `died`): nothing to drain, the hub keeps what it did not write.
+        if (exited) return false;
         let fully = false;
         const asked = rpc.call<boolean>('drain').then((f) => (fully = f));
         const bound = config.FAROL_DRAIN_TIMEOUT_MS + DRAIN_SLACK_MS;
