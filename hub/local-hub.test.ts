@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { partitionForKey, type HubRecord, type PartitionBatch } from './hub.ts';
 import { segmentFileName } from './local-format.ts';
-import { openLocalHub, readPartition, type LocalHub, type LocalHubOptions } from './local-hub.ts';
+import { openLocalHub, readPartition, sharedAppends, type LocalHub, type LocalHubOptions } from './local-hub.ts';
 import { crashKey, crashPayload } from './testing/crash-payload.ts';
 
 const dirs: string[] = [];
@@ -396,6 +396,26 @@ describe('local hub: consumers', () => {
     }
     expect((await segmentBases(dir, 0)).length).toBeGreaterThan(1);
     await sub.close();
+  });
+
+  it('wakes a read-only hub through a shared append buffer (the threads of `farol start`), without polling', async () => {
+    const dir = await tempDir();
+    const shared = sharedAppends(2);
+    const writer = await open({ dir, partitions: 2, segmentBytes: 100, shared });
+    // A poll far longer than the wait below: only the shared buffer's wake-ups can deliver in time.
+    const reader = await open({ dir, partitions: 2, readOnly: true, pollMs: 600_000, shared });
+    const consumer = await reader.openConsumer('beside');
+    const seen: HubRecord[] = [];
+    const sub = consumer.subscribe({ processBatch: async (b) => void seen.push(...b.records) }, { maxBatchSize: 100, maxWaitMs: 0 });
+    for (const i of range(0, 40)) {
+      await writer.publish([item(`visitor-${i}`, `e${i}`)]);
+      // The end offsets come from the buffer as soon as the writer appended.
+      for (const p of [0, 1]) expect(await reader.endOffset(p)).toBe(await writer.endOffset(p));
+    }
+    await waitFor(() => seen.length === 40, 'records woken through the shared buffer');
+    for (const p of [0, 1]) expect(seen.filter((r) => r.partition === p).map((r) => r.offset)).toEqual(range(0, await writer.endOffset(p)));
+    await sub.close();
+    await expect(open({ dir: await tempDir(), partitions: 4, readOnly: true, shared })).rejects.toMatchObject({ code: 'HUB_BAD_OPTIONS' });
   });
 
   it('refuses a second consumer of the same group', async () => {

@@ -46,6 +46,12 @@ export interface LocalHubOptions {
   pollMs?: number;
   /** First delay before a failed batch is retried (default 500 ms); it doubles up to 30 s. */
   retryBackoffMs?: number;
+  /**
+   * Appends seen across the threads of one process ({@link sharedAppends}): the writing hub
+   * publishes each partition's end offset there and wakes the read-only hub of another thread,
+   * whose consumers then neither poll nor read the files to the end for lag.
+   */
+  shared?: SharedArrayBuffer;
 }
 
 /** What one retention run deleted. */
@@ -105,12 +111,13 @@ export class LocalHub implements HubProducer {
     checkOptions(options);
     const log = options.log ?? noopLog;
     await ensureMeta(options.dir, options.partitions);
-    const appends = new AppendNotifier(options.partitions);
+    const appends = new AppendNotifier(options.partitions, options.shared);
     if (options.readOnly === true) return new LocalHub(options, log, appends, [], async () => {});
     const release = await acquireWriterLock(options.dir);
     const stats = emptyStats();
     try {
       const writers = await openWriters(options, log, stats, appends);
+      for (const [p, w] of writers.entries()) appends.notify(p, w.nextOffset);
       return new LocalHub(options, log, appends, writers, release, stats);
     } catch (err) {
       await release();
@@ -190,6 +197,8 @@ export class LocalHub implements HubProducer {
     if (bad !== undefined) return Promise.reject(bad);
     const writer = this.writers[partition];
     if (writer !== undefined) return Promise.resolve(writer.nextOffset);
+    const shared = this.appends.sharedEnd(partition);
+    if (shared !== undefined) return Promise.resolve(shared);
     return this.tailOffset(partition);
   }
 
@@ -337,23 +346,66 @@ export class LocalHub implements HubProducer {
 }
 
 /**
+ * A buffer for {@link LocalHubOptions.shared}, for `partitions` partitions: give it to the writing
+ * hub and to the read-only one (of another thread of the same process, by `workerData`).
+ */
+export function sharedAppends(partitions: number): SharedArrayBuffer {
+  // An append count (Int32, for Atomics.wait) and an end offset (BigInt64, -1 until known) per partition.
+  const buffer = new SharedArrayBuffer(sharedEndsAt(partitions) + partitions * 8);
+  new BigInt64Array(buffer, sharedEndsAt(partitions)).fill(-1n);
+  return buffer;
+}
+
+const sharedEndsAt = (partitions: number): number => Math.ceil((partitions * 4) / 8) * 8;
+
+// Atomics.waitAsync (V8; Node 16+) is not in the ES2022 lib the project compiles against.
+const waitAsync = (Atomics as unknown as {
+  waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync;
+
+/**
  * Wakes consumers of this process when a partition is appended to. A sequence number per
- * partition closes the gap between a reader finding nothing and starting to wait.
+ * partition closes the gap between a reader finding nothing and starting to wait. With a shared
+ * buffer the sequence numbers (and end offsets) live there, so the appends of a writing hub on
+ * one thread wake the consumers of a read-only hub on another.
  */
 class AppendNotifier {
-  private readonly seqs: number[];
+  private readonly seqs: Int32Array;
+  private readonly ends: BigInt64Array | undefined;
   private readonly waiters = new Map<number, Set<() => void>>();
 
-  constructor(partitions: number) {
-    this.seqs = Array.from({ length: partitions }, () => 0);
+  constructor(partitions: number, shared?: SharedArrayBuffer) {
+    if (shared === undefined) {
+      this.seqs = new Int32Array(partitions);
+      return;
+    }
+    if (shared.byteLength !== sharedEndsAt(partitions) + partitions * 8) {
+      throw new HubError('HUB_BAD_OPTIONS', `local hub: the shared buffer is not one for ${partitions} partitions`);
+    }
+    this.seqs = new Int32Array(shared, 0, partitions);
+    this.ends = new BigInt64Array(shared, sharedEndsAt(partitions), partitions);
   }
 
   seq(partition: number): number {
-    return this.seqs[partition] ?? 0;
+    return this.ends === undefined ? (this.seqs[partition] ?? 0) : Atomics.load(this.seqs, partition);
   }
 
-  notify(partition: number): void {
-    this.seqs[partition] = this.seq(partition) + 1;
+  /** The end offset the writing hub of another thread published, if any. */
+  sharedEnd(partition: number): number | undefined {
+    if (this.ends === undefined) return undefined;
+    const end = Number(Atomics.load(this.ends, partition));
+    return end < 0 ? undefined : end;
+  }
+
+  /** The writing hub's partition now ends at `next` (opened, or appended to). */
+  notify(partition: number, next: number): void {
+    if (this.ends === undefined) {
+      this.seqs[partition] = this.seq(partition) + 1;
+    } else {
+      Atomics.store(this.ends, partition, BigInt(next));
+      Atomics.add(this.seqs, partition, 1);
+      Atomics.notify(this.seqs, partition);
+    }
     const waiting = this.waiters.get(partition);
     this.waiters.delete(partition);
     for (const wake of waiting ?? []) wake();
@@ -373,6 +425,12 @@ class AppendNotifier {
       let set = this.waiters.get(partition);
       if (set === undefined) this.waiters.set(partition, (set = new Set()));
       set.add(done);
+      // An append by the writing hub of another thread.
+      if (this.ends !== undefined) {
+        const woken = waitAsync(this.seqs, partition, seq, ms);
+        if (woken.async) void woken.value.then(done);
+        else done();
+      }
     });
   }
 }
@@ -406,7 +464,7 @@ async function openWriters(
         segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
         log,
         stats,
-        onAppend: (p) => appends.notify(p),
+        onAppend: (p, next) => appends.notify(p, next),
       }),
     ),
   );

@@ -23,7 +23,7 @@ export interface PartitionWriterOptions {
   log: HubLog;
   stats: LocalHubStats;
   /** Called once records are written (durable with O_DSYNC, else before their fsync) to wake readers in this process. */
-  onAppend(partition: number): void;
+  onAppend(partition: number, nextOffset: number): void;
 }
 
 /** When sealed segments may be deleted; see `LocalHub.enforceRetention`. */
@@ -152,7 +152,7 @@ export class PartitionWriter {
       const data = encodeFrames(payloads, Date.now());
       if (this.size > 0 && this.size + data.length > this.opts.segmentBytes) await this.roll();
       await this.write(data, payloads.length);
-      this.opts.onAppend(this.opts.partition);
+      this.opts.onAppend(this.opts.partition, this.next);
       // With O_DSYNC the write above was already durable when it returned.
       if (DSYNC === 0) await this.fh.datasync();
       this.opts.stats.fsyncs++;

@@ -1,6 +1,9 @@
 import uWS from 'uWebSockets.js';
 import type { Logger } from './log.ts';
-import type { Registry } from './metrics.ts';
+/** What `/metrics` renders: a registry, or several (another thread's) joined. */
+export interface MetricsSource {
+  render(): string | Promise<string>;
+}
 
 /**
  * `/metrics` on its own listener (FAROL_METRICS_PORT, FAROL_METRICS_HOST): the counters show every
@@ -14,12 +17,23 @@ export interface MetricsServer {
 }
 
 /** Serves `registry` as Prometheus text at `GET /metrics` on host:port (0 = any free port); all else is 404. */
-export async function listenMetrics(registry: Registry, host: string, port: number, log: Logger): Promise<MetricsServer> {
+export async function listenMetrics(registry: MetricsSource, host: string, port: number, log: Logger): Promise<MetricsServer> {
   const app = uWS.App();
   app.get('/metrics', (res) => {
-    res.onAborted(() => undefined);
-    const body = registry.render();
-    res.cork(() => res.writeHeader('Content-Type', 'text/plain; version=0.0.4').end(body));
+    let aborted = false;
+    res.onAborted(() => (aborted = true));
+    const answer = (status: string, body: string): void => {
+      if (!aborted) res.cork(() => res.writeStatus(status).writeHeader('Content-Type', 'text/plain; version=0.0.4').end(body));
+    };
+    Promise.resolve()
+      .then(() => registry.render())
+      .then(
+        (body) => answer('200 OK', body),
+        (err: unknown) => {
+          log.error({ err }, 'metrics could not be rendered');
+          answer('500 Internal Server Error', 'metrics unavailable\n');
+        },
+      );
   });
   app.any('/*', (res) => {
     res.onData(() => undefined);
@@ -49,7 +63,7 @@ export async function listenMetrics(registry: Registry, host: string, port: numb
  */
 export async function configuredMetrics(
   config: { FAROL_METRICS_PORT?: number | undefined; FAROL_METRICS_HOST: string },
-  registry: Registry,
+  registry: MetricsSource,
   log: Logger,
 ): Promise<MetricsServer | undefined> {
   if (config.FAROL_METRICS_PORT === undefined) return undefined;

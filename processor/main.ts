@@ -198,7 +198,7 @@ function runProcessorOn(
 }
 
 /**
- * Starts a processor on a local hub opened by the caller (writable in `farol start`, read-only in
+ * Starts a processor on a local hub opened by the caller (read-only: in `farol start`'s processor thread and in
  * `farol processor`), with its file state store. `drain` also closes the consumer and the state
  * store; the hub and the store stay open for their owner to close.
  */

@@ -210,8 +210,15 @@ class ChdbStore implements Store {
       await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
       return;
     }
-    const values = Buffer.from(compact);
-    await this.run(true, (s) => s.insert({ table, columns, values, format: 'JSONCompactEachRow', settings }));
+    await this.insertEncoded(table, columns, compact, opts);
+  }
+
+  async insertEncoded(table: string, columns: readonly [string, ...string[]], text: string, opts?: InsertOptions): Promise<void> {
+    checkTableName(table);
+    const settings = insertSettings(opts);
+    if (text.length === 0) return;
+    const values = Buffer.from(text);
+    await this.run(true, (s) => s.insert({ table, columns: [...columns], values, format: 'JSONCompactEachRow', settings }));
   }
 
   async ping(): Promise<boolean> {

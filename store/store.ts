@@ -60,6 +60,12 @@ export interface Store {
    * JSONEachRow, where a missing key means the column's default.
    */
   insert(table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions): Promise<void>;
+  /**
+   * Inserts rows already encoded as JSONCompactEachRow lines under `columns` (what `insert` makes
+   * of objects that all hold the same columns), for a writer that encodes on another thread
+   * (`farol start`'s processor thread). Embedded engine only.
+   */
+  insertEncoded?(table: string, columns: readonly [string, ...string[]], text: string, opts?: InsertOptions): Promise<void>;
   /** True when the engine answers. Never throws. */
   ping(): Promise<boolean>;
   /** Waits for running calls, then releases the engine or connections. Idempotent. */

@@ -1,6 +1,11 @@
-import type { ControlPlane } from '../control/control-plane.ts';
+import type { TemplatedApp } from 'uWebSockets.js';
+import { registerApi } from '../api/server.ts';
+import { ControlPlane, controlPlaneOptions } from '../control/control-plane.ts';
+import { watchSites } from '../ingest/site-watch.ts';
 import type { Logger } from '../lib/log.ts';
+import type { Registry } from '../lib/metrics.ts';
 import type { Config } from '../schemas/config.ts';
+import type { Store } from '../store/store.ts';
 
 /**
  * Completes the bootstrap (account, `localhost`, owner, first owner token; FAROL_SITES registered)
@@ -26,4 +31,31 @@ export async function bootstrapControl(
   });
   if (result.issued?.fromEnv) log.info({ prefix: result.issued.prefix }, 'bootstrap owner token set from FAROL_BOOTSTRAP_TOKEN');
   if (result.sitesAdded.length > 0) log.info({ sites: result.sitesAdded, account: result.accountId }, 'sites registered');
+}
+
+/**
+ * The control plane of `farol start`'s collector: the registered sites it accepts (refreshed
+ * every few seconds and right after a local change) and the API routes on the collector's app, so
+ * collector, API and dashboard share one port; `bootstrap`: {@link bootstrapControl} first.
+ */
+export async function collectorControl(config: Config, store: Store, log: Logger, metrics: Registry, opts: { bootstrap: boolean }) {
+  // With the local hub this process holds the only processor, told at once (onSitesChanged); on
+  // Event Hubs others may run elsewhere.
+  const control = new ControlPlane(store, {
+    ...controlPlaneOptions(config),
+    deleteGraceMs: config.FAROL_HUB === 'eventhubs' ? config.FAROL_SITE_DELETE_GRACE_MS : 0,
+  });
+  if (opts.bootstrap) await bootstrapControl(control, config, log);
+  const sites = await watchSites({ load: () => control.registeredSites(), intervalMs: config.FAROL_SITES_REFRESH_MS, log });
+  control.onSitesChanged(() => sites.refresh());
+  const deps = { store, control, config, log, metrics, now: () => new Date() };
+  return {
+    control,
+    stop: () => sites.stop(),
+    collector: {
+      knownSite: sites.has,
+      siteEpoch: sites.epoch,
+      routes: (app: TemplatedApp) => registerApi(app, deps),
+    },
+  };
 }

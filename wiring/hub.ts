@@ -10,8 +10,11 @@ import type { Logger } from '../lib/log.ts';
 
 const localHubDir = (config: Config): string => join(config.FAROL_DATA_DIR, 'hub');
 
-/** Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention and quota. */
-export async function openConfiguredLocalHub(config: Config, log: Logger): Promise<LocalHub> {
+/**
+ * Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention and quota;
+ * `shared`: its appends are seen by a read-only hub on another thread (see `sharedAppends`).
+ */
+export async function openConfiguredLocalHub(config: Config, log: Logger, shared?: SharedArrayBuffer): Promise<LocalHub> {
   const dir = localHubDir(config);
   const maxBytes = config.FAROL_HUB_MAX_BYTES ?? (await defaultQuota(dir));
   log.info({ maxBytes, fromEnv: config.FAROL_HUB_MAX_BYTES !== undefined }, 'hub quota');
@@ -28,6 +31,7 @@ export async function openConfiguredLocalHub(config: Config, log: Logger): Promi
     // (only sealed segments are ever deleted).
     segmentBytes: Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, Math.floor(maxBytes / (config.FAROL_HUB_PARTITIONS * 4)))),
     log,
+    ...(shared === undefined ? {} : { shared }),
   });
 }
 
@@ -60,8 +64,9 @@ export function openConfiguredHub(config: Config, log: Logger): Promise<HubProdu
 
 /**
  * Opens the local hub under FAROL_DATA_DIR read-only, for a processor beside the collector process
- * that writes it (`farol processor`).
+ * that writes it (`farol processor`), or beside the thread that writes it (`farol start`, with
+ * the buffer `shared` with that thread's hub).
  */
-export function openConfiguredLocalHubReadOnly(config: Config, log: Logger): Promise<LocalHub> {
-  return openLocalHub({ dir: localHubDir(config), partitions: config.FAROL_HUB_PARTITIONS, readOnly: true, log });
+export function openConfiguredLocalHubReadOnly(config: Config, log: Logger, shared?: SharedArrayBuffer): Promise<LocalHub> {
+  return openLocalHub({ dir: localHubDir(config), partitions: config.FAROL_HUB_PARTITIONS, readOnly: true, log, ...(shared === undefined ? {} : { shared }) });
 }
