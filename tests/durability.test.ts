@@ -3,52 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readHubEvents } from './support/collector-harness.ts';
+import { ackedLoad } from './support/e2e.ts';
 import { startFarol, type FarolProcess } from './support/farol-process.ts';
 
 const UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0';
 const PARTITIONS = 4;
-
-/**
- * Fires events from `workers` concurrent loops until `stop()`; records the ids that got a 202.
- * Requests in flight when the server dies simply fail: they were never acknowledged.
- */
-function load(url: string, workers: number, prefix: string): { acked: Set<string>; sent: () => number; stop: () => Promise<void> } {
-  const acked = new Set<string>();
-  let running = true;
-  let n = 0;
-  const loops = Array.from({ length: workers }, async (_, w) => {
-    while (running) {
-      const id = `${prefix}-${w}-${n++}`;
-      const batch = n % 5 === 0;
-      const body = batch
-        ? JSON.stringify([0, 1, 2].map((k) => ({ n: 'pageview', u: `https://site.test/p/${k}`, d: 'site.test', id: `${id}.${k}` })))
-        : JSON.stringify({ n: 'pageview', u: `https://site.test/p/${n % 50}`, d: 'site.test', id });
-      try {
-        const res = await fetch(`${url}/api/${batch ? 'batch' : 'event'}`, {
-          method: 'POST',
-          body,
-          headers: { 'user-agent': UA, 'x-forwarded-for': `85.214.${w}.${n % 250}` },
-        });
-        await res.arrayBuffer();
-        if (res.status === 202) {
-          if (batch) for (const k of [0, 1, 2]) acked.add(`${id}.${k}`);
-          else acked.add(id);
-        }
-      } catch {
-        if (!running) return;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    }
-  });
-  return {
-    acked,
-    sent: () => n,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
-}
 
 async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -74,7 +33,7 @@ describe('durability', () => {
     for (let round = 0; round < 3; round++) {
       const proc = await startFarol('collector', env);
       procs.push(proc);
-      const l = load(proc.url, 16, `r${round}`);
+      const l = ackedLoad(proc.url, 16, `r${round}`);
       // Kill mid-load, at a point that differs per round.
       await waitFor(() => l.acked.size >= 1500 + round * 700, 60_000);
       proc.child.kill('SIGKILL');

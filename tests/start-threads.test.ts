@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openChdbStore } from '../store/chdb-store.ts';
 import type { Store } from '../store/store.ts';
-import { fetchMetrics, metricValue, pollUntil, waitForProcessor } from './support/e2e.ts';
+import { ackedLoad, fetchMetrics, metricValue, pollUntil, waitForProcessor } from './support/e2e.ts';
 import { logLines, startFarol, type FarolProcess } from './support/farol-process.ts';
 
 /**
@@ -15,7 +15,6 @@ import { logLines, startFarol, type FarolProcess } from './support/farol-process
  * event acknowledged across both ends reaches ClickHouse exactly once.
  */
 
-const UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0';
 const PARTITIONS = 2;
 
 // Throws inside the processor thread once the file named by KILL_THREAD_FILE exists.
@@ -30,36 +29,6 @@ if (!isMainThread && file) {
 }
 `;
 
-/** Posts single events from `workers` loops until stopped; the ids answered 202 are `acked`. */
-function load(url: string, workers: number, prefix: string): { acked: Set<string>; stop: () => Promise<void> } {
-  const acked = new Set<string>();
-  let running = true;
-  let n = 0;
-  const loops = Array.from({ length: workers }, async (_, w) => {
-    while (running) {
-      const id = `${prefix}-${w}-${n++}`;
-      try {
-        const res = await fetch(`${url}/api/event`, {
-          method: 'POST',
-          body: JSON.stringify({ n: 'pageview', u: `https://site.test/p/${n % 20}`, d: 'site.test', id }),
-          headers: { 'user-agent': UA, 'x-forwarded-for': `85.214.${w}.${n % 250}` },
-        });
-        await res.arrayBuffer();
-        if (res.status === 202) acked.add(id);
-      } catch {
-        if (!running) return;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    }
-  });
-  return {
-    acked,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
-}
 
 describe('farol start: the processor on its own thread', () => {
   let dir = '';
@@ -87,7 +56,7 @@ describe('farol start: the processor on its own thread', () => {
 
     // 1. The processor thread dies under load: the process stops ingest and exits 1.
     const first = await start({ NODE_OPTIONS: `--require ${preload}`, KILL_THREAD_FILE: killFile });
-    const l1 = load(first.url, 8, 'a');
+    const l1 = ackedLoad(first.url, 8, 'a');
     await pollUntil(async () => (l1.acked.size >= 300 ? true : undefined), { timeoutMs: 60_000, intervalMs: 20, describe: () => `${l1.acked.size} acked` });
     await writeFile(killFile, '');
     expect(await first.exited).toBe(1);
@@ -103,7 +72,7 @@ describe('farol start: the processor on its own thread', () => {
     const samples = await fetchMetrics(second.metricsUrl);
     expect(samples.some((s) => s.name === 'farol_ingest_requests_total' || s.name === 'farol_ingest_inflight_requests')).toBe(true);
     expect(samples.some((s) => s.name === 'farol_processor_lag_events')).toBe(true);
-    const l2 = load(second.url, 8, 'b');
+    const l2 = ackedLoad(second.url, 8, 'b');
     await pollUntil(async () => (l2.acked.size >= 300 ? true : undefined), { timeoutMs: 60_000, intervalMs: 20, describe: () => `${l2.acked.size} acked` });
     second.child.kill('SIGKILL');
     await second.exited;

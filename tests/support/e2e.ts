@@ -44,6 +44,52 @@ export async function postBatch(url: string, batch: WireBatch, timeoutMs = 30_00
   }
 }
 
+/** A browser user agent (not a bot), for senders that post as a page would. */
+const BROWSER_UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0';
+
+/**
+ * Fires events from `workers` concurrent loops until `stop()`; records the ids that got a 202.
+ * Requests in flight when the server dies simply fail: they were never acknowledged. Every fifth
+ * request is a batch of three (`/api/batch`), the rest single events (`/api/event`).
+ */
+export function ackedLoad(url: string, workers: number, prefix: string): { acked: Set<string>; sent: () => number; stop: () => Promise<void> } {
+  const acked = new Set<string>();
+  let running = true;
+  let n = 0;
+  const loops = Array.from({ length: workers }, async (_, w) => {
+    while (running) {
+      const id = `${prefix}-${w}-${n++}`;
+      const batch = n % 5 === 0;
+      const body = batch
+        ? JSON.stringify([0, 1, 2].map((k) => ({ n: 'pageview', u: `https://site.test/p/${k}`, d: 'site.test', id: `${id}.${k}` })))
+        : JSON.stringify({ n: 'pageview', u: `https://site.test/p/${n % 50}`, d: 'site.test', id });
+      try {
+        const res = await fetch(`${url}/api/${batch ? 'batch' : 'event'}`, {
+          method: 'POST',
+          body,
+          headers: { 'user-agent': BROWSER_UA, 'x-forwarded-for': `85.214.${w}.${n % 250}` },
+        });
+        await res.arrayBuffer();
+        if (res.status === 202) {
+          if (batch) for (const k of [0, 1, 2]) acked.add(`${id}.${k}`);
+          else acked.add(id);
+        }
+      } catch {
+        if (!running) return;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+  });
+  return {
+    acked,
+    sent: () => n,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls `probe` until it returns a value other than undefined, or throws with `describe()`. */
