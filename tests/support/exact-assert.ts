@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import type { Store } from '../../store/store.ts';
 import { integrity, rawCounts, rollupCounts, setDiff, storedEventKeys } from './exact-counts.ts';
-import type { WireTruth } from './wire-oracle.ts';
+import type { SiteCounts, WireTruth } from './wire-oracle.ts';
 
 /**
  * Asserts (softly, so one run reports every mismatch) that what ClickHouse holds equals the
@@ -27,9 +27,25 @@ export async function expectExactCounts(store: Store, truth: WireTruth): Promise
     sessionEvents: truth.totalEvents,
     orphanEvents: 0,
   });
+  const rollups = { daily: await rollupCounts(store, 'daily'), hourly: await rollupCounts(store, 'hourly') };
   for (const grain of ['daily', 'hourly'] as const) {
-    const rollups = await rollupCounts(store, grain);
-    expect.soft(rollups, `${grain} rollups vs raw rows`).toEqual(raw);
-    expect.soft(rollups, `${grain} rollups vs truth`).toEqual(truth.sites);
+    expect.soft(rollups[grain], `${grain} rollups vs raw rows`).toEqual(raw);
+    expect.soft(rollups[grain], `${grain} rollups vs truth`).toEqual(truth.sites);
   }
+  // Last and short, so a log cut to its tail still says what disagreed: per site, the totals of
+  // each source that differs from the truth, plus the id diff and the dead letters.
+  const mismatches: string[] = [];
+  const line = (c: SiteCounts | undefined): string =>
+    c === undefined ? 'absent' : `events ${c.events} pageviews ${c.pageviews} visitors ${c.visitors} visits ${c.visits} bounces ${c.bounces}`;
+  for (const site of Object.keys(truth.sites)) {
+    const want = line(truth.sites[site]);
+    for (const [name, counts] of [['raw', raw], ['daily', rollups.daily], ['hourly', rollups.hourly]] as const) {
+      const got = line(counts[site]);
+      if (got !== want) mismatches.push(`${site} ${name}: ${got} (truth: ${want})`);
+    }
+  }
+  if (keys.missingCount + keys.extraCount > 0) mismatches.push(`event ids: ${keys.missingCount} missing, ${keys.extraCount} extra, e.g. ${[...keys.missing, ...keys.extra].slice(0, 3).join(' ')}`);
+  const [dead] = await store.query<{ n: string | number }>('SELECT count() AS n FROM dead_letters');
+  if (Number(dead?.n ?? 0) > 0) mismatches.push(`dead letters: ${String(dead?.n)}`);
+  expect.soft(mismatches, 'summary of the mismatches above').toEqual([]);
 }
