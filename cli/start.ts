@@ -37,7 +37,7 @@ export async function runStart(config: Config): Promise<number> {
   // The embedded engine is backed up through this process (`farol backup`, the daily schedule):
   // everything else writes through the gate the backup closes.
   const embedded = config.FAROL_CLICKHOUSE_URL === undefined;
-  const engine = await openConfiguredStore(config, { backups: embedded });
+  const engine = await openConfiguredStore(config, { backups: embedded, log });
   const gate = gatedWrites(engine);
   const store = gate.store;
   let backups: BackupService | undefined;

@@ -1,3 +1,4 @@
+import type { Logger } from '../lib/log.ts';
 import type { Config } from '../schemas/config.ts';
 import type { MigrationTarget } from '../schemas/migrations/index.ts';
 import { openHttpStore } from '../store/http-store.ts';
@@ -8,7 +9,7 @@ import type { Store } from '../store/store.ts';
  * The embedded engine is loaded only here, when it is the one: a process on a ClickHouse server
  * (`farol api`, `farol processor`, the standalone collector) never maps chDB's library.
  */
-export async function openConfiguredStore(config: Config, opts: { backups?: boolean } = {}): Promise<Store> {
+export async function openConfiguredStore(config: Config, opts: { backups?: boolean; log?: Logger } = {}): Promise<Store> {
   if (config.FAROL_CLICKHOUSE_URL !== undefined) {
     return openHttpStore({
       url: config.FAROL_CLICKHOUSE_URL,
@@ -22,11 +23,25 @@ export async function openConfiguredStore(config: Config, opts: { backups?: bool
   // `farol backup`: the engine may write backups to its staging folder (none where the data dir's
   // path cannot be given to it; createBackup then says why).
   const backupsPath = opts.backups === true ? (await import('../store/backup.ts')).stagingPath(config.FAROL_DATA_DIR) : undefined;
-  return openChdbStore({
+  const store = openChdbStore({
     dataDir: config.FAROL_DATA_DIR,
     database: config.FAROL_CLICKHOUSE_DATABASE,
     ...(backupsPath === undefined ? {} : { backupsPath }),
   });
+  try {
+    // Before anything replays: a block logged for deduplication by a run killed before it committed.
+    const forgotten = await (await import('../store/dedup-log.ts')).forgetLostBlocks(store, config.FAROL_CLICKHOUSE_DATABASE);
+    if (forgotten.length > 0) {
+      opts.log?.warn(
+        { blocks: forgotten.length, tables: [...new Set(forgotten.map((b) => b.table))] },
+        'the engine remembered inserts a kill stopped before they committed; forgot them so their replay lands',
+      );
+    }
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
 }
 
 /** Where migrations go for this configuration. */
@@ -46,7 +61,7 @@ export class DataDirLockedError extends Error {}
  * admin commands): a data dir held by another process (a running `farol start`) is a
  * {@link DataDirLockedError} saying what to do.
  */
-export async function openStoreForAdmin(config: Config, opts: { backups?: boolean } = {}): Promise<Store> {
+export async function openStoreForAdmin(config: Config, opts: { backups?: boolean; log?: Logger } = {}): Promise<Store> {
   try {
     return await openConfiguredStore(config, opts);
   } catch (err) {
