@@ -138,11 +138,18 @@ class ConnectionPool {
   }
 }
 
+/** Numbers the stores of this process, so versions of two stores never match. */
+let instances = 0;
+
 class ChdbStore implements Store {
   readonly kind = 'chdb';
   private readonly pool: ConnectionPool;
   private readonly running = new Set<Promise<unknown>>();
   private closed = false;
+  /** Ended inserts per table, and ended `exec` statements (any table): see {@link tableVersion}. */
+  private readonly inserts = new Map<string, number>();
+  private execs = 0;
+  private readonly instance = ++instances;
 
   constructor(
     readonly database: string,
@@ -177,11 +184,25 @@ class ChdbStore implements Store {
     return call;
   }
 
+  tableVersion(table: string): string {
+    return `${this.instance}:${this.execs}:${this.inserts.get(table) ?? 0}`;
+  }
+
+  /** Counted once the write ended, failed or not: a reader that read before caches under the old value. */
+  private wrote(table: string | undefined): void {
+    if (table === undefined) this.execs++;
+    else this.inserts.set(table, (this.inserts.get(table) ?? 0) + 1);
+  }
+
   async exec(sql: string, params?: QueryParams, opts?: ExecOptions): Promise<void> {
     const bound = normalizeParams(params);
-    await this.run(opts?.withoutDatabase !== true, (s) =>
-      bound === undefined || Object.keys(bound).length === 0 ? s.queryAsync(sql) : s.queryBindAsync(sql, bound),
-    );
+    try {
+      await this.run(opts?.withoutDatabase !== true, (s) =>
+        bound === undefined || Object.keys(bound).length === 0 ? s.queryAsync(sql) : s.queryBindAsync(sql, bound),
+      );
+    } finally {
+      this.wrote(undefined);
+    }
   }
 
   async query<T = Record<string, unknown>>(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<T[]> {
@@ -207,7 +228,11 @@ class ChdbStore implements Store {
     const compact = columns === undefined ? undefined : toJsonCompactEachRow(rows, columns);
     if (columns === undefined || compact === undefined) {
       const values = Buffer.from(toJsonEachRow(rows));
-      await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
+      try {
+        await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
+      } finally {
+        this.wrote(table);
+      }
       return;
     }
     await this.insertEncoded(table, columns, compact, opts);
@@ -218,7 +243,11 @@ class ChdbStore implements Store {
     const settings = insertSettings(opts);
     if (text.length === 0) return;
     const values = Buffer.from(text);
-    await this.run(true, (s) => s.insert({ table, columns: [...columns], values, format: 'JSONCompactEachRow', settings }));
+    try {
+      await this.run(true, (s) => s.insert({ table, columns: [...columns], values, format: 'JSONCompactEachRow', settings }));
+    } finally {
+      this.wrote(table);
+    }
   }
 
   async ping(): Promise<boolean> {

@@ -66,6 +66,13 @@ export interface Store {
    * (`farol start`'s processor thread). Embedded engine only.
    */
   insertEncoded?(table: string, columns: readonly [string, ...string[]], text: string, opts?: InsertOptions): Promise<void>;
+  /**
+   * Where this process is the engine's only writer (the embedded engine: one process per data
+   * dir), a value that changes once a write that can change `table` has ended: an insert into it,
+   * or any statement run with `exec` (mutations, DDL). A reader may keep what it read of the table
+   * while the value stays the same. Absent where other processes write (a ClickHouse server).
+   */
+  tableVersion?(table: string): string;
   /** True when the engine answers. Never throws. */
   ping(): Promise<boolean>;
   /** Waits for running calls, then releases the engine or connections. Idempotent. */
@@ -80,6 +87,7 @@ export function withQuery(store: Store, query: Store['query']): Store {
     exec: (sql, params, opts) => store.exec(sql, params, opts),
     query,
     insert: (table, rows, opts) => store.insert(table, rows, opts),
+    ...(store.tableVersion === undefined ? {} : { tableVersion: store.tableVersion.bind(store) }),
     ping: () => store.ping(),
     close: () => store.close(),
   };

@@ -41,6 +41,7 @@ export function gatedWrites(store: Store): WriteGate {
       query: (sql, params, opts) => store.query(sql, params, opts),
       insert: (table, rows, opts) => write(() => store.insert(table, rows, opts)),
       ...(encoded === undefined ? {} : { insertEncoded: (table, columns, text, opts) => write(() => encoded(table, columns, text, opts)) }),
+      ...(store.tableVersion === undefined ? {} : { tableVersion: store.tableVersion.bind(store) }),
       ping: () => store.ping(),
       close: () => store.close(),
     },

@@ -57,7 +57,9 @@ function errorOf(r: Reply): { code?: string; field?: string; message?: string } 
 const patterns = (n: number, at = 0): string[] => Array.from({ length: n }, (_, i) => `^/p${at + i}(/|$)`);
 
 beforeAll(async () => {
-  h = await startApiHarness(undefined, { wrapStore: (s) => probe.wrap(s), env: { FAROL_API_QUERIES_PER_TOKEN: '4', FAROL_API_QUERY_QUEUE_PER_TOKEN: '2' } });
+  // The longest statement the caps allow takes seconds to parse on a busy 2-core machine: the
+  // statement time limit is tested below with a server of its own.
+  h = await startApiHarness(undefined, { wrapStore: (s) => probe.wrap(s), env: { FAROL_API_QUERIES_PER_TOKEN: '4', FAROL_API_QUERY_QUEUE_PER_TOKEN: '2', FAROL_API_QUERY_TIMEOUT_MS: '55000' } });
   // A million pageviews on a million pages over two days, written by ClickHouse itself (the
   // materialized views fill the rollups as they would from the processor).
   await h.store.exec(

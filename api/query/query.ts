@@ -500,6 +500,29 @@ async function total(
   return Number(row?.[core.event.size > 0 ? 'ev_visitors' : 'se_visitors'] ?? 0);
 }
 
+/**
+ * The generations lookup of {@link closedSaltDays}, kept while the store says neither of its two
+ * tables changed (the embedded engine, whose only writer is this process: {@link Store.tableVersion})
+ * and for at most {@link LOOKUP_TTL_MS} (background merges and mutations the engine runs on its own
+ * settle meanwhile). A statement less per rollup answer; on a ClickHouse server it is read each time.
+ */
+const lookups = new Map<string, { version: string; atMs: number; rows: LookupRow[] }>();
+const LOOKUP_TTL_MS = 30_000;
+const LOOKUP_ENTRIES = 1_000;
+
+async function cachedLookup(store: Store, key: string, read: () => Promise<LookupRow[]>): Promise<LookupRow[]> {
+  if (store.tableVersion === undefined) return read();
+  const version = `${store.tableVersion('salt_day_closes')}/${store.tableVersion('salt_day_provisional')}`;
+  const now = performance.now();
+  const hit = lookups.get(key);
+  if (hit !== undefined && hit.version === version && now - hit.atMs < LOOKUP_TTL_MS) return hit.rows;
+  // The version is taken before the read: a write ending meanwhile moves it, and the next call reads again.
+  const rows = await read();
+  if (!lookups.has(key) && lookups.size >= LOOKUP_ENTRIES) lookups.delete(lookups.keys().next().value as string);
+  lookups.set(key, { version, atMs: now, rows });
+  return rows;
+}
+
 /** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */
 const TAIL_IDS = 5_000;
 
@@ -534,13 +557,15 @@ async function closedSaltDays(
   // closed day is their least), and the provisional generations of the range's days.
   // Rows as stored, the latest generation of each day picked here: a GROUP BY over these small
   // tables cost twice the read.
-  const stored = await store.query<LookupRow>(
-    `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(gen) AS gen, zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
-     FROM salt_day_closes WHERE site = {site:String}
-     UNION ALL
-     SELECT 'p', toUInt32(salt_day), toString(gen), zones, toString(toUnixTimestamp64Milli(watermark)), toString(toUnixTimestamp64Milli(session_watermark)), event_rows
-     FROM salt_day_provisional WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})`,
-    { site, first: Math.max(0, first), last: Math.max(0, last) },
+  const stored = await cachedLookup(store, `${store.database}\n${site}\n${first}\n${last}`, () =>
+    store.query<LookupRow>(
+      `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(gen) AS gen, zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
+       FROM salt_day_closes WHERE site = {site:String}
+       UNION ALL
+       SELECT 'p', toUInt32(salt_day), toString(gen), zones, toString(toUnixTimestamp64Milli(watermark)), toString(toUnixTimestamp64Milli(session_watermark)), event_rows
+       FROM salt_day_provisional WHERE site = {site:String} AND salt_day >= toDate({first:UInt32}) AND salt_day <= toDate({last:UInt32})`,
+      { site, first: Math.max(0, first), last: Math.max(0, last) },
+    ),
   );
   const latest = new Map<string, LookupRow>();
   for (const r of stored) {
