@@ -1,6 +1,6 @@
 import { partitionForKey, type HubProducer, type HubRecord } from './hub.ts';
 import { emptyStats, HubError, noopLog, type HubLog, type LocalHubStats } from './local-common.ts';
-import { CheckpointFile, LocalConsumer, minCheckpoints, type ConsumerHost } from './local-consumer.ts';
+import { CheckpointFile, LocalConsumer, maxCheckpoints, minCheckpoints, type ConsumerHost } from './local-consumer.ts';
 import { acquireWriterLock, ensureMeta } from './local-dir.ts';
 import { HEADER_BYTES, MAX_PAYLOAD_BYTES } from './local-format.ts';
 import { PartitionWriter, type PublishWaiter, type RetentionPolicy } from './local-partition.ts';
@@ -26,6 +26,13 @@ export interface LocalHubOptions {
   partitions: number;
   /** Size at which the active segment is sealed and a new one started (default 64 MiB). */
   segmentBytes?: number;
+  /**
+   * Unset (`FAROL_HUB_SYNC=always`): `publish` resolves once its records are on disk (O_DSYNC or
+   * fdatasync per group commit). Set (`interval:<ms>`): it resolves once their write returned, so
+   * they survive the process being killed but not an OS crash or power loss, and each partition
+   * with new writes is fdatasynced every `syncIntervalMs` (1..60,000), and on close.
+   */
+  syncIntervalMs?: number;
   /** Retention run on a timer; none when omitted. */
   retention?: RetentionOptions;
   /**
@@ -67,6 +74,8 @@ const RECLAIM_INTERVAL_MS = 1_000;
 /** Share of the quota past which the retention timer also reclaims consumed segments. */
 const RECLAIM_HIGH_WATER = 0.8;
 const MAX_RETRY_BACKOFF_MS = 30_000;
+/** Longest background fsync interval: what an OS crash may lose is bounded by it. */
+export const MAX_SYNC_INTERVAL_MS = 60_000;
 
 /**
  * Opens (creating if needed) the local hub at `options.dir`: checks the partition count against
@@ -90,6 +99,7 @@ export class LocalHub implements HubProducer {
   private readonly tails = new Map<number, { reader: PartitionReader | undefined; busy: Promise<number> }>();
   private retentionChain: Promise<unknown> = Promise.resolve();
   private readonly retentionTimer: NodeJS.Timeout | undefined;
+  private readonly syncTimer: NodeJS.Timeout | undefined;
   private lastReclaim = 0;
 
   private constructor(
@@ -104,6 +114,7 @@ export class LocalHub implements HubProducer {
     this.dir = options.dir;
     this.readOnly = options.readOnly === true;
     this.retentionTimer = this.startRetentionTimer();
+    this.syncTimer = this.startSyncTimer();
   }
 
   /** See {@link openLocalHub}. */
@@ -125,7 +136,10 @@ export class LocalHub implements HubProducer {
     }
   }
 
-  /** Appends payloads, each to its key's partition; resolves once all are fsynced. */
+  /**
+   * Appends payloads, each to its key's partition; resolves once all are fsynced (in interval
+   * mode: once all are written to the OS, see {@link LocalHubOptions.syncIntervalMs}).
+   */
   publish(items: ReadonlyArray<{ key: string; payload: Buffer }>): Promise<void> {
     const refused = this.refusePublish(items) ?? this.overQuota(items);
     if (refused !== undefined) return Promise.reject(refused);
@@ -144,7 +158,7 @@ export class LocalHub implements HubProducer {
     });
   }
 
-  /** True while open for writing and no partition's last write or fsync failed. */
+  /** True while open for writing and no partition's last write or fsync (background ones included) failed. */
   isReady(): boolean {
     return this.closing === undefined && !this.readOnly && this.writers.every((w) => !w.isFailing);
   }
@@ -214,6 +228,26 @@ export class LocalHub implements HubProducer {
     return { ...this.counters };
   }
 
+  /** The background fsync interval, or undefined when every publish waits for its fsync (`always`). */
+  get syncIntervalMs(): number | undefined {
+    return this.options.syncIntervalMs;
+  }
+
+  /**
+   * Interval mode: how long ago the oldest acknowledged write not yet fdatasynced returned (what
+   * an OS crash would lose); 0 when everything acknowledged is durable, and always in `always` mode.
+   */
+  unsyncedAgeMs(now: number = Date.now()): number {
+    let oldest = now;
+    for (const w of this.writers) oldest = Math.min(oldest, w.unsyncedSinceMs ?? now);
+    return now - oldest;
+  }
+
+  /** Interval mode: fdatasyncs now every partition with writes not yet durable (the timer does it every interval). */
+  async sync(): Promise<void> {
+    await Promise.all(this.writers.map((w) => w.syncDirty()));
+  }
+
   /**
    * Closes consumers (after their in-flight batches), settles queued publishes, closes files and
    * releases the writer lock. Publishes after this starts are rejected.
@@ -225,6 +259,7 @@ export class LocalHub implements HubProducer {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.retentionTimer);
+    clearInterval(this.syncTimer);
     try {
       await Promise.all([...this.consumers.values()].map((c) => c.close()));
       await this.retentionChain;
@@ -296,6 +331,15 @@ export class LocalHub implements HubProducer {
       this.enforceRetention({ ...retention, reclaim }).catch((err: unknown) => this.log.error({ err }, 'hub retention failed'));
     }, retention.intervalMs ?? DEFAULT_RETENTION_INTERVAL_MS);
     // Retention alone must not keep the process alive.
+    timer.unref();
+    return timer;
+  }
+
+  private startSyncTimer(): NodeJS.Timeout | undefined {
+    const ms = this.options.syncIntervalMs;
+    if (ms === undefined || this.readOnly) return undefined;
+    const timer = setInterval(() => void this.sync(), ms);
+    // Close makes everything durable; the timer alone must not keep the process alive.
     timer.unref();
     return timer;
   }
@@ -447,6 +491,9 @@ function checkOptions(o: LocalHubOptions): void {
   if (o.retryBackoffMs !== undefined && !(o.retryBackoffMs >= 0)) bad('retryBackoffMs must not be negative');
   if (o.retention?.intervalMs !== undefined && !(o.retention.intervalMs > 0)) bad('retention.intervalMs must be positive');
   if (o.maxBytes !== undefined && !(o.maxBytes > 0)) bad('maxBytes must be positive');
+  if (o.syncIntervalMs !== undefined && !(Number.isInteger(o.syncIntervalMs) && o.syncIntervalMs >= 1 && o.syncIntervalMs <= MAX_SYNC_INTERVAL_MS)) {
+    bad(`syncIntervalMs must be an integer in 1..${MAX_SYNC_INTERVAL_MS}`);
+  }
 }
 
 /** Opens every partition for writing; on a failure, closes those already opened. */
@@ -456,6 +503,8 @@ async function openWriters(
   stats: LocalHubStats,
   appends: AppendNotifier,
 ): Promise<PartitionWriter[]> {
+  // No record may take an offset a consumer has already checkpointed (see `minNextOffset`).
+  const checkpointed = await maxCheckpoints(options.dir, options.partitions, log);
   const opened = await Promise.allSettled(
     Array.from({ length: options.partitions }, (_, partition) =>
       PartitionWriter.open({
@@ -465,6 +514,8 @@ async function openWriters(
         log,
         stats,
         onAppend: (p, next) => appends.notify(p, next),
+        minNextOffset: (checkpointed[partition] ?? -1) + 1,
+        ...(options.syncIntervalMs === undefined ? {} : { syncIntervalMs: options.syncIntervalMs }),
       }),
     ),
   );
