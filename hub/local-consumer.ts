@@ -168,6 +168,8 @@ export interface ConsumerHost {
   /** Resolves when `appendSeq` moves past `seq`, after `ms`, or when `signal` aborts. */
   waitForAppend(partition: number, seq: number, ms: number, signal: AbortSignal): Promise<void>;
   endOffset(partition: number): Promise<number>;
+  /** Where reading the partition must stop for now (see `PartitionReader`'s limit); undefined: the end of the files. */
+  readLimit(partition: number): number | undefined;
   /** Called when the consumer is closed. */
   released(group: string): void;
 }
@@ -268,7 +270,7 @@ class PartitionPump {
     private readonly options: SubscribeOptions,
     private readonly signal: AbortSignal,
   ) {
-    this.reader = new PartitionReader(host.dir, partition, startOffset, host.log);
+    this.reader = new PartitionReader(host.dir, partition, startOffset, host.log, () => host.readLimit(partition));
   }
 
   /** Never rejects: failures are logged and retried until the subscription closes. */

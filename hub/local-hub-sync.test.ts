@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HubRecord } from './hub.ts';
 import { segmentFileName } from './local-format.ts';
-import { openLocalHub, type HubLog, type LocalHub, type LocalHubOptions } from './local-hub.ts';
+import { openLocalHub, sharedAppends, type HubLog, type LocalHub, type LocalHubOptions } from './local-hub.ts';
 import { expectAckedSurvived, killCrashWriterAfter } from './testing/crash-run.ts';
 
 const dirs: string[] = [];
@@ -70,7 +70,7 @@ describe('local hub: FAROL_HUB_SYNC=interval', () => {
     expect(hub.syncIntervalMs).toBe(60_000);
     await publishEach(hub, 100);
     expect(hub.stats()).toMatchObject({ publishes: 100, records: 100, writes: 100, fsyncs: 0 });
-    // Readable at once (readers are woken as the write returns, not at the fsync).
+    // In the files at once (tools read them); consumers get them once durable (below).
     expect((await hub.read(0, 0, 1000)).length + (await hub.read(1, 0, 1000)).length).toBe(100);
     await waitFor(() => hub.unsyncedAgeMs() > 0, 'the unsynced age to grow');
     await hub.sync();
@@ -97,16 +97,34 @@ describe('local hub: FAROL_HUB_SYNC=interval', () => {
     await waitFor(() => hub.stats().fsyncs > before && hub.unsyncedAgeMs() === 0, 'the timer to fdatasync the last writes');
   });
 
-  it('wakes a consumer of this process as the write returns, long before any fdatasync', async () => {
-    const hub = await open({ dir: await tempDir(), syncIntervalMs: 60_000, pollMs: 60_000 });
-    const consumer = await hub.openConsumer('g');
-    const got: HubRecord[] = [];
-    const sub = consumer.subscribe({ processBatch: async (b) => void got.push(...b.records) }, { maxBatchSize: 100, maxWaitMs: 0 });
-    await publishEach(hub, 5);
-    await waitFor(() => got.length === 5, 'the consumer to be woken');
-    expect(hub.stats().fsyncs).toBe(0);
-    await sub.close();
-    await consumer.close();
+  it('hands consumers only durable records, woken by the fdatasync: nothing an OS crash could take back is processed', async () => {
+    const dir = await tempDir();
+    // Polling every 10 ms: a consumer not held back would find the records in the files at once.
+    const hub = await open({ dir, syncIntervalMs: 60_000, pollMs: 10 });
+    const shared = sharedAppends(1);
+    await hub.close();
+    const writer = await open({ dir, syncIntervalMs: 60_000, pollMs: 10, shared });
+    // A read-only hub on the same buffer: the processor thread of `farol start`.
+    const beside = await open({ dir, readOnly: true, pollMs: 10, shared });
+    const got: Record<string, HubRecord[]> = { writer: [], beside: [] };
+    const subs = await Promise.all(
+      Object.entries({ writer, beside }).map(async ([name, h]) => {
+        const consumer = await h.openConsumer(`g-${name}`);
+        const sub = consumer.subscribe({ processBatch: async (b) => void got[name]?.push(...b.records) }, { maxBatchSize: 100, maxWaitMs: 0 });
+        return { consumer, sub };
+      }),
+    );
+    await publishEach(writer, 5);
+    const polls = writer.stats().fsyncs;
+    await new Promise((r) => setTimeout(r, 150));
+    expect([got['writer']?.length, got['beside']?.length, polls]).toEqual([0, 0, 0]);
+    await writer.sync();
+    await waitFor(() => got['writer']?.length === 5 && got['beside']?.length === 5, 'both consumers to get the synced records');
+    expect(got['beside']?.map((r) => r.payload.toString())).toEqual(['e0', 'e1', 'e2', 'e3', 'e4']);
+    for (const { consumer, sub } of subs) {
+      await sub.close();
+      await consumer.close();
+    }
   });
 
   it('a failing background fdatasync marks the hub not ready, is logged once, and is retried until it succeeds', async () => {
@@ -153,6 +171,7 @@ describe('local hub: FAROL_HUB_SYNC=interval', () => {
     expect(await hub.endOffset(0)).toBe(10);
     expect(log.lines.some((l) => l.level === 'error' && l.msg.includes('checkpointed are missing'))).toBe(true);
     await hub.publish([item('k', 'after')]);
+    await hub.sync();
     const again = await hub.openConsumer('g');
     const got: HubRecord[] = [];
     const sub = again.subscribe({ processBatch: async (b) => void got.push(...b.records) }, { maxBatchSize: 10, maxWaitMs: 0 });

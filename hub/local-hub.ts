@@ -381,6 +381,12 @@ export class LocalHub implements HubProducer {
       appendSeq: (p) => this.appends.seq(p),
       waitForAppend: (p, seq, ms, signal) => this.appends.wait(p, seq, ms, signal),
       endOffset: (p) => this.endOffset(p),
+      // Interval mode: only what is durable. A read-only hub beside the writer (threads of one
+      // process) stops where the writer's last notice said, which it sends once records are readable.
+      readLimit: (p) => {
+        const writer = this.writers[p];
+        return writer === undefined ? this.appends.sharedEnd(p) : writer.readLimit;
+      },
       released: (group) => {
         this.consumers.delete(group);
         this.groupsInUse.delete(group);

@@ -22,7 +22,11 @@ export interface PartitionWriterOptions {
   segmentBytes: number;
   log: HubLog;
   stats: LocalHubStats;
-  /** Called once records are written (durable with O_DSYNC, else before their fsync) to wake readers in this process. */
+  /**
+   * Called when records become readable, to wake readers in this process: in `always` mode once
+   * they are written (durable with O_DSYNC, else just before their fsync), in interval mode once
+   * they are fdatasynced, so that no consumer ever sees a record an OS crash could take back.
+   */
   onAppend(partition: number, nextOffset: number): void;
   /**
    * Unset (`FAROL_HUB_SYNC=always`): a group's publishes settle once it is durable. Set: they
@@ -85,6 +89,8 @@ export class PartitionWriter {
   private syncing: Promise<void> | undefined;
   /** A roll is under way: the background sync leaves the handles alone until it is done. */
   private rolling = false;
+  /** Interval mode: the records below this offset are durable (and readable). */
+  private syncedNext: number;
 
   private constructor(
     private readonly opts: PartitionWriterOptions,
@@ -96,7 +102,9 @@ export class PartitionWriter {
     /** Bytes of the sealed segments. */
     private sealedBytes: number,
     private readonly dsync: number,
-  ) {}
+  ) {
+    this.syncedNext = next;
+  }
 
   /** Opens the partition for appending, first cutting off a torn tail left by a crash. */
   static async open(opts: PartitionWriterOptions): Promise<PartitionWriter> {
@@ -154,6 +162,15 @@ export class PartitionWriter {
     return this.failing || this.syncFailing;
   }
 
+  /**
+   * Where readers must stop: in interval mode the end of what is durable, so that nothing read
+   * (and perhaps processed and checkpointed) can be lost to an OS crash; undefined in `always`
+   * mode, where everything written is.
+   */
+  get readLimit(): number | undefined {
+    return this.opts.syncIntervalMs === undefined ? undefined : this.syncedNext;
+  }
+
   /** Interval mode: when the oldest write not yet durable returned; undefined when all is durable. */
   get unsyncedSinceMs(): number | undefined {
     return this.unsyncedSince;
@@ -174,9 +191,11 @@ export class PartitionWriter {
     const since = this.unsyncedSince;
     // Cleared before the call: a write returning meanwhile may not be covered, and marks it again.
     this.unsyncedSince = undefined;
+    const upTo = this.next;
     try {
       await this.fh.datasync();
       this.opts.stats.fsyncs++;
+      this.synced(upTo);
       if (this.syncFailing) this.opts.log.info({ partition: this.opts.partition }, 'hub background fsync succeeded again');
       this.syncFailing = false;
     } catch (err) {
@@ -187,6 +206,13 @@ export class PartitionWriter {
       }
       this.syncFailing = true;
     }
+  }
+
+  /** Interval mode: the records below `upTo` are durable; readers may have them. */
+  private synced(upTo: number): void {
+    if (this.opts.syncIntervalMs === undefined || upTo <= this.syncedNext) return;
+    this.syncedNext = upTo;
+    this.opts.onAppend(this.opts.partition, upTo);
   }
 
   /** Queues a record; the waiter is settled once the group holding it is fsynced or has failed. */
@@ -208,9 +234,11 @@ export class PartitionWriter {
     let error: unknown;
     if (this.unsyncedSince !== undefined) {
       try {
+        const upTo = this.next;
         await this.fh.datasync();
         this.opts.stats.fsyncs++;
         this.unsyncedSince = undefined;
+        this.synced(upTo);
       } catch (err) {
         this.opts.stats.syncErrors++;
         this.opts.log.error({ err, partition: this.opts.partition }, 'hub final fsync failed: records acknowledged since the last one may not be durable');
@@ -243,8 +271,8 @@ export class PartitionWriter {
       const data = encodeFrames(payloads, Date.now());
       if (this.size > 0 && this.size + data.length > this.opts.segmentBytes) await this.roll();
       await this.write(data, payloads.length);
-      this.opts.onAppend(this.opts.partition, this.next);
       if (this.opts.syncIntervalMs === undefined) {
+        this.opts.onAppend(this.opts.partition, this.next);
         // With O_DSYNC the write above was already durable when it returned.
         if (this.dsync === 0) await this.fh.datasync();
         this.opts.stats.fsyncs++;
@@ -298,6 +326,7 @@ export class PartitionWriter {
     await this.fh.datasync();
     this.opts.stats.fsyncs++;
     this.repairTo = undefined;
+    this.synced(this.next);
   }
 
   /** Seals the active segment and starts a new one at the next offset. */
@@ -311,6 +340,7 @@ export class PartitionWriter {
       this.opts.stats.fsyncs++;
       this.unsyncedSince = undefined;
       this.syncFailing = false;
+      this.synced(this.next);
       const { segment, fh } = await createSegmentFile(this.opts.dir, this.next, this.dsync);
       const old = this.fh;
       this.fh = fh;
