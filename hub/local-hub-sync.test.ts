@@ -3,13 +3,14 @@
  * fdatasyncs, failures of that timer are visible and retried, close makes everything durable, and
  * acknowledged records survive a SIGKILL of the writer.
  */
-import { mkdtemp, open as openFile, rm, truncate, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, open as openFile, readFile, rm, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HubRecord } from './hub.ts';
 import { segmentFileName } from './local-format.ts';
 import { openLocalHub, sharedAppends, type HubLog, type LocalHub, type LocalHubOptions } from './local-hub.ts';
+import { RESERVE_STEP } from './local-reservations.ts';
 import { expectAckedSurvived, killCrashWriterAfter } from './testing/crash-run.ts';
 
 const dirs: string[] = [];
@@ -169,7 +170,7 @@ describe('local hub: FAROL_HUB_SYNC=interval', () => {
     const log = recordingLog();
     hub = await open({ dir, syncIntervalMs: 60_000, log });
     expect(await hub.endOffset(0)).toBe(10);
-    expect(log.lines.some((l) => l.level === 'error' && l.msg.includes('checkpointed are missing'))).toBe(true);
+    expect(log.lines.some((l) => l.level === 'error' && l.msg.includes('may have read are missing'))).toBe(true);
     await hub.publish([item('k', 'after')]);
     await hub.sync();
     const again = await hub.openConsumer('g');
@@ -181,12 +182,48 @@ describe('local hub: FAROL_HUB_SYNC=interval', () => {
     await again.close();
   });
 
+  it('reserves offsets durably before handing them out, skips them after an OS crash only, and clears them on close', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'reserved.json');
+    const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+    let hub = await open({ dir, syncIntervalMs: 60_000 });
+    await publishEach(hub, 10);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ version: 1, bootId: boot, reserved: [RESERVE_STEP + 1] });
+    await hub.close();
+    await expect(readFile(file, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+
+    // What a crash of Farol alone leaves (same boot): the reservation, and every record (page cache).
+    await writeFile(file, JSON.stringify({ version: 1, bootId: boot, reserved: [RESERVE_STEP + 1] }));
+    hub = await open({ dir, syncIntervalMs: 60_000 });
+    expect(await hub.endOffset(0)).toBe(10);
+    await hub.close();
+
+    // What an OS crash leaves (another boot): the reservation, and records lost past the last fdatasync.
+    await writeFile(file, JSON.stringify({ version: 1, bootId: 'an-earlier-boot', reserved: [RESERVE_STEP + 1] }));
+    await truncate(join(dir, 'p-0', segmentFileName(0)), 0);
+    const log = recordingLog();
+    hub = await open({ dir, syncIntervalMs: 60_000, log });
+    expect(await hub.endOffset(0)).toBe(RESERVE_STEP + 1);
+    expect(log.lines.some((l) => l.level === 'error' && l.msg.includes('may have read are missing'))).toBe(true);
+    await hub.publish([item('k', 'after')]);
+    expect((await hub.read(0, 0, 10)).map((r) => [r.offset, r.payload.toString()])).toEqual([[RESERVE_STEP + 1, 'after']]);
+    await hub.close();
+
+    // `always` mode reserves nothing, and forgets what interval mode left.
+    await writeFile(file, JSON.stringify({ version: 1, bootId: boot, reserved: [2 * RESERVE_STEP] }));
+    hub = await open({ dir });
+    await expect(readFile(file, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('keeps every acknowledged record through a SIGKILL of the writer, none of them fdatasynced by the timer', async () => {
     const dir = await tempDir();
     // Segments large enough that nothing rolls (a roll fdatasyncs): every record is in the page cache only.
     const opts = { partitions: 4, segmentBytes: 16 * 1024 * 1024 };
     const acked = await killCrashWriterAfter(dir, 10_000, { ...opts, syncIntervalMs: 60_000 });
-    await expectAckedSurvived(await open({ dir, ...opts, syncIntervalMs: 60_000 }), acked);
+    const hub = await open({ dir, ...opts, syncIntervalMs: 60_000 });
+    // Same boot: nothing was lost, so no reserved offset is skipped.
+    for (let p = 0; p < opts.partitions; p++) expect(await hub.endOffset(p)).toBe((await hub.read(p, 0, Number.POSITIVE_INFINITY)).length);
+    await expectAckedSurvived(hub, acked);
   });
 
   it('rejects a bad interval', async () => {

@@ -5,6 +5,7 @@ import { acquireWriterLock, ensureMeta } from './local-dir.ts';
 import { HEADER_BYTES, MAX_PAYLOAD_BYTES } from './local-format.ts';
 import { PartitionWriter, type PublishWaiter, type RetentionPolicy } from './local-partition.ts';
 import { partitionDir, PartitionReader, readPartition } from './local-reader.ts';
+import { bootId, clearReservations, offsetsAfterOsCrash, Reservations } from './local-reservations.ts';
 import { listSegments } from './local-segment.ts';
 
 export { HubError, type HubErrorCode, type HubLog, type LocalHubStats } from './local-common.ts';
@@ -127,7 +128,12 @@ export class LocalHub implements HubProducer {
     const release = await acquireWriterLock(options.dir);
     const stats = emptyStats();
     try {
-      const writers = await openWriters(options, log, stats, appends);
+      const boot = await bootId();
+      const afterCrash = await offsetsAfterOsCrash(options.dir, options.partitions, boot, log);
+      const reservations = options.syncIntervalMs === undefined ? undefined : new Reservations(options.dir, boot, afterCrash.map(() => 0));
+      const writers = await openWriters(options, log, stats, appends, afterCrash, reservations);
+      // In `always` mode every offset handed out is durable before anyone reads it: nothing to reserve.
+      if (reservations === undefined) await clearReservations(options.dir);
       for (const [p, w] of writers.entries()) appends.notify(p, w.nextOffset);
       return new LocalHub(options, log, appends, writers, release, stats);
     } catch (err) {
@@ -264,6 +270,8 @@ export class LocalHub implements HubProducer {
       await Promise.all([...this.consumers.values()].map((c) => c.close()));
       await this.retentionChain;
       await Promise.all(this.writers.map((w) => w.close()));
+      // Everything handed out is durable now (a failed final fsync threw above and keeps them).
+      if (this.options.syncIntervalMs !== undefined && !this.readOnly) await clearReservations(this.dir);
       await Promise.all([...this.tails.values()].map((t) => t.busy.catch(() => 0).then(() => t.reader?.close())));
     } finally {
       await this.releaseLock();
@@ -508,8 +516,11 @@ async function openWriters(
   log: HubLog,
   stats: LocalHubStats,
   appends: AppendNotifier,
+  afterCrash: number[],
+  reservations: Reservations | undefined,
 ): Promise<PartitionWriter[]> {
-  // No record may take an offset a consumer has already checkpointed (see `minNextOffset`).
+  // No record may take an offset a consumer has already checkpointed, or may have read before an
+  // OS crash took it back (see `minNextOffset`).
   const checkpointed = await maxCheckpoints(options.dir, options.partitions, log);
   const opened = await Promise.allSettled(
     Array.from({ length: options.partitions }, (_, partition) =>
@@ -520,8 +531,9 @@ async function openWriters(
         log,
         stats,
         onAppend: (p, next) => appends.notify(p, next),
-        minNextOffset: (checkpointed[partition] ?? -1) + 1,
+        minNextOffset: Math.max((checkpointed[partition] ?? -1) + 1, afterCrash[partition] ?? 0),
         ...(options.syncIntervalMs === undefined ? {} : { syncIntervalMs: options.syncIntervalMs }),
+        ...(reservations === undefined ? {} : { reserve: (p: number, need: number) => reservations.reserve(p, need) }),
       }),
     ),
   );

@@ -40,6 +40,11 @@ export interface PartitionWriterOptions {
    * records must not take their offsets, or that consumer would skip them.
    */
   minNextOffset?: number;
+  /**
+   * Interval mode: makes offsets up to `need` (excluded) durably reserved before any is handed
+   * out (see local-reservations.ts); resolves to the end of the new reservation.
+   */
+  reserve?: (partition: number, need: number) => Promise<number>;
 }
 
 /** When sealed segments may be deleted; see `LocalHub.enforceRetention`. */
@@ -91,6 +96,8 @@ export class PartitionWriter {
   private rolling = false;
   /** Interval mode: the records below this offset are durable (and readable). */
   private syncedNext: number;
+  /** Interval mode: offsets below this are durably reserved. */
+  private reservedTo = 0;
 
   private constructor(
     private readonly opts: PartitionWriterOptions,
@@ -129,7 +136,7 @@ export class PartitionWriter {
       if (opts.minNextOffset !== undefined && next < opts.minNextOffset) {
         opts.log.error(
           { partition: opts.partition, lostFrom: next, lostTo: opts.minNextOffset - 1 },
-          'hub records a consumer had already checkpointed are missing (an OS crash or power loss with FAROL_HUB_SYNC=interval); new records start after them',
+          'hub offsets a consumer may have read are missing (an OS crash or power loss with FAROL_HUB_SYNC=interval): new records start after them',
         );
         // The old segment stays, sealed; offsets jump to a new one (readers log the gap and go on).
         const created = await createSegmentFile(opts.dir, opts.minNextOffset, dsync);
@@ -270,6 +277,8 @@ export class PartitionWriter {
       if (this.repairTo !== undefined) await this.repair(this.repairTo);
       const data = encodeFrames(payloads, Date.now());
       if (this.size > 0 && this.size + data.length > this.opts.segmentBytes) await this.roll();
+      const need = this.next + payloads.length;
+      if (this.opts.reserve !== undefined && need > this.reservedTo) this.reservedTo = await this.opts.reserve(this.opts.partition, need);
       await this.write(data, payloads.length);
       if (this.opts.syncIntervalMs === undefined) {
         this.opts.onAppend(this.opts.partition, this.next);
