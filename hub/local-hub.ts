@@ -31,7 +31,9 @@ export interface LocalHubOptions {
    * Unset (`FAROL_HUB_SYNC=always`): `publish` resolves once its records are on disk (O_DSYNC or
    * fdatasync per group commit). Set (`interval:<ms>`): it resolves once their write returned, so
    * they survive the process being killed but not an OS crash or power loss, and each partition
-   * with new writes is fdatasynced every `syncIntervalMs` (1..60,000), and on close.
+   * with new writes is fdatasynced every `syncIntervalMs` (1..60,000), and on close. Consumers of
+   * this process get records once fdatasynced; offsets are reserved ahead of use and skipped
+   * after an OS crash (local-reservations.ts).
    */
   syncIntervalMs?: number;
   /** Retention run on a timer; none when omitted. */
@@ -133,7 +135,12 @@ export class LocalHub implements HubProducer {
       const reservations = options.syncIntervalMs === undefined ? undefined : new Reservations(options.dir, boot, afterCrash.map(() => 0));
       const writers = await openWriters(options, log, stats, appends, afterCrash, reservations);
       // In `always` mode every offset handed out is durable before anyone reads it: nothing to reserve.
-      if (reservations === undefined) await clearReservations(options.dir);
+      if (reservations === undefined) {
+        await clearReservations(options.dir).catch(async (err: unknown) => {
+          await Promise.all(writers.map((w) => w.close().catch(() => {})));
+          throw err;
+        });
+      }
       for (const [p, w] of writers.entries()) appends.notify(p, w.nextOffset);
       return new LocalHub(options, log, appends, writers, release, stats);
     } catch (err) {
