@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { machineInfo, table, writeJson } from './report.ts';
 import { DEFAULT_QUERY_OPTIONS, queryScenario, RANGES, ZONES, type QueryOptions, type RangeName, type ZoneName } from './query.ts';
 import type { BenchOptions, Check, Scenario } from './scenario.ts';
+import { hubSyncSchema } from '../schemas/config.ts';
 import { batchScenario } from './scenarios/batch.ts';
 import { collectorScenario } from './scenarios/collector.ts';
 import { e2eScenario } from './scenarios/e2e.ts';
@@ -50,6 +51,9 @@ options:
   --json <path>       result file (default bench/results/<scenario>-<timestamp>.json)
   --cpu-prof          run the collector under node --cpu-prof and summarize the measured run
   --tls               collector scenario: plain vs HTTPS collector in one run (req/s, events per CPU-second)
+  --hub-sync <list>   FAROL_HUB_SYNC of the Farol servers (always | interval:<ms>); with several, comma
+                      separated (collector scenario), the collector is measured once per value in that
+                      order, e.g. always,interval:100,always,interval:100 (req/s, p50/p99, events per CPU-second)
   --strict            exit 3 when a performance target is missed, not only on correctness failures
 
 query options:
@@ -92,6 +96,7 @@ const OPTIONS = {
   json: { type: 'string' },
   'cpu-prof': { type: 'boolean' },
   tls: { type: 'boolean' },
+  'hub-sync': { type: 'string' },
   strict: { type: 'boolean' },
   events: { type: 'string' },
   runs: { type: 'string' },
@@ -110,6 +115,7 @@ export function parseCommandLine(argv: string[], stamp: string): { scenario: Sce
   let json: string | undefined;
   let cpuProf = false;
   let tls = false;
+  let hubSync: string[] | undefined;
   let strict = false;
   const query: QueryOptions = { ...DEFAULT_QUERY_OPTIONS };
   const queryFlags: string[] = [];
@@ -153,6 +159,12 @@ export function parseCommandLine(argv: string[], stamp: string): { scenario: Sce
       case 'strict':
         strict = true;
         break;
+      case 'hub-sync':
+        hubSync = (value ?? '').split(',').map((x) => x.trim());
+        if (hubSync.some((x) => !hubSyncSchema.safeParse(x).success) || hubSync.length > 20) {
+          throw new UsageError(`${flag} takes a comma-separated list of always or interval:<ms> (1 to 60000)`);
+        }
+        break;
       case 'events':
         query.events = positiveInt(flag, value, 1_000_000_000);
         queryFlags.push(flag);
@@ -185,10 +197,13 @@ export function parseCommandLine(argv: string[], stamp: string): { scenario: Sce
   let scenario = SCENARIOS[name];
   if (!scenario) throw new UsageError(`unknown scenario "${name}"`);
   if (tls && name !== 'collector') throw new UsageError('--tls applies to the collector scenario only');
+  if (hubSync !== undefined && (name === 'query' || (hubSync.length > 1 && (name !== 'collector' || tls)))) {
+    throw new UsageError('--hub-sync applies to the load scenarios; several values to the collector scenario (without --tls) only');
+  }
   if (name === 'query') scenario = queryScenario(query);
   else if (queryFlags.length > 0) throw new UsageError(`${queryFlags[0]} applies to the query scenario only`);
   const jsonPath = json ? (isAbsolute(json) ? json : resolve(process.cwd(), json)) : join(ROOT, 'bench', 'results', `${name}-${stamp}.json`);
-  return { scenario, opts: { durationS, warmupS, connections, threads, jsonPath, cpuProf, strict, tls }, query };
+  return { scenario, opts: { durationS, warmupS, connections, threads, jsonPath, cpuProf, strict, tls, ...(hubSync === undefined ? {} : { hubSync }) }, query };
 }
 
 function formatChecks(checks: Check[]): string {
@@ -225,7 +240,7 @@ async function main(argv: string[]): Promise<number> {
   mkdirSync(resultsDir, { recursive: true });
 
   // Bounded: every wrk run and server start has its own timeout; this catches anything else.
-  const phases = scenario.name === 'collector' ? 5 : 4;
+  const phases = scenario.name === 'collector' ? Math.max(5, 2 * (opts.hubSync?.length ?? 0)) : 4;
   // query: seeding (~1 min per million events on 2 busy cores) and the raw reads (seconds each at
   // 10M events, for every zone and range), with ample room.
   const pairs = (parsed.query.zones.length * parsed.query.ranges.length) / 3;

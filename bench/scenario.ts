@@ -19,6 +19,12 @@ export interface BenchOptions {
   strict: boolean;
   /** Collector scenario: measure the plain and the HTTPS collector instead (bench/scenarios/collector-tls.ts). */
   tls?: boolean;
+  /**
+   * FAROL_HUB_SYNC values (`--hub-sync`). One: every Farol server of the scenario runs with it.
+   * Several (collector scenario): the collector is measured once per value, in the order given
+   * (bench/scenarios/collector-sync.ts).
+   */
+  hubSync?: string[];
 }
 
 export interface Check {

@@ -106,6 +106,8 @@ export interface CollectorStartOptions {
   tls?: boolean;
   /** Run on this data dir, kept when the server is killed (default: a fresh temp dir, removed). */
   dataDir?: string;
+  /** FAROL_HUB_SYNC of the server (default: Farol's, `always`). */
+  hubSync?: string;
 }
 
 /**
@@ -131,6 +133,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     FAROL_SITES: 'example.com',
     // A known owner token: `start` then prints none (a printed token would read as a logged problem).
     FAROL_BOOTSTRAP_TOKEN: 'farol_bench_owner_token_not_secret',
+    ...(opts.hubSync === undefined ? {} : { FAROL_HUB_SYNC: opts.hubSync }),
   });
   const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });

@@ -56,7 +56,8 @@ export async function withCollector<T>(
   const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=250'] : [];
   let server: Awaited<ReturnType<typeof startCollector>>;
   try {
-    server = await startCollector({ nodeArgs, command, tls });
+    const hubSync = ctx.opts.hubSync?.length === 1 ? ctx.opts.hubSync[0] : undefined;
+    server = await startCollector({ nodeArgs, command, tls, ...(hubSync === undefined ? {} : { hubSync }) });
   } catch (err) {
     if (profDir) rmSync(profDir, { recursive: true, force: true });
     throw err;

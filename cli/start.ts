@@ -81,7 +81,7 @@ export async function runStart(config: Config): Promise<number> {
       const api = await collectorControl(config, store, log, metrics, { bootstrap: true });
       const appends = sharedAppends(config.FAROL_HUB_PARTITIONS);
       // Opened (torn tails recovered) before the processor thread reads it.
-      const hub = await openConfiguredLocalHub(config, log, appends);
+      const hub = await openConfiguredLocalHub(config, log, appends, metrics);
       try {
         const thread = await startProcessorThread(config, { store, appends, log });
         processorThread = thread;

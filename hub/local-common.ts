@@ -52,6 +52,8 @@ export interface LocalHubStats {
   rolls: number;
   /** Write or fsync failures (each rejects the publishes of its group). */
   writeErrors: number;
+  /** Interval mode: failed background (or final) fsyncs of records already acknowledged. */
+  syncErrors: number;
   /** `processBatch` failures (each is retried). */
   batchErrors: number;
   /** Segments deleted by retention. */
@@ -69,6 +71,7 @@ export function emptyStats(): LocalHubStats {
     fsyncs: 0,
     rolls: 0,
     writeErrors: 0,
+    syncErrors: 0,
     batchErrors: 0,
     segmentsDeleted: 0,
     quotaRefusals: 0,

@@ -116,22 +116,40 @@ function parseJson(text: string): unknown {
  */
 export async function minCheckpoints(hubDir: string, partitions: number, log: HubLog): Promise<number[]> {
   const mins = Array.from({ length: partitions }, () => Number.POSITIVE_INFINITY);
+  for (const offsets of await groupCheckpoints(hubDir, log, 'retention keeps unconsumed data')) {
+    for (let p = 0; p < partitions; p++) mins[p] = Math.min(mins[p] ?? -1, offsets[p] ?? -1);
+  }
+  return mins;
+}
+
+/** Per partition, the highest checkpoint over every consumer group; -1 where none has checkpointed. */
+export async function maxCheckpoints(hubDir: string, partitions: number, log: HubLog): Promise<number[]> {
+  const maxes = Array.from({ length: partitions }, () => -1);
+  for (const offsets of await groupCheckpoints(hubDir, log, 'ignored')) {
+    for (let p = 0; p < partitions; p++) maxes[p] = Math.max(maxes[p] ?? -1, offsets[p] ?? -1);
+  }
+  return maxes;
+}
+
+/** The offsets of every group's checkpoint file; an unreadable or malformed one is logged and counts as empty. */
+async function groupCheckpoints(hubDir: string, log: HubLog, unreadable: string): Promise<number[][]> {
   const dir = checkpointDir(hubDir);
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
-    if (isErrnoException(err, 'ENOENT')) return mins;
+    if (isErrnoException(err, 'ENOENT')) return [];
     throw err;
   }
+  const all: number[][] = [];
   for (const name of names.filter((n) => n.endsWith('.json'))) {
     const offsets = await readCheckpointFile(join(dir, name)).catch((err: unknown) => {
-      log.warn({ err, file: name }, 'unreadable checkpoint file: retention keeps unconsumed data');
+      log.warn({ err, file: name }, `unreadable checkpoint file: ${unreadable}`);
       return [];
     });
-    for (let p = 0; p < partitions; p++) mins[p] = Math.min(mins[p] ?? -1, offsets?.[p] ?? -1);
+    all.push(offsets ?? []);
   }
-  return mins;
+  return all;
 }
 
 /** What a consumer needs from the hub it belongs to. */
@@ -150,6 +168,8 @@ export interface ConsumerHost {
   /** Resolves when `appendSeq` moves past `seq`, after `ms`, or when `signal` aborts. */
   waitForAppend(partition: number, seq: number, ms: number, signal: AbortSignal): Promise<void>;
   endOffset(partition: number): Promise<number>;
+  /** Where reading the partition must stop for now (see `PartitionReader`'s limit); undefined: the end of the files. */
+  readLimit(partition: number): number | undefined;
   /** Called when the consumer is closed. */
   released(group: string): void;
 }
@@ -250,7 +270,7 @@ class PartitionPump {
     private readonly options: SubscribeOptions,
     private readonly signal: AbortSignal,
   ) {
-    this.reader = new PartitionReader(host.dir, partition, startOffset, host.log);
+    this.reader = new PartitionReader(host.dir, partition, startOffset, host.log, () => host.readLimit(partition));
   }
 
   /** Never rejects: failures are logged and retried until the subscription closes. */

@@ -1,13 +1,11 @@
-import { spawn } from 'node:child_process';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { partitionForKey, type HubRecord, type PartitionBatch } from './hub.ts';
 import { segmentFileName } from './local-format.ts';
 import { openLocalHub, readPartition, sharedAppends, type LocalHub, type LocalHubOptions } from './local-hub.ts';
-import { crashKey, crashPayload } from './testing/crash-payload.ts';
+import { expectAckedSurvived, killCrashWriterAfter } from './testing/crash-run.ts';
 
 const dirs: string[] = [];
 const hubs: LocalHub[] = [];
@@ -200,50 +198,8 @@ describe('local hub: recovery', () => {
 
   it('keeps every acknowledged record through a SIGKILL mid-load', async () => {
     const dir = await tempDir();
-    const script = fileURLToPath(new URL('./testing/crash-writer.ts', import.meta.url));
-    const repo = fileURLToPath(new URL('..', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', script, dir, '4', '65536'], {
-      cwd: repo,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const acked = new Set<number>();
-    let partial = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      const lines = (partial + chunk.toString()).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) {
-        const m = /^ack (\d+) (\d+)$/.exec(line);
-        if (m) for (const id of range(Number(m[1]), Number(m[2]) + 1)) acked.add(id);
-      }
-    });
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    // 'close' (not 'exit'): every ack the child wrote has been read from the pipe.
-    const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-
-    await waitFor(() => acked.size >= 20_000 || child.exitCode !== null, 'the crash writer to acknowledge records', 30_000);
-    expect(child.exitCode, stderr).toBeNull();
-    child.kill('SIGKILL');
-    await closed;
-
-    const hub = await open({ dir, partitions: 4, segmentBytes: 65536 });
-    const found = new Set<number>();
-    for (const p of range(0, 4)) {
-      const records = await hub.read(p, 0, Number.POSITIVE_INFINITY);
-      expect(records.map((r) => r.offset)).toEqual(range(0, records.length));
-      for (const r of records) {
-        const { id } = JSON.parse(r.payload.toString()) as { id: number };
-        expect(r.payload.equals(crashPayload(id))).toBe(true);
-        expect(partitionForKey(crashKey(id), 4)).toBe(p);
-        found.add(id);
-      }
-    }
-    expect([...acked].filter((id) => !found.has(id))).toEqual([]);
-
-    const p = partitionForKey(crashKey(0), 4);
-    const end = await hub.endOffset(p);
-    await hub.publish([{ key: crashKey(0), payload: Buffer.from('after the crash') }]);
-    expect((await hub.read(p, end, 10)).map((r) => [r.offset, r.payload.toString()])).toEqual([[end, 'after the crash']]);
+    const acked = await killCrashWriterAfter(dir, 20_000, { partitions: 4, segmentBytes: 65536 });
+    await expectAckedSurvived(await open({ dir, partitions: 4, segmentBytes: 65536 }), acked);
   });
 });
 

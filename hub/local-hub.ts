@@ -1,10 +1,11 @@
 import { partitionForKey, type HubProducer, type HubRecord } from './hub.ts';
 import { emptyStats, HubError, noopLog, type HubLog, type LocalHubStats } from './local-common.ts';
-import { CheckpointFile, LocalConsumer, minCheckpoints, type ConsumerHost } from './local-consumer.ts';
+import { CheckpointFile, LocalConsumer, maxCheckpoints, minCheckpoints, type ConsumerHost } from './local-consumer.ts';
 import { acquireWriterLock, ensureMeta } from './local-dir.ts';
 import { HEADER_BYTES, MAX_PAYLOAD_BYTES } from './local-format.ts';
 import { PartitionWriter, type PublishWaiter, type RetentionPolicy } from './local-partition.ts';
 import { partitionDir, PartitionReader, readPartition } from './local-reader.ts';
+import { bootId, clearReservations, offsetsAfterOsCrash, Reservations } from './local-reservations.ts';
 import { listSegments } from './local-segment.ts';
 
 export { HubError, type HubErrorCode, type HubLog, type LocalHubStats } from './local-common.ts';
@@ -26,6 +27,15 @@ export interface LocalHubOptions {
   partitions: number;
   /** Size at which the active segment is sealed and a new one started (default 64 MiB). */
   segmentBytes?: number;
+  /**
+   * Unset (`FAROL_HUB_SYNC=always`): `publish` resolves once its records are on disk (O_DSYNC or
+   * fdatasync per group commit). Set (`interval:<ms>`): it resolves once their write returned, so
+   * they survive the process being killed but not an OS crash or power loss, and each partition
+   * with new writes is fdatasynced every `syncIntervalMs` (1..60,000), and on close. Consumers of
+   * this process get records once fdatasynced; offsets are reserved ahead of use and skipped
+   * after an OS crash (local-reservations.ts).
+   */
+  syncIntervalMs?: number;
   /** Retention run on a timer; none when omitted. */
   retention?: RetentionOptions;
   /**
@@ -67,6 +77,8 @@ const RECLAIM_INTERVAL_MS = 1_000;
 /** Share of the quota past which the retention timer also reclaims consumed segments. */
 const RECLAIM_HIGH_WATER = 0.8;
 const MAX_RETRY_BACKOFF_MS = 30_000;
+/** Longest background fsync interval: what an OS crash may lose is bounded by it. */
+export const MAX_SYNC_INTERVAL_MS = 60_000;
 
 /**
  * Opens (creating if needed) the local hub at `options.dir`: checks the partition count against
@@ -90,6 +102,7 @@ export class LocalHub implements HubProducer {
   private readonly tails = new Map<number, { reader: PartitionReader | undefined; busy: Promise<number> }>();
   private retentionChain: Promise<unknown> = Promise.resolve();
   private readonly retentionTimer: NodeJS.Timeout | undefined;
+  private readonly syncTimer: NodeJS.Timeout | undefined;
   private lastReclaim = 0;
 
   private constructor(
@@ -104,6 +117,7 @@ export class LocalHub implements HubProducer {
     this.dir = options.dir;
     this.readOnly = options.readOnly === true;
     this.retentionTimer = this.startRetentionTimer();
+    this.syncTimer = this.startSyncTimer();
   }
 
   /** See {@link openLocalHub}. */
@@ -116,7 +130,17 @@ export class LocalHub implements HubProducer {
     const release = await acquireWriterLock(options.dir);
     const stats = emptyStats();
     try {
-      const writers = await openWriters(options, log, stats, appends);
+      const boot = await bootId();
+      const afterCrash = await offsetsAfterOsCrash(options.dir, options.partitions, boot, log);
+      const reservations = options.syncIntervalMs === undefined ? undefined : new Reservations(options.dir, boot, afterCrash.map(() => 0));
+      const writers = await openWriters(options, log, stats, appends, afterCrash, reservations);
+      // In `always` mode every offset handed out is durable before anyone reads it: nothing to reserve.
+      if (reservations === undefined) {
+        await clearReservations(options.dir).catch(async (err: unknown) => {
+          await Promise.all(writers.map((w) => w.close().catch(() => {})));
+          throw err;
+        });
+      }
       for (const [p, w] of writers.entries()) appends.notify(p, w.nextOffset);
       return new LocalHub(options, log, appends, writers, release, stats);
     } catch (err) {
@@ -125,7 +149,10 @@ export class LocalHub implements HubProducer {
     }
   }
 
-  /** Appends payloads, each to its key's partition; resolves once all are fsynced. */
+  /**
+   * Appends payloads, each to its key's partition; resolves once all are fsynced (in interval
+   * mode: once all are written to the OS, see {@link LocalHubOptions.syncIntervalMs}).
+   */
   publish(items: ReadonlyArray<{ key: string; payload: Buffer }>): Promise<void> {
     const refused = this.refusePublish(items) ?? this.overQuota(items);
     if (refused !== undefined) return Promise.reject(refused);
@@ -144,7 +171,7 @@ export class LocalHub implements HubProducer {
     });
   }
 
-  /** True while open for writing and no partition's last write or fsync failed. */
+  /** True while open for writing and no partition's last write or fsync (background ones included) failed. */
   isReady(): boolean {
     return this.closing === undefined && !this.readOnly && this.writers.every((w) => !w.isFailing);
   }
@@ -214,6 +241,26 @@ export class LocalHub implements HubProducer {
     return { ...this.counters };
   }
 
+  /** The background fsync interval, or undefined when every publish waits for its fsync (`always`). */
+  get syncIntervalMs(): number | undefined {
+    return this.options.syncIntervalMs;
+  }
+
+  /**
+   * Interval mode: how long ago the oldest acknowledged write not yet fdatasynced returned (what
+   * an OS crash would lose); 0 when everything acknowledged is durable, and always in `always` mode.
+   */
+  unsyncedAgeMs(now: number = Date.now()): number {
+    let oldest = now;
+    for (const w of this.writers) oldest = Math.min(oldest, w.unsyncedSinceMs ?? now);
+    return now - oldest;
+  }
+
+  /** Interval mode: fdatasyncs now every partition with writes not yet durable (the timer does it every interval). */
+  async sync(): Promise<void> {
+    await Promise.all(this.writers.map((w) => w.syncDirty()));
+  }
+
   /**
    * Closes consumers (after their in-flight batches), settles queued publishes, closes files and
    * releases the writer lock. Publishes after this starts are rejected.
@@ -225,10 +272,13 @@ export class LocalHub implements HubProducer {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.retentionTimer);
+    clearInterval(this.syncTimer);
     try {
       await Promise.all([...this.consumers.values()].map((c) => c.close()));
       await this.retentionChain;
       await Promise.all(this.writers.map((w) => w.close()));
+      // Everything handed out is durable now (a failed final fsync threw above and keeps them).
+      if (this.options.syncIntervalMs !== undefined && !this.readOnly) await clearReservations(this.dir);
       await Promise.all([...this.tails.values()].map((t) => t.busy.catch(() => 0).then(() => t.reader?.close())));
     } finally {
       await this.releaseLock();
@@ -300,6 +350,15 @@ export class LocalHub implements HubProducer {
     return timer;
   }
 
+  private startSyncTimer(): NodeJS.Timeout | undefined {
+    const ms = this.options.syncIntervalMs;
+    if (ms === undefined || this.readOnly) return undefined;
+    const timer = setInterval(() => void this.sync(), ms);
+    // Close makes everything durable; the timer alone must not keep the process alive.
+    timer.unref();
+    return timer;
+  }
+
   /** End offset read from the files (read-only hubs): a reader kept at the tail, one read at a time. */
   private tailOffset(partition: number): Promise<number> {
     let tail = this.tails.get(partition);
@@ -337,6 +396,12 @@ export class LocalHub implements HubProducer {
       appendSeq: (p) => this.appends.seq(p),
       waitForAppend: (p, seq, ms, signal) => this.appends.wait(p, seq, ms, signal),
       endOffset: (p) => this.endOffset(p),
+      // Interval mode: only what is durable. A read-only hub beside the writer (threads of one
+      // process) stops where the writer's last notice said, which it sends once records are readable.
+      readLimit: (p) => {
+        const writer = this.writers[p];
+        return writer === undefined ? this.appends.sharedEnd(p) : writer.readLimit;
+      },
       released: (group) => {
         this.consumers.delete(group);
         this.groupsInUse.delete(group);
@@ -447,6 +512,9 @@ function checkOptions(o: LocalHubOptions): void {
   if (o.retryBackoffMs !== undefined && !(o.retryBackoffMs >= 0)) bad('retryBackoffMs must not be negative');
   if (o.retention?.intervalMs !== undefined && !(o.retention.intervalMs > 0)) bad('retention.intervalMs must be positive');
   if (o.maxBytes !== undefined && !(o.maxBytes > 0)) bad('maxBytes must be positive');
+  if (o.syncIntervalMs !== undefined && !(Number.isInteger(o.syncIntervalMs) && o.syncIntervalMs >= 1 && o.syncIntervalMs <= MAX_SYNC_INTERVAL_MS)) {
+    bad(`syncIntervalMs must be an integer in 1..${MAX_SYNC_INTERVAL_MS}`);
+  }
 }
 
 /** Opens every partition for writing; on a failure, closes those already opened. */
@@ -455,7 +523,12 @@ async function openWriters(
   log: HubLog,
   stats: LocalHubStats,
   appends: AppendNotifier,
+  afterCrash: number[],
+  reservations: Reservations | undefined,
 ): Promise<PartitionWriter[]> {
+  // No record may take an offset a consumer has already checkpointed, or may have read before an
+  // OS crash took it back (see `minNextOffset`).
+  const checkpointed = await maxCheckpoints(options.dir, options.partitions, log);
   const opened = await Promise.allSettled(
     Array.from({ length: options.partitions }, (_, partition) =>
       PartitionWriter.open({
@@ -465,6 +538,9 @@ async function openWriters(
         log,
         stats,
         onAppend: (p, next) => appends.notify(p, next),
+        minNextOffset: Math.max((checkpointed[partition] ?? -1) + 1, afterCrash[partition] ?? 0),
+        ...(options.syncIntervalMs === undefined ? {} : { syncIntervalMs: options.syncIntervalMs }),
+        ...(reservations === undefined ? {} : { reserve: (p: number, need: number) => reservations.reserve(p, need) }),
       }),
     ),
   );

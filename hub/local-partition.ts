@@ -22,8 +22,29 @@ export interface PartitionWriterOptions {
   segmentBytes: number;
   log: HubLog;
   stats: LocalHubStats;
-  /** Called once records are written (durable with O_DSYNC, else before their fsync) to wake readers in this process. */
+  /**
+   * Called when records become readable, to wake readers in this process: in `always` mode once
+   * they are written (durable with O_DSYNC, else just before their fsync), in interval mode once
+   * they are fdatasynced, so that no consumer ever sees a record an OS crash could take back.
+   */
   onAppend(partition: number, nextOffset: number): void;
+  /**
+   * Unset (`FAROL_HUB_SYNC=always`): a group's publishes settle once it is durable. Set: they
+   * settle once its write returned (the data is in the OS page cache, so it survives the process
+   * being killed) and `syncDirty`, called on the hub's timer, makes it durable.
+   */
+  syncIntervalMs?: number;
+  /**
+   * The least offset the next record may get: past every consumer checkpoint. Records a consumer
+   * read and checkpointed can only be missing from the log after an OS crash in interval mode; new
+   * records must not take their offsets, or that consumer would skip them.
+   */
+  minNextOffset?: number;
+  /**
+   * Interval mode: makes offsets up to `need` (excluded) durably reserved before any is handed
+   * out (see local-reservations.ts); resolves to the end of the new reservation.
+   */
+  reserve?: (partition: number, need: number) => Promise<number>;
 }
 
 /** When sealed segments may be deleted; see `LocalHub.enforceRetention`. */
@@ -38,13 +59,16 @@ export interface RetentionPolicy {
 }
 
 /**
- * The active segment is opened with O_DSYNC where the platform has it: a write returns once its
- * data is durable, as write + fdatasync would, but in one thread-pool round trip instead of two.
- * Without it (Windows) each group is fdatasynced after its write.
+ * In `always` mode the active segment is opened with O_DSYNC where the platform has it: a write
+ * returns once its data is durable, as write + fdatasync would, but in one thread-pool round trip
+ * instead of two. Without it (Windows) each group is fdatasynced after its write. In interval mode
+ * it is opened without, and fdatasynced on the timer.
  */
 const DSYNC: number = (fsConstants as { O_DSYNC?: number }).O_DSYNC ?? 0;
-const SEGMENT_RW = fsConstants.O_RDWR | DSYNC;
-const SEGMENT_CREATE = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | DSYNC;
+const segmentFlags = (dsync: number): { rw: number; create: number } => ({
+  rw: fsConstants.O_RDWR | dsync,
+  create: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | dsync,
+});
 
 interface Queued {
   payload: Buffer;
@@ -63,6 +87,17 @@ export class PartitionWriter {
   private failing = false;
   /** Bytes queued and not yet settled, framed as they will be written. */
   private queuedBytes = 0;
+  /** Interval mode: when the oldest write not yet fdatasynced returned (undefined: all durable). */
+  private unsyncedSince: number | undefined;
+  /** Interval mode: the last background fdatasync failed; cleared only by one that succeeds. */
+  private syncFailing = false;
+  private syncing: Promise<void> | undefined;
+  /** A roll is under way: the background sync leaves the handles alone until it is done. */
+  private rolling = false;
+  /** Interval mode: the records below this offset are durable (and readable). */
+  private syncedNext: number;
+  /** Interval mode: offsets below this are durably reserved. */
+  private reservedTo = 0;
 
   private constructor(
     private readonly opts: PartitionWriterOptions,
@@ -73,29 +108,50 @@ export class PartitionWriter {
     private next: number,
     /** Bytes of the sealed segments. */
     private sealedBytes: number,
-  ) {}
+    private readonly dsync: number,
+  ) {
+    this.syncedNext = next;
+  }
 
   /** Opens the partition for appending, first cutting off a torn tail left by a crash. */
   static async open(opts: PartitionWriterOptions): Promise<PartitionWriter> {
+    const dsync = opts.syncIntervalMs === undefined ? DSYNC : 0;
     await mkdir(opts.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const segments = await listSegments(opts.dir);
     let active = segments.at(-1);
     if (active === undefined) {
-      const created = await createSegmentFile(opts.dir, 0);
+      const created = await createSegmentFile(opts.dir, 0, dsync);
       await created.fh.close();
       active = created.segment;
       segments.push(active);
     }
     const { count, validBytes } = await scanSegment(active.path);
-    const fh = await open(active.path, SEGMENT_RW);
+    let fh = await open(active.path, segmentFlags(dsync).rw);
+    let size = validBytes;
+    let next = active.base + count;
     try {
       await truncateTornTail(fh, validBytes, opts, active);
+      // Interval mode: what a killed predecessor wrote may still be in the page cache only.
+      if (opts.syncIntervalMs !== undefined) await fh.datasync();
+      if (opts.minNextOffset !== undefined && next < opts.minNextOffset) {
+        opts.log.error(
+          { partition: opts.partition, lostFrom: next, lostTo: opts.minNextOffset - 1 },
+          'hub offsets a consumer may have read are missing (an OS crash or power loss with FAROL_HUB_SYNC=interval): new records start after them',
+        );
+        // The old segment stays, sealed; offsets jump to a new one (readers log the gap and go on).
+        const created = await createSegmentFile(opts.dir, opts.minNextOffset, dsync);
+        await fh.close();
+        ({ fh } = created);
+        segments.push(created.segment);
+        next = opts.minNextOffset;
+        size = 0;
+      }
     } catch (err) {
       await fh.close();
       throw err;
     }
     const sealed = await Promise.all(segments.slice(0, -1).map((seg) => stat(seg.path).then((i) => i.size)));
-    return new PartitionWriter(opts, segments, fh, validBytes, active.base + count, sealed.reduce((a, b) => a + b, 0));
+    return new PartitionWriter(opts, segments, fh, size, next, sealed.reduce((a, b) => a + b, 0), dsync);
   }
 
   /** The offset the next appended record gets. */
@@ -108,9 +164,62 @@ export class PartitionWriter {
     return this.sealedBytes + this.size + this.queuedBytes;
   }
 
-  /** True after a failed write or fsync, until a group succeeds again. */
+  /** True after a failed write or fsync, until a group (or, in interval mode, a background fsync) succeeds again. */
   get isFailing(): boolean {
-    return this.failing;
+    return this.failing || this.syncFailing;
+  }
+
+  /**
+   * Where readers must stop: in interval mode the end of what is durable, so that nothing read
+   * (and perhaps processed and checkpointed) can be lost to an OS crash; undefined in `always`
+   * mode, where everything written is.
+   */
+  get readLimit(): number | undefined {
+    return this.opts.syncIntervalMs === undefined ? undefined : this.syncedNext;
+  }
+
+  /** Interval mode: when the oldest write not yet durable returned; undefined when all is durable. */
+  get unsyncedSinceMs(): number | undefined {
+    return this.unsyncedSince;
+  }
+
+  /**
+   * Interval mode: fdatasyncs the active segment if it holds writes not yet durable. A failure is
+   * counted, marks the partition failing (readiness), is logged once until a sync succeeds again,
+   * and leaves the writes unsynced, so the next call retries. Never rejects.
+   */
+  syncDirty(): Promise<void> {
+    if (this.unsyncedSince === undefined || this.rolling) return this.syncing ?? Promise.resolve();
+    this.syncing ??= this.backgroundSync().finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  private async backgroundSync(): Promise<void> {
+    const since = this.unsyncedSince;
+    // Cleared before the call: a write returning meanwhile may not be covered, and marks it again.
+    this.unsyncedSince = undefined;
+    const upTo = this.next;
+    try {
+      await this.fh.datasync();
+      this.opts.stats.fsyncs++;
+      this.synced(upTo);
+      if (this.syncFailing) this.opts.log.info({ partition: this.opts.partition }, 'hub background fsync succeeded again');
+      this.syncFailing = false;
+    } catch (err) {
+      this.unsyncedSince = Math.min(since ?? Date.now(), this.unsyncedSince ?? Date.now());
+      this.opts.stats.syncErrors++;
+      if (!this.syncFailing) {
+        this.opts.log.error({ err, partition: this.opts.partition, unsyncedSince: since }, 'hub background fsync failed; acknowledged records are not yet durable, retrying');
+      }
+      this.syncFailing = true;
+    }
+  }
+
+  /** Interval mode: the records below `upTo` are durable; readers may have them. */
+  private synced(upTo: number): void {
+    if (this.opts.syncIntervalMs === undefined || upTo <= this.syncedNext) return;
+    this.syncedNext = upTo;
+    this.opts.onAppend(this.opts.partition, upTo);
   }
 
   /** Queues a record; the waiter is settled once the group holding it is fsynced or has failed. */
@@ -125,9 +234,26 @@ export class PartitionWriter {
     while (this.flushing) await this.flushing;
   }
 
+  /** Settles what is queued and, in interval mode, makes it durable: a failed final fsync rejects (after closing). */
   async close(): Promise<void> {
     await this.drain();
+    await this.syncing;
+    let error: unknown;
+    if (this.unsyncedSince !== undefined) {
+      try {
+        const upTo = this.next;
+        await this.fh.datasync();
+        this.opts.stats.fsyncs++;
+        this.unsyncedSince = undefined;
+        this.synced(upTo);
+      } catch (err) {
+        this.opts.stats.syncErrors++;
+        this.opts.log.error({ err, partition: this.opts.partition }, 'hub final fsync failed: records acknowledged since the last one may not be durable');
+        error = err;
+      }
+    }
     await this.fh.close();
+    if (error !== undefined) throw error;
   }
 
   private async flushLoop(): Promise<void> {
@@ -151,11 +277,17 @@ export class PartitionWriter {
       if (this.repairTo !== undefined) await this.repair(this.repairTo);
       const data = encodeFrames(payloads, Date.now());
       if (this.size > 0 && this.size + data.length > this.opts.segmentBytes) await this.roll();
+      const need = this.next + payloads.length;
+      if (this.opts.reserve !== undefined && need > this.reservedTo) this.reservedTo = await this.opts.reserve(this.opts.partition, need);
       await this.write(data, payloads.length);
-      this.opts.onAppend(this.opts.partition, this.next);
-      // With O_DSYNC the write above was already durable when it returned.
-      if (DSYNC === 0) await this.fh.datasync();
-      this.opts.stats.fsyncs++;
+      if (this.opts.syncIntervalMs === undefined) {
+        this.opts.onAppend(this.opts.partition, this.next);
+        // With O_DSYNC the write above was already durable when it returned.
+        if (this.dsync === 0) await this.fh.datasync();
+        this.opts.stats.fsyncs++;
+      } else {
+        this.unsyncedSince ??= Date.now();
+      }
       this.opts.stats.records += payloads.length;
       this.failing = false;
       return undefined;
@@ -203,21 +335,32 @@ export class PartitionWriter {
     await this.fh.datasync();
     this.opts.stats.fsyncs++;
     this.repairTo = undefined;
+    this.synced(this.next);
   }
 
   /** Seals the active segment and starts a new one at the next offset. */
   private async roll(): Promise<void> {
-    // Normally a no-op (each group was synced); after a failed fsync it retries before sealing.
-    await this.fh.datasync();
-    this.opts.stats.fsyncs++;
-    const { segment, fh } = await createSegmentFile(this.opts.dir, this.next);
-    const old = this.fh;
-    this.fh = fh;
-    this.segments.push(segment);
-    this.sealedBytes += this.size;
-    this.size = 0;
-    this.opts.stats.rolls++;
-    await old.close().catch((err: unknown) => this.opts.log.warn({ err }, 'closing sealed segment failed'));
+    this.rolling = true;
+    try {
+      await this.syncing;
+      // In `always` mode normally a no-op (each group was synced), after a failed fsync it
+      // retries; in interval mode it makes the segment durable: sealed segments always are.
+      await this.fh.datasync();
+      this.opts.stats.fsyncs++;
+      this.unsyncedSince = undefined;
+      this.syncFailing = false;
+      this.synced(this.next);
+      const { segment, fh } = await createSegmentFile(this.opts.dir, this.next, this.dsync);
+      const old = this.fh;
+      this.fh = fh;
+      this.segments.push(segment);
+      this.sealedBytes += this.size;
+      this.size = 0;
+      this.opts.stats.rolls++;
+      await old.close().catch((err: unknown) => this.opts.log.warn({ err }, 'closing sealed segment failed'));
+    } finally {
+      this.rolling = false;
+    }
   }
 
   /**
@@ -289,10 +432,10 @@ export function retentionVerdict(
 }
 
 /** Creates an empty segment and makes its directory entry durable before anything is written to it. */
-async function createSegmentFile(dir: string, base: number): Promise<{ segment: SegmentFile; fh: FileHandle }> {
+async function createSegmentFile(dir: string, base: number, dsync: number): Promise<{ segment: SegmentFile; fh: FileHandle }> {
   const path = join(dir, segmentFileName(base));
   // Truncating, not exclusive: a file of this name can only be an empty leftover of a roll that failed here.
-  const fh = await open(path, SEGMENT_CREATE, PRIVATE_FILE_MODE);
+  const fh = await open(path, segmentFlags(dsync).create, PRIVATE_FILE_MODE);
   try {
     await fsyncDir(dir);
   } catch (err) {

@@ -31,6 +31,11 @@ export class PartitionReader {
     readonly partition: number,
     startOffset: number,
     private readonly log: HubLog = noopLog,
+    /**
+     * The end of what may be read, when the writer says (FAROL_HUB_SYNC=interval: the records
+     * made durable so far); undefined reads to the end of the files.
+     */
+    private readonly limit: () => number | undefined = () => undefined,
   ) {
     this.next = startOffset;
     this.skipBelow = startOffset;
@@ -48,6 +53,8 @@ export class PartitionReader {
       if (this.cursor === undefined && !(await this.openCursor())) return [];
       const first = await this.readCursor(max);
       if (first.records.length > 0) return first.records;
+      // At the limit: what follows in this segment is not to be read yet, so it is not sealed.
+      if (this.atLimit()) return [];
       const following = await this.segmentAfter(this.cursorBase);
       if (following === undefined) return [];
       // A newer segment exists, so this one is sealed: read it once more, to its real end, before
@@ -75,13 +82,21 @@ export class PartitionReader {
     return this.reset();
   }
 
-  /** Reads frames from the cursor until `max` records at or past `skipBelow`, or a stop. */
+  private atLimit(): boolean {
+    const limit = this.limit();
+    return limit !== undefined && this.next >= limit;
+  }
+
+  /** Reads frames from the cursor until `max` records at or past `skipBelow`, the limit, or a stop. */
   private async readCursor(max: number): Promise<{ records: HubRecord[]; stop: 'limit' | 'end' | 'corrupt' }> {
     const cursor = this.cursor;
     if (cursor === undefined) return { records: [], stop: 'end' };
     const records: HubRecord[] = [];
     for (;;) {
-      const r = await cursor.read(max - records.length);
+      // Offsets are dense within a segment: reading at most `limit - next` frames stays below it.
+      const room = (this.limit() ?? Number.POSITIVE_INFINITY) - this.next;
+      if (room <= 0) return { records, stop: 'limit' };
+      const r = await cursor.read(Math.min(max - records.length, room));
       for (const f of r.frames) {
         const offset = this.next++;
         if (offset >= this.skipBelow) {

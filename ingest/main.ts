@@ -214,7 +214,7 @@ export async function runCollector(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
   const metricsServer = await configuredMetrics(config, metrics, log);
-  const hub = await openConfiguredHub(config, log);
+  const hub = await openConfiguredHub(config, log, metrics);
   const sites = await collectorSites(config, log);
   const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch, ...(tls === undefined ? {} : { tls }) });
   const sig = await untilSignal();

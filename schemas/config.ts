@@ -58,6 +58,26 @@ export const rateSchema = z.string().transform((s, ctx) => {
   return { perSecond: perMinute ? amount / 60 : amount, burst };
 });
 
+/** Bounds of FAROL_HUB_SYNC=interval:<ms>: an OS crash or power loss may lose up to that much acknowledged data. */
+export const HUB_SYNC_INTERVAL_MS = { min: 1, max: 60_000 } as const;
+
+/**
+ * When the local hub answers a publish: `always` once it is on disk (fdatasync per group commit),
+ * or `interval:<ms>` once it reached the OS, with an fdatasync every `<ms>`.
+ */
+export const hubSyncSchema = z.string().transform((s, ctx) => {
+  const t = s.trim().toLowerCase();
+  if (t === 'always') return { mode: 'always' as const };
+  const m = /^interval:(\d{1,5})(?:ms)?$/.exec(t);
+  const ms = Number(m?.[1]);
+  if (!m || ms < HUB_SYNC_INTERVAL_MS.min || ms > HUB_SYNC_INTERVAL_MS.max) {
+    ctx.addIssue({ code: 'custom', message: `must be "always" or "interval:<ms>" with <ms> from ${HUB_SYNC_INTERVAL_MS.min} to ${HUB_SYNC_INTERVAL_MS.max}, e.g. interval:100` });
+    return z.NEVER;
+  }
+  return { mode: 'interval' as const, intervalMs: ms };
+});
+export type HubSync = z.output<typeof hubSyncSchema>;
+
 const LOOPBACK_HOSTS = new Set(['localhost', '::1', '[::1]']);
 
 /** Whether a listen address is reachable from this machine only. */
@@ -112,6 +132,8 @@ export const configSchema = z.object({
   FAROL_SPOOL_MAX_BYTES: positiveInt.default(1024 ** 3),
   /** Local hub quota: past it ingest answers 503 (unset: half the disk space free at start, plus what the hub holds). */
   FAROL_HUB_MAX_BYTES: positiveInt.optional(),
+  /** Local hub: `always` (a 202 waits for fdatasync) or `interval:<ms>` (a 202 once written to the OS; fdatasync every <ms>). */
+  FAROL_HUB_SYNC: hubSyncSchema.default({ mode: 'always' }),
   FAROL_GEOIP_DB: z.string().optional(),
   FAROL_TRUST_PROXY: trustProxySchema.default({ kind: 'hops', hops: 0 }),
   FAROL_RETENTION_DAYS: positiveInt.default(395),

@@ -16,6 +16,15 @@ describe('configuration', () => {
     expect([c.FAROL_BACKUP_DIR, c.FAROL_BACKUP_KEEP]).toEqual([undefined, 7]);
     expect([c.FAROL_PROCESSOR_RETRY_MAX_MS, c.FAROL_DRAIN_TIMEOUT_MS]).toEqual([30_000, 15_000]);
     expect([c.FAROL_SITES_REFRESH_MS, c.FAROL_SITE_DELETE_GRACE_MS]).toEqual([5_000, 6_000]);
+    expect(c.FAROL_HUB_SYNC).toEqual({ mode: 'always' });
+  });
+
+  it('reads FAROL_HUB_SYNC as always or interval:<ms> (1 to 60000)', () => {
+    expect(loadConfig({ FAROL_HUB_SYNC: 'always' }).FAROL_HUB_SYNC).toEqual({ mode: 'always' });
+    expect(loadConfig({ FAROL_HUB_SYNC: 'interval:100' }).FAROL_HUB_SYNC).toEqual({ mode: 'interval', intervalMs: 100 });
+    expect(loadConfig({ FAROL_HUB_SYNC: ' Interval:1ms ' }).FAROL_HUB_SYNC).toEqual({ mode: 'interval', intervalMs: 1 });
+    expect(loadConfig({ FAROL_HUB_SYNC: 'interval:60000' }).FAROL_HUB_SYNC).toEqual({ mode: 'interval', intervalMs: 60_000 });
+    expect(flagsToEnv(['--hub-sync', 'interval:250']).env).toEqual({ FAROL_HUB_SYNC: 'interval:250' });
   });
 
   it.each([
@@ -55,6 +64,15 @@ describe('configuration', () => {
     ['FAROL_SITE_DELETE_GRACE_MS', '0'],
     ['FAROL_SITE_DELETE_GRACE_MS', '2999'],
     ['FAROL_SITE_DELETE_GRACE_MS', '1e308'],
+    ['FAROL_HUB_SYNC', 'never'],
+    ['FAROL_HUB_SYNC', 'interval'],
+    ['FAROL_HUB_SYNC', 'interval:0'],
+    ['FAROL_HUB_SYNC', 'interval:60001'],
+    ['FAROL_HUB_SYNC', 'interval:-5'],
+    ['FAROL_HUB_SYNC', 'interval:1.5'],
+    ['FAROL_HUB_SYNC', 'interval:1e308'],
+    ['FAROL_HUB_SYNC', 'interval:100s'],
+    ['FAROL_HUB_SYNC', 'interval:100\u0000'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
   });
@@ -125,6 +143,9 @@ describe('configuration', () => {
     const f = await runFarol(['collector', '--hub', 'kafka'], {});
     expect(f.code).toBe(2);
     expect(f.stderr).toContain('FAROL_HUB');
+    const s = await runFarol(['collector', '--hub-sync', 'interval:0'], {});
+    expect(s.code).toBe(2);
+    expect(s.stderr).toContain('FAROL_HUB_SYNC');
   });
 
   it('the CLI rejects an unknown command', async () => {

@@ -25,13 +25,17 @@ describe('durability', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
-  it('every event acknowledged before a SIGKILL is in the hub after restart', async () => {
+  // Both durability modes in one run, no extra processes: the middle round and the final restart
+  // use FAROL_HUB_SYNC=interval (a 202 once written to the OS), with a long interval, so that the
+  // kill lands between background fdatasyncs; the others the default, always.
+  it('every event acknowledged before a SIGKILL is in the hub after restart, with FAROL_HUB_SYNC=always or interval', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'farol-durability-'));
     dirs.push(dataDir);
     const env = { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_HUB_PARTITIONS: String(PARTITIONS), FAROL_LOG_LEVEL: 'info' };
     const allAcked = new Set<string>();
+    const interval = { ...env, FAROL_HUB_SYNC: 'interval:5000' };
     for (let round = 0; round < 3; round++) {
-      const proc = await startFarol('collector', env);
+      const proc = await startFarol('collector', round === 1 ? interval : env);
       procs.push(proc);
       const l = ackedLoad(proc.url, 16, `r${round}`);
       // Kill mid-load, at a point that differs per round.
@@ -43,7 +47,7 @@ describe('durability', () => {
       expect(l.sent()).toBeGreaterThan(l.acked.size / 3);
     }
     // Reopen: recovery truncates any torn tail; the log must then accept and serve appends.
-    const proc = await startFarol('collector', env);
+    const proc = await startFarol('collector', interval);
     procs.push(proc);
     const res = await fetch(`${proc.url}/api/event`, {
       method: 'POST',
@@ -51,6 +55,15 @@ describe('durability', () => {
       headers: { 'user-agent': UA },
     });
     expect(res.status).toBe(202);
+    const metrics = await (await fetch(`${proc.metricsUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^farol_hub_sync_interval_seconds 5$/m);
+    expect(metrics).toMatch(/^farol_hub_ready 1$/m);
+    expect(metrics).toMatch(/^farol_hub_sync_errors_total 0$/m);
+    // The 202 above is not fdatasynced yet (unless the timer just ran): at most one interval old.
+    const unsynced = Number(/^farol_hub_unsynced_seconds (\S+)$/m.exec(metrics)?.[1]);
+    expect(unsynced).toBeGreaterThanOrEqual(0);
+    expect(unsynced).toBeLessThanOrEqual(5);
+    // SIGTERM: close does the final fdatasync.
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
 

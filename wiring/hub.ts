@@ -5,22 +5,27 @@ import { openEventHubsProducer, spoolDir, type EventHubsProducer } from '../hub/
 import { openLocalHub, type LocalHub } from '../hub/local-hub.ts';
 import { defaultQuota } from '../hub/local-dir.ts';
 import type { Logger } from '../lib/log.ts';
+import type { Registry } from '../lib/metrics.ts';
 
 /** The configured hub: the local log under FAROL_DATA_DIR, or Event Hubs (FAROL_HUB=eventhubs). */
 
 const localHubDir = (config: Config): string => join(config.FAROL_DATA_DIR, 'hub');
 
 /**
- * Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention and quota;
- * `shared`: its appends are seen by a read-only hub on another thread (see `sharedAppends`).
+ * Opens the local hub under FAROL_DATA_DIR for writing, with the configured retention, quota and
+ * durability (FAROL_HUB_SYNC); `shared`: its appends are seen by a read-only hub on another
+ * thread (see `sharedAppends`); `metrics`: its durability metrics are registered there.
  */
-export async function openConfiguredLocalHub(config: Config, log: Logger, shared?: SharedArrayBuffer): Promise<LocalHub> {
+export async function openConfiguredLocalHub(config: Config, log: Logger, shared?: SharedArrayBuffer, metrics?: Registry): Promise<LocalHub> {
   const dir = localHubDir(config);
   const maxBytes = config.FAROL_HUB_MAX_BYTES ?? (await defaultQuota(dir));
   log.info({ maxBytes, fromEnv: config.FAROL_HUB_MAX_BYTES !== undefined }, 'hub quota');
+  const sync = config.FAROL_HUB_SYNC;
+  log.info({ sync: sync.mode, ...(sync.mode === 'interval' ? { intervalMs: sync.intervalMs } : {}) }, 'hub durability');
   return openLocalHub({
     dir,
     partitions: config.FAROL_HUB_PARTITIONS,
+    ...(sync.mode === 'interval' ? { syncIntervalMs: sync.intervalMs } : {}),
     // The setting is a total; the hub applies its byte bound per partition.
     retention: {
       maxAgeMs: config.FAROL_HUB_RETENTION_HOURS * 3_600_000,
@@ -32,7 +37,36 @@ export async function openConfiguredLocalHub(config: Config, log: Logger, shared
     segmentBytes: Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, Math.floor(maxBytes / (config.FAROL_HUB_PARTITIONS * 4)))),
     log,
     ...(shared === undefined ? {} : { shared }),
+  }).then((hub) => {
+    if (metrics !== undefined) localHubMetrics(hub, metrics);
+    return hub;
   });
+}
+
+/** The local hub's durability on `/metrics`, read from the hub when scraped. */
+export function localHubMetrics(hub: LocalHub, metrics: Registry): void {
+  // Registered before the counters, so that its collector brings them up to date before they render.
+  const mode = metrics.gauge('farol_hub_sync_interval_seconds', 'FAROL_HUB_SYNC: seconds between background fdatasyncs with interval:<ms>; 0 with always (a 202 waits for its fdatasync)');
+  const unsynced = metrics.gauge('farol_hub_unsynced_seconds', 'Age of the oldest acknowledged hub write not yet fdatasynced (what an OS crash or power loss would lose); 0 when all is durable');
+  const ready = metrics.gauge('farol_hub_ready', '1 while the last write and fdatasync of every hub partition succeeded, else 0');
+  const fsyncs = metrics.counter('farol_hub_fsyncs_total', 'Durability barriers on hub segments: O_DSYNC group writes and fdatasyncs');
+  const writeErrors = metrics.counter('farol_hub_write_errors_total', 'Failed hub group writes or fdatasyncs (their publishes were refused)');
+  const syncErrors = metrics.counter('farol_hub_sync_errors_total', 'Failed background fdatasyncs of acknowledged records (interval mode; retried)');
+  mode.set((hub.syncIntervalMs ?? 0) / 1000);
+  const seen = { fsyncs: 0, writeErrors: 0, syncErrors: 0 };
+  const collect = (): void => {
+    const stats = hub.stats();
+    fsyncs.inc(undefined, stats.fsyncs - seen.fsyncs);
+    writeErrors.inc(undefined, stats.writeErrors - seen.writeErrors);
+    syncErrors.inc(undefined, stats.syncErrors - seen.syncErrors);
+    seen.fsyncs = stats.fsyncs;
+    seen.writeErrors = stats.writeErrors;
+    seen.syncErrors = stats.syncErrors;
+    unsynced.set(hub.unsyncedAgeMs() / 1000);
+    ready.set(hub.isReady() ? 1 : 0);
+  };
+  mode.onCollect(collect);
+  collect();
 }
 
 const MAX_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -58,8 +92,8 @@ export function openConfiguredEventHubsProducer(config: Config, log: Logger): Pr
 }
 
 /** The configured hub's producer side: the local log or Event Hubs. */
-export function openConfiguredHub(config: Config, log: Logger): Promise<HubProducer> {
-  return config.FAROL_HUB === 'eventhubs' ? openConfiguredEventHubsProducer(config, log) : openConfiguredLocalHub(config, log);
+export function openConfiguredHub(config: Config, log: Logger, metrics?: Registry): Promise<HubProducer> {
+  return config.FAROL_HUB === 'eventhubs' ? openConfiguredEventHubsProducer(config, log) : openConfiguredLocalHub(config, log, undefined, metrics);
 }
 
 /**

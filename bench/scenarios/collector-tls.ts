@@ -16,14 +16,15 @@ import { correctnessChecks, cpuCores, serverRow } from './common.ts';
 
 const SCRIPT = join(ROOT, 'bench', 'wrk', 'beacons.lua');
 
-interface Measured {
+export interface Measured {
   run: LoadPhase;
   /** Events made durable per CPU-second of the collector (all threads) in the measured run. */
   eventsPerCpuSecond: number | null;
   maxRssMb: number;
 }
 
-async function measure(ctx: ScenarioContext, tls: boolean): Promise<{ m: Measured; phases: LoadPhase[]; checks: ReturnType<typeof correctnessChecks> }> {
+/** One collector (plain or HTTPS) started, warmed up, measured at full speed and killed. */
+export async function measureCollector(ctx: ScenarioContext, tls: boolean): Promise<{ m: Measured; phases: LoadPhase[]; checks: ReturnType<typeof correctnessChecks> }> {
   const session = await withCollector(
     ctx,
     async (server) => {
@@ -46,8 +47,8 @@ async function measure(ctx: ScenarioContext, tls: boolean): Promise<{ m: Measure
 }
 
 export async function collectorTlsRun(ctx: ScenarioContext): Promise<ScenarioResult> {
-  const plain = await measure(ctx, false);
-  const tls = await measure(ctx, true);
+  const plain = await measureCollector(ctx, false);
+  const tls = await measureCollector(ctx, true);
   const rps = tls.m.run.requestsPerSec / plain.m.run.requestsPerSec;
   const perCpu = plain.m.eventsPerCpuSecond && tls.m.eventsPerCpuSecond ? tls.m.eventsPerCpuSecond / plain.m.eventsPerCpuSecond : null;
   const checks = [...plain.checks.map((c) => ({ ...c, name: `plain: ${c.name}` })), ...tls.checks.map((c) => ({ ...c, name: `tls: ${c.name}` }))];

@@ -5,6 +5,7 @@ import { loadPhase, readIngestCounters, type LoadPhase, type Scenario, type Scen
 import { correctnessChecks, mainThreadLine, serverRow } from './common.ts';
 import { measureBare, withCollector } from '../sessions.ts';
 import { ROOT, type Server } from '../servers.ts';
+import { collectorSyncRun } from './collector-sync.ts';
 import { collectorTlsRun } from './collector-tls.ts';
 
 /*
@@ -58,6 +59,7 @@ export const collectorScenario: Scenario = {
   summary: 'one beacon per request: bare uWS baseline vs the collector, p99 at half rate, RSS',
   async run(ctx) {
     if (ctx.opts.tls) return collectorTlsRun(ctx);
+    if ((ctx.opts.hubSync?.length ?? 0) > 1) return collectorSyncRun(ctx);
     const bare = await measureBare(ctx, SCRIPT);
 
     const session = await withCollector(ctx, async (server, marks) => {

@@ -3,14 +3,20 @@
  * every publish once it resolved. The crash test SIGKILLs it mid-load and checks that every
  * acknowledged record survived.
  *
- * Usage: node --import tsx hub/testing/crash-writer.ts <dir> <partitions> <segmentBytes>
+ * Usage: node --import tsx hub/testing/crash-writer.ts <dir> <partitions> <segmentBytes> [syncIntervalMs]
+ * (with `syncIntervalMs`, FAROL_HUB_SYNC=interval:<ms>: acknowledged once written to the OS).
  */
 import { openLocalHub } from '../local-hub.ts';
 import { crashKey, crashPayload } from './crash-payload.ts';
 
-const [dir, partitions, segmentBytes] = process.argv.slice(2);
-if (dir === undefined) throw new Error('usage: crash-writer.ts <dir> <partitions> <segmentBytes>');
-const hub = await openLocalHub({ dir, partitions: Number(partitions ?? 4), segmentBytes: Number(segmentBytes ?? 65536) });
+const [dir, partitions, segmentBytes, syncIntervalMs] = process.argv.slice(2);
+if (dir === undefined) throw new Error('usage: crash-writer.ts <dir> <partitions> <segmentBytes> [syncIntervalMs]');
+const hub = await openLocalHub({
+  dir,
+  partitions: Number(partitions ?? 4),
+  segmentBytes: Number(segmentBytes ?? 65536),
+  ...(syncIntervalMs === undefined ? {} : { syncIntervalMs: Number(syncIntervalMs) }),
+});
 
 let nextId = 0;
 
