@@ -73,5 +73,6 @@ describe('durability', () => {
     expect(missing).toEqual([]);
     expect(stored.has('after-restart')).toBe(true);
     expect(allAcked.size).toBeGreaterThan(5000);
-  });
+    // Three collector starts and ~5k acknowledged events each: over a minute on a busy 2-core machine.
+  }, 180_000);
 });
