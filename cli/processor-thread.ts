@@ -20,7 +20,11 @@ import type { ProcessorStarted, ProcessorThreadData } from './processor-worker.t
 export interface ProcessorThread {
   /** Resolves when the thread ends or fails without having been asked to drain (the process must exit non-zero). */
   readonly died: Promise<Error>;
-  /** The thread's metrics (Prometheus text). */
+  /**
+   * The thread's metrics (Prometheus text). A thread busy in a long batch answers late: past a
+   * quarter second the last text it rendered is served instead (its counters only ever lag), and
+   * the late answer replaces it for the next scrape. Rejects only when it never answered.
+   */
   metrics(): Promise<string>;
   /** See `ProcessorRuntime.sitesChanged`. */
   sitesChanged(): Promise<void>;
@@ -41,7 +45,9 @@ export interface ProcessorThreadDeps {
   log: Logger;
 }
 
-/** How long the thread may take to render its metrics. */
+/** How long the thread may take to render its metrics before the last rendering is served. */
+const METRICS_WAIT_MS = 250;
+/** How long the first rendering may take (there is no earlier one to serve). */
 const METRICS_TIMEOUT_MS = 2_000;
 /** Beyond the drain's own bound, how long the thread may take to end. */
 const DRAIN_SLACK_MS = 15_000;
@@ -65,6 +71,9 @@ export async function startProcessorThread(config: Config, deps: ProcessorThread
   const worker = newWorker(data);
   const rpc = rpcEndpoint(worker, storeHandlers(deps.store));
   let draining: Promise<boolean> | undefined;
+  /** The thread's last metrics text, and the rendering asked for and not answered yet. */
+  let lastMetrics: string | undefined;
+  let rendering: Promise<string> | undefined;
   let exited = false;
   let reportDeath!: (err: Error) => void;
   const died = new Promise<Error>((resolve) => (reportDeath = resolve));
@@ -98,9 +107,24 @@ export async function startProcessorThread(config: Config, deps: ProcessorThread
   return {
     died,
     metrics: async () => {
-      const text = rpc.call<string>('metrics');
-      if ((await within(text, METRICS_TIMEOUT_MS)) === 'timed out') throw new Error(`the processor thread did not render its metrics in ${METRICS_TIMEOUT_MS} ms`);
-      return text;
+      // One rendering asked at a time: scrapes while the thread is busy share it.
+      rendering ??= rpc.call<string>('metrics').then(
+        (text) => {
+          lastMetrics = text;
+          rendering = undefined;
+          return text;
+        },
+        (err: unknown) => {
+          rendering = undefined;
+          throw err;
+        },
+      );
+      const asked = rendering;
+      const outcome = await within(asked, lastMetrics === undefined ? METRICS_TIMEOUT_MS : METRICS_WAIT_MS);
+      if (outcome === 'done') return asked;
+      asked.catch(() => undefined);
+      if (lastMetrics === undefined) throw new Error(`the processor thread did not render its metrics in ${METRICS_TIMEOUT_MS} ms`);
+      return lastMetrics;
     },
     sitesChanged: () => rpc.call<undefined>('sitesChanged').then(() => undefined),
     hold(released) {
