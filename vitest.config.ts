@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
@@ -98,6 +99,13 @@ const SHARED_WORKER = [
   'tests/deploy-kit.test.ts',
   'tests/proxy-trust.test.ts',
 ];
+
+/** What makes a file unfit for a shared worker, as far as its own text shows: the config refuses to load then. */
+const NOT_SHAREABLE = /\b(openTestStore|openChdbStore|startApiOnChdb|processorTestFile)\b|support\/farol-process|node:child_process|playwright-core|\bvi\.(mock|doMock|stubEnv|stubGlobal|useFakeTimers)\(|process\.env\b|process\.on\(/;
+for (const file of SHARED_WORKER) {
+  const hit = NOT_SHAREABLE.exec(readFileSync(new URL(file, import.meta.url), 'utf8'));
+  if (hit !== null) throw new Error(`${file} uses ${hit[0]}: it needs a process of its own (remove it from SHARED_WORKER in vitest.config.ts)`);
+}
 
 class SlowFirstSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
