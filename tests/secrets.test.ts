@@ -69,7 +69,9 @@ function closed(p: FarolProcess): Promise<void> {
   });
 }
 
-describe('secrets never reach what farol prints', () => {
+// Every test works on data dirs, children and ports of its own: all seven run side by side (they
+// mostly wait on farol children starting and exiting), within the file's time of its longest.
+describe.concurrent('secrets never reach what farol prints', () => {
   it('a bad secret setting is named, never echoed (environment and --flags)', async () => {
     const cases: Array<[string, string[], Record<string, string>]> = [
       ['FAROL_BOOTSTRAP_TOKEN', ['collector'], { FAROL_BOOTSTRAP_TOKEN: `not valid ${MARK}` }],
@@ -174,7 +176,7 @@ describe('secrets never reach what farol prints', () => {
   }, 180_000);
 });
 
-describe('privacy at rest', () => {
+describe.concurrent('privacy at rest', () => {
   it('the data dir and everything farol creates in it are private to the service user', async () => {
     const dataDir = await tempDir('farol-secrets-dir-');
     // An install made before this rule: the data dir, its folders and files open to everyone.
@@ -210,7 +212,7 @@ describe('privacy at rest', () => {
   }, 180_000);
 });
 
-describe('/metrics', () => {
+describe.concurrent('/metrics', () => {
   it('is served only on the metrics listener, in every process kind, never on the public port', async () => {
     const dataDir = await tempDir('farol-secrets-metrics-');
     const start = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_SITES: 'site.test' });
