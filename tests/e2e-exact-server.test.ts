@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { rng } from '../schemas/testing/oracle.ts';
 import { nearMidnightUtc, postBatch, sendAllOnce, sleep, waitForProcessor } from './support/e2e.ts';
 import { expectExactCounts } from './support/exact-assert.ts';
@@ -16,10 +16,12 @@ import type { WireBatch } from './support/wire-oracle.ts';
 const SITES = ['a.test', 'b.test', 'c.test'];
 const PARTITIONS = 4;
 
-describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over HTTP', () => {
+// The two tests share only the ClickHouse endpoint (a database, a farol and traffic each): they
+// run side by side.
+describe.skipIf(nearMidnightUtc(10)).concurrent('exact counts end to end: ClickHouse over HTTP', () => {
   const suite = serverModeSuite({ name: 'e2e', sites: SITES, partitions: PARTITIONS });
 
-  it('20k events via /api/batch: raw counts, sessions and rollups equal the truth exactly', async () => {
+  it('20k events via /api/batch: raw counts, sessions and rollups equal the truth exactly', async ({ expect }) => {
     // The traffic is computed while the child process starts.
     const [{ truth, plans }, { proc, store }] = await Promise.all([suite.traffic(7_100, 20_000, 'srv'), suite.start('farol_oracle')]);
     const sent = await sendAllOnce(proc.url, plans);
@@ -28,7 +30,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
 
     const progress = await waitForProcessor(proc.metricsUrl, { partitions: PARTITIONS, eventRows: truth.totalEvents, timeoutMs: 120_000 });
     expect(progress).toMatchObject({ eventRows: truth.totalEvents, duplicates: 0, ingested: truth.totalEvents });
-    await expectExactCounts(store, truth);
+    await expectExactCounts(store, truth, expect);
 
     // Draining writes nothing more (everything was already flushed) and exits cleanly.
     proc.child.kill('SIGTERM');
@@ -36,7 +38,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
     expect(await rawCounts(store)).toEqual(truth.sites);
   }, 180_000);
 
-  it('a client resending whole batches (same ids) after lost 202s: every event counts once', async () => {
+  it('a client resending whole batches (same ids) after lost 202s: every event counts once', async ({ expect }) => {
     const [{ truth, plans }, { proc, store }] = await Promise.all([suite.traffic(7_200, 12_000, 'rty'), suite.start('farol_retry')]);
     const failures: string[] = [];
     const stats = { batches: 0, sends: 0, lostAnswers: 0, immediateResends: 0, lateResends: 0 };
@@ -88,7 +90,7 @@ describe.skipIf(nearMidnightUtc(10))('exact counts end to end: ClickHouse over H
     expect(progress.ingested).toBeGreaterThan(truth.totalEvents);
     expect(progress.duplicates).toBe(progress.ingested - truth.totalEvents);
     console.info(`retry e2e: ${truth.totalEvents} events, ${JSON.stringify(stats)}, hub took ${progress.ingested}, dropped ${progress.duplicates} copies`);
-    await expectExactCounts(store, truth);
+    await expectExactCounts(store, truth, expect);
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
   }, 180_000);

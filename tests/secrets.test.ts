@@ -2,7 +2,7 @@ import { chmod, lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, it } from 'vitest';
 import { openLocalHub } from '../hub/local-hub.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
@@ -69,8 +69,10 @@ function closed(p: FarolProcess): Promise<void> {
   });
 }
 
-describe('secrets never reach what farol prints', () => {
-  it('a bad secret setting is named, never echoed (environment and --flags)', async () => {
+// Every test works on data dirs, children and ports of its own: all seven run side by side (they
+// mostly wait on farol children starting and exiting), each with its context's expect.
+describe.concurrent('secrets never reach what farol prints', () => {
+  it('a bad secret setting is named, never echoed (environment and --flags)', async ({ expect }) => {
     const cases: Array<[string, string[], Record<string, string>]> = [
       ['FAROL_BOOTSTRAP_TOKEN', ['collector'], { FAROL_BOOTSTRAP_TOKEN: `not valid ${MARK}` }],
       ['FAROL_BOOTSTRAP_TOKEN', ['start', '--bootstrap-token', `${MARK} x`], {}],
@@ -92,7 +94,7 @@ describe('secrets never reach what farol prints', () => {
     });
   }, 120_000);
 
-  it('an unreachable ClickHouse server or Azure storage is reported without credentials', async () => {
+  it('an unreachable ClickHouse server or Azure storage is reported without credentials', async ({ expect }) => {
     const port = await closedPort();
     const clickhouse = await runFarol(['migrate'], {
       FAROL_CLICKHOUSE_URL: `http://farol:${MARK}-url-password@127.0.0.1:${port}`,
@@ -122,7 +124,7 @@ describe('secrets never reach what farol prints', () => {
     }
   }, 180_000);
 
-  it('a row ClickHouse refuses is never logged, on any retry', async () => {
+  it('a row ClickHouse refuses is never logged, on any retry', async ({ expect }) => {
     const dataDir = await tempDir('farol-secrets-row-');
     // The embedded store refuses the row (a constraint the way a server's schema could): the
     // refusal quotes the row's values, and the processor meets it on every retry.
@@ -156,7 +158,7 @@ describe('secrets never reach what farol prints', () => {
     expect(output).not.toContain(MARK);
   }, 180_000);
 
-  it('a configured token or password is never printed, and a failed login does not echo the token', async () => {
+  it('a configured token or password is never printed, and a failed login does not echo the token', async ({ expect }) => {
     const dataDir = await tempDir('farol-secrets-token-');
     const token = `${MARK}-owner-token-0123456789`;
     const proc = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_BOOTSTRAP_TOKEN: token, FAROL_CLICKHOUSE_PASSWORD: `${MARK}-pw`, FAROL_LOG_LEVEL: 'debug' });
@@ -174,8 +176,8 @@ describe('secrets never reach what farol prints', () => {
   }, 180_000);
 });
 
-describe('privacy at rest', () => {
-  it('the data dir and everything farol creates in it are private to the service user', async () => {
+describe.concurrent('privacy at rest', () => {
+  it('the data dir and everything farol creates in it are private to the service user', async ({ expect }) => {
     const dataDir = await tempDir('farol-secrets-dir-');
     // An install made before this rule: the data dir, its folders and files open to everyone.
     const hub = await openLocalHub({ dir: join(dataDir, 'hub'), partitions: 4 });
@@ -210,8 +212,8 @@ describe('privacy at rest', () => {
   }, 180_000);
 });
 
-describe('/metrics', () => {
-  it('is served only on the metrics listener, in every process kind, never on the public port', async () => {
+describe.concurrent('/metrics', () => {
+  it('is served only on the metrics listener, in every process kind, never on the public port', async ({ expect }) => {
     const dataDir = await tempDir('farol-secrets-metrics-');
     const start = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_SITES: 'site.test' });
     running.push(start);
@@ -257,7 +259,7 @@ describe('/metrics', () => {
     expect(await api.exited).toBe(0);
   }, 300_000);
 
-  it('is not served at all unless FAROL_METRICS_PORT is set', async () => {
+  it('is not served at all unless FAROL_METRICS_PORT is set', async ({ expect }) => {
     const proc = await startFarol('collector', { FAROL_DATA_DIR: await tempDir('farol-secrets-nometrics-'), FAROL_METRICS_PORT: '' });
     running.push(proc);
     expect(proc.metricsUrl).toBe('');

@@ -1,4 +1,4 @@
-import { expect } from 'vitest';
+import { expect as globalExpect, type ExpectStatic } from 'vitest';
 import type { Store } from '../../store/store.ts';
 import { integrity, rawCounts, rollupCounts, setDiff, storedEventKeys } from './exact-counts.ts';
 import type { SiteCounts, WireTruth } from './wire-oracle.ts';
@@ -6,9 +6,10 @@ import type { SiteCounts, WireTruth } from './wire-oracle.ts';
 /**
  * Asserts (softly, so one run reports every mismatch) that what ClickHouse holds equals the
  * truth: per-site counts from raw rows, every event id exactly once, sessions that net to one
- * state each, and both grains of rollups equal to the raw counts.
+ * state each, and both grains of rollups equal to the raw counts. A concurrent test passes its
+ * context's `expect` (soft assertions need to know their test).
  */
-export async function expectExactCounts(store: Store, truth: WireTruth): Promise<void> {
+export async function expectExactCounts(store: Store, truth: WireTruth, expect: ExpectStatic = globalExpect): Promise<void> {
   const raw = await rawCounts(store);
   expect.soft(raw, 'raw events/sessions vs truth').toEqual(truth.sites);
   const keys = setDiff(truth.eventKeys, await storedEventKeys(store));
