@@ -132,8 +132,15 @@ function revenueAmount(revenue: EnrichedEvent['revenue']): string | null {
 
 /** A UTC day number (days since the epoch) as a Date text value, `YYYY-MM-DD`. */
 export function formatDay(day: number): string {
-  return formatTimestamp(day * DAY_MS).slice(0, 10);
+  // Every row of a flush has one or two salt days: the last one is kept.
+  if (day !== lastFormattedDay) {
+    lastFormattedDayText = formatTimestamp(day * DAY_MS).slice(0, 10);
+    lastFormattedDay = day;
+  }
+  return lastFormattedDayText;
 }
+let lastFormattedDay = Number.NaN;
+let lastFormattedDayText = '';
 
 /**
  * Maps an enriched event, its session id (UInt64 as decimal text) and the UTC day of its visitor

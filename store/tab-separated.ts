@@ -165,37 +165,53 @@ function uint64(w: TextWriter, v: unknown): boolean {
   return true;
 }
 
-const dayText = /^(\d{4})-(\d{2})-(\d{2})$/;
 let lastDay = '';
 
-/** Whether `s` is `YYYY-MM-DD` of a real day in 1970–2148 (where Date and DateTime64 both hold it). */
+/** The two-digit number at `i` of `s`, or -1. */
+function twoDigits(s: string, i: number): number {
+  const a = s.charCodeAt(i) - 48;
+  const b = s.charCodeAt(i + 1) - 48;
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
+}
+
+/**
+ * Whether `s` starts with `YYYY-MM-DD` of a real day in 1970–2148 (where Date and DateTime64
+ * both hold it). Read in place (no substring): it runs for every time of every row.
+ */
 function validDay(s: string): boolean {
-  if (s === lastDay) return true;
-  const m = dayText.exec(s);
-  if (m === null) return false;
-  const year = Number(m[1]);
-  const month = Number(m[2]);
-  const day = Number(m[3]);
+  if (lastDay !== '' && s.startsWith(lastDay)) return true;
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return false;
+  const century = twoDigits(s, 0);
+  const yy = twoDigits(s, 2);
+  const month = twoDigits(s, 5);
+  const day = twoDigits(s, 8);
+  if (century < 0 || yy < 0 || month < 1 || month > 12 || day < 1) return false;
+  const year = century * 100 + yy;
   if (year < 1970 || year > 2148) return false;
   // Date.UTC rolls 02-30 over into March: only a day that exists passes.
   const d = new Date(Date.UTC(year, month - 1, day));
   if (d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day) return false;
-  lastDay = s;
+  lastDay = s.slice(0, 10);
   return true;
 }
 
 function date(w: TextWriter, v: unknown): boolean {
-  if (typeof v !== 'string' || !validDay(v)) return false;
+  if (typeof v !== 'string' || v.length !== 10 || !validDay(v)) return false;
   w.plain(v);
   return true;
 }
 
-const timeOfDay = /^(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}$/;
-
 /** `YYYY-MM-DD hh:mm:ss.fff`, formatTimestamp's form. */
 function dateTime64(w: TextWriter, v: unknown): boolean {
-  if (typeof v !== 'string' || v.length !== 23 || v.charCodeAt(10) !== 32) return false;
-  if (!validDay(v.slice(0, 10)) || !timeOfDay.test(v.slice(11))) return false;
+  if (typeof v !== 'string' || v.length !== 23 || v.charCodeAt(10) !== 32 || v.charCodeAt(13) !== 58 || v.charCodeAt(16) !== 58 || v.charCodeAt(19) !== 46) {
+    return false;
+  }
+  const hour = twoDigits(v, 11);
+  const min = twoDigits(v, 14);
+  const sec = twoDigits(v, 17);
+  const ms = twoDigits(v, 20);
+  const ms3 = v.charCodeAt(22) - 48;
+  if (hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0 || sec > 59 || ms < 0 || ms3 < 0 || ms3 > 9 || !validDay(v)) return false;
   w.plain(v);
   return true;
 }
@@ -236,13 +252,14 @@ function stringArray(w: TextWriter, v: unknown): boolean {
 function stringMap(w: TextWriter, v: unknown): boolean {
   if (typeof v !== 'object' || v === null || Object.getPrototypeOf(v) !== Object.prototype) return false;
   w.byte(0x7b);
-  // Object.keys: the order JSON.stringify writes the keys in, which the map keeps.
-  const keys = Object.keys(v);
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i] as string;
+  // for-in walks a plain object's own keys in the order JSON.stringify writes them (which the map
+  // keeps), without the array Object.keys would allocate for every row.
+  let first = true;
+  for (const k in v) {
     const item = (v as Record<string, unknown>)[k];
     if (typeof item !== 'string') return false;
-    if (i > 0) w.byte(0x2c);
+    if (!first) w.byte(0x2c);
+    first = false;
     if (!quoted(w, k)) return false;
     w.byte(0x3a);
     if (!quoted(w, item)) return false;
