@@ -2,15 +2,16 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { drainPending, Session } from 'chdb';
 import {
+  checkEncoded,
   checkTableName,
-  commonColumns,
+  encodeRows,
   fromJsonEachRow,
   insertSettings,
   normalizeParams,
   StoreError,
   storeErrorFromText,
-  toJsonCompactEachRow,
   toJsonEachRow,
+  type EncodedRows,
   type ExecOptions,
   type InsertOptions,
   settingsClause,
@@ -224,9 +225,8 @@ class ChdbStore implements Store {
     checkTableName(table);
     const settings = insertSettings(opts);
     if (rows.length === 0) return;
-    const columns = commonColumns(rows);
-    const compact = columns === undefined ? undefined : toJsonCompactEachRow(rows, columns);
-    if (columns === undefined || compact === undefined) {
+    const encoded = encodeRows(table, rows);
+    if (encoded === undefined) {
       const values = Buffer.from(toJsonEachRow(rows));
       try {
         await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
@@ -235,16 +235,18 @@ class ChdbStore implements Store {
       }
       return;
     }
-    await this.insertEncoded(table, columns, compact, opts);
+    await this.insertEncoded(table, encoded, opts);
   }
 
-  async insertEncoded(table: string, columns: readonly [string, ...string[]], text: string, opts?: InsertOptions): Promise<void> {
+  async insertEncoded(table: string, encoded: EncodedRows, opts?: InsertOptions): Promise<void> {
     checkTableName(table);
     const settings = insertSettings(opts);
-    if (text.length === 0) return;
-    const values = Buffer.from(text);
+    const { format, columns, data } = checkEncoded(encoded);
+    if (data.byteLength === 0) return;
+    // A view of the bytes as they came (from another thread: a transferred buffer), not a copy.
+    const values = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     try {
-      await this.run(true, (s) => s.insert({ table, columns: [...columns], values, format: 'JSONCompactEachRow', settings }));
+      await this.run(true, (s) => s.insert({ table, columns: [...columns], values, format, settings }));
     } finally {
       this.wrote(table);
     }

@@ -1,7 +1,9 @@
-import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { Readable } from 'node:stream';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import {
+  checkEncoded,
   checkTableName,
-  commonColumns,
+  encodeRows,
   engineError,
   engineErrorSummary,
   insertSettings,
@@ -10,7 +12,7 @@ import {
   settingsClause,
   StoreError,
   storeErrorFromText,
-  toCompactValues,
+  type EncodedRows,
   type ExecOptions,
   type InsertOptions,
   type QueryOptions,
@@ -151,26 +153,44 @@ class HttpStore implements Store {
     );
   }
 
-  async insert(table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions): Promise<void> {
-    this.checkOpen();
-    checkTableName(table);
-    const settings = insertSettings(opts);
-    if (rows.length === 0) return;
-    const clickhouse_settings = {
-      ...settings,
+  private insertSettings(opts: InsertOptions | undefined): ClickHouseSettings {
+    return {
+      ...insertSettings(opts),
       // A Distributed table queues inserts in the background by default, and the queue would
       // lose the dedup token's guarantee; foreground inserts reach every shard before we ack.
       ...(this.opts.cluster === undefined ? {} : { insert_distributed_sync: 1 as const }),
     };
-    const columns = commonColumns(rows);
-    // Positional rows under an explicit column list: smaller bodies, faster parsing on the server.
-    const values = columns === undefined ? undefined : toCompactValues(rows, columns);
-    if (columns === undefined || values === undefined) {
-      await mapErrors(this.client.insert({ table, values: rows, format: 'JSONEachRow', clickhouse_settings }));
+  }
+
+  async insert(table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions): Promise<void> {
+    this.checkOpen();
+    checkTableName(table);
+    const clickhouse_settings = this.insertSettings(opts);
+    if (rows.length === 0) return;
+    const encoded = encodeRows(table, rows);
+    if (encoded !== undefined) {
+      await this.insertEncoded(table, encoded, opts);
       return;
     }
+    await mapErrors(this.client.insert({ table, values: rows, format: 'JSONEachRow', clickhouse_settings }));
+  }
+
+  async insertEncoded(table: string, encoded: EncodedRows, opts?: InsertOptions): Promise<void> {
+    this.checkOpen();
+    checkTableName(table);
+    const clickhouse_settings = this.insertSettings(opts);
+    const { format, columns, data } = checkEncoded(encoded);
+    if (data.byteLength === 0) return;
+    // The bytes as they are, as the body of the statement (gzipped when compressRequest is on):
+    // `insert` would take raw bytes for TabSeparated, but JSON formats only as objects.
+    const values = Readable.from([Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)], { objectMode: false });
+    const query = `INSERT INTO ${table} (${columns.join(', ')}) FORMAT ${format}`;
     await mapErrors(
-      this.client.insert<unknown[]>({ table, columns, values, format: 'JSONCompactEachRow', clickhouse_settings }),
+      (async () => {
+        const result = await this.client.exec({ query, values, clickhouse_settings });
+        // The answer of an INSERT is empty; read to its end so the connection is free again.
+        for await (const _ of result.stream) void _;
+      })(),
     );
   }
 

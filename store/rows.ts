@@ -1,4 +1,5 @@
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import type { InsertColumnType, InsertSchema } from './tab-separated.ts';
 
 /**
  * Row shapes of the raw tables (schemas/migrations/raw-tables.ts), as JSONEachRow objects.
@@ -131,8 +132,15 @@ function revenueAmount(revenue: EnrichedEvent['revenue']): string | null {
 
 /** A UTC day number (days since the epoch) as a Date text value, `YYYY-MM-DD`. */
 export function formatDay(day: number): string {
-  return formatTimestamp(day * DAY_MS).slice(0, 10);
+  // Every row of a flush has one or two salt days: the last one is kept.
+  if (day !== lastFormattedDay) {
+    lastFormattedDayText = formatTimestamp(day * DAY_MS).slice(0, 10);
+    lastFormattedDay = day;
+  }
+  return lastFormattedDayText;
 }
+let lastFormattedDay = Number.NaN;
+let lastFormattedDayText = '';
 
 /**
  * Maps an enriched event, its session id (UInt64 as decimal text) and the UTC day of its visitor
@@ -174,4 +182,71 @@ export function eventRow(e: EnrichedEvent, sessionId: string, saltDay: number = 
     exp_ids: Object.keys(e.exp),
     exp_variants: Object.values(e.exp),
   };
+}
+
+// Where an event and its session hold the same fields (the session's are its first event's).
+const sharedColumnTypes = {
+  site: 'LowCardinality(String)',
+  session_id: 'UInt64',
+  visitor_id: 'UInt64',
+  salt_day: 'Date',
+  timestamp: "DateTime64(3, 'UTC')",
+  hostname: 'LowCardinality(String)',
+  referrer: 'String',
+  source: 'String',
+  channel: 'LowCardinality(String)',
+  utm_source: 'String',
+  utm_medium: 'String',
+  utm_campaign: 'String',
+  utm_content: 'String',
+  utm_term: 'String',
+  country: 'LowCardinality(String)',
+  browser: 'LowCardinality(String)',
+  browser_version: 'LowCardinality(String)',
+  os: 'LowCardinality(String)',
+  os_version: 'LowCardinality(String)',
+  device: 'LowCardinality(String)',
+  screen: 'LowCardinality(String)',
+} as const satisfies InsertSchema;
+
+/**
+ * Column types of `events` and `sessions` (schemas/migrations/raw-tables.ts and salt-days.ts), as
+ * `DESCRIBE TABLE` names them: what the stores encode these tables' rows as TabSeparated by
+ * (store/tab-separated.ts). Checked against the migrated tables by store/tab-separated.test.ts.
+ */
+export const eventColumnTypes = {
+  ...sharedColumnTypes,
+  event_id: 'String',
+  event_id_from_client: 'UInt8',
+  name: 'LowCardinality(String)',
+  pathname: 'String',
+  click_ids: 'Array(LowCardinality(String))',
+  interactive: 'UInt8',
+  props: 'Map(String, String)',
+  revenue_amount: 'Nullable(Decimal(18, 6))',
+  revenue_currency: 'LowCardinality(String)',
+  exp_ids: 'Array(String)',
+  exp_variants: 'Array(String)',
+} as const satisfies InsertSchema & Record<keyof EventRow, InsertColumnType>;
+
+/** Column types of `sessions`; see {@link eventColumnTypes}. */
+export const sessionColumnTypes = {
+  ...sharedColumnTypes,
+  start: "DateTime64(3, 'UTC')",
+  duration: 'UInt32',
+  pageviews: 'UInt32',
+  events: 'UInt32',
+  is_bounce: 'UInt8',
+  entry_page: 'String',
+  exit_page: 'String',
+  sign: 'Int8',
+  version: 'UInt32',
+} as const satisfies InsertSchema & Record<keyof SessionRow, InsertColumnType>;
+
+/**
+ * The column types of a table the processor writes (`events` or `sessions`, in the store's
+ * database), or undefined for any other table, whose rows travel as JSON.
+ */
+export function insertSchema(table: string): InsertSchema | undefined {
+  return table === 'events' ? eventColumnTypes : table === 'sessions' ? sessionColumnTypes : undefined;
 }

@@ -1,13 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { latestVersion } from '../schemas/migrations/index.ts';
 import { makeEvent } from '../schemas/testing/events.ts';
-import { startClickHouseHttp } from './testing/clickhouse-http.ts';
-import { openChdbStore } from './chdb-store.ts';
-import { openHttpStore } from './http-store.ts';
+import { storeHarnesses } from './testing/store-harness.ts';
 import { migrate } from './migrate.ts';
 import { eventRow, formatTimestamp, type SessionRow } from './rows.ts';
 import { StoreError, type Store } from './store.ts';
@@ -20,37 +15,7 @@ import { StoreError, type Store } from './store.ts';
 const database = 'farol_test';
 const target = { database, retentionDays: 395 };
 
-interface Harness {
-  store: Store;
-  teardown(): Promise<void>;
-}
-
-const harnesses: Record<string, () => Promise<Harness>> = {
-  chdb: () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farol-store-chdb-'));
-    const store = openChdbStore({ dataDir: dir, database });
-    return Promise.resolve({
-      store,
-      teardown: async () => {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    });
-  },
-  http: async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farol-store-http-'));
-    const server = await startClickHouseHttp({ dataDir: dir });
-    const store = openHttpStore({ url: server.url, username: 'default', password: '', database });
-    return {
-      store,
-      teardown: async () => {
-        await store.close();
-        await server.stop();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  },
-};
+const harnesses = storeHarnesses(database, 'farol-store');
 
 // Events sit around the start of the current month, so a batch spans two monthly partitions and
 // stays well inside the retention TTL.
@@ -122,7 +87,7 @@ describe.each(Object.keys(harnesses))('%s store', (kind) => {
   let firstRun: number[];
 
   beforeAll(async () => {
-    const make = harnesses[kind];
+    const make = harnesses[kind as keyof typeof harnesses];
     if (make === undefined) throw new Error(`no harness ${kind}`);
     ({ store, teardown } = await make());
     firstRun = await migrate(store, target);

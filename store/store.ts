@@ -1,3 +1,6 @@
+import { insertSchema } from './rows.ts';
+import { toTabSeparated } from './tab-separated.ts';
+
 /**
  * The `Store`: where Farol keeps events, sessions, rollups and the control plane. Two
  * implementations, one contract (store/store.contract.test.ts): embedded chDB
@@ -42,6 +45,16 @@ export interface InsertOptions {
   dedupToken?: string;
 }
 
+/** Formats {@link encodeRows} writes. */
+export const encodedFormats = ['TabSeparated', 'JSONCompactEachRow'] as const;
+
+/** Rows encoded for one insert: `data` in `format`, values in `columns` order. */
+export interface EncodedRows {
+  format: (typeof encodedFormats)[number];
+  columns: [string, ...string[]];
+  data: Uint8Array;
+}
+
 /** A ClickHouse deployment as Farol uses it. */
 export interface Store {
   readonly kind: 'chdb' | 'http';
@@ -55,17 +68,18 @@ export interface Store {
    */
   query<T = Record<string, unknown>>(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<T[]>;
   /**
-   * Inserts rows (keys are column names) as one block. No-op for no rows. Rows that all hold the
-   * same columns travel as JSONCompactEachRow under an explicit column list; others as
+   * Inserts rows (keys are column names) as one block. No-op for no rows. Rows of `events` and
+   * `sessions` travel as TabSeparated, other rows that all hold the same columns as
+   * JSONCompactEachRow, both under an explicit column list (see {@link encodeRows}); others as
    * JSONEachRow, where a missing key means the column's default.
    */
   insert(table: string, rows: readonly Record<string, unknown>[], opts?: InsertOptions): Promise<void>;
   /**
-   * Inserts rows already encoded as JSONCompactEachRow lines under `columns` (what `insert` makes
-   * of objects that all hold the same columns), for a writer that encodes on another thread
-   * (`farol start`'s processor thread). Embedded engine only.
+   * Inserts rows already encoded by {@link encodeRows}, for a writer that encodes on another
+   * thread (`farol start`'s processor thread): the bytes travel to the engine's thread without a
+   * copy, and the engine reads them as they are.
    */
-  insertEncoded?(table: string, columns: readonly [string, ...string[]], text: string, opts?: InsertOptions): Promise<void>;
+  insertEncoded?(table: string, encoded: EncodedRows, opts?: InsertOptions): Promise<void>;
   /**
    * Where this process is the engine's only writer (the embedded engine: one process per data
    * dir), a value that changes once a write that can change `table` has ended: an insert into it,
@@ -292,6 +306,36 @@ export function toJsonCompactEachRow(rows: readonly Record<string, unknown>[], c
     out += `${JSON.stringify(values)}\n`;
   }
   return out;
+}
+
+/**
+ * Rows as the bytes of one insert, or undefined when they do not all hold the same columns (or a
+ * value cannot be written positionally): they then travel as JSONEachRow objects. Rows of a table
+ * whose column types are known (`events`, `sessions`: store/rows.ts {@link insertSchema}) are
+ * written as TabSeparated, which costs the engine and JavaScript least (measured: see
+ * store/tab-separated.ts); any of their values not in the form that encoder takes sends the
+ * batch as JSONCompactEachRow, the form every other table's rows take, so ClickHouse stores or
+ * refuses the same values either way.
+ */
+export function encodeRows(table: string, rows: readonly Record<string, unknown>[]): EncodedRows | undefined {
+  const columns = commonColumns(rows);
+  if (columns === undefined) return undefined;
+  const schema = insertSchema(table);
+  const tsv = schema === undefined ? undefined : toTabSeparated(rows, columns, schema);
+  if (tsv !== undefined) return { format: 'TabSeparated', columns, data: tsv };
+  const text = toJsonCompactEachRow(rows, columns);
+  return text === undefined ? undefined : { format: 'JSONCompactEachRow', columns, data: Buffer.from(text) };
+}
+
+/** Throws unless `encoded` is in a format {@link encodeRows} writes under plain column names (both are spliced into the INSERT). */
+export function checkEncoded(encoded: EncodedRows): EncodedRows {
+  if (!(encodedFormats as readonly string[]).includes(encoded.format)) {
+    throw new StoreError(`unsupported insert format "${String(encoded.format)}"`, { retryable: false });
+  }
+  if (encoded.columns.length === 0 || !encoded.columns.every((c) => identifier.test(c))) {
+    throw new StoreError('insert columns must be plain identifiers', { retryable: false });
+  }
+  return encoded;
 }
 
 /** Rows as value arrays in `columns` order, or undefined; see {@link toJsonCompactEachRow}. */

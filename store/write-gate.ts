@@ -40,7 +40,7 @@ export function gatedWrites(store: Store): WriteGate {
       exec: (sql, params, opts) => write(() => store.exec(sql, params, opts)),
       query: (sql, params, opts) => store.query(sql, params, opts),
       insert: (table, rows, opts) => write(() => store.insert(table, rows, opts)),
-      ...(encoded === undefined ? {} : { insertEncoded: (table, columns, text, opts) => write(() => encoded(table, columns, text, opts)) }),
+      ...(encoded === undefined ? {} : { insertEncoded: (table, rows, opts) => write(() => encoded(table, rows, opts)) }),
       ...(store.tableVersion === undefined ? {} : { tableVersion: store.tableVersion.bind(store) }),
       ping: () => store.ping(),
       close: () => store.close(),

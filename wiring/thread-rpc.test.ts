@@ -49,7 +49,7 @@ describe('store over a message channel', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('inserts encoded on the calling side as one string, or as rows; both land alike', async () => {
+  it('inserts encoded on the calling side (bytes transferred), or as rows; both land alike', async () => {
     const { remote } = pair(true);
     const rows = Array.from({ length: 500 }, (_, i) => ({ id: `e${i}\u00e9"\n`, n: i, at: '2026-12-07 00:00:00.000' }));
     called.length = 0;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { commonColumns, StoreError, toJsonCompactEachRow, type Store } from '../store/store.ts';
+import { encodedFormats, encodeRows, StoreError, type EncodedRows, type Store } from '../store/store.ts';
 
 /**
  * Calls between the threads of one process (`farol start`: the ingest thread and the main thread,
@@ -11,7 +11,7 @@ import { commonColumns, StoreError, toJsonCompactEachRow, type Store } from '../
 
 /** What a worker and its `parentPort` share. */
 export interface RpcPort {
-  postMessage(value: unknown): void;
+  postMessage(value: unknown, transfer?: readonly ArrayBuffer[]): void;
   on(event: 'message', listener: (value: unknown) => void): unknown;
   off(event: 'message', listener: (value: unknown) => void): unknown;
 }
@@ -21,6 +21,8 @@ export type RpcHandlers = Readonly<Record<string, (...args: never[]) => unknown>
 export interface RpcEndpoint {
   /** Calls `method` on the other side; rejects with its error, or when the endpoint is closed. */
   call<T = unknown>(method: string, ...args: unknown[]): Promise<T>;
+  /** {@link call} with `transfer` moved to the other side, not copied (unusable here afterwards). */
+  callTransferring<T = unknown>(method: string, args: unknown[], transfer: readonly ArrayBuffer[]): Promise<T>;
   /** Rejects every call not answered yet and every later one (the other side is gone). */
   close(reason: string): void;
 }
@@ -112,20 +114,23 @@ export function rpcEndpoint(port: RpcPort, handlers: RpcHandlers): RpcEndpoint {
   };
   port.on('message', listener);
 
+  const send = <T>(method: string, args: unknown[], transfer: readonly ArrayBuffer[]): Promise<T> => {
+    if (closed !== undefined) return Promise.reject(new Error(closed));
+    const id = nextId++;
+    return new Promise<T>((resolve, reject) => {
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      try {
+        port.postMessage({ rpc: 'call', id, method, args }, transfer);
+      } catch (err) {
+        pending.delete(id);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  };
+
   return {
-    call<T>(method: string, ...args: unknown[]): Promise<T> {
-      if (closed !== undefined) return Promise.reject(new Error(closed));
-      const id = nextId++;
-      return new Promise<T>((resolve, reject) => {
-        pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-        try {
-          port.postMessage({ rpc: 'call', id, method, args });
-        } catch (err) {
-          pending.delete(id);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        }
-      });
-    },
+    call: <T>(method: string, ...args: unknown[]) => send<T>(method, args, []),
+    callTransferring: send,
     close(reason) {
       if (closed !== undefined) return;
       closed = reason;
@@ -136,6 +141,15 @@ export function rpcEndpoint(port: RpcPort, handlers: RpcHandlers): RpcEndpoint {
   };
 }
 
+const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** What `store.insertEncoded` takes from the other thread (checked: its format and columns reach SQL). */
+const encodedSchema = z.object({
+  format: z.enum(encodedFormats),
+  columns: z.tuple([z.string().regex(identifier)], z.string().regex(identifier)),
+  data: z.instanceof(Uint8Array),
+});
+
 /** The methods that serve `store` to another thread (see {@link storeOverRpc}). */
 export function storeHandlers(store: Store): RpcHandlers {
   const encoded = store.insertEncoded?.bind(store);
@@ -143,8 +157,7 @@ export function storeHandlers(store: Store): RpcHandlers {
     ...(encoded === undefined
       ? {}
       : {
-          'store.insertEncoded': (table: string, columns: [string, ...string[]], text: string, opts?: Parameters<Store['insert']>[2]) =>
-            encoded(table, columns, text, opts),
+          'store.insertEncoded': (table: string, rows: unknown, opts?: Parameters<Store['insert']>[2]) => encoded(table, encodedSchema.parse(rows), opts),
         }),
     'store.exec': (sql: string, params?: Parameters<Store['exec']>[1], opts?: Parameters<Store['exec']>[2]) => store.exec(sql, params, opts),
     'store.query': (sql: string, params?: Parameters<Store['query']>[1], opts?: Parameters<Store['query']>[2]) => store.query(sql, params, opts),
@@ -154,18 +167,37 @@ export function storeHandlers(store: Store): RpcHandlers {
 }
 
 /**
+ * `data` in an ArrayBuffer of its own, which can be transferred: a small Buffer is a view into
+ * Node's shared pool, and transferring that would take the pool from every other Buffer.
+ */
+function ownBuffer(data: Uint8Array): Uint8Array & { buffer: ArrayBuffer } {
+  const { buffer } = data;
+  if (buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === buffer.byteLength) {
+    return data as Uint8Array & { buffer: ArrayBuffer };
+  }
+  const own = new Uint8Array(new ArrayBuffer(data.byteLength));
+  own.set(data);
+  return own as Uint8Array & { buffer: ArrayBuffer };
+}
+
+/**
  * A {@link Store} whose calls run on the thread that owns the engine (its {@link storeHandlers}).
  * `close` closes nothing there: the owner closes the engine. With `encoded` (the owner's store
- * has `insertEncoded`), inserts are encoded here and travel as one string: the owner's thread
- * neither copies row objects nor builds the text.
+ * has `insertEncoded`), inserts are encoded here ({@link encodeRows}) and their bytes are
+ * transferred, not copied: the owner's thread neither copies row objects nor builds the text,
+ * and no string is cloned between the threads.
  */
 export function storeOverRpc(rpc: RpcEndpoint, kind: Store['kind'], database: string, encoded: boolean): Store {
   const insert = async (table: string, rows: Parameters<Store['insert']>[1], opts?: Parameters<Store['insert']>[2]): Promise<void> => {
     if (rows.length === 0) return;
-    const columns = encoded ? commonColumns(rows) : undefined;
-    const text = columns === undefined ? undefined : toJsonCompactEachRow(rows, columns);
-    if (columns !== undefined && text !== undefined) await rpc.call('store.insertEncoded', table, columns, text, opts);
-    else await rpc.call('store.insert', table, rows, opts);
+    const rowsEncoded = encoded ? encodeRows(table, rows) : undefined;
+    if (rowsEncoded === undefined) {
+      await rpc.call('store.insert', table, rows, opts);
+      return;
+    }
+    const data = ownBuffer(rowsEncoded.data);
+    const sent: EncodedRows = { format: rowsEncoded.format, columns: rowsEncoded.columns, data };
+    await rpc.callTransferring('store.insertEncoded', [table, sent, opts], [data.buffer]);
   };
   return {
     kind,
