@@ -86,7 +86,7 @@ export function createCollector(deps: CollectorDeps): Collector {
   const accepted = metrics.counter('farol_ingest_events_total', 'Events made durable in the hub');
   const dropped = metrics.counter('farol_ingest_dropped_total', 'Events answered 202 but not stored, by reason');
   const rejected = metrics.counter('farol_ingest_rejected_total', 'Events or requests rejected, by error code');
-  const publishSeconds = metrics.histogram('farol_ingest_publish_seconds', 'Time from request to durable publish', [
+  const publishSeconds = metrics.histogram('farol_ingest_publish_seconds', 'Time from request to the hub accepting the events (on disk, or with FAROL_HUB_SYNC=interval written to the OS)', [
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
   ]);
   const inflightGauge = metrics.gauge('farol_ingest_inflight_requests', 'Requests being processed');
