@@ -119,13 +119,10 @@ export async function lostBlocksOf(store: Store, database: string): Promise<Lost
  * its log again). Run at start, before anything replays. Returns what it forgot.
  */
 export async function forgetLostBlocks(store: Store, database: string): Promise<LostBlock[]> {
-  const lost = await lostBlocksOf(store, database);
-  const byTable = new Map<string, LostBlock[]>();
-  for (const b of lost) byTable.set(b.table, [...(byTable.get(b.table) ?? []), b]);
-  const dirs = new Map((await tableDirs(store, database)).map((t) => [t.name, t.dir]));
-  for (const [table, blocks] of byTable) {
-    const dir = dirs.get(table);
-    if (dir === undefined) continue;
+  const forgotten: LostBlock[] = [];
+  for (const { name: table, dir } of await tableDirs(store, database)) {
+    const blocks = await lostBlocks(table, dir);
+    if (blocks.length === 0) continue;
     const logs = (await readdir(join(dir, 'deduplication_logs'))).filter((n) => /^deduplication_log_\d+\.txt$/.test(n));
     const newest = logs.sort((a, b) => Number(/\d+/.exec(a)?.[0]) - Number(/\d+/.exec(b)?.[0])).at(-1);
     if (newest === undefined) continue;
@@ -136,6 +133,7 @@ export async function forgetLostBlocks(store: Store, database: string): Promise<
     } finally {
       await store.exec(`ATTACH TABLE ${name}`);
     }
+    forgotten.push(...blocks);
   }
-  return lost;
+  return forgotten;
 }
