@@ -520,8 +520,79 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${collapsed}${where}${groupBy(q)}`;
 }
 
-/** The raw sides of `q` (the branches {@link coreSelect} sums), in either formulation: for the exactness tests. */
+/** The one event-row filter leaf `q` has, when a fused read can answer it (see {@link fusedRaw}). */
+function fusableLeaf(q: CoreQuery): FilterLeaf | undefined {
+  const only = conjuncts(allFilters(q));
+  const leaf = only[0];
+  if (only.length !== 1 || leaf?.kind !== 'leaf' || leaf.op.endsWith('_not')) return undefined;
+  const d = leaf.dimension;
+  const onEventRow = d.kind === 'goal' || d.kind === 'prop' || d.kind === 'variation' || (d.kind === 'column' && d.def.scope === 'event');
+  return onEventRow ? leaf : undefined;
+}
+
+/**
+ * Both raw sides in one read, for the dashboard's click-to-filter breakdown of visit attributes
+ * for one page, goal or property (sources for `/pricing`: visitors, bounce rate, visit duration).
+ * The two sides would each collapse the same sessions — those with an event in the range that
+ * passes the one positive filter — so they are collapsed once.
+ *
+ * Exact against the two sides because, with one positive condition on the event row, the
+ * session side's "had such an event in the range" keeps the very sessions whose events the event
+ * side counts; the event side's sessions (`eventSessionsWhere`, started up to a day early) are a
+ * superset of the session side's (started in the range), told apart by the latest state's start.
+ * The events drive the join, as on the event side: an event whose session row is missing counts
+ * its visitor under the empty labels. A session id belongs to one visitor (it is derived from the
+ * visitor id), so each session's events give one visitor. Undefined when `q` does not fit: other
+ * filters (per-leaf session conditions would differ from per-event ones), event-side sums beyond
+ * counts, or a dimension not read from the session alone.
+ */
+function fusedRaw(b: SqlBuilder, q: CoreQuery, site: string): string | undefined {
+  const leaf = fusableLeaf(q);
+  const eventOk = [...q.event].every((c) => c !== 'revenue');
+  const dimsOk = q.dims.every((d) => d.kind === 'column' && d.def.scope === 'session');
+  if (leaf === undefined || !eventOk || q.session.size === 0 || !dimsOk || q.pageviewsOnly || q.pageAsEntry) return undefined;
+  b.tables.add('events');
+  b.tables.add('sessions');
+  const bounds = rangeBounds(b, q, site);
+  const onEvent = `e.site = ${bounds.site} AND ${eventDays(bounds)} AND e.timestamp >= ${bounds.t0} AND e.timestamp < ${bounds.t1} AND ${eventLeaf(b, q, leaf)}`;
+  const columns = new Set(sessionColumnsFor(q, 'session'));
+  for (const c of sessionColumnsFor(q, 'event')) columns.add(c);
+  const attrs = [...columns].map((c) => `, argMax(${c}, version) AS s_${c}`).join('');
+  const sessions =
+    '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start,' +
+    ' sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
+    `${attrs} FROM sessions PREWHERE session_id IN (SELECT e.session_id FROM events AS e WHERE ${onEvent})` +
+    ` WHERE ${eventSessionsWhere(bounds)} GROUP BY session_id HAVING sum(sign) > 0) AS s`;
+  const perSession =
+    "(SELECT e.session_id AS sid, any(e.visitor_id) AS visitor, count() AS n_events, countIf(e.name = 'pageview') AS n_pageviews" +
+    ` FROM events AS e WHERE ${onEvent} GROUP BY sid) AS ev`;
+  // A missing session reads as the column defaults: its start (1970) is never in the range.
+  const started = `s.s_start >= ${bounds.t0}`;
+  const computed: Partial<Record<ComponentColumn, string>> = {};
+  if (q.event.has('visitors')) computed.ev_visitors = 'toInt64(uniqExact(ev.visitor))';
+  if (q.event.has('pageviews')) computed.ev_pageviews = 'toInt64(sum(ev.n_pageviews))';
+  if (q.event.has('events')) computed.ev_events = 'toInt64(sum(ev.n_events))';
+  if (q.event.has('visits')) computed.ev_visits = 'toInt64(count())';
+  if (q.session.has('visitors')) computed.se_visitors = `toInt64(uniqExactIf(s.s_visitor, ${started}))`;
+  if (q.session.has('visits')) computed.se_visits = `toInt64(countIf(${started}))`;
+  if (q.session.has('bounces')) {
+    const entered = [started, ...q.bouncePageLeaves.map((l) => scalarCondition(b, 's.s_entry_page', l))].join(' AND ');
+    computed.se_bounces = `toInt64(sumIf(s.s_bounce, ${entered}))`;
+    computed.se_bounce_visits = `toInt64(countIf(${entered}))`;
+  }
+  if (q.session.has('duration')) computed.se_duration = `toInt64(sumIf(s.s_duration, ${started}))`;
+  if (q.session.has('pageviews')) computed.se_pageviews = `toInt64(sumIf(s.s_pageviews, ${started}))`;
+  const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
+  return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${perSession} LEFT JOIN ${sessions} ON ev.sid = s.session_id${groupBy(q)}`;
+}
+
+/**
+ * The raw sides of `q` (the branches {@link coreSelect} sums), in either formulation; `pushed`
+ * fuses them into one read where {@link fusedRaw} applies.
+ */
 export function rawSides(b: SqlBuilder, q: CoreQuery, site: string, formulation: RawFormulation): string[] {
+  const fused = formulation === 'pushed' && q.event.size > 0 ? fusedRaw(b, q, site) : undefined;
+  if (fused !== undefined) return [fused];
   const sides: string[] = [];
   if (q.event.size > 0) sides.push(eventSideRaw(b, q, site, undefined, formulation));
   if (q.session.size > 0) sides.push(sessionSideRaw(b, q, site, undefined, formulation));
@@ -913,8 +984,7 @@ FROM (SELECT *, ${pick} AS i, ${entryDates}[i] AS m, ${count} AS n FROM salt_day
 export function coreSelect(b: SqlBuilder, q: CoreQuery, site: string, source: Source, saltDays?: SaltDays): string {
   const branches: string[] = [];
   if (source === 'raw') {
-    if (q.event.size > 0) branches.push(eventSideRaw(b, q, site));
-    if (q.session.size > 0) branches.push(sessionSideRaw(b, q, site));
+    branches.push(...rawSides(b, q, site, 'pushed'));
   } else {
     const grain = source === 'rollup_daily' ? 'day' : 'hour';
     // A side asked for nothing but visitors needs no sums.
