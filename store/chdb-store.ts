@@ -150,6 +150,9 @@ class ChdbStore implements Store {
   /** Ended inserts per table, and ended `exec` statements (any table): see {@link tableVersion}. */
   private readonly inserts = new Map<string, number>();
   private execs = 0;
+  /** Writes under way per table (`undefined`: `exec` statements, any table), and the versions handed out meanwhile. */
+  private readonly writing = new Map<string | undefined, number>();
+  private unsettled = 0;
   private readonly instance = ++instances;
 
   constructor(
@@ -185,25 +188,32 @@ class ChdbStore implements Store {
     return call;
   }
 
+  /**
+   * While a write to the table (or any `exec`) is under way, a version no other call returns: its
+   * rows may already be visible, so nothing read meanwhile may be taken as of the last version.
+   */
   tableVersion(table: string): string {
+    if ((this.writing.get(table) ?? 0) > 0 || (this.writing.get(undefined) ?? 0) > 0) return `${this.instance}:unsettled:${++this.unsettled}`;
     return `${this.instance}:${this.execs}:${this.inserts.get(table) ?? 0}`;
   }
 
-  /** Counted once the write ended, failed or not: a reader that read before caches under the old value. */
-  private wrote(table: string | undefined): void {
-    if (table === undefined) this.execs++;
-    else this.inserts.set(table, (this.inserts.get(table) ?? 0) + 1);
+  /** Runs a write, counted as under way until it ended, failed or not (then a reader that read before caches under the old value). */
+  private async write<T>(table: string | undefined, fn: () => Promise<T>): Promise<T> {
+    this.writing.set(table, (this.writing.get(table) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      this.writing.set(table, (this.writing.get(table) ?? 1) - 1);
+      if (table === undefined) this.execs++;
+      else this.inserts.set(table, (this.inserts.get(table) ?? 0) + 1);
+    }
   }
 
   async exec(sql: string, params?: QueryParams, opts?: ExecOptions): Promise<void> {
     const bound = normalizeParams(params);
-    try {
-      await this.run(opts?.withoutDatabase !== true, (s) =>
-        bound === undefined || Object.keys(bound).length === 0 ? s.queryAsync(sql) : s.queryBindAsync(sql, bound),
-      );
-    } finally {
-      this.wrote(undefined);
-    }
+    await this.write(undefined, () =>
+      this.run(opts?.withoutDatabase !== true, (s) => (bound === undefined || Object.keys(bound).length === 0 ? s.queryAsync(sql) : s.queryBindAsync(sql, bound))),
+    );
   }
 
   async query<T = Record<string, unknown>>(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<T[]> {
@@ -228,11 +238,7 @@ class ChdbStore implements Store {
     const encoded = encodeRows(table, rows);
     if (encoded === undefined) {
       const values = Buffer.from(toJsonEachRow(rows));
-      try {
-        await this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings }));
-      } finally {
-        this.wrote(table);
-      }
+      await this.write(table, () => this.run(true, (s) => s.insert({ table, values, format: 'JSONEachRow', settings })));
       return;
     }
     await this.insertEncoded(table, encoded, opts);
@@ -245,11 +251,7 @@ class ChdbStore implements Store {
     if (data.byteLength === 0) return;
     // A view of the bytes as they came (from another thread: a transferred buffer), not a copy.
     const values = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    try {
-      await this.run(true, (s) => s.insert({ table, columns: [...columns], values, format, settings }));
-    } finally {
-      this.wrote(table);
-    }
+    await this.write(table, () => this.run(true, (s) => s.insert({ table, columns: [...columns], values, format, settings })));
   }
 
   async ping(): Promise<boolean> {

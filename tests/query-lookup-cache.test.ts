@@ -6,7 +6,9 @@ import { withQuery, type Store } from '../store/store.ts';
 /**
  * The salt-day generations lookup of a rollup answer is kept while the embedded engine's two
  * tables did not change (Store.tableVersion), and read again after any write to them or any
- * statement run through `exec`; a store without versions (a server) reads it every time.
+ * statement run through `exec`; a store without versions (a server) reads it every time. The
+ * provisional generations' check is kept the same way while `events` and `sessions` do not change,
+ * and nothing is kept as of a version while a write is under way.
  */
 
 let store: Store;
@@ -21,16 +23,20 @@ afterAll(async () => {
 const site = { domain: 'cache.test', timezone: 'UTC' };
 const body = { site_id: site.domain, metrics: ['visitors', 'pageviews'], date_range: '30d', dimensions: ['event:page'] };
 
-/** Runs the query through `base` and counts the lookups (reads of `salt_day_closes`) it made. */
-async function lookups(base: Store): Promise<number> {
+/** Runs the query through `base` and counts the statements it made that read `what`. */
+async function reads(base: Store, what: string): Promise<number> {
   let n = 0;
   const counting = withQuery(base, (sql, params, opts) => {
-    if (sql.includes('FROM salt_day_closes')) n++;
+    if (sql.includes(what)) n++;
     return base.query(sql, params, opts);
   });
   await runQuery(counting, site, body, new Date());
   return n;
 }
+/** The lookups (reads of `salt_day_closes`) a query made. */
+const lookups = (base: Store): Promise<number> => reads(base, 'FROM salt_day_closes');
+/** The checks of provisional generations a query made. */
+const checks = (base: Store): Promise<number> => reads(base, "SELECT 'n' AS kind");
 
 describe('generations lookup cache', () => {
   it('is read once while its tables do not change, and again after each write to them', async () => {
@@ -66,5 +72,39 @@ describe('generations lookup cache', () => {
     };
     expect(await lookups(server)).toBe(1);
     expect(await lookups(server)).toBe(1);
+  });
+
+  it('keeps the provisional generations check while events and sessions do not change', async () => {
+    // Today's provisional generation (from the first test) makes every answer check it; the last
+    // answer there left the check kept.
+    expect(await checks(store)).toBe(0);
+    await store.exec('SELECT 1');
+    expect(await checks(store)).toBe(1);
+    expect(await checks(store)).toBe(0);
+    await store.insert('salt_day_closes', [{ site: 'other.test', salt_day: '2020-01-01', gen: 1, event_rows: 0, session_rows: 0, zones: ['UTC'] }]);
+    expect(await checks(store)).toBe(0);
+    await store.insert('events', [{ site: site.domain, timestamp: new Date(), name: 'pageview', pathname: '/', visitor_id: '7' }]);
+    expect(await checks(store)).toBe(1);
+    expect(await checks(store)).toBe(0);
+    await store.insert('sessions', [{ site: site.domain, session_id: '1', visitor_id: '7', start: new Date(), timestamp: new Date(), sign: 1, version: 1 }]);
+    expect(await checks(store)).toBe(1);
+  });
+
+  it('hands out no reusable version while a write is under way', async () => {
+    const version = (): string => store.tableVersion?.('events') ?? '';
+    const before = version();
+    expect(version()).toBe(before);
+    const writing = store.insert('events', [{ site: 'other.test', timestamp: new Date(), name: 'pageview', pathname: '/' }]);
+    const during = [version(), version()];
+    expect(new Set([before, ...during]).size).toBe(3);
+    await writing;
+    const after = version();
+    expect(after).not.toBe(before);
+    expect(version()).toBe(after);
+    // An exec under way unsettles every table.
+    const other = store.tableVersion?.('sessions') ?? '';
+    const running = store.exec('SELECT 1');
+    expect(store.tableVersion?.('sessions')).not.toBe(other);
+    await running;
   });
 });

@@ -501,25 +501,28 @@ async function total(
 }
 
 /**
- * The generations lookup of {@link closedSaltDays}, kept while the store says neither of its two
- * tables changed (the embedded engine, whose only writer is this process: {@link Store.tableVersion})
- * and for at most {@link LOOKUP_TTL_MS} (background merges and mutations the engine runs on its own
- * settle meanwhile). A statement less per rollup answer; on a ClickHouse server it is read each time.
+ * The two small reads of {@link closedSaltDays} (the generations lookup, and the provisional
+ * generations' check), kept while the store says none of the tables they read changed (the
+ * embedded engine, whose only writer is this process: {@link Store.tableVersion}) and for at most
+ * {@link READ_TTL_MS} (background merges and mutations the engine runs on its own settle
+ * meanwhile). The panels of one dashboard load share them until the next insert ends: a statement
+ * or two less per rollup answer. On a ClickHouse server they are read each time.
  */
-const lookups = new Map<string, { version: string; atMs: number; rows: LookupRow[] }>();
-const LOOKUP_TTL_MS = 30_000;
-const LOOKUP_ENTRIES = 1_000;
+const smallReads = new Map<string, { version: string; atMs: number; rows: unknown[] }>();
+const READ_TTL_MS = 30_000;
+const READ_ENTRIES = 1_000;
 
-async function cachedLookup(store: Store, key: string, read: () => Promise<LookupRow[]>): Promise<LookupRow[]> {
-  if (store.tableVersion === undefined) return read();
-  const version = `${store.tableVersion('salt_day_closes')}/${store.tableVersion('salt_day_provisional')}`;
+async function cachedRead<T>(store: Store, tables: readonly string[], key: string, read: () => Promise<T[]>): Promise<T[]> {
+  const versionOf = store.tableVersion?.bind(store);
+  if (versionOf === undefined) return read();
+  const version = tables.map((t) => versionOf(t)).join('/');
   const now = performance.now();
-  const hit = lookups.get(key);
-  if (hit !== undefined && hit.version === version && now - hit.atMs < LOOKUP_TTL_MS) return hit.rows;
+  const hit = smallReads.get(key);
+  if (hit !== undefined && hit.version === version && now - hit.atMs < READ_TTL_MS) return hit.rows as T[];
   // The version is taken before the read: a write ending meanwhile moves it, and the next call reads again.
   const rows = await read();
-  if (!lookups.has(key) && lookups.size >= LOOKUP_ENTRIES) lookups.delete(lookups.keys().next().value as string);
-  lookups.set(key, { version, atMs: now, rows });
+  if (!smallReads.has(key) && smallReads.size >= READ_ENTRIES) smallReads.delete(smallReads.keys().next().value as string);
+  smallReads.set(key, { version, atMs: now, rows });
   return rows;
 }
 
@@ -557,7 +560,7 @@ async function closedSaltDays(
   // closed day is their least), and the provisional generations of the range's days.
   // Rows as stored, the latest generation of each day picked here: a GROUP BY over these small
   // tables cost twice the read.
-  const stored = await cachedLookup(store, `${store.database}\n${site}\n${first}\n${last}`, () =>
+  const stored = await cachedRead(store, ['salt_day_closes', 'salt_day_provisional'], `lookup\n${store.database}\n${site}\n${first}\n${last}`, () =>
     store.query<LookupRow>(
       `SELECT 'c' AS kind, toUInt32(salt_day) AS day, toString(gen) AS gen, zones, '0' AS w, '0' AS ws, toUInt64(0) AS n
        FROM salt_day_closes WHERE site = {site:String}
@@ -627,7 +630,11 @@ async function closedSaltDays(
          GROUP BY salt_day`);
     }
     const parts = [...counts, ...tails];
-    const checks = await store.query<{ kind: string; day: number | string; n: string | number; ids: string[] }>(parts.join('\nUNION ALL\n'), params);
+    const sql = parts.join('\nUNION ALL\n');
+    // Keyed by the statement and its values, which hold the generations checked and the sides read.
+    const checks = await cachedRead(store, ['events', 'sessions'], `check\n${store.database}\n${sql}\n${JSON.stringify(params)}`, () =>
+      store.query<{ kind: string; day: number | string; n: string | number; ids: string[] }>(sql, params),
+    );
     const of = (kind: string, day: number) => checks.find((x) => x.kind === kind && Number(x.day) === day);
     const tail = (ids: string[] | undefined): string[] | undefined => (ids === undefined ? [] : ids.length > TAIL_IDS ? undefined : ids);
     noteOpenRows(site, Math.max(...checks.filter((x) => x.kind === 'n').map((x) => Number(x.n))), nowMs);
