@@ -3,13 +3,13 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { CpuWindow, parseMachineStat, parseProcStat, readCpuSeconds, readMachineCpu, readThreadCpu } from './proc.ts';
+import { CpuWindow, parseMachineStat, parseProcStat, readCpuSeconds, readMachineCpu, readThreadCpu, readTreeCpuSeconds } from './proc.ts';
 import { threadSetting } from './servers.ts';
 
 /* The /proc readings the bench's events per CPU-second rest on, read from real children. */
 
-// A shell loop: pure CPU, no syscalls to speak of (about 0.1 CPU-second on a 2-core CI box).
-const BURN = 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done';
+// A shell loop: pure CPU, no syscalls to speak of (about 0.15 CPU-second on a busy 2-core box, well above the 0.05 the tests ask).
+const BURN = 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done';
 
 const children: ChildProcess[] = [];
 afterEach(() => {
@@ -28,7 +28,7 @@ describe('parseProcStat', () => {
   const rest = 'S 1 1 1 0 -1 4194560 100 0 0 0 250 30 7 3 20 0 11 0 12345 1000000 200';
 
   it('counts fields after the last parenthesis, whatever the command name holds', () => {
-    expect(parseProcStat(`4242 (node) ${rest}`)).toEqual({ comm: 'node', utime: 250, stime: 30, cutime: 7, cstime: 3, numThreads: 11 });
+    expect(parseProcStat(`4242 (node) ${rest}`)).toEqual({ comm: 'node', ppid: 1, utime: 250, stime: 30, cutime: 7, cstime: 3, numThreads: 11 });
     expect(parseProcStat(`4242 (a) b (c)) ) ${rest}\n`)).toMatchObject({ comm: 'a) b (c)) ', utime: 250, numThreads: 11 });
   });
 
@@ -82,6 +82,24 @@ describe('CPU of real processes', () => {
     await once(child, 'exit');
     expect(readCpuSeconds(pid)).toBeNull();
     expect(readThreadCpu(pid)).toBeNull();
+  });
+
+  it('counts the processes a server starts with it (a server that forks workers)', async () => {
+    // The outer shell forks the burner, then becomes `sleep` (same pid), its parent.
+    const root = start(`sh -c '${BURN}' & exec sleep 30`);
+    const pid = root.pid!;
+    let own = 0;
+    let tree = 0;
+    for (let i = 0; i < 200 && tree - own < 0.05; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      own = readCpuSeconds(pid) ?? 0;
+      tree = readTreeCpuSeconds(pid) ?? 0;
+    }
+    expect(own).toBeLessThan(0.05);
+    expect(tree - own).toBeGreaterThanOrEqual(0.05);
+    root.kill('SIGKILL');
+    await once(root, 'exit');
+    expect(readTreeCpuSeconds(pid)).toBeNull();
   });
 
   it("counts a child that exited inside the window through the harness's reaped-children time", async () => {

@@ -40,6 +40,7 @@ function ticksPerSecond(): number {
 export interface ProcStat {
   /** The command name, as the kernel shows it between the parentheses (it may hold spaces and ')'). */
   comm: string;
+  ppid: number;
   utime: number;
   stime: number;
   /** Ticks of the children this process waited for (reaped), all their threads included. */
@@ -50,8 +51,8 @@ export interface ProcStat {
 
 /**
  * Parses a `/proc/<pid>/stat` line; null when it is not one. The command name may hold spaces and
- * parentheses, so fields are counted after its last ')' (proc(5): utime is field 14, stime 15,
- * cutime 16, cstime 17, num_threads 20).
+ * parentheses, so fields are counted after its last ')' (proc(5): ppid is field 4, utime 14,
+ * stime 15, cutime 16, cstime 17, num_threads 20).
  */
 export function parseProcStat(text: string): ProcStat | null {
   const open = text.indexOf('(');
@@ -62,8 +63,8 @@ export function parseProcStat(text: string): ProcStat | null {
     const f = fields[i];
     return f !== undefined && /^-?\d+$/.test(f) ? Number(f) : NaN;
   };
-  const stat = { comm: text.slice(open + 1, close), utime: n(11), stime: n(12), cutime: n(13), cstime: n(14), numThreads: n(17) };
-  return [stat.utime, stat.stime, stat.cutime, stat.cstime, stat.numThreads].every(Number.isFinite) ? stat : null;
+  const stat = { comm: text.slice(open + 1, close), ppid: n(1), utime: n(11), stime: n(12), cutime: n(13), cstime: n(14), numThreads: n(17) };
+  return [stat.ppid, stat.utime, stat.stime, stat.cutime, stat.cstime, stat.numThreads].every(Number.isFinite) ? stat : null;
 }
 
 function readStat(path: string): ProcStat | null {
@@ -78,6 +79,42 @@ function readStat(path: string): ProcStat | null {
 export function readCpuSeconds(pid: number): number | null {
   const s = readStat(`/proc/${pid}/stat`);
   return s === null ? null : (s.utime + s.stime) / ticksPerSecond();
+}
+
+/**
+ * CPU seconds used so far by `pid` and every process below it: each live one's utime + stime (all
+ * its threads) + cutime + cstime (its children already exited and reaped), so a server that forks
+ * workers is counted whole, and a worker that exits moves into its parent's share without being
+ * counted twice. Null once `pid` is gone.
+ */
+export function readTreeCpuSeconds(pid: number): number | null {
+  const root = readStat(`/proc/${pid}/stat`);
+  if (root === null) return null;
+  const children = new Map<number, Array<{ pid: number; stat: ProcStat }>>();
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    // no /proc listing: the root alone
+  }
+  for (const name of entries) {
+    if (!/^\d+$/.test(name) || name === String(pid)) continue;
+    const stat = readStat(`/proc/${name}/stat`);
+    if (stat === null) continue;
+    const list = children.get(stat.ppid) ?? [];
+    list.push({ pid: Number(name), stat });
+    children.set(stat.ppid, list);
+  }
+  let ticks = 0;
+  const seen = new Set<number>();
+  const stack = [{ pid, stat: root }];
+  for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
+    if (seen.has(p.pid)) continue;
+    seen.add(p.pid);
+    ticks += p.stat.utime + p.stat.stime + p.stat.cutime + p.stat.cstime;
+    stack.push(...(children.get(p.pid) ?? []));
+  }
+  return ticks / ticksPerSecond();
 }
 
 /** The machine's CPU time so far, in seconds summed over every core (the first line of /proc/stat). */
@@ -113,7 +150,7 @@ export function readMachineCpu(): MachineCpu | null {
 /** CPU seconds of a window: per named process (all threads), the harness itself, reaped children, the machine. */
 export interface CpuUsage {
   wallS: number;
-  /** Each process's utime + stime over the window; null when it was gone at either end. */
+  /** Each process's CPU over the window, all threads and child processes; null when it was gone at either end. */
   processes: Record<string, number | null>;
   /** The harness (this Node process), all threads. */
   harnessS: number | null;
@@ -137,13 +174,14 @@ interface CpuSnapshot {
 /** Reads everything a window needs at one instant. */
 function snapshot(pids: Record<string, number>): CpuSnapshot {
   const processes: Record<string, number | null> = {};
-  for (const [name, pid] of Object.entries(pids)) processes[name] = readCpuSeconds(pid);
+  for (const [name, pid] of Object.entries(pids)) processes[name] = readTreeCpuSeconds(pid);
   return { atMs: performance.now(), processes, self: readStat('/proc/self/stat'), machine: readMachineCpu() };
 }
 
 /**
- * Measures CPU over a window: `const w = CpuWindow.start({ server: pid }); …; w.stop()`. The
- * processes are read from /proc/<pid>/stat, which sums every thread of the process.
+ * Measures CPU over a window: `const w = CpuWindow.start({ server: pid }); …; w.stop()`. Each
+ * named process counts with every thread (/proc/<pid>/stat sums them) and every process below it
+ * (readTreeCpuSeconds).
  */
 export class CpuWindow {
   private constructor(
