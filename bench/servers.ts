@@ -182,7 +182,8 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const cleanup = (): void => {
     if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
   };
-  const server = await started(opts.tls ? 'collector (TLS)' : 'collector', port, child, cleanup, cert?.pem);
+  const name = opts.command === 'start' ? 'farol start' : 'collector';
+  const server = await started(opts.tls ? `${name} (TLS)` : name, port, child, cleanup, cert?.pem);
   return { ...server, dataDir, metricsUrl: `http://${HOST}:${metricsPort}` };
 }
 
