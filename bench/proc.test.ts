@@ -130,17 +130,20 @@ describe('CPU of real processes', () => {
 
 describe('threadSetting', () => {
   it('without the setting in the config: one thread, whatever was asked, and says so', () => {
-    expect(threadSetting(undefined, {})).toEqual({ asked: null, honoured: false, count: 1, label: '1' });
-    expect(threadSetting(2, {})).toEqual({ asked: 2, honoured: false, count: 1, label: '1 (asked 2)' });
+    expect(threadSetting(undefined, {}, {})).toEqual({ asked: null, honoured: false, count: 1, label: '1' });
+    expect(threadSetting(2, {}, {})).toEqual({ asked: 2, honoured: false, count: 1, label: '1 (asked 2)' });
   });
 
   it("with it: the value asked, or the config's default when unset", () => {
     const numeric = { FAROL_COLLECTOR_THREADS: z.coerce.number().int().min(1).default(2) };
-    expect(threadSetting(3, numeric)).toEqual({ asked: 3, honoured: true, count: 3, label: '3' });
-    expect(threadSetting(undefined, numeric)).toEqual({ asked: null, honoured: true, count: 2, label: 'default (2)' });
+    expect(threadSetting(3, numeric, {})).toEqual({ asked: 3, honoured: true, count: 3, label: '3' });
+    expect(threadSetting(undefined, numeric, {})).toEqual({ asked: null, honoured: true, count: 2, label: 'default (2)' });
     const auto = { FAROL_COLLECTOR_THREADS: z.string().default('auto') };
-    expect(threadSetting(undefined, auto)).toEqual({ asked: null, honoured: true, count: null, label: 'default (auto)' });
+    expect(threadSetting(undefined, auto, {})).toEqual({ asked: null, honoured: true, count: null, label: 'default (auto)' });
     const optional = { FAROL_COLLECTOR_THREADS: z.string().optional() };
-    expect(threadSetting(undefined, optional).label).toBe('default (unset)');
+    expect(threadSetting(undefined, optional, {}).label).toBe('default (unset)');
+    // The harness's own variable reaches the child when nothing is asked.
+    expect(threadSetting(undefined, numeric, { FAROL_COLLECTOR_THREADS: ' 3 ' })).toMatchObject({ asked: 3, count: 3, label: '3' });
+    expect(threadSetting(undefined, numeric, { FAROL_COLLECTOR_THREADS: 'lots' }).label).toBe('default (2)');
   });
 });

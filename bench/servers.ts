@@ -116,8 +116,15 @@ export interface ThreadSetting {
 /**
  * Reads the config schema the child will parse (the same checkout): Farol picks only the
  * variables its schema names, so an unknown FAROL_COLLECTOR_THREADS is ignored, never an error.
+ * Nothing asked: the harness's own FAROL_COLLECTOR_THREADS is what the child gets (startCollector).
  */
-export function threadSetting(asked: number | undefined, shape: Record<string, { safeParse(v: unknown): { success: boolean; data?: unknown } }> = configSchema.shape): ThreadSetting {
+export function threadSetting(
+  asked: number | undefined,
+  shape: Record<string, { safeParse(v: unknown): { success: boolean; data?: unknown } }> = configSchema.shape,
+  env: Record<string, string | undefined> = process.env,
+): ThreadSetting {
+  const inherited = env[COLLECTOR_THREADS_VAR]?.trim() ?? '';
+  if (asked === undefined && /^\d+$/.test(inherited) && Number(inherited) > 0) asked = Number(inherited);
   const schema = Object.hasOwn(shape, COLLECTOR_THREADS_VAR) ? shape[COLLECTOR_THREADS_VAR] : undefined;
   if (schema === undefined) {
     return { asked: asked ?? null, honoured: false, count: 1, label: asked === undefined || asked === 1 ? '1' : `1 (asked ${asked})` };
@@ -147,8 +154,8 @@ export interface CollectorStartOptions {
   dataDir?: string;
   /** FAROL_HUB_SYNC of the server (default: Farol's, `always`). */
   hubSync?: string;
-  /** FAROL_COLLECTOR_THREADS of the server (default: unset, Farol's default). */
-  threads?: number;
+  /** FAROL_COLLECTOR_THREADS of the server (default: the harness's own FAROL_COLLECTOR_THREADS, else Farol's, the cores). */
+  collectorThreads?: number;
 }
 
 /**
@@ -161,6 +168,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const metricsPort = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'farol-bench-'));
   const cert = opts.tls ? makeTestCert(dataDir, 'bench') : undefined;
+  const threads = opts.collectorThreads === undefined ? process.env.FAROL_COLLECTOR_THREADS : String(opts.collectorThreads);
   const env = cleanEnv({
     ...(cert === undefined ? {} : { FAROL_TLS_CERT: cert.cert, FAROL_TLS_KEY: cert.key }),
     FAROL_HOST: HOST,
@@ -175,7 +183,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     // A known owner token: `start` then prints none (a printed token would read as a logged problem).
     FAROL_BOOTSTRAP_TOKEN: 'farol_bench_owner_token_not_secret',
     ...(opts.hubSync === undefined ? {} : { FAROL_HUB_SYNC: opts.hubSync }),
-    ...(opts.threads === undefined ? {} : { [COLLECTOR_THREADS_VAR]: String(opts.threads) }),
+    ...(threads === undefined ? {} : { FAROL_COLLECTOR_THREADS: threads }),
   });
   const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });

@@ -58,7 +58,7 @@ export async function withCollector<T>(
   let server: Awaited<ReturnType<typeof startCollector>>;
   try {
     const hubSync = ctx.opts.hubSync?.length === 1 ? ctx.opts.hubSync[0] : undefined;
-    server = await startCollector({ nodeArgs, command, tls, ...(hubSync === undefined ? {} : { hubSync }), ...(threads === undefined ? {} : { threads }) });
+    server = await startCollector({ nodeArgs, command, tls, ...(hubSync === undefined ? {} : { hubSync }), ...(threads === undefined ? {} : { collectorThreads: threads }) });
   } catch (err) {
     if (profDir) rmSync(profDir, { recursive: true, force: true });
     throw err;
