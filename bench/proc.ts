@@ -147,6 +147,13 @@ export function readMachineCpu(): MachineCpu | null {
   }
 }
 
+/** The machine's CPU between two readings over `wallS` seconds; null when either is missing. */
+export function machineDelta(a: MachineCpu | null, b: MachineCpu | null, wallS: number): CpuUsage['machine'] {
+  if (!a || !b) return null;
+  const totalS = b.totalS - a.totalS;
+  return { busyS: b.busyS - a.busyS, totalS, stealS: b.stealS - a.stealS, cores: wallS > 0 ? totalS / wallS : 0 };
+}
+
 /** CPU seconds of a window: per named process (all threads), the harness itself, reaped children, the machine. */
 export interface CpuUsage {
   wallS: number;
@@ -204,15 +211,7 @@ export class CpuWindow {
       processes[name] = x === null || x === undefined || y === null || y === undefined ? null : y - x;
     }
     const wallS = (b.atMs - a.atMs) / 1000;
-    const machine =
-      a.machine && b.machine
-        ? {
-            busyS: b.machine.busyS - a.machine.busyS,
-            totalS: b.machine.totalS - a.machine.totalS,
-            stealS: b.machine.stealS - a.machine.stealS,
-            cores: wallS > 0 ? (b.machine.totalS - a.machine.totalS) / wallS : 0,
-          }
-        : null;
+    const machine = machineDelta(a.machine, b.machine, wallS);
     return {
       wallS,
       processes,

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCpuSeconds } from '../proc.ts';
+import { machineDelta, readMachineCpu, readTreeCpuSeconds, type MachineCpu } from '../proc.ts';
 import { num, table } from '../report.ts';
 import { rowFromPhase, rowFromWindow } from '../results.ts';
 import { loadPhase, type LoadPhase, type Scenario } from '../scenario.ts';
@@ -56,11 +56,11 @@ export const processorScenario: Scenario = {
       const start = await startCollector({ dataDir, command: 'start' });
       try {
         const pid = start.child.pid;
-        const samples: Array<{ ms: number; stored: number; cpu: number | null }> = [];
+        const samples: Array<{ ms: number; stored: number; cpu: number | null; machine: MachineCpu | null }> = [];
         const deadline = Date.now() + DRAIN_TIMEOUT_MS;
         for (;;) {
           const stored = await storedEvents(start);
-          samples.push({ ms: performance.now(), stored, cpu: readCpuSeconds(pid) });
+          samples.push({ ms: performance.now(), stored, cpu: readTreeCpuSeconds(pid), machine: readMachineCpu() });
           if (stored >= ingested || Date.now() > deadline) break;
           await new Promise((r) => setTimeout(r, 100));
         }
@@ -93,7 +93,13 @@ export const processorScenario: Scenario = {
           rows: [
             rowFromPhase(fill, { scenario: 'processor', process: 'collector (filling the hub)', threads: threadSetting(undefined).label, eventsPerRequest: EVENTS_PER_REQUEST }),
             rowFromWindow(
-              { wallS, processes: { server: cpuS }, harnessS: null, reapedChildrenS: null, machine: null },
+              {
+                wallS,
+                processes: { server: cpuS },
+                harnessS: null,
+                reapedChildrenS: null,
+                machine: machineDelta(first.machine, last.machine, wallS),
+              },
               { scenario: 'processor', process: 'farol start (draining)', threads: '—', eventsPerRequest: EVENTS_PER_REQUEST, events: rows, requestsPerSec: null, eventsPerSec: rate, p99Ms: null },
             ),
           ],
