@@ -391,7 +391,8 @@ async function main(argv: string[]): Promise<number> {
     writeFileSync(readme, replaceReadmeTable(readFileSync(readme, 'utf8'), doc));
     process.stdout.write(`README.md: performance table replaced (between ${README_BEGIN} and ${README_END})\n`);
   }
-  process.stdout.write(`\n${formatChecks(checks.filter((c) => c.kind === 'target').map((c) => ({ ...c, name: `${c.scenario}: ${c.name}` })))}\n`);
+  const targets = checks.filter((c) => c.kind === 'target').map((c) => ({ ...c, name: `${c.scenario}: ${c.name}` }));
+  if (targets.length > 0) process.stdout.write(`\ntargets:\n${formatChecks(targets)}\n`);
 
   const bug = checks.some((c) => !c.pass && c.kind === 'correctness');
   const missed = checks.some((c) => !c.pass && c.kind === 'target');
