@@ -214,7 +214,7 @@ export function markdownReport(doc: ResultDoc): string {
     ...(doc.notes ?? []).flatMap((n) => [mdCell(n), '']),
     resultsTable(doc.rows),
     '',
-    'CPU-s: user + system time of the process over the measured window, all its threads (/proc/<pid>/stat); wrk: the load generator, all its threads. ' +
+    'CPU-s: user + system time of the process over the measured window, all its threads and any process it started (/proc/<pid>/stat); wrk: the load generator, all its threads. ' +
       'Machine busy cores: /proc/stat over the window; in brackets what no process of the bench used (other load on a shared machine).',
     '',
     checksTable(doc.checks),
