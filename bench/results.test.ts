@@ -187,7 +187,7 @@ describe('replaceReadmeTable', () => {
     expect(out.endsWith(`${README_END}\n\n## Next\n`)).toBe(true);
     expect(out).not.toContain('old table');
     expect(out).toContain('**Shared machine**: other processes used up to 1.30 cores');
-    expect(out).toContain('Measured 2026-12-07 with `npm run bench -- --threads 1,2`, commit abc1234');
+    expect(out).toContain('Measured 2026-12-07 with `npm run bench -- --threads 1,2` on AMD EPYC <7B13> &amp; "co", 2 cores, 8,192 MB, Linux 6.1 x64, Node v20.20.2, commit abc1234, load average at start 1.5 1.2 1.');
     // Targets and failed correctness checks only.
     expect(out).toContain('| batch | rejected events | 3 | 0 | FAIL (bug) |');
     // Idempotent: a second run replaces the first.

@@ -372,7 +372,7 @@ export function readmeBlock(doc: ResultDoc): string {
       : `Other load during the measured windows: at most ${maxOther === null ? '—' : maxOther.toFixed(2)} cores.`;
   const d = doc.startedAt.slice(0, 10);
   return [
-    `Measured ${mdCell(d)} with \`${doc.command.replaceAll('`', "'")}\`, commit ${mdCell(doc.machine.gitCommit)}${doc.machine.gitDirty ? ' (+ local changes)' : ''}: ${mdCell(machineLine(doc.machine))}. ${shared}`,
+    `Measured ${mdCell(d)} with \`${doc.command.replaceAll('`', "'")}\` on ${mdCell(machineLine(doc.machine))}. ${shared}`,
     '',
     ...(doc.notes ?? []).flatMap((n) => [mdCell(n), '']),
     resultsTable(doc.rows),
