@@ -8,6 +8,7 @@ import {
   README_END,
   replaceReadmeTable,
   rowFromPhase,
+  scalingTable,
   shortNumber,
   svgChart,
   xmlEscape,
@@ -154,14 +155,23 @@ describe('markdownReport', () => {
     expect(md).toContain('`npm run bench -- --threads 1,2`');
     expect(md).toContain('FAROL_COLLECTOR_THREADS is unknown \\| ignored');
     const tableLines = lines.filter((l) => l.startsWith('| '));
-    // two headers + two separators + rows + checks
-    expect(tableLines).toHaveLength(4 + ROWS.length + 3);
+    // results: header, separator, rows; scaling (threads 2 ÷ 1 of the collector): 3 lines; checks: header, separator, 3
+    expect(tableLines).toHaveLength(2 + ROWS.length + 3 + 2 + 3);
     const header = tableLines[0]!.split(' | ').length;
     for (const l of tableLines.slice(0, 2 + ROWS.length)) expect(l.replaceAll('\\|', '').split(' | ').length).toBe(header);
     expect(md).toContain('| collector | collector | 2 | 20,000 | 20,000 | 4.20 ms | 2.5 | 70,000 | 0.61 | 1.0 | 200,000 | 1.40 (0.10) |');
     expect(md).toMatch(/\| batch \| events per collector CPU-second \| 120,000 \| ≥ 250,000 \| not met \|/);
     expect(md).toMatch(/\| batch \| rejected events \| 3 \| 0 \| FAIL \(bug\) \|/);
     expect(md).not.toMatch(/NaN|undefined|Infinity/);
+  });
+
+  it('a thread sweep gets a scaling table against the first thread count of each process', () => {
+    const md = markdownReport(doc(ROWS));
+    expect(md).toContain('| collector | collector | 2 ÷ 1 | 1.00 | 1.00 | 0.88 |');
+    // bare uWS has no thread count, batch and e2e ran one configuration: one line only.
+    expect(scalingTable(ROWS).split('\n')).toHaveLength(3);
+    expect(scalingTable([row({}), row({ scenario: 'batch' })])).toBe('');
+    expect(scalingTable([row({ eventsPerCpuS: 0 }), row({ threads: '2', eventsPerCpuS: 5 })])).toContain('| — |');
   });
 
   it('prints a dash for what was not measured, never NaN', () => {

@@ -190,6 +190,34 @@ export function resultsTable(rows: ResultRow[]): string {
   );
 }
 
+/**
+ * For a thread sweep: each configuration of a process against the scenario's first one (req/s,
+ * events/s and events per CPU-second ratios). Empty when no process ran with several thread counts.
+ */
+export function scalingTable(rows: ResultRow[]): string {
+  const out: string[][] = [];
+  const firsts = new Map<string, ResultRow>();
+  for (const r of rows) {
+    if (r.threads === '—') continue;
+    const key = `${r.scenario}\u0000${r.process}`;
+    const first = firsts.get(key);
+    if (first === undefined) {
+      firsts.set(key, r);
+      continue;
+    }
+    const ratio = (a: number | null, b: number | null): number | null => per(a, b);
+    out.push([
+      r.scenario,
+      r.process,
+      `${r.threads} ÷ ${first.threads}`,
+      fmt(ratio(r.requestsPerSec, first.requestsPerSec), 2),
+      fmt(ratio(r.eventsPerSec, first.eventsPerSec), 2),
+      fmt(ratio(r.eventsPerCpuS, first.eventsPerCpuS), 2),
+    ]);
+  }
+  return out.length === 0 ? '' : mdTable(['scenario', 'process', 'threads', 'req/s ratio', 'events/s ratio', 'events per CPU-s ratio'], out, 3);
+}
+
 export function verdict(c: Check): string {
   if (c.pass) return 'met';
   return c.kind === 'correctness' ? 'FAIL (bug)' : 'not met';
@@ -217,6 +245,7 @@ export function markdownReport(doc: ResultDoc): string {
     'CPU-s: user + system time of the process over the measured window, all its threads and any process it started (/proc/<pid>/stat); wrk: the load generator, all its threads. ' +
       'Machine busy cores: /proc/stat over the window; in brackets what no process of the bench used (other load on a shared machine).',
     '',
+    ...(scalingTable(doc.rows) === '' ? [] : [scalingTable(doc.rows), '']),
     checksTable(doc.checks),
     '',
   ].join('\n');
@@ -377,6 +406,7 @@ export function readmeBlock(doc: ResultDoc): string {
     ...(doc.notes ?? []).flatMap((n) => [mdCell(n), '']),
     resultsTable(doc.rows),
     '',
+    ...(scalingTable(doc.rows) === '' ? [] : [scalingTable(doc.rows), '']),
     checksTable(doc.checks.filter((c) => c.kind === 'target' || !c.pass)),
   ].join('\n');
 }

@@ -11,7 +11,7 @@ import { batchScenario } from './scenarios/batch.ts';
 import { collectorScenario } from './scenarios/collector.ts';
 import { e2eScenario } from './scenarios/e2e.ts';
 import { processorScenario } from './scenarios/processor.ts';
-import { README_BEGIN, README_END, replaceReadmeTable, verdict, writeResultFiles, type ResultDoc, type ResultRow } from './results.ts';
+import { README_BEGIN, README_END, replaceReadmeTable, scalingTable, verdict, writeResultFiles, type ResultDoc, type ResultRow } from './results.ts';
 import { COLLECTOR_THREADS_VAR, ROOT, threadNote, threadSetting } from './servers.ts';
 import { findWrk, WRK_INSTALL_HINT } from './wrk.ts';
 
@@ -391,6 +391,8 @@ async function main(argv: string[]): Promise<number> {
     writeFileSync(readme, replaceReadmeTable(readFileSync(readme, 'utf8'), doc));
     process.stdout.write(`README.md: performance table replaced (between ${README_BEGIN} and ${README_END})\n`);
   }
+  const scaling = scalingTable(rows);
+  if (scaling !== '') process.stdout.write(`\nthread scaling (against each process's first thread count):\n${scaling}\n`);
   const targets = checks.filter((c) => c.kind === 'target').map((c) => ({ ...c, name: `${c.scenario}: ${c.name}` }));
   if (targets.length > 0) process.stdout.write(`\ntargets:\n${formatChecks(targets)}\n`);
 
