@@ -60,6 +60,7 @@ const SHARED_WORKER = [
   'api/stats/srm.test.ts',
   'api/stats/two-proportion.test.ts',
   'bench/parse.test.ts',
+  'bench/results.test.ts',
   'cli/demo-traffic.test.ts',
   'control/model.test.ts',
   'control/people.test.ts',

@@ -1,7 +1,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readCpuSeconds, readThreadCpu, threadCpuDelta, type ThreadCpu } from './proc.ts';
+import { CpuWindow, readThreadCpu, threadCpuDelta, type CpuUsage, type ThreadCpu } from './proc.ts';
 import { fetchMetrics, metricSum, ROOT, type MetricSample, type Server } from './servers.ts';
+import type { Check, ResultRow } from './results.ts';
 import { runWrk, type WrkRun } from './wrk.ts';
 
 /* What a scenario is, and the pieces scenarios share: a measured wrk phase, ingest metrics. */
@@ -9,7 +10,14 @@ import { runWrk, type WrkRun } from './wrk.ts';
 export interface BenchOptions {
   durationS: number;
   connections: number;
-  threads: number;
+  /** wrk's threads (`--wrk-threads`). */
+  wrkThreads: number;
+  /**
+   * FAROL_COLLECTOR_THREADS per measured configuration (`--threads 1,2`): the collector, batch and
+   * e2e scenarios measure the Farol server once per value, in order. Undefined: the variable is
+   * left unset (Farol's default).
+   */
+  collectorThreads?: number[];
   warmupS: number;
   /** Where the JSON goes. */
   jsonPath: string;
@@ -27,14 +35,7 @@ export interface BenchOptions {
   hubSync?: string[];
 }
 
-export interface Check {
-  name: string;
-  value: string;
-  target: string;
-  pass: boolean;
-  /** A missed `target` is noise-prone and reported; a failed `correctness` check is a bug. */
-  kind: 'target' | 'correctness';
-}
+export type { Check };
 
 export interface ScenarioContext {
   opts: BenchOptions;
@@ -50,12 +51,19 @@ export interface ScenarioResult {
   checks: Check[];
   /** Every number, for the JSON file. */
   data: Record<string, unknown>;
+  /** One row per measured process and configuration, for the Markdown table and the SVG chart. */
+  rows?: ResultRow[];
 }
 
 export interface Scenario {
   name: string;
   summary: string;
   run(ctx: ScenarioContext): Promise<ScenarioResult>;
+}
+
+/** The FAROL_COLLECTOR_THREADS values to measure, in order: `--threads`, or one run with the variable unset. */
+export function threadSweep(opts: BenchOptions): Array<number | undefined> {
+  return opts.collectorThreads && opts.collectorThreads.length > 0 ? opts.collectorThreads : [undefined];
 }
 
 /** µs on CLOCK_MONOTONIC, the clock of V8 CPU profiles. */
@@ -69,6 +77,10 @@ export interface LoadPhase extends WrkRun {
   serverCpuCores: number | null;
   /** The same split by thread: is the event loop saturated, and how much runs beside it. */
   serverThreads: ThreadCpu | null;
+  /** wrk's CPU seconds (all its threads, from the harness's reaped-children time). */
+  wrkCpuSeconds: number | null;
+  /** Every CPU reading of the window: the server, the harness, wrk, the whole machine. */
+  cpu: CpuUsage;
   startUs: number;
   endUs: number;
 }
@@ -81,7 +93,7 @@ export async function loadPhase(
 ): Promise<LoadPhase> {
   const connections = p.connections ?? ctx.opts.connections;
   ctx.progress(`${server.name}: ${p.label} (${p.durationS} s, ${connections} connections)`);
-  const cpu0 = readCpuSeconds(server.child.pid);
+  const window = CpuWindow.start({ server: server.child.pid });
   const threads0 = readThreadCpu(server.child.pid);
   const startUs = monotonicUs();
   const run = await runWrk({
@@ -89,19 +101,29 @@ export async function loadPhase(
     cwd: ROOT,
     url: server.url,
     script: p.script,
-    threads: ctx.opts.threads,
+    threads: ctx.opts.wrkThreads,
     connections,
     durationS: p.durationS,
     label: p.label,
     ...(p.scriptArgs ? { scriptArgs: p.scriptArgs } : {}),
   });
   const endUs = monotonicUs();
-  const cpu1 = readCpuSeconds(server.child.pid);
+  // wrk has exited and been reaped (runWrk waits for its exit): its CPU is in the harness's cutime.
+  const cpu = window.stop();
   const threads = threadCpuDelta(threads0, readThreadCpu(server.child.pid));
-  const cpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
   if (server.child.done) throw new Error(`${server.name} died during ${p.label}:\n${server.child.output.join('\n')}`);
-    const wallS = (endUs - startUs) / 1e6;
-  return { ...run, serverCpuSeconds: cpu, serverCpuCores: cpu === null ? null : cpu / wallS, serverThreads: threads, startUs, endUs };
+  const serverCpu = cpu.processes['server'] ?? null;
+  const wallS = (endUs - startUs) / 1e6;
+  return {
+    ...run,
+    serverCpuSeconds: serverCpu,
+    serverCpuCores: serverCpu === null ? null : serverCpu / wallS,
+    serverThreads: threads,
+    wrkCpuSeconds: cpu.reapedChildrenS,
+    cpu,
+    startUs,
+    endUs,
+  };
 }
 
 /** The collector's ingest counters, as read from /metrics. */

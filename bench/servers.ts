@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnTracked, type Child } from './children.ts';
 import { httpsRequest, makeTestCert } from '../lib/testing/tls.ts';
+import { configSchema } from '../schemas/config.ts';
 
 /* The servers under test, each a single-threaded child process on 127.0.0.1. */
 
@@ -97,6 +98,51 @@ export async function startBare(): Promise<Server> {
   return started('bare uWS', port, child, () => undefined);
 }
 
+/** The setting the `--threads` sweep passes to Farol. */
+export const COLLECTOR_THREADS_VAR = 'FAROL_COLLECTOR_THREADS';
+
+/** What a thread count asked of Farol means for the checkout under test. */
+export interface ThreadSetting {
+  /** The value given to FAROL_COLLECTOR_THREADS, or null when the variable was left unset. */
+  asked: number | null;
+  /** Whether this checkout's config knows the variable (an older one ignores it: one thread). */
+  honoured: boolean;
+  /** Threads the collector ran, when known: the value asked, the config's numeric default, or 1 without the setting. */
+  count: number | null;
+  /** For tables: `2`, `default (auto)`, `1 (asked 2)` (a checkout without the setting). */
+  label: string;
+}
+
+/**
+ * Reads the config schema the child will parse (the same checkout): Farol picks only the
+ * variables its schema names, so an unknown FAROL_COLLECTOR_THREADS is ignored, never an error.
+ * Nothing asked: the harness's own FAROL_COLLECTOR_THREADS is what the child gets (startCollector).
+ */
+export function threadSetting(
+  asked: number | undefined,
+  shape: Record<string, { safeParse(v: unknown): { success: boolean; data?: unknown } }> = configSchema.shape,
+  env: Record<string, string | undefined> = process.env,
+): ThreadSetting {
+  const inherited = env[COLLECTOR_THREADS_VAR]?.trim() ?? '';
+  if (asked === undefined && /^\d+$/.test(inherited) && Number(inherited) > 0) asked = Number(inherited);
+  const schema = Object.hasOwn(shape, COLLECTOR_THREADS_VAR) ? shape[COLLECTOR_THREADS_VAR] : undefined;
+  if (schema === undefined) {
+    return { asked: asked ?? null, honoured: false, count: 1, label: asked === undefined || asked === 1 ? '1' : `1 (asked ${asked})` };
+  }
+  if (asked !== undefined) return { asked, honoured: true, count: asked, label: String(asked) };
+  const d = schema.safeParse(undefined);
+  const value = d.success ? d.data : undefined;
+  const count = typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : null;
+  return { asked: null, honoured: true, count, label: `default (${value === undefined ? 'unset' : String(value)})` };
+}
+
+/** A line for reports when the checkout ignores FAROL_COLLECTOR_THREADS; null when it honours it. */
+export function threadNote(): string | null {
+  return threadSetting(undefined).honoured
+    ? null
+    : `${COLLECTOR_THREADS_VAR} is unknown to this checkout's config (schemas/config.ts), so Farol ignores it and runs one collector thread; "1 (asked N)" shows what the bench asked.`;
+}
+
 export interface CollectorStartOptions {
   /** Extra node flags for the child, e.g. `--cpu-prof`. */
   nodeArgs?: string[];
@@ -108,6 +154,8 @@ export interface CollectorStartOptions {
   dataDir?: string;
   /** FAROL_HUB_SYNC of the server (default: Farol's, `always`). */
   hubSync?: string;
+  /** FAROL_COLLECTOR_THREADS of the server (default: the harness's own FAROL_COLLECTOR_THREADS, else Farol's, the cores). */
+  collectorThreads?: number;
 }
 
 /**
@@ -120,6 +168,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const metricsPort = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'farol-bench-'));
   const cert = opts.tls ? makeTestCert(dataDir, 'bench') : undefined;
+  const threads = opts.collectorThreads === undefined ? process.env.FAROL_COLLECTOR_THREADS : String(opts.collectorThreads);
   const env = cleanEnv({
     ...(cert === undefined ? {} : { FAROL_TLS_CERT: cert.cert, FAROL_TLS_KEY: cert.key }),
     FAROL_HOST: HOST,
@@ -134,13 +183,15 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     // A known owner token: `start` then prints none (a printed token would read as a logged problem).
     FAROL_BOOTSTRAP_TOKEN: 'farol_bench_owner_token_not_secret',
     ...(opts.hubSync === undefined ? {} : { FAROL_HUB_SYNC: opts.hubSync }),
+    ...(threads === undefined ? {} : { FAROL_COLLECTOR_THREADS: threads }),
   });
   const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
   const cleanup = (): void => {
     if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
   };
-  const server = await started(opts.tls ? 'collector (TLS)' : 'collector', port, child, cleanup, cert?.pem);
+  const name = opts.command === 'start' ? 'farol start' : 'collector';
+  const server = await started(opts.tls ? `${name} (TLS)` : name, port, child, cleanup, cert?.pem);
   return { ...server, dataDir, metricsUrl: `http://${HOST}:${metricsPort}` };
 }
 

@@ -44,20 +44,21 @@ export interface SessionMarks {
 /**
  * Runs `body` against a fresh collector (temp data dir), sampling its memory throughout. Under
  * `--cpu-prof` the collector is stopped with SIGTERM so V8 writes the profile; otherwise, and
- * whenever anything fails, it is SIGKILLed.
+ * whenever anything fails, it is SIGKILLed. `threads`: its FAROL_COLLECTOR_THREADS (unset when undefined).
  */
 export async function withCollector<T>(
   ctx: ScenarioContext,
   body: (server: Server, marks: SessionMarks) => Promise<T>,
   command: 'collector' | 'start' = 'collector',
   tls = false,
+  threads: number | undefined = undefined,
 ): Promise<CollectorSession<T>> {
   const profDir = ctx.opts.cpuProf ? mkdtempSync(join(tmpdir(), 'farol-bench-prof-')) : null;
   const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=250'] : [];
   let server: Awaited<ReturnType<typeof startCollector>>;
   try {
     const hubSync = ctx.opts.hubSync?.length === 1 ? ctx.opts.hubSync[0] : undefined;
-    server = await startCollector({ nodeArgs, command, tls, ...(hubSync === undefined ? {} : { hubSync }) });
+    server = await startCollector({ nodeArgs, command, tls, ...(hubSync === undefined ? {} : { hubSync }), ...(threads === undefined ? {} : { collectorThreads: threads }) });
   } catch (err) {
     if (profDir) rmSync(profDir, { recursive: true, force: true });
     throw err;

@@ -1,4 +1,5 @@
 import { ms, num, table } from '../report.ts';
+import { rowFromPhase } from '../results.ts';
 import type { ScenarioContext, ScenarioResult } from '../scenario.ts';
 import { measureCollector, type Measured } from './collector-tls.ts';
 import { serverRow } from './common.ts';
@@ -61,5 +62,8 @@ export async function collectorSyncRun(ctx: ScenarioContext): Promise<ScenarioRe
       ]),
     ),
   ];
-  return { report: lines.join('\n'), checks, data: { runs, summary } };
+  const resultRows = runs.map((r, i) =>
+    rowFromPhase(r.m.run, { scenario: 'collector --hub-sync', process: `#${i + 1} ${r.hubSync}`, threads: r.m.threads, eventsPerRequest: 1, events: r.m.events }),
+  );
+  return { report: lines.join('\n'), checks, data: { runs, summary }, rows: resultRows };
 }

@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { num, table } from '../report.ts';
+import { rowFromPhase } from '../results.ts';
 import { loadPhase, readIngestCounters, type LoadPhase, type ScenarioContext, type ScenarioResult } from '../scenario.ts';
 import { withCollector } from '../sessions.ts';
-import { ROOT } from '../servers.ts';
+import { ROOT, threadSetting } from '../servers.ts';
 import { correctnessChecks, cpuCores, serverRow } from './common.ts';
 
 /*
@@ -21,6 +22,10 @@ export interface Measured {
   /** Events made durable per CPU-second of the collector (all threads) in the measured run. */
   eventsPerCpuSecond: number | null;
   maxRssMb: number;
+  /** Events made durable during the measured run (from /metrics). */
+  events: number;
+  /** FAROL_COLLECTOR_THREADS as run. */
+  threads: string;
 }
 
 /** One collector (plain or HTTPS) started, warmed up, measured at full speed and killed. */
@@ -38,12 +43,13 @@ export async function measureCollector(ctx: ScenarioContext, tls: boolean): Prom
     },
     'collector',
     tls,
+    ctx.opts.collectorThreads?.[0],
   );
   const { warmup, run, events, final } = session.value;
   const phases = [warmup, run];
   const answered2xx = phases.reduce((a, p) => a + p.requests - p.non2xx, 0);
   const eventsPerCpuSecond = run.serverCpuSeconds === null || run.serverCpuSeconds === 0 ? null : events / run.serverCpuSeconds;
-  return { m: { run, eventsPerCpuSecond, maxRssMb: session.memory.maxRssMb }, phases, checks: correctnessChecks(final, phases, answered2xx, '/api/event', '202', 1) };
+  return { m: { run, eventsPerCpuSecond, maxRssMb: session.memory.maxRssMb, events, threads: threadSetting(ctx.opts.collectorThreads?.[0]).label }, phases, checks: correctnessChecks(final, phases, answered2xx, '/api/event', '202', 1) };
 }
 
 export async function collectorTlsRun(ctx: ScenarioContext): Promise<ScenarioResult> {
@@ -64,5 +70,8 @@ export async function collectorTlsRun(ctx: ScenarioContext): Promise<ScenarioRes
     report: lines.join('\n'),
     checks,
     data: { plain: plain.m, tls: tls.m, ratio: { requestsPerSec: rps, eventsPerCpuSecond: perCpu } },
+    rows: [plain, tls].map((x, i) =>
+      rowFromPhase(x.m.run, { scenario: 'collector --tls', process: i === 0 ? 'collector (plain)' : 'collector (TLS)', threads: x.m.threads, eventsPerRequest: 1, events: x.m.events }),
+    ),
   };
 }

@@ -1,7 +1,74 @@
+import { formatProfileSummary } from '../cpu-profile.ts';
 import { ms, num } from '../report.ts';
-import { unexpectedAnswers, type Check, type IngestCounters, type LoadPhase } from '../scenario.ts';
+import { CPU_TARGETS, type ResultRow } from '../results.ts';
+import { threadSweep, unexpectedAnswers, type Check, type IngestCounters, type LoadPhase, type ScenarioContext } from '../scenario.ts';
+import { COLLECTOR_THREADS_VAR, threadSetting, type Server, type ThreadSetting } from '../servers.ts';
+import { withCollector, type CollectorSession, type SessionMarks } from '../sessions.ts';
 
-/* Table rows and correctness checks shared by the collector and batch scenarios. */
+/* Table rows, CPU lines, thread-sweep labels and correctness checks shared by the load scenarios. */
+
+/** `threads 2: ` before a check's name when several thread counts were measured (or one was asked). */
+export function threadTag(setting: ThreadSetting, sweepLength: number): string {
+  return sweepLength > 1 || setting.asked !== null ? `threads ${setting.label}: ` : '';
+}
+
+/** The context of one configuration of a sweep: its side files (CPU profiles) get the thread count in their name. */
+export function artifactsFor(ctx: ScenarioContext, setting: ThreadSetting, sweepLength: number): ScenarioContext {
+  return sweepLength > 1 ? { ...ctx, artifactBase: `${ctx.artifactBase}-threads${setting.asked ?? 'default'}` } : ctx;
+}
+
+/** The collector's counters, its hub's bytes per event, what it logged and its CPU profile: the last lines of a configuration's report. */
+export function sessionLines(session: CollectorSession<unknown>, final: IngestCounters): string[] {
+  const lines = [
+    `collector /metrics: farol_ingest_events_total ${num(final.events)}, rejected ${num(final.rejected)}, dropped ${num(final.dropped)}; requests ${JSON.stringify(final.requests)}`,
+    `hub: ${num(session.hubBytes / 1048576, 1)} MB on disk, ${num(session.hubBytes / Math.max(1, final.events))} bytes per event`,
+  ];
+  if (session.logLines.length > 0) lines.push(`collector logged ${session.logLines.length} line(s) at warn or above; first: ${session.logLines[0]}`);
+  if (session.profile) lines.push('', `CPU profile of the measured collector run (${session.profile.file}):`, formatProfileSummary(session.profile.summary));
+  return lines;
+}
+
+/** The scenario's events per CPU-second target (CPU_TARGETS) checked against a row of the process. */
+export function cpuTargetCheck(row: ResultRow, process = 'collector'): Check {
+  const target = CPU_TARGETS[row.scenario];
+  if (target === undefined) throw new Error(`no events per CPU-second target for ${row.scenario}`);
+  return {
+    name: `events per ${process} CPU-second`,
+    value: num(row.eventsPerCpuS),
+    target: `≥ ${num(target)}`,
+    pass: row.eventsPerCpuS !== null && row.eventsPerCpuS >= target,
+    kind: 'target',
+  };
+}
+
+/**
+ * Runs `body` against a fresh Farol server once per `--threads` value (FAROL_COLLECTOR_THREADS),
+ * in order, one server at a time; `tag` prefixes the check names of a sweep.
+ */
+export async function sweepSessions<T>(
+  ctx: ScenarioContext,
+  command: 'collector' | 'start',
+  body: (server: Server, marks: SessionMarks) => Promise<T>,
+): Promise<Array<{ setting: ThreadSetting; tag: string; session: CollectorSession<T> }>> {
+  const sweep = threadSweep(ctx.opts);
+  const out = [];
+  for (const asked of sweep) {
+    const setting = threadSetting(asked);
+    if (sweep.length > 1) ctx.progress(`${command === 'start' ? 'farol start' : 'collector'} with ${COLLECTOR_THREADS_VAR}=${setting.label}`);
+    const session = await withCollector(artifactsFor(ctx, setting, sweep.length), body, command, false, asked);
+    out.push({ setting, tag: threadTag(setting, sweep.length), session });
+  }
+  return out;
+}
+
+/** `2.31 CPU-s over 10.0 s → 63,210 events per CPU-second; wrk 1.02 CPU-s; machine 1.97 busy cores (0.05 other load)`. */
+export function cpuLine(r: ResultRow): string {
+  const f = (n: number | null, d: number): string => (n === null ? '—' : n.toFixed(d));
+  return (
+    `${f(r.cpuS, 2)} CPU-s (all threads) over ${f(r.wallS, 1)} s → ${num(r.eventsPerCpuS)} events per CPU-second; ` +
+    `wrk ${f(r.wrkCpuS, 2)} CPU-s (${num(r.wrkEventsPerCpuS)} events per wrk CPU-second); machine ${f(r.machineBusyCores, 2)} busy cores (${f(r.otherCores, 2)} other load)`
+  );
+}
 
 export function serverRow(name: string, p: LoadPhase, rssMb: number | null, extra: string[] = []): string[] {
   const sock = p.socketErrors.connect + p.socketErrors.read + p.socketErrors.write + p.socketErrors.timeout;

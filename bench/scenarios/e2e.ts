@@ -1,21 +1,24 @@
 import { join } from 'node:path';
-import { num, table } from '../report.ts';
-import { loadPhase, type Scenario } from '../scenario.ts';
+import { CpuWindow } from '../proc.ts';
+import { ms, num, table } from '../report.ts';
+import { rowFromWindow, type ResultRow } from '../results.ts';
+import { loadPhase, type Check, type Scenario } from '../scenario.ts';
 import { fetchMetrics, metricSum, ROOT, type Server } from '../servers.ts';
-import { withCollector } from '../sessions.ts';
-import { serverRow } from './common.ts';
+import { cpuLine, serverRow, sweepSessions } from './common.ts';
 
 /*
  * `e2e`: collector → local hub → processor → ClickHouse (embedded chDB) in one `farol start`
- * process, driven with /api/batch (100 events per request). Target: sustained ≥ 50k
- * events/s with lag < 5 s on 2 cores. Reports the ingest rate, the rate rows reached ClickHouse
- * while wrk ran and until the processor caught up, and the largest lag seen.
+ * process, driven with /api/batch (100 events per request), once per `--threads` value. Target:
+ * sustained ≥ 50k events/s with lag < 5 s and collector p99 < 25 ms on 2 cores. Reports the ingest
+ * rate, the rate rows reached ClickHouse while wrk ran and until the processor caught up, the
+ * largest lag seen, and the process's CPU from the load's start until every event was stored.
  */
 
 const SCRIPT = join(ROOT, 'bench', 'wrk', 'batch.lua');
 const EVENTS_PER_REQUEST = 100;
 const TARGET_EVENTS_PER_SEC = 50_000;
 const TARGET_LAG_S = 5;
+const TARGET_P99_MS = 25;
 
 interface Sample {
   atMs: number;
@@ -61,14 +64,22 @@ function sampler(server: Server, startedAt: number): { samples: Sample[]; stop: 
 
 export const e2eScenario: Scenario = {
   name: 'e2e',
-  summary: `farol start (collector + hub + processor + chDB), /api/batch × ${EVENTS_PER_REQUEST}: events/s into ClickHouse and lag`,
+  summary: `farol start (collector + hub + processor + chDB), /api/batch × ${EVENTS_PER_REQUEST}: events/s into ClickHouse, lag, p99, events per CPU-second (per --threads)`,
   async run(ctx) {
     const args = [`--events=${EVENTS_PER_REQUEST}`];
-    const session = await withCollector(
+    const rows: ResultRow[] = [];
+    const checks: Check[] = [];
+    const tableRows: string[][] = [];
+    const lines: string[] = [];
+    const configs = [];
+    const sessions = await sweepSessions(
       ctx,
+      'start',
       async (server) => {
         const startedAt = Date.now();
         const s = sampler(server, startedAt);
+        // From the load's start until every event is stored: what the whole process spent on them.
+        const window = CpuWindow.start({ server: server.child.pid });
         const run = await loadPhase(ctx, server, { script: SCRIPT, label: 'measured', durationS: ctx.opts.durationS, scriptArgs: args });
         const loadEndMs = Date.now() - startedAt;
         const atLoadEnd = await sample(server, startedAt);
@@ -80,42 +91,55 @@ export const e2eScenario: Scenario = {
           if (last.stored >= last.ingested && last.lagEvents === 0) break;
           await new Promise((r) => setTimeout(r, 250));
         }
+        const cpu = window.stop();
         await s.stop();
-        return { run, loadEndMs, atLoadEnd, final: last, samples: s.samples };
+        return { run, loadEndMs, atLoadEnd, final: last, samples: s.samples, cpu };
       },
-      'start',
     );
-    const { run, loadEndMs, atLoadEnd, final, samples } = session.value;
-    const ingestRate = final.ingested / (loadEndMs / 1000);
-    const storedDuringLoad = atLoadEnd.stored / (loadEndMs / 1000);
-    const sustained = final.stored / (final.atMs / 1000);
-    const maxLagS = Math.max(0, ...samples.map((x) => x.lagSeconds));
-    const maxLagEvents = Math.max(0, ...samples.map((x) => x.lagEvents));
-    const catchUpS = (final.atMs - loadEndMs) / 1000;
-    const caughtUp = final.stored >= final.ingested && final.lagEvents === 0;
-
-    const checks = [
-      { name: 'sustained events/s into ClickHouse', value: num(sustained), target: `≥ ${num(TARGET_EVENTS_PER_SEC)}`, pass: sustained >= TARGET_EVENTS_PER_SEC, kind: 'target' as const },
-      { name: 'max lag', value: `${maxLagS.toFixed(1)} s`, target: `< ${TARGET_LAG_S} s`, pass: maxLagS < TARGET_LAG_S, kind: 'target' as const },
-      { name: 'every ingested event reached ClickHouse', value: `${num(final.stored)} of ${num(final.ingested)}`, target: '=', pass: caughtUp && final.stored === final.ingested, kind: 'correctness' as const },
-      { name: 'non-2xx seen by wrk', value: num(run.non2xx), target: '0', pass: run.non2xx === 0, kind: 'correctness' as const },
-    ];
-    const lines = [
-      table(
-        ['server', 'req/s', 'events/s in', 'p50', 'p90', 'p99', 'max', 'non-2xx', 'sock err', 'RSS', 'CPU cores (main)'],
-        [serverRow('farol start', run, session.memory.maxRssMb, [num(run.requestsPerSec * EVENTS_PER_REQUEST)])],
-      ),
-      '',
-      `ingested ${num(final.ingested)} events in ${(loadEndMs / 1000).toFixed(1)} s = ${num(ingestRate)} events/s`,
-      `rows in ClickHouse while loading: ${num(storedDuringLoad)} events/s; all ${num(final.stored)} stored after ${(final.atMs / 1000).toFixed(1)} s (catch-up ${catchUpS.toFixed(1)} s)`,
-      `sustained end to end = ${num(sustained)} events/s (target ≥ ${num(TARGET_EVENTS_PER_SEC)}); max lag ${maxLagS.toFixed(1)} s / ${num(maxLagEvents)} events (target < ${TARGET_LAG_S} s)`,
-      `RSS: max ${num(session.memory.maxRssMb, 1)} MB`,
-    ];
-    if (session.logLines.length > 0) lines.push(`farol logged ${session.logLines.length} line(s) at warn or above; first: ${session.logLines[0]}`);
-    return {
-      report: lines.join('\n'),
-      checks,
-      data: { run, loadEndMs, final, samples, ingestRate, storedDuringLoad, sustained, maxLagS, maxLagEvents, catchUpS, memory: session.memory },
-    };
+    for (const { setting, tag, session } of sessions) {
+      const { run, loadEndMs, atLoadEnd, final, samples, cpu } = session.value;
+      const ingestRate = final.ingested / (loadEndMs / 1000);
+      const storedDuringLoad = atLoadEnd.stored / (loadEndMs / 1000);
+      const sustained = final.stored / (final.atMs / 1000);
+      const maxLagS = Math.max(0, ...samples.map((x) => x.lagSeconds));
+      const maxLagEvents = Math.max(0, ...samples.map((x) => x.lagEvents));
+      const catchUpS = (final.atMs - loadEndMs) / 1000;
+      const caughtUp = final.stored >= final.ingested && final.lagEvents === 0;
+      const row = rowFromWindow(cpu, {
+        scenario: 'e2e',
+        process: 'farol start',
+        threads: setting.label,
+        eventsPerRequest: EVENTS_PER_REQUEST,
+        events: final.stored,
+        requestsPerSec: run.requestsPerSec,
+        eventsPerSec: sustained,
+        p99Ms: run.latency.p99Ms,
+      });
+      rows.push(row);
+      const sock = run.socketErrors.connect + run.socketErrors.read + run.socketErrors.write + run.socketErrors.timeout;
+      const these: Check[] = [
+        { name: 'sustained events/s into ClickHouse', value: num(sustained), target: `≥ ${num(TARGET_EVENTS_PER_SEC)}`, pass: sustained >= TARGET_EVENTS_PER_SEC, kind: 'target' },
+        { name: 'max lag', value: `${maxLagS.toFixed(1)} s`, target: `< ${TARGET_LAG_S} s`, pass: maxLagS < TARGET_LAG_S, kind: 'target' },
+        { name: 'collector p99 during it', value: ms(run.latency.p99Ms), target: `< ${TARGET_P99_MS} ms`, pass: run.latency.p99Ms < TARGET_P99_MS, kind: 'target' },
+        { name: 'every ingested event reached ClickHouse', value: `${num(final.stored)} of ${num(final.ingested)}`, target: '=', pass: caughtUp && final.stored === final.ingested, kind: 'correctness' },
+        { name: 'non-2xx seen by wrk', value: num(run.non2xx), target: '0', pass: run.non2xx === 0, kind: 'correctness' },
+        { name: 'socket errors seen by wrk', value: num(sock), target: '0', pass: sock === 0, kind: 'correctness' },
+      ];
+      checks.push(...these.map((c) => ({ ...c, name: `${tag}${c.name}` })));
+      tableRows.push(serverRow(`farol start${tag ? ` ${tag.slice(0, -2)}` : ''}`, run, session.memory.maxRssMb, [num(run.requestsPerSec * EVENTS_PER_REQUEST)]));
+      lines.push(
+        '',
+        ...(tag ? [`${tag.slice(0, -2)}:`] : []),
+        `ingested ${num(final.ingested)} events in ${(loadEndMs / 1000).toFixed(1)} s = ${num(ingestRate)} events/s`,
+        `rows in ClickHouse while loading: ${num(storedDuringLoad)} events/s; all ${num(final.stored)} stored after ${(final.atMs / 1000).toFixed(1)} s (catch-up ${catchUpS.toFixed(1)} s)`,
+        `sustained end to end = ${num(sustained)} events/s (target ≥ ${num(TARGET_EVENTS_PER_SEC)}); max lag ${maxLagS.toFixed(1)} s / ${num(maxLagEvents)} events (target < ${TARGET_LAG_S} s); p99 ${ms(run.latency.p99Ms)} (target < ${TARGET_P99_MS} ms)`,
+        `farol start, load and catch-up: ${cpuLine(row)}`,
+        `RSS: max ${num(session.memory.maxRssMb, 1)} MB`,
+      );
+      if (session.logLines.length > 0) lines.push(`farol logged ${session.logLines.length} line(s) at warn or above; first: ${session.logLines[0]}`);
+      configs.push({ threads: setting, run, loadEndMs, final, samples, ingestRate, storedDuringLoad, sustained, maxLagS, maxLagEvents, catchUpS, cpu, eventsPerCpuSecond: row.eventsPerCpuS, memory: session.memory });
+    }
+    const report = [table(['server', 'req/s', 'events/s in', 'p50', 'p90', 'p99', 'max', 'non-2xx', 'sock err', 'RSS', 'CPU cores (main)'], tableRows), ...lines].join('\n');
+    return { report, checks, rows, data: { configs } };
   },
 };

@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCpuSeconds } from '../proc.ts';
+import { machineDelta, readMachineCpu, readTreeCpuSeconds, type MachineCpu } from '../proc.ts';
 import { num, table } from '../report.ts';
-import { loadPhase, type Scenario } from '../scenario.ts';
-import { fetchMetrics, metricSum, ROOT, startCollector, type Server } from '../servers.ts';
+import { rowFromPhase, rowFromWindow } from '../results.ts';
+import { loadPhase, type LoadPhase, type Scenario } from '../scenario.ts';
+import { fetchMetrics, metricSum, ROOT, startCollector, threadSetting, type Server } from '../servers.ts';
 
 /*
  * `processor`: the processor alone, without ingest on its event loop. `farol collector` fills the
@@ -42,8 +43,9 @@ export const processorScenario: Scenario = {
     try {
       const collector = await startCollector({ dataDir });
       let ingested: number;
+      let fill: LoadPhase;
       try {
-        await loadPhase(ctx, collector, { script: SCRIPT, label: 'filling the hub', durationS: ctx.opts.durationS, scriptArgs: [`--events=${EVENTS_PER_REQUEST}`] });
+        fill = await loadPhase(ctx, collector, { script: SCRIPT, label: 'filling the hub', durationS: ctx.opts.durationS, scriptArgs: [`--events=${EVENTS_PER_REQUEST}`] });
         // Requests wrk left in flight are still being answered: the count is read once it stops moving.
         ingested = await settledIngested(collector);
         await collector.stop(30_000);
@@ -54,11 +56,11 @@ export const processorScenario: Scenario = {
       const start = await startCollector({ dataDir, command: 'start' });
       try {
         const pid = start.child.pid;
-        const samples: Array<{ ms: number; stored: number; cpu: number | null }> = [];
+        const samples: Array<{ ms: number; stored: number; cpu: number | null; machine: MachineCpu | null }> = [];
         const deadline = Date.now() + DRAIN_TIMEOUT_MS;
         for (;;) {
           const stored = await storedEvents(start);
-          samples.push({ ms: performance.now(), stored, cpu: readCpuSeconds(pid) });
+          samples.push({ ms: performance.now(), stored, cpu: readTreeCpuSeconds(pid), machine: readMachineCpu() });
           if (stored >= ingested || Date.now() > deadline) break;
           await new Promise((r) => setTimeout(r, 100));
         }
@@ -87,7 +89,20 @@ export const processorScenario: Scenario = {
           checks: [
             { name: 'every event in the hub reached ClickHouse', value: `${num(last.stored)} of ${num(ingested)}`, target: '=', pass: drained, kind: 'correctness' as const },
           ],
-          data: { ingested, stored: last.stored, rows, wallS, cpuS, rate, perCpu },
+          data: { ingested, stored: last.stored, rows, wallS, cpuS, rate, perCpu, fill },
+          rows: [
+            rowFromPhase(fill, { scenario: 'processor', process: 'collector (filling the hub)', threads: threadSetting(undefined).label, eventsPerRequest: EVENTS_PER_REQUEST }),
+            rowFromWindow(
+              {
+                wallS,
+                processes: { server: cpuS },
+                harnessS: null,
+                reapedChildrenS: null,
+                machine: machineDelta(first.machine, last.machine, wallS),
+              },
+              { scenario: 'processor', process: 'farol start (draining)', threads: '—', eventsPerRequest: EVENTS_PER_REQUEST, events: rows, requestsPerSec: null, eventsPerSec: rate, p99Ms: null },
+            ),
+          ],
         };
       } finally {
         await start.kill();
