@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { ControlReader } from '../control/reader.ts';
+import type { ControlReader, SiteRegistration } from '../control/reader.ts';
 import type { HubProducer } from '../hub/hub.ts';
 import { createLogger, silentLogger, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
@@ -21,6 +21,8 @@ import { clientIp, isTrustedRemote } from '../lib/http/client-ip.ts';
 import type { TlsFiles } from '../lib/http/server.ts';
 import { configuredTls, reloadTlsOnSighup } from '../lib/http/tls.ts';
 import { watchSites } from './site-watch.ts';
+import { siteSetOf, type SiteSnapshot } from './thread-protocol.ts';
+import { sumExpositions } from './thread-metrics.ts';
 
 /** The collector's wiring point: builds enrichment from config, opens the hub, listens. */
 
@@ -150,6 +152,36 @@ export interface CollectorRuntime {
   stop(): Promise<void>;
 }
 
+/**
+ * The collector the configuration describes, on `enrichment`, publishing to `hub` (not listening
+ * yet). `threads`: it is one of that many collector threads, which split FAROL_MAX_BODY_MEMORY.
+ */
+export function collectorOf(
+  config: Config,
+  opts: { hub: HubProducer; enrichment: EnrichRuntime; log: Logger; metrics: Registry; tls?: TlsFiles; threads?: number },
+): Collector {
+  const threads = opts.threads ?? 1;
+  return createCollector({
+    hub: opts.hub,
+    enrich: opts.enrichment.deps,
+    clientIp: (remote, xff) => clientIp({ remote, xff, trust: config.FAROL_TRUST_PROXY }),
+    trustedRemote: (remote) => isTrustedRemote(remote, config.FAROL_TRUST_PROXY),
+    saltsReady: opts.enrichment.saltsReady,
+    limits: {
+      maxBodyBytes: config.FAROL_MAX_BODY_BYTES,
+      maxBatchBytes: config.FAROL_MAX_BATCH_BYTES,
+      bodyTimeoutMs: config.FAROL_BODY_TIMEOUT_MS,
+      // Per thread: a client's connections may land on several threads (README "Threads").
+      rates: { client: config.FAROL_RATE_CLIENT, site: config.FAROL_RATE_SITE },
+      // The process-wide cap, split between the threads (each still takes its largest body).
+      maxBodyMemory: Math.max(Math.ceil(config.FAROL_MAX_BODY_MEMORY / threads), config.FAROL_MAX_BODY_BYTES, config.FAROL_MAX_BATCH_BYTES),
+    },
+    log: opts.log,
+    metrics: opts.metrics,
+    ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+  });
+}
+
 /** Starts a collector publishing to `hub`, listening on the configured address. */
 export async function startCollector(
   config: Config,
@@ -174,23 +206,7 @@ export async function startCollector(
     log: opts.log,
     ...(opts.saltStorage === undefined ? {} : { saltStorage: opts.saltStorage }),
   });
-  const collector = createCollector({
-    hub: opts.hub,
-    enrich: enrichment.deps,
-    clientIp: (remote, xff) => clientIp({ remote, xff, trust: config.FAROL_TRUST_PROXY }),
-    trustedRemote: (remote) => isTrustedRemote(remote, config.FAROL_TRUST_PROXY),
-    saltsReady: enrichment.saltsReady,
-    limits: {
-      maxBodyBytes: config.FAROL_MAX_BODY_BYTES,
-      maxBatchBytes: config.FAROL_MAX_BATCH_BYTES,
-      bodyTimeoutMs: config.FAROL_BODY_TIMEOUT_MS,
-      rates: { client: config.FAROL_RATE_CLIENT, site: config.FAROL_RATE_SITE },
-      maxBodyMemory: config.FAROL_MAX_BODY_MEMORY,
-    },
-    log: opts.log,
-    metrics: opts.metrics,
-    ...(opts.tls === undefined ? {} : { tls: opts.tls }),
-  });
+  const collector = collectorOf(config, { hub: opts.hub, enrichment, log: opts.log, metrics: opts.metrics, ...(opts.tls === undefined ? {} : { tls: opts.tls }) });
   if (opts.routes) collector.mount(opts.routes);
   const port = await collector.listen(config.FAROL_HOST, config.FAROL_PORT);
   opts.log.info({ host: config.FAROL_HOST, port, tls: opts.tls !== undefined }, 'collector listening');
@@ -207,24 +223,62 @@ export async function startCollector(
   };
 }
 
-/** `farol collector`: ingest only, on the configured hub, until SIGTERM. */
+/**
+ * `farol collector`: ingest only, on the configured hub, until SIGTERM. With FAROL_COLLECTOR_THREADS
+ * above 1 the collector runs on that many threads sharing the port (ingest/thread-pool.ts) and
+ * this thread owns the hub writer; with 1 it runs here (no hand-off: cheaper on one core).
+ */
 export async function runCollector(config: Config): Promise<number> {
   const tls = configuredTls(config);
   checkSharedSaltConfig(config);
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'collector' });
   const metrics = new Registry();
-  const metricsServer = await configuredMetrics(config, metrics, log);
+  const threaded = config.FAROL_COLLECTOR_THREADS > 1;
+  let threadMetrics = async (): Promise<string[]> => [];
+  const metricsServer = await configuredMetrics(config, threaded ? { render: async () => sumExpositions([metrics.render(), ...(await threadMetrics())]) } : metrics, log);
   const hub = await openConfiguredHub(config, log, metrics);
   const sites = await collectorSites(config, log);
-  const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch, ...(tls === undefined ? {} : { tls }) });
-  const sig = await untilSignal();
-  log.info({ signal: sig }, 'draining');
-  await runtime.stop();
-  await hub.close();
-  await sites.close();
-  metricsServer?.close();
-  log.info({}, 'stopped');
-  return 0;
+  let code = 0;
+  try {
+    if (!threaded) {
+      const runtime = await startCollector(config, { hub, log, metrics, knownSite: sites.has, siteEpoch: sites.epoch, ...(tls === undefined ? {} : { tls }) });
+      const sig = await untilSignal();
+      log.info({ signal: sig }, 'draining');
+      await runtime.stop();
+    } else {
+      const { startCollectorThreads } = await import('./thread-pool.ts');
+      const threads = await startCollectorThreads(config, { hub, log, count: config.FAROL_COLLECTOR_THREADS, sites: sites.snapshot(), ...(tls === undefined ? {} : { tls }) });
+      threadMetrics = () => threads.metrics();
+      const unwatch = sites.onChange((snapshot) => threads.sites(snapshot));
+      const unhook = tls === undefined ? () => undefined : reloadTlsOnSighup(tls, [() => threads.reloadTls()], log);
+      const ended = await Promise.race([untilSignal(), threads.died]);
+      if (ended instanceof Error) {
+        code = 1;
+        log.error({ err: ended }, 'a collector thread died: draining the others, then exiting (its unanswered requests are retried by their clients)');
+      } else {
+        log.info({ signal: ended }, 'draining');
+      }
+      unhook();
+      unwatch();
+      await threads.stop();
+    }
+  } finally {
+    await hub.close();
+    await sites.close();
+    metricsServer?.close();
+  }
+  log.info({ code }, 'stopped');
+  return code;
+}
+
+/** What the standalone collector accepts, as tests and as a snapshot for its threads. */
+interface CollectorSites {
+  has(domain: string): boolean;
+  epoch(domain: string): number;
+  snapshot(): SiteSnapshot;
+  /** Calls `listener` with each new snapshot (after each reload that changed it); returns the unsubscribe. */
+  onChange(listener: (snapshot: SiteSnapshot) => void): () => void;
+  close(): Promise<void>;
 }
 
 /**
@@ -233,10 +287,7 @@ export async function runCollector(config: Config): Promise<number> {
  * every domain (warned once). The embedded engine is not opened here: its data dir belongs to
  * `farol start`/`farol processor`.
  */
-async function collectorSites(
-  config: Config,
-  log: Logger,
-): Promise<{ has: (domain: string) => boolean; epoch: (domain: string) => number; close(): Promise<void> }> {
+async function collectorSites(config: Config, log: Logger): Promise<CollectorSites> {
   const listed = configuredSites(config);
   if (config.FAROL_CLICKHOUSE_URL !== undefined) {
     // Loaded only here: a collector without a ClickHouse server needs neither.
@@ -244,10 +295,30 @@ async function collectorSites(
     const { ControlPlane, controlPlaneOptions } = await import('../control/control-plane.ts');
     const store = await openConfiguredStore(config);
     const control: ControlReader = new ControlPlane(store, controlPlaneOptions(config));
-    const watch = await watchSites({ load: () => control.registeredSites(), extra: listed, intervalMs: config.FAROL_SITES_REFRESH_MS, log });
+    // The last list loaded (null until one is: every domain is accepted meanwhile, as watchSites does).
+    let known: Array<[string, number]> | null = null;
+    let shown = '';
+    const listeners = new Set<(snapshot: SiteSnapshot) => void>();
+    const snapshot = (): SiteSnapshot => ({ extra: listed, known });
+    const load = async (): Promise<SiteRegistration[]> => {
+      const loaded = await control.registeredSites();
+      known = loaded.map((s) => [s.domain.toLowerCase(), s.epoch]);
+      const text = JSON.stringify(known);
+      if (text !== shown) {
+        shown = text;
+        for (const l of listeners) l(snapshot());
+      }
+      return loaded;
+    };
+    const watch = await watchSites({ load, extra: listed, intervalMs: config.FAROL_SITES_REFRESH_MS, log });
     return {
       has: watch.has,
       epoch: watch.epoch,
+      snapshot,
+      onChange(listener) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
       async close() {
         watch.stop();
         await store.close();
@@ -255,6 +326,7 @@ async function collectorSites(
     };
   }
   if (listed.length === 0) log.warn({}, 'no site list: accepting events for every domain (set FAROL_CLICKHOUSE_URL or FAROL_SITES)');
-  const set = new Set(listed);
-  return { has: (d) => set.size === 0 || set.has(d), epoch: () => 0, close: async () => undefined };
+  const fixed: SiteSnapshot = { extra: listed, known: listed.length === 0 ? null : [] };
+  const set = siteSetOf(fixed);
+  return { ...set, snapshot: () => fixed, onChange: () => () => undefined, close: async () => undefined };
 }

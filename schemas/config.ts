@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { isSecretVariable, REDACTED, redactCredentials } from './secrets.ts';
@@ -85,6 +86,9 @@ export function isLoopbackHost(host: string): boolean {
   return LOOPBACK_HOSTS.has(host.toLowerCase()) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
+/** The most collector threads one process runs (FAROL_COLLECTOR_THREADS). */
+export const MAX_COLLECTOR_THREADS = 256;
+
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 
@@ -99,6 +103,8 @@ export const DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024;
 export const configSchema = z.object({
   FAROL_PORT: port.default(8080),
   FAROL_HOST: z.string().min(1).default('127.0.0.1'),
+  /** `farol collector`: threads each serving the port (SO_REUSEPORT) with their own enrichment; default the machine's cores. */
+  FAROL_COLLECTOR_THREADS: positiveInt.max(MAX_COLLECTOR_THREADS).default(() => Math.min(MAX_COLLECTOR_THREADS, availableParallelism())),
   /** Port of the separate `/metrics` listener (every process kind); unset = no metrics endpoint. */
   FAROL_METRICS_PORT: port.optional(),
   FAROL_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
