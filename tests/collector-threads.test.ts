@@ -1,0 +1,133 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'node:http';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readHubEvents } from './support/collector-harness.ts';
+import { ackedLoad, pollUntil } from './support/e2e.ts';
+import { startFarol, type FarolProcess } from './support/farol-process.ts';
+
+/**
+ * `farol collector` with FAROL_COLLECTOR_THREADS=2, as production runs it: two uWS apps on one
+ * port, the main thread writing the hub. Exactly once, metrics summed, drain with keep-alive
+ * connections open, and a thread that throws (injected by a preload, no hook in the product).
+ */
+
+const PARTITIONS = 4;
+const UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0';
+
+/** One request on `agent` (its one kept-alive connection); resolves the status. */
+function send(agent: Agent, url: string, method: string, headers: Record<string, string> = {}, body?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, agent, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// Loaded by every thread through NODE_OPTIONS; only the first collector thread (thread id 1)
+// throws, once the test creates the file it names. The collector installed its handlers by then.
+const INJECT = String.raw`
+const { isMainThread, threadId } = require('node:worker_threads');
+const { existsSync } = require('node:fs');
+const file = process.env.FAROL_TEST_CRASH_FILE;
+if (!isMainThread && threadId === 1 && file) {
+  const timer = setInterval(() => {
+    if (existsSync(file)) {
+      clearInterval(timer);
+      throw new Error('injected collector thread failure');
+    }
+  }, 10);
+  timer.unref();
+}
+`;
+
+describe('collector threads', () => {
+  const dirs: string[] = [];
+  const procs: FarolProcess[] = [];
+  afterAll(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  async function start(extra: Record<string, string> = {}): Promise<{ proc: FarolProcess; dataDir: string }> {
+    const dataDir = await mkdtemp(join(tmpdir(), 'farol-threads-'));
+    dirs.push(dataDir);
+    const proc = await startFarol('collector', {
+      FAROL_DATA_DIR: dataDir,
+      FAROL_TRUST_PROXY: '127.0.0.1/32',
+      FAROL_HUB_PARTITIONS: String(PARTITIONS),
+      FAROL_COLLECTOR_THREADS: '2',
+      FAROL_RATE_CLIENT: 'off',
+      ...extra,
+    });
+    procs.push(proc);
+    return { proc, dataDir };
+  }
+
+  it('events from many connections land once each; /metrics sums the threads; SIGTERM drains keep-alive clients and exits 0', async () => {
+    const { proc, dataDir } = await start();
+    // 24 connections (one agent each, kept alive): the kernel spreads them over both threads.
+    const agents = Array.from({ length: 24 }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
+    const perConnection = 25;
+    const statuses = await Promise.all(
+      agents.map(async (agent, c) => {
+        const out: number[] = [];
+        for (let i = 0; i < perConnection; i++) {
+          const body = JSON.stringify({ n: 'pageview', u: `https://site.test/p/${i}`, d: 'site.test', id: `c${c}-${i}` });
+          out.push(await send(agent, `${proc.url}/api/event`, 'POST', { 'user-agent': UA, 'x-forwarded-for': `85.214.${c}.${i}` }, body));
+        }
+        return out;
+      }),
+    );
+    expect(statuses.flat().filter((s) => s !== 202)).toEqual([]);
+    const total = agents.length * perConnection;
+
+    // Readiness answered alike whichever thread takes the connection.
+    const ready = await Promise.all(agents.map((agent) => send(agent, `${proc.url}/readyz`, 'GET')));
+    expect(ready.every((s) => s === 200)).toBe(true);
+
+    const metrics = await (await fetch(`${proc.metricsUrl}/metrics`)).text();
+    // One family each, summed over both threads: a thread left out would show fewer.
+    expect(metrics.match(/^# TYPE farol_ingest_events_total /gm)).toHaveLength(1);
+    expect(metrics).toMatch(new RegExp(`^farol_ingest_events_total ${total}$`, 'm'));
+    expect(metrics).toMatch(new RegExp(`^farol_ingest_requests_total\\{route="/api/event",status="202"\\} ${total}$`, 'm'));
+    expect(metrics).toMatch(new RegExp(`^farol_ingest_publish_seconds_count ${total}$`, 'm'));
+    expect(metrics).toMatch(/^farol_ingest_salt_ready 1$/m);
+    expect(metrics).toMatch(/^farol_hub_ready 1$/m);
+
+    // SIGTERM with 24 idle keep-alive connections open: every thread closes them and the process ends 0.
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    for (const a of agents) a.destroy();
+
+    const events = await readHubEvents(join(dataDir, 'hub'), PARTITIONS);
+    const ids = events.map((e) => e.id);
+    expect(ids.length).toBe(total);
+    expect(new Set(ids).size).toBe(total);
+  }, 120_000);
+
+  it('a thread that throws ends the process non-zero (not an abort) and nothing acknowledged is lost', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'farol-threads-inject-'));
+    dirs.push(dir);
+    const inject = join(dir, 'inject.cjs');
+    const crashFile = join(dir, 'crash-now');
+    await writeFile(inject, INJECT);
+    const { proc, dataDir } = await start({ NODE_OPTIONS: `--require ${inject}`, FAROL_TEST_CRASH_FILE: crashFile });
+    const load = ackedLoad(proc.url, 12, 'inject');
+    await pollUntil(async () => (load.acked.size >= 600 ? true : undefined), { timeoutMs: 60_000, intervalMs: 20, describe: () => `${load.acked.size} acknowledged` });
+    await writeFile(crashFile, '');
+    const code = await proc.exited;
+    await load.stop();
+    expect(code).toBe(1);
+    expect(proc.output.some((l) => l.includes('collector thread crashed') && l.includes('injected collector thread failure'))).toBe(true);
+    expect(proc.output.some((l) => l.includes('a collector thread died'))).toBe(true);
+
+    const stored = new Set((await readHubEvents(join(dataDir, 'hub'), PARTITIONS)).map((e) => e.id));
+    const missing = [...load.acked].filter((id) => !stored.has(id));
+    expect(missing).toEqual([]);
+  }, 120_000);
+});
