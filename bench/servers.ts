@@ -108,6 +108,8 @@ export interface CollectorStartOptions {
   dataDir?: string;
   /** FAROL_HUB_SYNC of the server (default: Farol's, `always`). */
   hubSync?: string;
+  /** FAROL_COLLECTOR_THREADS of the server (default: the harness's own FAROL_COLLECTOR_THREADS, else Farol's, the cores). */
+  collectorThreads?: number;
 }
 
 /**
@@ -120,6 +122,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const metricsPort = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'farol-bench-'));
   const cert = opts.tls ? makeTestCert(dataDir, 'bench') : undefined;
+  const threads = opts.collectorThreads === undefined ? process.env.FAROL_COLLECTOR_THREADS : String(opts.collectorThreads);
   const env = cleanEnv({
     ...(cert === undefined ? {} : { FAROL_TLS_CERT: cert.cert, FAROL_TLS_KEY: cert.key }),
     FAROL_HOST: HOST,
@@ -134,6 +137,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
     // A known owner token: `start` then prints none (a printed token would read as a logged problem).
     FAROL_BOOTSTRAP_TOKEN: 'farol_bench_owner_token_not_secret',
     ...(opts.hubSync === undefined ? {} : { FAROL_HUB_SYNC: opts.hubSync }),
+    ...(threads === undefined ? {} : { FAROL_COLLECTOR_THREADS: threads }),
   });
   const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'cli', 'run.ts'), opts.command ?? 'collector'];
   const child = spawnTracked(process.execPath, args, { cwd: ROOT, env });
