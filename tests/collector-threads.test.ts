@@ -1,8 +1,10 @@
+import { copyFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
+import { httpsRequest, makeTestCert } from '../lib/testing/tls.ts';
 import { readHubEvents } from './support/collector-harness.ts';
 import { ackedLoad, pollUntil } from './support/e2e.ts';
 import { startFarol, type FarolProcess } from './support/farol-process.ts';
@@ -10,7 +12,8 @@ import { startFarol, type FarolProcess } from './support/farol-process.ts';
 /**
  * `farol collector` with FAROL_COLLECTOR_THREADS=2, as production runs it: two uWS apps on one
  * port, the main thread writing the hub. Exactly once, metrics summed, drain with keep-alive
- * connections open, and a thread that throws (injected by a preload, no hook in the product).
+ * connections open, HTTPS with a SIGHUP renewal reaching every thread, and a thread that throws
+ * (injected by a preload, no hook in the product).
  */
 
 const PARTITIONS = 4;
@@ -129,5 +132,37 @@ describe('collector threads', () => {
     const stored = new Set((await readHubEvents(join(dataDir, 'hub'), PARTITIONS)).map((e) => e.id));
     const missing = [...load.acked].filter((id) => !stored.has(id));
     expect(missing).toEqual([]);
+  }, 120_000);
+
+  it('over HTTPS every thread serves the certificate, and SIGHUP renews it on every thread', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'farol-threads-tls-'));
+    dirs.push(dir);
+    const a = makeTestCert(dir, 'a');
+    const b = makeTestCert(dir, 'b');
+    const live = { cert: join(dir, 'live.crt'), key: join(dir, 'live.key') };
+    copyFileSync(a.cert, live.cert);
+    copyFileSync(a.key, live.key);
+    const { proc } = await start({ FAROL_TLS_CERT: live.cert, FAROL_TLS_KEY: live.key });
+    const ca = [a.pem, b.pem];
+    // 16 fresh connections each time: both threads take some of them.
+    const names = async (): Promise<string[]> => {
+      const answers = await Promise.all(
+        Array.from({ length: 16 }, (_, i) =>
+          httpsRequest({ port: proc.port, path: '/api/event', method: 'POST', ca, headers: { 'user-agent': UA }, body: JSON.stringify({ n: 'pageview', u: `https://site.test/t${i}`, d: 'site.test' }) }),
+        ),
+      );
+      expect(answers.map((r) => r.status)).toEqual(answers.map(() => 202));
+      return [...new Set(answers.map((r) => r.peerCommonName))];
+    };
+    expect(await names()).toEqual([a.commonName]);
+    copyFileSync(b.cert, live.cert);
+    copyFileSync(b.key, live.key);
+    proc.child.kill('SIGHUP');
+    await pollUntil(async () => {
+      const seen = await names();
+      return seen.length === 1 && seen[0] === b.commonName ? true : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 100, describe: () => 'every thread serving the renewed certificate' });
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
   }, 120_000);
 });
