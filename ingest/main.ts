@@ -260,7 +260,7 @@ export async function runCollector(config: Config): Promise<number> {
       }
       unhook();
       unwatch();
-      await threads.stop();
+      if (!(await threads.stop())) code = 1;
     }
   } finally {
     await hub.close();

@@ -27,8 +27,11 @@ export interface CollectorThreads {
   sites(snapshot: SiteSnapshot): void;
   /** TLS: every thread loads the certificate files again (failures logged; it keeps the old one). */
   reloadTls(): void;
-  /** Drains every thread (stop accepting, answer in-flight requests, close connections) and waits for them to end. */
-  stop(): Promise<void>;
+  /**
+   * Drains every thread (stop accepting, answer in-flight requests, close connections) and waits
+   * for them to end: false when one did not drain cleanly (it failed, or overran its bound).
+   */
+  stop(): Promise<boolean>;
 }
 
 /** How long a thread may take to render its metrics. */
@@ -40,6 +43,8 @@ const READY_EVERY_MS = 200;
 
 interface Thread {
   index: number;
+  /** Set once the thread ended. */
+  code: number | undefined;
   worker: Worker;
   rpc: RpcEndpoint;
   exited: Promise<number>;
@@ -114,13 +119,14 @@ export async function startCollectorThreads(
     });
     const exited = new Promise<number>((resolve) => {
       worker.once('exit', (code) => {
+        thread.code = code;
         live.delete(thread);
         rpc.close(`collector thread ${index} ended`);
         if (!stopping) reportDeath(failure ?? new Error(`collector thread ${index} ended with code ${code}`));
         resolve(code);
       });
     });
-    const thread: Thread = { index, worker, rpc, exited };
+    const thread: Thread = { index, code: undefined, worker, rpc, exited };
     live.add(thread);
     const listening = new Promise<number>((resolve, reject) => {
       const onMessage = (m: unknown): void => {
@@ -136,21 +142,30 @@ export async function startCollectorThreads(
     return { thread, listening };
   };
 
-  const stop = async (): Promise<void> => {
+  const stop = async (): Promise<boolean> => {
     stopping = true;
+    let clean = true;
     // Bounded like a body read: an in-flight request waits at most for its body and the hub.
     const bound = config.FAROL_BODY_TIMEOUT_MS + config.FAROL_DRAIN_TIMEOUT_MS;
     await Promise.all(
       threads.map(async (t) => {
+        // A thread that died was reported (`died`); there is nothing left of it to drain.
+        if (t.code !== undefined) {
+          clean &&= t.code === 0;
+          return;
+        }
         const outcome = await within(t.rpc.call('drain'), bound).catch((err: unknown) => err);
         if (outcome === 'timed out' || outcome instanceof Error) {
+          clean = false;
           log.error({ thread: t.index, ms: bound, ...(outcome instanceof Error ? { err: outcome } : {}) }, 'collector thread did not drain; closing its connections');
           await t.rpc.call('close').catch(() => undefined);
         }
         if ((await within(t.exited, EXIT_TIMEOUT_MS)) === 'timed out') log.error({ thread: t.index }, 'collector thread did not end');
+        if (t.code !== 0) clean = false;
       }),
     );
     clearInterval(readiness);
+    return clean;
   };
 
   try {

@@ -113,6 +113,18 @@ describe('collector threads', () => {
     expect(new Set(ids).size).toBe(total);
   }, 120_000);
 
+  it('SIGTERM under load: in-flight requests are answered, the process exits 0, every 202 is in the hub', async () => {
+    const { proc, dataDir } = await start();
+    const load = ackedLoad(proc.url, 12, 'drain');
+    await pollUntil(async () => (load.acked.size >= 400 ? true : undefined), { timeoutMs: 60_000, intervalMs: 20, describe: () => `${load.acked.size} acknowledged` });
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    await load.stop();
+    const stored = new Set((await readHubEvents(join(dataDir, 'hub'), PARTITIONS)).map((e) => e.id));
+    expect([...load.acked].filter((id) => !stored.has(id))).toEqual([]);
+    expect(proc.output.some((l) => l.includes('did not drain'))).toBe(false);
+  }, 120_000);
+
   it('a thread that throws ends the process non-zero (not an abort) and nothing acknowledged is lost', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'farol-threads-inject-'));
     dirs.push(dir);
