@@ -31,17 +31,18 @@ function send(agent: Agent, url: string, method: string, headers: Record<string,
   });
 }
 
-// Loaded by every thread through NODE_OPTIONS; only the first collector thread (thread id 1)
-// throws, once the test creates the file it names. The collector installed its handlers by then.
+// Loaded by every thread through NODE_OPTIONS; only the first collector thread (thread id 1), or
+// the main thread, throws, once the test creates the file it names (handlers are installed by then).
 const INJECT = String.raw`
 const { isMainThread, threadId } = require('node:worker_threads');
 const { existsSync } = require('node:fs');
 const file = process.env.FAROL_TEST_CRASH_FILE;
-if (!isMainThread && threadId === 1 && file) {
+const main = process.env.FAROL_TEST_CRASH_MAIN === '1';
+if ((main ? isMainThread : threadId === 1) && file) {
   const timer = setInterval(() => {
     if (existsSync(file)) {
       clearInterval(timer);
-      throw new Error('injected collector thread failure');
+      throw new Error(main ? 'injected main thread failure' : 'injected collector thread failure');
     }
   }, 10);
   timer.unref();
@@ -144,6 +145,22 @@ describe('collector threads', () => {
     const stored = new Set((await readHubEvents(join(dataDir, 'hub'), PARTITIONS)).map((e) => e.id));
     const missing = [...load.acked].filter((id) => !stored.has(id));
     expect(missing).toEqual([]);
+  }, 120_000);
+
+  it('a crash of the main thread closes the threads first: exit 1, not an abort', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'farol-threads-main-'));
+    dirs.push(dir);
+    const inject = join(dir, 'inject.cjs');
+    const crashFile = join(dir, 'crash-now');
+    await writeFile(inject, INJECT);
+    const { proc } = await start({ NODE_OPTIONS: `--require ${inject}`, FAROL_TEST_CRASH_FILE: crashFile, FAROL_TEST_CRASH_MAIN: '1' });
+    // A kept-alive connection on each thread (uWS aborts when a thread ends with one open).
+    const agents = Array.from({ length: 8 }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
+    expect(await Promise.all(agents.map((a) => send(a, `${proc.url}/healthz`, 'GET')))).toEqual(agents.map(() => 200));
+    await writeFile(crashFile, '');
+    expect(await proc.exited).toBe(1);
+    expect(proc.output.some((l) => l.includes('farol crashed') && l.includes('injected main thread failure'))).toBe(true);
+    for (const a of agents) a.destroy();
   }, 120_000);
 
   it('over HTTPS every thread serves the certificate, and SIGHUP renews it on every thread', async () => {
