@@ -6,7 +6,7 @@ import { within } from '../lib/within.ts';
 import { workerThread } from '../lib/worker-thread.ts';
 import type { Config } from '../schemas/config.ts';
 import { rpcEndpoint, type RpcEndpoint } from '../wiring/thread-rpc.ts';
-import { FLAG_COUNT, FLAG_HUB_READY, type CollectorThreadData, type PublishBatch, type SiteSnapshot, type ThreadListening } from './thread-protocol.ts';
+import { FLAG_COUNT, FLAG_HUB_READY, type CollectorThreadData, type PublishBatch, type PublishedMessage, type PublishMessage, type SiteSnapshot, type ThreadListening } from './thread-protocol.ts';
 
 /**
  * The collector threads of `farol collector` (FAROL_COLLECTOR_THREADS > 1), seen from the main
@@ -105,14 +105,33 @@ export async function startCollectorThreads(
   const threads: Thread[] = [];
   let sites = opts.sites;
 
-  const publish = async (batch: PublishBatch): Promise<void> => {
-    await hub.publish(recordsOf(batch));
+  /** A batch from a thread: published as it comes (the local hub group-commits concurrent ones), then answered. */
+  const onPublish = (worker: Worker, m: PublishMessage): void => {
+    const id = m.publish;
+    let items: Array<{ key: string; payload: Buffer }>;
+    try {
+      items = recordsOf(m);
+    } catch (err) {
+      worker.postMessage({ published: id, error: { message: (err as Error).message } } satisfies PublishedMessage);
+      return;
+    }
+    hub.publish(items).then(
+      () => worker.postMessage({ published: id } satisfies PublishedMessage),
+      (err: unknown) => {
+        const e = err as Error & { code?: unknown };
+        const error = { message: e instanceof Error ? e.message : String(err), ...(typeof e.code === 'string' ? { code: e.code } : {}) };
+        worker.postMessage({ published: id, error } satisfies PublishedMessage);
+      },
+    );
   };
 
   const spawn = (index: number, port: number): { thread: Thread; listening: Promise<number> } => {
     const data: CollectorThreadData = { config, index, threads: opts.count, port, tls: opts.tls ?? null, sites, flags: flagsBuffer };
     const worker = workerThread(import.meta.url, './thread-worker', data);
-    const rpc = rpcEndpoint(worker, { publish });
+    const rpc = rpcEndpoint(worker, {});
+    worker.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null && 'publish' in m && typeof m.publish === 'number') onPublish(worker, m as PublishMessage);
+    });
     let failure: Error | undefined;
     worker.on('error', (err) => {
       failure ??= err;

@@ -56,3 +56,16 @@ export interface PublishBatch {
   lengths: number[];
   payloads: ArrayBuffer;
 }
+
+/**
+ * The hot path's own messages on the worker's port, beside the RPC ones (which carry `rpc` and are
+ * checked by a schema each): a batch, numbered by the thread, and the writer's answer to it.
+ */
+export interface PublishMessage extends PublishBatch {
+  publish: number;
+}
+export interface PublishedMessage {
+  published: number;
+  /** Set when the writer refused or failed the batch (`code`: the hub's, e.g. HUB_FULL). */
+  error?: { message: string; code?: string };
+}

@@ -1,12 +1,12 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { HubProducer } from '../hub/hub.ts';
 import { HubError } from '../hub/local-common.ts';
 import { createLogger, hideInLogs, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { secretValues } from '../schemas/secrets.ts';
-import { rpcEndpoint, type RpcEndpoint } from '../wiring/thread-rpc.ts';
+import { rpcEndpoint } from '../wiring/thread-rpc.ts';
 import { collectorOf, openEnrichment } from './main.ts';
-import { FLAG_HUB_READY, siteSetOf, type CollectorThreadData, type PublishBatch, type SiteSnapshot, type ThreadListening } from './thread-protocol.ts';
+import { FLAG_HUB_READY, siteSetOf, type CollectorThreadData, type PublishedMessage, type PublishMessage, type SiteSnapshot, type ThreadListening } from './thread-protocol.ts';
 
 /**
  * One collector thread of `farol collector` (started by ingest/thread-pool.ts): a uWS app on the
@@ -36,11 +36,29 @@ process.on('unhandledRejection', crash);
 
 /**
  * The hub as this thread sees it: every publish of one event-loop turn goes to the writer as one
- * batch (one transferred buffer, one message), and settles with the writer's answer. Readiness
- * is the main thread's, through a shared flag, so every thread answers /readyz alike.
+ * batch (one transferred buffer, one message of its own, no RPC envelope to check), and settles
+ * with the writer's answer. Readiness is the main thread's, through a shared flag, so every
+ * thread answers /readyz alike.
  */
-function handedOffHub(rpc: RpcEndpoint, partitionCount: number, flags: Int32Array): HubProducer {
-  let queue: Array<{ items: ReadonlyArray<{ key: string; payload: Buffer }>; resolve(): void; reject(err: Error): void }> = [];
+function handedOffHub(port: MessagePort, partitionCount: number, flags: Int32Array): HubProducer {
+  type Waiter = { resolve(): void; reject(err: Error): void };
+  let queue: Array<{ items: ReadonlyArray<{ key: string; payload: Buffer }> } & Waiter> = [];
+  const sent = new Map<number, Waiter[]>();
+  let nextId = 1;
+  port.on('message', (m: unknown) => {
+    if (typeof m !== 'object' || m === null || !('published' in m)) return;
+    const answer = m as PublishedMessage;
+    const waiters = sent.get(answer.published);
+    if (waiters === undefined) return;
+    sent.delete(answer.published);
+    if (answer.error === undefined) {
+      for (const w of waiters) w.resolve();
+      return;
+    }
+    // The collector answers a full hub 507-style (retry later) and anything else 503.
+    const err = answer.error.code === 'HUB_FULL' ? new HubError('HUB_FULL', answer.error.message) : new Error(answer.error.message);
+    for (const w of waiters) w.reject(err);
+  });
   const flush = (): void => {
     const waiting = queue;
     queue = [];
@@ -59,17 +77,14 @@ function handedOffHub(rpc: RpcEndpoint, partitionCount: number, flags: Int32Arra
         lengths.push(item.payload.length);
       }
     }
-    const batch: PublishBatch = { keys, lengths, payloads };
-    rpc.callTransferring('publish', [batch], [payloads]).then(
-      () => {
-        for (const w of waiting) w.resolve();
-      },
-      (err: Error & { code?: unknown }) => {
-        // The collector answers a full hub 507-style (retry later) and anything else 503.
-        const e = err.code === 'HUB_FULL' ? new HubError('HUB_FULL', err.message) : err;
-        for (const w of waiting) w.reject(e);
-      },
-    );
+    const id = nextId++;
+    sent.set(id, waiting);
+    try {
+      port.postMessage({ publish: id, keys, lengths, payloads } satisfies PublishMessage, [payloads]);
+    } catch (err) {
+      sent.delete(id);
+      for (const w of waiting) w.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   };
   return {
     partitionCount,
@@ -123,7 +138,7 @@ async function run(): Promise<void> {
     },
   });
   const enrichment = await openEnrichment(config, Date.now, (domain) => sites.has(domain), (domain) => sites.epoch(domain), { log });
-  const hub = handedOffHub(rpc, config.FAROL_HUB_PARTITIONS, new Int32Array(data.flags));
+  const hub = handedOffHub(port, config.FAROL_HUB_PARTITIONS, new Int32Array(data.flags));
   const collector = collectorOf(config, { hub, enrichment, log, metrics, threads: data.threads, ...(data.tls === null ? {} : { tls: data.tls }) });
   closeConnections = () => collector.closeConnections();
   const bound = await collector.listen(config.FAROL_HOST, data.port);

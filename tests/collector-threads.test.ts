@@ -114,6 +114,24 @@ describe('collector threads', () => {
     expect(new Set(ids).size).toBe(total);
   }, 120_000);
 
+  it('a hub at its quota refuses through the threads as it does on one: 503 ING_HUB_FULL', async () => {
+    const { proc } = await start({ FAROL_HUB_MAX_BYTES: '32768' });
+    let answer: { status: number; body: string } | undefined;
+    for (let i = 0; i < 400 && answer === undefined; i++) {
+      const res = await fetch(`${proc.url}/api/event`, {
+        method: 'POST',
+        headers: { 'user-agent': UA },
+        body: JSON.stringify({ n: 'pageview', u: `https://site.test/${'p'.repeat(400)}/${i}`, d: 'site.test' }),
+      });
+      const body = await res.text();
+      if (res.status !== 202) answer = { status: res.status, body };
+    }
+    expect(answer?.status).toBe(503);
+    expect(JSON.parse(answer?.body ?? '{}')).toMatchObject({ error: { code: 'ING_HUB_FULL' } });
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+  }, 120_000);
+
   it('SIGTERM under load: in-flight requests are answered, the process exits 0, every 202 is in the hub', async () => {
     const { proc, dataDir } = await start();
     const load = ackedLoad(proc.url, 12, 'drain');
