@@ -126,7 +126,7 @@ export async function startCollectorThreads(
   };
 
   const spawn = (index: number, port: number): { thread: Thread; listening: Promise<number> } => {
-    const data: CollectorThreadData = { config, index, threads: opts.count, port, tls: opts.tls ?? null, sites, flags: flagsBuffer };
+    const data: CollectorThreadData = { config, index, threads: opts.count, port, partitions: hub.partitionCount, tls: opts.tls ?? null, sites, flags: flagsBuffer };
     const worker = workerThread(import.meta.url, './thread-worker', data);
     const rpc = rpcEndpoint(worker, {});
     worker.on('message', (m: unknown) => {

@@ -30,6 +30,8 @@ export interface CollectorThreadData {
   index: number;
   threads: number;
   port: number;
+  /** The hub's partition count (the writer's: local or Event Hubs). */
+  partitions: number;
   tls: TlsFiles | null;
   sites: SiteSnapshot;
   /** Int32 flags the main thread keeps current: [READY] the hub takes writes. */

@@ -138,7 +138,7 @@ async function run(): Promise<void> {
     },
   });
   const enrichment = await openEnrichment(config, Date.now, (domain) => sites.has(domain), (domain) => sites.epoch(domain), { log });
-  const hub = handedOffHub(port, config.FAROL_HUB_PARTITIONS, new Int32Array(data.flags));
+  const hub = handedOffHub(port, data.partitions, new Int32Array(data.flags));
   const collector = collectorOf(config, { hub, enrichment, log, metrics, threads: data.threads, ...(data.tls === null ? {} : { tls: data.tls }) });
   closeConnections = () => collector.closeConnections();
   const bound = await collector.listen(config.FAROL_HOST, data.port);
