@@ -205,10 +205,20 @@ describe('collector threads', () => {
     copyFileSync(b.cert, live.cert);
     copyFileSync(b.key, live.key);
     proc.child.kill('SIGHUP');
-    await pollUntil(async () => {
-      const seen = await names();
-      return seen.length === 1 && seen[0] === b.commonName ? true : undefined;
-    }, { timeoutMs: 20_000, intervalMs: 100, describe: () => 'every thread serving the renewed certificate' });
+    let lastError = '';
+    await pollUntil(
+      async () => {
+        // A connection the kernel had queued on a listener just being replaced is reset (README
+        // "Operations", HTTPS): the client retries, and so does this probe.
+        const seen = await names().catch((err: unknown) => {
+          if (err instanceof Error && err.name === 'AssertionError') throw err; // an answer other than 202 is a defect
+          lastError = String(err);
+          return undefined;
+        });
+        return seen !== undefined && seen.length === 1 && seen[0] === b.commonName ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 100, describe: () => `every thread serving the renewed certificate (last error: ${lastError || 'none'})` },
+    );
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
   }, 120_000);
