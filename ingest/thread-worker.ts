@@ -5,7 +5,7 @@ import { createLogger, hideInLogs, type Logger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { secretValues } from '../schemas/secrets.ts';
 import { rpcEndpoint } from '../wiring/thread-rpc.ts';
-import { collectorOf, openEnrichment } from './main.ts';
+import { collectorOf, openEnrichment } from './collector-setup.ts';
 import { FLAG_HUB_READY, siteSetOf, type CollectorThreadData, type PublishedMessage, type PublishMessage, type SiteSnapshot, type ThreadListening } from './thread-protocol.ts';
 
 /**
