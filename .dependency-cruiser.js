@@ -20,8 +20,11 @@ const allowed = {
 };
 const parts = [...Object.keys(allowed), 'cli', 'bench', 'tests'];
 const testCode = String.raw`(^|/)[^/]+\.test\.ts$|^(tests|bench)/|(^|/)testing/`;
-/** The wiring point of each process: the only modules besides `cli/` that may import `wiring/`. */
-const mains = String.raw`^(ingest|processor|api)/main\.ts$`;
+/**
+ * The wiring point of each process (and of the collector's threads: the main thread's pool and
+ * each thread's entry): the only modules besides `cli/` that may import `wiring/`.
+ */
+const mains = String.raw`^(ingest|processor|api)/main\.ts$|^ingest/thread-(pool|worker)\.ts$`;
 
 export default {
   forbidden: [

@@ -79,7 +79,13 @@ export async function main(argv: string[]): Promise<number> {
   // an error's every property (an SDK's TypeError keeps the connection string it failed on).
   process.on('uncaughtException', (err) => {
     createLogger('error').error({ err }, 'farol crashed');
-    process.exit(1);
+    // Collector threads close their connections first: uWS aborts the process (134) when it
+    // exits with a thread's sockets open. Bounded; a second crash meanwhile exits at once.
+    process.removeAllListeners('uncaughtException').on('uncaughtException', () => process.exit(1));
+    setTimeout(() => process.exit(1), 10_000);
+    void import('../ingest/thread-pool.ts')
+      .then((threads) => threads.closeThreadsNow())
+      .finally(() => process.exit(1));
   });
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help' || name === '-h') {

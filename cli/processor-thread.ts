@@ -1,8 +1,6 @@
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { Logger } from '../lib/log.ts';
 import { within } from '../lib/within.ts';
+import { workerThread } from '../lib/worker-thread.ts';
 import type { Config } from '../schemas/config.ts';
 import type { Store } from '../store/store.ts';
 import { rpcEndpoint, storeHandlers } from '../wiring/thread-rpc.ts';
@@ -52,23 +50,11 @@ const METRICS_TIMEOUT_MS = 2_000;
 /** Beyond the drain's own bound, how long the thread may take to end. */
 const DRAIN_SLACK_MS = 15_000;
 
-/**
- * The thread running cli/processor-worker: compiled (dist/) in production; in development the
- * sources through tsx, whose require hook the thread registers itself (Node 20 gives a worker none
- * of the ESM loader hooks `--import tsx` registered, nodejs/node#47747).
- */
-function newWorker(workerData: ProcessorThreadData): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./processor-worker.js', import.meta.url), { workerData });
-  const tsx = createRequire(import.meta.url).resolve('tsx/cjs/api');
-  const entry = fileURLToPath(new URL('./processor-worker.ts', import.meta.url));
-  return new Worker(`require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(entry)});`, { eval: true, workerData });
-}
-
 /** Starts the processor thread and resolves once its processor runs; rejects with the thread's error when it cannot start. */
 export async function startProcessorThread(config: Config, deps: ProcessorThreadDeps): Promise<ProcessorThread> {
   const store = { kind: deps.store.kind, database: deps.store.database, encoded: deps.store.insertEncoded !== undefined };
   const data: ProcessorThreadData = { config, store, appends: deps.appends };
-  const worker = newWorker(data);
+  const worker = workerThread(import.meta.url, './processor-worker', data);
   const rpc = rpcEndpoint(worker, storeHandlers(deps.store));
   let draining: Promise<boolean> | undefined;
   /** The thread's last metrics text, and the rendering asked for and not answered yet. */

@@ -59,6 +59,8 @@ export interface Collector {
   drain(): Promise<void>;
   /** TLS: serves new connections with the certificate files as they are now (see HttpServer.reloadTls). */
   reloadTls(): void;
+  /** Closes every connection, keep-alive ones included (see HttpServer.closeConnections): after drain, before a thread ends. */
+  closeConnections(): void;
 }
 
 /** A route's name and its request counters by status, resolved once per status. */
@@ -362,6 +364,7 @@ export function createCollector(deps: CollectorDeps): Collector {
       await server.close();
     },
     reloadTls: () => server.reloadTls(),
+    closeConnections: () => server.closeConnections(),
   };
 }
 

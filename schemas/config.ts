@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { isSecretVariable, REDACTED, redactCredentials } from './secrets.ts';
@@ -85,6 +87,28 @@ export function isLoopbackHost(host: string): boolean {
   return LOOPBACK_HOSTS.has(host.toLowerCase()) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
+/** The most collector threads one process runs (FAROL_COLLECTOR_THREADS). */
+export const MAX_COLLECTOR_THREADS = 256;
+
+/**
+ * The cores this process may use: `os.availableParallelism()` (the CPU affinity), lowered to a
+ * cgroup v2 CPU quota when there is one (`cpu.max`, as a container's CPU limit sets it): Node
+ * counts the host's cores in a container, and a thread per host core would only add memory.
+ */
+export function availableCores(cpuMax = '/sys/fs/cgroup/cpu.max'): number {
+  const cores = availableParallelism();
+  let text: string;
+  try {
+    text = readFileSync(cpuMax, 'utf8');
+  } catch {
+    return cores;
+  }
+  const m = /^(\d+) (\d+)\s*$/.exec(text);
+  if (m === null) return cores; // `max <period>`: no quota
+  const quota = Number(m[1]) / Number(m[2]);
+  return quota > 0 ? Math.max(1, Math.min(cores, Math.ceil(quota))) : cores;
+}
+
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 
@@ -99,6 +123,8 @@ export const DEFAULT_MAX_BODY_MEMORY = 64 * 1024 * 1024;
 export const configSchema = z.object({
   FAROL_PORT: port.default(8080),
   FAROL_HOST: z.string().min(1).default('127.0.0.1'),
+  /** `farol collector`: threads each serving the port (SO_REUSEPORT) with their own enrichment; default the machine's cores. */
+  FAROL_COLLECTOR_THREADS: positiveInt.max(MAX_COLLECTOR_THREADS).default(() => Math.min(MAX_COLLECTOR_THREADS, availableCores())),
   /** Port of the separate `/metrics` listener (every process kind); unset = no metrics endpoint. */
   FAROL_METRICS_PORT: port.optional(),
   FAROL_METRICS_HOST: z.string().min(1).default('127.0.0.1'),

@@ -1,5 +1,8 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { flagsToEnv, loadConfig } from '../schemas/config.ts';
+import { availableCores, flagsToEnv, loadConfig } from '../schemas/config.ts';
 import { runFarol } from './support/farol-process.ts';
 
 describe('configuration', () => {
@@ -17,6 +20,40 @@ describe('configuration', () => {
     expect([c.FAROL_PROCESSOR_RETRY_MAX_MS, c.FAROL_DRAIN_TIMEOUT_MS]).toEqual([30_000, 15_000]);
     expect([c.FAROL_SITES_REFRESH_MS, c.FAROL_SITE_DELETE_GRACE_MS]).toEqual([5_000, 6_000]);
     expect(c.FAROL_HUB_SYNC).toEqual({ mode: 'always' });
+  });
+
+  it('reads FAROL_COLLECTOR_THREADS as 1 to 256, by default the cores', () => {
+    expect(loadConfig({}).FAROL_COLLECTOR_THREADS).toBe(Math.min(256, availableCores()));
+    expect(availableCores()).toBeLessThanOrEqual(availableParallelism());
+    expect(loadConfig({ FAROL_COLLECTOR_THREADS: '1' }).FAROL_COLLECTOR_THREADS).toBe(1);
+    expect(loadConfig({ FAROL_COLLECTOR_THREADS: '256' }).FAROL_COLLECTOR_THREADS).toBe(256);
+    for (const bad of ['0', '257', '-1', '1.5', 'many', '1e308']) {
+      expect(() => loadConfig({ FAROL_COLLECTOR_THREADS: bad }), bad).toThrow(/FAROL_COLLECTOR_THREADS/);
+    }
+    expect(flagsToEnv(['--collector-threads', '3']).env).toEqual({ FAROL_COLLECTOR_THREADS: '3' });
+  });
+
+  it('counts the cores of a cgroup CPU quota (a container limit), never more than the machine has', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'farol-cpumax-'));
+    try {
+      const cores = availableParallelism();
+      const file = join(dir, 'cpu.max');
+      const cases: Array<[string, number]> = [
+        ['max 100000\n', cores],
+        ['150000 100000\n', Math.min(cores, 2)],
+        ['50000 100000\n', 1],
+        [`${100000 * (cores + 8)} 100000\n`, cores],
+        ['0 100000\n', cores],
+        ['garbage', cores],
+      ];
+      for (const [text, want] of cases) {
+        await writeFile(file, text);
+        expect(availableCores(file), text).toBe(want);
+      }
+      expect(availableCores(join(dir, 'missing'))).toBe(cores);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads FAROL_HUB_SYNC as always or interval:<ms> (1 to 60000)', () => {
@@ -146,6 +183,9 @@ describe('configuration', () => {
     const s = await runFarol(['collector', '--hub-sync', 'interval:0'], {});
     expect(s.code).toBe(2);
     expect(s.stderr).toContain('FAROL_HUB_SYNC');
+    const t = await runFarol(['collector', '--collector-threads', '0'], {});
+    expect(t.code).toBe(2);
+    expect(t.stderr).toContain('FAROL_COLLECTOR_THREADS');
   });
 
   it('the CLI rejects an unknown command', async () => {

@@ -27,13 +27,15 @@ describe('durability', () => {
 
   // Both durability modes in one run, no extra processes: the middle round and the final restart
   // use FAROL_HUB_SYNC=interval (a 202 once written to the OS), with a long interval, so that the
-  // kill lands between background fdatasyncs; the others the default, always.
+  // kill lands between background fdatasyncs; the others the default, always. Both collector
+  // shapes too: the middle round runs on the main thread (FAROL_COLLECTOR_THREADS=1), the others
+  // on two threads handing records to the main thread's hub writer (a 202 only after its ack).
   it('every event acknowledged before a SIGKILL is in the hub after restart, with FAROL_HUB_SYNC=always or interval', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'farol-durability-'));
     dirs.push(dataDir);
-    const env = { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_HUB_PARTITIONS: String(PARTITIONS), FAROL_LOG_LEVEL: 'info' };
+    const env = { FAROL_DATA_DIR: dataDir, FAROL_TRUST_PROXY: '127.0.0.1/32', FAROL_HUB_PARTITIONS: String(PARTITIONS), FAROL_LOG_LEVEL: 'info', FAROL_COLLECTOR_THREADS: '2' };
     const allAcked = new Set<string>();
-    const interval = { ...env, FAROL_HUB_SYNC: 'interval:5000' };
+    const interval = { ...env, FAROL_HUB_SYNC: 'interval:5000', FAROL_COLLECTOR_THREADS: '1' };
     for (let round = 0; round < 3; round++) {
       const proc = await startFarol('collector', round === 1 ? interval : env);
       procs.push(proc);
@@ -47,7 +49,7 @@ describe('durability', () => {
       expect(l.sent()).toBeGreaterThan(l.acked.size / 3);
     }
     // Reopen: recovery truncates any torn tail; the log must then accept and serve appends.
-    const proc = await startFarol('collector', interval);
+    const proc = await startFarol('collector', { ...interval, FAROL_COLLECTOR_THREADS: '2' });
     procs.push(proc);
     const res = await fetch(`${proc.url}/api/event`, {
       method: 'POST',

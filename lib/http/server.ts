@@ -73,6 +73,12 @@ export interface HttpServer {
   /** Stops accepting connections; resolves once no request is in flight. */
   close(): Promise<void>;
   /**
+   * Closes every connection of the app (and of the apps a TLS reload retired), keep-alive ones
+   * included. A worker thread holding an app must call it before it ends: uWS aborts the whole
+   * process when a thread ends with sockets open.
+   */
+  closeConnections(): void;
+  /**
    * TLS only, after `listen`: loads the certificate files again into a new SSL app serving the
    * same routes, starts it on the same port, then stops the old listener. New connections get
    * the new certificate; open ones (keep-alive, requests in flight) stay on the old app until
@@ -164,8 +170,9 @@ function createHttpServer(given: TemplatedApp | undefined, opts: HttpServerOptio
     listen(host, port) {
       let s = listenOn(current, host, port);
       // uSockets shares a port (SO_REUSEPORT) only when it was bound by number: a TLS reload
-      // starts its new listener beside the old one, so "any free port" is resolved first.
-      if (s !== null && tls !== undefined && port === 0) {
+      // starts its new listener beside the old one, and collector threads bind the port the
+      // first one got, so "any free port" is resolved first.
+      if (s !== null && port === 0) {
         const chosen = uWS.us_socket_local_port(s);
         uWS.us_listen_socket_close(s);
         s = listenOn(current, host, chosen);
@@ -179,6 +186,12 @@ function createHttpServer(given: TemplatedApp | undefined, opts: HttpServerOptio
       if (socket) uWS.us_listen_socket_close(socket);
       socket = null;
       await inflight.idle();
+    },
+    closeConnections() {
+      if (socket) uWS.us_listen_socket_close(socket);
+      socket = null;
+      // `close` exists on the app in this uWS build, untyped in its declarations.
+      for (const app of [...retired, current]) (app as TemplatedApp & { close(): void }).close();
     },
     reloadTls() {
       if (tls === undefined) throw new Error('not serving TLS');
