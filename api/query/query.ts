@@ -455,9 +455,16 @@ async function execute(
     const g = shape.groupTotals;
     groupTotals = { sql: coreSelect(b, g, site, chooseSource(g, forceRaw).source, saltDays), aliases: g.aliases };
   }
+  // The totals ratios divide by, read in the main statement (one statement less); read on their
+  // own only when it has no row to carry them.
+  const folded: { kind: keyof Totals; core: CoreQuery; column: ComponentColumn; alias: string }[] = [];
+  for (const [kind, c] of [['percentage', shape.percentageTotal], ['conversion', shape.conversionTotal]] as const) {
+    if (c !== undefined) folded.push({ kind, core: c, column: c.event.size > 0 ? 'ev_visitors' : 'se_visitors', alias: `t_${kind}` });
+  }
+  const totalsSql = folded.map((t) => ({ sql: coreSelect(b, t.core, site, chooseSource(t.core, forceRaw).source, saltDays), column: t.column, alias: t.alias }));
   const run = async (p: Page): Promise<Record<string, unknown>[]> => {
-    const sql = finalSelect(b, shape.main, core, { orderBy: orderTerms(q, order, shape), ...p, ...(groupTotals === undefined ? {} : { groupTotals }) });
-    return query(store, sql, b.params, q);
+    const options = { orderBy: orderTerms(q, order, shape), ...p, ...(groupTotals === undefined ? {} : { groupTotals }), totals: totalsSql };
+    return query(store, finalSelect(b, shape.main, core, options), b.params, q);
   };
   let raw = await run(page);
   let totalRows = raw.length;
@@ -477,8 +484,10 @@ async function execute(
   });
 
   const totals: Totals = {};
-  if (shape.percentageTotal !== undefined) totals.percentage = await total(store, site, q, shape.percentageTotal, forceRaw, tables, saltDays);
-  if (shape.conversionTotal !== undefined) totals.conversion = await total(store, site, q, shape.conversionTotal, forceRaw, tables, saltDays);
+  const first = raw[0];
+  for (const t of folded) {
+    totals[t.kind] = first === undefined ? await total(store, site, q, t.core, forceRaw, tables, saltDays) : Number(first[t.alias] ?? 0);
+  }
   return { rows, totalRows, decision, totals };
 }
 

@@ -1009,6 +1009,8 @@ export interface FinalOptions {
   totalRows: boolean;
   /** Per-group totals joined on the dimensions they keep (`g_visitors`). */
   groupTotals?: { sql: string; aliases: readonly string[] };
+  /** One-row totals (a core select without dimensions) added to every row as `alias`, from its `column`. */
+  totals?: ReadonlyArray<{ sql: string; column: ComponentColumn; alias: string }>;
 }
 
 /** The main statement: core sums, optional group totals, order, page and row count. */
@@ -1018,7 +1020,8 @@ export function finalSelect(b: SqlBuilder, q: CoreQuery, core: string, o: FinalO
   // Nothing to join or count: the core select (one SELECT, grouped) takes the order and the page
   // itself, a layer less to plan. Its columns are the dimensions and every component; readers
   // take a missing `g_visitors` as 0.
-  if (o.groupTotals === undefined && !o.totalRows) return `${core}${order}${page}`;
+  const totals = o.totals ?? [];
+  if (o.groupTotals === undefined && !o.totalRows && totals.length === 0) return `${core}${order}${page}`;
   const columns = [...q.aliases.map((a) => `m.${a} AS ${a}`), ...componentColumns.map((c) => `m.${c} AS ${c}`)];
   let from = `(${core}) AS m`;
   if (o.groupTotals !== undefined) {
@@ -1031,6 +1034,11 @@ export function finalSelect(b: SqlBuilder, q: CoreQuery, core: string, o: FinalO
   } else {
     columns.push('toInt64(0) AS g_visitors');
   }
+  // Totals in the same statement (a statement less to plan): one row each, crossed with every row.
+  totals.forEach((t, i) => {
+    columns.push(`t${i}.${t.alias} AS ${t.alias}`);
+    from += ` CROSS JOIN (SELECT ${t.column} AS ${t.alias} FROM (${t.sql})) AS t${i}`;
+  });
   if (o.totalRows) columns.push('count() OVER () AS total_rows');
   return `SELECT ${columns.join(', ')} FROM ${from}${order}${page}`;
 }
