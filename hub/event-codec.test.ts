@@ -4,7 +4,7 @@ import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { makeEvent } from '../schemas/testing/events.ts';
 import { decodeEvent } from '../processor/partition-state.ts';
 import { deadLetterRow } from '../processor/dead-letters.ts';
-import { decodeBinaryEvent, encodeEvent, EVENT_CODEC_V1, payloadKind, STRING_FIELDS, UnencodableEventError } from './event-codec.ts';
+import { decodeBinaryEvent, encodeEvent, EVENT_CODEC_V1, payloadKind, payloadValue, STRING_FIELDS, UnencodableEventError } from './event-codec.ts';
 
 // Hostile text: any UTF-16 unit (lone surrogates included), NUL, astral characters, plain ASCII.
 const unit = fc.oneof(
@@ -136,6 +136,9 @@ describe('binary hub records', () => {
     expect(decodeEvent(encodeEvent(makeEvent({ visitorId: 'abc' })))).toBeUndefined();
     expect(decodeEvent(encodeEvent(makeEvent({ visitorId: '18446744073709551616' })))).toBeUndefined();
     expect(payloadKind(Buffer.from('{"v":1}'))).toBe('json');
+    expect(payloadValue(Buffer.from('{"v":1}'))).toEqual({ v: 1 });
+    expect(payloadValue(good)).toEqual(decodeBinaryEvent(good));
+    expect(() => payloadValue(forged[0]!)).toThrow();
     expect(payloadKind(Buffer.from([0x02]))).toBe('unknown');
   });
 

@@ -190,6 +190,17 @@ export function payloadKind(payload: Buffer): 'json' | 'binary' | 'unknown' {
 }
 
 /**
+ * What a hub payload holds, either form, for tools and tests (the processor uses `decodeEvent`,
+ * which also checks a JSON record's shape). Throws on a payload that is neither.
+ */
+export function payloadValue(payload: Buffer): unknown {
+  if (payload[0] !== EVENT_CODEC_V1) return JSON.parse(payload.toString('utf8')) as unknown;
+  const e = decodeBinaryEvent(payload);
+  if (e === undefined) throw new Error('not a well-formed binary event record');
+  return e;
+}
+
+/**
  * The event of a binary record, or undefined when the bytes are not a well-formed record of this
  * layout (wrong version, truncated, lengths that do not add up, bytes that are not UTF-8, numbers
  * the schema does not allow). Strings come out well-formed (they were valid UTF-8). Never throws.
