@@ -76,8 +76,14 @@ export class UnencodableEventError extends Error {
 let scratch = Buffer.allocUnsafe(4096);
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
-// The strings of one event, in layout order (reused; cleared after each encode).
+// The strings of one event, in layout order: the first `count` entries (reused, never shrunk, so
+// encoding allocates nothing but the record).
 const strings: string[] = [];
+let count = 0;
+
+function add(s: string): void {
+  strings[count++] = s;
+}
 
 /**
  * The binary record of `e`. Throws {@link UnencodableEventError} when a string holds NUL or a lone
@@ -86,38 +92,33 @@ const strings: string[] = [];
  * is not one the schema allows.
  */
 export function encodeEvent(e: EnrichedEvent): Buffer {
-  try {
-    return encodeStrings(e);
-  } finally {
-    strings.length = 0;
-  }
-}
-
-function encodeStrings(e: EnrichedEvent): Buffer {
-  for (const field of STRING_FIELDS) strings.push(e[field]);
+  count = 0;
+  for (let i = 0; i < STRING_FIELDS.length; i++) add(e[STRING_FIELDS[i]!]);
   let flags = (e.clientId ? F_CLIENT_ID : 0) | (e.interactive ? F_INTERACTIVE : 0);
   if (e.epoch !== undefined) flags |= F_EPOCH;
   if (e.saltDay !== undefined) flags |= F_SALT_DAY;
   if (e.revenue !== null) {
     flags |= F_REVENUE;
-    strings.push(e.revenue.currency);
+    add(e.revenue.currency);
   }
   const clickIds = e.clickIds;
-  for (let i = 0; i < clickIds.length; i++) strings.push(clickIds[i]!);
+  for (let i = 0; i < clickIds.length; i++) add(clickIds[i]!);
   let props = 0;
   for (const key in e.props) {
-    strings.push(key, e.props[key]!);
+    add(key);
+    add(e.props[key]!);
     props++;
   }
   let exps = 0;
   for (const key in e.exp) {
-    strings.push(key, e.exp[key]!);
+    add(key);
+    add(e.exp[key]!);
     exps++;
   }
   let chars = 0;
-  for (let i = 0; i < strings.length; i++) chars += strings[i]!.length;
+  for (let i = 0; i < count; i++) chars += strings[i]!.length;
   // Header, 5 bytes per varint at most, 3 UTF-8 bytes per UTF-16 unit at most.
-  const worst = 2 + 4 * 8 + 5 * (3 + strings.length) + 3 * chars;
+  const worst = 2 + 4 * 8 + 5 * (3 + count) + 3 * chars;
   if (worst > scratch.length) scratch = Buffer.allocUnsafe(Math.max(worst, 2 * scratch.length));
   const buf = scratch;
   buf[0] = EVENT_CODEC_V1;
@@ -132,8 +133,8 @@ function encodeStrings(e: EnrichedEvent): Buffer {
   pos = writeVarint(buf, pos, clickIds.length);
   pos = writeVarint(buf, pos, props);
   pos = writeVarint(buf, pos, exps);
-  for (let i = 0; i < strings.length; i++) pos = writeVarint(buf, pos, strings[i]!.length);
-  for (let i = 0; i < strings.length; i++) pos = writeUtf8(buf, pos, strings[i]!);
+  for (let i = 0; i < count; i++) pos = writeVarint(buf, pos, strings[i]!.length);
+  for (let i = 0; i < count; i++) pos = writeUtf8(buf, pos, strings[i]!);
   const out = Buffer.allocUnsafe(pos);
   buf.copy(out, 0, 0, pos);
   return out;
@@ -164,8 +165,9 @@ function writeVarint(buf: Buffer, pos: number, n: number): number {
 function writeUtf8(buf: Buffer, pos: number, s: string): number {
   for (let j = 0; j < s.length; j++) {
     const c = s.charCodeAt(j);
-    if (c === 0) throw new UnencodableEventError('NUL');
-    if (c >= 0x80) {
+    // One test for NUL and non-ASCII: c - 1 wraps NUL to 0xffffffff.
+    if (((c - 1) >>> 0) >= 0x7f) {
+      if (c === 0) throw new UnencodableEventError('NUL');
       const rest = s.slice(j);
       if (!isWellFormed(rest)) throw new UnencodableEventError('lone surrogate');
       if (rest.includes('\0')) throw new UnencodableEventError('NUL');
