@@ -86,6 +86,10 @@ describe('binary hub records', () => {
       }),
       { numRuns: 300 },
     );
+    // Two lone halves in adjacent strings must not pass as the pair they form once joined.
+    expect(() => encodeEvent(makeEvent({ referrer: 'a\ud83d', source: '\ude00b' }))).toThrow(UnencodableEventError);
+    expect(() => encodeEvent(makeEvent({ props: { ['k\ud83d']: '\ude00' } }))).toThrow(UnencodableEventError);
+    expect(decodeBinaryEvent(encodeEvent(makeEvent({ referrer: 'a\ud83d\ude00', source: '😀b' })))).toMatchObject({ referrer: 'a😀', source: '😀b' });
     // The refusal leaves nothing behind for the next event.
     expect(() => encodeEvent(makeEvent({ props: { k: 'a\0' } }))).toThrow(UnencodableEventError);
     const next = makeEvent({ pathname: '/é' });

@@ -154,8 +154,13 @@ export function encodeEvent(e: EnrichedEvent): Buffer {
   pos = writeVarint(buf, pos, clickIds.length);
   pos = writeVarint(buf, pos, props);
   pos = writeVarint(buf, pos, exps);
-  for (let i = 0; i < count; i++) pos = writeVarint(buf, pos, strings[i]!.length);
-  for (let i = 0; i < count; i++) pos = writeUtf8(buf, pos, strings[i]!);
+  let all = '';
+  for (let i = 0; i < count; i++) {
+    const s = strings[i]!;
+    pos = writeVarint(buf, pos, s.length);
+    all += s;
+  }
+  pos = writeText(buf, pos, all);
   const out = Buffer.allocUnsafe(pos);
   buf.copy(out, 0, 0, pos);
   return out;
@@ -181,22 +186,27 @@ function writeVarint(buf: Buffer, pos: number, n: number): number {
   return pos + 1;
 }
 
-// ASCII is copied in JS (a native `Buffer.write` call costs more than a short string's copy);
-// anything else is checked to be well-formed, then handed to Node.
-function writeUtf8(buf: Buffer, pos: number, s: string): number {
-  for (let j = 0; j < s.length; j++) {
-    const c = s.charCodeAt(j);
-    // One test for NUL and non-ASCII: c - 1 wraps NUL to 0xffffffff.
-    if (((c - 1) >>> 0) >= 0x7f) {
-      if (c === 0) throw new UnencodableEventError('NUL');
-      const rest = s.slice(j);
-      if (!isWellFormed(rest)) throw new UnencodableEventError('lone surrogate');
-      if (rest.includes('\0')) throw new UnencodableEventError('NUL');
-      return pos + j + buf.write(rest, pos + j, 'utf8');
+// All strings as one (a rope) in one native UTF-8 write: enrichment's strings are often slices and
+// ropes, on which a JS copy loop of charCodeAt is slower than V8 flattening them natively.
+function writeText(buf: Buffer, pos: number, all: string): number {
+  const written = buf.write(all, pos, 'utf8');
+  if (all.indexOf('\0') !== -1) throw new UnencodableEventError('NUL');
+  // Only ASCII takes one byte per UTF-16 unit; anything else is checked, string by string (two
+  // lone halves in adjacent strings would pass as a pair in the joined text).
+  if (written !== all.length) {
+    if (!isWellFormed(all)) throw new UnencodableEventError('lone surrogate');
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const len = strings[i]!.length;
+      if (len > 0) {
+        const first = all.charCodeAt(at);
+        const last = all.charCodeAt(at + len - 1);
+        if ((first >= 0xdc00 && first <= 0xdfff) || (last >= 0xd800 && last <= 0xdbff)) throw new UnencodableEventError('lone surrogate');
+      }
+      at += len;
     }
-    buf[pos + j] = c;
   }
-  return pos + s.length;
+  return pos + written;
 }
 
 /** `String.prototype.isWellFormed` (Node 20; not in the ES2023 lib this project compiles against). */
