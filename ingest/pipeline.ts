@@ -68,10 +68,16 @@ function stripWww(host: string): string {
   return host.startsWith('www.') ? host.slice(4) : host;
 }
 
+// Most events carry no props: they share this one empty object (events are never mutated once built).
+const NO_PROPS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 function stringifyProps(props: WireEvent['props']): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k in props) out[k] = String(props[k]);
-  return out;
+  let out: Record<string, string> | undefined;
+  for (const k in props) {
+    out ??= {};
+    out[k] = String(props[k]);
+  }
+  return out ?? NO_PROPS;
 }
 
 /** Turns one wire event into enriched events, or says why it is dropped or rejected. */
@@ -101,9 +107,12 @@ export function enrichEvent(deps: EnrichDeps, wire: WireEvent, ip: string, ua: s
   const props = stringifyProps(wire.props);
   const screen = screenClass(wire.screenWidth, uaInfo.device);
 
-  const events: EnrichedEvent[] = wire.domains.map((site) => {
+  // A plain loop: no closure per event.
+  const events: EnrichedEvent[] = [];
+  for (let i = 0; i < wire.domains.length; i++) {
+    const site = wire.domains[i]!;
     const visitor = deps.visitorId(site, ip, ua);
-    return {
+    events.push({
       v: 1,
       id,
       clientId: wire.id !== null,
@@ -135,7 +144,7 @@ export function enrichEvent(deps: EnrichDeps, wire: WireEvent, ip: string, ua: s
       props,
       revenue: wire.revenue,
       exp: wire.exp,
-    };
-  });
+    });
+  }
   return { kind: 'ok', events };
 }

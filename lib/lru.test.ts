@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { LruMap } from './lru.ts';
+import { LruMap, RecentCache } from './lru.ts';
 
 const keysOf = (lru: LruMap<string, number>, candidates: readonly string[]): string[] =>
   candidates.filter((k) => lru.peek(k) !== undefined);
@@ -103,5 +103,61 @@ describe('LruMap', () => {
       }),
       { numRuns: 100 },
     );
+  });
+});
+
+describe('RecentCache', () => {
+  it('keeps what was used since the last turn, drops what was not used for two, and never exceeds its capacity (model test)', () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('get' as const), key: fc.integer({ min: 0, max: 30 }) }),
+      fc.record({ kind: fc.constant('set' as const), key: fc.integer({ min: 0, max: 30 }), value: fc.integer() }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: -2, max: 12 }), fc.array(op, { maxLength: 150 }), (asked, ops) => {
+        const cache = new RecentCache<number, number>(asked);
+        const generation = cache.capacity / 2;
+        expect(cache.capacity).toBe(asked >= 4 ? 2 * Math.floor(asked / 2) : 2);
+        // Model: the last value set per key, and the keys added to the young generation since each turn.
+        const values = new Map<number, number>();
+        let young: number[] = [];
+        let old: number[] = [];
+        const add = (k: number): void => {
+          old = old.filter((x) => x !== k);
+          young.push(k);
+          if (young.length >= generation) {
+            old = young;
+            young = [];
+          }
+        };
+        for (const o of ops) {
+          if (o.kind === 'get') {
+            const held = young.includes(o.key) || old.includes(o.key);
+            expect(cache.get(o.key)).toBe(held ? values.get(o.key) : undefined);
+            if (!young.includes(o.key) && old.includes(o.key)) add(o.key);
+          } else {
+            cache.set(o.key, o.value);
+            values.set(o.key, o.value);
+            if (!young.includes(o.key)) add(o.key);
+          }
+          expect(cache.size).toBe(young.length + old.length);
+          expect(cache.size).toBeLessThanOrEqual(cache.capacity);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('answers a hit in the young generation without reordering, and forgets on clear', () => {
+    const cache = new RecentCache<string, number>(4);
+    cache.set('a', 1);
+    expect(cache.get('a')).toBe(1);
+    cache.set('b', 2); // the young generation is full: a and b age together
+    cache.set('c', 3);
+    expect(cache.get('a')).toBe(1); // promoted back: the young generation turns again, c and a survive
+    cache.set('d', 4); // b, unused for two turns, is gone
+    expect(cache.size).toBe(3);
+    expect([cache.get('b'), cache.get('d'), cache.get('a')]).toEqual([undefined, 4, 1]);
+    cache.clear();
+    expect([cache.size, cache.get('a')]).toEqual([0, undefined]);
   });
 });

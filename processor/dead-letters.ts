@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { decodeBinaryEvent, EVENT_CODEC_V1 } from '../hub/event-codec.ts';
 
 /**
  * Rows of the `dead_letters` table (schemas/migrations/raw-tables.ts): what the processor could not
@@ -28,8 +29,8 @@ function toWellFormed(s: string): string {
 }
 
 /**
- * A dead letter for a hub record (`payload` as it was in the hub) or a refused row (`payload`:
- * the row's JSON). Every string is made well-formed, and bytes that are not UTF-8 travel as
+ * A dead letter for a hub record (`payload` as it was in the hub, a binary record as its event's
+ * JSON) or a refused row (`payload`: the row's JSON). Every string is made well-formed, and bytes that are not UTF-8 travel as
  * base64, so ClickHouse can parse the dead letter even when it could not parse what it holds.
  */
 export function deadLetterRow(d: {
@@ -43,8 +44,11 @@ export function deadLetterRow(d: {
 }): DeadLetterRow {
   let payload: string;
   let encoding: DeadLetterRow['payload_encoding'] = 'json';
-  if (typeof d.payload === 'string') payload = toWellFormed(d.payload);
-  else if (isUtf8(d.payload)) payload = toWellFormed(d.payload.toString('utf8'));
+  // A binary hub record is kept as the JSON of its event, which an operator can read and replay.
+  const binary = typeof d.payload !== 'string' && d.payload[0] === EVENT_CODEC_V1 ? decodeBinaryEvent(d.payload) : undefined;
+  if (binary !== undefined) payload = JSON.stringify(binary);
+  else if (typeof d.payload === 'string') payload = toWellFormed(d.payload);
+  else if (d.payload[0] !== EVENT_CODEC_V1 && isUtf8(d.payload)) payload = toWellFormed(d.payload.toString('utf8'));
   else {
     payload = d.payload.toString('base64');
     encoding = 'base64';

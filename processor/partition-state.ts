@@ -1,3 +1,4 @@
+import { decodeBinaryEvent, EVENT_CODEC_V1, STRING_FIELDS } from '../hub/event-codec.ts';
 import type { HubRecord } from '../hub/hub.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { DAY_MS, eventRow, formatDay, formatTimestamp, type EventRow, type SessionRow } from '../store/rows.ts';
@@ -437,30 +438,8 @@ export function sessionId(first: Pick<EnrichedEvent, 'site' | 'visitorId' | 'id'
   return ((BigInt(h2 >>> 0) << 32n) | BigInt(h1 >>> 0)).toString();
 }
 
-// Fields checked by the structural guard below; `satisfies` keeps the lists in step with the schema.
-const stringFields = [
-  'id',
-  'site',
-  'name',
-  'hostname',
-  'pathname',
-  'utmSource',
-  'utmMedium',
-  'utmCampaign',
-  'utmContent',
-  'utmTerm',
-  'referrer',
-  'source',
-  'channel',
-  'country',
-  'browser',
-  'browserVersion',
-  'os',
-  'osVersion',
-  'device',
-  'screen',
-  'visitorId',
-] as const satisfies readonly (keyof EnrichedEvent)[];
+// Fields checked by the structural guard below: every string field of the event.
+const stringFields = STRING_FIELDS;
 
 const uint64Text = /^\d{1,20}$/;
 
@@ -471,6 +450,11 @@ const uint64Text = /^\d{1,20}$/;
  * fail, which would stall the partition.
  */
 export function decodeEvent(payload: Buffer): EnrichedEvent | undefined {
+  // Binary records (hub/event-codec.ts) are well-typed by construction; JSON ones are walked.
+  if (payload[0] === EVENT_CODEC_V1) {
+    const e = decodeBinaryEvent(payload);
+    return e !== undefined && isUint64Text(e.visitorId) ? e : undefined;
+  }
   let value: unknown;
   try {
     value = JSON.parse(payload.toString('utf8'));

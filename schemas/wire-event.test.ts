@@ -160,3 +160,23 @@ describe('parseWireEvent', () => {
     expect(fastRawWireEvent(value)).toBeUndefined();
   });
 });
+
+describe('site domains', () => {
+  const long = `${'a'.repeat(249)}.com`;
+  it.each<[string, string[] | null]>([
+    [' Example.COM ', ['example.com']],
+    ['a.com,A.com, a.com', ['a.com']],
+    ['a.com,,b.com,', ['a.com', 'b.com']],
+    [long, [long]],
+    [`${long}x`, null],
+    [`a.com,${long}x`, null],
+    ['   ', null],
+    [',', null],
+    [Array.from({ length: 10 }, (_, i) => `s${i}.com`).join(','), Array.from({ length: 10 }, (_, i) => `s${i}.com`)],
+    [Array.from({ length: 11 }, (_, i) => `s${i}.com`).join(','), null],
+  ])('%j', (d, expected) => {
+    const r = parseWireEvent({ n: 'pageview', u: 'https://e.com/', d });
+    expect(r.ok ? r.event.domains : null).toEqual(expected);
+    if (!r.ok) expect(r.message).toBe('domain: must list 1 to 10 site domains');
+  });
+});

@@ -130,20 +130,8 @@ function normalize(raw: RawWireEvent): WireResult {
   if (!url) return { ok: false, code: 'ING_BAD_EVENT', message: 'url: required' };
   const domain = raw.domain ?? raw.d;
   if (!domain) return { ok: false, code: 'ING_BAD_EVENT', message: 'domain: required' };
-  // A site listed twice (`a.com,A.com, a.com`) is stored once.
-  const domains = domain.includes(',')
-    ? [
-        ...new Set(
-          domain
-            .split(',')
-            .map((s) => s.trim().toLowerCase())
-            .filter((s) => s.length > 0),
-        ),
-      ]
-    : [domain.trim().toLowerCase()].filter((s) => s.length > 0);
-  if (domains.length === 0 || domains.length > 10 || domains.some((d) => d.length > 253)) {
-    return { ok: false, code: 'ING_BAD_EVENT', message: 'domain: must list 1 to 10 site domains' };
-  }
+  const domains = siteDomains(domain);
+  if (domains === undefined) return { ok: false, code: 'ING_BAD_EVENT', message: 'domain: must list 1 to 10 site domains' };
   const props = raw.props ?? raw.p ?? raw.m ?? {};
   const keys = Object.keys(props);
   if (keys.length > MAX_PROPS) {
@@ -167,6 +155,25 @@ function normalize(raw: RawWireEvent): WireResult {
       ua: raw.ua ?? null,
     },
   };
+}
+
+/** The lower-case site domains of a `domain` field, each once; undefined unless 1 to 10 of at most 253 characters. */
+function siteDomains(domain: string): string[] | undefined {
+  // Nearly every event names one site: no split, set or closures for it.
+  if (!domain.includes(',')) {
+    const d = domain.trim().toLowerCase();
+    return d.length > 0 && d.length <= 253 ? [d] : undefined;
+  }
+  // A site listed twice (`a.com,A.com, a.com`) is stored once.
+  const domains = [
+    ...new Set(
+      domain
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter((s) => s.length > 0),
+    ),
+  ];
+  return domains.length === 0 || domains.length > 10 || domains.some((d) => d.length > 253) ? undefined : domains;
 }
 
 // ---- The fast path: `rawWireEventSchema` for the common shape, written out by hand ----

@@ -7,6 +7,7 @@ import { loadConfig } from '../schemas/config.ts';
 import { startCollector } from '../ingest/main.ts';
 import { openConfiguredLocalHub } from '../wiring/hub.ts';
 import { defaultQuota } from '../hub/local-dir.ts';
+import { payloadValue } from '../hub/event-codec.ts';
 import type { LocalHub } from '../hub/local-hub.ts';
 import { createLogger, silentLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
@@ -182,7 +183,7 @@ describe('hub disk quota', () => {
       const ends: number[] = [];
       for (let p = 0; p < 2; p++) {
         const end = await hub.endOffset(p);
-        for (const r of await hub.read(p, from[p] ?? 0, end - (from[p] ?? 0))) into.add((JSON.parse(r.payload.toString()) as { id: string }).id);
+        for (const r of await hub.read(p, from[p] ?? 0, end - (from[p] ?? 0))) into.add((payloadValue(r.payload) as { id: string }).id);
         ends.push(end);
       }
       return ends;

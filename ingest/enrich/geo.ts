@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import maxmind, { type CountryResponse, type Reader } from 'maxmind';
-import { LruMap } from '../../lib/lru.ts';
+import { RecentCache } from '../../lib/lru.ts';
 import { isNonPublicIp, normalizeIp } from '../../lib/ip.ts';
 
 /*
@@ -34,13 +34,15 @@ export interface GeoOptions {
  * Opens a MaxMind-format `.mmdb` (DB-IP `{country_code}` records or GeoLite2/GeoIP2
  * `{country: {iso_code}}` records), or the bundled DB-IP database when `path` is not given.
  *
- * Answers are kept in a bounded LRU cache keyed by the address text as given: a visitor sends
- * several events, and a hit skips normalizing, parsing and walking the tree (~1 µs). The cache
- * lives in memory only, like every other per-request value, and holds at most `cacheSize` entries.
+ * Answers are kept in a bounded cache of recently used ones (`RecentCache`), keyed by the address
+ * text as given: a visitor sends several events, and a hit skips normalizing, parsing and walking
+ * the tree (~1 µs). The cache lives in memory only, like every other per-request value, and holds
+ * at most `cacheSize` entries.
  */
 export async function openGeo(path?: string, opts: GeoOptions = {}): Promise<Geo> {
   let reader: Reader<CountryResponse> | null = await maxmind.open<CountryResponse>(path ?? bundledGeoDbPath());
-  const cache = new LruMap<string, string>(opts.cacheSize ?? 50_000);
+  const cacheSize = opts.cacheSize ?? 50_000;
+  const cache = cacheSize > 0 ? new RecentCache<string, string>(cacheSize) : null;
   const uncached = (r: Reader<CountryResponse>, ip: string): string => {
     const canonical = normalizeIp(ip);
     if (canonical === '' || isNonPublicIp(canonical)) return '';
@@ -49,7 +51,7 @@ export async function openGeo(path?: string, opts: GeoOptions = {}): Promise<Geo
   return {
     lookup(ip: string): string {
       if (reader === null) return '';
-      if (cache.capacity === 0) return uncached(reader, ip);
+      if (cache === null) return uncached(reader, ip);
       const hit = cache.get(ip);
       if (hit !== undefined) return hit;
       const country = uncached(reader, ip);
@@ -58,7 +60,7 @@ export async function openGeo(path?: string, opts: GeoOptions = {}): Promise<Geo
     },
     close(): void {
       reader = null;
-      cache.clear();
+      cache?.clear();
     },
   };
 }

