@@ -2,11 +2,12 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { FarolError, transportError, type IngestErrorCode } from '../schemas/errors.ts';
 import { MAX_BATCH_EVENTS, parseWireEvent, type WireEvent } from '../schemas/wire-event.ts';
+import { encodeEvent } from '../hub/event-codec.ts';
 import type { HubProducer } from '../hub/hub.ts';
 import { HubError } from '../hub/local-common.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
-import { badStringInJson, badStringMessage, hasBadEscape } from '../schemas/unicode.ts';
+import { badStringInJson, badStringMessage } from '../schemas/unicode.ts';
 import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
 import { remoteAddress } from '../lib/http/client-ip.ts';
 import { httpServerOf, type TlsFiles } from '../lib/http/server.ts';
@@ -231,13 +232,10 @@ export function createCollector(deps: CollectorDeps): Collector {
   async function publish(events: EnrichedEvent[]): Promise<void> {
     if (events.length === 0) return;
     const started = performance.now();
-    const items = events.map((e) => {
-      const json = JSON.stringify(e);
-      // Every input string was checked; this keeps anything enrichment derives from reaching the
-      // hub as a string ClickHouse cannot store (it would stop the partition).
-      if (hasBadEscape(json)) throw new Error(`an enriched event holds a string that is not well-formed Unicode or holds NUL`);
-      return { key: `${e.site}:${e.visitorId}`, payload: Buffer.from(json) };
-    });
+    // Binary records (hub/event-codec.ts). Every input string was checked; encodeEvent still
+    // refuses a string ClickHouse cannot store (it would stop the partition) with a 500.
+    const items: Array<{ key: string; payload: Buffer }> = [];
+    for (const e of events) items.push({ key: `${e.site}:${e.visitorId}`, payload: encodeEvent(e) });
     try {
       await hub.publish(items);
     } catch (err) {
