@@ -94,7 +94,7 @@ export async function runUntilCrash(opts: {
   options: Partial<ProcessorOptions>;
   siteEpochs?: SiteEpochs;
   timeoutMs?: number;
-}): Promise<void> {
+}): Promise<Freezer> {
   const freezer = new Freezer(opts.at);
   const consumer = await (await hubReader(opts.hubDir, opts.partitions)).openConsumer('processor');
   startProcessor({
@@ -113,6 +113,7 @@ export async function runUntilCrash(opts: {
   } finally {
     clearTimeout(timer);
   }
+  return freezer;
 }
 
 /** Embedded chDB on a temp dir, migrated. One per test file: chDB binds one directory per process. */
@@ -364,6 +365,13 @@ export type CrashStep = 'intent' | 'insert:events' | 'insert:sessions' | 'insert
  */
 export class Freezer {
   frozen = false;
+  /**
+   * The steps of the crashing call's partition whose calls had begun and not returned when the
+   * crash happened (the crashing one included).
+   */
+  readonly inFlightAtCrash = new Set<CrashStep>();
+  /** Calls begun and not returned, by partition and step. */
+  private readonly inFlight = new Map<string, number>();
   private readonly counts = new Map<CrashStep, number>();
   private onCrash: () => void = () => {};
   /** Resolves when the crash happened. */
@@ -374,25 +382,35 @@ export class Freezer {
   constructor(private readonly at: { step: CrashStep; nth: number; when: 'before' | 'after' }) {}
 
   /** Runs `call` unless frozen; freezes before or after it when this is the chosen step. */
-  async step<T>(step: CrashStep, call: () => Promise<T>): Promise<T> {
+  async step<T>(step: CrashStep, partition: number, call: () => Promise<T>): Promise<T> {
     if (this.frozen) return hang();
     const n = (this.counts.get(step) ?? 0) + 1;
     this.counts.set(step, n);
     const hit = step === this.at.step && n === this.at.nth;
-    if (hit && this.at.when === 'before') return this.freeze();
+    if (hit && this.at.when === 'before') return this.freeze(partition);
+    const key = `${partition}\t${step}`;
+    this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     let result: T;
     try {
       result = await call();
     } catch (err) {
       // A call the component refused also reached it (an insert ClickHouse rejected).
-      if (hit || this.frozen) return this.freeze();
+      if (hit || this.frozen) return this.freeze(partition);
       throw err;
+    } finally {
+      this.inFlight.set(key, (this.inFlight.get(key) ?? 1) - 1);
     }
-    if (hit || this.frozen) return this.freeze();
+    if (hit || this.frozen) return this.freeze(partition);
     return result;
   }
 
-  private freeze<T>(): Promise<T> {
+  private freeze<T>(partition: number): Promise<T> {
+    if (!this.frozen) {
+      for (const [key, n] of this.inFlight) {
+        const [p, step] = key.split('\t');
+        if (n > 0 && Number(p) === partition) this.inFlightAtCrash.add(step as CrashStep);
+      }
+    }
     this.frozen = true;
     this.onCrash();
     return hang();
@@ -404,7 +422,7 @@ export class Freezer {
       database: inner.database,
       exec: (...args) => (this.frozen ? hang() : inner.exec(...args)),
       query: <T>(...args: Parameters<Store['query']>) => inner.query<T>(...args),
-      insert: (table, rows, opts) => this.step(insertStep(table), () => inner.insert(table, rows, opts)),
+      insert: (table, rows, opts) => this.step(insertStep(table), tokenPartition(opts?.dedupToken), () => inner.insert(table, rows, opts)),
       ping: () => inner.ping(),
       close: () => Promise.resolve(),
     };
@@ -414,10 +432,10 @@ export class Freezer {
     return {
       incarnation: inner.incarnation,
       loadSnapshot: (p) => inner.loadSnapshot(p),
-      saveSnapshot: (p, bytes) => this.step('snapshot', () => inner.saveSnapshot(p, bytes)),
-      appendIntent: (p, from, to, dead) => this.step('intent', () => inner.appendIntent(p, from, to, dead)),
+      saveSnapshot: (p, bytes) => this.step('snapshot', p, () => inner.saveSnapshot(p, bytes)),
+      appendIntent: (p, from, to, dead) => this.step('intent', p, () => inner.appendIntent(p, from, to, dead)),
       readIntents: (p) => inner.readIntents(p),
-      truncateIntents: (p, after) => this.step('truncate', () => inner.truncateIntents(p, after)),
+      truncateIntents: (p, after) => this.step('truncate', p, () => inner.truncateIntents(p, after)),
       close: () => Promise.resolve(),
     };
   }
@@ -426,12 +444,18 @@ export class Freezer {
     return {
       partitionCount: inner.partitionCount,
       subscribe: (handlers, options) => inner.subscribe(handlers, options),
-      checkpoint: (p, offset) => this.step('checkpoint', () => inner.checkpoint(p, offset)),
+      checkpoint: (p, offset) => this.step('checkpoint', p, () => inner.checkpoint(p, offset)),
       getCheckpoint: (p) => inner.getCheckpoint(p),
       endOffset: (p) => inner.endOffset(p),
       close: () => inner.close(),
     };
   }
+}
+
+/** The partition an insert's dedup token names (`<incarnation>:p<partition>:<from>-<to>:…`); −1 if none. */
+function tokenPartition(token: string | undefined): number {
+  const m = /:p(\d+):/.exec(token ?? '');
+  return m === null ? -1 : Number(m[1]);
 }
 
 function insertStep(table: string): CrashStep {
