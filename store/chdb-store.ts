@@ -36,7 +36,7 @@ export interface ChdbStoreOptions {
   dataDir: string;
   /** Database unqualified names resolve in (created by `migrate`). */
   database: string;
-  /** Connections opened at most (default 4). */
+  /** Connections opened at most (default: {@link defaultConnections}). */
   connections?: number;
   /** The engine's folder in `dataDir` (default `clickhouse`; `farol restore` builds another, then renames it). */
   folder?: string;
@@ -55,6 +55,22 @@ interface Connection {
   session: Session;
   /** Whether `USE <database>` has run on this connection. */
   inDatabase: boolean;
+}
+
+/**
+ * Connections opened at most when the caller names none. Each connection runs its calls on one of
+ * libuv's threads for the whole call (chDB's async API), and that pool (UV_THREADPOOL_SIZE threads,
+ * 4 unless set before Node starts) also runs every asynchronous file operation of the process: the
+ * local hub's appends and their fdatasync, the processor's flush log and hub reads. With every
+ * pool thread inside a long insert those waited for one to end: in `farol start` under load a
+ * collector's 202 took 1–2 s (`npm run bench -- e2e`, p99) and a flush's intent up to 3 s. So two
+ * threads always stay free: 4 connections (the most) from UV_THREADPOOL_SIZE=6 up, 2 with the
+ * default pool. Parsed as libuv does (a number; 0 or not a number is 1 thread, at most 1024).
+ */
+export function defaultConnections(threadPoolSize: string | undefined = process.env['UV_THREADPOOL_SIZE']): number {
+  const parsed = Number.parseInt(threadPoolSize ?? '4', 10);
+  const threads = Math.min(1024, Number.isNaN(parsed) || parsed <= 0 ? 1 : parsed);
+  return Math.max(1, Math.min(4, threads - 2));
 }
 
 /** Shape of chDB's typed errors (not exported as classes by the package). */
@@ -288,5 +304,5 @@ export function openChdbStore(opts: ChdbStoreOptions): Store {
     throw new StoreError(`backups path "${opts.backupsPath}" must be absolute, of letters, digits, '_', '-', '.' and '/'`, { retryable: false });
   }
   const args = opts.backupsPath === undefined ? engineArgs : [...engineArgs, `--backups.allowed_path=${opts.backupsPath}`];
-  return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? 4), args);
+  return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? defaultConnections()), args);
 }
