@@ -20,7 +20,11 @@ RUN npm ci && npm run build && npm prune --omit=dev
 RUN mkdir -p /data && chown 1000:1000 /data && chmod 0700 /data
 
 FROM node:20-bookworm-slim
+# UV_THREADPOOL_SIZE: Node's file and chDB thread pool (libuv reads it when Node starts, so it is
+# set here, not by Farol). 8 lets the embedded engine run 4 statements at once and still keeps
+# threads free for the hub's appends and fdatasync (README "Configuration").
 ENV NODE_ENV=production \
+    UV_THREADPOOL_SIZE=8 \
     FAROL_HOST=0.0.0.0 \
     FAROL_PORT=8080 \
     FAROL_DATA_DIR=/data
