@@ -54,4 +54,17 @@ describe('the embedded store beside file operations', () => {
     expect(ended[0]).toBe('file');
     expect(ended).toHaveLength(7);
   });
+
+  it('serves a waiting query before waiting writes', async () => {
+    const ended: string[] = [];
+    const track = (name: string, p: Promise<unknown>): Promise<void> => p.then(() => void ended.push(name));
+    // Two writes take both connections, two more wait; then a query comes.
+    const writes = [0, 1, 2, 3].map((i) => track(`write ${i}`, store.exec('SELECT sleep(1)')));
+    await new Promise((r) => setTimeout(r, 200));
+    const read = track('query', store.query('SELECT 1 AS one'));
+    await Promise.all([...writes, read]);
+    // It ran when the first running write ended, before either waiting write (FIFO: after both).
+    expect(ended.indexOf('query')).toBeLessThan(ended.indexOf('write 2'));
+    expect(ended.indexOf('query')).toBeLessThan(ended.indexOf('write 3'));
+  });
 });

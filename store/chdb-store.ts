@@ -85,10 +85,16 @@ function toStoreError(err: unknown): StoreError {
   return storeErrorFromText(String(err));
 }
 
-/** A small pool: a call takes an idle connection, opens one if under the cap, or waits. */
+/**
+ * A small pool: a call takes an idle connection, opens one if under the cap, or waits. Reads wait
+ * in a queue of their own that is served first: with the processor's inserts queued (a flush of
+ * each partition, events and sessions), a dashboard's query waits for one running statement to
+ * end, not for every queued insert.
+ */
 class ConnectionPool {
   private readonly all: Connection[] = [];
   private readonly idle: Connection[] = [];
+  private readonly waitingReads: ((c: Connection) => void)[] = [];
   private readonly waiting: ((c: Connection) => void)[] = [];
 
   constructor(
@@ -106,15 +112,15 @@ class ConnectionPool {
     return c;
   }
 
-  private acquire(): Promise<Connection> {
+  private acquire(read: boolean): Promise<Connection> {
     const free = this.idle.pop();
     if (free !== undefined) return Promise.resolve(free);
     if (this.all.length < this.max) return Promise.resolve(this.open());
-    return new Promise((resolve) => this.waiting.push(resolve));
+    return new Promise((resolve) => (read ? this.waitingReads : this.waiting).push(resolve));
   }
 
   private release(c: Connection): void {
-    const next = this.waiting.shift();
+    const next = this.waitingReads.shift() ?? this.waiting.shift();
     if (next !== undefined) next(c);
     else this.idle.push(c);
   }
@@ -138,8 +144,9 @@ class ConnectionPool {
     return fresh;
   }
 
-  async use<T>(fn: (c: Connection) => Promise<T>): Promise<T> {
-    const c = await this.acquire();
+  /** Runs `fn` on a connection; `read`: a query, served before waiting writes. */
+  async use<T>(read: boolean, fn: (c: Connection) => Promise<T>): Promise<T> {
+    const c = await this.acquire(read);
     let failed = true;
     try {
       const result = await fn(c);
@@ -180,11 +187,14 @@ class ChdbStore implements Store {
     this.pool = new ConnectionPool(path, connections, args);
   }
 
-  /** Runs `fn` on a connection, with the store's database selected unless told otherwise. */
-  private run<T>(withDatabase: boolean, fn: (s: Session) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` on a connection, with the store's database selected unless told otherwise; `read`
+   * (a query) waits ahead of writes for a connection.
+   */
+  private run<T>(withDatabase: boolean, fn: (s: Session) => Promise<T>, read = false): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('store is closed', { retryable: false }));
     const call = this.pool
-      .use(async (c) => {
+      .use(read, async (c) => {
         if (withDatabase && !c.inDatabase) {
           // Selected lazily: before `migrate` creates the database, calls fail with
           // UNKNOWN_DATABASE just as they do against a server.
@@ -243,6 +253,7 @@ class ChdbStore implements Store {
       bound === undefined || Object.keys(bound).length === 0
         ? s.queryAsync(statement, format)
         : s.queryBindAsync(statement, bound, format),
+      true,
     );
     return fromJsonEachRow<T>(result.text());
   }
