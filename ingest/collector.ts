@@ -13,7 +13,7 @@ import { remoteAddress } from '../lib/http/client-ip.ts';
 import { httpServerOf, type TlsFiles } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
-import { createRateLimiter, type IngestRates } from './rate-limit.ts';
+import { clientKey, createRateLimiter, type IngestRates } from './rate-limit.ts';
 
 /**
  * The collector: uWebSockets.js routes for the Plausible-style ingest API. Each request runs
@@ -244,14 +244,13 @@ export function createCollector(deps: CollectorDeps): Collector {
     const events: EnrichedEvent[] = [];
     let bots = 0;
     for (let i = 0; i < values.length; i++) {
-      const at = indexed ? `[${i}].` : '';
       const parsed = parseWireEvent(values[i]);
-      if (!parsed.ok) throw fail(parsed.code, `${at}${parsed.message}`);
+      if (!parsed.ok) throw fail(parsed.code, `${indexed ? `[${i}].` : ''}${parsed.message}`);
       const wire: WireEvent = parsed.event;
       const ip = trusted && wire.ip ? wire.ip : requestIp;
       const ua = trusted && wire.ua !== null ? wire.ua : ctx.ua;
       const result = enrichEvent(deps.enrich, wire, ip, ua);
-      if (result.kind === 'reject') throw fail(result.code, `${at}${result.message}`);
+      if (result.kind === 'reject') throw fail(result.code, `${indexed ? `[${i}].` : ''}${result.message}`);
       if (result.kind === 'drop') {
         bots++;
         continue;
@@ -261,13 +260,13 @@ export function createCollector(deps: CollectorDeps): Collector {
     return { events, bots };
   }
 
-  async function publish(events: EnrichedEvent[]): Promise<void> {
+  async function publish(events: EnrichedEvent[], keys: string[]): Promise<void> {
     if (events.length === 0) return;
     const started = performance.now();
     // Binary records (hub/event-codec.ts). Every input string was checked; encodeEvent still
     // refuses a string ClickHouse cannot store (it would stop the partition) with a 500.
     const items: Array<{ key: string; payload: Buffer }> = [];
-    for (const e of events) items.push({ key: `${e.site}:${e.visitorId}`, payload: encodeEvent(e) });
+    for (let i = 0; i < events.length; i++) items.push({ key: keys[i]!, payload: encodeEvent(events[i]!) });
     try {
       await hub.publish(items);
     } catch (err) {
@@ -286,8 +285,11 @@ export function createCollector(deps: CollectorDeps): Collector {
       if (draining) throw new FarolError('ING_SHUTTING_DOWN');
       const { events, bots } = enrichAll(ctx, values, indexed);
       if (bots > 0) droppedBots.inc(bots);
-      rateLimiter.admit(events);
-      await publish(events);
+      // The client key (site and salted visitor id) is the rate limit's and the hub's partition key.
+      const keys: string[] = [];
+      for (const e of events) keys.push(clientKey(e));
+      rateLimiter.admit(events, keys);
+      await publish(events, keys);
       answer(ctx, values.length - bots);
     } catch (err) {
       sendFailure(ctx, err);
