@@ -260,23 +260,21 @@ export function createCollector(deps: CollectorDeps): Collector {
     return { events, bots };
   }
 
-  async function publish(events: EnrichedEvent[], keys: string[]): Promise<void> {
-    if (events.length === 0) return;
-    const started = performance.now();
-    // Binary records (hub/event-codec.ts). Every input string was checked; encodeEvent still
-    // refuses a string ClickHouse cannot store (it would stop the partition) with a 500.
+  /** The hub records of `events`: binary (hub/event-codec.ts), keyed by client. */
+  function hubItems(events: EnrichedEvent[], keys: string[]): Array<{ key: string; payload: Buffer }> {
+    // Every input string was checked; encodeEvent still refuses a string ClickHouse cannot store
+    // (it would stop the partition) with a 500.
     const items: Array<{ key: string; payload: Buffer }> = [];
     for (let i = 0; i < events.length; i++) items.push({ key: keys[i]!, payload: encodeEvent(events[i]!) });
-    try {
-      await hub.publish(items);
-    } catch (err) {
-      // At its disk quota the hub refused the whole publish: nothing was written, a retry is safe.
-      if (err instanceof HubError && err.code === 'HUB_FULL') throw new FarolError('ING_HUB_FULL', undefined, { cause: err });
-      log.error({ err, events: events.length }, 'hub publish failed');
-      throw new FarolError('ING_HUB_UNAVAILABLE', undefined, { cause: err });
-    }
-    publishSeconds.observe((performance.now() - started) / 1000);
-    acceptedEvents.inc(events.length);
+    return items;
+  }
+
+  /** What a failed hub publish answers. */
+  function publishFailure(err: unknown, events: number): FarolError {
+    // At its disk quota the hub refused the whole publish: nothing was written, a retry is safe.
+    if (err instanceof HubError && err.code === 'HUB_FULL') return new FarolError('ING_HUB_FULL', undefined, { cause: err });
+    log.error({ err, events }, 'hub publish failed');
+    return new FarolError('ING_HUB_UNAVAILABLE', undefined, { cause: err });
   }
 
   /** Runs the shared tail of every ingest route: enrich, publish, answer. */
@@ -289,7 +287,18 @@ export function createCollector(deps: CollectorDeps): Collector {
       const keys: string[] = [];
       for (const e of events) keys.push(clientKey(e));
       rateLimiter.admit(events, keys);
-      await publish(events, keys);
+      // Published here rather than in a function of its own: one promise less per request.
+      if (events.length > 0) {
+        const started = performance.now();
+        const items = hubItems(events, keys);
+        try {
+          await hub.publish(items);
+        } catch (err) {
+          throw publishFailure(err, events.length);
+        }
+        publishSeconds.observe((performance.now() - started) / 1000);
+        acceptedEvents.inc(events.length);
+      }
       answer(ctx, values.length - bots);
     } catch (err) {
       sendFailure(ctx, err);
