@@ -300,7 +300,7 @@ describe('collector: bad input', () => {
     // only, each no earlier than its own deadline.
     const late1 = rawRequest(port, [head(100), Buffer.from('{"n":')], 10, 3000).then((r) => ({ r, at: Date.now() - started }));
     await sleep(150);
-    const inTime = rawRequest(port, [Buffer.concat([head(Buffer.byteLength(body)), Buffer.from(body.slice(0, 10))]), Buffer.from(body.slice(10))], 300, 1500);
+    const inTime = rawRequest(port, [Buffer.concat([head(Buffer.byteLength(body)), Buffer.from(body.slice(0, 10))]), Buffer.from(body.slice(10))], 300, 800);
     const late2 = rawRequest(port, [head(100), Buffer.from('{"n":')], 10, 3000).then((r) => ({ r, at: Date.now() - started }));
     const [a, b, ok] = await Promise.all([late1, late2, inTime]);
     expect(a.r).toMatch(/^HTTP\/1\.1 408/);
