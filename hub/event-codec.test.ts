@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
 import { makeEvent } from '../schemas/testing/events.ts';
-import { decodeEvent } from '../processor/partition-state.ts';
+import { decodeEvent, unstorableReason } from '../processor/partition-state.ts';
 import { deadLetterRow } from '../processor/dead-letters.ts';
 import { decodeBinaryEvent, encodeEvent, EVENT_CODEC_V1, payloadKind, payloadValue, STRING_FIELDS, UnencodableEventError } from './event-codec.ts';
 
@@ -53,6 +53,22 @@ function allStrings(e: EnrichedEvent): string[] {
     ...Object.entries(e.exp).flat(),
     ...(e.revenue === null ? [] : [e.revenue.currency]),
   ];
+}
+
+/**
+ * A binary record written by hand: no flags, ts 1, `counts` (click ids, props, exp), the given
+ * string lengths in UTF-16 units, then `text` as UTF-8. The visitor id (string 21) should be digits.
+ */
+function forge(lengths: number[], text: string, counts: [number, number, number]): Buffer {
+  const varint = (n: number): number[] => {
+    const out: number[] = [];
+    for (; n >= 0x80; n >>>= 7) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return out;
+  };
+  const ts = Buffer.alloc(8);
+  ts.writeDoubleLE(1);
+  return Buffer.concat([Buffer.from([EVENT_CODEC_V1, 0]), ts, Buffer.from([...counts, ...lengths].flatMap(varint)), Buffer.from(text, 'utf8')]);
 }
 
 /** What a JSON record of `e` reads back as: the reference the binary form must equal. */
@@ -144,6 +160,41 @@ describe('binary hub records', () => {
     expect(payloadValue(good)).toEqual(decodeBinaryEvent(good));
     expect(() => payloadValue(forged[0]!)).toThrow();
     expect(payloadKind(Buffer.from([0x02]))).toBe('unknown');
+  });
+
+  it('return only well-formed strings, whatever lengths a forged record gives: the processor skips its own string checks on them', () => {
+    const splitPair = forge([...Array<number>(20).fill(0), 1, 1], '😀', [1, 0, 0]);
+    // Valid UTF-8 and lengths that add up, but the cut leaves two lone halves.
+    expect(decodeBinaryEvent(splitPair)).toBeUndefined();
+    expect(decodeBinaryEvent(forge([...Array<number>(20).fill(0), 1, 2], '1😀', [1, 0, 0]))).toMatchObject({ visitorId: '1', clickIds: ['😀'] });
+    let decoded = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('😀', '𝄞', 'é', '€', 'a', '1', '\uffff'), { maxLength: 30 }),
+        fc.tuple(fc.nat(3), fc.nat(3), fc.nat(2)),
+        fc.array(fc.nat(), { minLength: 40, maxLength: 40 }),
+        (chars, counts, cuts) => {
+          const text = chars.join('');
+          const n = STRING_FIELDS.length + counts[0] + 2 * counts[1] + 2 * counts[2];
+          // n lengths adding up to the text's length, cut at arbitrary UTF-16 positions.
+          const points = cuts.slice(0, n - 1).map((c) => c % (text.length + 1)).sort((a, b) => a - b);
+          const lengths = [...points, text.length].map((p, i) => p - (i === 0 ? 0 : points[i - 1]!));
+          const e = decodeBinaryEvent(forge(lengths, text, counts));
+          if (e === undefined) {
+            refused++;
+            return;
+          }
+          decoded++;
+          for (const s of allStrings(e)) expect((s as unknown as { isWellFormed(): boolean }).isWellFormed()).toBe(true);
+          expect(unstorableReason(e)).toBe(unstorableReason(e, true));
+        },
+      ),
+      { numRuns: 400 },
+    );
+    // Both outcomes were exercised (a generator that never cut a pair would prove nothing).
+    expect(decoded).toBeGreaterThan(20);
+    expect(refused).toBeGreaterThan(20);
   });
 
   it('store a binary record in a dead letter as readable JSON', () => {

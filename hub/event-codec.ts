@@ -235,8 +235,10 @@ export function payloadValue(payload: Buffer): unknown {
 
 /**
  * The event of a binary record, or undefined when the bytes are not a well-formed record of this
- * layout (wrong version, truncated, lengths that do not add up, bytes that are not UTF-8, numbers
- * the schema does not allow). Strings come out well-formed (they were valid UTF-8). Never throws.
+ * layout (wrong version, truncated, lengths that do not add up, bytes that are not UTF-8, a length
+ * that cuts a surrogate pair, numbers the schema does not allow). Every string it returns is
+ * well-formed Unicode (valid UTF-8, cut between characters): the processor relies on it to skip
+ * its own checks (`unstorableReason` in processor/partition-state.ts). Never throws.
  */
 export function decodeBinaryEvent(payload: Buffer): EnrichedEvent | undefined {
   const n = payload.length;
@@ -287,6 +289,10 @@ export function decodeBinaryEvent(payload: Buffer): EnrichedEvent | undefined {
   let total = 0;
   for (let i = 0; i < count; i++) total += varints[i]!;
   if (total !== decoded.length) return undefined;
+  // Valid UTF-8 decodes to well-formed text; a cut inside a surrogate pair would still leave two
+  // lone halves (the encoder never writes one: a forged or corrupt record). Only text with a
+  // character beyond the BMP can have a pair, and only such text is longer in bytes than in units.
+  if (decoded.length !== bytes.length && splitsPair(decoded, count)) return undefined;
 
   text = decoded;
   at = 0;
@@ -334,6 +340,17 @@ export function decodeBinaryEvent(payload: Buffer): EnrichedEvent | undefined {
   for (let i = 0; i < expCount; i++) setOwn(e.exp, next(), next());
   text = '';
   return e;
+}
+
+/** Whether a string boundary of `text` (cut by the first `count` lengths of `varints`) falls inside a surrogate pair. */
+function splitsPair(text: string, count: number): boolean {
+  let end = 0;
+  for (let i = 0; i < count - 1; i++) {
+    end += varints[i]!;
+    const c = text.charCodeAt(end - 1);
+    if (c >= 0xd800 && c <= 0xdbff) return true;
+  }
+  return false;
 }
 
 // The record being decoded: its strings' text, the read position in it, the next length's index.

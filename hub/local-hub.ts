@@ -88,6 +88,23 @@ export function openLocalHub(options: LocalHubOptions): Promise<LocalHub> {
   return LocalHub.open(options);
 }
 
+/** The waiter of one publish: settled once every record of it is (a class: no closure per publish). */
+class Waiter implements PublishWaiter {
+  error: Error | undefined = undefined;
+
+  constructor(
+    public remaining: number,
+    private readonly counters: LocalHubStats,
+    private readonly resolvePublish: () => void,
+    readonly reject: (err: Error) => void,
+  ) {}
+
+  resolve(): void {
+    this.counters.publishes++;
+    this.resolvePublish();
+  }
+}
+
 /**
  * The local durable segment log: the producer side (`publish`, group-committed), consumers per
  * group (`openConsumer`), retention, and a read helper.
@@ -158,15 +175,7 @@ export class LocalHub implements HubProducer {
     if (refused !== undefined) return Promise.reject(refused);
     if (items.length === 0) return Promise.resolve();
     return new Promise<void>((resolvePublish, rejectPublish) => {
-      const waiter: PublishWaiter = {
-        remaining: items.length,
-        error: undefined,
-        resolve: () => {
-          this.counters.publishes++;
-          resolvePublish();
-        },
-        reject: rejectPublish,
-      };
+      const waiter = new Waiter(items.length, this.counters, resolvePublish, rejectPublish);
       for (const item of items) this.writerFor(item.key).enqueue(item.payload, waiter);
     });
   }

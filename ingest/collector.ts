@@ -8,12 +8,12 @@ import { HubError } from '../hub/local-common.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CounterHandle, Registry } from '../lib/metrics.ts';
 import { badStringInJson, badStringMessage } from '../schemas/unicode.ts';
-import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer } from '../lib/http/body.ts';
+import { bodyMemoryOf, decodeJson, endAnswer, readBody, type Answer, type BodyMemory, type BodyOptions, type BodyResult } from '../lib/http/body.ts';
 import { remoteAddress } from '../lib/http/client-ip.ts';
 import { httpServerOf, type TlsFiles } from '../lib/http/server.ts';
 import { statusLine } from '../lib/http/status.ts';
 import { enrichEvent, type EnrichDeps } from './pipeline.ts';
-import { createRateLimiter, type IngestRates } from './rate-limit.ts';
+import { clientKey, createRateLimiter, type IngestRates } from './rate-limit.ts';
 
 /**
  * The collector: uWebSockets.js routes for the Plausible-style ingest API. Each request runs
@@ -70,17 +70,53 @@ interface Route {
   byStatus: Map<number, CounterHandle>;
 }
 
-/** Per-request context: everything read from the request before the first await. */
-interface RequestCtx {
-  res: HttpResponse;
-  aborted: boolean;
-  route: Route;
-  remote: string;
-  xff: string;
-  ua: string;
+/**
+ * Per-request context: everything read from the request before the first await. A class with
+ * prototype methods, and the body options itself, so that a request allocates no closures for
+ * them (the collector's hot path).
+ */
+class RequestCtx implements BodyOptions {
+  aborted = false;
+  readonly dialect = 'ingest' as const;
+  limit = 0;
+  timeoutMs = 0;
+  contentLength = 0;
+
+  constructor(
+    readonly res: HttpResponse,
+    readonly route: Route,
+    readonly remote: string,
+    readonly xff: string,
+    readonly ua: string,
+    readonly memory: BodyMemory,
+  ) {}
+
+  onAborted(): void {
+    this.aborted = true;
+  }
 }
 
-const CORS_HEADERS: ReadonlyArray<[string, string]> = [['Access-Control-Allow-Origin', '*']];
+/** The answer `send` is writing, for {@link writeAnswer} inside `res.cork` (synchronous). */
+const out: { res: HttpResponse | undefined; code: number; body: string | Buffer; contentType: string | null; answer: Answer; retryAfterS: number | undefined } = {
+  res: undefined,
+  code: 0,
+  body: '',
+  contentType: null,
+  answer: 'keep',
+  retryAfterS: undefined,
+};
+
+function writeAnswer(): void {
+  const res = out.res!;
+  res.writeStatus(statusLine(out.code));
+  res.writeHeader('Access-Control-Allow-Origin', '*');
+  // Rate limited: when the bucket allows; hub unavailable, full or draining: come back soon.
+  if (out.retryAfterS !== undefined) res.writeHeader('Retry-After', String(out.retryAfterS));
+  else if (out.code === 503) res.writeHeader('Retry-After', '5');
+  if (out.contentType) res.writeHeader('Content-Type', out.contentType);
+  endAnswer(res, out.body, out.answer);
+}
+
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 
 export function createCollector(deps: CollectorDeps): Collector {
@@ -151,18 +187,10 @@ export function createCollector(deps: CollectorDeps): Collector {
     handle.inc();
   }
 
-  function begin(res: HttpResponse, req: HttpRequest, r: Route): RequestCtx {
-    const ctx: RequestCtx = {
-      res,
-      aborted: false,
-      route: r,
-      remote: remoteAddress(res),
-      xff: req.getHeader('x-forwarded-for'),
-      ua: req.getHeader('user-agent'),
-    };
-    res.onAborted(() => {
-      ctx.aborted = true;
-    });
+  /** A request's context; `watchAbort`: register its onAborted (readBody registers its own). */
+  function begin(res: HttpResponse, req: HttpRequest, r: Route, watchAbort = true): RequestCtx {
+    const ctx = new RequestCtx(res, r, remoteAddress(res), req.getHeader('x-forwarded-for'), req.getHeader('user-agent'), bodyMemory);
+    if (watchAbort) res.onAborted(() => ctx.onAborted());
     inflight.begin();
     return ctx;
   }
@@ -175,15 +203,19 @@ export function createCollector(deps: CollectorDeps): Collector {
     countRequest(ctx.route, code);
     if (ctx.aborted) return;
     ctx.aborted = true; // a response ends the request; nothing may write to it again
-    ctx.res.cork(() => {
-      ctx.res.writeStatus(statusLine(code));
-      for (const [k, v] of CORS_HEADERS) ctx.res.writeHeader(k, v);
-      // Rate limited: when the bucket allows; hub unavailable, full or draining: come back soon.
-      if (retryAfterS !== undefined) ctx.res.writeHeader('Retry-After', String(retryAfterS));
-      else if (code === 503) ctx.res.writeHeader('Retry-After', '5');
-      if (contentType) ctx.res.writeHeader('Content-Type', contentType);
-      endAnswer(ctx.res, body, answer);
-    });
+    // `cork` runs its callback at once: the answer goes through module state, not a closure.
+    out.res = ctx.res;
+    out.code = code;
+    out.body = body;
+    out.contentType = contentType;
+    out.answer = answer;
+    out.retryAfterS = retryAfterS;
+    try {
+      ctx.res.cork(writeAnswer);
+    } finally {
+      out.res = undefined;
+      out.body = '';
+    }
   }
 
   function sendError(ctx: RequestCtx, err: FarolError, answer: Answer = 'keep'): void {
@@ -212,14 +244,13 @@ export function createCollector(deps: CollectorDeps): Collector {
     const events: EnrichedEvent[] = [];
     let bots = 0;
     for (let i = 0; i < values.length; i++) {
-      const at = indexed ? `[${i}].` : '';
       const parsed = parseWireEvent(values[i]);
-      if (!parsed.ok) throw fail(parsed.code, `${at}${parsed.message}`);
+      if (!parsed.ok) throw fail(parsed.code, `${indexed ? `[${i}].` : ''}${parsed.message}`);
       const wire: WireEvent = parsed.event;
       const ip = trusted && wire.ip ? wire.ip : requestIp;
       const ua = trusted && wire.ua !== null ? wire.ua : ctx.ua;
       const result = enrichEvent(deps.enrich, wire, ip, ua);
-      if (result.kind === 'reject') throw fail(result.code, `${at}${result.message}`);
+      if (result.kind === 'reject') throw fail(result.code, `${indexed ? `[${i}].` : ''}${result.message}`);
       if (result.kind === 'drop') {
         bots++;
         continue;
@@ -229,34 +260,46 @@ export function createCollector(deps: CollectorDeps): Collector {
     return { events, bots };
   }
 
-  async function publish(events: EnrichedEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const started = performance.now();
-    // Binary records (hub/event-codec.ts). Every input string was checked; encodeEvent still
-    // refuses a string ClickHouse cannot store (it would stop the partition) with a 500.
+  /** The hub records of `events`: binary (hub/event-codec.ts), keyed by client. */
+  function hubItems(events: EnrichedEvent[], keys: string[]): Array<{ key: string; payload: Buffer }> {
+    // Every input string was checked; encodeEvent still refuses a string ClickHouse cannot store
+    // (it would stop the partition) with a 500.
     const items: Array<{ key: string; payload: Buffer }> = [];
-    for (const e of events) items.push({ key: `${e.site}:${e.visitorId}`, payload: encodeEvent(e) });
-    try {
-      await hub.publish(items);
-    } catch (err) {
-      // At its disk quota the hub refused the whole publish: nothing was written, a retry is safe.
-      if (err instanceof HubError && err.code === 'HUB_FULL') throw new FarolError('ING_HUB_FULL', undefined, { cause: err });
-      log.error({ err, events: events.length }, 'hub publish failed');
-      throw new FarolError('ING_HUB_UNAVAILABLE', undefined, { cause: err });
-    }
-    publishSeconds.observe((performance.now() - started) / 1000);
-    acceptedEvents.inc(events.length);
+    for (let i = 0; i < events.length; i++) items.push({ key: keys[i]!, payload: encodeEvent(events[i]!) });
+    return items;
+  }
+
+  /** What a failed hub publish answers. */
+  function publishFailure(err: unknown, events: number): FarolError {
+    // At its disk quota the hub refused the whole publish: nothing was written, a retry is safe.
+    if (err instanceof HubError && err.code === 'HUB_FULL') return new FarolError('ING_HUB_FULL', undefined, { cause: err });
+    log.error({ err, events }, 'hub publish failed');
+    return new FarolError('ING_HUB_UNAVAILABLE', undefined, { cause: err });
   }
 
   /** Runs the shared tail of every ingest route: enrich, publish, answer. */
-  async function ingest(ctx: RequestCtx, values: unknown[], indexed: boolean, answer: (n: number) => void): Promise<void> {
+  async function ingest(ctx: RequestCtx, values: unknown[], indexed: boolean, answer: (ctx: RequestCtx, n: number) => void): Promise<void> {
     try {
       if (draining) throw new FarolError('ING_SHUTTING_DOWN');
       const { events, bots } = enrichAll(ctx, values, indexed);
       if (bots > 0) droppedBots.inc(bots);
-      rateLimiter.admit(events);
-      await publish(events);
-      answer(values.length - bots);
+      // The client key (site and salted visitor id) is the rate limit's and the hub's partition key.
+      const keys: string[] = [];
+      for (const e of events) keys.push(clientKey(e));
+      rateLimiter.admit(events, keys);
+      // Published here rather than in a function of its own: one promise less per request.
+      if (events.length > 0) {
+        const started = performance.now();
+        const items = hubItems(events, keys);
+        try {
+          await hub.publish(items);
+        } catch (err) {
+          throw publishFailure(err, events.length);
+        }
+        publishSeconds.observe((performance.now() - started) / 1000);
+        acceptedEvents.inc(events.length);
+      }
+      answer(ctx, values.length - bots);
     } catch (err) {
       sendFailure(ctx, err);
     } finally {
@@ -267,26 +310,29 @@ export function createCollector(deps: CollectorDeps): Collector {
   function postRoute(path: string, limit: number, toValues: (json: unknown) => unknown[], answer: (ctx: RequestCtx, n: number) => void): void {
     const r = route(path);
     const indexed = path === '/api/batch';
+    // One function for every request of the route: the request comes back as `ctx`.
+    const bodyRead = (result: BodyResult, ctx: RequestCtx): void => {
+      if (!result.ok) {
+        sendError(ctx, result.error, result.answer);
+        end();
+        return;
+      }
+      let values: unknown[];
+      try {
+        values = toValues(decodeJson(result.body, 'ingest'));
+      } catch (e) {
+        sendFailure(ctx, e);
+        end();
+        return;
+      }
+      void ingest(ctx, values, indexed, answer);
+    };
     server.route('post', path, 'ingest', (res, req) => {
-      const ctx = begin(res, req, r);
-      const contentLength = Number(req.getHeader('content-length') || '0');
-      const opts = { dialect: 'ingest' as const, limit, timeoutMs: limits.bodyTimeoutMs, contentLength, memory: bodyMemory, onAborted: () => (ctx.aborted = true) };
-      readBody(res, opts, (result) => {
-        if (!result.ok) {
-          sendError(ctx, result.error, result.answer);
-          end();
-          return;
-        }
-        let values: unknown[];
-        try {
-          values = toValues(decodeJson(result.body, 'ingest'));
-        } catch (e) {
-          sendFailure(ctx, e);
-          end();
-          return;
-        }
-        void ingest(ctx, values, indexed, (n) => answer(ctx, n));
-      });
+      const ctx = begin(res, req, r, false);
+      ctx.limit = limit;
+      ctx.timeoutMs = limits.bodyTimeoutMs;
+      ctx.contentLength = Number(req.getHeader('content-length') || '0');
+      readBody(res, ctx, bodyRead);
     });
   }
 
@@ -317,7 +363,7 @@ export function createCollector(deps: CollectorDeps): Collector {
         end();
         return;
       }
-      void ingest(ctx, [value], false, () => answer(ctx));
+      void ingest(ctx, [value], false, answer);
     });
   }
   getRoute('/api/event', (ctx) => send(ctx, 202, '', null));

@@ -22,8 +22,16 @@ export interface IngestRates {
 }
 
 export interface RateLimiter {
-  /** Throws ING_RATE_LIMITED (with `retryAfterS`) unless every event may pass; spends otherwise. */
-  admit(events: readonly EnrichedEvent[]): void;
+  /**
+   * Throws ING_RATE_LIMITED (with `retryAfterS`) unless every event may pass; spends otherwise.
+   * `keys[i]` is event i's client key, {@link clientKey} (the hub's partition key too: made once).
+   */
+  admit(events: readonly EnrichedEvent[], keys: readonly string[]): void;
+}
+
+/** A client of a site: the salted visitor id with its site, never the IP (the hub's partition key). */
+export function clientKey(e: EnrichedEvent): string {
+  return `${e.site}:${e.visitorId}`;
 }
 
 export function createRateLimiter(rates: IngestRates, metrics: Registry): RateLimiter {
@@ -45,27 +53,27 @@ export function createRateLimiter(rates: IngestRates, metrics: Registry): RateLi
   };
 
   // The usual request holds one event: no grouping, one lookup per limit.
-  const admitOne = (e: EnrichedEvent): void => {
-    const clientKey = `${e.site}:${e.visitorId}`;
+  const admitOne = (e: EnrichedEvent, key: string): void => {
     if (sites === null) {
-      const wait = clients?.take(clientKey) ?? 0;
+      const wait = clients?.take(key) ?? 0;
       if (wait > 0) refuse(wait, 'client', 1);
       return;
     }
-    const waitClient = clients?.wait(clientKey) ?? 0;
+    const waitClient = clients?.wait(key) ?? 0;
     if (waitClient > 0) refuse(waitClient, 'client', 1);
     const waitSite = sites?.wait(e.site) ?? 0;
     if (waitSite > 0) refuse(waitSite, 'site', 1);
-    clients?.spend(clientKey);
+    clients?.spend(key);
     sites?.spend(e.site);
   };
 
-  const admitMany = (events: readonly EnrichedEvent[]): void => {
+  const admitMany = (events: readonly EnrichedEvent[], keys: readonly string[]): void => {
     const byClient = new Map<string, number>();
     const bySite = new Map<string, number>();
-    for (const e of events) {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
       if (clients !== null) {
-        const k = `${e.site}:${e.visitorId}`;
+        const k = keys[i]!;
         byClient.set(k, (byClient.get(k) ?? 0) + 1);
       }
       if (sites !== null) bySite.set(e.site, (bySite.get(e.site) ?? 0) + 1);
@@ -83,11 +91,11 @@ export function createRateLimiter(rates: IngestRates, metrics: Registry): RateLi
   };
 
   return {
-    admit(events) {
+    admit(events, keys) {
       if (events.length === 0 || (clients === null && sites === null)) return;
       const only = events.length === 1 ? events[0] : undefined;
-      if (only !== undefined) admitOne(only);
-      else admitMany(events);
+      if (only !== undefined) admitOne(only, keys[0]!);
+      else admitMany(events, keys);
     },
   };
 }

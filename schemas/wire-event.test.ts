@@ -30,7 +30,7 @@ const propsValue = fc.oneof(
 );
 const revenueValue = fc.oneof(
   fc.record({ currency: anyValue, amount: anyValue }, { requiredKeys: [] }),
-  fc.record({ currency: fc.constantFrom('EUR', 'usd', 'EU', 'EURO'), amount: fc.oneof(fc.double(), fc.constantFrom('10', '-1.50', '1e3', 'x')) }),
+  fc.record({ currency: fc.constantFrom('EUR', 'usd', 'EU', 'EURO'), amount: fc.oneof(fc.double(), fc.constantFrom('10', '-1.50', '1e3', 'x', '-0', '007.5', '9'.repeat(400), '1.', '.5', ' 1')) }),
   fc.record({ currency: fc.constant('EUR'), amount: fc.constant(1), extra: anyValue }),
   anyValue,
 );
@@ -146,6 +146,11 @@ describe('parseWireEvent', () => {
     expect(fastRawWireEvent(beacon)).toEqual(beacon);
     const custom = { n: 'Signup', u: 'https://example.com/', d: 'example.com', r: null, p: { plan: 'pro', seats: 3 }, $: { currency: 'eur', amount: 9.5 } };
     expect(fastRawWireEvent(custom)).toEqual({ ...custom, $: { currency: 'EUR', amount: 9.5 } });
+    // Plausible's tracker sends the amount as text.
+    const purchase = { n: 'Purchase', u: 'https://example.com/', d: 'example.com', p: { sku: 'P-1042' }, $: { currency: 'EUR', amount: '49.90' } };
+    expect(fastRawWireEvent(purchase)).toEqual({ ...purchase, $: { currency: 'EUR', amount: 49.9 } });
+    // Text past any number is refused (it read as Infinity, which the hub cannot hold: a 500).
+    expect(parseWireEvent({ ...purchase, $: { currency: 'EUR', amount: '9'.repeat(400) } })).toMatchObject({ ok: false, code: 'ING_BAD_EVENT' });
     // As the collector sees them: parsed from JSON.
     const sent = fc.sample(trackerEvent, 300).map((e) => JSON.parse(JSON.stringify(e)) as unknown);
     expect(sent.filter((e) => fastRawWireEvent(e) === undefined)).toEqual([]);
@@ -153,7 +158,8 @@ describe('parseWireEvent', () => {
 
   it.each([
     ['props as a JSON string', { n: 'x', u: 'https://e.com/', d: 'e.com', p: '{"a":1}' }],
-    ['an amount as text', { n: 'x', u: 'https://e.com/', d: 'e.com', $: { currency: 'EUR', amount: '1.5' } }],
+    ['an amount as text past any number', { n: 'x', u: 'https://e.com/', d: 'e.com', $: { currency: 'EUR', amount: '9'.repeat(400) } }],
+    ['an amount as text that is no decimal', { n: 'x', u: 'https://e.com/', d: 'e.com', $: { currency: 'EUR', amount: '1e3' } }],
     ['an unknown key', { n: 'x', u: 'https://e.com/', d: 'e.com', extra: 1 }],
     ['an invalid value', { n: '', u: 'https://e.com/', d: 'e.com' }],
   ])('leaves %s to the schema', (_label, value) => {

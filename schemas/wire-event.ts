@@ -12,6 +12,9 @@ export const MAX_PROP_VALUE = 2000;
 export const MAX_URL = 2000;
 export const MAX_BATCH_EVENTS = 1000;
 
+/** An amount sent as text (Plausible's tracker sends revenue amounts as strings). */
+const AMOUNT_TEXT = /^-?\d+(\.\d+)?$/;
+
 const propValue = z.union([z.string().max(MAX_PROP_VALUE), z.number().finite(), z.boolean()]);
 /** Plausible's tracker once sent props as a JSON string; accept that too (its strings checked like the body's). */
 const propsField = z.preprocess(
@@ -37,7 +40,8 @@ const revenueField = z.object({
     .string()
     .regex(/^[A-Za-z]{3}$/, 'must be a 3-letter ISO 4217 code')
     .transform((s) => s.toUpperCase()),
-  amount: z.union([z.number().finite(), z.string().regex(/^-?\d+(\.\d+)?$/).transform(Number)]),
+  // A decimal in text must still be a finite number (400 nines are Infinity, which no store holds).
+  amount: z.union([z.number().finite(), z.string().regex(AMOUNT_TEXT).transform(Number).pipe(z.number().finite())]),
 });
 const expField = z.record(
   z.string().min(1).max(100).regex(/^[\w.-]+$/, 'experiment ids are letters, digits, _ . -'),
@@ -228,8 +232,10 @@ function simpleRevenue(v: unknown): { currency: string; amount: number } | undef
     else return undefined;
   }
   if (typeof currency !== 'string' || !currencyCode.test(currency)) return undefined;
-  if (typeof amount !== 'number' || !Number.isFinite(amount)) return undefined;
-  return { currency: currency.toUpperCase(), amount };
+  // As the schema: a finite number, or decimal text that reads as one.
+  const value = typeof amount === 'number' ? amount : typeof amount === 'string' && AMOUNT_TEXT.test(amount) ? Number(amount) : Number.NaN;
+  if (!Number.isFinite(value)) return undefined;
+  return { currency: currency.toUpperCase(), amount: value };
 }
 
 /**

@@ -289,6 +289,27 @@ describe('collector: bad input', () => {
     expect(reply).toContain('ING_BODY_TIMEOUT');
   });
 
+  it('keeps each body deadline of interleaved slow requests: only the late ones are 408', async () => {
+    const port = Number(new URL(c.url).port);
+    const body = JSON.stringify(event({ id: 'slow-but-in-time' }));
+    const head = (n: number): Buffer => Buffer.from(`POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: ${n}\r\n\r\n`);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const started = Date.now();
+    // Two bodies that never end, started 150 ms apart, and one sent in two parts 300 ms apart
+    // (within the 500 ms deadline) between them: the deadline list must time out the first two
+    // only, each no earlier than its own deadline.
+    const late1 = rawRequest(port, [head(100), Buffer.from('{"n":')], 10, 3000).then((r) => ({ r, at: Date.now() - started }));
+    await sleep(150);
+    const inTime = rawRequest(port, [Buffer.concat([head(Buffer.byteLength(body)), Buffer.from(body.slice(0, 10))]), Buffer.from(body.slice(10))], 300, 800);
+    const late2 = rawRequest(port, [head(100), Buffer.from('{"n":')], 10, 3000).then((r) => ({ r, at: Date.now() - started }));
+    const [a, b, ok] = await Promise.all([late1, late2, inTime]);
+    expect(a.r).toMatch(/^HTTP\/1\.1 408/);
+    expect(b.r).toMatch(/^HTTP\/1\.1 408/);
+    expect(a.at).toBeGreaterThanOrEqual(490);
+    expect(b.at).toBeGreaterThanOrEqual(490 + 150);
+    expect(ok).toMatch(/^HTTP\/1\.1 202/);
+  });
+
   it('does not crash on a prototype-polluting props key', async () => {
     const r = await post(c, '/api/event', '{"name":"pageview","url":"https://example.com/","domain":"example.com","props":{"__proto__":{"x":1}}}');
     expect([202, 400]).toContain(r.status);

@@ -84,100 +84,215 @@ export interface BodyOptions {
 /**
  * Reads a request body from uWebSockets.js with the cap enforced while reading (an oversize body is
  * refused as soon as it crosses the limit, not after buffering it), a deadline for slow senders and
- * the server's memory budget. uWS reuses the chunk memory after the callback returns, so every chunk
- * is copied. `done` is called once; when it refuses the body, the caller writes its answer at once
- * (inside `done`) with {@link endAnswer}; when the client went away first, `done` gets a refusal
- * too, after `onAborted`, and nothing can be written. The memory a body holds is released when
- * `done` returns, or at once when the body is refused or the client aborts.
+ * the server's memory budget. `done` is called once, with `opts` as its second argument (so a
+ * caller can pass one function for every request); when it refuses the body, the caller writes
+ * its answer at once (inside `done`) with {@link endAnswer}; when the client went away first,
+ * `done` gets a refusal too, after `onAborted`, and nothing can be written. The memory a body
+ * holds is released when `done` returns, or at once when the body is refused or the client aborts.
+ *
+ * The body is valid only until `done` returns: a body that arrives in one chunk (nearly all) is a
+ * view of uWS's chunk memory, which uWS detaches once the chunk's callback returns; one in several
+ * chunks is copied chunk by chunk. Decode it inside `done`, never keep it.
  */
-export function readBody(res: HttpResponse, opts: BodyOptions, done: (result: BodyResult) => void): void {
-  const { limit, memory, contentLength, dialect } = opts;
-  let state: 'reading' | 'done' | 'discarding' | 'aborted' = 'reading';
-  let chunks: Buffer[] | null = null;
-  let size = 0;
-  let discarded = 0;
-  let timer: NodeJS.Timeout | undefined;
-
-  const refuse = (error: FarolError, answer: Answer): void => {
-    state = answer === 'stream' ? 'discarding' : 'done';
-    clearTimeout(timer);
-    memory.release(size);
-    chunks = null;
-    if (answer === 'stream') timer = setTimeout(stopDiscarding, LINGER_MAX_MS);
-    done({ ok: false, error, answer });
-  };
-  // Past the discard bound: close, even if the client may then miss the answer.
-  const stopDiscarding = (): void => {
-    if (state !== 'discarding') return;
-    state = 'done';
-    clearTimeout(timer);
-    res.close();
-  };
-  // Mid-body, the answer must let the rest be read: uWS discards the rest of a declared length.
-  const midBody = (): Answer => (contentLength > 0 ? 'linger' : 'stream');
-
-  res.onAborted(() => {
-    const reading = state === 'reading';
-    if (reading) memory.release(size);
-    state = 'aborted';
-    chunks = null;
-    clearTimeout(timer);
-    opts.onAborted();
-    // `done` is still called once, so the caller's request accounting ends; nothing can be written.
-    if (reading) done({ ok: false, error: transportError(dialect, 'bodyTimeout', 'the client went away before sending the whole body'), answer: 'keep' });
-  });
-
-  if (contentLength > limit) {
+export function readBody<O extends BodyOptions>(res: HttpResponse, opts: O, done: (result: BodyResult, opts: O) => void): void {
+  // One object per request with prototype methods, and two closures for uWS: no closure per step.
+  const reader = new BodyReader(res, opts, done as (result: BodyResult, opts: BodyOptions) => void);
+  res.onAborted(() => reader.aborted());
+  if (opts.contentLength > opts.limit) {
     // Declared too large: answer without buffering a byte (after the handler returns, as uWS wants).
-    queueMicrotask(() => {
-      if (state !== 'reading') return;
-      const error = transportError(dialect, 'bodyTooLarge', `body is ${contentLength} bytes, limit ${limit}`);
-      refuse(error, contentLength <= LINGER_MAX_BYTES ? 'linger' : 'close');
-    });
+    queueMicrotask(() => reader.declaredTooLarge());
     return;
   }
-  timer = setTimeout(() => {
-    if (state === 'reading') refuse(transportError(dialect, 'bodyTimeout', `body not received within ${opts.timeoutMs} ms`), 'close');
-  }, opts.timeoutMs);
+  deadlinesOf(opts.timeoutMs).add(reader);
+  res.onData((chunk, isLast) => reader.data(chunk, isLast));
+}
 
-  res.onData((chunk, isLast) => {
-    if (state === 'discarding') {
-      discarded += chunk.byteLength;
+const READING = 0;
+const DONE = 1;
+const DISCARDING = 2;
+const ABORTED = 3;
+
+function bodyTimedOut(reader: BodyReader): void {
+  if (reader.state === READING) reader.refuse(transportError(reader.opts.dialect, 'bodyTimeout', `body not received within ${reader.opts.timeoutMs} ms`), 'close');
+}
+
+/**
+ * The body deadlines of one timeout: the readers still reading, in arrival order (so in deadline
+ * order), as a linked list through the readers, and one timer for the earliest. A reader joins
+ * when its request arrives and leaves when its body is read, in O(1) and without allocating: a
+ * Node timer per request (a Timeout object, a native clock read, a timer list made and dropped
+ * around nearly every request, whose body is read in the same turn) was a visible part of the
+ * collector's per-request CPU. The timer is unref'd: a reader is always held by an open
+ * connection, which keeps the process alive on its own.
+ */
+class Deadlines {
+  private head: BodyReader | null = null;
+  private tail: BodyReader | null = null;
+  private timer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(readonly ms: number) {}
+
+  add(r: BodyReader): void {
+    r.deadline = performance.now() + this.ms;
+    r.deadlines = this;
+    r.prev = this.tail;
+    r.next = null;
+    if (this.tail === null) this.head = r;
+    else this.tail.next = r;
+    this.tail = r;
+    if (this.timer === undefined) this.arm(this.ms);
+  }
+
+  remove(r: BodyReader): void {
+    if (r.deadlines !== this) return;
+    if (r.prev === null) this.head = r.next;
+    else r.prev.next = r.next;
+    if (r.next === null) this.tail = r.prev;
+    else r.next.prev = r.prev;
+    r.prev = null;
+    r.next = null;
+    r.deadlines = null;
+  }
+
+  private arm(delay: number): void {
+    this.timer = setTimeout(() => this.fire(), Math.max(1, Math.ceil(delay)));
+    this.timer.unref();
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    try {
+      for (let r = this.head; r !== null && r.deadline <= now; r = this.head) {
+        this.remove(r);
+        bodyTimedOut(r);
+      }
+    } finally {
+      if (this.head !== null && this.timer === undefined) this.arm(this.head.deadline - now);
+    }
+  }
+}
+
+// One list per timeout (the collector's and the API's), for the life of the process.
+const deadlinesByMs = new Map<number, Deadlines>();
+
+function deadlinesOf(ms: number): Deadlines {
+  let d = deadlinesByMs.get(ms);
+  if (d === undefined) {
+    d = new Deadlines(ms);
+    deadlinesByMs.set(ms, d);
+  }
+  return d;
+}
+
+function lingerTimedOut(reader: BodyReader): void {
+  reader.stopDiscarding();
+}
+
+class BodyReader {
+  state = READING;
+  chunks: Buffer[] | null = null;
+  size = 0;
+  discarded = 0;
+  /** The linger timer of a refused body being discarded. */
+  timer: NodeJS.Timeout | undefined = undefined;
+  /** While reading: the body deadline and its place in the {@link Deadlines} list. */
+  deadline = 0;
+  deadlines: Deadlines | null = null;
+  prev: BodyReader | null = null;
+  next: BodyReader | null = null;
+
+  constructor(
+    readonly res: HttpResponse,
+    readonly opts: BodyOptions,
+    readonly done: (result: BodyResult, opts: BodyOptions) => void,
+  ) {}
+
+  stopTimers(): void {
+    this.deadlines?.remove(this);
+    clearTimeout(this.timer);
+  }
+
+  refuse(error: FarolError, answer: Answer): void {
+    this.state = answer === 'stream' ? DISCARDING : DONE;
+    this.stopTimers();
+    this.opts.memory.release(this.size);
+    this.chunks = null;
+    if (answer === 'stream') this.timer = setTimeout(lingerTimedOut, LINGER_MAX_MS, this);
+    this.done({ ok: false, error, answer }, this.opts);
+  }
+
+  // Past the discard bound: close, even if the client may then miss the answer.
+  stopDiscarding(): void {
+    if (this.state !== DISCARDING) return;
+    this.state = DONE;
+    this.stopTimers();
+    this.res.close();
+  }
+
+  // Mid-body, the answer must let the rest be read: uWS discards the rest of a declared length.
+  midBody(): Answer {
+    return this.opts.contentLength > 0 ? 'linger' : 'stream';
+  }
+
+  aborted(): void {
+    const reading = this.state === READING;
+    if (reading) this.opts.memory.release(this.size);
+    this.state = ABORTED;
+    this.chunks = null;
+    this.stopTimers();
+    this.opts.onAborted();
+    // `done` is still called once, so the caller's request accounting ends; nothing can be written.
+    if (reading) this.done({ ok: false, error: transportError(this.opts.dialect, 'bodyTimeout', 'the client went away before sending the whole body'), answer: 'keep' }, this.opts);
+  }
+
+  declaredTooLarge(): void {
+    if (this.state !== READING) return;
+    const { contentLength, limit, dialect } = this.opts;
+    const error = transportError(dialect, 'bodyTooLarge', `body is ${contentLength} bytes, limit ${limit}`);
+    this.refuse(error, contentLength <= LINGER_MAX_BYTES ? 'linger' : 'close');
+  }
+
+  data(chunk: ArrayBuffer, isLast: boolean): void {
+    if (this.state === DISCARDING) {
+      this.discarded += chunk.byteLength;
       if (isLast) {
-        state = 'done';
-        clearTimeout(timer);
-        res.cork(() => res.end());
-      } else if (discarded > LINGER_MAX_BYTES) stopDiscarding();
+        this.state = DONE;
+        this.stopTimers();
+        this.res.cork(() => this.res.end());
+      } else if (this.discarded > LINGER_MAX_BYTES) this.stopDiscarding();
       return;
     }
-    if (state !== 'reading') return;
+    if (this.state !== READING) return;
     const n = chunk.byteLength;
-    if (size + n > limit) {
-      refuse(transportError(dialect, 'bodyTooLarge', `body exceeds ${limit} bytes`), isLast ? 'keep' : midBody());
+    const { limit, memory, dialect } = this.opts;
+    if (this.size + n > limit) {
+      this.refuse(transportError(dialect, 'bodyTooLarge', `body exceeds ${limit} bytes`), isLast ? 'keep' : this.midBody());
       return;
     }
     if (!memory.take(n)) {
-      refuse(transportError(dialect, 'bodyMemoryFull'), isLast ? 'keep' : midBody());
+      this.refuse(transportError(dialect, 'bodyMemoryFull'), isLast ? 'keep' : this.midBody());
       return;
     }
-    size += n;
-    if (isLast && chunks === null) {
-      finish(Buffer.copyBytesFrom(new Uint8Array(chunk)));
+    this.size += n;
+    // The whole body in one chunk: decoded in `done`, before uWS takes the memory back.
+    if (isLast && this.chunks === null) {
+      this.finish(Buffer.from(chunk));
       return;
     }
-    (chunks ??= []).push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
-    if (isLast) finish(Buffer.concat(chunks, size));
-  });
+    // uWS reuses a chunk's memory once its callback returns: a body in parts is copied.
+    (this.chunks ??= []).push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
+    if (isLast) this.finish(Buffer.concat(this.chunks, this.size));
+  }
 
-  function finish(body: Buffer): void {
-    state = 'done';
-    clearTimeout(timer);
-    chunks = null;
-    // The caller decodes the body synchronously in `done`; after that it is garbage.
+  finish(body: Buffer): void {
+    this.state = DONE;
+    this.stopTimers();
+    this.chunks = null;
     try {
-      done({ ok: true, body });
+      this.done({ ok: true, body }, this.opts);
     } finally {
-      memory.release(size);
+      this.opts.memory.release(this.size);
     }
   }
 }

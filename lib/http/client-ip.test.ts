@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TrustProxy } from '../../schemas/config.ts';
-import { clientIp, isTrustedRemote, parseForwardedEntry } from './client-ip.ts';
+import { BlockList, isIP } from 'node:net';
+import { clientIp, ipv4Value, isTrustedRemote, parseForwardedEntry } from './client-ip.ts';
 import { normalizeIp } from '../ip.ts';
 
 const hops = (n: number): TrustProxy => ({ kind: 'hops', hops: n });
@@ -109,6 +110,39 @@ describe('parseForwardedEntry and normalizeIp', () => {
         expect(normalizeIp(ip)).toBe(mapped ? mapped[1] : node);
       }),
       { numRuns: 3000 },
+    );
+  });
+
+  it('reads dotted quads exactly as isIP does (the fast path of every address)', () => {
+    const part = fc.oneof(fc.nat(300).map(String), fc.constantFrom('0', '00', '01', '255', '256', '', ' 1', '1 ', '+1', '-1', '1e2', 'a', '０'));
+    const quad = fc.array(part, { minLength: 1, maxLength: 6 }).map((a) => a.join('.'));
+    fc.assert(
+      fc.property(fc.oneof(quad, fc.ipV4(), fc.string({ maxLength: 16 })), (s) => {
+        const v = ipv4Value(s);
+        expect(v >= 0).toBe(isIP(s) === 4);
+        if (v >= 0) expect(v).toBe(s.split('.').reduce((a, o) => a * 256 + Number(o), 0));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('trusts exactly the IPv4 peers BlockList finds in the CIDRs', () => {
+    const cidr = fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 }), fc.boolean()).map(([ip, bits, mapped]) => (mapped ? `::ffff:${ip}/${bits + 96}` : `${ip}/${bits}`));
+    fc.assert(
+      fc.property(fc.array(cidr, { maxLength: 5 }), fc.array(fc.ipV4(), { minLength: 1, maxLength: 20 }), (list, peers) => {
+        const oracle = new BlockList();
+        for (const c of list) {
+          const [addr, bits] = c.split('/') as [string, string];
+          oracle.addSubnet(addr.replace('::ffff:', ''), Number(bits) - (addr.startsWith('::ffff:') ? 96 : 0), 'ipv4');
+        }
+        // Peers inside the first CIDR too, so that matches are not left to chance.
+        const first = list[0]?.split('/')[0]?.replace('::ffff:', '');
+        for (const peer of first === undefined ? peers : [...peers, first]) {
+          expect(isTrustedRemote(peer, { kind: 'cidrs', cidrs: list })).toBe(oracle.check(peer, 'ipv4'));
+          expect(isTrustedRemote(`::ffff:${peer}`, { kind: 'cidrs', cidrs: list })).toBe(oracle.check(peer, 'ipv4'));
+        }
+      }),
+      { numRuns: 500 },
     );
   });
 });
