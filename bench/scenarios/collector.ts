@@ -31,15 +31,19 @@ export interface HalfRate {
  * run measures that overhead and the interval is corrected once before the measured run.
  */
 export async function halfRateRun(ctx: ScenarioContext, server: Server, script: string, maxRps: number): Promise<HalfRate> {
-  const targetRps = maxRps / 2;
+  return pacedRun(ctx, server, script, maxRps / 2, 'half rate', []);
+}
+
+/** A run paced at `targetRps` (see {@link halfRateRun}), with the script's other arguments. */
+export async function pacedRun(ctx: ScenarioContext, server: Server, script: string, targetRps: number, label: string, scriptArgs: string[]): Promise<HalfRate> {
   const c = ctx.opts.connections;
   const ideal = (c / targetRps) * 1e6;
   let intervalUs = ideal;
   const calibration = await loadPhase(ctx, server, {
     script,
-    label: 'half-rate calibration',
+    label: `${label} calibration`,
     durationS: Math.min(3, ctx.opts.durationS),
-    scriptArgs: [`--interval-us=${Math.round(intervalUs)}`],
+    scriptArgs: [...scriptArgs, `--interval-us=${Math.round(intervalUs)}`],
   });
   const achieved = calibration.requestsPerSec;
   if (achieved > 0 && Math.abs(achieved - targetRps) / targetRps > 0.03) {
@@ -48,9 +52,9 @@ export async function halfRateRun(ctx: ScenarioContext, server: Server, script: 
   }
   const run = await loadPhase(ctx, server, {
     script,
-    label: 'half rate',
+    label,
     durationS: ctx.opts.durationS,
-    scriptArgs: [`--interval-us=${Math.round(intervalUs)}`],
+    scriptArgs: [...scriptArgs, `--interval-us=${Math.round(intervalUs)}`],
   });
   return { targetRps, intervalUs: Math.round(intervalUs), calibration, run };
 }
