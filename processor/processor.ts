@@ -493,10 +493,10 @@ class PartitionWorker {
 
   /**
    * Writes the ranges `next` hands out until it has none, in order, one at a time; the next
-   * range's rows are computed and its intent logged while the previous one's rows are inserted.
-   * The intent's fdatasync waits for the file system's journal, which under ClickHouse's part
-   * writes takes up to a second: done one after the other, a flush spent ~40% of its time there
-   * (`npm run bench -- processor`, stop 15). Safe because a replay after a crash re-flushes every
+   * range's rows are computed and its intent logged while the previous one's rows are inserted:
+   * done one after the other, a partition's JavaScript work and its intent's fdatasync (which
+   * waited up to seconds while chDB held every libuv thread, see store/chdb-store.ts) left the
+   * engine idle (`npm run bench -- processor`, stop 15: ~40% of a flush). Safe because a replay after a crash re-flushes every
    * logged range from the snapshot (a logged range whose rows were never inserted is just
    * inserted then), and `flushed` (what a snapshot covers) still advances only when a range's
    * rows are all in; the snapshot runs in the same chain, so never between the two.
