@@ -12,7 +12,18 @@ import {
   type SourceDecision,
 } from './planner.ts';
 import { leaves, limits, parseQuery, type FilterLeaf, type FilterNode, type Metric, type OrderByEntry, type ParsedQuery } from './schema.ts';
-import { coreSelect, componentColumns, finalSelect, saltDaySpan, SqlBuilder, type ComponentColumn, type ProvisionalSaltDay, type SaltDays } from './sql.ts';
+import {
+  coreSelect,
+  componentColumns,
+  finalSelect,
+  saltDaySpan,
+  SqlBuilder,
+  type ComponentColumn,
+  type ProvisionalSaltDay,
+  type SaltDays,
+  type SegmentCounts,
+  type SegmentRuns,
+} from './sql.ts';
 import {
   autoGrain,
   comparisonRange,
@@ -447,7 +458,10 @@ async function execute(
   const cores = [shape.main, shape.groupTotals, shape.percentageTotal, shape.conversionTotal].filter((c) => c !== undefined);
   // The open days' tails are read for the sides whose visitors the answer counts.
   const sides = { event: cores.some((c) => c.event.has('visitors')), session: cores.some((c) => c.session.has('visitors')) };
-  const saltDays = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
+  const looked = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
+  // Reads without a breakdown value take the closed days' counts from memory (read once per generation).
+  const totalsOnly = cores.some((c) => c.dims.every((d) => d.kind === 'time') && c.dims.length <= 1 && chooseSource(c, forceRaw).source !== 'raw');
+  const saltDays = looked !== undefined && totalsOnly ? await withClosedTotals(store, site, shape.main, looked, sides) : looked;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
@@ -533,6 +547,66 @@ async function cachedRead<T>(store: Store, tables: readonly string[], key: strin
   if (!smallReads.has(key) && smallReads.size >= READ_ENTRIES) smallReads.delete(smallReads.keys().next().value as string);
   smallReads.set(key, { version, atMs: now, rows });
   return rows;
+}
+
+/**
+ * Closed salt days' `salt_day_segments` counts without a breakdown value (dim `''`), per store,
+ * keyed by (site, side, zone, salt day, generation). A generation's rows never change once it is
+ * recorded in `salt_day_closes` (the closing job writes them first; late rows make a
+ * recomputation under a new generation, which the lookup then names), so a kept entry is the
+ * read it stands for, on any store. Bounded: the oldest entries leave first.
+ */
+const closedTotalsCache = new WeakMap<Store, Map<string, SegmentCounts>>();
+const CLOSED_TOTALS_ENTRIES = 100_000;
+
+const totalsKey = (site: string, side: string, tz: string, day: number, gen: string): string => `${site}\n${side}\n${tz}\n${day}\n${gen}`;
+
+/**
+ * `saltDays` with {@link SaltDays.closedTotals} for the zone of `q`: the counts of the closed salt
+ * days whose ids can appear in its range, read in one statement for those not kept yet.
+ */
+async function withClosedTotals(store: Store, site: string, q: CoreQuery, saltDays: SaltDays, sides: { event: boolean; session: boolean }): Promise<SaltDays> {
+  let cache = closedTotalsCache.get(store);
+  if (cache === undefined) {
+    cache = new Map();
+    closedTotalsCache.set(store, cache);
+  }
+  const kept = cache;
+  const [first, last] = saltDaySpan(q.range.start, q.range.end);
+  const sideNames = (['event', 'session'] as const).filter((side) => sides[side]);
+  const missing: { day: number; gen: string }[] = [];
+  for (const [day, gen] of saltDays.closed) {
+    if (day < first || day > last || saltDays.zones.get(day)?.includes(q.tz) !== true) continue;
+    if (sideNames.some((side) => !kept.has(totalsKey(site, side, q.tz, day, gen)))) missing.push({ day, gen });
+  }
+  if (missing.length > 0) {
+    const rows = await store.query<{ side: string; day: number | string; gen: string } & Record<`v${SegmentRuns}`, string>>(
+      `SELECT side, toUInt32(salt_day) AS day, toString(gen) AS gen, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3, sum(v4) AS v4, sum(v6) AS v6, sum(v7) AS v7
+       FROM salt_day_segments
+       WHERE site = {site:String} AND side IN {sides:Array(String)} AND dim = '' AND tz = {tz:String} AND salt_day IN {days:Array(Date)} AND gen IN {gens:Array(UInt64)}
+       GROUP BY side, salt_day, gen`,
+      {
+        site,
+        sides: sideNames,
+        tz: q.tz,
+        days: missing.map((m) => new Date(m.day * DAY_MS).toISOString().slice(0, 10)),
+        // Generations are µs since the epoch: exact as JavaScript numbers until the year 2255.
+        gens: missing.map((m) => Number(m.gen)),
+      },
+    );
+    const found = new Map(rows.map((r) => [`${r.side}\n${Number(r.day)}\n${r.gen}`, r]));
+    for (const { day, gen } of missing) {
+      for (const side of sideNames) {
+        // No row: the salt day had no visitor on that side (the sums over no rows are zeros).
+        const r = found.get(`${side}\n${day}\n${gen}`);
+        const n = (k: SegmentRuns): number => Number(r?.[`v${k}`] ?? 0);
+        const key = totalsKey(site, side, q.tz, day, gen);
+        if (!kept.has(key) && kept.size >= CLOSED_TOTALS_ENTRIES) kept.delete(kept.keys().next().value as string);
+        kept.set(key, { 1: n(1), 2: n(2), 3: n(3), 4: n(4), 6: n(6), 7: n(7) });
+      }
+    }
+  }
+  return { ...saltDays, closedTotals: (side, tz, day, gen) => kept.get(totalsKey(site, side, tz, day, gen)) };
 }
 
 /** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */

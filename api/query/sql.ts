@@ -49,6 +49,7 @@ type ParamType =
   | "DateTime64(3, 'UTC')"
   | 'UInt32'
   | 'Int64'
+  | 'Array(Int64)'
   | 'Array(UInt64)'
   | 'Array(UInt32)'
   | 'Array(UInt8)';
@@ -707,6 +708,12 @@ export interface SaltDays {
    * before it held no rows when it ran (late rows for them are read once the job closes them).
    */
   readonly first: number | undefined;
+  /**
+   * A closed salt day's `salt_day_segments` counts without a breakdown value (dim `''`) for a
+   * side and zone, at its generation, when known to the caller (they cannot change: a
+   * generation's rows are complete once recorded, and a recomputation is a new generation).
+   */
+  readonly closedTotals?: (side: 'event' | 'session', tz: string, day: number, gen: string) => SegmentCounts | undefined;
 }
 
 const DAY_MS = 86_400_000;
@@ -747,8 +754,11 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
   const closedPlan = closed.length === 0 ? [] : segmentPlan(q, closed, saltDays?.zones);
   const provisionalPlan = segmentPlan(q, provisional.map((x) => x.day), new Map(provisional.map((x) => [x.day, x.p.zones]))) ?? [];
   if (closedPlan === undefined) branches.push(closedVisitors(b, q, site, side, closed, closedGens));
+  // Without a breakdown value, the closed days' counts may already be known (closedTotals).
+  const known = closedPlan === undefined || closedPlan.length === 0 ? undefined : knownTotals(q, side, closedPlan, closedGens, saltDays);
+  if (known !== undefined && closedPlan !== undefined) branches.push(constantVisitors(b, q, side, closedPlan, known));
   // Closed and provisional generations live in the same table: one read for both.
-  const shares = [...(closedPlan ?? []), ...provisionalPlan];
+  const shares = [...(known === undefined ? (closedPlan ?? []) : []), ...provisionalPlan];
   if (shares.length > 0) {
     const gens = new Map([...closedGens, ...provisional.map((x) => [x.day, x.p.gen] as const)]);
     branches.push(segmentVisitors(b, q, site, side, shares, gens));
@@ -916,6 +926,60 @@ function segmentPlan(q: CoreQuery, days: readonly number[], zones: ReadonlyMap<n
 function segmentColumn(dates: number): string {
   if (![1, 2, 4, 3, 6, 7].includes(dates)) throw new Error(`no segment column for dates ${dates}`);
   return `v${dates}`;
+}
+
+/** The column of each run of local dates in a `salt_day_segments` row (see {@link segmentColumn}). */
+export type SegmentRuns = 1 | 2 | 3 | 4 | 6 | 7;
+/** A salt day's `salt_day_segments` counts of one (side, value, zone, generation): visitors per run of local dates. */
+export type SegmentCounts = Readonly<Record<SegmentRuns, number>>;
+
+/**
+ * The closed days' counts of `q` without a breakdown value (dim `''`), when every one is known
+ * ({@link SaltDays.closedTotals}): undefined otherwise (and with any non-time dimension).
+ */
+function knownTotals(
+  q: CoreQuery,
+  side: 'event' | 'session',
+  shares: readonly SegmentShare[],
+  gens: ReadonlyMap<number, string>,
+  saltDays: SaltDays | undefined,
+): SegmentCounts[] | undefined {
+  const lookup = saltDays?.closedTotals;
+  if (lookup === undefined || q.dims.length > 1 || q.dims.some((d) => d.kind !== 'time')) return undefined;
+  const out: SegmentCounts[] = [];
+  for (const s of shares) {
+    const gen = gens.get(s.day);
+    const counts = gen === undefined ? undefined : lookup(side, q.tz, s.day, gen);
+    if (counts === undefined) return undefined;
+    out.push(counts);
+  }
+  return out;
+}
+
+/**
+ * Visitors of closed salt days whose `salt_day_segments` counts are known (no breakdown value):
+ * the same sums {@link segmentVisitors} makes, added up here and bound as constants (a table
+ * read less). A bucket with no visitor is no row, as there.
+ */
+function constantVisitors(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session', shares: readonly SegmentShare[], counts: readonly SegmentCounts[]): string {
+  // The counts are that table's (read when first needed), so the answer still names it.
+  b.tables.add('salt_day_segments');
+  const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
+  const byBucket = new Map<string, number>();
+  shares.forEach((s, i) => {
+    for (const [bucket, dates] of s.buckets) {
+      segmentColumn(dates);
+      byBucket.set(bucket, (byBucket.get(bucket) ?? 0) + (counts[i]?.[dates as SegmentRuns] ?? 0));
+    }
+  });
+  const alias = q.aliases[0];
+  if (alias === undefined) {
+    const total = [...byBucket.values()].reduce((a, n) => a + n, 0);
+    return `SELECT ${selectComponents({ [column]: b.bind('Int64', total) }).join(', ')}`;
+  }
+  const rows = [...byBucket].filter(([, n]) => n > 0);
+  const pairs = `arrayZip(${b.bind('Array(String)', rows.map(([bucket]) => bucket))}, ${b.bind('Array(Int64)', rows.map(([, n]) => n))})`;
+  return `SELECT ${[`CAST(x.1 AS String) AS ${alias}`, ...selectComponents({ [column]: 'x.2' })].join(', ')} FROM (SELECT arrayJoin(${pairs}) AS x)`;
 }
 
 /**
