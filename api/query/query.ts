@@ -460,7 +460,14 @@ async function execute(
   const sides = { event: cores.some((c) => c.event.has('visitors')), session: cores.some((c) => c.session.has('visitors')) };
   const looked = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
   // Reads without a breakdown value take the closed days' counts from memory (read once per generation).
-  const totalsOnly = cores.some((c) => c.dims.every((d) => d.kind === 'time') && c.dims.length <= 1 && chooseSource(c, forceRaw).source !== 'raw');
+  // (Hourly buckets and ranges of hours read the hour bitmaps instead.)
+  const totalsOnly = cores.some(
+    (c) =>
+      c.range.dateBased &&
+      c.dims.length <= 1 &&
+      c.dims.every((d) => d.kind === 'time' && d.grain !== 'hour') &&
+      chooseSource(c, forceRaw).source !== 'raw',
+  );
   const saltDays = looked !== undefined && totalsOnly ? await withClosedTotals(store, site, shape.main, looked, sides) : looked;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
