@@ -459,7 +459,7 @@ async function execute(
   // The open days' tails are read for the sides whose visitors the answer counts.
   const sides = { event: cores.some((c) => c.event.has('visitors')), session: cores.some((c) => c.session.has('visitors')) };
   const looked = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
-  // Reads without a breakdown value take the closed days' counts from memory (read once per generation).
+  // Reads without a breakdown value take the salt days' segment counts from memory (read once per generation).
   // (Hourly buckets and ranges of hours read the hour bitmaps instead.)
   const totalsOnly = cores.some(
     (c) =>
@@ -468,7 +468,7 @@ async function execute(
       c.dims.every((d) => d.kind === 'time' && d.grain !== 'hour') &&
       chooseSource(c, forceRaw).source !== 'raw',
   );
-  const saltDays = looked !== undefined && totalsOnly ? await withClosedTotals(store, site, shape.main, looked, sides) : looked;
+  const saltDays = looked !== undefined && totalsOnly ? await withSegmentTotals(store, site, shape.main, looked, sides) : looked;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
@@ -557,33 +557,40 @@ async function cachedRead<T>(store: Store, tables: readonly string[], key: strin
 }
 
 /**
- * Closed salt days' `salt_day_segments` counts without a breakdown value (dim `''`), per store,
- * keyed by (site, side, zone, salt day, generation). A generation's rows never change once it is
- * recorded in `salt_day_closes` (the closing job writes them first; late rows make a
- * recomputation under a new generation, which the lookup then names), so a kept entry is the
- * read it stands for, on any store. Bounded: the oldest entries leave first.
+ * Salt days' `salt_day_segments` counts without a breakdown value (dim `''`), per store, keyed by
+ * (site, side, zone, salt day, generation). A generation's rows never change once it is recorded
+ * in `salt_day_closes` or `salt_day_provisional` (the jobs write them first; late rows make a
+ * computation under a new generation, which the lookup then names, and a provisional one that no
+ * longer holds is not named), so a kept entry is the read it stands for, on any store. Bounded:
+ * the oldest entries leave first.
  */
-const closedTotalsCache = new WeakMap<Store, Map<string, SegmentCounts>>();
-const CLOSED_TOTALS_ENTRIES = 100_000;
+const segmentTotalsCache = new WeakMap<Store, Map<string, SegmentCounts>>();
+const SEGMENT_TOTALS_ENTRIES = 100_000;
 
 const totalsKey = (site: string, side: string, tz: string, day: number, gen: string): string => `${site}\n${side}\n${tz}\n${day}\n${gen}`;
 
 /**
- * `saltDays` with {@link SaltDays.closedTotals} for the zone of `q`: the counts of the closed salt
- * days whose ids can appear in its range, read in one statement for those not kept yet.
+ * `saltDays` with {@link SaltDays.segmentTotals} for the zone of `q`: the counts of the salt days
+ * whose ids can appear in its range (closed, or open with a provisional generation that holds),
+ * read in one statement for those not kept yet.
  */
-async function withClosedTotals(store: Store, site: string, q: CoreQuery, saltDays: SaltDays, sides: { event: boolean; session: boolean }): Promise<SaltDays> {
-  let cache = closedTotalsCache.get(store);
+async function withSegmentTotals(store: Store, site: string, q: CoreQuery, saltDays: SaltDays, sides: { event: boolean; session: boolean }): Promise<SaltDays> {
+  let cache = segmentTotalsCache.get(store);
   if (cache === undefined) {
     cache = new Map();
-    closedTotalsCache.set(store, cache);
+    segmentTotalsCache.set(store, cache);
   }
   const kept = cache;
   const [first, last] = saltDaySpan(q.range.start, q.range.end);
   const sideNames = (['event', 'session'] as const).filter((side) => sides[side]);
   const missing: { day: number; gen: string }[] = [];
-  for (const [day, gen] of saltDays.closed) {
-    if (day < first || day > last || saltDays.zones.get(day)?.includes(q.tz) !== true) continue;
+  // Closed generations, and the provisional ones of open days (kept while they hold: the lookup).
+  const generations = [
+    ...[...saltDays.closed].map(([day, gen]) => ({ day, gen, zones: saltDays.zones.get(day) })),
+    ...[...(saltDays.provisional ?? [])].map(([day, p]) => ({ day, gen: p.gen, zones: p.zones })),
+  ];
+  for (const { day, gen, zones } of generations) {
+    if (day < first || day > last || zones?.includes(q.tz) !== true) continue;
     if (sideNames.some((side) => !kept.has(totalsKey(site, side, q.tz, day, gen)))) missing.push({ day, gen });
   }
   if (missing.length > 0) {
@@ -608,12 +615,12 @@ async function withClosedTotals(store: Store, site: string, q: CoreQuery, saltDa
         const r = found.get(`${side}\n${day}\n${gen}`);
         const n = (k: SegmentRuns): number => Number(r?.[`v${k}`] ?? 0);
         const key = totalsKey(site, side, q.tz, day, gen);
-        if (!kept.has(key) && kept.size >= CLOSED_TOTALS_ENTRIES) kept.delete(kept.keys().next().value as string);
+        if (!kept.has(key) && kept.size >= SEGMENT_TOTALS_ENTRIES) kept.delete(kept.keys().next().value as string);
         kept.set(key, { 1: n(1), 2: n(2), 3: n(3), 4: n(4), 6: n(6), 7: n(7) });
       }
     }
   }
-  return { ...saltDays, closedTotals: (side, tz, day, gen) => kept.get(totalsKey(site, side, tz, day, gen)) };
+  return { ...saltDays, segmentTotals: (side, tz, day, gen) => kept.get(totalsKey(site, side, tz, day, gen)) };
 }
 
 /** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */

@@ -709,11 +709,11 @@ export interface SaltDays {
    */
   readonly first: number | undefined;
   /**
-   * A closed salt day's `salt_day_segments` counts without a breakdown value (dim `''`) for a
-   * side and zone, at its generation, when known to the caller (they cannot change: a
+   * A salt day's `salt_day_segments` counts without a breakdown value (dim `''`) for a side and
+   * zone, at a closed or provisional generation, when known to the caller (they cannot change: a
    * generation's rows are complete once recorded, and a recomputation is a new generation).
    */
-  readonly closedTotals?: (side: 'event' | 'session', tz: string, day: number, gen: string) => SegmentCounts | undefined;
+  readonly segmentTotals?: (side: 'event' | 'session', tz: string, day: number, gen: string) => SegmentCounts | undefined;
 }
 
 const DAY_MS = 86_400_000;
@@ -754,14 +754,13 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
   const closedPlan = closed.length === 0 ? [] : segmentPlan(q, closed, saltDays?.zones);
   const provisionalPlan = segmentPlan(q, provisional.map((x) => x.day), new Map(provisional.map((x) => [x.day, x.p.zones]))) ?? [];
   if (closedPlan === undefined) branches.push(closedVisitors(b, q, site, side, closed, closedGens));
-  // Without a breakdown value, the closed days' counts may already be known (closedTotals).
-  const known = closedPlan === undefined || closedPlan.length === 0 ? undefined : knownTotals(q, side, closedPlan, closedGens, saltDays);
-  if (known !== undefined && closedPlan !== undefined) branches.push(constantVisitors(b, q, side, closedPlan, known));
-  // Closed and provisional generations live in the same table: one read for both.
-  const shares = [...(known === undefined ? (closedPlan ?? []) : []), ...provisionalPlan];
+  // Closed and provisional generations live in the same table: one read for both, or none when
+  // their counts are known (no breakdown value: SaltDays.segmentTotals).
+  const shares = [...(closedPlan ?? []), ...provisionalPlan];
   if (shares.length > 0) {
     const gens = new Map([...closedGens, ...provisional.map((x) => [x.day, x.p.gen] as const)]);
-    branches.push(segmentVisitors(b, q, site, side, shares, gens));
+    const known = knownTotals(q, side, shares, gens, saltDays);
+    branches.push(known === undefined ? segmentVisitors(b, q, site, side, shares, gens) : constantVisitors(b, q, side, shares, known));
   }
   for (const { day, p } of provisional) branches.push(...tailBranches(b, q, site, side, day, p));
   const rawOpen = open.filter((d) => !provisional.some((x) => x.day === d));
@@ -934,8 +933,8 @@ export type SegmentRuns = 1 | 2 | 3 | 4 | 6 | 7;
 export type SegmentCounts = Readonly<Record<SegmentRuns, number>>;
 
 /**
- * The closed days' counts of `q` without a breakdown value (dim `''`), when every one is known
- * ({@link SaltDays.closedTotals}): undefined otherwise (and with any non-time dimension).
+ * The segment counts of `q`'s salt days without a breakdown value (dim `''`), when every one is
+ * known ({@link SaltDays.segmentTotals}): undefined otherwise (and with any non-time dimension).
  */
 function knownTotals(
   q: CoreQuery,
@@ -944,7 +943,7 @@ function knownTotals(
   gens: ReadonlyMap<number, string>,
   saltDays: SaltDays | undefined,
 ): SegmentCounts[] | undefined {
-  const lookup = saltDays?.closedTotals;
+  const lookup = saltDays?.segmentTotals;
   if (lookup === undefined || q.dims.length > 1 || q.dims.some((d) => d.kind !== 'time')) return undefined;
   const out: SegmentCounts[] = [];
   for (const s of shares) {
@@ -957,7 +956,7 @@ function knownTotals(
 }
 
 /**
- * Visitors of closed salt days whose `salt_day_segments` counts are known (no breakdown value):
+ * Visitors of salt days whose `salt_day_segments` counts are known (no breakdown value):
  * the same sums {@link segmentVisitors} makes, added up here and bound as constants (a table
  * read less). A bucket with no visitor is no row, as there.
  */
