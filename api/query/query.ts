@@ -16,11 +16,13 @@ import {
   coreSelect,
   componentColumns,
   finalSelect,
+  keptValues,
   saltDaySpan,
   SqlBuilder,
   type ComponentColumn,
   type ProvisionalSaltDay,
   type SaltDays,
+  type KeptValue,
   type SegmentCounts,
   type SegmentRuns,
 } from './sql.ts';
@@ -459,16 +461,16 @@ async function execute(
   // The open days' tails are read for the sides whose visitors the answer counts.
   const sides = { event: cores.some((c) => c.event.has('visitors')), session: cores.some((c) => c.session.has('visitors')) };
   const looked = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
-  // Reads without a breakdown value take the salt days' segment counts from memory (read once per generation).
-  // (Hourly buckets and ranges of hours read the hour bitmaps instead.)
-  const totalsOnly = cores.some(
+  // Reads of rows named ahead (totals, goal lists) take the salt days' segment counts from memory,
+  // read once per generation. (Hourly buckets and ranges of hours read the hour bitmaps instead.)
+  const named = cores.filter(
     (c) =>
       c.range.dateBased &&
-      c.dims.length <= 1 &&
-      c.dims.every((d) => d.kind === 'time' && d.grain !== 'hour') &&
+      keptValues(c) !== undefined &&
+      c.dims.every((d) => d.kind !== 'time' || d.grain !== 'hour') &&
       chooseSource(c, forceRaw).source !== 'raw',
   );
-  const saltDays = looked !== undefined && totalsOnly ? await withSegmentTotals(store, site, shape.main, looked, sides) : looked;
+  const saltDays = looked !== undefined && named.length > 0 ? await withSegmentCounts(store, site, named, looked, sides) : looked;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
@@ -557,70 +559,86 @@ async function cachedRead<T>(store: Store, tables: readonly string[], key: strin
 }
 
 /**
- * Salt days' `salt_day_segments` counts without a breakdown value (dim `''`), per store, keyed by
- * (site, side, zone, salt day, generation). A generation's rows never change once it is recorded
- * in `salt_day_closes` or `salt_day_provisional` (the jobs write them first; late rows make a
- * computation under a new generation, which the lookup then names, and a provisional one that no
- * longer holds is not named), so a kept entry is the read it stands for, on any store. Bounded:
- * the oldest entries leave first.
+ * Salt days' `salt_day_segments` counts of the rows an answer names ahead ({@link keptValues}: the
+ * totals, a list of goals), per store, keyed by (site, side, zone, salt day, generation,
+ * dimension, value). A generation's rows never change once it is recorded in `salt_day_closes`
+ * or `salt_day_provisional` (the jobs write them first; late rows make a computation under a new
+ * generation, which the lookup then names, and a provisional one that no longer holds is not
+ * named), so a kept entry is the read it stands for, on any store. Bounded: the oldest entries
+ * leave first.
  */
-const segmentTotalsCache = new WeakMap<Store, Map<string, SegmentCounts>>();
-const SEGMENT_TOTALS_ENTRIES = 100_000;
+const segmentCountsCache = new WeakMap<Store, Map<string, SegmentCounts>>();
+const SEGMENT_COUNTS_ENTRIES = 200_000;
 
-const totalsKey = (site: string, side: string, tz: string, day: number, gen: string): string => `${site}\n${side}\n${tz}\n${day}\n${gen}`;
+const countsKey = (site: string, side: string, tz: string, day: number, gen: string, dim: string, value: string): string =>
+  JSON.stringify([site, side, tz, day, gen, dim, value]);
 
 /**
- * `saltDays` with {@link SaltDays.segmentTotals} for the zone of `q`: the counts of the salt days
- * whose ids can appear in its range (closed, or open with a provisional generation that holds),
- * read in one statement for those not kept yet.
+ * `saltDays` with {@link SaltDays.segmentCounts} for the zone of `cores`: the counts of the rows
+ * they name of the salt days whose ids can appear in the range (closed, or open with a
+ * provisional generation that holds), read in one statement for those not kept yet.
  */
-async function withSegmentTotals(store: Store, site: string, q: CoreQuery, saltDays: SaltDays, sides: { event: boolean; session: boolean }): Promise<SaltDays> {
-  let cache = segmentTotalsCache.get(store);
+async function withSegmentCounts(
+  store: Store,
+  site: string,
+  cores: readonly CoreQuery[],
+  saltDays: SaltDays,
+  sides: { event: boolean; session: boolean },
+): Promise<SaltDays> {
+  let cache = segmentCountsCache.get(store);
   if (cache === undefined) {
     cache = new Map();
-    segmentTotalsCache.set(store, cache);
+    segmentCountsCache.set(store, cache);
   }
   const kept = cache;
+  const q = cores[0];
+  if (q === undefined) return saltDays;
+  const values = new Map<string, KeptValue>();
+  for (const c of cores) for (const v of keptValues(c) ?? []) values.set(JSON.stringify([v.dim, v.value]), v);
   const [first, last] = saltDaySpan(q.range.start, q.range.end);
   const sideNames = (['event', 'session'] as const).filter((side) => sides[side]);
-  const missing: { day: number; gen: string }[] = [];
   // Closed generations, and the provisional ones of open days (kept while they hold: the lookup).
   const generations = [
     ...[...saltDays.closed].map(([day, gen]) => ({ day, gen, zones: saltDays.zones.get(day) })),
     ...[...(saltDays.provisional ?? [])].map(([day, p]) => ({ day, gen: p.gen, zones: p.zones })),
   ];
+  const missing: { day: number; gen: string; side: 'event' | 'session'; v: KeptValue }[] = [];
   for (const { day, gen, zones } of generations) {
     if (day < first || day > last || zones?.includes(q.tz) !== true) continue;
-    if (sideNames.some((side) => !kept.has(totalsKey(site, side, q.tz, day, gen)))) missing.push({ day, gen });
-  }
-  if (missing.length > 0) {
-    const rows = await store.query<{ side: string; day: number | string; gen: string } & Record<`v${SegmentRuns}`, string>>(
-      `SELECT side, toUInt32(salt_day) AS day, toString(gen) AS gen, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3, sum(v4) AS v4, sum(v6) AS v6, sum(v7) AS v7
-       FROM salt_day_segments
-       WHERE site = {site:String} AND side IN {sides:Array(String)} AND dim = '' AND tz = {tz:String} AND salt_day IN {days:Array(Date)} AND gen IN {gens:Array(UInt64)}
-       GROUP BY side, salt_day, gen`,
-      {
-        site,
-        sides: sideNames,
-        tz: q.tz,
-        days: missing.map((m) => new Date(m.day * DAY_MS).toISOString().slice(0, 10)),
-        // Generations are µs since the epoch: exact as JavaScript numbers until the year 2255.
-        gens: missing.map((m) => Number(m.gen)),
-      },
-    );
-    const found = new Map(rows.map((r) => [`${r.side}\n${Number(r.day)}\n${r.gen}`, r]));
-    for (const { day, gen } of missing) {
-      for (const side of sideNames) {
-        // No row: the salt day had no visitor on that side (the sums over no rows are zeros).
-        const r = found.get(`${side}\n${day}\n${gen}`);
-        const n = (k: SegmentRuns): number => Number(r?.[`v${k}`] ?? 0);
-        const key = totalsKey(site, side, q.tz, day, gen);
-        if (!kept.has(key) && kept.size >= SEGMENT_TOTALS_ENTRIES) kept.delete(kept.keys().next().value as string);
-        kept.set(key, { 1: n(1), 2: n(2), 3: n(3), 4: n(4), 6: n(6), 7: n(7) });
-      }
+    for (const side of sideNames) {
+      for (const v of values.values()) if (!kept.has(countsKey(site, side, q.tz, day, gen, v.dim, v.value))) missing.push({ day, gen, side, v });
     }
   }
-  return { ...saltDays, segmentTotals: (side, tz, day, gen) => kept.get(totalsKey(site, side, tz, day, gen)) };
+  if (missing.length > 0) {
+    const rows = await store.query<{ side: string; day: number | string; gen: string; dim: string; value: string } & Record<`v${SegmentRuns}`, string>>(
+      `SELECT side, toUInt32(salt_day) AS day, toString(gen) AS gen, dim, value, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3, sum(v4) AS v4, sum(v6) AS v6, sum(v7) AS v7
+       FROM salt_day_segments
+       WHERE site = {site:String} AND side IN {sides:Array(String)} AND dim IN {dims:Array(String)} AND tz = {tz:String}
+         AND salt_day IN {days:Array(Date)} AND gen IN {gens:Array(UInt64)} AND value IN {values:Array(String)}
+       GROUP BY side, salt_day, gen, dim, value`,
+      {
+        site,
+        sides: [...new Set(missing.map((m) => m.side))],
+        dims: [...new Set(missing.map((m) => m.v.dim))],
+        tz: q.tz,
+        days: [...new Set(missing.map((m) => m.day))].map((d) => new Date(d * DAY_MS).toISOString().slice(0, 10)),
+        // Generations are µs since the epoch: exact as JavaScript numbers until the year 2255.
+        gens: [...new Set(missing.map((m) => m.gen))].map(Number),
+        values: [...new Set(missing.map((m) => m.v.value))],
+      },
+    );
+    // The read is a superset (each list on its own): only the exact rows named are kept.
+    const found = new Map(rows.map((r) => [countsKey(site, r.side, q.tz, Number(r.day), r.gen, r.dim, r.value), r]));
+    for (const { day, gen, side, v } of missing) {
+      const key = countsKey(site, side, q.tz, day, gen, v.dim, v.value);
+      // No row: no visitor on that side with that value (the sums over no rows are zeros).
+      const r = found.get(key);
+      const n = (k: SegmentRuns): number => Number(r?.[`v${k}`] ?? 0);
+      if (!kept.has(key) && kept.size >= SEGMENT_COUNTS_ENTRIES) kept.delete(kept.keys().next().value as string);
+      kept.set(key, { 1: n(1), 2: n(2), 3: n(3), 4: n(4), 6: n(6), 7: n(7) });
+    }
+  }
+  return { ...saltDays, segmentCounts: (side, tz, day, gen, dim, value) => kept.get(countsKey(site, side, tz, day, gen, dim, value)) };
 }
 
 /** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */
