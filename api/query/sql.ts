@@ -714,6 +714,8 @@ export interface SaltDays {
    * generation's rows are complete once recorded, and a recomputation is a new generation).
    */
   readonly segmentCounts?: (side: 'event' | 'session', tz: string, day: number, gen: string, dim: string, value: string) => SegmentCounts | undefined;
+  /** Every value's counts of one (side, zone, dimension) at a generation, when kept (few values): as {@link segmentCounts}. */
+  readonly dimensionCounts?: (side: 'event' | 'session', tz: string, day: number, gen: string, dim: string) => ReadonlyMap<string, SegmentCounts> | undefined;
 }
 
 const DAY_MS = 86_400_000;
@@ -959,6 +961,16 @@ export function keptValues(q: CoreQuery): KeptValue[] | undefined {
   return out;
 }
 
+/**
+ * The `salt_day_segments` dimension of a breakdown by one column dimension, on `side`, whose
+ * values are kept per salt day when few ({@link SaltDays.dimensionCounts}); undefined otherwise.
+ */
+export function keptDimension(q: CoreQuery, side: 'event' | 'session'): string | undefined {
+  const d = q.dims[0];
+  if (q.dims.length !== 1 || d?.kind !== 'column') return undefined;
+  return side === 'event' ? d.def.eventRollup : d.def.sessionRollup;
+}
+
 /** Per salt day of a plan, the known counts of each kept value. */
 type KnownCounts = ReadonlyArray<ReadonlyArray<{ readonly label: string; readonly counts: SegmentCounts }>>;
 
@@ -970,6 +982,8 @@ function knownCounts(
   gens: ReadonlyMap<number, string>,
   saltDays: SaltDays | undefined,
 ): KnownCounts | undefined {
+  const dim = keptDimension(q, side);
+  if (dim !== undefined) return knownDimension(q, side, dim, shares, gens, saltDays);
   const lookup = saltDays?.segmentCounts;
   const values = lookup === undefined ? undefined : keptValues(q);
   if (lookup === undefined || values === undefined) return undefined;
@@ -981,6 +995,42 @@ function knownCounts(
       const counts = gen === undefined ? undefined : lookup(side, q.tz, s.day, gen, v.dim, v.value);
       if (counts === undefined) return undefined;
       day.push({ label: v.label, counts });
+    }
+    out.push(day);
+  }
+  return out;
+}
+
+/**
+ * The kept counts of every value of a column breakdown, labelled as the rollup read labels them
+ * and kept to its filters (the planner sends only case-sensitive `is` on the dimension here;
+ * anything else reads the table).
+ */
+function knownDimension(
+  q: CoreQuery,
+  side: 'event' | 'session',
+  dim: string,
+  shares: readonly SegmentShare[],
+  gens: ReadonlyMap<number, string>,
+  saltDays: SaltDays | undefined,
+): KnownCounts | undefined {
+  const lookup = saltDays?.dimensionCounts;
+  const d = q.dims[0];
+  if (lookup === undefined || d?.kind !== 'column') return undefined;
+  const wanted: (readonly string[])[] = [];
+  for (const f of allFilters(q)) {
+    if (f.kind !== 'leaf' || f.op !== 'is' || !f.caseSensitive || f.dimension.name !== d.name) return undefined;
+    wanted.push(f.values);
+  }
+  const out: { label: string; counts: SegmentCounts }[][] = [];
+  for (const s of shares) {
+    const gen = gens.get(s.day);
+    const values = gen === undefined ? undefined : lookup(side, q.tz, s.day, gen, dim);
+    if (values === undefined) return undefined;
+    const day: { label: string; counts: SegmentCounts }[] = [];
+    for (const [value, counts] of values) {
+      const label = value === '' && d.def.emptyLabel !== undefined ? d.def.emptyLabel : value;
+      if (wanted.every((vs) => vs.includes(label))) day.push({ label, counts });
     }
     out.push(day);
   }
