@@ -464,8 +464,12 @@ async function execute(
   const looked = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
   // Reads of rows named ahead (totals, goal lists) take the salt days' segment counts from memory,
   // read once per generation. (Hourly buckets and ranges of hours read the hour bitmaps instead.)
+  // Only on the embedded engine, whose writes are visible when they end: on a server cluster a
+  // generation's rows could still be on their way to a shard when its close is recorded.
+  const keeps = store.tableVersion !== undefined;
   const named = cores.filter(
     (c) =>
+      keeps &&
       c.range.dateBased &&
       keptValues(c) !== undefined &&
       c.dims.every((d) => d.kind !== 'time' || d.grain !== 'hour') &&
@@ -474,7 +478,7 @@ async function execute(
   const withNamed = looked !== undefined && named.length > 0 ? await withSegmentCounts(store, site, named, looked, sides) : looked;
   // Breakdowns by one column dimension keep every value's counts when a salt day has few.
   const broken = cores.filter(
-    (c) => c.range.dateBased && (keptDimension(c, 'event') !== undefined || keptDimension(c, 'session') !== undefined) && chooseSource(c, forceRaw).source !== 'raw',
+    (c) => keeps && c.range.dateBased && (keptDimension(c, 'event') !== undefined || keptDimension(c, 'session') !== undefined) && chooseSource(c, forceRaw).source !== 'raw',
   );
   const saltDays = withNamed !== undefined && broken.length > 0 ? await withDimensionCounts(store, site, broken, withNamed) : withNamed;
   const b = new SqlBuilder();
@@ -570,8 +574,8 @@ async function cachedRead<T>(store: Store, tables: readonly string[], key: strin
  * dimension, value). A generation's rows never change once it is recorded in `salt_day_closes`
  * or `salt_day_provisional` (the jobs write them first; late rows make a computation under a new
  * generation, which the lookup then names, and a provisional one that no longer holds is not
- * named), so a kept entry is the read it stands for, on any store. Bounded: the oldest entries
- * leave first.
+ * named), so a kept entry is the read it stands for. Kept on the embedded engine only (see
+ * `execute`). Bounded: the oldest entries leave first.
  */
 const segmentCountsCache = new WeakMap<Store, Map<string, SegmentCounts>>();
 const SEGMENT_COUNTS_ENTRIES = 200_000;
