@@ -12,7 +12,21 @@ import {
   type SourceDecision,
 } from './planner.ts';
 import { leaves, limits, parseQuery, type FilterLeaf, type FilterNode, type Metric, type OrderByEntry, type ParsedQuery } from './schema.ts';
-import { coreSelect, componentColumns, finalSelect, saltDaySpan, SqlBuilder, type ComponentColumn, type ProvisionalSaltDay, type SaltDays } from './sql.ts';
+import {
+  coreSelect,
+  componentColumns,
+  finalSelect,
+  keptDimension,
+  keptValues,
+  saltDaySpan,
+  SqlBuilder,
+  type ComponentColumn,
+  type ProvisionalSaltDay,
+  type SaltDays,
+  type KeptValue,
+  type SegmentCounts,
+  type SegmentRuns,
+} from './sql.ts';
 import {
   autoGrain,
   comparisonRange,
@@ -447,7 +461,26 @@ async function execute(
   const cores = [shape.main, shape.groupTotals, shape.percentageTotal, shape.conversionTotal].filter((c) => c !== undefined);
   // The open days' tails are read for the sides whose visitors the answer counts.
   const sides = { event: cores.some((c) => c.event.has('visitors')), session: cores.some((c) => c.session.has('visitors')) };
-  const saltDays = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
+  const looked = needsSaltDays ? await closedSaltDays(store, site, shape.main.range, plan.nowMs, sides) : undefined;
+  // Reads of rows named ahead (totals, goal lists) take the salt days' segment counts from memory,
+  // read once per generation. (Hourly buckets and ranges of hours read the hour bitmaps instead.)
+  // Only on the embedded engine, whose writes are visible when they end: on a server cluster a
+  // generation's rows could still be on their way to a shard when its close is recorded.
+  const keeps = store.tableVersion !== undefined;
+  const named = cores.filter(
+    (c) =>
+      keeps &&
+      c.range.dateBased &&
+      keptValues(c) !== undefined &&
+      c.dims.every((d) => d.kind !== 'time' || d.grain !== 'hour') &&
+      chooseSource(c, forceRaw).source !== 'raw',
+  );
+  const withNamed = looked !== undefined && named.length > 0 ? await withSegmentCounts(store, site, named, looked, sides) : looked;
+  // Breakdowns by one column dimension keep every value's counts when a salt day has few.
+  const broken = cores.filter(
+    (c) => keeps && c.range.dateBased && (keptDimension(c, 'event') !== undefined || keptDimension(c, 'session') !== undefined) && chooseSource(c, forceRaw).source !== 'raw',
+  );
+  const saltDays = withNamed !== undefined && broken.length > 0 ? await withDimensionCounts(store, site, broken, withNamed) : withNamed;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
@@ -533,6 +566,163 @@ async function cachedRead<T>(store: Store, tables: readonly string[], key: strin
   if (!smallReads.has(key) && smallReads.size >= READ_ENTRIES) smallReads.delete(smallReads.keys().next().value as string);
   smallReads.set(key, { version, atMs: now, rows });
   return rows;
+}
+
+/**
+ * Salt days' `salt_day_segments` counts of the rows an answer names ahead ({@link keptValues}: the
+ * totals, a list of goals), per store, keyed by (site, side, zone, salt day, generation,
+ * dimension, value). A generation's rows never change once it is recorded in `salt_day_closes`
+ * or `salt_day_provisional` (the jobs write them first; late rows make a computation under a new
+ * generation, which the lookup then names, and a provisional one that no longer holds is not
+ * named), so a kept entry is the read it stands for. Kept on the embedded engine only (see
+ * `execute`). Bounded: the oldest entries leave first.
+ */
+const segmentCountsCache = new WeakMap<Store, Map<string, SegmentCounts>>();
+const SEGMENT_COUNTS_ENTRIES = 200_000;
+
+const countsKey = (site: string, side: string, tz: string, day: number, gen: string, dim: string, value: string): string =>
+  JSON.stringify([site, side, tz, day, gen, dim, value]);
+
+/** The map `caches` keeps for `store`, made on first use. */
+function cacheOf<T>(caches: WeakMap<Store, Map<string, T>>, store: Store): Map<string, T> {
+  let cache = caches.get(store);
+  if (cache === undefined) {
+    cache = new Map();
+    caches.set(store, cache);
+  }
+  return cache;
+}
+
+/**
+ * The generations whose segment rows in `q`'s zone can answer its range: the closed ones, and the
+ * provisional ones of open days (named by the lookup while they hold).
+ */
+function generationsOf(q: CoreQuery, saltDays: SaltDays): { day: number; gen: string }[] {
+  const [first, last] = saltDaySpan(q.range.start, q.range.end);
+  return [
+    ...[...saltDays.closed].map(([day, gen]) => ({ day, gen, zones: saltDays.zones.get(day) })),
+    ...[...(saltDays.provisional ?? [])].map(([day, p]) => ({ day, gen: p.gen, zones: p.zones })),
+  ].filter(({ day, zones }) => day >= first && day <= last && zones?.includes(q.tz) === true);
+}
+
+/**
+ * `saltDays` with {@link SaltDays.segmentCounts} for the zone of `cores`: the counts of the rows
+ * they name of the salt days whose ids can appear in the range (closed, or open with a
+ * provisional generation that holds), read in one statement for those not kept yet.
+ */
+async function withSegmentCounts(
+  store: Store,
+  site: string,
+  cores: readonly CoreQuery[],
+  saltDays: SaltDays,
+  sides: { event: boolean; session: boolean },
+): Promise<SaltDays> {
+  const kept = cacheOf(segmentCountsCache, store);
+  const q = cores[0];
+  if (q === undefined) return saltDays;
+  const values = new Map<string, KeptValue>();
+  for (const c of cores) for (const v of keptValues(c) ?? []) values.set(JSON.stringify([v.dim, v.value]), v);
+  const sideNames = (['event', 'session'] as const).filter((side) => sides[side]);
+  const missing: { day: number; gen: string; side: 'event' | 'session'; v: KeptValue }[] = [];
+  for (const { day, gen } of generationsOf(q, saltDays)) {
+    for (const side of sideNames) {
+      for (const v of values.values()) if (!kept.has(countsKey(site, side, q.tz, day, gen, v.dim, v.value))) missing.push({ day, gen, side, v });
+    }
+  }
+  if (missing.length > 0) {
+    const rows = await store.query<{ side: string; day: number | string; gen: string; dim: string; value: string } & Record<`v${SegmentRuns}`, string>>(
+      `SELECT side, toUInt32(salt_day) AS day, toString(gen) AS gen, dim, value, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3, sum(v4) AS v4, sum(v6) AS v6, sum(v7) AS v7
+       FROM salt_day_segments
+       WHERE site = {site:String} AND side IN {sides:Array(String)} AND dim IN {dims:Array(String)} AND tz = {tz:String}
+         AND salt_day IN {days:Array(Date)} AND gen IN {gens:Array(UInt64)} AND value IN {values:Array(String)}
+       GROUP BY side, salt_day, gen, dim, value`,
+      {
+        site,
+        sides: [...new Set(missing.map((m) => m.side))],
+        dims: [...new Set(missing.map((m) => m.v.dim))],
+        tz: q.tz,
+        days: [...new Set(missing.map((m) => m.day))].map((d) => new Date(d * DAY_MS).toISOString().slice(0, 10)),
+        // Generations are µs since the epoch: exact as JavaScript numbers until the year 2255.
+        gens: [...new Set(missing.map((m) => m.gen))].map(Number),
+        values: [...new Set(missing.map((m) => m.v.value))],
+      },
+    );
+    // The read is a superset (each list on its own): only the exact rows named are kept.
+    const found = new Map(rows.map((r) => [countsKey(site, r.side, q.tz, Number(r.day), r.gen, r.dim, r.value), r]));
+    for (const { day, gen, side, v } of missing) {
+      const key = countsKey(site, side, q.tz, day, gen, v.dim, v.value);
+      // No row: no visitor on that side with that value (the sums over no rows are zeros).
+      const r = found.get(key);
+      const n = (k: SegmentRuns): number => Number(r?.[`v${k}`] ?? 0);
+      if (!kept.has(key) && kept.size >= SEGMENT_COUNTS_ENTRIES) kept.delete(kept.keys().next().value as string);
+      kept.set(key, { 1: n(1), 2: n(2), 3: n(3), 4: n(4), 6: n(6), 7: n(7) });
+    }
+  }
+  return { ...saltDays, segmentCounts: (side, tz, day, gen, dim, value) => kept.get(countsKey(site, side, tz, day, gen, dim, value)) };
+}
+
+/**
+ * Every value's counts of a breakdown's dimension per salt day and generation, as
+ * {@link segmentCountsCache} keeps named rows, when a salt day has at most
+ * {@link KEPT_DIMENSION_VALUES} values (countries, devices, channels, UTM sources…); `null` when
+ * it has more (pages, say): those read the table. Bounded like it.
+ */
+const dimensionCountsCache = new WeakMap<Store, Map<string, ReadonlyMap<string, SegmentCounts> | null>>();
+const DIMENSION_COUNTS_ENTRIES = 4_000;
+const KEPT_DIMENSION_VALUES = 256;
+
+const dimensionKey = (site: string, side: string, tz: string, day: number, gen: string, dim: string): string => JSON.stringify([site, side, tz, day, gen, dim]);
+
+/** `saltDays` with {@link SaltDays.dimensionCounts} for the breakdowns of `cores`, read in one statement for those not kept yet. */
+async function withDimensionCounts(store: Store, site: string, cores: readonly CoreQuery[], saltDays: SaltDays): Promise<SaltDays> {
+  const kept = cacheOf(dimensionCountsCache, store);
+  const q = cores[0];
+  if (q === undefined) return saltDays;
+  const wanted = new Map<string, { side: 'event' | 'session'; dim: string }>();
+  for (const c of cores) {
+    for (const side of ['event', 'session'] as const) {
+      const dim = keptDimension(c, side);
+      if (dim !== undefined && (side === 'event' ? c.event : c.session).has('visitors')) wanted.set(`${side}\n${dim}`, { side, dim });
+    }
+  }
+  const missing: { day: number; gen: string; side: 'event' | 'session'; dim: string }[] = [];
+  for (const { day, gen } of generationsOf(q, saltDays)) {
+    for (const { side, dim } of wanted.values()) if (!kept.has(dimensionKey(site, side, q.tz, day, gen, dim))) missing.push({ day, gen, side, dim });
+  }
+  if (missing.length > 0) {
+    const rows = await store.query<{ side: string; day: number | string; gen: string; dim: string; value: string } & Record<`v${SegmentRuns}`, string>>(
+      `SELECT side, toUInt32(salt_day) AS day, toString(gen) AS gen, dim, value, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3, sum(v4) AS v4, sum(v6) AS v6, sum(v7) AS v7
+       FROM salt_day_segments
+       WHERE site = {site:String} AND side IN {sides:Array(String)} AND dim IN {dims:Array(String)} AND tz = {tz:String}
+         AND salt_day IN {days:Array(Date)} AND gen IN {gens:Array(UInt64)}
+       GROUP BY side, salt_day, gen, dim, value`,
+      {
+        site,
+        sides: [...new Set(missing.map((m) => m.side))],
+        dims: [...new Set(missing.map((m) => m.dim))],
+        tz: q.tz,
+        days: [...new Set(missing.map((m) => m.day))].map((d) => new Date(d * DAY_MS).toISOString().slice(0, 10)),
+        gens: [...new Set(missing.map((m) => m.gen))].map(Number),
+      },
+    );
+    // The read is a superset (each list on its own): only the exact (side, day, generation, dimension) named are kept.
+    const found = new Map<string, Map<string, SegmentCounts>>();
+    for (const r of rows) {
+      const key = dimensionKey(site, r.side, q.tz, Number(r.day), r.gen, r.dim);
+      let values = found.get(key);
+      if (values === undefined) found.set(key, (values = new Map()));
+      const n = (k: SegmentRuns): number => Number(r[`v${k}`]);
+      values.set(r.value, { 1: n(1), 2: n(2), 3: n(3), 4: n(4), 6: n(6), 7: n(7) });
+    }
+    for (const { day, gen, side, dim } of missing) {
+      const key = dimensionKey(site, side, q.tz, day, gen, dim);
+      // No row: no visitor on that side (an empty breakdown).
+      const values = found.get(key) ?? new Map<string, SegmentCounts>();
+      if (!kept.has(key) && kept.size >= DIMENSION_COUNTS_ENTRIES) kept.delete(kept.keys().next().value as string);
+      kept.set(key, values.size > KEPT_DIMENSION_VALUES ? null : values);
+    }
+  }
+  return { ...saltDays, dimensionCounts: (side, tz, day, gen, dim) => kept.get(dimensionKey(site, side, tz, day, gen, dim)) ?? undefined };
 }
 
 /** Past this many visitors seen since a provisional generation's watermark, they are not bound by id. */

@@ -49,6 +49,7 @@ type ParamType =
   | "DateTime64(3, 'UTC')"
   | 'UInt32'
   | 'Int64'
+  | 'Array(Int64)'
   | 'Array(UInt64)'
   | 'Array(UInt32)'
   | 'Array(UInt8)';
@@ -707,6 +708,14 @@ export interface SaltDays {
    * before it held no rows when it ran (late rows for them are read once the job closes them).
    */
   readonly first: number | undefined;
+  /**
+   * A salt day's `salt_day_segments` counts of one (side, zone, dimension, value) at a closed or
+   * provisional generation, when known to the caller ({@link keptValues}; they cannot change: a
+   * generation's rows are complete once recorded, and a recomputation is a new generation).
+   */
+  readonly segmentCounts?: (side: 'event' | 'session', tz: string, day: number, gen: string, dim: string, value: string) => SegmentCounts | undefined;
+  /** Every value's counts of one (side, zone, dimension) at a generation, when kept (few values): as {@link segmentCounts}. */
+  readonly dimensionCounts?: (side: 'event' | 'session', tz: string, day: number, gen: string, dim: string) => ReadonlyMap<string, SegmentCounts> | undefined;
 }
 
 const DAY_MS = 86_400_000;
@@ -747,11 +756,13 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
   const closedPlan = closed.length === 0 ? [] : segmentPlan(q, closed, saltDays?.zones);
   const provisionalPlan = segmentPlan(q, provisional.map((x) => x.day), new Map(provisional.map((x) => [x.day, x.p.zones]))) ?? [];
   if (closedPlan === undefined) branches.push(closedVisitors(b, q, site, side, closed, closedGens));
-  // Closed and provisional generations live in the same table: one read for both.
+  // Closed and provisional generations live in the same table: one read for both, or none when
+  // their counts are known (SaltDays.segmentCounts).
   const shares = [...(closedPlan ?? []), ...provisionalPlan];
   if (shares.length > 0) {
     const gens = new Map([...closedGens, ...provisional.map((x) => [x.day, x.p.gen] as const)]);
-    branches.push(segmentVisitors(b, q, site, side, shares, gens));
+    const known = knownCounts(q, side, shares, gens, saltDays);
+    branches.push(known === undefined ? segmentVisitors(b, q, site, side, shares, gens) : constantVisitors(b, q, side, shares, known));
   }
   for (const { day, p } of provisional) branches.push(...tailBranches(b, q, site, side, day, p));
   const rawOpen = open.filter((d) => !provisional.some((x) => x.day === d));
@@ -916,6 +927,144 @@ function segmentPlan(q: CoreQuery, days: readonly number[], zones: ReadonlyMap<n
 function segmentColumn(dates: number): string {
   if (![1, 2, 4, 3, 6, 7].includes(dates)) throw new Error(`no segment column for dates ${dates}`);
   return `v${dates}`;
+}
+
+/** The column of each run of local dates in a `salt_day_segments` row (see {@link segmentColumn}). */
+export type SegmentRuns = 1 | 2 | 3 | 4 | 6 | 7;
+/** A salt day's `salt_day_segments` counts of one (side, value, zone, generation): visitors per run of local dates. */
+export type SegmentCounts = Readonly<Record<SegmentRuns, number>>;
+
+/** A `salt_day_segments` row a kept count stands for: its dimension and value, and the label an answer shows. */
+export interface KeptValue {
+  readonly dim: string;
+  readonly value: string;
+  readonly label: string;
+}
+
+/**
+ * The segment rows `q` reads when they are few and named ahead ({@link SaltDays.segmentCounts}):
+ * the totals (dim `''`) without a breakdown value, or each goal of a goal list; undefined for any
+ * other breakdown (its values are not known before the read).
+ */
+export function keptValues(q: CoreQuery): KeptValue[] | undefined {
+  if (q.dims.length > 1) return undefined;
+  const d = q.dims[0];
+  if (d === undefined || d.kind === 'time') return [{ dim: '', value: '', label: '' }];
+  if (d.kind !== 'goal' || q.goals.kind !== 'list') return undefined;
+  const out: KeptValue[] = [];
+  for (const g of q.goals.goals) {
+    // The rollup selection's rows and label (rollupSelection): `Visit <path>` for pageview goals.
+    if (g.kind === 'event') out.push({ dim: 'name', value: g.name, label: g.name });
+    else if (!g.wildcard) out.push({ dim: 'page', value: g.path, label: `Visit ${g.path}` });
+    else return undefined;
+  }
+  return out;
+}
+
+/**
+ * The `salt_day_segments` dimension of a breakdown by one column dimension, on `side`, whose
+ * values are kept per salt day when few ({@link SaltDays.dimensionCounts}); undefined otherwise.
+ */
+export function keptDimension(q: CoreQuery, side: 'event' | 'session'): string | undefined {
+  const d = q.dims[0];
+  if (q.dims.length !== 1 || d?.kind !== 'column') return undefined;
+  return side === 'event' ? d.def.eventRollup : d.def.sessionRollup;
+}
+
+/** Per salt day of a plan, the known counts of each kept value. */
+type KnownCounts = ReadonlyArray<ReadonlyArray<{ readonly label: string; readonly counts: SegmentCounts }>>;
+
+/** The segment counts of `q`'s salt days, when every one is known: undefined otherwise. */
+function knownCounts(
+  q: CoreQuery,
+  side: 'event' | 'session',
+  shares: readonly SegmentShare[],
+  gens: ReadonlyMap<number, string>,
+  saltDays: SaltDays | undefined,
+): KnownCounts | undefined {
+  const dim = keptDimension(q, side);
+  if (dim !== undefined) return knownDimension(q, side, dim, shares, gens, saltDays);
+  const lookup = saltDays?.segmentCounts;
+  const values = lookup === undefined ? undefined : keptValues(q);
+  if (lookup === undefined || values === undefined) return undefined;
+  const out: { label: string; counts: SegmentCounts }[][] = [];
+  for (const s of shares) {
+    const gen = gens.get(s.day);
+    const day: { label: string; counts: SegmentCounts }[] = [];
+    for (const v of values) {
+      const counts = gen === undefined ? undefined : lookup(side, q.tz, s.day, gen, v.dim, v.value);
+      if (counts === undefined) return undefined;
+      day.push({ label: v.label, counts });
+    }
+    out.push(day);
+  }
+  return out;
+}
+
+/**
+ * The kept counts of every value of a column breakdown, labelled as the rollup read labels them
+ * and kept to its filters (the planner sends only case-sensitive `is` on the dimension here;
+ * anything else reads the table).
+ */
+function knownDimension(
+  q: CoreQuery,
+  side: 'event' | 'session',
+  dim: string,
+  shares: readonly SegmentShare[],
+  gens: ReadonlyMap<number, string>,
+  saltDays: SaltDays | undefined,
+): KnownCounts | undefined {
+  const lookup = saltDays?.dimensionCounts;
+  const d = q.dims[0];
+  if (lookup === undefined || d?.kind !== 'column') return undefined;
+  const wanted: (readonly string[])[] = [];
+  for (const f of allFilters(q)) {
+    if (f.kind !== 'leaf' || f.op !== 'is' || !f.caseSensitive || f.dimension.name !== d.name) return undefined;
+    wanted.push(f.values);
+  }
+  const out: { label: string; counts: SegmentCounts }[][] = [];
+  for (const s of shares) {
+    const gen = gens.get(s.day);
+    const values = gen === undefined ? undefined : lookup(side, q.tz, s.day, gen, dim);
+    if (values === undefined) return undefined;
+    const day: { label: string; counts: SegmentCounts }[] = [];
+    for (const [value, counts] of values) {
+      const label = value === '' && d.def.emptyLabel !== undefined ? d.def.emptyLabel : value;
+      if (wanted.every((vs) => vs.includes(label))) day.push({ label, counts });
+    }
+    out.push(day);
+  }
+  return out;
+}
+
+/**
+ * Visitors of salt days whose `salt_day_segments` counts are known: the same sums
+ * {@link segmentVisitors} makes, added up here and bound as constants (a table read less). A
+ * value or bucket with no visitor is no row, as there.
+ */
+function constantVisitors(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session', shares: readonly SegmentShare[], known: KnownCounts): string {
+  // The counts are that table's (read when first needed), so the answer still names it.
+  b.tables.add('salt_day_segments');
+  const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
+  const byRow = new Map<string, number>();
+  const timed = q.dims[0]?.kind === 'time';
+  shares.forEach((s, i) => {
+    for (const [bucket, dates] of s.buckets) {
+      segmentColumn(dates);
+      for (const { label, counts } of known[i] ?? []) {
+        const row = timed ? bucket : label;
+        byRow.set(row, (byRow.get(row) ?? 0) + counts[dates as SegmentRuns]);
+      }
+    }
+  });
+  const alias = q.aliases[0];
+  if (alias === undefined) {
+    const total = [...byRow.values()].reduce((a, n) => a + n, 0);
+    return `SELECT ${selectComponents({ [column]: b.bind('Int64', total) }).join(', ')}`;
+  }
+  const rows = [...byRow].filter(([, n]) => n > 0);
+  const pairs = `arrayZip(${b.bind('Array(String)', rows.map(([row]) => row))}, ${b.bind('Array(Int64)', rows.map(([, n]) => n))})`;
+  return `SELECT ${[`CAST(x.1 AS String) AS ${alias}`, ...selectComponents({ [column]: 'x.2' })].join(', ')} FROM (SELECT arrayJoin(${pairs}) AS x)`;
 }
 
 /**
