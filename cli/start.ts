@@ -6,6 +6,7 @@ import { createLogger } from '../lib/log.ts';
 import { Registry } from '../lib/metrics.ts';
 import { configuredMetrics, type MetricsServer } from '../lib/metrics-server.ts';
 import { untilSignal } from '../lib/signals.ts';
+import { yieldToMainThread } from '../lib/thread-priority.ts';
 import { configuredTls } from '../lib/http/tls.ts';
 import { collectorControl } from '../wiring/control.ts';
 import { drainedFully } from '../wiring/drain.ts';
@@ -26,6 +27,8 @@ import { startProcessorThread, type ProcessorThread } from './processor-thread.t
  * that dies ends the process with exit 1 (ingest stopped first), for its supervisor to restart it.
  * On Event Hubs all of it shares this thread.
  * SIGTERM drains in flow order: stop ingest, flush the processor and checkpoint, close.
+ * Every thread but this one runs at a lower CPU priority (lib/thread-priority.ts): a beacon's 202
+ * does not wait behind the processor's and the engine's threads when the cores are busy.
  */
 export async function runStart(config: Config): Promise<number> {
   const log = createLogger(config.FAROL_LOG_LEVEL, { service: 'farol' });
@@ -49,6 +52,8 @@ export async function runStart(config: Config): Promise<number> {
   let code = 0;
   let metricsServer: MetricsServer | undefined;
   let processorThread: ProcessorThread | undefined;
+  // Scanned every 2 s: the engine and the processor thread start threads as they work.
+  const yielding = yieldToMainThread({ by: 10, intervalMs: 2_000 });
   try {
     // The processor thread's counters with this thread's (each family registered on one thread only).
     const threadMetrics = async (): Promise<string> =>
@@ -108,6 +113,7 @@ export async function runStart(config: Config): Promise<number> {
       }
     }
   } finally {
+    yielding.stop();
     metricsServer?.close();
     await store.close();
   }
