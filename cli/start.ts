@@ -53,7 +53,7 @@ export async function runStart(config: Config): Promise<number> {
   let metricsServer: MetricsServer | undefined;
   let processorThread: ProcessorThread | undefined;
   // Scanned every 2 s: the engine and the processor thread start threads as they work.
-  const yielding = yieldToMainThread({ by: 10, intervalMs: 2_000 });
+  const yielding = config.FAROL_START_NICE > 0 ? yieldToMainThread({ by: config.FAROL_START_NICE, intervalMs: 2_000 }) : { stop: () => {} };
   try {
     // The processor thread's counters with this thread's (each family registered on one thread only).
     const threadMetrics = async (): Promise<string> =>

@@ -125,6 +125,11 @@ export const configSchema = z.object({
   FAROL_HOST: z.string().min(1).default('127.0.0.1'),
   /** `farol collector`: threads each serving the port (SO_REUSEPORT) with their own enrichment; default the machine's cores. */
   FAROL_COLLECTOR_THREADS: positiveInt.max(MAX_COLLECTOR_THREADS).default(() => Math.min(MAX_COLLECTOR_THREADS, availableCores())),
+  /**
+   * `farol start`: how much lower the CPU priority (nice) of every thread but ingest's is, 0–19;
+   * 0 leaves them as they are (lib/thread-priority.ts).
+   */
+  FAROL_START_NICE: z.coerce.number().int().min(0).max(19).default(10),
   /** Port of the separate `/metrics` listener (every process kind); unset = no metrics endpoint. */
   FAROL_METRICS_PORT: port.optional(),
   FAROL_METRICS_HOST: z.string().min(1).default('127.0.0.1'),

@@ -20,6 +20,8 @@ describe('configuration', () => {
     expect([c.FAROL_PROCESSOR_RETRY_MAX_MS, c.FAROL_DRAIN_TIMEOUT_MS]).toEqual([30_000, 15_000]);
     expect([c.FAROL_SITES_REFRESH_MS, c.FAROL_SITE_DELETE_GRACE_MS]).toEqual([5_000, 6_000]);
     expect(c.FAROL_HUB_SYNC).toEqual({ mode: 'always' });
+    expect(c.FAROL_START_NICE).toBe(10);
+    expect([loadConfig({ FAROL_START_NICE: '0' }).FAROL_START_NICE, loadConfig({ FAROL_START_NICE: '19' }).FAROL_START_NICE]).toEqual([0, 19]);
   });
 
   it('reads FAROL_COLLECTOR_THREADS as 1 to 256, by default the cores', () => {
@@ -110,6 +112,10 @@ describe('configuration', () => {
     ['FAROL_HUB_SYNC', 'interval:1e308'],
     ['FAROL_HUB_SYNC', 'interval:100s'],
     ['FAROL_HUB_SYNC', 'interval:100\u0000'],
+    ['FAROL_START_NICE', '-1'],
+    ['FAROL_START_NICE', '20'],
+    ['FAROL_START_NICE', '2.5'],
+    ['FAROL_START_NICE', 'low'],
   ])('rejects %s=%s naming the variable', (key, value) => {
     expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(key));
   });
