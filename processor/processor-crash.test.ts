@@ -34,10 +34,12 @@ const { store, closeAfter } = processorTestFile();
 
 const reader = (dir: string): Promise<LocalHub> => hubReader(dir, PARTITIONS);
 
-const scenarios: Array<[string, { step: CrashStep; nth: number; when: 'before' | 'after'; overlapping?: boolean }]> = [
+const scenarios: Array<[string, { step: CrashStep; nth: number; when: 'before' | 'after'; overlapping?: boolean; insertDelayMs?: number }]> = [
   ['after an intent is logged, before its inserts', { step: 'intent', nth: 4, when: 'after' }],
   // The next range's intent is logged while the previous range's rows are being inserted.
-  ['after an intent is logged while the previous range is being inserted', { step: 'intent', nth: 3, when: 'after', overlapping: true }],
+  // (The first such intent; slow inserts make the next range due meanwhile. Flushing one range at
+  // a time, no intent is ever logged during an insert of its partition: no crash, the test fails.)
+  ['after an intent is logged while the previous range is being inserted', { step: 'intent', nth: 0, when: 'after', overlapping: true, insertDelayMs: 150 }],
   ['before the events insert reaches ClickHouse', { step: 'insert:events', nth: 3, when: 'before' }],
   ['after the events insert, before the sessions insert', { step: 'insert:events', nth: 3, when: 'after' }],
   ['after both inserts, before the snapshot', { step: 'insert:sessions', nth: 4, when: 'after' }],
@@ -59,10 +61,7 @@ describe('processor crash', () => {
 
     // The instance that dies.
     const crashed = await runUntilCrash({ hubDir, stateDir, partitions: PARTITIONS, store, at, options });
-    if (at.overlapping === true) {
-      // Without a backlog there would be no next range to prepare: the first half arrives at once.
-      expect([...crashed.inFlightAtCrash].some((s) => s.startsWith('insert:'))).toBe(true);
-    }
+    if (at.overlapping === true) expect([...crashed.inFlightAtCrash].some((s) => s.startsWith('insert:'))).toBe(true);
     await publish(writer, traffic.slice(half));
 
     // The restarted instance.

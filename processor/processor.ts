@@ -272,6 +272,8 @@ class PartitionWorker {
   /** Flushes and snapshots run one at a time, in order: a snapshot never sees half a flush. */
   private chain: Promise<void> = Promise.resolve();
   private flushQueued = false;
+  /** Set while a write waits with no next range due: called when one becomes due. */
+  private dueWaiter: (() => void) | undefined;
   private snapshotQueued = false;
   private failure: Error | undefined;
   private closed = false;
@@ -351,7 +353,10 @@ class PartitionWorker {
     }
     if (this.nextOffset > this.endOffset) this.endOffset = this.nextOffset;
     if (this.buffer.length > 0 && this.flushTimer === undefined && !this.timerExpired) this.startFlushTimer();
-    if (this.isDue(false)) this.requestFlush();
+    if (this.isDue(false)) {
+      this.dueWaiter?.();
+      this.requestFlush();
+    }
     while (this.buffer.length >= this.deps.options.maxBufferedRecords && this.isDue(false) && this.failure === undefined) {
       this.requestFlush();
       await this.chain;
@@ -509,8 +514,16 @@ class PartitionWorker {
       const writing = this.write(prepared);
       // Awaited below in every path; until then a rejection must not count as unhandled.
       writing.catch(() => {});
-      const following = next();
-      if (following === undefined) return writing;
+      let following = next();
+      if (following === undefined) {
+        // Nothing due yet: the next range is prepared as soon as one is (records keep arriving
+        // during the insert), or taken normally once the write ended.
+        const due = new Promise<void>((resolve) => (this.dueWaiter = resolve));
+        await Promise.race([writing.then(noop, noop), due]);
+        this.dueWaiter = undefined;
+        following = next();
+        if (following === undefined) return writing;
+      }
       let preparedNext: PreparedFlush;
       try {
         preparedNext = await this.prepare(following);
@@ -562,6 +575,7 @@ class PartitionWorker {
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.timerExpired = true;
+      this.dueWaiter?.();
       this.requestFlush();
     }, this.deps.options.flushIntervalMs);
     this.flushTimer.unref();
@@ -844,6 +858,8 @@ function pendingRanges(logged: FlushRange[], covered: number, partition: number)
   return pending;
 }
 
+
+function noop(): void {}
 
 /** The `error` text of a dead letter the processor set aside itself. */
 const unstorableText: Record<UnstorableReason, string> = {

@@ -379,14 +379,19 @@ export class Freezer {
     this.onCrash = resolve;
   });
 
-  constructor(private readonly at: { step: CrashStep; nth: number; when: 'before' | 'after' }) {}
+  /**
+   * `overlapping`: the crash is at the first `step` call made while an insert of the same
+   * partition is in flight (`nth` is then ignored), and every insert first waits
+   * `insertDelayMs`, so that the next range is due while one is being inserted.
+   */
+  constructor(private readonly at: { step: CrashStep; nth: number; when: 'before' | 'after'; overlapping?: boolean; insertDelayMs?: number }) {}
 
   /** Runs `call` unless frozen; freezes before or after it when this is the chosen step. */
   async step<T>(step: CrashStep, partition: number, call: () => Promise<T>): Promise<T> {
     if (this.frozen) return hang();
     const n = (this.counts.get(step) ?? 0) + 1;
     this.counts.set(step, n);
-    const hit = step === this.at.step && n === this.at.nth;
+    const hit = step === this.at.step && (this.at.overlapping === true ? this.insertsInFlight(partition) : n === this.at.nth);
     if (hit && this.at.when === 'before') return this.freeze(partition);
     const key = `${partition}\t${step}`;
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
@@ -402,6 +407,11 @@ export class Freezer {
     }
     if (hit || this.frozen) return this.freeze(partition);
     return result;
+  }
+
+  private insertsInFlight(partition: number): boolean {
+    for (const [key, n] of this.inFlight) if (n > 0 && key.startsWith(`${partition}\tinsert:`)) return true;
+    return false;
   }
 
   private freeze<T>(partition: number): Promise<T> {
@@ -422,7 +432,11 @@ export class Freezer {
       database: inner.database,
       exec: (...args) => (this.frozen ? hang() : inner.exec(...args)),
       query: <T>(...args: Parameters<Store['query']>) => inner.query<T>(...args),
-      insert: (table, rows, opts) => this.step(insertStep(table), tokenPartition(opts?.dedupToken), () => inner.insert(table, rows, opts)),
+      insert: (table, rows, opts) =>
+        this.step(insertStep(table), tokenPartition(opts?.dedupToken), async () => {
+          if (this.at.insertDelayMs !== undefined) await new Promise((r) => setTimeout(r, this.at.insertDelayMs));
+          return inner.insert(table, rows, opts);
+        }),
       ping: () => inner.ping(),
       close: () => Promise.resolve(),
     };
