@@ -163,7 +163,8 @@ function runProcessorOn(
   consumerName: string,
   deps: { store: Store; log: Logger; metrics: Registry; options?: Partial<ProcessorOptions>; drain?: Partial<DrainBounds> },
 ): ProcessorRuntime {
-  // The configured retry cap and drain bound (FAROL_PROCESSOR_RETRY_MAX_MS, FAROL_DRAIN_TIMEOUT_MS); the caller's overrides win.
+  // The configured retry cap, batch bounds and drain bound (FAROL_PROCESSOR_RETRY_MAX_MS, _FLUSH_MS,
+  // _FLUSH_RECORDS, FAROL_DRAIN_TIMEOUT_MS); the caller's overrides win.
   const bounds: DrainBounds = { ...defaultDrainBounds, flushMs: config.FAROL_DRAIN_TIMEOUT_MS, ...deps.drain };
   const runtime = startProcessor({
     consumer,
@@ -171,7 +172,14 @@ function runProcessorOn(
     stateStore,
     log: deps.log,
     metrics: deps.metrics,
-    options: { retryMaxMs: config.FAROL_PROCESSOR_RETRY_MAX_MS, ...deps.options },
+    options: {
+      retryMaxMs: config.FAROL_PROCESSOR_RETRY_MAX_MS,
+      flushIntervalMs: config.FAROL_PROCESSOR_FLUSH_MS,
+      flushRecords: config.FAROL_PROCESSOR_FLUSH_RECORDS,
+      // Backpressure and a backlog's range size stay a few batches deep.
+      maxBufferedRecords: Math.max(defaultProcessorOptions.maxBufferedRecords, 5 * config.FAROL_PROCESSOR_FLUSH_RECORDS),
+      ...deps.options,
+    },
   });
   let stopping: Promise<void> | undefined;
   return {

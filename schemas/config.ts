@@ -239,6 +239,14 @@ export const configSchema = z.object({
   FAROL_BACKUP_KEEP: positiveInt.max(1000).default(7),
   /** Longest wait between retries of a failed ClickHouse write (the wait doubles from 100 ms up to it). */
   FAROL_PROCESSOR_RETRY_MAX_MS: positiveInt.min(100).max(600_000).default(30_000),
+  /**
+   * A partition's micro-batch is written once its first record has waited this long, or once it
+   * holds FAROL_PROCESSOR_FLUSH_RECORDS records: freshness against the engine's fixed cost per
+   * insert (every insert creates new parts in each table it reaches).
+   */
+  FAROL_PROCESSOR_FLUSH_MS: positiveInt.min(50).max(60_000).default(1_000),
+  /** See FAROL_PROCESSOR_FLUSH_MS. */
+  FAROL_PROCESSOR_FLUSH_RECORDS: positiveInt.min(100).max(1_000_000).default(10_000),
   /** On SIGTERM, how long a processor's partitions get to write and checkpoint what they hold before giving up (exit 1). */
   FAROL_DRAIN_TIMEOUT_MS: positiveInt.min(100).max(600_000).default(15_000),
   /** How often a collector reloads the registered sites from the store (a local change through `farol start`'s API reloads at once). */

@@ -18,6 +18,7 @@ describe('configuration', () => {
     expect([c.FAROL_API_QUERY_TIMEOUT_MS, c.FAROL_API_QUERY_MAX_MEMORY_BYTES, c.FAROL_API_QUERIES_PER_TOKEN, c.FAROL_API_QUERY_QUEUE_PER_TOKEN]).toEqual([10_000, 1024 ** 3, 4, 16]);
     expect([c.FAROL_BACKUP_DIR, c.FAROL_BACKUP_KEEP]).toEqual([undefined, 7]);
     expect([c.FAROL_PROCESSOR_RETRY_MAX_MS, c.FAROL_DRAIN_TIMEOUT_MS]).toEqual([30_000, 15_000]);
+    expect([c.FAROL_PROCESSOR_FLUSH_MS, c.FAROL_PROCESSOR_FLUSH_RECORDS]).toEqual([1_000, 10_000]);
     expect([c.FAROL_SITES_REFRESH_MS, c.FAROL_SITE_DELETE_GRACE_MS]).toEqual([5_000, 6_000]);
     expect(c.FAROL_HUB_SYNC).toEqual({ mode: 'always' });
     expect(c.FAROL_START_NICE).toBe(10);
@@ -96,6 +97,11 @@ describe('configuration', () => {
     ['FAROL_BACKUP_KEEP', 'all'],
     ['FAROL_PROCESSOR_RETRY_MAX_MS', '0'],
     ['FAROL_PROCESSOR_RETRY_MAX_MS', '1e308'],
+    ['FAROL_PROCESSOR_FLUSH_MS', '49'],
+    ['FAROL_PROCESSOR_FLUSH_MS', '1e308'],
+    ['FAROL_PROCESSOR_FLUSH_RECORDS', '0'],
+    ['FAROL_PROCESSOR_FLUSH_RECORDS', '1000001'],
+    ['FAROL_PROCESSOR_FLUSH_RECORDS', 'many'],
     ['FAROL_DRAIN_TIMEOUT_MS', '-5'],
     ['FAROL_DRAIN_TIMEOUT_MS', 'soon'],
     ['FAROL_SITES_REFRESH_MS', '50'],
