@@ -28,6 +28,16 @@ async function lastLogged(dataDir: string): Promise<number[]> {
   );
 }
 
+/** The data dir's store holds exactly `traffic` for `sites`. */
+async function expectStored(dataDir: string, database: string, sites: string[], traffic: ReturnType<typeof generateTraffic>): Promise<void> {
+  const store = openChdbStore({ dataDir, database });
+  try {
+    await expectStoreMatchesTruth(store, sites, computeTruth(traffic));
+  } finally {
+    await store.close();
+  }
+}
+
 describe('runProcessor', () => {
   it('consumes the hub into chDB, drains on SIGTERM and exits 0', async () => {
     const dataDir = await tempDir('processor-main');
@@ -49,12 +59,7 @@ describe('runProcessor', () => {
     };
     expect(checkpoints.offsets).toEqual(ends.map((e) => e - 1));
     await writer.close();
-    const store = openChdbStore({ dataDir, database: config.FAROL_CLICKHOUSE_DATABASE });
-    try {
-      await expectStoreMatchesTruth(store, sites, computeTruth(traffic));
-    } finally {
-      await store.close();
-    }
+    await expectStored(dataDir, config.FAROL_CLICKHOUSE_DATABASE, sites, traffic);
   });
 });
 
@@ -82,11 +87,6 @@ describe('FAROL_PROCESSOR_FLUSH_MS and FAROL_PROCESSOR_FLUSH_RECORDS', () => {
     process.emit('SIGTERM', 'SIGTERM');
     expect(await exit).toBe(0);
     await writer.close();
-    const store = openChdbStore({ dataDir, database: config.FAROL_CLICKHOUSE_DATABASE });
-    try {
-      await expectStoreMatchesTruth(store, sites, computeTruth(traffic));
-    } finally {
-      await store.close();
-    }
+    await expectStored(dataDir, config.FAROL_CLICKHOUSE_DATABASE, sites, traffic);
   });
 });
