@@ -25,7 +25,16 @@ describe('parseCommandLine', () => {
     expect(parse('collector').opts.collectorThreads).toBeUndefined();
   });
 
+  it('--set gives every Farol server a FAROL_ setting (repeatable, the last of a name wins)', () => {
+    const c = parse('e2e', '--set', 'FAROL_PROCESSOR_FLUSH_MS=2000', '--set', 'FAROL_PROCESSOR_FLUSH_RECORDS=1', '--set=FAROL_PROCESSOR_FLUSH_RECORDS=25000');
+    expect(c.opts.serverEnv).toEqual({ FAROL_PROCESSOR_FLUSH_MS: '2000', FAROL_PROCESSOR_FLUSH_RECORDS: '25000' });
+    expect(parse('e2e').opts.serverEnv).toBeUndefined();
+  });
+
   it.each([
+    [['e2e', '--set', 'PATH=/tmp']],
+    [['e2e', '--set', 'FAROL_PROCESSOR_FLUSH_MS']],
+    [['e2e', '--set', 'farol_x=1']],
     [['collector', '--threads', '0']],
     [['collector', '--threads', '1,,2']],
     [['collector', '--threads', '1.5']],

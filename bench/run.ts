@@ -12,7 +12,7 @@ import { collectorScenario } from './scenarios/collector.ts';
 import { e2eScenario } from './scenarios/e2e.ts';
 import { processorScenario } from './scenarios/processor.ts';
 import { README_BEGIN, README_END, replaceReadmeTable, scalingTable, verdict, writeResultFiles, type ResultDoc, type ResultRow } from './results.ts';
-import { COLLECTOR_THREADS_VAR, ROOT, threadNote, threadSetting } from './servers.ts';
+import { COLLECTOR_THREADS_VAR, ROOT, setServerEnv, threadNote, threadSetting } from './servers.ts';
 import { findWrk, WRK_INSTALL_HINT } from './wrk.ts';
 
 /**
@@ -70,6 +70,10 @@ options:
   --hub-sync <list>   FAROL_HUB_SYNC of the Farol servers (always | interval:<ms>); with several, comma
                       separated (collector scenario), the collector is measured once per value in that
                       order, e.g. always,interval:100,always,interval:100 (req/s, p50/p99, events per CPU-second)
+  --set NAME=VALUE     a FAROL_* setting for every Farol server the scenario starts (repeatable), e.g.
+                      --set FAROL_PROCESSOR_FLUSH_MS=2000; the bench's own (ports, data dir, sites,
+                      threads, --hub-sync) still win. UV_THREADPOOL_SIZE and other non-FAROL_ variables
+                      pass from the bench's own environment
   --strict            exit 3 when a performance target is missed, not only on correctness failures
 
 query options:
@@ -115,6 +119,7 @@ const OPTIONS = {
   'cpu-prof': { type: 'boolean' },
   tls: { type: 'boolean' },
   'hub-sync': { type: 'string' },
+  set: { type: 'string' },
   strict: { type: 'boolean' },
   events: { type: 'string' },
   runs: { type: 'string' },
@@ -146,6 +151,7 @@ export function parseCommandLine(argv: string[], stamp: string): CommandLine {
   let cpuProf = false;
   let tls = false;
   let hubSync: string[] | undefined;
+  const serverEnv: Record<string, string> = {};
   let strict = false;
   const query: QueryOptions = { ...DEFAULT_QUERY_OPTIONS };
   const queryFlags: string[] = [];
@@ -204,6 +210,12 @@ export function parseCommandLine(argv: string[], stamp: string): CommandLine {
           throw new UsageError(`${flag} takes a comma-separated list of always or interval:<ms> (1 to 60000)`);
         }
         break;
+      case 'set': {
+        const m = /^(FAROL_[A-Z0-9_]{1,64})=(.{0,1000})$/s.exec(value ?? '');
+        if (m === null) throw new UsageError(`${flag} takes NAME=VALUE with NAME a FAROL_ setting (got ${JSON.stringify(value ?? '')})`);
+        serverEnv[m[1] as string] = m[2] as string;
+        break;
+      }
       case 'events':
         query.events = positiveInt(flag, value, 1_000_000_000);
         queryFlags.push(flag);
@@ -264,6 +276,7 @@ export function parseCommandLine(argv: string[], stamp: string): CommandLine {
       strict,
       tls,
       ...(hubSync === undefined ? {} : { hubSync }),
+      ...(Object.keys(serverEnv).length === 0 ? {} : { serverEnv }),
       ...(collectorThreads === undefined ? {} : { collectorThreads }),
     },
     query,
@@ -345,6 +358,10 @@ async function main(argv: string[]): Promise<number> {
         ? `wrk -t${opts.wrkThreads} -c${opts.connections}, ${opts.warmupS} s warm-up + ${opts.durationS} s per run, ${COLLECTOR_THREADS_VAR}: ${threads}${opts.cpuProf ? ', collector under --cpu-prof (numbers not comparable)' : ''}\n${note === null ? '' : `${note}\n`}\n`
         : `in-process embedded chDB, ${parsed.query.runs} runs per query and mode\n\n`),
   );
+  if (opts.serverEnv !== undefined) {
+    setServerEnv(opts.serverEnv);
+    process.stdout.write(`Farol servers run with ${Object.entries(opts.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}\n\n`);
+  }
   const outcomes: ScenarioOutcome[] = [];
   const base = opts.jsonPath.replace(/\.json$/, '');
   for (const scenario of scenarios) {

@@ -33,6 +33,8 @@ export interface BenchOptions {
    * (bench/scenarios/collector-sync.ts).
    */
   hubSync?: string[];
+  /** FAROL_* settings of every Farol server (`--set`), under the bench's own. */
+  serverEnv?: Record<string, string>;
 }
 
 export type { Check };

@@ -174,6 +174,12 @@ function buildOnce(): void {
   built = true;
 }
 
+/** FAROL_* settings of every Farol server started from now on (`--set`), under the bench's own. */
+let serverEnv: Readonly<Record<string, string>> = {};
+export function setServerEnv(env: Readonly<Record<string, string>>): void {
+  serverEnv = { ...env };
+}
+
 export async function startCollector(opts: CollectorStartOptions = {}): Promise<Server & { dataDir: string; metricsUrl: string }> {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -181,6 +187,7 @@ export async function startCollector(opts: CollectorStartOptions = {}): Promise<
   const cert = opts.tls ? makeTestCert(dataDir, 'bench') : undefined;
   const threads = opts.collectorThreads === undefined ? process.env.FAROL_COLLECTOR_THREADS : String(opts.collectorThreads);
   const env = cleanEnv({
+    ...serverEnv,
     ...(cert === undefined ? {} : { FAROL_TLS_CERT: cert.cert, FAROL_TLS_KEY: cert.key }),
     FAROL_HOST: HOST,
     FAROL_PORT: String(port),
