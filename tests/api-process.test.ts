@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { startClickHouseHttp, type ClickHouseHttp } from '../store/testing/clickhouse-http.ts';
 import { runFarol, startFarol, type FarolProcess } from './support/farol-process.ts';
 
@@ -36,8 +36,10 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-describe('farol api', () => {
-  it('serves the API and dashboard beside a farol start on one ClickHouse server, and drains on SIGTERM', async () => {
+// The tests share only the ClickHouse server (a database and data dirs each) and mostly wait on
+// their children starting and draining: they run side by side, each with its context's expect.
+describe.concurrent('farol api', () => {
+  it('serves the API and dashboard beside a farol start on one ClickHouse server, and drains on SIGTERM', async ({ expect }) => {
     const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_proc', FAROL_BOOTSTRAP_TOKEN: TOKEN };
     const start = await startFarol('start', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-start-'), FAROL_TRUST_PROXY: '127.0.0.1/32' });
     procs.push(start);
@@ -98,7 +100,7 @@ describe('farol api', () => {
     expect(await start.exited).toBe(0);
   }, 240_000);
 
-  it('refuses an embedded data dir that farol start holds, saying what to do', async () => {
+  it('refuses an embedded data dir that farol start holds, saying what to do', async ({ expect }) => {
     const dataDir = await tempDir('farol-api-locked-');
     const start = await startFarol('start', { FAROL_DATA_DIR: dataDir, FAROL_BOOTSTRAP_TOKEN: TOKEN });
     procs.push(start);
@@ -109,7 +111,7 @@ describe('farol api', () => {
     expect(await start.exited).toBe(0);
   }, 240_000);
 
-  it('two farol api processes on one ClickHouse server: two owners demoting each other at once always leave one', async () => {
+  it('two farol api processes on one ClickHouse server: two owners demoting each other at once always leave one', async ({ expect }) => {
     const shared = { FAROL_CLICKHOUSE_URL: clickhouse.url, FAROL_CLICKHOUSE_DATABASE: 'farol_api_race', FAROL_BOOTSTRAP_TOKEN: TOKEN };
     const one = await startFarol('api', { ...shared, FAROL_DATA_DIR: await tempDir('farol-api-race-1-') });
     procs.push(one);
