@@ -740,7 +740,14 @@ export function saltDaySpan(start: number, end: number): [number, number] {
  * of those salt days only, within their lives. Ids of different salt days never coincide, so the
  * branches add up exactly.
  */
-function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event' | 'session', saltDays: SaltDays | undefined): string[] {
+function visitorBranches(
+  b: SqlBuilder,
+  q: CoreQuery,
+  site: string,
+  side: 'event' | 'session',
+  saltDays: SaltDays | undefined,
+  constants?: ConstantRow[],
+): string[] {
   const [first, last] = saltDaySpan(q.range.start, q.range.end);
   const closed: number[] = [];
   const open: number[] = [];
@@ -762,7 +769,9 @@ function visitorBranches(b: SqlBuilder, q: CoreQuery, site: string, side: 'event
   if (shares.length > 0) {
     const gens = new Map([...closedGens, ...provisional.map((x) => [x.day, x.p.gen] as const)]);
     const known = knownCounts(q, side, shares, gens, saltDays);
-    branches.push(known === undefined ? segmentVisitors(b, q, site, side, shares, gens) : constantVisitors(b, q, side, shares, known));
+    if (known === undefined) branches.push(segmentVisitors(b, q, site, side, shares, gens));
+    else if (constants !== undefined) constants.push(...visitorConstants(b, q, side, shares, known));
+    else branches.push(constantVisitors(b, q, side, shares, known));
   }
   for (const { day, p } of provisional) branches.push(...tailBranches(b, q, site, side, day, p));
   const rawOpen = open.filter((d) => !provisional.some((x) => x.day === d));
@@ -1037,12 +1046,18 @@ function knownDimension(
   return out;
 }
 
+/** A row an answer takes from memory, not from a statement: its dimension values and the sums it adds. */
+export interface ConstantRow {
+  readonly dims: readonly string[];
+  readonly sums: Partial<Record<ComponentColumn, number>>;
+}
+
 /**
  * Visitors of salt days whose `salt_day_segments` counts are known: the same sums
- * {@link segmentVisitors} makes, added up here and bound as constants (a table read less). A
- * value or bucket with no visitor is no row, as there.
+ * {@link segmentVisitors} makes, added up here (a table read less). A value or bucket with no
+ * visitor is no row, as there; without dimensions, one row.
  */
-function constantVisitors(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session', shares: readonly SegmentShare[], known: KnownCounts): string {
+function visitorConstants(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session', shares: readonly SegmentShare[], known: KnownCounts): ConstantRow[] {
   // The counts are that table's (read when first needed), so the answer still names it.
   b.tables.add('salt_day_segments');
   const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
@@ -1057,13 +1072,17 @@ function constantVisitors(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session'
       }
     }
   });
+  if (q.aliases.length === 0) return [{ dims: [], sums: { [column]: [...byRow.values()].reduce((a, n) => a + n, 0) } }];
+  return [...byRow].filter(([, n]) => n > 0).map(([row, n]) => ({ dims: [row], sums: { [column]: n } }));
+}
+
+/** {@link visitorConstants} as a branch of a statement, bound as constants. */
+function constantVisitors(b: SqlBuilder, q: CoreQuery, side: 'event' | 'session', shares: readonly SegmentShare[], known: KnownCounts): string {
+  const column: ComponentColumn = side === 'event' ? 'ev_visitors' : 'se_visitors';
+  const rows = visitorConstants(b, q, side, shares, known);
   const alias = q.aliases[0];
-  if (alias === undefined) {
-    const total = [...byRow.values()].reduce((a, n) => a + n, 0);
-    return `SELECT ${selectComponents({ [column]: b.bind('Int64', total) }).join(', ')}`;
-  }
-  const rows = [...byRow].filter(([, n]) => n > 0);
-  const pairs = `arrayZip(${b.bind('Array(String)', rows.map(([row]) => row))}, ${b.bind('Array(Int64)', rows.map(([, n]) => n))})`;
+  if (alias === undefined) return `SELECT ${selectComponents({ [column]: b.bind('Int64', rows[0]?.sums[column] ?? 0) }).join(', ')}`;
+  const pairs = `arrayZip(${b.bind('Array(String)', rows.map((r) => r.dims[0] ?? ''))}, ${b.bind('Array(Int64)', rows.map((r) => r.sums[column] ?? 0))})`;
   return `SELECT ${[`CAST(x.1 AS String) AS ${alias}`, ...selectComponents({ [column]: 'x.2' })].join(', ')} FROM (SELECT arrayJoin(${pairs}) AS x)`;
 }
 
@@ -1126,11 +1145,13 @@ FROM (SELECT *, ${pick} AS i, ${entryDates}[i] AS m, ${count} AS n FROM salt_day
 }
 
 /**
- * The grouped component sums of `q`: one row per dimension tuple (one row with no dimensions),
- * columns `d0…` and {@link componentColumns}. From the rollups, unique visitors come from the
- * closed salt days in `saltDays` and from raw rows of the others.
+ * The grouped component sums of `q` as the statements' branches (each a grouped SELECT with the
+ * columns `d0…` and {@link componentColumns}), and, when `constants` is given, the rows known
+ * without a read ({@link ConstantRow}: visitors from kept segment counts) pushed there instead of
+ * bound into a branch. From the rollups, unique visitors come from the closed salt days in
+ * `saltDays` and from raw rows of the others.
  */
-export function coreSelect(b: SqlBuilder, q: CoreQuery, site: string, source: Source, saltDays?: SaltDays): string {
+export function coreBranches(b: SqlBuilder, q: CoreQuery, site: string, source: Source, saltDays?: SaltDays, constants?: ConstantRow[]): string[] {
   const branches: string[] = [];
   if (source === 'raw') {
     branches.push(...rawSides(b, q, site, 'pushed'));
@@ -1139,15 +1160,28 @@ export function coreSelect(b: SqlBuilder, q: CoreQuery, site: string, source: So
     // A side asked for nothing but visitors needs no sums.
     if ([...q.event].some((c) => c !== 'visitors')) branches.push(rollupSide(b, q, site, 'event', grain));
     if ([...q.session].some((c) => c !== 'visitors')) branches.push(rollupSide(b, q, site, 'session', grain));
-    if (q.event.has('visitors')) branches.push(...visitorBranches(b, q, site, 'event', saltDays));
-    if (q.session.has('visitors')) branches.push(...visitorBranches(b, q, site, 'session', saltDays));
+    if (q.event.has('visitors')) branches.push(...visitorBranches(b, q, site, 'event', saltDays, constants));
+    if (q.session.has('visitors')) branches.push(...visitorBranches(b, q, site, 'session', saltDays, constants));
   }
+  return branches;
+}
+
+/** The branches of {@link coreBranches} summed per dimension tuple (one row with no dimensions). */
+export function sumBranches(q: CoreQuery, branches: readonly string[]): string {
   if (branches.length === 0) throw new Error('a query computes at least one component');
   // One branch grouped by the dimensions is its own sum (a layer less to plan: planning, not rows,
   // is most of a rollup answer's time). Without dimensions the sum stays: it makes the one row.
   if (branches.length === 1 && q.aliases.length > 0) return branches[0] ?? '';
   const sums = componentColumns.map((c) => `sum(${c}) AS ${c}`);
   return `SELECT ${[...q.aliases, ...sums].join(', ')} FROM (${branches.join(' UNION ALL ')})${groupBy(q)}`;
+}
+
+/**
+ * The grouped component sums of `q`: one row per dimension tuple (one row with no dimensions),
+ * columns `d0…` and {@link componentColumns}, in one statement.
+ */
+export function coreSelect(b: SqlBuilder, q: CoreQuery, site: string, source: Source, saltDays?: SaltDays): string {
+  return sumBranches(q, coreBranches(b, q, site, source, saltDays));
 }
 
 export interface FinalOptions {
