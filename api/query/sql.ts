@@ -469,7 +469,7 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: Sal
     where.push(`e.session_id IN (SELECT session_id FROM sessions PREWHERE ${onSession.map(rowOf).join(' AND ')} WHERE ${eventSessionsWhere(bounds)} GROUP BY session_id HAVING sum(sign) > 0)`);
   } else if (joinColumns.size > 0) {
     b.tables.add('sessions');
-    const attrs = [...joinColumns].map((c) => `${c} AS s_${c}`).join(', ');
+    const columns = [...joinColumns];
     // A filtered breakdown (a page, a goal, a country) needs the sessions of the few events that
     // pass its filters, not every session of the range: the session ids of the events that pass
     // the event-row conditions (a superset of the rows the WHERE keeps) bound the aggregation.
@@ -482,7 +482,12 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: Sal
       if (falseOnMissing[i] === true) narrow.push(rowOf(f));
     });
     const prewhere = narrow.length === 0 ? undefined : narrow.join(' AND ');
-    join = ` LEFT JOIN (${latestStates(`session_id, ${attrs}`, prewhere, eventSessionsWhere(bounds))}) AS s ON e.session_id = s.session_id`;
+    // The reference collapses the states by aggregation, the oracle of the latest-state rows.
+    const latest =
+      formulation === 'reference'
+        ? `SELECT session_id, ${columns.map((c) => `argMax(${c}, version) AS s_${c}`).join(', ')} FROM sessions${prewhere === undefined ? '' : ` PREWHERE ${prewhere}`} WHERE ${eventSessionsWhere(bounds)} GROUP BY session_id HAVING sum(sign) > 0`
+        : latestStates(`session_id, ${columns.map((c) => `${c} AS s_${c}`).join(', ')}`, prewhere, eventSessionsWhere(bounds));
+    join = ` LEFT JOIN (${latest}) AS s ON e.session_id = s.session_id`;
     where.push(...[...onSession, ...onBoth].map((f) => compile(f, (l) => eventLeaf(b, q, l))));
   }
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM events AS e${join} WHERE ${where.join(' AND ')}${groupBy(q)}`;
