@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runQuery } from '../api/query/query.ts';
 import { openTestStore, removeTempDirs } from '../processor/testing/harness.ts';
-import { withQuery, type Store } from '../store/store.ts';
+import { withQuery, type QueryOptions, type QueryParams, type Store } from '../store/store.ts';
 
 /**
  * The salt-day generations lookup of a rollup answer is kept while the embedded engine's two
@@ -59,6 +59,49 @@ describe('generations lookup cache', () => {
     expect(await lookups(store)).toBe(1);
     expect(await lookups(store)).toBe(0);
   });
+
+  it('is read again beside an answer once past half its life, so no answer waits for its age limit', async () => {
+    const real = performance.now.bind(performance);
+    let shift = 0;
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => real() + shift);
+    // Lookups through this store wait until released: an answer that needs one in front cannot end.
+    let open = (): void => undefined;
+    let gate = Promise.resolve();
+    let ended = 0;
+    const gated = withQuery(store, async <T,>(sql: string, params?: QueryParams, opts?: QueryOptions) => {
+      if (!sql.includes('FROM salt_day_closes')) return store.query<T>(sql, params, opts);
+      await gate;
+      const rows = await store.query<T>(sql, params, opts);
+      ended++;
+      return rows;
+    });
+    const close = (): void => {
+      gate = new Promise((resolve) => (open = resolve));
+    };
+    const answered = (): Promise<string> =>
+      Promise.race([runQuery(gated, site, body, new Date()).then(() => 'answered'), new Promise<string>((r) => setTimeout(() => r('waited'), 10_000))]);
+    try {
+      await lookups(store);
+      // Past half its 30 s: answered from the entry while a read runs beside it.
+      shift = 20_000;
+      close();
+      expect(await answered()).toBe('answered');
+      open();
+      await vi.waitFor(() => expect(ended).toBe(1));
+      // Past the first read's life, within the second's: answered without waiting again.
+      shift = 40_000;
+      close();
+      expect(await answered()).toBe('answered');
+      open();
+      await vi.waitFor(() => expect(ended).toBe(2));
+      // Past every read's life: read in front.
+      shift = 200_000;
+      expect(await lookups(store)).toBe(1);
+    } finally {
+      open();
+      clock.mockRestore();
+    }
+  }, 60_000);
 
   it('is read every time on a store without versions (another process may write)', async () => {
     const server: Store = {

@@ -13,8 +13,11 @@ import {
 } from './planner.ts';
 import { leaves, limits, parseQuery, type FilterLeaf, type FilterNode, type Metric, type OrderByEntry, type ParsedQuery } from './schema.ts';
 import {
+  coreBranches,
   coreSelect,
   componentColumns,
+  sumBranches,
+  type ConstantRow,
   finalSelect,
   keptDimension,
   keptValues,
@@ -388,23 +391,97 @@ function metricOrder(m: Metric, shape: QueryShape): string {
   }
 }
 
-function orderTerms(q: ParsedQuery, order: readonly OrderByEntry[], shape: QueryShape): string[] {
+/** One `ORDER BY` term: a dimension's output column, or a metric's ordering value. */
+interface OrderTerm {
+  readonly alias?: string;
+  readonly metric?: Metric;
+  readonly desc: boolean;
+}
+
+function orderTerms(q: ParsedQuery, order: readonly OrderByEntry[], shape: QueryShape): OrderTerm[] {
   const names = q.dimensions.map((d) => d.name);
   const aliases = shape.main.aliases;
   const used = new Set<string>();
-  const terms = order.map(({ key, direction }) => {
-    const dir = direction === 'asc' ? 'ASC' : 'DESC';
+  const terms: OrderTerm[] = order.map(({ key, direction }) => {
+    const desc = direction === 'desc';
     const at = names.indexOf(key);
     if (at >= 0) {
       const alias = aliases[at] ?? '';
       used.add(alias);
-      return `${alias} ${dir}`;
+      return { alias, desc };
     }
-    return `${metricOrder(key as Metric, shape)} ${dir}`;
+    return { metric: key as Metric, desc };
   });
   // Ties broken by the dimensions, so pages never overlap.
-  for (const a of aliases) if (!used.has(a)) terms.push(`${a} ASC`);
+  for (const a of aliases) if (!used.has(a)) terms.push({ alias: a, desc: false });
   return terms;
+}
+
+function orderSql(terms: readonly OrderTerm[], shape: QueryShape): string[] {
+  return terms.map((t) => `${t.alias ?? metricOrder(t.metric ?? 'visitors', shape)} ${t.desc ? 'DESC' : 'ASC'}`);
+}
+
+/** What a plain count metric (visitors, visits, pageviews, events) shows; undefined for the others. */
+function countMetric(m: Metric, shape: QueryShape, c: Components): number | undefined {
+  if (m === 'visitors') return c[visitorsColumn(shape)];
+  if (m === 'visits') return shape.visitsSide === 'event' ? c.ev_visits : c.se_visits;
+  if (m === 'pageviews') return c.ev_pageviews;
+  if (m === 'events') return c.ev_events;
+  return undefined;
+}
+
+/** {@link metricOrder}'s value, computed as ClickHouse does (Int64 sums; `/` in Float64). */
+function metricOrderValue(m: Metric, shape: QueryShape, c: Components): number {
+  const ratio = (x: number, y: number): number => (y === 0 ? 0 : x / y);
+  switch (m) {
+    case 'percentage':
+    case 'conversion_rate':
+      return c[visitorsColumn(shape)];
+    case 'views_per_visit':
+      return ratio(c.se_pageviews, c.se_visits);
+    case 'bounce_rate':
+      return ratio(c.se_bounces, c.se_bounce_visits);
+    case 'visit_duration':
+      return ratio(c.se_duration, c.se_visits);
+    case 'group_conversion_rate':
+      return ratio(c.ev_visitors, c.g_visitors);
+    case 'total_revenue':
+      return c.ev_revenue;
+    case 'average_revenue':
+      return ratio(c.ev_revenue, c.ev_revenue_n);
+    default:
+      return countMetric(m, shape, c) ?? 0;
+  }
+}
+
+/** Strings as ClickHouse orders them: by their UTF-8 bytes. */
+function compareBytes(a: string, b: string): number {
+  if (a === b) return 0;
+  // eslint-disable-next-line no-control-regex
+  const ascii = /^[\x00-\x7f]*$/;
+  if (ascii.test(a) && ascii.test(b)) return a < b ? -1 : 1;
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** The rows of an answer merged in memory, ordered by `terms` as the statement would order them. */
+function compareRows(terms: readonly OrderTerm[], shape: QueryShape): (x: CoreRow, y: CoreRow) => number {
+  const aliases = shape.main.aliases;
+  return (x, y) => {
+    for (const t of terms) {
+      let d: number;
+      if (t.alias !== undefined) {
+        const i = aliases.indexOf(t.alias);
+        d = compareBytes(x.dims[i] ?? '', y.dims[i] ?? '');
+      } else {
+        const m = t.metric ?? 'visitors';
+        const a = metricOrderValue(m, shape, x.components);
+        const b = metricOrderValue(m, shape, y.components);
+        d = a === b ? 0 : a < b ? -1 : 1;
+      }
+      if (d !== 0) return t.desc ? -d : d;
+    }
+    return 0;
+  };
 }
 
 interface Plan {
@@ -481,6 +558,14 @@ async function execute(
     (c) => keeps && c.range.dateBased && (keptDimension(c, 'event') !== undefined || keptDimension(c, 'session') !== undefined) && chooseSource(c, forceRaw).source !== 'raw',
   );
   const saltDays = withNamed !== undefined && broken.length > 0 ? await withDimensionCounts(store, site, broken, withNamed) : withNamed;
+  // The totals ratios divide by, read in the main statement (one statement less); read on their
+  // own only when it has no row to carry them.
+  const folded: { kind: keyof Totals; core: CoreQuery; column: ComponentColumn; alias: string }[] = [];
+  for (const [kind, c] of [['percentage', shape.percentageTotal], ['conversion', shape.conversionTotal]] as const) {
+    if (c !== undefined) folded.push({ kind, core: c, column: c.event.size > 0 ? 'ev_visitors' : 'se_visitors', alias: `t_${kind}` });
+  }
+  const merged = await mergedInMemory(store, site, q, shape, orderTerms(q, order, shape), page, decision, folded, forceRaw, saltDays, tables);
+  if (merged !== undefined) return merged;
   const b = new SqlBuilder();
   const core = coreSelect(b, shape.main, site, decision.source, saltDays);
   let groupTotals: { sql: string; aliases: readonly string[] } | undefined;
@@ -488,15 +573,9 @@ async function execute(
     const g = shape.groupTotals;
     groupTotals = { sql: coreSelect(b, g, site, chooseSource(g, forceRaw).source, saltDays), aliases: g.aliases };
   }
-  // The totals ratios divide by, read in the main statement (one statement less); read on their
-  // own only when it has no row to carry them.
-  const folded: { kind: keyof Totals; core: CoreQuery; column: ComponentColumn; alias: string }[] = [];
-  for (const [kind, c] of [['percentage', shape.percentageTotal], ['conversion', shape.conversionTotal]] as const) {
-    if (c !== undefined) folded.push({ kind, core: c, column: c.event.size > 0 ? 'ev_visitors' : 'se_visitors', alias: `t_${kind}` });
-  }
   const totalsSql = folded.map((t) => ({ sql: coreSelect(b, t.core, site, chooseSource(t.core, forceRaw).source, saltDays), column: t.column, alias: t.alias }));
   const run = async (p: Page): Promise<Record<string, unknown>[]> => {
-    const options = { orderBy: orderTerms(q, order, shape), ...p, ...(groupTotals === undefined ? {} : { groupTotals }), totals: totalsSql };
+    const options = { orderBy: orderSql(orderTerms(q, order, shape), shape), ...p, ...(groupTotals === undefined ? {} : { groupTotals }), totals: totalsSql };
     return query(store, finalSelect(b, shape.main, core, options), b.params, q);
   };
   let raw = await run(page);
@@ -510,11 +589,7 @@ async function execute(
     } else totalRows = Number(raw[0]?.['total_rows'] ?? 0);
   }
   for (const t of b.tables) tables.add(t);
-  const rows = raw.map((r) => {
-    const components = emptyComponents();
-    for (const k of [...componentColumns, 'g_visitors'] as const) components[k] = Number(r[k] ?? 0);
-    return { dims: shape.main.aliases.map((a) => String(r[a] ?? '')), components };
-  });
+  const rows = raw.map((r) => coreRow(shape.main, r));
 
   const totals: Totals = {};
   const first = raw[0];
@@ -522,6 +597,66 @@ async function execute(
     totals[t.kind] = first === undefined ? await total(store, site, q, t.core, forceRaw, tables, saltDays) : Number(first[t.alias] ?? 0);
   }
   return { rows, totalRows, decision, totals };
+}
+
+/** A row of a core read: its dimension values and components (a missing `g_visitors` reads 0). */
+function coreRow(q: CoreQuery, r: Record<string, unknown>): CoreRow {
+  const components = emptyComponents();
+  for (const k of [...componentColumns, 'g_visitors'] as const) components[k] = Number(r[k] ?? 0);
+  return { dims: q.aliases.map((a) => String(r[a] ?? '')), components };
+}
+
+/**
+ * The answer of a read whose visitors are known from kept segment counts ({@link ConstantRow}),
+ * merged in memory with the rows of the sums read from the rollups (if any): one statement less
+ * to plan than a UNION of both (planning is most of a rollup answer's time; the read itself is
+ * grouped and unordered), or none at all. Ordered and paged here as {@link finalSelect} would:
+ * the same terms over the same Int64 sums and Float64 ratios, strings by their UTF-8 bytes, ties
+ * broken by the dimensions. Undefined when the answer has no such rows, or joins group totals,
+ * or a total it divides by needs a read: the statement then does all of it.
+ */
+async function mergedInMemory(
+  store: Store,
+  site: string,
+  q: ParsedQuery,
+  shape: QueryShape,
+  terms: readonly OrderTerm[],
+  page: Page,
+  decision: SourceDecision,
+  folded: readonly { kind: keyof Totals; core: CoreQuery; column: ComponentColumn }[],
+  forceRaw: boolean,
+  saltDays: SaltDays | undefined,
+  tables: Set<string>,
+): Promise<Executed | undefined> {
+  if (decision.source === 'raw' || shape.groupTotals !== undefined || saltDays === undefined) return undefined;
+  const b = new SqlBuilder();
+  const totals: Totals = {};
+  for (const t of folded) {
+    const rows: ConstantRow[] = [];
+    if (coreBranches(b, t.core, site, chooseSource(t.core, forceRaw).source, saltDays, rows).length > 0) return undefined;
+    totals[t.kind] = rows.reduce((n, r) => n + (r.sums[t.column] ?? 0), 0);
+  }
+  const main = shape.main;
+  const constants: ConstantRow[] = [];
+  const branches = coreBranches(b, main, site, decision.source, saltDays, constants);
+  if (constants.length === 0) return undefined;
+  const byKey = new Map<string, CoreRow>();
+  const add = (dims: readonly string[], sums: Partial<Record<ComponentColumn, number>>): void => {
+    const key = JSON.stringify(dims);
+    let row = byKey.get(key);
+    if (row === undefined) byKey.set(key, (row = { dims: [...dims], components: emptyComponents() }));
+    for (const [k, v] of Object.entries(sums) as [ComponentColumn, number][]) row.components[k] += v;
+  };
+  if (branches.length > 0) {
+    for (const r of await query(store, sumBranches(main, branches), b.params, q)) {
+      const row = coreRow(main, r);
+      add(row.dims, row.components);
+    }
+  }
+  for (const c of constants) add(c.dims, c.sums);
+  for (const t of b.tables) tables.add(t);
+  const all = [...byKey.values()].sort(compareRows(terms, shape));
+  return { rows: all.slice(page.offset, page.offset + page.limit), totalRows: all.length, decision, totals };
 }
 
 /** Visitors of a totals read (no dimensions: one row). */
@@ -549,10 +684,21 @@ async function total(
  * {@link READ_TTL_MS} (background merges and mutations the engine runs on its own settle
  * meanwhile). The panels of one dashboard load share them until the next insert ends: a statement
  * or two less per rollup answer. On a ClickHouse server they are read each time.
+ *
+ * An entry past half its life is read again beside the answer that found it (which still uses
+ * it: it holds for the other half), so a steady flow of answers never waits for the re-read that
+ * the age limit would otherwise put in front of one answer every 30 s.
  */
 const smallReads = new Map<string, { version: string; atMs: number; rows: unknown[] }>();
 const READ_TTL_MS = 30_000;
 const READ_ENTRIES = 1_000;
+/** Keys whose re-read is under way. */
+const rereading = new Set<string>();
+
+function keep(key: string, entry: { version: string; atMs: number; rows: unknown[] }): void {
+  if (!smallReads.has(key) && smallReads.size >= READ_ENTRIES) smallReads.delete(smallReads.keys().next().value as string);
+  smallReads.set(key, entry);
+}
 
 async function cachedRead<T>(store: Store, tables: readonly string[], key: string, read: () => Promise<T[]>): Promise<T[]> {
   const versionOf = store.tableVersion?.bind(store);
@@ -560,11 +706,24 @@ async function cachedRead<T>(store: Store, tables: readonly string[], key: strin
   const version = tables.map((t) => versionOf(t)).join('/');
   const now = performance.now();
   const hit = smallReads.get(key);
-  if (hit !== undefined && hit.version === version && now - hit.atMs < READ_TTL_MS) return hit.rows as T[];
+  if (hit !== undefined && hit.version === version && now - hit.atMs < READ_TTL_MS) {
+    if (now - hit.atMs >= READ_TTL_MS / 2 && !rereading.has(key)) {
+      rereading.add(key);
+      // Kept under the version taken before the read, as below; a failed re-read leaves the entry
+      // to expire (the next answer past its life reads in front, and sees the error).
+      void read().then(
+        (rows) => {
+          rereading.delete(key);
+          keep(key, { version, atMs: now, rows });
+        },
+        () => rereading.delete(key),
+      );
+    }
+    return hit.rows as T[];
+  }
   // The version is taken before the read: a write ending meanwhile moves it, and the next call reads again.
   const rows = await read();
-  if (!smallReads.has(key) && smallReads.size >= READ_ENTRIES) smallReads.delete(smallReads.keys().next().value as string);
-  smallReads.set(key, { version, atMs: now, rows });
+  keep(key, { version, atMs: now, rows });
   return rows;
 }
 
@@ -935,13 +1094,10 @@ function computeMetrics(metrics: readonly Metric[], c: Components, shape: QueryS
   return metrics.map((m) => {
     switch (m) {
       case 'visitors':
-        return visitors;
       case 'visits':
-        return shape.visitsSide === 'event' ? c.ev_visits : c.se_visits;
       case 'pageviews':
-        return c.ev_pageviews;
       case 'events':
-        return c.ev_events;
+        return countMetric(m, shape, c) ?? 0;
       case 'views_per_visit':
         return c.se_visits === 0 ? 0 : round(c.se_pageviews / c.se_visits, 2);
       case 'bounce_rate':
