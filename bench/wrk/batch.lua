@@ -43,7 +43,8 @@ function init(args)
   end
   count = PREBUILT
   next_index = common.rand(count) - 1
-  if opts["interval-us"] then common.install_pacing(tonumber(opts["interval-us"])) end
+  if opts["rate"] then common.install_rate(tonumber(opts["rate"]))
+  elseif opts["interval-us"] then common.install_pacing(tonumber(opts["interval-us"])) end
 end
 
 function request()

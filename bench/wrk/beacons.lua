@@ -1,7 +1,8 @@
 -- wrk script: one tracker beacon per request, as Plausible's script sends it.
 --
 --   wrk -t1 -c64 -d10s --latency -s bench/wrk/beacons.lua http://127.0.0.1:8080
---   wrk ... -s bench/wrk/beacons.lua http://127.0.0.1:8080 -- --interval-us=3200   (paced)
+--   wrk ... -s bench/wrk/beacons.lua http://127.0.0.1:8080 -- --rate=10000   (paced: req/s per wrk thread)
+--   wrk ... -s bench/wrk/beacons.lua http://127.0.0.1:8080 -- --interval-us=3200   (think time per connection)
 --
 -- POST /api/event, Content-Type text/plain, ~20 User-Agents, ~10 referrers, 200 paths, and an
 -- X-Forwarded-For from a pool of 10,000 public IPv4 addresses (the collector runs with
@@ -40,7 +41,8 @@ function init(args)
   end
   count = PREBUILT
   next_index = common.rand(count) - 1
-  if opts["interval-us"] then common.install_pacing(tonumber(opts["interval-us"])) end
+  if opts["rate"] then common.install_rate(tonumber(opts["rate"]))
+  elseif opts["interval-us"] then common.install_pacing(tonumber(opts["interval-us"])) end
 end
 
 function request()

@@ -157,4 +157,37 @@ function M.install_pacing(interval_us)
   end
 end
 
+--- Installs a global `delay()` that holds this wrk thread to `rps` requests per second on a fixed
+-- schedule (open loop): request k is sent at start + k / rps or, when the server answers later than
+-- that, as soon as a connection is free; never faster. `install_pacing`'s think time per
+-- connection gives c / (interval + latency) instead, so its rate moves with the latency: a
+-- calibrated interval overshot by 20-75% when the latency fell after the calibration (e2e, stop 16).
+-- A schedule more than 50 ms behind is moved up to now: a slow moment is not made up in a burst.
+function M.install_rate(rps)
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_usec; } farol_timeval;
+    int gettimeofday(farol_timeval *tv, void *tz);
+  ]]
+  local tv = ffi.new("farol_timeval")
+  local function now_ms()
+    ffi.C.gettimeofday(tv, nil)
+    return tonumber(tv.tv_sec) * 1000 + tonumber(tv.tv_usec) / 1000
+  end
+  local step = 1000 / rps
+  local next_at = nil
+  math.randomseed(os.time())
+  delay = function()
+    local now = now_ms()
+    if next_at == nil or next_at < now - 50 then next_at = now end
+    local wait = next_at - now
+    next_at = next_at + step
+    if wait <= 0 then return 0 end
+    -- wrk's delay is in whole milliseconds: dithered as install_pacing does.
+    local base = math.floor(wait)
+    if math.random() < wait - base then return base + 1 end
+    return base
+  end
+end
+
 return M
