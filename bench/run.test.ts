@@ -31,10 +31,18 @@ describe('parseCommandLine', () => {
     expect(parse('e2e').opts.serverEnv).toBeUndefined();
   });
 
+  it('--paced sets the e2e paced phase as a percentage of the sustained rate', () => {
+    expect(parse('e2e', '--paced', '60').opts.pacedPercent).toBe(60);
+    expect(parse('e2e').opts.pacedPercent).toBeUndefined();
+  });
+
   it.each([
     [['e2e', '--set', 'PATH=/tmp']],
     [['e2e', '--set', 'FAROL_PROCESSOR_FLUSH_MS']],
     [['e2e', '--set', 'farol_x=1']],
+    [['e2e', '--paced', '0']],
+    [['e2e', '--paced', '101']],
+    [['e2e', '--paced', '50.5']],
     [['collector', '--threads', '0']],
     [['collector', '--threads', '1,,2']],
     [['collector', '--threads', '1.5']],

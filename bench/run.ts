@@ -74,6 +74,8 @@ options:
                       --set FAROL_PROCESSOR_FLUSH_MS=2000; the bench's own (ports, data dir, sites,
                       threads, --hub-sync) still win. UV_THREADPOOL_SIZE and other non-FAROL_ variables
                       pass from the bench's own environment
+  --paced <percent>   e2e: the paced phase's rate as a percentage of the sustained rate (default 80;
+                      1 to 100): find the rate up to which the lag stays under its target
   --strict            exit 3 when a performance target is missed, not only on correctness failures
 
 query options:
@@ -120,6 +122,7 @@ const OPTIONS = {
   tls: { type: 'boolean' },
   'hub-sync': { type: 'string' },
   set: { type: 'string' },
+  paced: { type: 'string' },
   strict: { type: 'boolean' },
   events: { type: 'string' },
   runs: { type: 'string' },
@@ -152,6 +155,7 @@ export function parseCommandLine(argv: string[], stamp: string): CommandLine {
   let tls = false;
   let hubSync: string[] | undefined;
   const serverEnv: Record<string, string> = {};
+  let pacedPercent: number | undefined;
   let strict = false;
   const query: QueryOptions = { ...DEFAULT_QUERY_OPTIONS };
   const queryFlags: string[] = [];
@@ -209,6 +213,9 @@ export function parseCommandLine(argv: string[], stamp: string): CommandLine {
         if (hubSync.some((x) => !hubSyncSchema.safeParse(x).success) || hubSync.length > 20) {
           throw new UsageError(`${flag} takes a comma-separated list of always or interval:<ms> (1 to 60000)`);
         }
+        break;
+      case 'paced':
+        pacedPercent = positiveInt(flag, value, 100);
         break;
       case 'set': {
         const m = /^(FAROL_[A-Z0-9_]{1,64})=(.{0,1000})$/s.exec(value ?? '');
@@ -277,6 +284,7 @@ export function parseCommandLine(argv: string[], stamp: string): CommandLine {
       tls,
       ...(hubSync === undefined ? {} : { hubSync }),
       ...(Object.keys(serverEnv).length === 0 ? {} : { serverEnv }),
+      ...(pacedPercent === undefined ? {} : { pacedPercent }),
       ...(collectorThreads === undefined ? {} : { collectorThreads }),
     },
     query,

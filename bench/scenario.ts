@@ -35,6 +35,8 @@ export interface BenchOptions {
   hubSync?: string[];
   /** FAROL_* settings of every Farol server (`--set`), under the bench's own. */
   serverEnv?: Record<string, string>;
+  /** e2e: the paced phase's rate, % of the sustained rate (`--paced`, default 80). */
+  pacedPercent?: number;
 }
 
 export type { Check };
