@@ -40,6 +40,8 @@ describe('parseCommandLine', () => {
     [['e2e', '--set', 'PATH=/tmp']],
     [['e2e', '--set', 'FAROL_PROCESSOR_FLUSH_MS']],
     [['e2e', '--set', 'farol_x=1']],
+    [['e2e', '--set', 'FAROL_X=a\u0000b']],
+    [['e2e', '--set', `FAROL_X=${'x'.repeat(1001)}`]],
     [['e2e', '--paced', '0']],
     [['e2e', '--paced', '101']],
     [['e2e', '--paced', '50.5']],

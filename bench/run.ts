@@ -70,7 +70,7 @@ options:
   --hub-sync <list>   FAROL_HUB_SYNC of the Farol servers (always | interval:<ms>); with several, comma
                       separated (collector scenario), the collector is measured once per value in that
                       order, e.g. always,interval:100,always,interval:100 (req/s, p50/p99, events per CPU-second)
-  --set NAME=VALUE     a FAROL_* setting for every Farol server the scenario starts (repeatable), e.g.
+  --set NAME=VALUE   a FAROL_* setting for every Farol server the scenario starts (repeatable), e.g.
                       --set FAROL_PROCESSOR_FLUSH_MS=2000; the bench's own (ports, data dir, sites,
                       threads, --hub-sync) still win. UV_THREADPOOL_SIZE and other non-FAROL_ variables
                       pass from the bench's own environment
@@ -218,7 +218,8 @@ export function parseCommandLine(argv: string[], stamp: string): CommandLine {
         pacedPercent = positiveInt(flag, value, 100);
         break;
       case 'set': {
-        const m = /^(FAROL_[A-Z0-9_]{1,64})=(.{0,1000})$/s.exec(value ?? '');
+        // No control characters: an environment value cannot hold a NUL (spawn throws).
+        const m = /^(FAROL_[A-Z0-9_]{1,64})=(\P{Cc}{0,1000})$/u.exec(value ?? '');
         if (m === null) throw new UsageError(`${flag} takes NAME=VALUE with NAME a FAROL_ setting (got ${JSON.stringify(value ?? '')})`);
         serverEnv[m[1] as string] = m[2] as string;
         break;

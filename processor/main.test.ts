@@ -71,7 +71,7 @@ describe('FAROL_PROCESSOR_FLUSH_MS and FAROL_PROCESSOR_FLUSH_RECORDS', () => {
       FAROL_HUB_PARTITIONS: String(PARTITIONS),
       FAROL_LOG_LEVEL: 'silent',
       FAROL_PROCESSOR_FLUSH_MS: '60000',
-      FAROL_PROCESSOR_FLUSH_RECORDS: '1000000',
+      FAROL_PROCESSOR_FLUSH_RECORDS: '100000',
     });
     const sites = ['bounds.test'];
     const traffic = generateTraffic({ sites, visitorsPerSite: 10, eventsPerVisitor: 10, start: Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR, seed: 22 });

@@ -246,7 +246,8 @@ export const configSchema = z.object({
    */
   FAROL_PROCESSOR_FLUSH_MS: positiveInt.min(50).max(60_000).default(1_000),
   /** See FAROL_PROCESSOR_FLUSH_MS. */
-  FAROL_PROCESSOR_FLUSH_RECORDS: positiveInt.min(100).max(1_000_000).default(10_000),
+  // At most 100,000: a partition buffers up to 5x this many records (~0.5 KB each) in memory.
+  FAROL_PROCESSOR_FLUSH_RECORDS: positiveInt.min(100).max(100_000).default(10_000),
   /** On SIGTERM, how long a processor's partitions get to write and checkpoint what they hold before giving up (exit 1). */
   FAROL_DRAIN_TIMEOUT_MS: positiveInt.min(100).max(600_000).default(15_000),
   /** How often a collector reloads the registered sites from the store (a local change through `farol start`'s API reloads at once). */

@@ -18,8 +18,8 @@ import { cpuLine, serverRow, sweepSessions } from './common.ts';
  *      req/s wait ~320 ms each) and the lag grows for as long as ingest outruns the processor.
  *   2. Paced at 80% of that sustained rate (`--paced <percent>`), after the catch-up: the
  *      collector's p99 and the largest lag while ingest runs at a rate the processor should keep
- *      up with (sustained counts the catch-up, when ingest is idle: it may not). The lag and p99 targets are
- *      checked here: "lag < 5 s and p99 < 25 ms while sustaining the rate".
+ *      up with (sustained counts the catch-up, when ingest is idle: it may not). The lag and p99
+ *      targets are checked here: "lag < 5 s and p99 < 25 ms while sustaining the rate".
  */
 
 const SCRIPT = join(ROOT, 'bench', 'wrk', 'batch.lua');
