@@ -178,12 +178,15 @@ const eventDraw = (k: number): string => `(cityHash64({seed:UInt64}, x_s, i, ${k
 
 /**
  * Events as the processor writes them. `saltDay`: the schema has the `salt_day` column (migration 11),
- * written as the collector stamps it.
+ * written as the collector stamps it; `visit`: the `session_*` visit attributes (migration 14),
+ * the session's on every event of it.
  */
-function insertEventsSql(saltDay: boolean): string {
+function insertEventsSql(saltDay: boolean, visit: boolean): string {
   return `INSERT INTO events (site, timestamp, event_id, event_id_from_client, name, session_id, visitor_id,${saltDay ? ' salt_day,' : ''} hostname,
   pathname, referrer, source, channel, utm_source, utm_medium, utm_campaign, utm_content, utm_term, click_ids, country, browser,
-  browser_version, os, os_version, device, screen, interactive, props, revenue_amount, revenue_currency, exp_ids, exp_variants)
+  browser_version, os, os_version, device, screen, interactive, props, revenue_amount, revenue_currency, exp_ids, exp_variants${
+    visit ? ',\n  session_referrer, session_source, session_channel, session_utm_source, session_utm_medium, session_utm_campaign, session_utm_content, session_utm_term' : ''
+  })
 SELECT
   {site:String},
   fromUnixTimestamp64Milli(x_start + toInt64(x_offsets[i + 1]), 'UTC'),
@@ -220,7 +223,9 @@ SELECT
   if(e_name = 'Purchase', toDecimal64(999 + cityHash64({seed:UInt64}, x_s, i, 3) % 49000, 6) / 100, NULL),
   if(e_name = 'Purchase', 'USD', ''),
   if(x_exposed AND e_name = 'pageview', ['pricing-test'], []),
-  if(x_exposed AND e_name = 'pageview', [x_variant], [])
+  if(x_exposed AND e_name = 'pageview', [x_variant], [])${
+    visit ? ',\n  x_referrer, x_source, x_channel, x_utm_source, x_utm_medium, x_utm_campaign, x_utm_content, x_utm_term' : ''
+  }
 FROM (${SESSIONS_SQL})
 ARRAY JOIN range(x_n) AS i
 SETTINGS insert_deduplicate = 0`;
@@ -339,6 +344,7 @@ async function seed(
   baseMs: number,
   saltDay: boolean,
 ): Promise<{ sessions: number; seconds: number }> {
+  const visit = await hasColumn(store, 'events', 'session_source');
   const segs = segments(events, historyStartMs, baseMs);
   const sessions = segs.reduce((n, g) => n + g.sessions, 0);
   const lastDay = segs[segs.length - 1]!.day0 + DAYS - 1;
@@ -368,7 +374,7 @@ async function seed(
       const t1 = Date.now();
       await store.exec(insertSessionsSql('first', saltDay), params);
       const t2 = Date.now();
-      await store.exec(insertEventsSql(saltDay), params);
+      await store.exec(insertEventsSql(saltDay, visit), params);
       const t3 = Date.now();
       await store.exec(insertSessionsSql('final', saltDay), params);
       done += Number(params['sn']);

@@ -246,6 +246,33 @@ describe('determinism', () => {
     expect(JSON.stringify([...beforeOut, ...afterOut])).toBe(JSON.stringify(straightOut));
   });
 
+  it("writes on every event its session's visit attributes, the same in every state row of it (migration 14 relies on it)", () => {
+    const visit = ['referrer', 'source', 'channel', 'utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term'] as const;
+    // Visitors whose later events arrive from other referrers and campaigns, out of order too.
+    const mixed = traffic.map((e, i) => (i % 3 === 0 ? e : { ...e, referrer: `https://r${i % 5}.example/`, source: `r${i % 5}.example`, utmCampaign: `c${i % 4}` }));
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: mixed.length - 1 }), { maxLength: 10 }), (cuts) => {
+        const outputs = processInChunks(createPartitionState(), records(mixed), cuts);
+        const bySession = new Map<string, string>();
+        for (const row of outputs.flatMap((o) => o.sessions)) {
+          const attrs = JSON.stringify(visit.map((c) => row[c]));
+          expect(bySession.get(row.session_id) ?? attrs, `session ${row.session_id}`).toBe(attrs);
+          bySession.set(row.session_id, attrs);
+        }
+        const events = outputs.flatMap((o) => o.events);
+        expect(events.length).toBeGreaterThan(0);
+        let differing = 0;
+        for (const e of events) {
+          expect(JSON.stringify(visit.map((c) => e[`session_${c}`])), `event ${e.event_id}`).toBe(bySession.get(e.session_id));
+          if (visit.some((c) => e[c] !== e[`session_${c}`])) differing++;
+        }
+        // Many events came from elsewhere than their session's first: their own columns keep that.
+        expect(differing).toBeGreaterThan(events.length / 3);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
   it('agrees with the oracle on every session', () => {
     const state = createPartitionState();
     const outputs = processInChunks(state, all, [50, 51, 200, 333]);

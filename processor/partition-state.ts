@@ -173,7 +173,8 @@ export function processRange(state: PartitionState, records: readonly HubRecord[
       continue;
     }
     const saltDay = saltDayOf(state, e);
-    events.push(eventRow(e, applyToSession(state, e, epoch, saltDay, record.offset, touched).id, saltDay));
+    const session = applyToSession(state, e, epoch, saltDay, record.offset, touched);
+    events.push(eventRow(e, session.id, saltDay, session));
     eventOffsets.push(record.offset);
   }
   evictSessions(state);

@@ -30,6 +30,13 @@ export async function migrate(store: Store, target: MigrationTarget): Promise<nu
   for (const m of renderMigrations(target)) {
     if (done.has(m.version)) continue;
     for (const sql of m.statements) await run(sql);
+    if (m.monthly !== undefined) {
+      // The months events has rows of, oldest first (on a cluster, of every shard).
+      const months = await store.query<{ m: number }>(
+        `SELECT DISTINCT toYYYYMM(timestamp) AS m FROM ${target.database}.events ORDER BY m`,
+      );
+      for (const { m: month } of months) for (const sql of m.monthly(Number(month))) await run(sql);
+    }
     // Recorded after its statements: a crash in between re-applies (idempotent) rather than skips.
     await run(`INSERT INTO ${target.database}.${migrationsTable} (version, name) VALUES ({version:UInt32}, {name:String})`, {
       version: m.version,

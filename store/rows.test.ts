@@ -77,7 +77,32 @@ describe('eventRow', () => {
       revenue_currency: 'EUR',
       exp_ids: ['hero', 'pricing'],
       exp_variants: ['b', 'control'],
+      // Without a session given, the event is its session's first: its own visit attributes.
+      session_referrer: 'https://news.example.org/post',
+      session_source: 'news.example.org',
+      session_channel: 'Referral',
+      session_utm_source: 'newsletter',
+      session_utm_medium: 'email',
+      session_utm_campaign: 'spring',
+      session_utm_content: 'hero',
+      session_utm_term: 'analytics',
     });
+  });
+
+  it("writes its session's visit attributes, not its own, when given", () => {
+    const session = { referrer: 'https://a.example/', source: 'a.example', channel: 'Referral', utmSource: 's', utmMedium: 'm', utmCampaign: 'c', utmContent: 'x', utmTerm: 't' };
+    const row = eventRow(base, '99', undefined, session);
+    expect([row.referrer, row.source, row.utm_term]).toEqual(['https://news.example.org/post', 'news.example.org', 'analytics']);
+    expect([
+      row.session_referrer,
+      row.session_source,
+      row.session_channel,
+      row.session_utm_source,
+      row.session_utm_medium,
+      row.session_utm_campaign,
+      row.session_utm_content,
+      row.session_utm_term,
+    ]).toEqual(['https://a.example/', 'a.example', 'Referral', 's', 'm', 'c', 'x', 't']);
   });
 
   it.each([

@@ -42,7 +42,19 @@ export type EventRow = {
   revenue_currency: string;
   exp_ids: string[];
   exp_variants: string[];
+  /** The session's visit attributes (its first event's): migration 14. */
+  session_referrer: string;
+  session_source: string;
+  session_channel: string;
+  session_utm_source: string;
+  session_utm_medium: string;
+  session_utm_campaign: string;
+  session_utm_content: string;
+  session_utm_term: string;
 };
+
+/** The visit attributes a session takes from its first event and never changes. */
+export type VisitAttributes = Pick<EnrichedEvent, 'referrer' | 'source' | 'channel' | 'utmSource' | 'utmMedium' | 'utmCampaign' | 'utmContent' | 'utmTerm'>;
 
 /**
  * One row of `sessions`: a session's state. The processor writes the first state with sign 1,
@@ -143,10 +155,16 @@ let lastFormattedDay = Number.NaN;
 let lastFormattedDayText = '';
 
 /**
- * Maps an enriched event, its session id (UInt64 as decimal text) and the UTC day of its visitor
- * id's salt (by default the event's `saltDay`, else its own day) to an `events` row.
+ * Maps an enriched event, its session id (UInt64 as decimal text), the UTC day of its visitor
+ * id's salt (by default the event's `saltDay`, else its own day) and its session's visit
+ * attributes (by default the event's own: the first event of its session) to an `events` row.
  */
-export function eventRow(e: EnrichedEvent, sessionId: string, saltDay: number = e.saltDay ?? Math.floor(e.ts / DAY_MS)): EventRow {
+export function eventRow(
+  e: EnrichedEvent,
+  sessionId: string,
+  saltDay: number = e.saltDay ?? Math.floor(e.ts / DAY_MS),
+  visit: VisitAttributes = e,
+): EventRow {
   const amount = revenueAmount(e.revenue);
   return {
     site: e.site,
@@ -181,6 +199,14 @@ export function eventRow(e: EnrichedEvent, sessionId: string, saltDay: number = 
     revenue_currency: amount === null || e.revenue === null ? '' : e.revenue.currency,
     exp_ids: Object.keys(e.exp),
     exp_variants: Object.values(e.exp),
+    session_referrer: visit.referrer,
+    session_source: visit.source,
+    session_channel: visit.channel,
+    session_utm_source: visit.utmSource,
+    session_utm_medium: visit.utmMedium,
+    session_utm_campaign: visit.utmCampaign,
+    session_utm_content: visit.utmContent,
+    session_utm_term: visit.utmTerm,
   };
 }
 
@@ -227,6 +253,14 @@ export const eventColumnTypes = {
   revenue_currency: 'LowCardinality(String)',
   exp_ids: 'Array(String)',
   exp_variants: 'Array(String)',
+  session_referrer: 'String',
+  session_source: 'String',
+  session_channel: 'LowCardinality(String)',
+  session_utm_source: 'String',
+  session_utm_medium: 'String',
+  session_utm_campaign: 'String',
+  session_utm_content: 'String',
+  session_utm_term: 'String',
 } as const satisfies InsertSchema & Record<keyof EventRow, InsertColumnType>;
 
 /** Column types of `sessions`; see {@link eventColumnTypes}. */

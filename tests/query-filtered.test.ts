@@ -15,10 +15,12 @@ import { openTestStore } from '../store/testing/store.ts';
  * Filtered breakdowns on the raw tables (issue #9 item 3): the SQL that places each filter where
  * it reads fewest rows (`pushed`: filters on each session state row before the collapse, session
  * ids instead of a join) against the plain formulation (`reference`: every session of the range
- * collapsed, then filtered), on random filter trees through chDB, over sessions with several
- * versions whose attributes change, sessions that start before the range or span midnight, and
- * events whose session row is missing. Rows are written directly in the shapes the processor
- * writes (a +1 row per version, a −1 copy of each earlier state in the next insert).
+ * collapsed, then filtered; visit attributes read from the joined session, not from the event
+ * row's copy), on random filter trees through chDB, over sessions with several versions whose
+ * state changes (start, entry page, counts), sessions that start before the range or span
+ * midnight, and events whose session row is missing. Rows are written directly in the shapes the
+ * processor writes (a +1 row per version, a −1 copy of each earlier state in the next insert;
+ * the session's visit attributes, fixed when it starts, on each of its events).
  */
 
 const SITE = 'filtered.test';
@@ -76,8 +78,10 @@ interface Written {
 /**
  * Sessions from before the range's start to after its end (some span midnight), 1–5 events each,
  * processed in an order that may put an older event last (the start and entry page move), split
- * into 1–3 versions, a few of which change the source (any attribute may differ between states).
- * Some events have no session row at all.
+ * into 1–3 versions. The visit attributes (source, UTM) are the same in every state, as the
+ * processor fixes them when a session starts, and every event carries them (migration 14). Some
+ * events have no session row at all: they carry no attributes either, the reference's join can
+ * only know them from the row (the processor writes both from the same session).
  */
 function generate(seed: number): Written {
   const rnd = rng(seed);
@@ -91,6 +95,10 @@ function generate(seed: number): Written {
     // From 3 hours before the range to 2 hours after it; a fifth within an hour of a midnight.
     const start = rnd() < 0.2 ? day0 + pick([0, 1, 2]) * DAY_MS - HOUR + Math.floor(rnd() * 2 * HOUR) : day0 - 3 * HOUR + Math.floor(rnd() * (2 * DAY_MS + 5 * HOUR));
     const n = 1 + Math.floor(rnd() * 5);
+    // One in twenty sessions has no row: its events join to nothing.
+    const rowless = rnd() < 0.05;
+    const source0 = rowless ? '' : pick(SOURCES);
+    const utm0 = rowless || rnd() >= 0.3 ? '' : 'newsletter';
     const evs: Ev[] = [];
     let t = start;
     for (let k = 0; k < n; k++) {
@@ -113,18 +121,16 @@ function generate(seed: number): Written {
         pathname: e.pathname,
         country,
         props: e.props,
+        session_source: source0,
+        session_utm_source: utm0,
       });
     }
-    // One in twenty sessions has no row: its events join to nothing.
-    if (rnd() < 0.05) continue;
+    if (rowless) continue;
     const versions = Math.min(order.length, 1 + Math.floor(rnd() * 3));
-    const source0 = pick(SOURCES);
-    const utm0 = rnd() < 0.3 ? 'newsletter' : '';
     let previous: Record<string, unknown> | undefined;
     for (let v = 1; v <= versions; v++) {
       const seen = order.slice(0, v === versions ? order.length : Math.ceil((order.length * v) / versions));
-      const changes = v > 1 && rnd() < 0.3;
-      const s = stateOf(seen, changes ? pick(SOURCES) : source0, changes ? '' : utm0);
+      const s = stateOf(seen, source0, utm0);
       const row = {
         site: SITE,
         session_id: sessionId,
@@ -324,11 +330,11 @@ describe('pushed filters give the reference answers', () => {
 });
 
 describe('session states', () => {
-  /** A session of two versions whose source and entry page change, and its events. */
+  /** A session of two versions whose start and entry page change, and its events. */
   async function twoStates(id: string, country: string): Promise<void> {
     const t0 = day0 + 5 * HOUR;
-    const v1 = { site: SITE, session_id: id, visitor_id: '77', start: formatTimestamp(t0 + MIN), timestamp: formatTimestamp(t0 + 2 * MIN), duration: 60, pageviews: 2, events: 2, is_bounce: 0, entry_page: '/a', exit_page: '/b', source: 'Old', country, version: 1 };
-    const v2 = { ...v1, start: formatTimestamp(t0), duration: 120, pageviews: 3, events: 3, entry_page: '/z', source: 'New', version: 2 };
+    const v1 = { site: SITE, session_id: id, visitor_id: '77', start: formatTimestamp(t0 + MIN), timestamp: formatTimestamp(t0 + 2 * MIN), duration: 60, pageviews: 2, events: 2, is_bounce: 0, entry_page: '/a', exit_page: '/b', source: 'New', country, version: 1 };
+    const v2 = { ...v1, start: formatTimestamp(t0), duration: 120, pageviews: 3, events: 3, entry_page: '/z', version: 2 };
     await store.insert('sessions', [{ ...v1, sign: 1 }]);
     await store.insert('sessions', [
       { ...v1, sign: -1 },
@@ -336,7 +342,7 @@ describe('session states', () => {
     ]);
     await store.insert(
       'events',
-      [t0, t0 + MIN, t0 + 2 * MIN].map((ts, i) => ({ site: SITE, timestamp: formatTimestamp(ts), event_id: `${id}-${i}`, name: 'pageview', session_id: id, visitor_id: '77', pathname: ['/z', '/a', '/b'][i], country })),
+      [t0, t0 + MIN, t0 + 2 * MIN].map((ts, i) => ({ site: SITE, timestamp: formatTimestamp(ts), event_id: `${id}-${i}`, name: 'pageview', session_id: id, visitor_id: '77', pathname: ['/z', '/a', '/b'][i], country, session_source: 'New' })),
     );
   }
 
@@ -350,11 +356,13 @@ describe('session states', () => {
     for (const stale of [
       ['is', 'visit:source', ['Old']],
       ['is', 'visit:entry_page', ['/a']],
+      ['is', 'visit:entry_page', ['/a', '/q']],
     ]) {
       const [sq] = coreQueries({ metrics: ['visits'], filters: [['is', 'visit:country', ['ZZ']], stale] }) ?? [];
       expect((await answer(sq as CoreQuery, 'pushed')).rows.map((r) => r['se_visits']), JSON.stringify(stale)).toEqual(['0']);
     }
-    // The event side keeps the events of sessions whose latest state passes, without a join.
+    // The event side keeps the events of sessions whose latest state passes, without a join:
+    // by the row's copy of the source, or the session ids of the latest states (entry page).
     const [ev] = coreQueries({ metrics: ['pageviews'], dimensions: ['event:page'], filters: [['is', 'visit:country', ['ZZ']], ['is', 'visit:source', ['New']]] }) ?? [];
     const byPage = await answer(ev as CoreQuery, 'pushed');
     expect(byPage.sql).not.toContain('JOIN');
@@ -363,15 +371,31 @@ describe('session states', () => {
       ['/b', '1'],
       ['/z', '1'],
     ]);
-    const [old] = coreQueries({ metrics: ['pageviews'], dimensions: ['event:page'], filters: [['is', 'visit:country', ['ZZ']], ['is', 'visit:source', ['Old']]] }) ?? [];
-    expect((await answer(old as CoreQuery, 'pushed')).rows).toEqual([]);
+    const [byEntry] = coreQueries({ metrics: ['pageviews'], dimensions: ['event:page'], filters: [['is', 'visit:country', ['ZZ']], ['is', 'visit:entry_page', ['/z']]] }) ?? [];
+    const entered = await answer(byEntry as CoreQuery, 'pushed');
+    expect(entered.sql).not.toContain('JOIN');
+    expect(entered.rows).toEqual(byPage.rows);
+    for (const stale of [
+      ['is', 'visit:source', ['Old']],
+      ['is', 'visit:entry_page', ['/a']],
+    ]) {
+      const [old] = coreQueries({ metrics: ['pageviews'], dimensions: ['event:page'], filters: [['is', 'visit:country', ['ZZ']], stale] }) ?? [];
+      expect((await answer(old as CoreQuery, 'pushed')).rows, JSON.stringify(stale)).toEqual([]);
+    }
   });
 
-  it('a filter true on a missing session keeps the join, whose empty row passes it', async () => {
+  it("reads visit attributes from the event row's copy, and a session without a row as the join's empty row", async () => {
     const [q] = coreQueries({ metrics: ['pageviews'], dimensions: ['event:page'], filters: [['is', 'visit:source', ['Direct / None']]] }) ?? [];
     const pushed = await answer(q as CoreQuery, 'pushed');
-    expect(pushed.sql).toContain('LEFT JOIN');
+    expect(pushed.sql).not.toContain('JOIN');
+    expect(pushed.sql).toContain('e.session_source');
+    expect(pushed.rows.length).toBeGreaterThan(0);
     expect(pushed.rows).toEqual((await answer(q as CoreQuery, 'reference')).rows);
+    // A visit attribute the rows do not copy (the entry page changes as older events arrive) still joins.
+    const [entry] = coreQueries({ metrics: ['visitors'], dimensions: ['visit:entry_page'], filters: [['is', 'event:goal', ['Signup']]] }) ?? [];
+    const joined = await answer(entry as CoreQuery, 'pushed');
+    expect(joined.sql).toContain('LEFT JOIN');
+    expect(joined.rows).toEqual((await answer(entry as CoreQuery, 'reference')).rows);
   });
 });
 
@@ -401,7 +425,7 @@ describe('the by_page projection (migration 13)', () => {
       ['is', 'event:page', ['/pricing', '/docs']],
       ['is', 'event:goal', ['Visit /pricing']],
     ]) {
-      const [q] = coreQueries({ metrics: ['visitors', 'pageviews'], dimensions: ['visit:source'], filters: [filter] }) ?? [];
+      const [q] = coreQueries({ metrics: ['visitors', 'pageviews'], dimensions: ['visit:entry_page'], filters: [filter] }) ?? [];
       const b = new SqlBuilder();
       const sides = rawSides(b, q as CoreQuery, site, 'pushed');
       const explained = await store.query<{ explain: string }>(`EXPLAIN ${sides[0] ?? ''}`, b.params);

@@ -12,6 +12,7 @@ import {
   type Source,
 } from './planner.ts';
 import { leaves, type FilterLeaf, type FilterNode, type FilterOperator } from './schema.ts';
+import { visitColumnsOnEvents } from '../../schemas/migrations/index.ts';
 import { addDays, daysBetween, localDate, startOfMonth, startOfWeek, type IsoDate } from './time.ts';
 
 /**
@@ -58,6 +59,11 @@ type ParamType =
 export class SqlBuilder {
   readonly params: Record<string, unknown> = {};
   readonly tables = new Set<string>();
+  /**
+   * Whether event rows' copies of their session's visit attributes (`session_source`, …) are read
+   * instead of joining the session: off only in the reference formulation, the oracle.
+   */
+  visitOnEvents = true;
   private next = 0;
 
   /** A placeholder for `value`, bound as `type`. */
@@ -168,13 +174,26 @@ function sessionColumnOf(d: ResolvedDimension): SessionColumn {
   return d.def.sessionColumn;
 }
 
+/** Session columns every event row also holds as `session_<column>` (migration 14). */
+const visitColumns: ReadonlySet<string> = new Set(visitColumnsOnEvents.map(([c]) => c));
+
+/** Whether a session-scoped dimension is read from the event row's copy, not the joined session. */
+function onEventRow(b: SqlBuilder, def: ColumnDimension): boolean {
+  return b.visitOnEvents && def.scope === 'session' && def.sessionColumn !== undefined && visitColumns.has(def.sessionColumn);
+}
+
+/** A column dimension on an event row (`e`), with the session's attributes joined as `s`. */
+function eventColumn(b: SqlBuilder, def: ColumnDimension): string {
+  if (def.scope !== 'session') return `e.${def.eventColumn ?? ''}`;
+  const column = def.sessionColumn ?? '';
+  return onEventRow(b, def) ? `e.session_${column}` : `s.s_${column}`;
+}
+
 /** A dimension's value on an event row (`e`), with the session's attributes joined as `s`. */
 function eventDimension(b: SqlBuilder, q: CoreQuery, d: ResolvedDimension): string {
   switch (d.kind) {
-    case 'column': {
-      const column = d.def.scope === 'session' ? `s.s_${sessionColumnOf(d)}` : `e.${d.def.eventColumn ?? ''}`;
-      return labelled(b, column, d.def);
-    }
+    case 'column':
+      return labelled(b, eventColumn(b, d.def), d.def);
     case 'prop':
       return propExpr(b, d.key);
     case 'goal':
@@ -229,10 +248,8 @@ function eventLeaf(b: SqlBuilder, q: CoreQuery, leaf: FilterLeaf): string {
     }
     case 'prop':
       return scalarCondition(b, propExpr(b, d.key), leaf);
-    case 'column': {
-      const column = d.def.scope === 'session' ? `s.s_${sessionColumnOf(d)}` : `e.${d.def.eventColumn ?? ''}`;
-      return scalarCondition(b, labelled(b, column, d.def), leaf);
-    }
+    case 'column':
+      return scalarCondition(b, labelled(b, eventColumn(b, d.def), d.def), leaf);
     case 'time':
       throw new Error('time dimensions cannot be filtered');
   }
@@ -276,8 +293,14 @@ function compile(node: FilterNode, leaf: (l: FilterLeaf) => string): string {
 }
 
 /** Whether a filter reads a session-scoped dimension, which the event side takes from the joined session. */
-function readsJoinedSession(node: FilterNode): boolean {
-  return [...leaves([node])].some(({ leaf }) => leaf.dimension.kind === 'column' && leaf.dimension.def.scope === 'session');
+/** Whether a leaf reads the joined session on the event side. */
+function joinedLeaf(b: SqlBuilder, leaf: FilterLeaf): boolean {
+  const d = leaf.dimension;
+  return d.kind === 'column' && d.def.scope === 'session' && !onEventRow(b, d.def);
+}
+
+function readsJoinedSession(b: SqlBuilder, node: FilterNode): boolean {
+  return [...leaves([node])].some(({ leaf }) => joinedLeaf(b, leaf));
 }
 
 function allFilters(q: CoreQuery): FilterNode[] {
@@ -285,8 +308,8 @@ function allFilters(q: CoreQuery): FilterNode[] {
 }
 
 /** Whether every leaf of a filter reads a session-scoped dimension: the event row plays no part in it. */
-function readsOnlyJoinedSession(node: FilterNode): boolean {
-  return [...leaves([node])].every(({ leaf }) => leaf.dimension.kind === 'column' && leaf.dimension.def.scope === 'session');
+function readsOnlyJoinedSession(b: SqlBuilder, node: FilterNode): boolean {
+  return [...leaves([node])].every(({ leaf }) => joinedLeaf(b, leaf));
 }
 
 /** Filters split at their ANDs, so that each conjunct can be placed where it is cheapest. */
@@ -332,11 +355,11 @@ function onEmptySession(node: FilterNode): boolean | undefined {
 // Raw sides
 
 /** Session columns (beyond the counters) a side must read. */
-function sessionColumnsFor(q: CoreQuery, context: 'event' | 'session'): Set<SessionColumn> {
+function sessionColumnsFor(b: SqlBuilder, q: CoreQuery, context: 'event' | 'session'): Set<SessionColumn> {
   const cols = new Set<SessionColumn>();
   const want = (d: ResolvedDimension | FilterLeaf['dimension']): void => {
     if (d.kind !== 'column' || d.def.sessionColumn === undefined) return;
-    if (context === 'event' && d.def.scope === 'session') cols.add(d.def.sessionColumn);
+    if (context === 'event' && d.def.scope === 'session' && !onEventRow(b, d.def)) cols.add(d.def.sessionColumn);
     if (context === 'session' && (d.def.scope !== 'event' || (q.pageAsEntry && d.name === 'event:page'))) cols.add(d.def.sessionColumn);
   };
   for (const d of q.dims) want(d);
@@ -447,8 +470,8 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: Sal
   const onSession: FilterNode[] = [];
   const onBoth: FilterNode[] = [];
   for (const f of formulation === 'pushed' ? conjuncts(allFilters(q)) : allFilters(q)) {
-    if (!readsJoinedSession(f)) onRow.push(f);
-    else if (formulation === 'pushed' && readsOnlyJoinedSession(f)) onSession.push(f);
+    if (!readsJoinedSession(b, f)) onRow.push(f);
+    else if (formulation === 'pushed' && readsOnlyJoinedSession(b, f)) onSession.push(f);
     else onBoth.push(f);
   }
   // The conditions on the event row alone, which also bound the sessions joined below.
@@ -456,8 +479,8 @@ function eventSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: Sal
   const onEvent = [...where];
   const rowOf = (f: FilterNode): string => compile(f, (l) => sessionLeaf(b, q, bounds, l, 'row'));
 
-  const joinColumns = sessionColumnsFor(q, 'event');
-  const dimsJoin = q.dims.some((d) => d.kind === 'column' && d.def.scope === 'session');
+  const joinColumns = sessionColumnsFor(b, q, 'event');
+  const dimsJoin = q.dims.some((d) => d.kind === 'column' && d.def.scope === 'session' && !onEventRow(b, d.def));
   // Whether each attribute filter is false on a session the join would not find.
   const falseOnMissing = onSession.map((f) => onEmptySession(f) === false);
   let join = '';
@@ -510,7 +533,7 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
   b.tables.add('sessions');
   const bounds = rangeBounds(b, q, site);
   const narrow = narrowed(narrowing, '', 'start').map((w) => ` AND ${w}`).join('');
-  const columns = sessionColumnsFor(q, 'session');
+  const columns = sessionColumnsFor(b, q, 'session');
   const attrs = [...columns].map((c) => `, argMax(${c}, version) AS s_${c}`).join('');
   const at = formulation === 'pushed' ? 'row' : 'collapsed';
   const filters = allFilters(q).map((f) => compile(f, (l) => sessionLeaf(b, q, bounds, l, at)));
@@ -582,8 +605,8 @@ function fusedRaw(b: SqlBuilder, q: CoreQuery, site: string): string | undefined
   b.tables.add('sessions');
   const bounds = rangeBounds(b, q, site);
   const onEvent = `e.site = ${bounds.site} AND ${eventDays(bounds)} AND e.timestamp >= ${bounds.t0} AND e.timestamp < ${bounds.t1} AND ${eventLeaf(b, q, leaf)}`;
-  const columns = new Set(sessionColumnsFor(q, 'session'));
-  for (const c of sessionColumnsFor(q, 'event')) columns.add(c);
+  const columns = new Set(sessionColumnsFor(b, q, 'session'));
+  for (const c of sessionColumnsFor(b, q, 'event')) columns.add(c);
   const attrs = [...columns].map((c) => `, ${c} AS s_${c}`).join('');
   const sessions = `(${latestStates(
     `session_id, visitor_id AS s_visitor, start AS s_start, is_bounce AS s_bounce, duration AS s_duration, pageviews AS s_pageviews${attrs}`,
@@ -618,6 +641,7 @@ function fusedRaw(b: SqlBuilder, q: CoreQuery, site: string): string | undefined
  * fuses them into one read where {@link fusedRaw} applies.
  */
 export function rawSides(b: SqlBuilder, q: CoreQuery, site: string, formulation: RawFormulation): string[] {
+  if (formulation === 'reference') b.visitOnEvents = false;
   const fused = formulation === 'pushed' && q.event.size > 0 ? fusedRaw(b, q, site) : undefined;
   if (fused !== undefined) return [fused];
   const sides: string[] = [];

@@ -8,7 +8,7 @@ import {
   type MigrationTarget,
 } from './ddl.ts';
 import { controlPlaneTables, experimentBoundaryTables, goalsTable, personLinksTable, signInTables } from './control-plane.ts';
-import { deadLettersTable, eventsByPage, eventsTable, retentionTables, sessionsTable } from './raw-tables.ts';
+import { deadLettersTable, eventsByPage, eventsTable, retentionTables, sessionsTable, visitAttributesBackfill, visitAttributesOnEvents } from './raw-tables.ts';
 import { additiveRollups, eventRollups, sessionRollups } from './rollups.ts';
 import { saltDayTables } from './salt-days.ts';
 
@@ -29,7 +29,7 @@ export {
   type EventRollupDimension,
   type SessionRollupDimension,
 } from './rollups.ts';
-export { retentionTables } from './raw-tables.ts';
+export { retentionTables, visitColumnsOnEvents } from './raw-tables.ts';
 export { saltDayEventDimensions, saltDaySessionDimensions, SALT_DAY_HOURS } from './salt-days.ts';
 
 /** One migration, rendered for a target. */
@@ -37,12 +37,19 @@ export interface RenderedMigration {
   version: number;
   name: string;
   statements: string[];
+  /** Moves existing data after the statements, per events month (partition): see {@link Migration}. */
+  monthly?: (month: number) => string[];
 }
 
 interface Migration {
   version: number;
   name: string;
   render: (t: MigrationTarget) => string[];
+  /**
+   * Statements run once per month (`YYYYMM`) that `events` holds rows of, after `render`'s: a
+   * back-fill whose memory must follow one month of data. Idempotent like the others.
+   */
+  monthly?: (t: MigrationTarget, month: number) => string[];
 }
 
 // Views are created after their source and target tables: a view created first would miss rows.
@@ -60,6 +67,7 @@ const migrations: readonly Migration[] = [
   { version: 11, name: 'salt days and closed-salt-day visitors', render: saltDayTables },
   { version: 12, name: 'additive rollups (no unique-visitor states)', render: additiveRollups },
   { version: 13, name: 'events by page (projection for page filters)', render: eventsByPage },
+  { version: 14, name: 'visit attributes on events', render: visitAttributesOnEvents, monthly: visitAttributesBackfill },
 ];
 
 /** Name of the table that records applied migrations. */
@@ -86,7 +94,10 @@ export function renderBootstrap(target: MigrationTarget): string[] {
 /** Every migration rendered for `target`, in version order. */
 export function renderMigrations(target: MigrationTarget): RenderedMigration[] {
   const t = checkTarget(target);
-  return migrations.map((m) => ({ version: m.version, name: m.name, statements: m.render(t) }));
+  return migrations.map((m) => {
+    const monthly = m.monthly;
+    return { version: m.version, name: m.name, statements: m.render(t), ...(monthly === undefined ? {} : { monthly: (month: number) => monthly(t, month) }) };
+  });
 }
 
 /** The latest schema version this build knows. */

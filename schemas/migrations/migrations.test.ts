@@ -38,6 +38,18 @@ describe('renderMigrations', () => {
     }
   });
 
+  it("back-fills migration 14 a month at a time: a fresh dictionary, an update of that month's empty rows", () => {
+    const m14 = renderMigrations(single).find((m) => m.version === 14);
+    const sql = m14?.monthly?.(202603) ?? [];
+    expect(sql).toHaveLength(4);
+    expect(sql[0]).toBe('DROP DICTIONARY IF EXISTS farol.visit_attributes_backfill');
+    // The month's sessions and the week before it (a session that began earlier still has events in it).
+    expect(sql[1]).toContain("FROM farol.sessions WHERE sign = 1 AND start >= toDate(\\'2026-02-22\\') AND start < toDate(\\'2026-04-01\\')");
+    expect(sql[2]).toMatch(/^ALTER TABLE farol\.events UPDATE session_referrer = dictGetOrDefault\(.* IN PARTITION 202603 WHERE session_referrer = '' AND .* AND session_utm_term = '' SETTINGS mutations_sync = 2/);
+    expect(sql[3]).toBe(sql[0]);
+    for (const bad of [202613, 202600, 19691, 1.5, Number.NaN]) expect(() => m14?.monthly?.(bad)).toThrow(/month/);
+  });
+
   it('creates each view after the tables it reads and writes', () => {
     const sql = allSql(single);
     const index = (start: string): number => sql.findIndex((s) => s.startsWith(start));

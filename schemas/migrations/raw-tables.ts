@@ -156,3 +156,69 @@ export function eventsByPage(t: MigrationTarget): string[] {
     `ALTER TABLE ${events} MATERIALIZE PROJECTION by_page`,
   ];
 }
+
+/**
+ * The visit attributes a session keeps from its first event (referrer, source, channel, UTM), in
+ * the order migration 14 adds them to `events` as `session_<name>`, with their types.
+ */
+export const visitColumnsOnEvents = [
+  ['referrer', 'String'],
+  ['source', 'String'],
+  ['channel', 'LowCardinality(String)'],
+  ['utm_source', 'String'],
+  ['utm_medium', 'String'],
+  ['utm_campaign', 'String'],
+  ['utm_content', 'String'],
+  ['utm_term', 'String'],
+] as const;
+
+/**
+ * Migration 14: each event row carries its session's visit attributes (`session_source`, …), so
+ * a breakdown of events by a visit attribute (goals by source) or an event breakdown filtered by
+ * one (pages for one source) reads `events` alone instead of joining every session of the range.
+ * Exact because the processor fixes these attributes when a session starts (its first event) and
+ * never changes them, and writes them on every event row of the session. Rows stored before it
+ * are back-filled by {@link visitAttributesBackfill}.
+ */
+export function visitAttributesOnEvents(t: MigrationTarget): string[] {
+  const add = visitColumnsOnEvents.map(([c, type]) => `ADD COLUMN IF NOT EXISTS session_${c} ${type} DEFAULT ''`).join(', ');
+  const statements = [`ALTER TABLE ${qualified(t, storageName(t, 'events'))}${onCluster(t)} ${add}`];
+  if (t.cluster !== undefined) statements.push(`ALTER TABLE ${qualified(t, 'events')}${onCluster(t)} ${add}`);
+  return statements;
+}
+
+/** How long before an events partition's month its sessions' rows are looked for. */
+export const BACKFILL_SESSION_LEAD_DAYS = 7;
+
+/**
+ * The back-fill of migration 14 for the events of one month (`YYYYMM`, the partition key): each
+ * event takes the attributes of its session's row (any state row: they all hold the same), through
+ * a dictionary loaded from that month's sessions and the {@link BACKFILL_SESSION_LEAD_DAYS} before
+ * it (on a cluster, on each shard from its own rows: a visitor's events and sessions share a
+ * shard), so memory follows one month of sessions, not the whole table (about 225 bytes per
+ * session measured with this layout, against ~1 KB for one hash map per attribute). An event whose
+ * session has no row there keeps empty values, as the join gave it. Only rows whose attributes are
+ * all empty are updated, so rows a processor wrote meanwhile keep theirs, and a rerun sets the same
+ * values. Statements for `run`, in order.
+ */
+export function visitAttributesBackfill(t: MigrationTarget, month: number): string[] {
+  if (!Number.isInteger(month) || month < 197001 || month > 299912 || month % 100 < 1 || month % 100 > 12) throw new Error(`bad month ${month}`);
+  const first = Date.UTC(Math.floor(month / 100), (month % 100) - 1, 1);
+  const next = Date.UTC(Math.floor(month / 100), month % 100, 1);
+  const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
+  const dictionary = qualified(t, 'visit_attributes_backfill');
+  const columns = visitColumnsOnEvents.map(([c]) => c).join(', ');
+  const source =
+    `SELECT site, session_id, ${columns} FROM ${qualified(t, storageName(t, 'sessions'))}` +
+    ` WHERE sign = 1 AND start >= toDate(\\'${day(first - BACKFILL_SESSION_LEAD_DAYS * 86_400_000)}\\') AND start < toDate(\\'${day(next)}\\')`;
+  const sets = visitColumnsOnEvents.map(([c]) => `session_${c} = dictGetOrDefault('${dictionary}', '${c}', (site, session_id), '')`).join(', ');
+  const allEmpty = visitColumnsOnEvents.map(([c]) => `session_${c} = ''`).join(' AND ');
+  return [
+    `DROP DICTIONARY IF EXISTS ${dictionary}${onCluster(t)}`,
+    `CREATE DICTIONARY ${dictionary}${onCluster(t)} (site String, session_id UInt64, ${visitColumnsOnEvents.map(([c]) => `${c} String`).join(', ')})` +
+      ` PRIMARY KEY site, session_id SOURCE(CLICKHOUSE(QUERY '${source}')) LAYOUT(COMPLEX_KEY_HASHED_ARRAY()) LIFETIME(0)`,
+    `ALTER TABLE ${qualified(t, storageName(t, 'events'))}${onCluster(t)} UPDATE ${sets} IN PARTITION ${month} WHERE ${allEmpty}` +
+      ' SETTINGS mutations_sync = 2, allow_nondeterministic_mutations = 1',
+    `DROP DICTIONARY IF EXISTS ${dictionary}${onCluster(t)}`,
+  ];
+}
