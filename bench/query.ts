@@ -409,11 +409,17 @@ async function closeDays(store: Store, ctx: ScenarioContext, now: Date): Promise
   return { seconds, days: closed.length };
 }
 
-/** Waits (bounded) until no merge runs, so measured queries do not race background merges. */
+/**
+ * Waits (bounded) until no merge runs and no mutation is left (a migration's projection being
+ * built), so measured queries do not race background work.
+ */
 async function settleMerges(store: Store, ctx: ScenarioContext): Promise<number> {
   const t0 = Date.now();
   while (Date.now() - t0 < 300_000) {
-    const rows = await store.query<{ n: string }>('SELECT count() AS n FROM system.merges WHERE database = {db:String}', { db: DATABASE });
+    const rows = await store.query<{ n: string }>(
+      'SELECT (SELECT count() FROM system.merges WHERE database = {db:String}) + (SELECT count() FROM system.mutations WHERE database = {db:String} AND NOT is_done) AS n',
+      { db: DATABASE },
+    );
     if (Number(rows[0]?.n ?? 0) === 0) break;
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -585,6 +591,9 @@ const QUERIES: readonly DashboardQuery[] = [
   breakdown('pages | DE', 'event:page', ['visitors', 'pageviews'], ['is', 'visit:country', ['DE']]),
   breakdown('sources | /pricing', 'visit:source', ['visitors', 'bounce_rate', 'visit_duration'], ['is', 'event:page', ['/pricing']]),
   breakdown('Signup by source', 'visit:source', ['visitors', 'events', 'conversion_rate'], ['is', 'event:goal', ['Signup']]),
+  // The dashboard's own panels after a click: its sources panel for a page, its pages for a source.
+  breakdown('source panel | /pricing', 'visit:source', ['visitors'], ['is', 'event:page', ['/pricing']]),
+  breakdown('pages | Google', 'event:page', ['visitors', 'pageviews'], ['is', 'visit:source', ['Google']]),
 ];
 
 /** A store that records the statements it runs, to EXPLAIN them afterwards. */

@@ -43,7 +43,7 @@ describe('an install upgraded in place', () => {
         `INSERT INTO sessions (site, session_id, visitor_id, start, timestamp, sign, version, entry_page, exit_page, pageviews, events) VALUES
          ('up.test', 1, 1, '${d} 23:50:00', '${next} 00:10:00', 1, 1, '/', '/a', 2, 2), ('up.test', 2, 2, '${next} 11:00:00', '${next} 11:00:00', 1, 1, '/', '/', 1, 1)`,
       );
-      expect(await migrate(old, target)).toEqual([9, 10, 11, 12, 13, 14]);
+      expect(await migrate(old, target)).toEqual([9, 10, 11, 12, 13, 14, 15]);
       const saltDays = await old.query<{ v: string; day: string }>("SELECT toString(visitor_id) AS v, toString(salt_day) AS day FROM events ORDER BY timestamp");
       expect(saltDays.map((r) => [r.v, r.day])).toEqual([
         ['1', d],

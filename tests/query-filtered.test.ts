@@ -303,20 +303,24 @@ describe('pushed filters give the reference answers', () => {
     // One positive condition on the event row, session-only dimensions: the fused read, on data
     // with missing session rows, several versions, moved starts and sessions from the day before.
     const fused: Record<string, unknown>[] = [
-      { metrics: ['visitors', 'bounce_rate', 'visit_duration'], dimensions: ['visit:source'], filters: [['is', 'event:page', ['/pricing']]] },
+      { metrics: ['visitors', 'bounce_rate', 'visit_duration'], dimensions: ['visit:entry_page'], filters: [['is', 'event:page', ['/pricing']]] },
       { metrics: ['visitors', 'visits', 'pageviews', 'events', 'bounce_rate'], dimensions: ['visit:entry_page'], filters: [['contains', 'event:page', ['blog'], ci]] },
       { metrics: ['visitors', 'visit_duration', 'views_per_visit'], dimensions: ['visit:exit_page', 'visit:utm_source'], filters: [['is', 'event:goal', ['Signup']]] },
-      { metrics: ['visitors', 'visits', 'bounce_rate', 'visit_duration'], dimensions: [], filters: [['matches', 'event:page', ['^/b']]] },
-      { metrics: ['visitors', 'bounce_rate', 'percentage'], dimensions: ['visit:utm_source'], filters: [['is', 'event:props:plan', ['pro']]] },
-      { metrics: ['visitors', 'visits', 'bounce_rate'], dimensions: ['visit:source'], filters: [['is', 'event:name', ['Download', 'Signup']]] },
+      { metrics: ['visitors', 'bounce_rate', 'percentage'], dimensions: ['visit:exit_page'], filters: [['is', 'event:props:plan', ['pro']]] },
+      { metrics: ['visitors', 'visits', 'bounce_rate'], dimensions: ['visit:exit_page', 'visit:source'], filters: [['is', 'event:name', ['Download', 'Signup']]] },
     ];
     for (const f of fused) {
       const r = await same(f);
       expect(r.rows, JSON.stringify(f)).toBeGreaterThan(0);
       expect(r.sql[0], JSON.stringify(f)).toContain(') AS ev LEFT JOIN (SELECT session_id');
     }
-    // Not fused: two conditions (per event vs per session), a negated one, a dimension events carry too.
+    // Not fused: two conditions (per event vs per session), a negated one, a dimension events carry
+    // too, visit attributes every event row holds or no dimension at all (its side reads events alone).
     const apart: Record<string, unknown>[] = [
+      { metrics: ['visitors', 'bounce_rate', 'percentage'], dimensions: ['visit:utm_source'], filters: [['is', 'event:props:plan', ['pro']]] },
+      { metrics: ['visitors', 'visits', 'bounce_rate', 'visit_duration'], dimensions: [], filters: [['matches', 'event:page', ['^/b']]] },
+      { metrics: ['visitors', 'bounce_rate', 'visit_duration'], dimensions: ['visit:source'], filters: [['is', 'event:page', ['/pricing']]] },
+      { metrics: ['visitors', 'visits', 'bounce_rate'], dimensions: ['visit:source', 'visit:utm_source'], filters: [['is', 'event:name', ['Download', 'Signup']]] },
       { metrics: ['visitors', 'bounce_rate'], dimensions: ['visit:source'], filters: [['is', 'event:page', ['/pricing']], ['is', 'event:props:plan', ['pro']]] },
       { metrics: ['visitors', 'bounce_rate'], dimensions: ['visit:source'], filters: [['is_not', 'event:page', ['/pricing']]] },
       { metrics: ['visitors', 'bounce_rate'], dimensions: ['visit:country'], filters: [['is', 'event:page', ['/pricing']]] },
@@ -399,7 +403,7 @@ describe('session states', () => {
   });
 });
 
-describe('the by_page projection (migration 13)', () => {
+describe('the by_page_visit projection (migrations 13 and 15)', () => {
   it('answers page filters, exactly as the columns of events do, across inserts and a delete', async () => {
     // A site with enough events that reading one page's granules beats reading all of them, in
     // two inserts (two parts), then a mutation that rewrites the parts with their projection.
@@ -416,20 +420,23 @@ describe('the by_page projection (migration 13)', () => {
     await insert(40_000);
     await store.exec(`ALTER TABLE events DELETE WHERE site = {site:String} AND visitor_id = 7 SETTINGS mutations_sync = 2`, { site });
     const parts = await store.query<{ parts: string; projected: string }>(
-      `SELECT toString(count()) AS parts, toString(countIf(name IN (SELECT parent_name FROM system.projection_parts WHERE database = currentDatabase() AND table = 'events' AND name = 'by_page' AND active))) AS projected
+      `SELECT toString(count()) AS parts, toString(countIf(name IN (SELECT parent_name FROM system.projection_parts WHERE database = currentDatabase() AND table = 'events' AND name = 'by_page_visit' AND active))) AS projected
        FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active`,
     );
     expect(parts[0]?.projected).toBe(parts[0]?.parts);
-    for (const filter of [
-      ['is', 'event:page', ['/pricing']],
-      ['is', 'event:page', ['/pricing', '/docs']],
-      ['is', 'event:goal', ['Visit /pricing']],
+    for (const [filter, dimension] of [
+      [['is', 'event:page', ['/pricing']], 'visit:entry_page'],
+      [['is', 'event:page', ['/pricing', '/docs']], 'visit:entry_page'],
+      [['is', 'event:goal', ['Visit /pricing']], 'visit:entry_page'],
+      // The sources panel for one page: the projection holds the visit attributes too.
+      [['is', 'event:page', ['/pricing']], 'visit:source'],
+      [['is', 'event:page', ['/pricing', '/docs']], 'visit:utm_campaign'],
     ]) {
-      const [q] = coreQueries({ metrics: ['visitors', 'pageviews'], dimensions: ['visit:entry_page'], filters: [filter] }) ?? [];
+      const [q] = coreQueries({ metrics: ['visitors', 'pageviews'], dimensions: [dimension], filters: [filter] }) ?? [];
       const b = new SqlBuilder();
       const sides = rawSides(b, q as CoreQuery, site, 'pushed');
       const explained = await store.query<{ explain: string }>(`EXPLAIN ${sides[0] ?? ''}`, b.params);
-      expect(explained.map((r) => r.explain).join('\n')).toContain('ReadFromMergeTree (by_page)');
+      expect(explained.map((r) => r.explain).join('\n'), JSON.stringify(filter)).toContain('ReadFromMergeTree (by_page_visit)');
       const sql = `SELECT * FROM (${sides.join(' UNION ALL ')}) ORDER BY d0`;
       const projected = await store.query<Row>(sql, b.params);
       const columns = await store.query<Row>(`${sql} SETTINGS optimize_use_projections = 0`, b.params);

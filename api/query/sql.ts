@@ -594,13 +594,16 @@ function fusableLeaf(q: CoreQuery): FilterLeaf | undefined {
  * its visitor under the empty labels. A session id belongs to one visitor (it is derived from the
  * visitor id), so each session's events give one visitor. Undefined when `q` does not fit: other
  * filters (per-leaf session conditions would differ from per-event ones), event-side sums beyond
- * counts, or a dimension not read from the session alone.
+ * counts, a dimension not read from the session alone, or dimensions all on the event row.
  */
 function fusedRaw(b: SqlBuilder, q: CoreQuery, site: string): string | undefined {
   const leaf = fusableLeaf(q);
   const eventOk = [...q.event].every((c) => c !== 'revenue');
   const dimsOk = q.dims.every((d) => d.kind === 'column' && d.def.scope === 'session');
-  if (leaf === undefined || !eventOk || q.session.size === 0 || !dimsOk || q.pageviewsOnly || q.pageAsEntry) return undefined;
+  // Dimensions every event row holds (a source for one page): the event side reads `events`
+  // alone (the page's projection), cheaper than joining its sessions' states to both sides.
+  const eventSideJoins = q.dims.some((d) => d.kind === 'column' && !onEventRow(b, d.def));
+  if (leaf === undefined || !eventOk || q.session.size === 0 || !dimsOk || !eventSideJoins || q.pageviewsOnly || q.pageAsEntry) return undefined;
   b.tables.add('events');
   b.tables.add('sessions');
   const bounds = rangeBounds(b, q, site);

@@ -31,9 +31,9 @@ describe('renderMigrations', () => {
   it('is idempotent SQL: every statement creates only if missing', () => {
     for (const sql of allSql(single)) {
       // Migration 12 drops each rollup view to create it again with its additive query; 13
-      // materializes a projection, which builds the same parts again when run twice.
+      // materializes a projection, which builds the same parts again when run twice; 15 replaces it.
       expect(sql).toMatch(
-        /^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$|ADD PROJECTION IF NOT EXISTS |MATERIALIZE PROJECTION by_page$))/,
+        /^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$|ADD PROJECTION IF NOT EXISTS |MATERIALIZE PROJECTION by_page(_visit)?$|DROP PROJECTION IF EXISTS by_page$))/,
       );
     }
   });
@@ -194,6 +194,24 @@ describe('cluster', () => {
     expect(projection).toEqual([
       "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' ADD PROJECTION IF NOT EXISTS by_page (SELECT site, timestamp, name, pathname, session_id, visitor_id ORDER BY site, pathname, timestamp)",
       "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' MATERIALIZE PROJECTION by_page",
+    ]);
+  });
+
+  it('adds the visit attributes to both events tables and their projection to the local one, back-filled on each shard', () => {
+    const m = renderMigrations(cluster);
+    const columns = m.find((x) => x.version === 14)?.statements ?? [];
+    expect(columns).toHaveLength(2);
+    expect(columns[0]).toMatch(/^ALTER TABLE farol\.events_local ON CLUSTER 'analytics-eu\.1' ADD COLUMN IF NOT EXISTS session_referrer String DEFAULT '', .*session_channel LowCardinality\(String\)/);
+    expect(columns[1]).toMatch(/^ALTER TABLE farol\.events ON CLUSTER 'analytics-eu\.1' ADD COLUMN IF NOT EXISTS session_referrer /);
+    const backfill = m.find((x) => x.version === 14)?.monthly?.(202612) ?? [];
+    expect(backfill[1]).toContain("CREATE DICTIONARY farol.visit_attributes_backfill ON CLUSTER 'analytics-eu.1' ");
+    expect(backfill[1]).toContain('FROM farol.sessions_local WHERE');
+    expect(backfill[2]).toMatch(/^ALTER TABLE farol\.events_local ON CLUSTER 'analytics-eu\.1' UPDATE /);
+    const projection = m.find((x) => x.version === 15)?.statements ?? [];
+    expect(projection).toEqual([
+      "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' DROP PROJECTION IF EXISTS by_page",
+      "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' ADD PROJECTION IF NOT EXISTS by_page_visit (SELECT site, timestamp, name, pathname, session_id, visitor_id, session_referrer, session_source, session_channel, session_utm_source, session_utm_medium, session_utm_campaign, session_utm_content, session_utm_term ORDER BY site, pathname, timestamp)",
+      "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' MATERIALIZE PROJECTION by_page_visit",
     ]);
   });
 
