@@ -20,6 +20,7 @@ import {
   type Store,
 } from './store.ts';
 import { PRIVATE_DIR_MODE } from '../lib/private-dir.ts';
+import { inlineParams } from './inline-params.ts';
 
 /**
  * The embedded store: chDB (ClickHouse in-process) on `<dataDir>/clickhouse`.
@@ -45,6 +46,8 @@ export interface ChdbStoreOptions {
    * `backups.allowed_path`); unset: neither can run.
    */
   backupsPath?: string;
+  /** Bind every parameter instead of writing them as literals (tests compare the two). */
+  bindParams?: boolean;
 }
 
 // Matches a ClickHouse server's defaults where chDB's differ, so both stores answer alike:
@@ -183,6 +186,7 @@ class ChdbStore implements Store {
     path: string,
     connections: number,
     args: readonly string[],
+    private readonly bindParams: boolean,
   ) {
     this.pool = new ConnectionPool(path, connections, args);
   }
@@ -236,25 +240,19 @@ class ChdbStore implements Store {
   }
 
   async exec(sql: string, params?: QueryParams, opts?: ExecOptions): Promise<void> {
-    const bound = normalizeParams(params);
+    const { statement, bound } = withLiterals(sql, params, this.bindParams);
     await this.write(undefined, () =>
-      this.run(opts?.withoutDatabase !== true, (s) => (bound === undefined || Object.keys(bound).length === 0 ? s.queryAsync(sql) : s.queryBindAsync(sql, bound))),
+      this.run(opts?.withoutDatabase !== true, (s) => (bound === undefined ? s.queryAsync(statement) : s.queryBindAsync(statement, bound))),
     );
   }
 
   async query<T = Record<string, unknown>>(sql: string, params?: QueryParams, opts?: QueryOptions): Promise<T[]> {
-    const bound = normalizeParams(params);
     const format = { format: 'JSONEachRow' };
     // chDB takes no per-call settings: they travel as the statement's own SETTINGS clause, after
     // a line break so a trailing comment cannot swallow them.
     const clause = settingsClause(opts?.settings);
-    const statement = clause === undefined ? sql : `${sql.replace(/[\s;]+$/, '')}\nSETTINGS ${clause}`;
-    const result = await this.run(true, (s) =>
-      bound === undefined || Object.keys(bound).length === 0
-        ? s.queryAsync(statement, format)
-        : s.queryBindAsync(statement, bound, format),
-      true,
-    );
+    const { statement, bound } = withLiterals(clause === undefined ? sql : `${sql.replace(/[\s;]+$/, '')}\nSETTINGS ${clause}`, params, this.bindParams);
+    const result = await this.run(true, (s) => (bound === undefined ? s.queryAsync(statement, format) : s.queryBindAsync(statement, bound, format)), true);
     return fromJsonEachRow<T>(result.text());
   }
 
@@ -301,6 +299,18 @@ class ChdbStore implements Store {
 }
 
 /**
+ * The statement to run and the parameters still to bind: the parameters as literals when
+ * {@link inlineParams} can write them all (chDB runs bound statements one at a time process-wide),
+ * else bound as they are; `bindParams` binds always.
+ */
+function withLiterals(sql: string, params: QueryParams | undefined, bindParams: boolean): { statement: string; bound: QueryParams | undefined } {
+  const bound = normalizeParams(params);
+  if (bound === undefined || Object.keys(bound).length === 0) return { statement: sql, bound: undefined };
+  const inlined = bindParams ? undefined : inlineParams(sql, bound);
+  return inlined === undefined ? { statement: sql, bound } : { statement: inlined, bound: undefined };
+}
+
+/**
  * Opens the embedded engine on `<dataDir>/clickhouse`. Throws if this process already holds a
  * different chDB directory.
  */
@@ -315,5 +325,5 @@ export function openChdbStore(opts: ChdbStoreOptions): Store {
     throw new StoreError(`backups path "${opts.backupsPath}" must be absolute, of letters, digits, '_', '-', '.' and '/'`, { retryable: false });
   }
   const args = opts.backupsPath === undefined ? engineArgs : [...engineArgs, `--backups.allowed_path=${opts.backupsPath}`];
-  return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? defaultConnections()), args);
+  return new ChdbStore(opts.database, path, Math.max(1, opts.connections ?? defaultConnections()), args, opts.bindParams === true);
 }
