@@ -4,6 +4,7 @@ import { encodeEvent } from '../hub/event-codec.ts';
 import type { HubRecord } from '../hub/hub.ts';
 import { deadLetterRow } from './dead-letters.ts';
 import type { EnrichedEvent } from '../schemas/enriched-event.ts';
+import { visitColumnsOnEvents } from '../schemas/migrations/index.ts';
 import { makeEvent } from '../schemas/testing/events.ts';
 import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
 import {
@@ -247,7 +248,7 @@ describe('determinism', () => {
   });
 
   it("writes on every event its session's visit attributes, the same in every state row of it (migration 14 relies on it)", () => {
-    const visit = ['referrer', 'source', 'channel', 'utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term'] as const;
+    const visit = visitColumnsOnEvents.map(([c]) => c);
     // Visitors whose later events arrive from other referrers and campaigns, out of order too.
     const mixed = traffic.map((e, i) => (i % 3 === 0 ? e : { ...e, referrer: `https://r${i % 5}.example/`, source: `r${i % 5}.example`, utmCampaign: `c${i % 4}` }));
     fc.assert(
@@ -263,8 +264,8 @@ describe('determinism', () => {
         expect(events.length).toBeGreaterThan(0);
         let differing = 0;
         for (const e of events) {
-          expect(JSON.stringify(visit.map((c) => e[`session_${c}`])), `event ${e.event_id}`).toBe(bySession.get(e.session_id));
-          if (visit.some((c) => e[c] !== e[`session_${c}`])) differing++;
+          expect(JSON.stringify(visit.map((c) => e[`session_${c}` as keyof typeof e])), `event ${e.event_id}`).toBe(bySession.get(e.session_id));
+          if (visit.some((c) => e[c] !== e[`session_${c}` as keyof typeof e])) differing++;
         }
         // Many events came from elsewhere than their session's first: their own columns keep that.
         expect(differing).toBeGreaterThan(events.length / 3);

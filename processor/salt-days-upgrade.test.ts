@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { renderBootstrap, renderMigrations } from '../schemas/migrations/index.ts';
 import { openChdbStore } from '../store/chdb-store.ts';
 import { migrate } from '../store/migrate.ts';
+import { migrateUpTo } from '../store/testing/store.ts';
 import { closeSaltDays, storedVisitors } from './salt-days.ts';
 import { database, removeTempDirs, tempDir } from './testing/harness.ts';
 
@@ -25,12 +25,7 @@ describe('an install upgraded in place', () => {
     const old = openChdbStore({ dataDir: await tempDir('upgrade-chdb'), database });
     try {
       const target = { database, retentionDays: 395 };
-      const run = (sql: string): Promise<void> => old.exec(sql, undefined, { withoutDatabase: true });
-      for (const sql of renderBootstrap(target)) await run(sql);
-      for (const m of renderMigrations(target).filter((x) => x.version <= 8)) {
-        for (const sql of m.statements) await run(sql);
-        await run(`INSERT INTO ${database}.schema_migrations (version, name) VALUES (${m.version}, '${m.name}')`);
-      }
+      await migrateUpTo(old, target, 8);
       const d = dayIso(firstDay);
       const next = dayIso(firstDay + 1);
       // Visitor 1 carried over midnight (one id on both days), visitor 2 on the second day only.
