@@ -8,7 +8,17 @@ import {
   type MigrationTarget,
 } from './ddl.ts';
 import { controlPlaneTables, experimentBoundaryTables, goalsTable, personLinksTable, signInTables } from './control-plane.ts';
-import { deadLettersTable, eventsByPage, eventsByPageVisit, eventsTable, retentionTables, sessionsTable, visitAttributesBackfill, visitAttributesOnEvents } from './raw-tables.ts';
+import {
+  deadLettersTable,
+  eventsByPage,
+  eventsByPageVisit,
+  eventsTable,
+  retentionTables,
+  sessionsTable,
+  sourcesLowCardinality,
+  visitAttributesBackfill,
+  visitAttributesOnEvents,
+} from './raw-tables.ts';
 import { additiveRollups, eventRollups, sessionRollups } from './rollups.ts';
 import { saltDayTables } from './salt-days.ts';
 
@@ -69,6 +79,7 @@ const migrations: readonly Migration[] = [
   { version: 13, name: 'events by page (projection for page filters)', render: eventsByPage },
   { version: 14, name: 'visit attributes on events', render: visitAttributesOnEvents, monthly: visitAttributesBackfill },
   { version: 15, name: 'events by page with visit attributes (projection)', render: eventsByPageVisit },
+  { version: 16, name: 'traffic sources as LowCardinality', render: sourcesLowCardinality },
 ];
 
 /** Name of the table that records applied migrations. */

@@ -31,9 +31,10 @@ describe('renderMigrations', () => {
   it('is idempotent SQL: every statement creates only if missing', () => {
     for (const sql of allSql(single)) {
       // Migration 12 drops each rollup view to create it again with its additive query; 13
-      // materializes a projection, which builds the same parts again when run twice; 15 replaces it.
+      // materializes a projection, which builds the same parts again when run twice; 15 replaces it;
+      // 16 changes a column's type, which a second run leaves as it is.
       expect(sql).toMatch(
-        /^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$|ADD PROJECTION IF NOT EXISTS |MATERIALIZE PROJECTION by_page(_visit)?$|DROP PROJECTION IF EXISTS by_page$))/,
+        /^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$|ADD PROJECTION IF NOT EXISTS |MATERIALIZE PROJECTION by_page(_visit)?$|DROP PROJECTION IF EXISTS by_page$|(MODIFY COLUMN \w+ LowCardinality\(String\)(, |$))+))/,
       );
     }
   });
@@ -212,6 +213,17 @@ describe('cluster', () => {
       "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' DROP PROJECTION IF EXISTS by_page",
       "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' ADD PROJECTION IF NOT EXISTS by_page_visit (SELECT site, timestamp, name, pathname, session_id, visitor_id, session_referrer, session_source, session_channel, session_utm_source, session_utm_medium, session_utm_campaign, session_utm_content, session_utm_term ORDER BY site, pathname, timestamp)",
       "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' MATERIALIZE PROJECTION by_page_visit",
+    ]);
+  });
+
+  it('changes the source columns of the shards’ tables and of the distributed ones', () => {
+    const sql = renderMigrations(cluster).find((x) => x.version === 16)?.statements ?? [];
+    const events = 'MODIFY COLUMN source LowCardinality(String), MODIFY COLUMN session_source LowCardinality(String)';
+    expect(sql).toEqual([
+      `ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' ${events}`,
+      `ALTER TABLE farol.events ON CLUSTER 'analytics-eu.1' ${events}`,
+      "ALTER TABLE farol.sessions_local ON CLUSTER 'analytics-eu.1' MODIFY COLUMN source LowCardinality(String)",
+      "ALTER TABLE farol.sessions ON CLUSTER 'analytics-eu.1' MODIFY COLUMN source LowCardinality(String)",
     ]);
   });
 
