@@ -573,11 +573,13 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
   if (filters.some((w) => w.includes('FROM events'))) b.tables.add('events');
   const prewhere = at === 'row' && filters.length > 0 ? ` PREWHERE ${filters.join(' AND ')}` : '';
   const where = at === 'collapsed' && filters.length > 0 ? ` WHERE ${filters.join(' AND ')}` : '';
+  const range = `site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}${narrow}`;
+  if (at === 'row' && narrowing === undefined && !q.session.has('visitors')) return sessionSideRows(b, q, prewhere, range);
   // The −1/+1 pairs of earlier states cancel (a state whose start moved out of the range nets to zero).
   const collapsed =
     '(SELECT session_id, argMax(visitor_id, version) AS s_visitor, argMax(start, version) AS s_start, argMax(timestamp, version) AS s_latest,' +
     ' sum(sign) AS s_n, sum(sign * is_bounce) AS s_bounce, sum(sign * duration) AS s_duration, sum(sign * pageviews) AS s_pageviews' +
-    `${attrs} FROM sessions${prewhere} WHERE site = ${bounds.site} AND toDate(start) >= toDate(${bounds.t0}) AND toDate(start) <= toDate(${bounds.t1}) AND start >= ${bounds.t0} AND start < ${bounds.t1}${narrow}` +
+    `${attrs} FROM sessions${prewhere} WHERE ${range}` +
     ' GROUP BY session_id HAVING s_n > 0) AS s';
   const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d)} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
@@ -601,6 +603,35 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
   if (q.session.has('duration')) computed.se_duration = 'toInt64(sum(s.s_duration))';
   if (q.session.has('pageviews')) computed.se_pageviews = 'toInt64(sum(s.s_pageviews))';
   return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM ${collapsed}${where}${groupBy(q)}`;
+}
+
+/**
+ * The session side without unique visitors, straight from the state rows: every sum is of sign ×
+ * a column (visits, bounces, durations, pageviews), grouped by columns of the row. Exact without
+ * collapsing the states by id first: an earlier state's −1 row is a copy of its +1 row, so both
+ * pass the same filters, fall in the same range (their start is the same) and the same group, and
+ * cancel; only each session's latest state counts, as in the collapsed form. A group counts when
+ * its visits are above zero, as a group of collapsed sessions exists when one of them does. At
+ * 10M events, sources for one page with bounce rate and visit duration: the collapse by id of the
+ * page's ~400k sessions was most of the session side's time.
+ */
+function sessionSideRows(b: SqlBuilder, q: CoreQuery, prewhere: string, range: string): string {
+  const dims = q.dims.map((d, i) => {
+    const expr = d.kind === 'time' ? timeExpr(b, q, d.grain, 'start') : d.kind === 'column' ? labelled(b, sessionColumnOf(d), d.def) : undefined;
+    if (expr === undefined) throw new Error(`${d.name} is not a session dimension`);
+    return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
+  });
+  const computed: Partial<Record<ComponentColumn, string>> = {};
+  if (q.session.has('visits')) computed.se_visits = 'toInt64(sum(sign))';
+  if (q.session.has('bounces')) {
+    const entered = q.bouncePageLeaves.map((l) => scalarCondition(b, 'entry_page', l)).join(' AND ');
+    computed.se_bounces = entered === '' ? 'toInt64(sum(sign * is_bounce))' : `toInt64(sumIf(sign * is_bounce, ${entered}))`;
+    computed.se_bounce_visits = entered === '' ? 'toInt64(sum(sign))' : `toInt64(sumIf(sign, ${entered}))`;
+  }
+  if (q.session.has('duration')) computed.se_duration = 'toInt64(sum(sign * duration))';
+  if (q.session.has('pageviews')) computed.se_pageviews = 'toInt64(sum(sign * pageviews))';
+  const having = q.aliases.length === 0 ? '' : ' HAVING sum(sign) > 0';
+  return `SELECT ${[...dims, ...selectComponents(computed)].join(', ')} FROM sessions${prewhere} WHERE ${range}${groupBy(q)}${having}`;
 }
 
 /** The one event-row filter leaf `q` has, when a fused read can answer it (see {@link fusedRaw}). */
