@@ -211,10 +211,11 @@ function eventDimension(b: SqlBuilder, q: CoreQuery, d: ResolvedDimension): stri
 }
 
 /** A dimension's value on a collapsed session row (`s`). */
-function sessionDimension(b: SqlBuilder, q: CoreQuery, d: ResolvedDimension): string {
-  if (d.kind === 'time') return timeExpr(b, q, d.grain, 's.s_start');
+/** A dimension of the session side, read from collapsed sessions (`s.s_…`) or from state rows (`from` = ''). */
+function sessionDimension(b: SqlBuilder, q: CoreQuery, d: ResolvedDimension, from = 's.s_'): string {
+  if (d.kind === 'time') return timeExpr(b, q, d.grain, `${from}start`);
   if (d.kind !== 'column') throw new Error(`${d.name} is not a session dimension`);
-  return labelled(b, `s.s_${sessionColumnOf(d)}`, d.def);
+  return labelled(b, `${from}${sessionColumnOf(d)}`, d.def);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -616,11 +617,7 @@ function sessionSideRaw(b: SqlBuilder, q: CoreQuery, site: string, narrowing?: S
  * page's ~400k sessions was most of the session side's time.
  */
 function sessionSideRows(b: SqlBuilder, q: CoreQuery, prewhere: string, range: string): string {
-  const dims = q.dims.map((d, i) => {
-    const expr = d.kind === 'time' ? timeExpr(b, q, d.grain, 'start') : d.kind === 'column' ? labelled(b, sessionColumnOf(d), d.def) : undefined;
-    if (expr === undefined) throw new Error(`${d.name} is not a session dimension`);
-    return `CAST(${expr} AS String) AS ${q.aliases[i] ?? ''}`;
-  });
+  const dims = q.dims.map((d, i) => `CAST(${sessionDimension(b, q, d, '')} AS String) AS ${q.aliases[i] ?? ''}`);
   const computed: Partial<Record<ComponentColumn, string>> = {};
   if (q.session.has('visits')) computed.se_visits = 'toInt64(sum(sign))';
   if (q.session.has('bounces')) {
