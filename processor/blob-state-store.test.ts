@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContainerClient } from '@azure/storage-blob';
@@ -9,7 +11,7 @@ import { Registry } from '../lib/metrics.ts';
 import type { InsertOptions, Store } from '../store/store.ts';
 import { startAzurite, type Azurite } from '../hub/testing/eventhubs/azurite.ts';
 import { computeTruth, generateTraffic } from '../schemas/testing/oracle.ts';
-import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
+import { blobStatePrefix, openBlobStateStore, whileStorageStarts } from './blob-state-store.ts';
 import { processorMetrics } from './processor-metrics.ts';
 import { defaultProcessorOptions, Processor } from './processor.ts';
 import { StateStoreError, StateStoreFencedError, type StateStore } from './state-store.ts';
@@ -207,6 +209,91 @@ describe('a partition taken over mid-flush (two processors sharing the blob stat
       await consumer.close();
       await hub.close();
       await clickhouse.close();
+    }
+  }, 60_000);
+});
+
+/**
+ * A TCP front for Azurite that hangs up on the first `hangUps` connections (the client sees
+ * "socket hang up"), then pipes the rest through: storage that is not answering yet.
+ */
+async function hangingFront(hangUps: number): Promise<{ connectionString: string; accepted: () => number; close: () => Promise<void> }> {
+  let accepted = 0;
+  const open = new Set<Socket>();
+  const server = createServer((socket) => {
+    accepted++;
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    if (accepted <= hangUps) {
+      socket.once('data', () => socket.destroy());
+      return;
+    }
+    const upstream = connect(azurite.port, '127.0.0.1');
+    socket.pipe(upstream).pipe(socket);
+    upstream.once('error', () => socket.destroy());
+    socket.once('error', () => upstream.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    connectionString: azurite.connectionString.replace(`:${azurite.port}/`, `:${port}/`),
+    accepted: () => accepted,
+    // The client keeps its connections alive: end them, or close waits for the client's timeout.
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of open) socket.destroy();
+      }),
+  };
+}
+
+describe('storage not answering at start', () => {
+  // The storage SDK tries 4 times (its own policy, no delay to speak of): 8 hang-ups outlast the first call and one retried one.
+  const quickTries = { retryOptions: { maxTries: 4, retryDelayInMs: 10, maxRetryDelayInMs: 20 } };
+
+  it('is waited for: a container and a state store open once it answers, with a warning per retry', async () => {
+    const front = await hangingFront(8);
+    const warnings: string[] = [];
+    const log = { warn: (_fields: object, msg: string) => void warnings.push(msg) };
+    try {
+      const slow = new ContainerClient(front.connectionString, 'farol-slow-start', quickTries);
+      await expect(slow.createIfNotExists()).rejects.toThrow(/socket hang up/);
+      await whileStorageStarts({ what: 'creating the container', log }, () => slow.createIfNotExists());
+      expect(front.accepted()).toBeGreaterThan(8);
+      expect(warnings.length).toBeGreaterThanOrEqual(1);
+      expect(warnings[0]).toBe('creating the container: blob storage not answering yet; retrying');
+      const store = await whileStorageStarts({ what: 'opening the state', log }, () =>
+        openBlobStateStore({ container: slow, prefix: freshPrefix() }),
+      );
+      await store.acquire?.(0);
+      await store.appendIntent(0, 0, 9);
+      expect(await store.readIntents(0)).toEqual([{ from: 0, to: 9 }]);
+    } finally {
+      await front.close();
+    }
+  }, 60_000);
+
+  it('gives up after its time, and at once on an answer that waiting cannot change', async () => {
+    const front = await hangingFront(1_000_000);
+    const log = { warn: () => {} };
+    try {
+      const dead = new ContainerClient(front.connectionString, 'farol-never', quickTries);
+      await expect(whileStorageStarts({ what: 'x', log, timeoutMs: 1_500 }, () => dead.createIfNotExists())).rejects.toThrow(
+        /socket hang up/,
+      );
+      // A wrong key: 403 from Azurite, thrown on the first try.
+      const wrongKey = azurite.connectionString.replace(/AccountKey=[^;]+/, `AccountKey=${Buffer.alloc(64, 7).toString('base64')}`);
+      const denied = new ContainerClient(wrongKey, 'farol-denied', quickTries);
+      let tries = 0;
+      const refused = await whileStorageStarts({ what: 'x', log, timeoutMs: 30_000 }, () => {
+        tries++;
+        return denied.createIfNotExists();
+      }).catch((err: unknown) => err);
+      expect((refused as { statusCode?: number }).statusCode).toBe(403);
+      expect(tries).toBe(1);
+    } finally {
+      await front.close();
     }
   }, 60_000);
 });

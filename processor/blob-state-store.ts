@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { z } from 'zod';
+import type { Logger } from '../lib/log.ts';
 import {
   registrationsSchema,
   flushRange,
@@ -68,6 +69,37 @@ export function blobStatePrefix(namespace: string, eventHubName: string, consume
 export async function openBlobStateStore(options: BlobStateStoreOptions): Promise<StateStore> {
   const incarnation = await sharedIncarnation(options.container, `${options.prefix}/incarnation`);
   return new BlobStateStore(options, incarnation);
+}
+
+/** Options of {@link whileStorageStarts}. */
+export interface StorageStartOptions {
+  /** What is being done, for the warning logged per retry. */
+  what: string;
+  log: Pick<Logger, 'warn'>;
+  /** How long to keep retrying (default 60 s, like the Event Hubs client's start). */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `step` until it succeeds, retrying for up to `timeoutMs` while blob storage does not answer:
+ * a network error (refused, reset, "socket hang up"), a 408, 429 or 5xx, each after the storage
+ * SDK's own few tries. A processor started together with its storage account, or while the
+ * account restarts, then waits for it instead of exiting. Any other failure (a wrong key's 403, a
+ * refused container name's 400) is thrown at once: waiting cannot fix it.
+ */
+export async function whileStorageStarts<T>(options: StorageStartOptions, step: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+    try {
+      return await step();
+    } catch (err) {
+      const status = statusOf(err);
+      const transient = status === undefined || status === 408 || status === 429 || status >= 500;
+      if (!transient || err instanceof StateStoreError || Date.now() + delay > deadline) throw err;
+      options.log.warn({ err, status }, `${options.what}: blob storage not answering yet; retrying`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }
 
 /** A partition this store acquired: the manifest as last written, and its ETag. */

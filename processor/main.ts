@@ -15,7 +15,7 @@ import type { Store } from '../store/store.ts';
 import { boundedDrain, defaultDrainBounds, drainedFully, type DrainBounds } from '../wiring/drain.ts';
 import { openConfiguredLocalHubReadOnly } from '../wiring/hub.ts';
 import { migrationTarget, openConfiguredStore } from '../wiring/store.ts';
-import { blobStatePrefix, openBlobStateStore } from './blob-state-store.ts';
+import { blobStatePrefix, openBlobStateStore, whileStorageStarts } from './blob-state-store.ts';
 import { processorMetrics } from './processor-metrics.ts';
 import { defaultProcessorOptions, Processor, type PartitionLag, type ProcessorOptions } from './processor.ts';
 import { SaltDayCloser } from './salt-days.ts';
@@ -244,7 +244,8 @@ export async function startEventHubsProcessor(
   const container = new ContainerClient(storage, config.FAROL_CHECKPOINT_CONTAINER, {
     retryOptions: { maxTries: 4, tryTimeoutInMs: 10_000, retryDelayInMs: 200, maxRetryDelayInMs: 2_000 },
   });
-  await container.createIfNotExists();
+  // Storage not answering yet is waited for, as Event Hubs is by openEventHubsConsumer.
+  await whileStorageStarts({ what: 'creating the checkpoint container', log: deps.log }, () => container.createIfNotExists());
   const consumer = await openEventHubsConsumer({
     connectionString,
     eventHubName,
@@ -259,10 +260,10 @@ export async function startEventHubsProcessor(
   });
   let stateStore: StateStore;
   try {
-    stateStore = await openBlobStateStore({
-      container,
-      prefix: blobStatePrefix(consumer.namespace, eventHubName, config.FAROL_EVENTHUBS_CONSUMER_GROUP),
-    });
+    const prefix = blobStatePrefix(consumer.namespace, eventHubName, config.FAROL_EVENTHUBS_CONSUMER_GROUP);
+    stateStore = await whileStorageStarts({ what: 'opening the processor state', log: deps.log }, () =>
+      openBlobStateStore({ container, prefix }),
+    );
   } catch (err) {
     await consumer.close();
     throw err;
