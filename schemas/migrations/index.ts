@@ -13,6 +13,7 @@ import {
   eventsByPage,
   eventsByPageVisit,
   eventsTable,
+  eventsTimestampLz4,
   retentionTables,
   sessionsTable,
   sourcesLowCardinality,
@@ -80,6 +81,7 @@ const migrations: readonly Migration[] = [
   { version: 14, name: 'visit attributes on events', render: visitAttributesOnEvents, monthly: visitAttributesBackfill },
   { version: 15, name: 'events by page with visit attributes (projection)', render: eventsByPageVisit },
   { version: 16, name: 'traffic sources as LowCardinality', render: sourcesLowCardinality },
+  { version: 17, name: 'events timestamp compressed with LZ4', render: eventsTimestampLz4 },
 ];
 
 /** Name of the table that records applied migrations. */

@@ -32,9 +32,9 @@ describe('renderMigrations', () => {
     for (const sql of allSql(single)) {
       // Migration 12 drops each rollup view to create it again with its additive query; 13
       // materializes a projection, which builds the same parts again when run twice; 15 replaces it;
-      // 16 changes a column's type, which a second run leaves as it is.
+      // 16 changes a column's type and 17 a column's codec, which a second run leaves as they are.
       expect(sql).toMatch(
-        /^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$|ADD PROJECTION IF NOT EXISTS |MATERIALIZE PROJECTION by_page(_visit)?$|DROP PROJECTION IF EXISTS by_page$|(MODIFY COLUMN \w+ LowCardinality\(String\)(, |$))+))/,
+        /^(CREATE (DATABASE|TABLE|MATERIALIZED VIEW) IF NOT EXISTS |DROP VIEW IF EXISTS \S+_mv$|ALTER TABLE \S+ (ADD COLUMN IF NOT EXISTS|UPDATE salt_day = |DROP COLUMN IF EXISTS visitors$|ADD PROJECTION IF NOT EXISTS |MATERIALIZE PROJECTION by_page(_visit)?$|DROP PROJECTION IF EXISTS by_page$|(MODIFY COLUMN \w+ LowCardinality\(String\)(, |$))+|MODIFY COLUMN timestamp DateTime64\(3, 'UTC'\) CODEC\(Delta\(8\), LZ4\)$))/,
       );
     }
   });
@@ -224,6 +224,12 @@ describe('cluster', () => {
       `ALTER TABLE farol.events ON CLUSTER 'analytics-eu.1' ${events}`,
       "ALTER TABLE farol.sessions_local ON CLUSTER 'analytics-eu.1' MODIFY COLUMN source LowCardinality(String)",
       "ALTER TABLE farol.sessions ON CLUSTER 'analytics-eu.1' MODIFY COLUMN source LowCardinality(String)",
+    ]);
+  });
+
+  it('changes the timestamp codec of the shards’ events tables only (a Distributed table stores nothing)', () => {
+    expect(renderMigrations(cluster).find((x) => x.version === 17)?.statements).toEqual([
+      "ALTER TABLE farol.events_local ON CLUSTER 'analytics-eu.1' MODIFY COLUMN timestamp DateTime64(3, 'UTC') CODEC(Delta(8), LZ4)",
     ]);
   });
 

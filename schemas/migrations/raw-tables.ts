@@ -260,3 +260,22 @@ export function sourcesLowCardinality(t: MigrationTarget): string[] {
     return tables.map((name) => `ALTER TABLE ${qualified(t, name)}${onCluster(t)} ${alter}`);
   });
 }
+
+/**
+ * Migration 17: `events.timestamp` is compressed with `Delta(8), LZ4` instead of
+ * `Delta(8), ZSTD(1)`. Every raw read of a range (the one-filter breakdowns, the open salt days)
+ * decodes the timestamps of every granule it reads, and LZ4 decodes several times faster: at 10M
+ * events, the same parts merged alike, pages for a country took 178 ms instead of 226–275
+ * (medians), sources for a page 204 instead of 237, a goal by source 62 instead of 88, pages for a
+ * source 288 instead of 317. The column takes twice the space (35 MiB instead of 18 per 10M
+ * events), small beside the rest of a row.
+ *
+ * Only the codec changes, in the table's metadata: new parts and every merge write LZ4, and a part
+ * written before keeps ZSTD until a merge rewrites it (the key column cannot be rewritten by a
+ * mutation), with the same answers either way. `OPTIMIZE TABLE events PARTITION <yyyymm> FINAL`
+ * converts a month at once (see README, Upgrading). On a cluster the shards' tables change; a
+ * Distributed table stores nothing.
+ */
+export function eventsTimestampLz4(t: MigrationTarget): string[] {
+  return [`ALTER TABLE ${qualified(t, storageName(t, 'events'))}${onCluster(t)} MODIFY COLUMN timestamp DateTime64(3, 'UTC') CODEC(Delta(8), LZ4)`];
+}
