@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventColumnTypes, formatDay, formatTimestamp, sessionColumnTypes } from './rows.ts';
 import { encodeRows, StoreError, type Store } from './store.ts';
-import type { InsertColumnType, InsertSchema } from './tab-separated.ts';
+import { toTabSeparated, type InsertColumnType, type InsertSchema } from './tab-separated.ts';
 import { storeHarnesses } from './testing/store-harness.ts';
 import { openTestStore, removeTempDirs } from './testing/store.ts';
 
@@ -83,6 +83,36 @@ const harnesses = storeHarnesses(database, 'farol-tsv');
 async function contents(store: Store, table: string): Promise<string[]> {
   return (await store.query(`SELECT * FROM ${table}`)).map((r) => JSON.stringify(r)).sort();
 }
+
+describe('toTabSeparated, one compiled loop per column list', () => {
+  const fieldsOf = (buf: Buffer | undefined): string[][] =>
+    (buf ?? Buffer.alloc(0)).toString('utf8').split('\n').slice(0, -1).map((line) => line.split('\t'));
+
+  it('writes the same fields for any order or subset of the columns, and for names no identifier could hold', () => {
+    // Names with a quote, a backslash, a line break, a backtick and `${`: each is read as the
+    // property it names, never as code.
+    const schema: InsertSchema = { id: 'UInt64', 'a"b\\c\n': 'String', '`${x}`': 'UInt8', "it's": 'Array(String)', t: "DateTime64(3, 'UTC')" };
+    fc.assert(
+      fc.property(fc.array(rowOf(schema), { minLength: 1, maxLength: 6 }), fc.shuffledSubarray(Object.keys(schema), { minLength: 1 }), (rows, subset) => {
+        const all = Object.keys(schema);
+        const whole = fieldsOf(toTabSeparated(rows, all, schema));
+        expect(whole).toHaveLength(rows.length);
+        const some = fieldsOf(toTabSeparated(rows, subset, schema));
+        expect(some).toEqual(whole.map((fields) => subset.map((c) => fields[all.indexOf(c)])));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('still refuses a value out of its form in any column, after the loop for its list was compiled', () => {
+    const schema: InsertSchema = { n: 'UInt8', s: 'String' };
+    expect(toTabSeparated([{ n: 1, s: 'x' }], ['n', 's'], schema)?.toString()).toBe('1\tx\n');
+    expect(toTabSeparated([{ n: 1, s: 'x' }, { n: 256, s: 'y' }], ['n', 's'], schema)).toBeUndefined();
+    expect(toTabSeparated([{ n: 1, s: 'x' }, { n: 2, s: 'a\ud800' }], ['n', 's'], schema)).toBeUndefined();
+    expect(toTabSeparated([{ n: 1, s: 'x' }], ['n', 'missing'], schema)).toBeUndefined();
+    expect(toTabSeparated([{ n: 3, s: 'z' }], ['s', 'n'], schema)?.toString()).toBe('z\t3\n');
+  });
+});
 
 describe.each(Object.keys(harnesses))('TabSeparated and JSON on the %s store', (kind) => {
   let store: Store;
