@@ -1,3 +1,8 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventColumnTypes, formatDay, formatTimestamp, sessionColumnTypes } from './rows.ts';
@@ -102,6 +107,33 @@ describe('toTabSeparated, one compiled loop per column list', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('writes the same bytes in a process that refuses code generation', () => {
+    const schema: InsertSchema = { n: 'UInt8', s: 'String', m: 'Map(String, String)', t: "DateTime64(3, 'UTC')" };
+    const rows = fc.sample(rowOf(schema), { numRuns: 20, seed: 11 });
+    const dir = mkdtempSync(join(tmpdir(), 'farol-tsv-'));
+    try {
+      const script = join(dir, 'encode.mjs');
+      writeFileSync(
+        script,
+        `const { toTabSeparated } = await import(process.argv[2]);
+         let refused = false;
+         try { new Function('return 1'); } catch { refused = true; }
+         const rows = JSON.parse(process.argv[3]);
+         process.stdout.write(JSON.stringify({ refused, text: toTabSeparated(rows, ['t', 's', 'm', 'n'], JSON.parse(process.argv[4]))?.toString('base64') }));`,
+      );
+      const out = execFileSync(
+        process.execPath,
+        ['--disallow-code-generation-from-strings', '--import', 'tsx', script, fileURLToPath(new URL('./tab-separated.ts', import.meta.url)), JSON.stringify(rows), JSON.stringify(schema)],
+        { encoding: 'utf8' },
+      );
+      const child = JSON.parse(out) as { refused: boolean; text: string };
+      expect(child.refused).toBe(true);
+      expect(child.text).toBe(toTabSeparated(rows, ['t', 's', 'm', 'n'], schema)?.toString('base64'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('still refuses a value out of its form in any column, after the loop for its list was compiled', () => {
