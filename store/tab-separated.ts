@@ -281,8 +281,8 @@ const fields: Record<InsertColumnType, Field> = {
 
 const writer = new TextWriter();
 
-/** Writes `rows` with `fields` in the columns' order; false at the first value not in its column's form. */
-type RowsWriter = (w: TextWriter, rows: readonly Record<string, unknown>[], fields: readonly Field[]) => boolean;
+/** Writes `rows` in its column list's order; false at the first value not in its column's form. */
+type RowsWriter = (w: TextWriter, rows: readonly Record<string, unknown>[]) => boolean;
 
 /** Compiled writers by column list and types; a handful in practice (one per table and row shape). */
 const compiled = new Map<string, RowsWriter>();
@@ -302,36 +302,35 @@ function rowsWriter(columns: readonly string[], types: readonly InsertColumnType
   const key = JSON.stringify([columns, types]);
   let run = compiled.get(key);
   if (run !== undefined) return run;
+  const writers = types.map((t) => fields[t]);
   const last = columns.length - 1;
   const body = [
-    `const [${columns.map((_, i) => `f${i}`).join(', ')}] = fields;`,
-    'for (let r = 0; r < rows.length; r++) {',
-    '  const row = rows[r];',
-    ...columns.map((c, i) => `  if (!f${i}(w, row[${JSON.stringify(c)}])) return false;\n  w.byte(${i === last ? 0x0a : 0x09});`),
-    '}',
-    'return true;',
+    `const [${columns.map((_, i) => `f${i}`).join(', ')}] = writers;`,
+    'return (w, rows) => {',
+    '  for (let r = 0; r < rows.length; r++) {',
+    '    const row = rows[r];',
+    ...columns.map((c, i) => `    if (!f${i}(w, row[${JSON.stringify(c)}])) return false;\n    w.byte(${i === last ? 0x0a : 0x09});`),
+    '  }',
+    '  return true;',
+    '};',
   ].join('\n');
   try {
-    run = new Function('w', 'rows', 'fields', body) as RowsWriter;
+    run = (new Function('writers', body) as (writers: readonly Field[]) => RowsWriter)(writers);
   } catch {
     // Code generation refused (node --disallow-code-generation-from-strings): the plain loop.
-    run = (w, rows, fieldList) => interpretedRows(w, rows, columns, fieldList);
+    run = (w, rows) => {
+      for (const row of rows) {
+        for (let i = 0; i <= last; i++) {
+          if (!(writers[i] as Field)(w, row[columns[i] as string])) return false;
+          w.byte(i === last ? 0x0a : 0x09);
+        }
+      }
+      return true;
+    };
   }
   if (compiled.size >= COMPILED_ENTRIES) compiled.delete(compiled.keys().next().value as string);
   compiled.set(key, run);
   return run;
-}
-
-/** The same loop as the compiled one, over the column names: for a process that refuses code generation. */
-function interpretedRows(w: TextWriter, rows: readonly Record<string, unknown>[], columns: readonly string[], fieldList: readonly Field[]): boolean {
-  const last = columns.length - 1;
-  for (const row of rows) {
-    for (let i = 0; i <= last; i++) {
-      if (!(fieldList[i] as Field)(w, row[columns[i] as string])) return false;
-      w.byte(i === last ? 0x0a : 0x09);
-    }
-  }
-  return true;
 }
 
 /**
@@ -347,6 +346,6 @@ export function toTabSeparated(rows: readonly Record<string, unknown>[], columns
     types.push(type);
   }
   writer.pos = 0;
-  if (!rowsWriter(columns, types)(writer, rows, types.map((t) => fields[t]))) return undefined;
+  if (!rowsWriter(columns, types)(writer, rows)) return undefined;
   return writer.take();
 }
